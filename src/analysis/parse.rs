@@ -1,0 +1,315 @@
+//! The access-log line parser: NCSA common and combined format (nginx, Apache), optionally behind
+//! the RFC 3339 timestamp that `kubectl logs --timestamps` prepends. Lines are arbitrary bytes;
+//! the parser never panics and never allocates. The status is read from the status field, never
+//! found by searching the line, since byte counts, paths and user agents contain numbers too.
+
+use std::net::IpAddr;
+
+/// The fields of one parsed request line that the analysis counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub ip: IpAddr,
+    /// Unix seconds of the request, from the log's own time field (or the kubectl prefix).
+    pub time: Option<i64>,
+    pub status: u16,
+    pub method: &'a [u8],
+    pub path: &'a [u8],
+}
+
+/// Parses one line (without its line feed). `None` when it is not an access-log line.
+pub fn parse_line(line: &[u8]) -> Option<Record<'_>> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let (prefix_time, line) = strip_kubectl_timestamp(line);
+    let (ip_field, rest) = split_once(line, b' ')?;
+    let ip = parse_ip(ip_field)?;
+    // ident and authuser, then the bracketed time.
+    let open = memchr::memchr(b'[', rest)?;
+    let close = open + memchr::memchr(b']', &rest[open..])?;
+    let time = parse_clf_time(&rest[open + 1..close]).or(prefix_time);
+    let rest = rest[close + 1..].strip_prefix(b" \"")?;
+    let (request, rest) = split_quoted(rest)?;
+    let rest = rest.strip_prefix(b" ")?;
+    let (status_field, rest) = split_once(rest, b' ').unwrap_or((rest, &[]));
+    let status = parse_status(status_field)?;
+    let bytes_field = split_once(rest, b' ').map_or(rest, |(b, _)| b);
+    if !(bytes_field == b"-"
+        || (!bytes_field.is_empty() && bytes_field.iter().all(u8::is_ascii_digit)))
+    {
+        return None;
+    }
+    let (method, path) = split_request(request);
+    Some(Record {
+        ip,
+        time,
+        status,
+        method,
+        path,
+    })
+}
+
+fn split_once(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
+    let i = memchr::memchr(sep, s)?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
+/// Splits at the closing quote of a quoted field whose opening quote was already consumed;
+/// a backslash escapes the next byte (nginx and Apache escape `"` as `\"`).
+fn split_quoted(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'\\' => i += 2,
+            b'"' => return Some((&s[..i], &s[i + 1..])),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// `METHOD PATH PROTOCOL`; anything else (a TLS handshake sent to a plain port, `-`) has neither.
+fn split_request(request: &[u8]) -> (&[u8], &[u8]) {
+    let mut parts = request.split(|&c| c == b' ');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(m), Some(p), Some(proto), None)
+            if !m.is_empty()
+                && m.iter().all(u8::is_ascii_uppercase)
+                && proto.starts_with(b"HTTP/") =>
+        {
+            (m, p)
+        }
+        _ => (&[], &[]),
+    }
+}
+
+fn parse_status(field: &[u8]) -> Option<u16> {
+    match field {
+        [a @ b'1'..=b'5', b @ b'0'..=b'9', c @ b'0'..=b'9'] => {
+            Some(u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'))
+        }
+        _ => None,
+    }
+}
+
+/// Parses an IPv4 or IPv6 address; IPv4-mapped IPv6 (`::ffff:1.2.3.4`) becomes IPv4.
+pub fn parse_ip(field: &[u8]) -> Option<IpAddr> {
+    if field.is_empty() || field.len() > 45 {
+        return None;
+    }
+    let text = std::str::from_utf8(field).ok()?;
+    let ip: IpAddr = text.parse().ok()?;
+    Some(normalise_ip(ip))
+}
+
+pub fn normalise_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// `2026-11-26T14:54:48.123456789Z rest…` → (time, rest). Lines without the prefix pass through.
+fn strip_kubectl_timestamp(line: &[u8]) -> (Option<i64>, &[u8]) {
+    let looks_like = line.len() > 20
+        && line[..4].iter().all(u8::is_ascii_digit)
+        && line[4] == b'-'
+        && line[7] == b'-'
+        && line[10] == b'T';
+    if !looks_like {
+        return (None, line);
+    }
+    match split_once(line, b' ') {
+        Some((ts, rest)) => match parse_rfc3339(ts) {
+            Some(t) => (Some(t), rest),
+            None => (None, line),
+        },
+        None => (None, line),
+    }
+}
+
+fn digits(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
+}
+
+/// RFC 3339 (`2026-11-26T14:54:48Z`, fractional seconds and offsets allowed) → Unix seconds.
+pub fn parse_rfc3339(s: &[u8]) -> Option<i64> {
+    if s.len() < 20
+        || s[4] != b'-'
+        || s[7] != b'-'
+        || !matches!(s[10], b'T' | b't')
+        || s[13] != b':'
+        || s[16] != b':'
+    {
+        return None;
+    }
+    let (y, mo, d) = (digits(&s[..4])?, digits(&s[5..7])?, digits(&s[8..10])?);
+    let (h, mi, sec) = (
+        digits(&s[11..13])?,
+        digits(&s[14..16])?,
+        digits(&s[17..19])?,
+    );
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        rest = &frac[n..];
+    }
+    let offset = match rest {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), oh @ .., b':', m1, m2] if oh.len() == 2 => {
+            let off = digits(oh)? * 3600 + digits(&[*m1, *m2])? * 60;
+            if *sign == b'+' {
+                off
+            } else {
+                -off
+            }
+        }
+        _ => return None,
+    };
+    to_unix(y, mo, d, h, mi, sec).map(|t| t - offset)
+}
+
+/// Common Log Format time, `17/May/2015:10:05:03 +0000` → Unix seconds.
+fn parse_clf_time(s: &[u8]) -> Option<i64> {
+    if s.len() != 26
+        || s[2] != b'/'
+        || s[6] != b'/'
+        || s[11] != b':'
+        || s[14] != b':'
+        || s[17] != b':'
+        || s[20] != b' '
+    {
+        return None;
+    }
+    let d = digits(&s[..2])?;
+    let mo = month(&s[3..6])?;
+    let y = digits(&s[7..11])?;
+    let (h, mi, sec) = (
+        digits(&s[12..14])?,
+        digits(&s[15..17])?,
+        digits(&s[18..20])?,
+    );
+    let off = digits(&s[22..24])? * 3600 + digits(&s[24..26])? * 60;
+    let off = match s[21] {
+        b'+' => off,
+        b'-' => -off,
+        _ => return None,
+    };
+    to_unix(y, mo, d, h, mi, sec).map(|t| t - off)
+}
+
+fn month(m: &[u8]) -> Option<i64> {
+    const NAMES: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    NAMES.iter().position(|n| n == &m).map(|i| i as i64 + 1)
+}
+
+/// Civil date and time → Unix seconds (proleptic Gregorian; H. Hinnant's days_from_civil).
+fn to_unix(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64> {
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const LINE: &[u8] = br#"83.149.9.216 - - [17/May/2015:10:05:03 +0000] "GET /presentations/logstash-monitorama-2013/images/kibana-search.png HTTP/1.1" 200 203023 "http://semicomplete.com/presentations/logstash-monitorama-2013/" "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_1)""#;
+
+    #[test]
+    fn parses_a_combined_line() {
+        let r = parse_line(LINE).unwrap();
+        assert_eq!(r.ip.to_string(), "83.149.9.216");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.method, b"GET");
+        assert_eq!(r.time, Some(1_431_857_103));
+        assert!(r.path.starts_with(b"/presentations/"));
+    }
+
+    #[test]
+    fn status_comes_from_the_status_field_not_from_numbers_elsewhere() {
+        // A 200 whose byte count, path and agent all contain 401/403/429.
+        let line = br#"10.0.0.1 - - [17/May/2015:10:05:03 +0000] "GET /api/401/403 HTTP/1.1" 200 4290 "-" "agent/419""#;
+        assert_eq!(parse_line(line).unwrap().status, 200);
+    }
+
+    #[test]
+    fn common_format_dash_bytes_and_escaped_binary_request() {
+        let line =
+            br#"2001:db8::1 - frank [10/Oct/2000:13:55:36 -0700] "\x16\x03\x01\x00\xa5\x01" 400 -"#;
+        let r = parse_line(line).unwrap();
+        assert_eq!(r.ip.to_string(), "2001:db8::1");
+        assert_eq!(r.status, 400);
+        assert_eq!(r.method, b"");
+        assert_eq!(r.time, Some(971_211_336));
+    }
+
+    #[test]
+    fn escaped_quote_inside_request() {
+        let line =
+            br#"1.2.3.4 - - [17/May/2015:10:05:03 +0000] "GET /a\"b HTTP/1.1" 401 12 "-" "x""#;
+        assert_eq!(parse_line(line).unwrap().status, 401);
+    }
+
+    #[test]
+    fn kubectl_timestamp_prefix_and_mapped_ipv6() {
+        let line = br#"2026-11-26T14:54:48.123456789Z ::ffff:192.0.2.7 - - [26/Nov/2026:14:54:48 +0000] "POST /login HTTP/1.1" 429 0 "-" "-""#;
+        let r = parse_line(line).unwrap();
+        assert_eq!(r.ip.to_string(), "192.0.2.7");
+        assert_eq!(r.status, 429);
+        assert_eq!(parse_rfc3339(b"2026-11-26T14:54:48Z"), Some(1_795_704_888));
+        assert_eq!(
+            parse_rfc3339(b"2026-11-26T16:54:48+02:00"),
+            Some(1_795_704_888)
+        );
+    }
+
+    #[test]
+    fn rejects_non_access_lines() {
+        for line in [
+            &b""[..],
+            b"hello world",
+            b"1.2.3.4 - - [17/May/2015:10:05:03 +0000] \"GET / HTTP/1.1\" 2000 1",
+            b"1.2.3.4 - - [17/May/2015:10:05:03 +0000] \"GET / HTTP/1.1\" 200 1x",
+            b"999.2.3.4 - - [x] \"GET / HTTP/1.1\" 200 1",
+            b"1.2.3.4 - - [17/May/2015:10:05:03 +0000] \"GET / HTTP/1.1",
+        ] {
+            assert!(
+                parse_line(line).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(line in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = parse_line(&line);
+        }
+
+        #[test]
+        fn never_panics_on_mutated_lines(pos in 0usize..LINE.len(), byte in any::<u8>(), cut in 0usize..LINE.len()) {
+            let mut line = LINE.to_vec();
+            line[pos] = byte;
+            let _ = parse_line(&line);
+            let _ = parse_line(&line[..cut]);
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The human report, `data/analysis/report.html`: one self-contained page (inline CSS, no scripts,
+//! no external assets) that opens from the bag on an air-gapped machine. Everything that came from
+//! a log is escaped, since log lines are written by the attacker.
+
+use std::fmt::Write;
+
+use super::Summary;
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() && c != '\n' && c != '\t' => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// What the report says about where the analysis came from.
+pub struct ReportContext<'a> {
+    pub case_id: &'a str,
+    pub bundle_id: &'a str,
+    pub created_at: &'a str,
+    pub sources: &'a [String],
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}\
+th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}\
+.warn{color:#a40000}code{background:#f6f6f6;padding:0 .2em}";
+
+pub fn render(summary: &Summary, ctx: &ReportContext<'_>) -> String {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>custody report {case}</title><style>{STYLE}</style></head><body>\n\
+         <h1>Evidence analysis</h1>\n<p>Case <code>{case}</code>, bundle <code>{bundle}</code>, sealed {at}.</p>\n",
+        case = escape(ctx.case_id),
+        bundle = escape(ctx.bundle_id),
+        at = escape(ctx.created_at),
+    );
+    h.push_str("<h2>Sources</h2>\n<ul>\n");
+    for s in ctx.sources {
+        let _ = writeln!(h, "<li><code>{}</code></li>", escape(s));
+    }
+    h.push_str("</ul>\n");
+    let _ = write!(
+        h,
+        "<h2>Overview</h2>\n<table><tr><th>lines</th><td class=n>{}</td></tr>\
+         <tr><th>parsed</th><td class=n>{}</td></tr><tr><th>unparsed</th><td class=n>{}</td></tr>\
+         <tr><th>distinct client addresses</th><td class=n>{}</td></tr>\
+         <tr><th>first request</th><td>{}</td></tr><tr><th>last request</th><td>{}</td></tr></table>\n",
+        summary.lines,
+        summary.parsed,
+        summary.unparsed,
+        summary.unique_ips,
+        escape(summary.first_seen.as_deref().unwrap_or("-")),
+        escape(summary.last_seen.as_deref().unwrap_or("-")),
+    );
+    h.push_str(
+        "<h2>Authentication failures</h2>\n<table><tr><th>status</th><th>responses</th></tr>\n",
+    );
+    for (code, n) in &summary.auth_failures {
+        let _ = writeln!(h, "<tr><td>{}</td><td class=n>{n}</td></tr>", escape(code));
+    }
+    h.push_str("</table>\n");
+    suspicious_table(&mut h, summary);
+    h.push_str("<h2>Top client addresses</h2>\n<table><tr><th>address</th><th>requests</th><th>auth failures</th><th>first seen</th><th>last seen</th></tr>\n");
+    for ip in &summary.top_ips {
+        let _ = writeln!(
+            h,
+            "<tr><td><code>{}</code></td><td class=n>{}</td><td class=n>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&ip.ip),
+            ip.requests,
+            ip.auth_failures,
+            escape(ip.first_seen.as_deref().unwrap_or("-")),
+            escape(ip.last_seen.as_deref().unwrap_or("-")),
+        );
+    }
+    h.push_str("</table>\n<h2>Responses by status</h2>\n<table><tr><th>status</th><th>responses</th></tr>\n");
+    for (code, n) in &summary.status {
+        let _ = writeln!(h, "<tr><td>{}</td><td class=n>{n}</td></tr>", escape(code));
+    }
+    h.push_str("</table>\n");
+    if !summary.unparsed_samples.is_empty() {
+        h.push_str("<h2>Unparsed lines (first few)</h2>\n<table><tr><th>source</th><th>line</th><th>text</th></tr>\n");
+        for s in &summary.unparsed_samples {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td class=n>{}</td><td><code>{}</code></td></tr>",
+                escape(&s.source),
+                s.line,
+                escape(&s.text)
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+fn suspicious_table(h: &mut String, summary: &Summary) {
+    h.push_str("<h2>Suspicious clients</h2>\n");
+    if summary.suspicious.is_empty() {
+        h.push_str("<p>No client met a detection rule.</p>\n");
+        return;
+    }
+    h.push_str("<table><tr><th>address</th><th>why</th><th>requests</th><th>auth failures</th><th>first seen</th><th>last seen</th></tr>\n");
+    for s in &summary.suspicious {
+        let _ = writeln!(
+            h,
+            "<tr class=warn><td><code>{}</code></td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&s.ip),
+            escape(&s.reason),
+            s.requests,
+            s.auth_failures,
+            escape(s.first_seen.as_deref().unwrap_or("-")),
+            escape(s.last_seen.as_deref().unwrap_or("-")),
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::{Analyzer, UnparsedSample};
+    use crate::policy::DetectionPolicy;
+
+    #[test]
+    fn attacker_text_is_escaped_and_nothing_is_external() {
+        let mut a = Analyzer::new();
+        a.begin_source("<script>alert(1)</script>");
+        a.feed(b"<img src=x onerror=alert(1)>\n");
+        let mut s = a.summary(&DetectionPolicy::default(), 10);
+        s.unparsed_samples.push(UnparsedSample {
+            source: "x".into(),
+            line: 2,
+            text: "\"'&".into(),
+        });
+        let sources = vec!["<b>".to_string()];
+        let html = render(
+            &s,
+            &ReportContext {
+                case_id: "c",
+                bundle_id: "b",
+                created_at: "t",
+                sources: &sources,
+            },
+        );
+        assert!(!html.contains("<script"));
+        assert!(!html.contains("<img"));
+        assert!(!html.contains("<b>"));
+        assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
+        assert!(!html.contains("http://") && !html.contains("https://"));
+    }
+}

@@ -1,0 +1,274 @@
+//! A collection, start to finish: open the sources (refusing bad input before anything is
+//! written), open the case, stream every source into the bag once while hashing and analysing it,
+//! write the analysis and `collection.json`, seal, store, and journal each step.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::analysis::report::{self, ReportContext};
+use crate::analysis::{Analyzer, Summary};
+use crate::digest::Sha256Digest;
+use crate::id::{BundleId, CaseId};
+use crate::journal::{EntryKind, Journal, JournalError};
+use crate::keys::SigningKey;
+use crate::policy::Policies;
+use crate::progress::Progress;
+use crate::seal::{
+    self, BagBuilder, BagError, BagInfo, BagPath, SealError, StoredBundle, ToolRecord,
+};
+use crate::source::{Source, SourceError};
+use crate::store::{Store, StoreError, StoreKey};
+use crate::timefmt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error(transparent)]
+    OpenSource(#[from] SourceError),
+    #[error("cannot open the case: {0}")]
+    OpenCase(StoreError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Bag(#[from] BagError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+/// Who asked, and how; recorded in the case header and `collection.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Trigger {
+    /// `cli` for a command line; later `alert` and `api`.
+    pub kind: String,
+    pub requested_by: String,
+}
+
+/// The fixed facts of one collection; everything in the archive derives from these and the
+/// sources, so the same sources with the same request seal to the same bytes.
+pub struct Request {
+    pub case_id: CaseId,
+    pub bundle_id: BundleId,
+    pub at: OffsetDateTime,
+    pub trigger: Trigger,
+    /// How many top clients the summary lists.
+    pub top: usize,
+    /// Show progress on a terminal.
+    pub progress: bool,
+}
+
+impl Request {
+    /// A request with fresh ids, made now.
+    pub fn new(trigger: Trigger, top: usize, progress: bool) -> Self {
+        let at = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or_else(|_| OffsetDateTime::now_utc());
+        Self {
+            case_id: CaseId::generate(at),
+            bundle_id: BundleId::generate(at),
+            at,
+            trigger,
+            top,
+            progress,
+        }
+    }
+}
+
+/// What a collection produced.
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub case_id: CaseId,
+    pub bundle: StoredBundle,
+    pub summary: Summary,
+    pub sources: Vec<CapturedSource>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CapturedSource {
+    pub name: String,
+    pub bag_path: String,
+    pub bytes: u64,
+    pub sha256: Sha256Digest,
+}
+
+/// Collects, analyses, seals and stores everything `source` yields as a new case.
+pub fn collect(
+    store: &dyn Store,
+    key: &SigningKey,
+    policies: &Policies,
+    source: &mut dyn Source,
+    request: &Request,
+) -> Result<Outcome, CollectError> {
+    let streams = source.open()?;
+    let created_at = timefmt::rfc3339(request.at);
+    let case = request.case_id.clone();
+    let header = serde_json::json!({
+        "id": case,
+        "opened_at": created_at,
+        "trigger": request.trigger,
+        "requested_by": request.trigger.requested_by,
+    });
+    let header_bytes = pretty(&header, "the case header")?;
+    store
+        .put_new(&StoreKey::CaseHeader(case.clone()), &header_bytes)
+        .map_err(CollectError::OpenCase)?;
+    let mut journal = Journal::new_case(store, case.clone());
+    journal.append(
+        &request.trigger.requested_by,
+        EntryKind::CaseOpened,
+        serde_json::json!({
+            "trigger": request.trigger,
+            "case_header_sha256": Sha256Digest::of(&header_bytes),
+        }),
+    )?;
+
+    let mut bag = BagBuilder::new(
+        store.staging_dir().to_owned(),
+        request.bundle_id.clone(),
+        request.at.unix_timestamp().max(0) as u64,
+    )?;
+    let mut analyzer = Analyzer::new();
+    let mut progress = Progress::new("collect", request.progress);
+    let mut captured = Vec::new();
+    let mut provenance = Vec::new();
+    for mut stream in streams {
+        let path = BagPath::new(format!("data/logs/{}", stream.bag_name))?;
+        analyzer.begin_source(path.as_str());
+        progress.set_label(&format!("collect {}", stream.name));
+        let result = bag.add_stream(
+            path.clone(),
+            &stream.name,
+            &stream.first,
+            &mut stream.reader,
+            &mut |chunk| {
+                analyzer.feed(chunk);
+                progress.advance(chunk.len() as u64);
+            },
+        );
+        let c = match result {
+            Ok(c) => c,
+            Err(e) => {
+                journal.append(
+                    "custody",
+                    EntryKind::SourceFailed,
+                    serde_json::json!({"source": stream.name, "bag_path": path.as_str(), "error": e.to_string()}),
+                )?;
+                return Err(e.into());
+            }
+        };
+        journal.append(
+            "custody",
+            EntryKind::SourceCaptured,
+            serde_json::json!({
+                "source": stream.name, "bag_path": c.path.as_str(), "bytes": c.size,
+                "sha256": c.sha256, "sha512": c.sha512,
+            }),
+        )?;
+        let mut p = stream.provenance;
+        if let Some(obj) = p.as_object_mut() {
+            obj.insert("bag_path".into(), c.path.as_str().into());
+            obj.insert("bytes".into(), c.size.into());
+            obj.insert("sha256".into(), c.sha256.to_hex().into());
+        }
+        provenance.push(p);
+        captured.push(CapturedSource {
+            name: stream.name,
+            bag_path: c.path.as_str().to_owned(),
+            bytes: c.size,
+            sha256: c.sha256,
+        });
+    }
+    progress.finish();
+
+    let summary = analyzer.summary(&policies.detection, request.top);
+    let sources: Vec<String> = captured.iter().map(|c| c.bag_path.clone()).collect();
+    let html = report::render(
+        &summary,
+        &ReportContext {
+            case_id: case.as_str(),
+            bundle_id: request.bundle_id.as_str(),
+            created_at: &created_at,
+            sources: &sources,
+        },
+    );
+    let collection = serde_json::json!({
+        "format": "custody-collection/1",
+        "case_id": case,
+        "bundle_id": request.bundle_id,
+        "collected_at": created_at,
+        "trigger": request.trigger,
+        "requested_by": request.trigger.requested_by,
+        "host": hostname(),
+        "tool": ToolRecord::current(),
+        "request": source.request(),
+        "sources": provenance,
+    });
+    bag.add_bytes(
+        BagPath::new("data/analysis/summary.json")?,
+        pretty(&summary, "the summary")?,
+    )?;
+    bag.add_bytes(
+        BagPath::new("data/analysis/report.html")?,
+        html.into_bytes(),
+    )?;
+    bag.add_bytes(
+        BagPath::new("data/collection.json")?,
+        pretty(&collection, "collection.json")?,
+    )?;
+    let sealed = bag.finish(&BagInfo {
+        bagging_date: timefmt::date(request.at),
+        external_identifier: case.to_string(),
+        custody_labels: vec![
+            ("Bundle-Id".into(), request.bundle_id.to_string()),
+            ("Created-At".into(), created_at.clone()),
+            ("Key-Id".into(), key.public().id().to_string()),
+            (
+                "Tool".into(),
+                format!("custody {}", env!("CARGO_PKG_VERSION")),
+            ),
+        ],
+    })?;
+    let bundle = seal::store_bundle(
+        store,
+        key,
+        &mut journal,
+        &request.bundle_id,
+        &created_at,
+        sealed,
+    )?;
+    Ok(Outcome {
+        case_id: case,
+        bundle,
+        summary,
+        sources: captured,
+    })
+}
+
+fn pretty<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, CollectError> {
+    let mut bytes =
+        serde_json::to_vec_pretty(value).map_err(|source| CollectError::Encode { what, source })?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// This machine's name, as the kernel reports it.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// The signing key: the given file, or the per-user key (created on first use).
+pub fn signing_key(
+    path: Option<&PathBuf>,
+) -> Result<(SigningKey, Option<PathBuf>), crate::keys::KeyError> {
+    match path {
+        Some(p) => Ok((SigningKey::load(p)?, None)),
+        None => crate::keys::load_or_create_default(),
+    }
+}

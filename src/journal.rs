@@ -1,0 +1,271 @@
+//! The custody journal: one immutable, hash-chained entry per step of a case. Each entry names
+//! the SHA-256 of the previous entry's exact bytes, so an entry changed, removed or reordered
+//! breaks the chain, and the seal pins the head so truncation is detectable too.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::digest::Sha256Digest;
+use crate::id::CaseId;
+use crate::store::{Store, StoreError, StoreKey};
+use crate::timefmt;
+
+/// What a journal entry records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// The case was opened; details: the trigger and who asked.
+    CaseOpened,
+    /// One source was captured whole; details: its name, bag path, bytes and SHA-256.
+    SourceCaptured,
+    /// A source could not be captured; details: what and why.
+    SourceFailed,
+    /// A bundle was sealed and stored; details: archive and seal digests and URIs.
+    BundleSealed,
+}
+
+/// One journal entry, stored as `cases/<case>/journal/<seq>.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// 1 for the first entry, then one more for each.
+    pub seq: u64,
+    /// The SHA-256 of the previous entry's exact bytes; `null` for the first.
+    pub prev_sha256: Option<Sha256Digest>,
+    /// When the step happened (RFC 3339, UTC).
+    pub at: String,
+    /// Who did it: a user, or `custody` for the tool itself.
+    pub actor: String,
+    pub kind: EntryKind,
+    pub details: serde_json::Value,
+}
+
+/// The last entry of a journal: its sequence number and the SHA-256 of its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Head {
+    pub seq: u64,
+    pub sha256: Sha256Digest,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot append to the journal of case {case}: {source}")]
+    Append { case: CaseId, source: StoreError },
+    #[error("cannot encode a journal entry: {0}")]
+    Encode(serde_json::Error),
+}
+
+/// A writer that appends to one case's journal.
+pub struct Journal<'a> {
+    store: &'a dyn Store,
+    case: CaseId,
+    head: Option<Head>,
+}
+
+impl<'a> Journal<'a> {
+    /// The journal of a new case, with no entries yet.
+    pub fn new_case(store: &'a dyn Store, case: CaseId) -> Self {
+        Self {
+            store,
+            case,
+            head: None,
+        }
+    }
+
+    pub fn head(&self) -> Option<Head> {
+        self.head
+    }
+
+    pub fn case(&self) -> &CaseId {
+        &self.case
+    }
+
+    /// Appends an entry; the write is create-new, so a concurrent writer cannot fork the chain.
+    pub fn append(
+        &mut self,
+        actor: &str,
+        kind: EntryKind,
+        details: serde_json::Value,
+    ) -> Result<Head, JournalError> {
+        let entry = Entry {
+            seq: self.head.map_or(1, |h| h.seq + 1),
+            prev_sha256: self.head.map(|h| h.sha256),
+            at: timefmt::rfc3339_millis(OffsetDateTime::now_utc()),
+            actor: actor.to_owned(),
+            kind,
+            details,
+        };
+        let bytes = encode(&entry)?;
+        self.store
+            .put_new(
+                &StoreKey::JournalEntry(self.case.clone(), entry.seq),
+                &bytes,
+            )
+            .map_err(|source| JournalError::Append {
+                case: self.case.clone(),
+                source,
+            })?;
+        let head = Head {
+            seq: entry.seq,
+            sha256: Sha256Digest::of(&bytes),
+        };
+        self.head = Some(head);
+        Ok(head)
+    }
+}
+
+/// The stored form of an entry: pretty JSON and a final line feed.
+pub fn encode(entry: &Entry) -> Result<Vec<u8>, JournalError> {
+    let mut bytes = serde_json::to_vec_pretty(entry).map_err(JournalError::Encode)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// A problem found while checking a journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainProblem {
+    pub key: String,
+    pub message: String,
+}
+
+/// A journal read back and checked: every entry's digest by sequence number, and what is wrong.
+#[derive(Debug, Default)]
+pub struct CheckedChain {
+    pub entries: Vec<(Entry, Sha256Digest)>,
+    pub problems: Vec<ChainProblem>,
+}
+
+impl CheckedChain {
+    pub fn head(&self) -> Option<Head> {
+        self.entries.last().map(|(e, d)| Head {
+            seq: e.seq,
+            sha256: *d,
+        })
+    }
+
+    /// The digest of entry `seq`, if it was read.
+    pub fn digest_of(&self, seq: u64) -> Option<Sha256Digest> {
+        self.entries
+            .iter()
+            .find(|(e, _)| e.seq == seq)
+            .map(|(_, d)| *d)
+    }
+}
+
+/// Reads and checks a case's whole journal: contiguous sequence numbers from 1, each entry's
+/// `seq` matching its name, each `prev_sha256` the digest of the entry before.
+pub fn check_chain(store: &dyn Store, case: &CaseId) -> Result<CheckedChain, StoreError> {
+    let (seqs, strays) = store.list_journal(case)?;
+    let mut chain = CheckedChain::default();
+    for name in strays {
+        chain.problems.push(ChainProblem {
+            key: format!("cases/{case}/journal/{name}"),
+            message: "unexpected file in the journal".into(),
+        });
+    }
+    if seqs.is_empty() {
+        chain.problems.push(ChainProblem {
+            key: format!("cases/{case}/journal/"),
+            message: "the journal has no entries".into(),
+        });
+    }
+    let mut prev: Option<Sha256Digest> = None;
+    let mut expected = 1u64;
+    for seq in seqs {
+        let key = StoreKey::JournalEntry(case.clone(), seq);
+        let name = key.path();
+        let mut problem = |message: String| {
+            chain.problems.push(ChainProblem {
+                key: name.clone(),
+                message,
+            })
+        };
+        if seq != expected {
+            problem(format!(
+                "entry {expected} is missing (next entry found is {seq})"
+            ));
+            prev = None;
+        }
+        expected = seq + 1;
+        let bytes = match store.get(&key) {
+            Ok(b) => b,
+            Err(e) => {
+                problem(e.to_string());
+                prev = None;
+                continue;
+            }
+        };
+        let digest = Sha256Digest::of(&bytes);
+        match serde_json::from_slice::<Entry>(&bytes) {
+            Ok(entry) => {
+                if entry.seq != seq {
+                    problem(format!(
+                        "entry says seq {} but is stored as {seq}",
+                        entry.seq
+                    ));
+                }
+                if seq == 1 && entry.prev_sha256.is_some() {
+                    problem("the first entry names a previous entry".into());
+                }
+                if let (Some(want), true) = (prev, seq > 1) {
+                    if entry.prev_sha256 != Some(want) {
+                        problem(format!(
+                            "chain broken: prev_sha256 is {} but the previous entry's SHA-256 is {want}",
+                            entry.prev_sha256.map_or("null".into(), |d| d.to_hex())
+                        ));
+                    }
+                }
+                chain.entries.push((entry, digest));
+            }
+            Err(e) => problem(format!("not a journal entry: {e}")),
+        }
+        prev = Some(digest);
+    }
+    Ok(chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LocalStore;
+
+    #[test]
+    fn appends_chain_and_a_changed_entry_breaks_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path(), true).unwrap();
+        let case = CaseId::new("c1").unwrap();
+        let mut j = Journal::new_case(&store, case.clone());
+        j.append("alice", EntryKind::CaseOpened, serde_json::json!({}))
+            .unwrap();
+        j.append(
+            "custody",
+            EntryKind::SourceCaptured,
+            serde_json::json!({"n": 1}),
+        )
+        .unwrap();
+        let head = j
+            .append("custody", EntryKind::BundleSealed, serde_json::json!({}))
+            .unwrap();
+        let chain = check_chain(&store, &case).unwrap();
+        assert!(chain.problems.is_empty(), "{:?}", chain.problems);
+        assert_eq!(chain.head(), Some(head));
+
+        // Rewrite entry 2 (as an attacker with write access would) and the chain breaks at 3.
+        let path = store
+            .root()
+            .join(StoreKey::JournalEntry(case.clone(), 2).path());
+        let mut perms = std::fs::metadata(&path).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perms.set_readonly(false);
+        std::fs::set_permissions(&path, perms).unwrap();
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("\"n\": 1", "\"n\": 2");
+        std::fs::write(&path, text).unwrap();
+        let chain = check_chain(&store, &case).unwrap();
+        assert_eq!(chain.problems.len(), 1, "{:?}", chain.problems);
+        assert!(chain.problems[0].key.ends_with("0000000003.json"));
+        assert!(chain.problems[0].message.contains("chain broken"));
+    }
+}

@@ -1,0 +1,236 @@
+//! The `custody` command: parses the command line, sets up logging, calls the library and maps
+//! the outcome to an exit code (0 success, 1 verification failed, 2 usage or I/O error).
+
+mod output;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use custody::analysis::Analyzer;
+use custody::collect::{self, Request, Trigger};
+use custody::keys::{self, PublicKey, SigningKey};
+use custody::policy;
+use custody::progress::Progress;
+use custody::source::FileSource;
+use custody::store;
+use custody::verify;
+
+#[derive(Parser)]
+#[command(
+    name = "custody",
+    version,
+    about = "Preserve, analyse, seal and verify breach evidence."
+)]
+struct Cli {
+    /// The evidence store: a directory or file://PATH.
+    #[arg(
+        long,
+        global = true,
+        default_value = "./evidence",
+        env = "CUSTODY_STORE"
+    )]
+    store: String,
+    /// The policy directory [default: ./policies if present, else the built-in policies].
+    #[arg(long, global = true, env = "CUSTODY_POLICIES")]
+    policies: Option<PathBuf>,
+    /// The collector's Ed25519 private key (PKCS#8 PEM) [default: a per-user key, created on first use].
+    #[arg(long, global = true, env = "CUSTODY_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Preserve, analyse and seal log files into a new case.
+    Collect {
+        /// Log files to preserve; `-` reads standard input.
+        #[arg(long, num_args = 1.., required = true)]
+        logs: Vec<PathBuf>,
+        /// Who asked for the collection [default: $USER].
+        #[arg(long)]
+        requested_by: Option<String>,
+        /// How many of the busiest clients to list.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+    },
+    /// Analyse log files without sealing anything.
+    Analyze {
+        /// Log files; `-` reads standard input.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// How many of the busiest clients to list.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+        /// The log format.
+        #[arg(long, value_enum, default_value_t = Format::Auto)]
+        format: Format,
+    },
+    /// Verify a store, a case directory or one bundle.
+    Verify {
+        /// A store directory, cases/<case>, or cases/<case>/bundles/<bundle>.tar.zst.
+        target: PathBuf,
+        /// The collector's public key (SPKI PEM) from a trusted source.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Generate an Ed25519 key pair: PREFIX.key (PKCS#8 PEM, 0600) and PREFIX.pub (SPKI PEM).
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate every policy file in DIR [default: --policies, or ./policies].
+    Lint { dir: Option<PathBuf> },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// Detect per line (combined/common, with or without the kubectl timestamp prefix).
+    Auto,
+    /// NCSA combined or common log format.
+    Combined,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTODY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Collect {
+            logs,
+            requested_by,
+            top,
+        } => {
+            let store = store::open_store(&cli.store, true)?;
+            let policies = policy::load(policy_dir(&cli).as_deref())?;
+            let (key, created) = collect::signing_key(cli.signing_key.as_ref())?;
+            if let Some(path) = created {
+                eprintln!(
+                    "created a new collector key at {} (key id {}); its public key is copied to the store's keys/",
+                    path.display(),
+                    key.public().id()
+                );
+            }
+            let requested_by = requested_by
+                .clone()
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "unknown".into());
+            let trigger = Trigger {
+                kind: "cli".into(),
+                requested_by,
+            };
+            let request = Request::new(trigger, *top, !cli.json);
+            let mut source = FileSource::new(logs.clone());
+            let outcome = collect::collect(store.as_ref(), &key, &policies, &mut source, &request)?;
+            output::collected(&outcome, cli.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Analyze {
+            files,
+            top,
+            format: _,
+        } => {
+            let policies = policy::load(policy_dir(&cli).as_deref())?;
+            let summary = analyze(files, *top, &policies)?;
+            output::analysis(&summary, cli.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { target, public_key } => {
+            let public_key = public_key.as_deref().map(PublicKey::load).transpose()?;
+            let options = verify::Options {
+                public_key,
+                ..verify::Options::default()
+            };
+            let report = verify::verify_path(target, &options)?;
+            output::verification(&report, cli.json)?;
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Keygen { out } => {
+            let key = SigningKey::generate();
+            let (private, public) = keys::write_key_pair(&key, out)?;
+            output::keygen(&private, &public, key.public().id().as_str(), cli.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy {
+            command: PolicyCommand::Lint { dir },
+        } => {
+            let dir = dir.clone().or_else(|| policy_dir(&cli)).context(
+                "no policy directory: give DIR, --policies, or run where ./policies exists",
+            )?;
+            let files = policy::lint(&dir)?;
+            output::lint(&dir, &files, cli.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `--policies`, or `./policies` when it exists.
+fn policy_dir(cli: &Cli) -> Option<PathBuf> {
+    cli.policies.clone().or_else(|| {
+        let default = Path::new("policies");
+        default.is_dir().then(|| default.to_owned())
+    })
+}
+
+fn analyze(
+    files: &[PathBuf],
+    top: usize,
+    policies: &policy::Policies,
+) -> Result<custody::analysis::Summary> {
+    let mut source = FileSource::new(files.to_vec());
+    let streams = custody::source::Source::open(&mut source)?;
+    let mut analyzer = Analyzer::new();
+    let mut progress = Progress::new("analyze", true);
+    let mut buf = vec![0u8; 1024 * 1024];
+    for mut stream in streams {
+        analyzer.begin_source(&stream.name);
+        analyzer.feed(&stream.first);
+        loop {
+            let n = match stream.reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", stream.name)),
+            };
+            analyzer.feed(&buf[..n]);
+            progress.advance(n as u64);
+        }
+    }
+    progress.finish();
+    Ok(analyzer.summary(&policies.detection, top))
+}
+
+use std::io::Read;

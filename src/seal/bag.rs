@@ -1,0 +1,442 @@
+//! Builds the evidence archive: a BagIt 1.0 bag in a deterministic tar, compressed with zstd.
+//!
+//! Payload streams are read exactly once: each chunk is hashed (SHA-256 and SHA-512), handed to an
+//! observer (the analysis) and compressed into its own zstd frame in a spool file. When every
+//! payload file is known, `finish` writes the archive in sorted tar order: small entries (tag
+//! files, the analysis, `collection.json`) are compressed where they fall, and each spooled frame
+//! is copied between them unchanged. Concatenated zstd frames decompress to the concatenated tar,
+//! so `zstd -dc | tar -x` sees one ordinary archive.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256, Sha512};
+
+use crate::digest::{HashingWriter, Sha256Digest};
+use crate::id::BundleId;
+use crate::store::{new_staging_file, StagedFile};
+
+/// zstd level for every frame.
+const ZSTD_LEVEL: i32 = 3;
+/// Compression threads for payload streams.
+const ZSTD_WORKERS: u32 = 2;
+const CHUNK: usize = 1024 * 1024;
+/// The longest path inside a bag (relative to the bag root), so every tar name fits ustar.
+pub const MAX_BAG_PATH: usize = 90;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BagError {
+    #[error("cannot stage the archive in {dir}: {source}")]
+    Stage { dir: PathBuf, source: io::Error },
+    #[error("cannot read {source_name}: {source}")]
+    ReadSource {
+        source_name: String,
+        source: io::Error,
+    },
+    #[error("cannot write the archive: {0}")]
+    WriteArchive(io::Error),
+    #[error(
+        "invalid path in bag {0:?}: components are [A-Za-z0-9._-], under data/, at most 90 bytes"
+    )]
+    InvalidPath(String),
+    #[error("{0} is in the bag twice")]
+    DuplicatePath(String),
+}
+
+/// A validated path of a payload file relative to the bag root, such as `data/logs/01-access.log`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BagPath(String);
+
+impl BagPath {
+    pub fn new(path: impl Into<String>) -> Result<Self, BagError> {
+        let path = path.into();
+        let ok = path.len() <= MAX_BAG_PATH
+            && path.starts_with("data/")
+            && path.split('/').all(|c| {
+                !c.is_empty()
+                    && c != "."
+                    && c != ".."
+                    && c.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            });
+        if ok {
+            Ok(Self(path))
+        } else {
+            Err(BagError::InvalidPath(path))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A file name safe for a bag path: other bytes become `_`, at most `max` bytes.
+pub fn safe_file_name(name: &str, max: usize) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(max)
+        .collect();
+    if out.is_empty() || out.chars().all(|c| c == '.') {
+        out = "log".into();
+    }
+    out
+}
+
+/// What was captured of one payload file.
+#[derive(Clone, Debug)]
+pub struct Captured {
+    pub path: BagPath,
+    pub size: u64,
+    pub sha256: Sha256Digest,
+    pub sha512: String,
+}
+
+enum Body {
+    Inline(Vec<u8>),
+    /// A complete zstd frame in the spool holding the file's bytes and its tar padding.
+    Spooled {
+        offset: u64,
+        len: u64,
+    },
+}
+
+struct Entry {
+    captured: Captured,
+    body: Body,
+}
+
+/// Labels for `bag-info.txt` beyond the ones the builder computes.
+pub struct BagInfo {
+    pub bagging_date: String,
+    pub external_identifier: String,
+    /// `Custody-*` labels, in order.
+    pub custody_labels: Vec<(String, String)>,
+}
+
+/// The sealed archive, staged and fsynced, with what the seal records about it.
+pub struct SealedArchive {
+    pub staged: StagedFile,
+    pub unpacked_size: u64,
+    pub payload_oxum: String,
+    pub manifest_sha256: Sha256Digest,
+    pub tagmanifest_sha256: Sha256Digest,
+}
+
+pub struct BagBuilder {
+    bundle: BundleId,
+    mtime: u64,
+    staging_dir: PathBuf,
+    spool: File,
+    spool_path: PathBuf,
+    spool_len: u64,
+    entries: Vec<Entry>,
+}
+
+impl Drop for BagBuilder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.spool_path);
+    }
+}
+
+impl BagBuilder {
+    /// A builder staging its spool in `staging_dir`; `mtime` is every tar entry's time.
+    pub fn new(staging_dir: PathBuf, bundle: BundleId, mtime: u64) -> Result<Self, BagError> {
+        let (spool_path, spool) =
+            new_staging_file(&staging_dir).map_err(|source| BagError::Stage {
+                dir: staging_dir.clone(),
+                source,
+            })?;
+        Ok(Self {
+            bundle,
+            mtime,
+            staging_dir,
+            spool,
+            spool_path,
+            spool_len: 0,
+            entries: Vec::new(),
+        })
+    }
+
+    fn check_new(&self, path: &BagPath) -> Result<(), BagError> {
+        if self.entries.iter().any(|e| e.captured.path == *path) {
+            return Err(BagError::DuplicatePath(path.0.clone()));
+        }
+        Ok(())
+    }
+
+    /// Adds a small payload file held in memory.
+    pub fn add_bytes(&mut self, path: BagPath, bytes: Vec<u8>) -> Result<Captured, BagError> {
+        self.check_new(&path)?;
+        let captured = Captured {
+            path,
+            size: bytes.len() as u64,
+            sha256: Sha256Digest::of(&bytes),
+            sha512: hex::encode(Sha512::digest(&bytes)),
+        };
+        self.entries.push(Entry {
+            captured: captured.clone(),
+            body: Body::Inline(bytes),
+        });
+        Ok(captured)
+    }
+
+    /// Streams `reader` to its end into the bag at `path`, showing every chunk to `observe`.
+    /// `first` holds bytes already read from the source (a peek), which come first.
+    pub fn add_stream(
+        &mut self,
+        path: BagPath,
+        source_name: &str,
+        first: &[u8],
+        reader: &mut dyn Read,
+        observe: &mut dyn FnMut(&[u8]),
+    ) -> Result<Captured, BagError> {
+        self.check_new(&path)?;
+        let offset = self.spool_len;
+        let mut encoder = new_encoder(&mut self.spool, true).map_err(BagError::WriteArchive)?;
+        let mut sha256 = Sha256::new();
+        let mut sha512 = Sha512::new();
+        let mut size = 0u64;
+        let mut take =
+            |chunk: &[u8], encoder: &mut zstd::Encoder<'_, &mut File>| -> io::Result<()> {
+                sha256.update(chunk);
+                sha512.update(chunk);
+                observe(chunk);
+                size += chunk.len() as u64;
+                encoder.write_all(chunk)
+            };
+        take(first, &mut encoder).map_err(BagError::WriteArchive)?;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(BagError::ReadSource {
+                        source_name: source_name.to_owned(),
+                        source,
+                    })
+                }
+            };
+            take(&buf[..n], &mut encoder).map_err(BagError::WriteArchive)?;
+        }
+        encoder
+            .write_all(&[0u8; 512][..padding(size)])
+            .map_err(BagError::WriteArchive)?;
+        encoder.finish().map_err(BagError::WriteArchive)?;
+        self.spool_len = self
+            .spool
+            .stream_position()
+            .map_err(BagError::WriteArchive)?;
+        let captured = Captured {
+            path,
+            size,
+            sha256: sha256.into(),
+            sha512: hex::encode(sha512.finalize()),
+        };
+        self.entries.push(Entry {
+            captured: captured.clone(),
+            body: Body::Spooled {
+                offset,
+                len: self.spool_len - offset,
+            },
+        });
+        Ok(captured)
+    }
+
+    /// Writes the tag files and the whole archive to a staged file, fsynced.
+    pub fn finish(mut self, info: &BagInfo) -> Result<SealedArchive, BagError> {
+        self.entries
+            .sort_by(|a, b| a.captured.path.cmp(&b.captured.path));
+        let payload_bytes: u64 = self.entries.iter().map(|e| e.captured.size).sum();
+        let payload_oxum = format!("{payload_bytes}.{}", self.entries.len());
+        let mut manifest256 = String::new();
+        let mut manifest512 = String::new();
+        for e in &self.entries {
+            manifest256.push_str(&format!("{}  {}\n", e.captured.sha256, e.captured.path.0));
+            manifest512.push_str(&format!("{}  {}\n", e.captured.sha512, e.captured.path.0));
+        }
+        let bagit = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n".to_string();
+        let mut bag_info = format!(
+            "Bagging-Date: {}\nPayload-Oxum: {payload_oxum}\nExternal-Identifier: {}\n",
+            info.bagging_date, info.external_identifier
+        );
+        for (k, v) in &info.custody_labels {
+            bag_info.push_str(&format!("Custody-{k}: {v}\n"));
+        }
+        let tag_files = [
+            ("bag-info.txt", bag_info),
+            ("bagit.txt", bagit),
+            ("manifest-sha256.txt", manifest256),
+            ("manifest-sha512.txt", manifest512),
+        ];
+        let mut tagmanifest = String::new();
+        for (name, text) in &tag_files {
+            tagmanifest.push_str(&format!("{}  {name}\n", Sha256Digest::of(text.as_bytes())));
+        }
+        let manifest_sha256 = Sha256Digest::of(tag_files[2].1.as_bytes());
+        let tagmanifest_sha256 = Sha256Digest::of(tagmanifest.as_bytes());
+
+        // Every entry of the tar, in name order: tag files sort around `data/`.
+        let mut order: Vec<(String, &[u8], Option<&Body>, u64)> = Vec::new();
+        for (name, text) in &tag_files {
+            order.push((name.to_string(), text.as_bytes(), None, text.len() as u64));
+        }
+        order.push((
+            "tagmanifest-sha256.txt".into(),
+            tagmanifest.as_bytes(),
+            None,
+            tagmanifest.len() as u64,
+        ));
+        for e in &self.entries {
+            let inline: &[u8] = match &e.body {
+                Body::Inline(b) => b,
+                Body::Spooled { .. } => &[],
+            };
+            order.push((
+                e.captured.path.0.clone(),
+                inline,
+                Some(&e.body),
+                e.captured.size,
+            ));
+        }
+        order.sort_by(|a, b| a.0.cmp(&b.0));
+
+        let (path, file) =
+            new_staging_file(&self.staging_dir).map_err(|source| BagError::Stage {
+                dir: self.staging_dir.clone(),
+                source,
+            })?;
+        let result = (|| -> io::Result<(HashingWriter<BufWriter<File>>, u64)> {
+            let mut out = HashingWriter::new(BufWriter::with_capacity(CHUNK, file));
+            let mut pending: Vec<u8> = Vec::new();
+            let mut unpacked = 0u64;
+            for (name, inline, body, size) in &order {
+                let full = format!("{}/{name}", self.bundle);
+                pending.extend_from_slice(&tar_header(&full, *size, self.mtime)?);
+                unpacked += 512;
+                match body {
+                    Some(Body::Spooled { offset, len }) => {
+                        write_frame(&mut out, &mut pending)?;
+                        self.spool.seek(SeekFrom::Start(*offset))?;
+                        let copied = io::copy(&mut (&mut self.spool).take(*len), &mut out)?;
+                        if copied != *len {
+                            return Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "spool shorter than recorded",
+                            ));
+                        }
+                    }
+                    _ => {
+                        pending.extend_from_slice(inline);
+                        pending.extend_from_slice(&[0u8; 512][..padding(*size)]);
+                    }
+                }
+                unpacked += *size + padding(*size) as u64;
+            }
+            // The end-of-archive marker: two zero blocks.
+            pending.extend_from_slice(&[0u8; 1024]);
+            unpacked += 1024;
+            write_frame(&mut out, &mut pending)?;
+            out.flush()?;
+            Ok((out, unpacked))
+        })();
+        let (out, unpacked_size) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(BagError::WriteArchive(e));
+            }
+        };
+        let (buf, sha256, size) = out.finish();
+        let synced = buf
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all());
+        if let Err(e) = synced {
+            let _ = std::fs::remove_file(&path);
+            return Err(BagError::WriteArchive(e));
+        }
+        Ok(SealedArchive {
+            staged: StagedFile { path, sha256, size },
+            unpacked_size,
+            payload_oxum,
+            manifest_sha256,
+            tagmanifest_sha256,
+        })
+    }
+}
+
+fn padding(size: u64) -> usize {
+    ((512 - size % 512) % 512) as usize
+}
+
+fn new_encoder<W: Write>(w: W, threaded: bool) -> io::Result<zstd::Encoder<'static, W>> {
+    let mut encoder = zstd::Encoder::new(w, ZSTD_LEVEL)?;
+    encoder.include_checksum(true)?;
+    if threaded {
+        encoder.multithread(ZSTD_WORKERS)?;
+    }
+    Ok(encoder)
+}
+
+/// Compresses `pending` as one frame onto `out` and empties it.
+fn write_frame<W: Write>(out: &mut W, pending: &mut Vec<u8>) -> io::Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut encoder = new_encoder(out, pending.len() > CHUNK)?;
+    encoder.write_all(pending)?;
+    encoder.finish()?;
+    pending.clear();
+    Ok(())
+}
+
+/// A ustar header with fixed owner (0:0), mode (0644) and time.
+fn tar_header(path: &str, size: u64, mtime: u64) -> io::Result<[u8; 512]> {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(path)?;
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(mtime);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_username("root")?;
+    h.set_groupname("root")?;
+    h.set_cksum();
+    Ok(*h.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bag_paths_are_confined() {
+        assert!(BagPath::new("data/logs/01-access.log").is_ok());
+        for bad in [
+            "logs/x",
+            "data/../x",
+            "data//x",
+            "data/./x",
+            "/data/x",
+            "data/a b",
+            "data/é",
+        ] {
+            assert!(BagPath::new(bad).is_err(), "{bad}");
+        }
+        assert!(BagPath::new(format!("data/{}", "a".repeat(90))).is_err());
+        assert_eq!(safe_file_name("../a b/ç.log", 60), ".._a_b__.log");
+        assert_eq!(safe_file_name("..", 60), "log");
+    }
+}

@@ -1,0 +1,48 @@
+//! Where evidence comes from. A `Source` opens every stream it will capture before a case is
+//! opened, so bad input is refused with nothing written; each stream carries its provenance for
+//! `collection.json`.
+
+pub mod files;
+
+use std::io::Read;
+
+pub use files::FileSource;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot read log file {path}: {source}")]
+    OpenLog {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0} is a directory; give log files")]
+    IsDirectory(String),
+    #[error("standard input (-) can be given only once")]
+    StdinTwice,
+    #[error("no log files given")]
+    NoInput,
+    #[error("the input is empty: {0} held no bytes, so there is nothing to preserve")]
+    EmptyInput(String),
+}
+
+/// One stream of evidence, opened and ready to capture.
+pub struct Stream {
+    /// How the user named it (a path, `-`), for messages and the journal.
+    pub name: String,
+    /// The file name it gets under `data/logs/` in the bag.
+    pub bag_name: String,
+    /// Where it came from, for `collection.json`.
+    pub provenance: serde_json::Value,
+    /// Bytes already read while opening (to refuse empty input early); they come first.
+    pub first: Vec<u8>,
+    pub reader: Box<dyn Read + Send>,
+}
+
+/// A kind of evidence source.
+pub trait Source {
+    /// What was asked of this source, for `collection.json`.
+    fn request(&self) -> serde_json::Value;
+
+    /// Opens every stream, failing before anything is captured if any cannot be read.
+    fn open(&mut self) -> Result<Vec<Stream>, SourceError>;
+}

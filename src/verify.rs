@@ -1,0 +1,265 @@
+//! Verification for auditors: a store, a case or one bundle, checked end to end without
+//! extracting anything to disk. Every problem found is reported, not only the first.
+
+mod bundle;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::id::{BundleId, CaseId};
+use crate::journal::{self, CheckedChain, EntryKind};
+use crate::keys::PublicKey;
+use crate::store::{LocalStore, Store, StoreError, StoreKey};
+
+pub use bundle::BundleReport;
+
+/// Options for verification.
+pub struct Options {
+    /// The key that must have signed every seal; without it, the store's copy is used and the
+    /// report says the key was not independently trusted.
+    pub public_key: Option<PublicKey>,
+    /// The most an archive may decompress to when its seal cannot be read.
+    pub max_unpacked: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            public_key: None,
+            max_unpacked: 1 << 40,
+        }
+    }
+}
+
+/// One problem: what kind (a stable code for machines), where, and what is wrong.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    pub code: &'static str,
+    pub subject: String,
+    pub message: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub target: String,
+    /// True when no problem was found.
+    pub ok: bool,
+    pub cases: Vec<CaseReport>,
+    pub problems: Vec<Problem>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CaseReport {
+    pub case_id: CaseId,
+    pub journal_entries: usize,
+    pub journal_head: Option<journal::Head>,
+    pub bundles: Vec<BundleReport>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{0} is not a store, a case directory (cases/<case>) or a bundle (cases/<case>/bundles/<bundle>.tar.zst)")]
+    UnknownTarget(PathBuf),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Report {
+    fn problem(
+        &mut self,
+        code: &'static str,
+        subject: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.problems.push(Problem {
+            code,
+            subject: subject.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// What a local path names.
+enum Target {
+    Store(PathBuf),
+    Case(PathBuf, CaseId),
+    Bundle(PathBuf, CaseId, BundleId),
+}
+
+fn resolve(path: &Path) -> Result<Target, VerifyError> {
+    let unknown = || VerifyError::UnknownTarget(path.to_owned());
+    let path = path.canonicalize().map_err(|_| unknown())?;
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    if path.is_dir() {
+        if path.join("cases").is_dir() {
+            return Ok(Target::Store(path));
+        }
+        let parent = path.parent().ok_or_else(unknown)?;
+        if name(parent) == "cases" {
+            let case = CaseId::new(name(&path)).map_err(|_| unknown())?;
+            let root = parent.parent().ok_or_else(unknown)?;
+            return Ok(Target::Case(root.to_owned(), case));
+        }
+        return Err(unknown());
+    }
+    let file = name(&path);
+    let bundle = crate::store::local::parse_bundle_file_name(&file).ok_or_else(unknown)?;
+    let bundles_dir = path.parent().ok_or_else(unknown)?;
+    let case_dir = bundles_dir.parent().ok_or_else(unknown)?;
+    let cases_dir = case_dir.parent().ok_or_else(unknown)?;
+    if name(bundles_dir) != "bundles" || name(cases_dir) != "cases" {
+        return Err(unknown());
+    }
+    let case = CaseId::new(name(case_dir)).map_err(|_| unknown())?;
+    let root = cases_dir.parent().ok_or_else(unknown)?;
+    Ok(Target::Bundle(root.to_owned(), case, bundle))
+}
+
+/// Verifies the store, case or bundle at a local path.
+pub fn verify_path(path: &Path, options: &Options) -> Result<Report, VerifyError> {
+    let mut report = Report {
+        target: path.display().to_string(),
+        ..Report::default()
+    };
+    match resolve(path)? {
+        Target::Store(root) => {
+            let store = LocalStore::open(&root, false)?;
+            let cases = list_cases(&root, &mut report)?;
+            if cases.is_empty() {
+                report.problem(
+                    "empty_store",
+                    root.display().to_string(),
+                    "the store holds no cases",
+                );
+            }
+            for case in cases {
+                verify_case(&store, &case, None, options, &mut report)?;
+            }
+        }
+        Target::Case(root, case) => {
+            let store = LocalStore::open(&root, false)?;
+            verify_case(&store, &case, None, options, &mut report)?;
+        }
+        Target::Bundle(root, case, bundle) => {
+            let store = LocalStore::open(&root, false)?;
+            verify_case(&store, &case, Some(&bundle), options, &mut report)?;
+        }
+    }
+    report.ok = report.problems.is_empty();
+    Ok(report)
+}
+
+fn list_cases(root: &Path, report: &mut Report) -> Result<Vec<CaseId>, VerifyError> {
+    let dir = root.join("cases");
+    let entries = std::fs::read_dir(&dir).map_err(|source| StoreError::Read {
+        uri: format!("file://{}", dir.display()),
+        source,
+    })?;
+    let mut cases = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        match CaseId::new(name.as_str()) {
+            Ok(c) => cases.push(c),
+            Err(_) => report.problem("unexpected_file", format!("cases/{name}"), "not a case"),
+        }
+    }
+    cases.sort();
+    Ok(cases)
+}
+
+/// Verifies a case's header, journal and bundles (or only `only`, with the journal).
+pub fn verify_case(
+    store: &dyn Store,
+    case: &CaseId,
+    only: Option<&BundleId>,
+    options: &Options,
+    report: &mut Report,
+) -> Result<(), VerifyError> {
+    let header_key = StoreKey::CaseHeader(case.clone());
+    match store.get(&header_key) {
+        Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(v) if v.get("id").and_then(|i| i.as_str()) == Some(case.as_str()) => {}
+            Ok(_) => report.problem(
+                "case_header",
+                header_key.path(),
+                "the case header names another case",
+            ),
+            Err(e) => report.problem("case_header", header_key.path(), format!("not JSON: {e}")),
+        },
+        Err(e) => report.problem("case_header", header_key.path(), e.to_string()),
+    }
+    let chain = journal::check_chain(store, case)?;
+    for p in &chain.problems {
+        report.problem("journal", p.key.clone(), p.message.clone());
+    }
+    let (mut bundles, strays) = store.list_bundles(case)?;
+    for name in strays {
+        report.problem(
+            "unexpected_file",
+            format!("cases/{case}/bundles/{name}"),
+            "not part of any bundle",
+        );
+    }
+    if let Some(b) = only {
+        if !bundles.contains(b) {
+            report.problem(
+                "missing_file",
+                StoreKey::Archive(case.clone(), b.clone()).path(),
+                "no such bundle",
+            );
+        }
+        bundles = vec![b.clone()];
+    } else {
+        check_sealed_entries(&chain, case, &bundles, report);
+    }
+    let mut case_report = CaseReport {
+        case_id: case.clone(),
+        journal_entries: chain.entries.len(),
+        journal_head: chain.head(),
+        bundles: Vec::new(),
+    };
+    for b in &bundles {
+        let (br, problems, warnings) = bundle::verify_bundle(store, case, b, &chain, options);
+        report.problems.extend(problems);
+        for w in warnings {
+            if !report.warnings.contains(&w) {
+                report.warnings.push(w);
+            }
+        }
+        case_report.bundles.push(br);
+    }
+    report.cases.push(case_report);
+    Ok(())
+}
+
+/// Every bundle the journal says was sealed must be in the store.
+fn check_sealed_entries(
+    chain: &CheckedChain,
+    case: &CaseId,
+    bundles: &[BundleId],
+    report: &mut Report,
+) {
+    for (entry, _) in &chain.entries {
+        if entry.kind != EntryKind::BundleSealed {
+            continue;
+        }
+        let id = entry
+            .details
+            .get("bundle_id")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        if !bundles.iter().any(|b| b.as_str() == id) {
+            report.problem(
+                "missing_file",
+                format!("cases/{case}/bundles/{id}"),
+                format!("journal entry {} records bundle {id:?} as sealed, but the store does not have it", entry.seq),
+            );
+        }
+    }
+}
