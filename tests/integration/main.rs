@@ -1,0 +1,18 @@
+//! Integration tests: the `custody` binary and library used as a user, an auditor and an attacker
+//! would. One test binary; the modules are:
+//!
+//! - `util`: running the binary in a sandboxed home, locating the standard tools.
+//! - `cli`: collect/analyze/verify/keygen/policy end to end, `--json` contracts, exit codes,
+//!   bad input.
+//! - `interop`: the archives open and verify with sha256sum, openssl, zstd, tar and bagit.py.
+//! - `tamper`: every kind of tampering is caught by `verify` with a message naming it.
+//! - `determinism`: the same inputs sealed at the same time give byte-identical archives.
+
+// Test code unwraps freely: a panic here is a failing test, not a crash on outside input.
+#![allow(clippy::unwrap_used)]
+
+mod cli;
+mod determinism;
+mod interop;
+mod tamper;
+mod util;
