@@ -332,6 +332,35 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_in_any_chunking_give_the_same_summary(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4000),
+            lines in proptest::collection::vec(0usize..4, 0..40),
+            chunk in 1usize..300,
+        ) {
+            // Valid lines mixed with arbitrary bytes, fed whole and in pieces.
+            let mut input = Vec::new();
+            for (i, kind) in lines.iter().enumerate() {
+                match kind {
+                    0 => input.extend_from_slice(line("10.0.0.1", 401).as_bytes()),
+                    1 => input.extend_from_slice(line(&format!("2001:db8::{i:x}"), 200).as_bytes()),
+                    _ => input.extend_from_slice(&data[..data.len().min(i * 97)]),
+                }
+            }
+            let mut whole = Analyzer::new();
+            whole.begin_source("t");
+            whole.feed(&input);
+            let mut pieces = Analyzer::new();
+            pieces.begin_source("t");
+            for c in input.chunks(chunk) {
+                pieces.feed(c);
+            }
+            let policy = DetectionPolicy::default();
+            proptest::prop_assert_eq!(whole.summary(&policy, 5), pieces.summary(&policy, 5));
+        }
+    }
+
     #[test]
     fn overlong_lines_are_counted_not_kept() {
         let mut a = Analyzer::new();
