@@ -2,6 +2,7 @@
 //! by client, and applies the detection policy to name suspicious clients. Memory is bounded by the
 //! number of distinct clients, never by the size of the input.
 
+pub mod parallel;
 pub mod parse;
 pub mod report;
 
@@ -20,18 +21,34 @@ pub const AUTH_FAILURE_CODES: [u16; 4] = [401, 403, 419, 429];
 /// A line longer than this is counted as unparsed and not kept.
 pub const MAX_LINE: usize = 64 * 1024;
 
+/// The length of a Common Log Format time, `17/May/2015:10:05:03 +0000`.
+const CLF_TIME_LEN: usize = 26;
+
 /// How many unparsed lines are kept as samples.
 const MAX_SAMPLES: usize = 5;
 /// How much of an unparsed line a sample keeps.
 const SAMPLE_CHARS: usize = 200;
 
-#[derive(Default, Clone, Debug)]
+/// One client's counts; kept small, since there is one per distinct address.
+#[derive(Clone, Debug)]
 struct ClientStats {
     requests: u64,
     /// Responses per code of `AUTH_FAILURE_CODES`, in that order.
     auth: [u64; 4],
-    first_seen: Option<i64>,
-    last_seen: Option<i64>,
+    /// Earliest and latest request time (Unix seconds); `i64::MAX`/`i64::MIN` until one is seen.
+    first: i64,
+    last: i64,
+}
+
+impl Default for ClientStats {
+    fn default() -> Self {
+        Self {
+            requests: 0,
+            auth: [0; 4],
+            first: i64::MAX,
+            last: i64::MIN,
+        }
+    }
 }
 
 impl ClientStats {
@@ -45,44 +62,81 @@ impl ClientStats {
             .position(|c| *c == code)
             .map_or(0, |i| self.auth[i])
     }
+
+    fn add(&mut self, other: &ClientStats) {
+        self.requests += other.requests;
+        for (a, b) in self.auth.iter_mut().zip(other.auth) {
+            *a += b;
+        }
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
+    }
+
+    fn first_seen(&self) -> Option<i64> {
+        (self.first != i64::MAX).then_some(self.first)
+    }
+
+    fn last_seen(&self) -> Option<i64> {
+        (self.last != i64::MIN).then_some(self.last)
+    }
 }
 
-/// Counts over everything fed to it, across any number of sources.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Counts over everything fed to it, across any number of sources. Analyzers of separate parts
+/// of the input can be merged, which is how the analysis uses more than one core.
 #[derive(Default)]
 pub struct Analyzer {
     lines: u64,
     parsed: u64,
     unparsed: u64,
-    status: HashMap<u16, u64>,
-    clients: HashMap<IpAddr, ClientStats>,
+    /// Requests per status, indexed by status − 100.
+    status: Vec<u64>,
+    /// Counts per client address (IPv4-mapped IPv6 addresses are their IPv4 address).
+    clients: FastMap<IpAddr, ClientStats>,
     samples: Vec<UnparsedSample>,
     source: String,
-    line_no: u64,
+    /// Byte offset in the current source of the next byte fed.
+    offset: u64,
+    /// Byte offset in the current source of the line being read.
+    line_start: u64,
     /// The part of a line that ended one chunk, waiting for the rest.
     carry: Vec<u8>,
     /// The current line passed `MAX_LINE`; its remainder is skipped.
     overlong: bool,
+    /// The last time field parsed, and its value: consecutive lines mostly share a second.
+    last_time: ([u8; CLF_TIME_LEN], Option<i64>),
 }
 
 /// An unparsed line kept so an analyst can see what the parser did not understand.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct UnparsedSample {
     pub source: String,
-    pub line: u64,
+    /// Byte offset of the line's start in its source.
+    pub offset: u64,
     /// The line's start, with bytes that are not UTF-8 replaced.
     pub text: String,
 }
 
 impl Analyzer {
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            status: vec![0; 500],
+            ..Self::default()
+        }
     }
 
-    /// Starts a new source; line numbers in samples count from its first line.
+    /// Starts a new source; sample offsets count from its first byte.
     pub fn begin_source(&mut self, name: &str) {
+        self.begin_source_at(name, 0);
+    }
+
+    /// Starts a new source whose first byte fed is at `offset` (a part of a larger file).
+    pub fn begin_source_at(&mut self, name: &str, offset: u64) {
         self.finish_source();
         self.source = name.to_owned();
-        self.line_no = 0;
+        self.offset = offset;
+        self.line_start = offset;
     }
 
     /// Feeds the next bytes of the current source; lines may span chunks.
@@ -90,18 +144,21 @@ impl Analyzer {
         while let Some(nl) = memchr::memchr(b'\n', chunk) {
             let (head, rest) = (&chunk[..nl], &chunk[nl + 1..]);
             if self.carry.is_empty() && !self.overlong {
-                self.line(head);
+                self.line(head, self.line_start);
             } else {
                 self.extend_carry(head);
                 let line = std::mem::take(&mut self.carry);
-                self.line(&line);
+                self.line(&line, self.line_start);
                 self.carry = line;
                 self.carry.clear();
             }
             self.overlong = false;
+            self.offset += nl as u64 + 1;
+            self.line_start = self.offset;
             chunk = rest;
         }
         self.extend_carry(chunk);
+        self.offset += chunk.len() as u64;
     }
 
     fn extend_carry(&mut self, bytes: &[u8]) {
@@ -110,7 +167,7 @@ impl Analyzer {
         }
         if self.carry.len() + bytes.len() > MAX_LINE {
             self.overlong = true;
-            self.carry.clear();
+            self.carry = Vec::new();
         } else {
             self.carry.extend_from_slice(bytes);
         }
@@ -120,36 +177,51 @@ impl Analyzer {
     pub fn finish_source(&mut self) {
         if !self.carry.is_empty() || self.overlong {
             let line = std::mem::take(&mut self.carry);
-            self.line(&line);
+            self.line(&line, self.line_start);
             self.overlong = false;
+            self.line_start = self.offset;
         }
     }
 
-    fn line(&mut self, line: &[u8]) {
+    fn line(&mut self, line: &[u8], offset: u64) {
         self.lines += 1;
-        self.line_no += 1;
         if self.overlong {
-            self.unparsed(b"(line longer than 64 KiB)");
+            self.unparsed(b"(line longer than 64 KiB)", offset);
             return;
         }
-        let Some(record) = parse::parse_line(line) else {
-            self.unparsed(line);
+        let Some(f) = parse::parse_fields(line) else {
+            self.unparsed(line, offset);
             return;
         };
+        let Some(ip) = parse::parse_ip(f.ip) else {
+            self.unparsed(line, offset);
+            return;
+        };
+        let time = self.time_of(f.clf_time).or(f.prefix_time);
         self.parsed += 1;
-        *self.status.entry(record.status).or_insert(0) += 1;
-        let client = self.clients.entry(record.ip).or_default();
-        client.requests += 1;
-        if let Some(i) = AUTH_FAILURE_CODES.iter().position(|c| *c == record.status) {
-            client.auth[i] += 1;
+        self.status[usize::from(f.status) - 100] += 1;
+        let stats = self.clients.entry(ip).or_default();
+        stats.requests += 1;
+        if let Some(i) = AUTH_FAILURE_CODES.iter().position(|c| *c == f.status) {
+            stats.auth[i] += 1;
         }
-        if let Some(t) = record.time {
-            client.first_seen = Some(client.first_seen.map_or(t, |f| f.min(t)));
-            client.last_seen = Some(client.last_seen.map_or(t, |l| l.max(t)));
+        if let Some(t) = time {
+            stats.first = stats.first.min(t);
+            stats.last = stats.last.max(t);
         }
     }
 
-    fn unparsed(&mut self, line: &[u8]) {
+    fn time_of(&mut self, field: &[u8]) -> Option<i64> {
+        let Ok(field) = <[u8; CLF_TIME_LEN]>::try_from(field) else {
+            return None;
+        };
+        if self.last_time.0 != field {
+            self.last_time = (field, parse::parse_clf_time(&field));
+        }
+        self.last_time.1
+    }
+
+    fn unparsed(&mut self, line: &[u8], offset: u64) {
         self.unparsed += 1;
         if self.samples.len() < MAX_SAMPLES {
             let text: String = String::from_utf8_lossy(line)
@@ -158,16 +230,33 @@ impl Analyzer {
                 .collect();
             self.samples.push(UnparsedSample {
                 source: self.source.clone(),
-                line: self.line_no,
+                offset,
                 text,
             });
         }
     }
 
+    /// Adds the counts of `other`, which analysed input that comes after this one's.
+    pub fn merge(&mut self, mut other: Analyzer) {
+        other.finish_source();
+        self.lines += other.lines;
+        self.parsed += other.parsed;
+        self.unparsed += other.unparsed;
+        for (a, b) in self.status.iter_mut().zip(&other.status) {
+            *a += b;
+        }
+        for (ip, stats) in &other.clients {
+            self.clients.entry(*ip).or_default().add(stats);
+        }
+        let room = MAX_SAMPLES.saturating_sub(self.samples.len());
+        self.samples.extend(other.samples.into_iter().take(room));
+    }
+
     /// The summary over everything fed so far, with the `top` busiest clients.
     pub fn summary(&mut self, policy: &DetectionPolicy, top: usize) -> Summary {
         self.finish_source();
-        let mut by_requests: Vec<(&IpAddr, &ClientStats)> = self.clients.iter().collect();
+        let by_ip = &self.clients;
+        let mut by_requests: Vec<(&IpAddr, &ClientStats)> = by_ip.iter().collect();
         by_requests.sort_unstable_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(b.0)));
         let top_ips = by_requests
             .iter()
@@ -176,71 +265,73 @@ impl Analyzer {
                 ip: ip.to_string(),
                 requests: c.requests,
                 auth_failures: c.auth_total(),
-                first_seen: c.first_seen.map(timefmt::unix_rfc3339),
-                last_seen: c.last_seen.map(timefmt::unix_rfc3339),
+                first_seen: c.first_seen().map(timefmt::unix_rfc3339),
+                last_seen: c.last_seen().map(timefmt::unix_rfc3339),
             })
             .collect();
         let mut auth_failures = BTreeMap::new();
         for (i, code) in AUTH_FAILURE_CODES.iter().enumerate() {
-            let n: u64 = self.clients.values().map(|c| c.auth[i]).sum();
+            let n: u64 = by_ip.values().map(|c| c.auth[i]).sum();
             auth_failures.insert(code.to_string(), n);
         }
-        let first = self.clients.values().filter_map(|c| c.first_seen).min();
-        let last = self.clients.values().filter_map(|c| c.last_seen).max();
+        let first = by_ip.values().filter_map(ClientStats::first_seen).min();
+        let last = by_ip.values().filter_map(ClientStats::last_seen).max();
         Summary {
             lines: self.lines,
             parsed: self.parsed,
             unparsed: self.unparsed,
-            unique_ips: self.clients.len() as u64,
+            unique_ips: by_ip.len() as u64,
             status: self
                 .status
                 .iter()
-                .map(|(code, n)| (code.to_string(), *n))
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(i, n)| ((i + 100).to_string(), *n))
                 .collect(),
             auth_failures,
             first_seen: first.map(timefmt::unix_rfc3339),
             last_seen: last.map(timefmt::unix_rfc3339),
             top_ips,
-            suspicious: self.suspicious(policy),
+            suspicious: suspicious(by_ip, policy),
             unparsed_samples: self.samples.clone(),
         }
     }
+}
 
-    fn suspicious(&self, policy: &DetectionPolicy) -> Vec<Suspicious> {
-        let mut found = Vec::new();
-        for (ip, client) in &self.clients {
-            if policy.is_allowed(ip) {
-                continue;
-            }
-            for rule in &policy.rules {
-                let count: u64 = rule.codes.iter().map(|c| client.count_of(*c)).sum();
-                if count >= rule.min_count {
-                    let codes: Vec<String> = rule.codes.iter().map(u16::to_string).collect();
-                    found.push(Suspicious {
-                        ip: ip.to_string(),
-                        rule: rule.name.clone(),
-                        reason: format!(
-                            "{count} responses with status {} (rule {}: at least {})",
-                            codes.join("/"),
-                            rule.name,
-                            rule.min_count
-                        ),
-                        requests: client.requests,
-                        auth_failures: client.auth_total(),
-                        first_seen: client.first_seen.map(timefmt::unix_rfc3339),
-                        last_seen: client.last_seen.map(timefmt::unix_rfc3339),
-                    });
-                    break;
-                }
+fn suspicious(clients: &FastMap<IpAddr, ClientStats>, policy: &DetectionPolicy) -> Vec<Suspicious> {
+    let mut found = Vec::new();
+    for (ip, client) in clients {
+        if policy.is_allowed(ip) {
+            continue;
+        }
+        for rule in &policy.rules {
+            let count: u64 = rule.codes.iter().map(|c| client.count_of(*c)).sum();
+            if count >= rule.min_count {
+                let codes: Vec<String> = rule.codes.iter().map(u16::to_string).collect();
+                found.push(Suspicious {
+                    ip: ip.to_string(),
+                    rule: rule.name.clone(),
+                    reason: format!(
+                        "{count} responses with status {} (rule {}: at least {})",
+                        codes.join("/"),
+                        rule.name,
+                        rule.min_count
+                    ),
+                    requests: client.requests,
+                    auth_failures: client.auth_total(),
+                    first_seen: client.first_seen().map(timefmt::unix_rfc3339),
+                    last_seen: client.last_seen().map(timefmt::unix_rfc3339),
+                });
+                break;
             }
         }
-        found.sort_by(|a, b| {
-            b.auth_failures
-                .cmp(&a.auth_failures)
-                .then_with(|| a.ip.cmp(&b.ip))
-        });
-        found
     }
+    found.sort_by(|a, b| {
+        b.auth_failures
+            .cmp(&a.auth_failures)
+            .then_with(|| a.ip.cmp(&b.ip))
+    });
+    found
 }
 
 /// The analysis result: the schema of `analyze --json` and of `data/analysis/summary.json`.
@@ -328,7 +419,10 @@ mod tests {
             assert_eq!(s.auth_failures["419"], 0);
             assert_eq!(s.status["200"], 40);
             assert_eq!(s.top_ips[0].ip, "10.0.0.0");
-            assert_eq!(s.unparsed_samples[0].line, 51);
+            assert_eq!(
+                s.unparsed_samples[0].offset,
+                text.find("garbage").unwrap() as u64
+            );
         }
     }
 

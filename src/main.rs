@@ -9,11 +9,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use custody::analysis::Analyzer;
 use custody::collect::{self, Request, Trigger};
 use custody::keys::{self, PublicKey, SigningKey};
 use custody::policy;
-use custody::progress::Progress;
 use custody::source::FileSource;
 use custody::store;
 use custody::verify;
@@ -173,7 +171,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             format: _,
         } => {
             let policies = policy::load(policy_dir(&cli).as_deref())?;
-            let summary = analyze(files, *top, &policies)?;
+            let mut analyzer = custody::analysis::parallel::analyze_paths(
+                files,
+                custody::analysis::parallel::threads(),
+                !cli.json,
+            )?;
+            let summary = analyzer.summary(&policies.detection, *top);
             output::analysis(&summary, cli.json)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -217,33 +220,3 @@ fn policy_dir(cli: &Cli) -> Option<PathBuf> {
         default.is_dir().then(|| default.to_owned())
     })
 }
-
-fn analyze(
-    files: &[PathBuf],
-    top: usize,
-    policies: &policy::Policies,
-) -> Result<custody::analysis::Summary> {
-    let mut source = FileSource::new(files.to_vec());
-    let streams = custody::source::Source::open(&mut source)?;
-    let mut analyzer = Analyzer::new();
-    let mut progress = Progress::new("analyze", true);
-    let mut buf = vec![0u8; 1024 * 1024];
-    for mut stream in streams {
-        analyzer.begin_source(&stream.name);
-        analyzer.feed(&stream.first);
-        loop {
-            let n = match stream.reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e).with_context(|| format!("cannot read {}", stream.name)),
-            };
-            analyzer.feed(&buf[..n]);
-            progress.advance(n as u64);
-        }
-    }
-    progress.finish();
-    Ok(analyzer.summary(&policies.detection, top))
-}
-
-use std::io::Read;

@@ -93,13 +93,13 @@ pub fn render(summary: &Summary, ctx: &ReportContext<'_>) -> String {
     }
     h.push_str("</table>\n");
     if !summary.unparsed_samples.is_empty() {
-        h.push_str("<h2>Unparsed lines (first few)</h2>\n<table><tr><th>source</th><th>line</th><th>text</th></tr>\n");
+        h.push_str("<h2>Unparsed lines (first few)</h2>\n<table><tr><th>source</th><th>byte offset</th><th>text</th></tr>\n");
         for s in &summary.unparsed_samples {
             let _ = writeln!(
                 h,
                 "<tr><td>{}</td><td class=n>{}</td><td><code>{}</code></td></tr>",
                 escape(&s.source),
-                s.line,
+                s.offset,
                 escape(&s.text)
             );
         }
@@ -145,7 +145,7 @@ mod tests {
         let mut s = a.summary(&DetectionPolicy::default(), 10);
         s.unparsed_samples.push(UnparsedSample {
             source: "x".into(),
-            line: 2,
+            offset: 2,
             text: "\"'&".into(),
         });
         let sources = vec!["<b>".to_string()];

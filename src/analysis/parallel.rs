@@ -1,0 +1,254 @@
+//! Analysis of whole files on every core: a large regular file is cut into ranges at line
+//! boundaries, each range is analysed by its own thread with `pread`, and the counts are merged in
+//! file order. Standard input and small files are read by one thread.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::Analyzer;
+use crate::progress::Progress;
+use crate::source::SourceError;
+
+const CHUNK: usize = 4 * 1024 * 1024;
+/// Files smaller than this are read by one thread.
+const SPLIT_ABOVE: u64 = 64 * 1024 * 1024;
+
+/// The number of threads the analysis uses: one per core.
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Analyses every file in `paths` (`-` is standard input) with up to `threads` threads.
+pub fn analyze_paths(
+    paths: &[PathBuf],
+    threads: usize,
+    progress: bool,
+) -> Result<Analyzer, SourceError> {
+    if paths.is_empty() {
+        return Err(SourceError::NoInput);
+    }
+    if paths.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
+        return Err(SourceError::StdinTwice);
+    }
+    // Open everything first: a missing file fails before any work.
+    let mut inputs = Vec::new();
+    for path in paths {
+        let name = path.display().to_string();
+        if path.as_os_str() == "-" {
+            inputs.push((name, None));
+            continue;
+        }
+        let err = |source| SourceError::OpenLog {
+            path: name.clone(),
+            source,
+        };
+        let file = File::open(path).map_err(err)?;
+        let meta = file.metadata().map_err(err)?;
+        if meta.is_dir() {
+            return Err(SourceError::IsDirectory(name));
+        }
+        let size = meta.is_file().then_some(meta.len());
+        inputs.push((name, Some((file, size))));
+    }
+    let done = AtomicU64::new(0);
+    let mut total = Analyzer::new();
+    let mut bytes = 0u64;
+    let mut progress = Progress::new("analyze", progress);
+    for (name, input) in inputs {
+        let part = match input {
+            None => read_stream(&mut io::stdin(), &name, &done)?,
+            Some((file, Some(size))) if size > SPLIT_ABOVE && threads > 1 => {
+                read_ranges(&file, &name, size, threads, &done, &mut progress)?
+            }
+            Some((mut file, _)) => read_stream(&mut file, &name, &done)?,
+        };
+        bytes += done.swap(0, Ordering::Relaxed);
+        total.merge(part);
+    }
+    progress.finish();
+    if bytes == 0 {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(SourceError::EmptyInput(names.join(", ")));
+    }
+    Ok(total)
+}
+
+fn read_stream(
+    reader: &mut dyn Read,
+    name: &str,
+    done: &AtomicU64,
+) -> Result<Analyzer, SourceError> {
+    let mut analyzer = Analyzer::new();
+    analyzer.begin_source(name);
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(SourceError::OpenLog {
+                    path: name.to_owned(),
+                    source,
+                })
+            }
+        };
+        analyzer.feed(&buf[..n]);
+        done.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    analyzer.finish_source();
+    Ok(analyzer)
+}
+
+/// Cuts `[0, size)` into `parts` ranges that each start at the beginning of a line.
+fn line_ranges(file: &File, size: u64, parts: usize) -> io::Result<Vec<(u64, u64)>> {
+    let mut starts = vec![0u64];
+    let mut buf = vec![0u8; 64 * 1024];
+    for k in 1..parts as u64 {
+        let mut pos = (size * k / parts as u64).max(*starts.last().unwrap_or(&0));
+        // The next range starts after the first line feed at or after `pos - 1`.
+        pos = pos.saturating_sub(1);
+        let start = loop {
+            let n = file.read_at(&mut buf, pos)?;
+            if n == 0 {
+                break size;
+            }
+            if let Some(i) = memchr::memchr(b'\n', &buf[..n]) {
+                break pos + i as u64 + 1;
+            }
+            pos += n as u64;
+        };
+        starts.push(start);
+    }
+    starts.push(size);
+    Ok(starts
+        .windows(2)
+        .filter(|w| w[0] < w[1])
+        .map(|w| (w[0], w[1]))
+        .collect())
+}
+
+fn read_range(
+    file: &File,
+    name: &str,
+    (start, end): (u64, u64),
+    done: &AtomicU64,
+) -> io::Result<Analyzer> {
+    let mut analyzer = Analyzer::new();
+    analyzer.begin_source_at(name, start);
+    let mut buf = vec![0u8; CHUNK];
+    let mut pos = start;
+    while pos < end {
+        let want = (end - pos).min(CHUNK as u64) as usize;
+        let n = file.read_at(&mut buf[..want], pos)?;
+        if n == 0 {
+            break; // The file shrank while being read; what was there is counted.
+        }
+        analyzer.feed(&buf[..n]);
+        pos += n as u64;
+        done.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    analyzer.finish_source();
+    Ok(analyzer)
+}
+
+fn read_ranges(
+    file: &File,
+    name: &str,
+    size: u64,
+    threads: usize,
+    done: &AtomicU64,
+    progress: &mut Progress,
+) -> Result<Analyzer, SourceError> {
+    let err = |source| SourceError::OpenLog {
+        path: name.to_owned(),
+        source,
+    };
+    let ranges = line_ranges(file, size, threads).map_err(err)?;
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
+            .iter()
+            .map(|r| scope.spawn(move || read_range(file, name, *r, done)))
+            .collect();
+        let mut shown = 0;
+        while !handles.iter().all(|h| h.is_finished()) {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = done.load(Ordering::Relaxed);
+            progress.advance(now - shown);
+            shown = now;
+        }
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("an analysis thread panicked")))
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut merged = Analyzer::new();
+    for r in results {
+        merged.merge(r.map_err(err)?);
+    }
+    Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::DetectionPolicy;
+
+    #[test]
+    fn ranges_start_at_lines_and_cover_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let text: String = (0..1000)
+            .map(|i| format!("line {i} {}\n", "x".repeat(i % 37)))
+            .collect();
+        std::fs::write(&path, &text).unwrap();
+        let file = File::open(&path).unwrap();
+        for parts in 1..6 {
+            let ranges = line_ranges(&file, text.len() as u64, parts).unwrap();
+            assert_eq!(ranges.first().unwrap().0, 0);
+            assert_eq!(ranges.last().unwrap().1, text.len() as u64);
+            for w in ranges.windows(2) {
+                assert_eq!(w[0].1, w[1].0);
+                assert_eq!(text.as_bytes()[w[1].0 as usize - 1], b'\n');
+            }
+        }
+    }
+
+    #[test]
+    fn split_analysis_equals_one_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let mut text = String::new();
+        for i in 0..5000 {
+            let status = [200, 401, 403, 419, 429][i % 5];
+            text.push_str(&format!(
+                "10.0.{}.{} - - [17/May/2015:10:05:{:02} +0000] \"GET / HTTP/1.1\" {status} 1 \"-\" \"-\"\n",
+                i % 7, i % 11, i % 60
+            ));
+            if i % 1000 == 0 {
+                text.push_str("junk \u{1} line\n");
+            }
+        }
+        std::fs::write(&path, &text).unwrap();
+        let policy = DetectionPolicy::default();
+        let file = File::open(&path).unwrap();
+        let done = AtomicU64::new(0);
+        let one = read_stream(&mut File::open(&path).unwrap(), "x", &done)
+            .unwrap()
+            .summary(&policy, 50);
+        for parts in [2, 3, 7] {
+            let mut merged = Analyzer::new();
+            for r in line_ranges(&file, text.len() as u64, parts).unwrap() {
+                merged.merge(read_range(&file, "x", r, &done).unwrap());
+            }
+            assert_eq!(merged.summary(&policy, 50), one, "{parts} parts");
+        }
+    }
+}
