@@ -34,11 +34,19 @@ pub enum CollectError {
     Bag(#[from] BagError),
     #[error(transparent)]
     Seal(#[from] SealError),
+    #[error("the analysis thread failed unexpectedly; nothing was sealed")]
+    AnalysisPanicked,
     #[error("cannot encode {what}: {source}")]
     Encode {
         what: &'static str,
         source: serde_json::Error,
     },
+}
+
+/// What the analysis thread is fed.
+enum AnalysisInput {
+    Begin(String),
+    Chunk(crate::seal::bag::Chunk),
 }
 
 /// Who asked, and how; recorded in the case header and `collection.json`.
@@ -132,13 +140,24 @@ pub fn collect(
         request.bundle_id.clone(),
         request.at.unix_timestamp().max(0) as u64,
     )?;
-    let mut analyzer = Analyzer::new();
     let mut progress = Progress::new("collect", request.progress);
     let mut captured = Vec::new();
     let mut provenance = Vec::new();
+    // The analysis runs on its own thread, fed the same chunks that are hashed and compressed.
+    let (to_analysis, analysis_input) = std::sync::mpsc::sync_channel::<AnalysisInput>(8);
+    let analysis = std::thread::spawn(move || {
+        let mut analyzer = Analyzer::new();
+        for input in analysis_input {
+            match input {
+                AnalysisInput::Begin(name) => analyzer.begin_source(&name),
+                AnalysisInput::Chunk(chunk) => analyzer.feed(&chunk),
+            }
+        }
+        analyzer
+    });
     for mut stream in streams {
         let path = BagPath::new(format!("data/logs/{}", stream.bag_name))?;
-        analyzer.begin_source(path.as_str());
+        let _ = to_analysis.send(AnalysisInput::Begin(path.as_str().to_owned()));
         progress.set_label(&format!("collect {}", stream.name));
         let result = bag.add_stream(
             path.clone(),
@@ -146,8 +165,9 @@ pub fn collect(
             &stream.first,
             &mut stream.reader,
             &mut |chunk| {
-                analyzer.feed(chunk);
                 progress.advance(chunk.len() as u64);
+                // Only fails if the analysis thread panicked, which the join below reports.
+                let _ = to_analysis.send(AnalysisInput::Chunk(chunk.clone()));
             },
         );
         let c = match result {
@@ -183,6 +203,10 @@ pub fn collect(
             sha256: c.sha256,
         });
     }
+    drop(to_analysis);
+    let mut analyzer = analysis
+        .join()
+        .map_err(|_| CollectError::AnalysisPanicked)?;
     progress.finish();
 
     let summary = analyzer.summary(&policies.detection, request.top);

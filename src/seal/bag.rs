@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256, Sha512};
 
@@ -22,6 +23,11 @@ const ZSTD_LEVEL: i32 = 3;
 /// Compression threads for payload streams.
 const ZSTD_WORKERS: u32 = 2;
 const CHUNK: usize = 1024 * 1024;
+/// Chunks queued for the hashing thread before the reader waits.
+const IN_FLIGHT: usize = 8;
+
+/// A chunk of a payload stream, shared by the threads that hash, analyse and compress it.
+pub type Chunk = Arc<Vec<u8>>;
 /// The longest path inside a bag (relative to the bag root), so every tar name fits ustar.
 pub const MAX_BAG_PATH: usize = 90;
 
@@ -191,48 +197,42 @@ impl BagBuilder {
 
     /// Streams `reader` to its end into the bag at `path`, showing every chunk to `observe`.
     /// `first` holds bytes already read from the source (a peek), which come first.
+    ///
+    /// The input is read once: each chunk is hashed on a thread of its own, shown to `observe`
+    /// (which may hand it to another thread) and compressed by zstd's workers, all at once.
     pub fn add_stream(
         &mut self,
         path: BagPath,
         source_name: &str,
         first: &[u8],
         reader: &mut dyn Read,
-        observe: &mut dyn FnMut(&[u8]),
+        observe: &mut dyn FnMut(&Chunk),
     ) -> Result<Captured, BagError> {
         self.check_new(&path)?;
         let offset = self.spool_len;
-        let mut encoder = new_encoder(&mut self.spool, true).map_err(BagError::WriteArchive)?;
-        let mut sha256 = Sha256::new();
-        let mut sha512 = Sha512::new();
-        let mut size = 0u64;
-        let mut take =
-            |chunk: &[u8], encoder: &mut zstd::Encoder<'_, &mut File>| -> io::Result<()> {
-                sha256.update(chunk);
-                sha512.update(chunk);
-                observe(chunk);
-                size += chunk.len() as u64;
-                encoder.write_all(chunk)
-            };
-        take(first, &mut encoder).map_err(BagError::WriteArchive)?;
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(BagError::ReadSource {
-                        source_name: source_name.to_owned(),
-                        source,
-                    })
+        let spool = &mut self.spool;
+        let (size, sha256, sha512) = std::thread::scope(|scope| {
+            let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<Chunk>(IN_FLIGHT);
+            let hasher = scope.spawn(move || {
+                let mut sha256 = Sha256::new();
+                let mut sha512 = Sha512::new();
+                for chunk in chunks {
+                    sha256.update(&chunk[..]);
+                    sha512.update(&chunk[..]);
                 }
-            };
-            take(&buf[..n], &mut encoder).map_err(BagError::WriteArchive)?;
-        }
-        encoder
-            .write_all(&[0u8; 512][..padding(size)])
-            .map_err(BagError::WriteArchive)?;
-        encoder.finish().map_err(BagError::WriteArchive)?;
+                (Sha256Digest::from(sha256), hex::encode(sha512.finalize()))
+            });
+            let size = compress_stream(spool, source_name, first, reader, &mut |chunk| {
+                observe(&chunk);
+                // The hasher only stops early if it panicked; the join below reports that.
+                let _ = to_hasher.send(chunk);
+            });
+            drop(to_hasher);
+            let (sha256, sha512) = hasher.join().map_err(|_| {
+                BagError::WriteArchive(io::Error::other("the hashing thread panicked"))
+            })?;
+            Ok::<_, BagError>((size?, sha256, sha512))
+        })?;
         self.spool_len = self
             .spool
             .stream_position()
@@ -240,8 +240,8 @@ impl BagBuilder {
         let captured = Captured {
             path,
             size,
-            sha256: sha256.into(),
-            sha512: hex::encode(sha512.finalize()),
+            sha256,
+            sha512,
         };
         self.entries.push(Entry {
             captured: captured.clone(),
@@ -374,6 +374,44 @@ impl BagBuilder {
             tagmanifest_sha256,
         })
     }
+}
+
+/// Reads `first` then `reader` to its end in chunks, hands each chunk to `take`, and compresses
+/// it (with the tar padding) as one zstd frame onto `spool`. Returns the bytes read.
+fn compress_stream(
+    spool: &mut File,
+    source_name: &str,
+    first: &[u8],
+    reader: &mut dyn Read,
+    take: &mut dyn FnMut(Chunk),
+) -> Result<u64, BagError> {
+    let mut encoder = new_encoder(spool, true).map_err(BagError::WriteArchive)?;
+    let mut size = first.len() as u64;
+    encoder.write_all(first).map_err(BagError::WriteArchive)?;
+    take(Arc::new(first.to_vec()));
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(BagError::ReadSource {
+                    source_name: source_name.to_owned(),
+                    source,
+                })
+            }
+        };
+        buf.truncate(n);
+        size += n as u64;
+        encoder.write_all(&buf).map_err(BagError::WriteArchive)?;
+        take(Arc::new(buf));
+    }
+    encoder
+        .write_all(&[0u8; 512][..padding(size)])
+        .map_err(BagError::WriteArchive)?;
+    encoder.finish().map_err(BagError::WriteArchive)?;
+    Ok(size)
 }
 
 fn padding(size: u64) -> usize {
