@@ -143,7 +143,11 @@ impl Analyzer {
     pub fn feed(&mut self, mut chunk: &[u8]) {
         while let Some(nl) = memchr::memchr(b'\n', chunk) {
             let (head, rest) = (&chunk[..nl], &chunk[nl + 1..]);
-            if self.carry.is_empty() && !self.overlong {
+            if self.carry.is_empty() && !self.overlong && head.len() <= MAX_LINE {
+                self.line(head, self.line_start);
+            } else if self.carry.is_empty() && !self.overlong {
+                // Over the limit within one chunk: the same verdict as across chunks.
+                self.overlong = true;
                 self.line(head, self.line_start);
             } else {
                 self.extend_carry(head);
@@ -452,6 +456,28 @@ mod tests {
             }
             let policy = DetectionPolicy::default();
             proptest::prop_assert_eq!(whole.summary(&policy, 5), pieces.summary(&policy, 5));
+        }
+    }
+
+    #[test]
+    fn an_overlong_line_is_unparsed_wherever_it_falls() {
+        // A valid 401 line padded past MAX_LINE by a long path.
+        let long = format!(
+            "10.0.0.1 - - [17/May/2015:10:05:03 +0000] \"GET /{} HTTP/1.1\" 401 1 \"-\" \"-\"\n",
+            "a".repeat(MAX_LINE)
+        );
+        let short = line("10.0.0.2", 200);
+        for text in [format!("{long}{short}"), format!("{short}{long}")] {
+            for chunk in [7, 4096, text.len()] {
+                let mut a = Analyzer::new();
+                a.begin_source("t");
+                for c in text.as_bytes().chunks(chunk) {
+                    a.feed(c);
+                }
+                let s = a.summary(&DetectionPolicy::default(), 10);
+                assert_eq!((s.lines, s.parsed, s.unparsed), (2, 1, 1), "chunk {chunk}");
+                assert_eq!(s.auth_failures["401"], 0);
+            }
         }
     }
 

@@ -152,10 +152,15 @@ fn key_id(key: &ed25519_dalek::VerifyingKey) -> KeyId {
 }
 
 fn read_key_text(path: &Path) -> Result<String, KeyError> {
-    let bytes = fs::read(path).map_err(|source| KeyError::ReadKey {
-        path: path.to_owned(),
-        source,
-    })?;
+    use std::io::Read;
+    // A PEM key is a few hundred bytes; reading is capped so `/dev/zero` cannot exhaust memory.
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(64 * 1024).read_to_end(&mut bytes))
+        .map_err(|source| KeyError::ReadKey {
+            path: path.to_owned(),
+            source,
+        })?;
     // A key file is a few hundred bytes; anything that is not text is reported as unparsable.
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::parse::normalise_ip;
+use crate::analysis::AUTH_FAILURE_CODES;
 
 /// The shipped detection policy, used when no policy directory is given.
 pub const DEFAULT_DETECTION: &str = include_str!("../policies/detection.yaml");
@@ -67,7 +68,7 @@ pub struct CountRule {
     /// What the rule detects, for people reading the policy.
     #[serde(default)]
     pub description: String,
-    /// HTTP status codes counted (100 to 599).
+    /// HTTP status codes counted: any of 401, 403, 419 and 429.
     pub codes: Vec<u16>,
     /// The count at which a client is reported (at least 1).
     pub min_count: u64,
@@ -106,9 +107,9 @@ impl DetectionPolicy {
                     rule.name
                 )));
             }
-            if rule.codes.is_empty() || rule.codes.iter().any(|c| !(100..=599).contains(c)) {
+            if rule.codes.is_empty() || rule.codes.iter().any(|c| !AUTH_FAILURE_CODES.contains(c)) {
                 return Err(err(format!(
-                    "rules[{i}].codes: give one or more HTTP status codes from 100 to 599"
+                    "rules[{i}].codes: give one or more of the counted codes 401, 403, 419, 429"
                 )));
             }
             if rule.min_count == 0 {
@@ -179,19 +180,20 @@ impl Cidr {
 }
 
 fn read_policy_file(path: &Path) -> Result<String, PolicyError> {
-    let meta = fs::metadata(path).map_err(|source| PolicyError::ReadFile {
+    use std::io::Read;
+    let err = |source| PolicyError::ReadFile {
         path: path.to_owned(),
         source,
-    })?;
-    if meta.len() > MAX_POLICY_FILE {
+    };
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(MAX_POLICY_FILE + 1).read_to_end(&mut bytes))
+        .map_err(err)?;
+    if bytes.len() as u64 > MAX_POLICY_FILE {
         return Err(PolicyError::TooLarge {
             path: path.to_owned(),
         });
     }
-    let bytes = fs::read(path).map_err(|source| PolicyError::ReadFile {
-        path: path.to_owned(),
-        source,
-    })?;
     String::from_utf8(bytes).map_err(|_| PolicyError::ParsePolicy {
         path: path.display().to_string(),
         message: "not UTF-8 text".into(),
@@ -270,6 +272,9 @@ mod tests {
             ("rules: [{name: a, codes: [401], min_count: 1, extra: 1}]", "unknown field"),
             ("rules: [{name: A, codes: [401], min_count: 1}]", "name"),
             ("rules: [{name: a, codes: [999], min_count: 1}]", "codes"),
+            // Per-client counts are kept for the auth-failure codes only, so a rule on 404 could
+            // never fire; it is refused rather than accepted and silently inert.
+            ("rules: [{name: a, codes: [404], min_count: 1}]", "401, 403, 419, 429"),
             ("rules: [{name: a, codes: [401], min_count: 0}]", "min_count"),
             ("rules: [{name: a, codes: [401], min_count: 1}, {name: a, codes: [401], min_count: 1}]", "twice"),
             ("rules: [{name: a, codes: [401], min_count: 1}]\nallowlist: [10.0.0.0/33]", "allowlist[0]"),

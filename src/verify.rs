@@ -45,6 +45,9 @@ pub struct Report {
     pub target: String,
     /// True when no problem was found.
     pub ok: bool,
+    /// True when every signature was checked against a key the auditor gave (`--public-key`);
+    /// false when the store's own copy of a key was used, which proves nothing by itself.
+    pub key_trusted: bool,
     pub cases: Vec<CaseReport>,
     pub problems: Vec<Problem>,
     pub warnings: Vec<String>,
@@ -152,6 +155,7 @@ pub fn verify_path(path: &Path, options: &Options) -> Result<Report, VerifyError
         }
     }
     report.ok = report.problems.is_empty();
+    report.key_trusted = options.public_key.is_some();
     Ok(report)
 }
 
@@ -198,6 +202,7 @@ pub fn verify_case(
     for p in &chain.problems {
         report.problem("journal", p.key.clone(), p.message.clone());
     }
+    check_case_opened(store, case, &chain, report);
     let (mut bundles, strays) = store.list_bundles(case)?;
     for name in strays {
         report.problem(
@@ -217,6 +222,7 @@ pub fn verify_case(
         bundles = vec![b.clone()];
     } else {
         check_sealed_entries(&chain, case, &bundles, report);
+        check_unfinished(&chain, case, report);
     }
     let mut case_report = CaseReport {
         case_id: case.clone(),
@@ -236,6 +242,57 @@ pub fn verify_case(
     }
     report.cases.push(case_report);
     Ok(())
+}
+
+/// Journal entry 1 opens the case and records the SHA-256 of `case.json` as it was written.
+fn check_case_opened(store: &dyn Store, case: &CaseId, chain: &CheckedChain, report: &mut Report) {
+    let header_key = StoreKey::CaseHeader(case.clone());
+    let Some((first, _)) = chain.entries.first().filter(|(e, _)| e.seq == 1) else {
+        return;
+    };
+    if first.kind != EntryKind::CaseOpened {
+        report.problem(
+            "journal",
+            StoreKey::JournalEntry(case.clone(), 1).path(),
+            "the first entry does not open the case",
+        );
+        return;
+    }
+    let recorded = first
+        .details
+        .get("case_header_sha256")
+        .and_then(|v| v.as_str());
+    if let Ok(bytes) = store.get(&header_key) {
+        let actual = crate::digest::Sha256Digest::of(&bytes).to_hex();
+        if recorded != Some(actual.as_str()) {
+            report.problem(
+                "case_header",
+                header_key.path(),
+                format!(
+                    "the case header's SHA-256 is {actual}, but journal entry 1 recorded {}: it was changed",
+                    recorded.unwrap_or("none")
+                ),
+            );
+        }
+    }
+}
+
+/// A journal whose last step captured sources but sealed nothing: an interrupted collection, or
+/// a bundle removed together with its journal entries.
+fn check_unfinished(chain: &CheckedChain, case: &CaseId, report: &mut Report) {
+    let Some((last, _)) = chain.entries.last() else {
+        return;
+    };
+    if matches!(last.kind, EntryKind::CaseOpened | EntryKind::SourceCaptured) {
+        report.problem(
+            "journal",
+            StoreKey::JournalEntry(case.clone(), last.seq).path(),
+            format!(
+                "the journal ends at entry {} ({:?}) with no bundle sealed after it: the collection was interrupted, or a bundle and its journal entries were removed",
+                last.seq, last.kind
+            ),
+        );
+    }
 }
 
 /// Every bundle the journal says was sealed must be in the store.

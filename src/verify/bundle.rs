@@ -22,6 +22,8 @@ const MAX_TAG_FILE: u64 = 64 * 1024 * 1024;
 const MAX_WINDOW_LOG: u32 = 27;
 /// How far past the sealed size an archive is read before decompression stops.
 const CAP_SLACK: u64 = 64 * 1024 * 1024;
+/// Without a seal, how many times its compressed size an archive may decompress to.
+const FALLBACK_RATIO: u64 = 100;
 
 #[derive(Debug, Serialize)]
 pub struct BundleReport {
@@ -110,12 +112,14 @@ pub fn verify_bundle(
 
     // The sealed size plus slack: enough to read an altered archive far enough to report what is
     // in it, while a decompression bomb still stops early.
-    let cap = seal.as_ref().map_or(options.max_unpacked, |s| {
-        s.archive
-            .unpacked_size
-            .saturating_add(CAP_SLACK)
-            .min(options.max_unpacked)
-    });
+    let cap = seal
+        .as_ref()
+        .map_or(fallback_cap(store, case, bundle, options), |s| {
+            s.archive
+                .unpacked_size
+                .saturating_add(CAP_SLACK)
+                .min(options.max_unpacked)
+        });
     let contents = stream_archive(store, case, bundle, cap, &mut c);
     let archive_path = StoreKey::Archive(case.clone(), bundle.clone()).path();
     if let (Some(got), Some(want)) = (contents.compressed_sha256, sidecar) {
@@ -130,7 +134,7 @@ pub fn verify_bundle(
     check_bag(bundle, case, &contents, &mut c);
     if let (Some(seal), Some(bytes)) = (&seal, &seal_bytes) {
         check_seal_fields(seal, case, bundle, &contents, &mut c);
-        check_journal(seal, bytes, bundle, chain, &seal_key, &mut c);
+        check_journal(seal, bytes, bundle, chain, &contents, &seal_key, &mut c);
     }
     let report = BundleReport {
         bundle_id: bundle.clone(),
@@ -262,6 +266,20 @@ fn check_signature(
     }
 }
 
+/// The decompression cap when there is no seal to say the size: a generous ratio of the
+/// compressed size, so a small bomb still stops early.
+fn fallback_cap(store: &dyn Store, case: &CaseId, bundle: &BundleId, options: &Options) -> u64 {
+    let key = StoreKey::Archive(case.clone(), bundle.clone());
+    let compressed = store
+        .open(&key)
+        .ok()
+        .map_or(0, |mut r| io::copy(&mut r, &mut io::sink()).unwrap_or(0));
+    compressed
+        .saturating_mul(FALLBACK_RATIO)
+        .saturating_add(CAP_SLACK)
+        .min(options.max_unpacked)
+}
+
 /// Counts bytes and fails once more than `cap` have been read.
 struct CapReader<R> {
     inner: R,
@@ -329,11 +347,16 @@ fn stream_archive(
         );
     }
     let mut cap_reader = archive.into_inner();
-    // Whatever follows the tar's end marker must still decompress cleanly (and is hashed).
+    // After the end-of-archive marker only zero padding may follow: a second tar appended there
+    // would be invisible to a reader that stops at the marker.
     if !corrupt {
-        match io::copy(&mut cap_reader, &mut io::sink()) {
-            Ok(n) if n > 0 && cap_reader.read > cap => {}
-            Ok(_) => {}
+        match trailing_nonzero(&mut cap_reader) {
+            Ok(0) => {}
+            Ok(n) => c.add(
+                "extra_file",
+                subject.clone(),
+                format!("{n} bytes of data follow the tar's end-of-archive marker"),
+            ),
             Err(e) => c.add(
                 "archive_corrupt",
                 subject.clone(),
@@ -366,10 +389,24 @@ fn read_entries<R: Read>(
 ) -> io::Result<()> {
     let prefix = format!("{bundle}/");
     let mut seen = BTreeSet::new();
-    for entry in archive.entries()? {
+    // Raw entries: custody writes plain ustar, so pax and GNU long-name headers are refused
+    // rather than interpreted (a long-name header could otherwise demand any amount of memory).
+    for entry in archive.entries()?.raw(true) {
         let mut entry = entry?;
         let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let kind = entry.header().entry_type();
+        if kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+            || kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions()
+        {
+            c.add(
+                "unsafe_entry",
+                subject,
+                format!("tar extension header ({kind:?}) before {raw_path:?}: custody archives are plain ustar"),
+            );
+            continue;
+        }
         if let Some(reason) = unsafe_path(&raw_path) {
             c.add(
                 "unsafe_entry",
@@ -387,10 +424,11 @@ fn read_entries<R: Read>(
             );
             continue;
         }
-        if kind.is_dir() {
+        let inside = path.strip_prefix(&prefix).is_some() || path == bundle.as_str();
+        if kind.is_dir() && inside {
             continue;
         }
-        if !(kind.is_file() || kind == tar::EntryType::Continuous) {
+        if !(kind.is_file() || kind.is_dir() || kind == tar::EntryType::Continuous) {
             c.add(
                 "unsafe_entry",
                 subject,
@@ -448,6 +486,19 @@ fn hash_entry(entry: &mut dyn Read) -> io::Result<(u64, String, String)> {
         hex::encode(s256.finalize()),
         hex::encode(s512.finalize()),
     ))
+}
+
+/// Reads to the end, counting bytes that are not zero.
+fn trailing_nonzero(reader: &mut dyn Read) -> io::Result<u64> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut nonzero = 0u64;
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok(nonzero);
+        }
+        nonzero += buf[..n].iter().filter(|b| **b != 0).count() as u64;
+    }
 }
 
 /// Why a tar path is unsafe to extract, if it is.
@@ -739,10 +790,12 @@ fn check_journal(
     seal_bytes: &[u8],
     bundle: &BundleId,
     chain: &CheckedChain,
+    contents: &Contents,
     seal_key: &StoreKey,
     c: &mut Checker,
 ) {
     let head = seal.journal_head;
+    check_captured_sources(head.seq, chain, contents, bundle, c);
     let subject = seal_key.path();
     match chain.digest_of(head.seq) {
         Some(d) if d == head.sha256 => {}
@@ -776,13 +829,42 @@ fn check_journal(
         );
         return;
     };
-    if entry.seq <= head.seq {
+    if entry.seq != head.seq + 1 {
         c.add(
             "journal",
             subject.clone(),
             format!(
-                "journal entry {} records the sealing before the head the seal pins",
-                entry.seq
+                "journal entry {} records the sealing, but it must directly follow entry {}, the head the seal pins",
+                entry.seq, head.seq
+            ),
+        );
+    }
+    let recorded_key = entry.details.get("key_id").and_then(|v| v.as_str());
+    if recorded_key != Some(seal.key_id.as_str()) {
+        c.add(
+            "journal",
+            subject.clone(),
+            format!(
+                "journal entry {} records key {}, the seal names key {}",
+                entry.seq,
+                recorded_key.unwrap_or("none"),
+                seal.key_id
+            ),
+        );
+    }
+    let recorded_size = entry
+        .details
+        .pointer("/archive/size")
+        .and_then(|v| v.as_u64());
+    if recorded_size != Some(seal.archive.size) {
+        c.add(
+            "journal",
+            subject.clone(),
+            format!(
+                "journal entry {} records another archive size ({}), the seal says {}",
+                entry.seq,
+                recorded_size.map_or("none".into(), |n| n.to_string()),
+                seal.archive.size
             ),
         );
     }
@@ -815,6 +897,47 @@ fn check_journal(
                 recorded_archive.unwrap_or("none")
             ),
         );
+    }
+}
+
+/// Every source the journal says was captured before the seal must be in the bag, byte for byte.
+fn check_captured_sources(
+    head: u64,
+    chain: &CheckedChain,
+    contents: &Contents,
+    bundle: &BundleId,
+    c: &mut Checker,
+) {
+    let captured = chain
+        .entries
+        .iter()
+        .filter(|(e, _)| e.seq <= head && e.kind == EntryKind::SourceCaptured);
+    for (entry, _) in captured {
+        let path = entry
+            .details
+            .get("bag_path")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let sha = entry.details.get("sha256").and_then(|v| v.as_str());
+        let bytes = entry.details.get("bytes").and_then(|v| v.as_u64());
+        match contents.payload.get(path) {
+            None => c.add(
+                "journal",
+                format!("{bundle}/{path}"),
+                format!("journal entry {} records this source as captured, but it is not in the bag", entry.seq),
+            ),
+            Some((size, s256, _)) if Some(s256.as_str()) != sha || Some(*size) != bytes => c.add(
+                "journal",
+                format!("{bundle}/{path}"),
+                format!(
+                    "journal entry {} records {} bytes with SHA-256 {}, the bag holds {size} bytes with SHA-256 {s256}",
+                    entry.seq,
+                    bytes.map_or("?".into(), |n| n.to_string()),
+                    sha.unwrap_or("none")
+                ),
+            ),
+            Some(_) => {}
+        }
     }
 }
 

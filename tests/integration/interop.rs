@@ -6,7 +6,21 @@ use crate::util::*;
 #[test]
 fn standard_tools_verify_a_bundle() {
     let sb = Sandbox::new();
-    let result = sb.collect(&[&data("apache-combined-2000.log")]);
+    // Several 1 MiB chunks (so several zstd frames in the spool), a small file and an empty one.
+    let big = sb.path("big.log");
+    let mut text = String::new();
+    for i in 0..40_000 {
+        text.push_str(&line(
+            &format!("10.{}.{}.{}", i % 3, i % 250, i % 7),
+            [200, 401, 429][i % 3],
+            "/api/v1/x",
+        ));
+    }
+    std::fs::write(&big, &text).unwrap();
+    assert!(text.len() > 3 << 20);
+    let empty = sb.path("empty.log");
+    std::fs::write(&empty, b"").unwrap();
+    let result = sb.collect(&[&data("apache-combined-2000.log"), &big, &empty]);
     let files = BundleFiles::of(&result);
     let bundles = files.archive.parent().unwrap().to_owned();
     let seal: serde_json::Value =
@@ -95,6 +109,14 @@ fn standard_tools_verify_a_bundle() {
     assert!(!stderr(&validated).contains("--fast"));
 
     // And a bag altered after extraction fails the same validator.
+    assert_eq!(
+        std::fs::read(bag.join("data/logs/02-big.log")).unwrap(),
+        text.as_bytes()
+    );
+    assert_eq!(
+        std::fs::read(bag.join("data/logs/03-empty.log")).unwrap(),
+        b""
+    );
     let log = bag.join("data/logs/01-apache-combined-2000.log");
     let mut bytes = std::fs::read(&log).unwrap();
     bytes[100] ^= 1;

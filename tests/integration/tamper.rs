@@ -239,7 +239,9 @@ fn a_seal_signed_by_another_key() {
         has(&p, "signature_invalid", "signed by another key"),
         "{p:?}"
     );
-    // Without it, the journal still shows that this is not the seal that was recorded.
+    // Without it, the unsigned sealing entry in the journal still names the original seal. (An
+    // attacker who rewrites that entry too is reported only as `key_trusted: false`: the reason
+    // to pass --public-key.)
     let p = problems(&t, &[]);
     assert!(has(&p, "journal", "records another seal"), "{p:?}");
 }
@@ -342,4 +344,102 @@ fn a_missing_signature_and_a_garbled_sidecar_are_both_reported() {
     let p = problems(&t, &[]);
     assert!(has(&p, "missing_file", ".seal.json.sig"), "{p:?}");
     assert!(has(&p, "sidecar_invalid", ".tar.zst.sha256"), "{p:?}");
+}
+
+#[test]
+fn a_rewritten_case_header() {
+    let t = sealed();
+    let header = t.files.case_dir.join("case.json");
+    make_writable(&header);
+    let text = std::fs::read_to_string(&header).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let requested_by = v["requested_by"].as_str().unwrap().to_owned();
+    std::fs::write(
+        &header,
+        text.replace(&format!("\"{requested_by}\""), "\"somebody-else\""),
+    )
+    .unwrap();
+    let p = problems(&t, &[]);
+    assert!(has(&p, "case_header", "journal entry 1 recorded"), "{p:?}");
+}
+
+#[test]
+fn journal_entries_after_the_seal_edited_or_removed() {
+    // The sealing entry rewritten (another key id) and a forged entry appended after it.
+    let t = sealed();
+    let journal = t.files.case_dir.join("journal");
+    let third = journal.join("0000000003.json");
+    make_writable(&third);
+    let text = std::fs::read_to_string(&third).unwrap();
+    let mut entry: serde_json::Value = serde_json::from_str(&text).unwrap();
+    entry["details"]["key_id"] = "0000000000000000".into();
+    entry["details"]["archive"]["size"] = 1.into();
+    std::fs::write(
+        &third,
+        format!("{}\n", serde_json::to_string_pretty(&entry).unwrap()),
+    )
+    .unwrap();
+    let p = problems(&t, &[]);
+    assert!(has(&p, "journal", "records key 0000000000000000"), "{p:?}");
+    assert!(has(&p, "journal", "another archive size"), "{p:?}");
+
+    // The bundle and its sealing entry removed: the journal ends at a captured source.
+    let t = sealed();
+    let bundles = t.files.archive.parent().unwrap().to_owned();
+    std::fs::remove_dir_all(&bundles).unwrap();
+    std::fs::remove_file(t.files.case_dir.join("journal/0000000003.json")).unwrap();
+    let p = problems(&t, &[]);
+    assert!(has(&p, "journal", "no bundle sealed after it"), "{p:?}");
+}
+
+#[test]
+fn a_directory_outside_the_bag_and_a_second_tar_after_the_end_marker() {
+    let t = sealed();
+    let bundle = t.files.bundle_id.clone();
+    let mut entries = read_entries(&t.files.archive);
+    entries.push(Entry {
+        path: "outside-the-bag/".into(),
+        kind: tar::EntryType::Directory,
+        data: Vec::new(),
+    });
+    let mut tar_bytes = write_tar(&entries);
+    // A reader that stops at the end marker never sees this.
+    tar_bytes.extend_from_slice(&write_tar(&[Entry {
+        path: format!("{bundle}/data/logs/hidden.log"),
+        kind: tar::EntryType::Regular,
+        data: b"hidden\n".to_vec(),
+    }]));
+    replace_archive(&t.files, &zstd::encode_all(&tar_bytes[..], 3).unwrap());
+    let p = problems(&t, &[]);
+    assert!(has(&p, "extra_file", "outside the bag directory"), "{p:?}");
+    assert!(
+        has(&p, "extra_file", "follow the tar's end-of-archive marker"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_bomb_with_the_seal_removed_is_still_stopped() {
+    let t = sealed();
+    std::fs::remove_file(&t.files.seal).unwrap();
+    // A GNU long-name header claiming 1 GiB, which a permissive reader would hold in memory.
+    let mut h = tar::Header::new_gnu();
+    h.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_size(1 << 30);
+    h.set_cksum();
+    let mut enc = zstd::Encoder::new(Vec::new(), 19).unwrap();
+    enc.write_all(h.as_bytes()).unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    for _ in 0..(1 << 10) {
+        enc.write_all(&chunk).unwrap();
+    }
+    replace_archive(&t.files, &enc.finish().unwrap());
+    let p = problems(&t, &[]);
+    assert!(has(&p, "missing_file", ".seal.json"), "{p:?}");
+    assert!(
+        has(&p, "unsafe_entry", "extension header")
+            || has(&p, "archive_corrupt", "decompression bomb"),
+        "{p:?}"
+    );
 }
