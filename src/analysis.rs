@@ -1,18 +1,25 @@
-//! The analysis: streams log bytes line by line through the parser, counts requests by status and
-//! by client, and applies the detection policy to name suspicious clients. Memory is bounded by the
-//! number of distinct clients, never by the size of the input.
+//! The analysis: streams log bytes line by line through the file's format parser, counts requests
+//! by status, by client, by minute and (for authentication failures) by path, and applies the
+//! detection policy to name suspicious clients with their evidence. Memory is bounded by the number
+//! of distinct clients, never by the size of the input; analyzers of separate parts of the input
+//! merge, which is how the analysis uses every core.
 
+pub mod format;
+pub mod json;
 pub mod parallel;
 pub mod parse;
 pub mod report;
+pub mod summary;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::DetectionPolicy;
-use crate::timefmt;
+use crate::policy::{DetectionPolicy, FormatsPolicy};
+use format::{Format, TimeCache};
+pub use summary::{Summary, Suspicious, TopIp};
 
 /// The statuses the runbook calls authentication failures: unauthorised, forbidden, page expired
 /// (Laravel's CSRF failure) and too many requests.
@@ -21,13 +28,19 @@ pub const AUTH_FAILURE_CODES: [u16; 4] = [401, 403, 419, 429];
 /// A line longer than this is counted as unparsed and not kept.
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// The length of a Common Log Format time, `17/May/2015:10:05:03 +0000`.
-const CLF_TIME_LEN: usize = 26;
-
 /// How many unparsed lines are kept as samples.
 const MAX_SAMPLES: usize = 5;
 /// How much of an unparsed line a sample keeps.
 const SAMPLE_CHARS: usize = 200;
+/// How many lines of each suspicious client are kept as evidence.
+const MAX_EVIDENCE: usize = 3;
+/// How many distinct paths are counted for authentication failures; later paths are counted
+/// together as "other", so hostile unique paths cannot grow memory without bound.
+const MAX_PATHS: usize = 10_000;
+/// How much of a path is kept (query strings are dropped).
+const MAX_PATH_LEN: usize = 256;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// One client's counts; kept small, since there is one per distinct address.
 #[derive(Clone, Debug)]
@@ -56,13 +69,6 @@ impl ClientStats {
         self.auth.iter().sum()
     }
 
-    fn count_of(&self, code: u16) -> u64 {
-        AUTH_FAILURE_CODES
-            .iter()
-            .position(|c| *c == code)
-            .map_or(0, |i| self.auth[i])
-    }
-
     fn add(&mut self, other: &ClientStats) {
         self.requests += other.requests;
         for (a, b) in self.auth.iter_mut().zip(other.auth) {
@@ -81,31 +87,32 @@ impl ClientStats {
     }
 }
 
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// What is kept of a client's authentication failures: counts per minute (for window rules) and
+/// where the first few are in the logs (the evidence).
+#[derive(Clone, Debug, Default)]
+struct Failures {
+    /// (minute since the epoch, responses per auth code in that minute), in arrival order.
+    minutes: Vec<(i64, [u32; 4])>,
+    /// (source index, byte offset) of the first failure lines.
+    lines: Vec<(usize, u64)>,
+}
 
-/// Counts over everything fed to it, across any number of sources. Analyzers of separate parts
-/// of the input can be merged, which is how the analysis uses more than one core.
-#[derive(Default)]
-pub struct Analyzer {
-    lines: u64,
-    parsed: u64,
-    unparsed: u64,
-    /// Requests per status, indexed by status − 100.
-    status: Vec<u64>,
-    /// Counts per client address (IPv4-mapped IPv6 addresses are their IPv4 address).
-    clients: FastMap<IpAddr, ClientStats>,
-    samples: Vec<UnparsedSample>,
-    source: String,
-    /// Byte offset in the current source of the next byte fed.
-    offset: u64,
-    /// Byte offset in the current source of the line being read.
-    line_start: u64,
-    /// The part of a line that ended one chunk, waiting for the rest.
-    carry: Vec<u8>,
-    /// The current line passed `MAX_LINE`; its remainder is skipped.
-    overlong: bool,
-    /// The last time field parsed, and its value: consecutive lines mostly share a second.
-    last_time: ([u8; CLF_TIME_LEN], Option<i64>),
+/// Requests in one minute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct MinuteCounts {
+    requests: u64,
+    client_errors: u64,
+    server_errors: u64,
+    auth_failures: u64,
+}
+
+impl MinuteCounts {
+    fn add(&mut self, o: &MinuteCounts) {
+        self.requests += o.requests;
+        self.client_errors += o.client_errors;
+        self.server_errors += o.server_errors;
+        self.auth_failures += o.auth_failures;
+    }
 }
 
 /// An unparsed line kept so an analyst can see what the parser did not understand.
@@ -118,25 +125,87 @@ pub struct UnparsedSample {
     pub text: String,
 }
 
+/// Counts over everything fed to it, across any number of sources.
+pub struct Analyzer {
+    formats: Arc<FormatsPolicy>,
+    lines: u64,
+    parsed: u64,
+    unparsed: u64,
+    /// Requests per status, indexed by status − 100.
+    status: Vec<u64>,
+    /// Counts per client address (IPv4-mapped IPv6 addresses are their IPv4 address).
+    clients: FastMap<IpAddr, ClientStats>,
+    /// Only clients with authentication failures.
+    failing: FastMap<IpAddr, Failures>,
+    timeline: FastMap<i64, MinuteCounts>,
+    /// Authentication failures per path, per code.
+    paths: FastMap<Box<[u8]>, [u64; 4]>,
+    /// Failures on paths past `MAX_PATHS`.
+    other_paths: [u64; 4],
+    samples: Vec<UnparsedSample>,
+    /// Every source's name and format, in the order begun; evidence refers to them by index.
+    sources: Vec<(String, String)>,
+    source: usize,
+    format: Format,
+    /// Byte offset in the current source of the next byte fed.
+    offset: u64,
+    /// Byte offset in the current source of the line being read.
+    line_start: u64,
+    /// The part of a line that ended one chunk, waiting for the rest.
+    carry: Vec<u8>,
+    /// The current line passed `MAX_LINE`; its remainder is skipped.
+    overlong: bool,
+    times: TimeCache,
+}
+
 impl Analyzer {
-    pub fn new() -> Self {
+    /// An analyzer that reads lines with the given formats policy.
+    pub fn new(formats: Arc<FormatsPolicy>) -> Self {
         Self {
+            formats,
+            lines: 0,
+            parsed: 0,
+            unparsed: 0,
             status: vec![0; 500],
-            ..Self::default()
+            clients: FastMap::default(),
+            failing: FastMap::default(),
+            timeline: FastMap::default(),
+            paths: FastMap::default(),
+            other_paths: [0; 4],
+            samples: Vec::new(),
+            sources: Vec::new(),
+            source: 0,
+            format: Format::Combined,
+            offset: 0,
+            line_start: 0,
+            carry: Vec::new(),
+            overlong: false,
+            times: TimeCache::default(),
         }
     }
 
-    /// Starts a new source; sample offsets count from its first byte.
-    pub fn begin_source(&mut self, name: &str) {
-        self.begin_source_at(name, 0);
+    /// Starts a new source in `format`; sample offsets count from its first byte.
+    pub fn begin_source(&mut self, name: &str, format: Format) {
+        self.begin_source_at(name, 0, format);
     }
 
     /// Starts a new source whose first byte fed is at `offset` (a part of a larger file).
-    pub fn begin_source_at(&mut self, name: &str, offset: u64) {
+    pub fn begin_source_at(&mut self, name: &str, offset: u64, format: Format) {
         self.finish_source();
-        self.source = name.to_owned();
+        self.source = self.source_index(name, &format.name());
+        self.format = format;
         self.offset = offset;
         self.line_start = offset;
+    }
+
+    fn source_index(&mut self, name: &str, format: &str) -> usize {
+        match self.sources.iter().position(|(n, _)| n == name) {
+            Some(i) => i,
+            None => {
+                self.sources.push((name.to_owned(), format.to_owned()));
+                self.sources.len() - 1
+            }
+        }
     }
 
     /// Feeds the next bytes of the current source; lines may span chunks.
@@ -193,36 +262,59 @@ impl Analyzer {
             self.unparsed(b"(line longer than 64 KiB)", offset);
             return;
         }
-        let Some(f) = parse::parse_fields(line) else {
+        let Some(request) = self.format.parse(line, &mut self.times, &self.formats) else {
             self.unparsed(line, offset);
             return;
         };
-        let Some(ip) = parse::parse_ip(f.ip) else {
-            self.unparsed(line, offset);
-            return;
-        };
-        let time = self.time_of(f.clf_time).or(f.prefix_time);
+        let ip = format::client_ip(&request, &self.formats);
         self.parsed += 1;
-        self.status[usize::from(f.status) - 100] += 1;
+        self.status[usize::from(request.status) - 100] += 1;
         let stats = self.clients.entry(ip).or_default();
         stats.requests += 1;
-        if let Some(i) = AUTH_FAILURE_CODES.iter().position(|c| *c == f.status) {
-            stats.auth[i] += 1;
-        }
-        if let Some(t) = time {
+        if let Some(t) = request.time {
             stats.first = stats.first.min(t);
             stats.last = stats.last.max(t);
         }
+        let auth = AUTH_FAILURE_CODES.iter().position(|c| *c == request.status);
+        if let Some(code) = auth {
+            stats.auth[code] += 1;
+            self.failure(ip, code, request.time, &request.path, offset);
+        }
+        if let Some(t) = request.time {
+            let minute = self.timeline.entry(t.div_euclid(60)).or_default();
+            minute.requests += 1;
+            minute.client_errors += u64::from((400..500).contains(&request.status));
+            minute.server_errors += u64::from(request.status >= 500);
+            minute.auth_failures += u64::from(auth.is_some());
+        }
     }
 
-    fn time_of(&mut self, field: &[u8]) -> Option<i64> {
-        let Ok(field) = <[u8; CLF_TIME_LEN]>::try_from(field) else {
-            return None;
-        };
-        if self.last_time.0 != field {
-            self.last_time = (field, parse::parse_clf_time(&field));
+    fn failure(&mut self, ip: IpAddr, code: usize, time: Option<i64>, path: &[u8], offset: u64) {
+        let f = self.failing.entry(ip).or_default();
+        if let Some(t) = time {
+            let minute = t.div_euclid(60);
+            match f.minutes.last_mut() {
+                Some((m, counts)) if *m == minute => counts[code] = counts[code].saturating_add(1),
+                _ => {
+                    let mut counts = [0u32; 4];
+                    counts[code] = 1;
+                    f.minutes.push((minute, counts));
+                }
+            }
         }
-        self.last_time.1
+        if f.lines.len() < MAX_EVIDENCE {
+            f.lines.push((self.source, offset));
+        }
+        let path = normalise_path(path);
+        if let Some(counts) = self.paths.get_mut(path) {
+            counts[code] += 1;
+        } else if self.paths.len() < MAX_PATHS {
+            let mut counts = [0u64; 4];
+            counts[code] = 1;
+            self.paths.insert(path.into(), counts);
+        } else {
+            self.other_paths[code] += 1;
+        }
     }
 
     fn unparsed(&mut self, line: &[u8], offset: u64) {
@@ -232,8 +324,13 @@ impl Analyzer {
                 .chars()
                 .take(SAMPLE_CHARS)
                 .collect();
+            let source = self
+                .sources
+                .get(self.source)
+                .map(|s| s.0.clone())
+                .unwrap_or_default();
             self.samples.push(UnparsedSample {
-                source: self.source.clone(),
+                source,
                 offset,
                 text,
             });
@@ -243,6 +340,11 @@ impl Analyzer {
     /// Adds the counts of `other`, which analysed input that comes after this one's.
     pub fn merge(&mut self, mut other: Analyzer) {
         other.finish_source();
+        let remap: Vec<usize> = other
+            .sources
+            .iter()
+            .map(|(name, format)| self.source_index(name, format))
+            .collect();
         self.lines += other.lines;
         self.parsed += other.parsed;
         self.unparsed += other.unparsed;
@@ -252,6 +354,32 @@ impl Analyzer {
         for (ip, stats) in &other.clients {
             self.clients.entry(*ip).or_default().add(stats);
         }
+        for (ip, f) in other.failing {
+            let mine = self.failing.entry(ip).or_default();
+            mine.minutes.extend(f.minutes);
+            let room = MAX_EVIDENCE.saturating_sub(mine.lines.len());
+            mine.lines
+                .extend(f.lines.into_iter().take(room).map(|(s, o)| (remap[s], o)));
+        }
+        for (minute, counts) in &other.timeline {
+            self.timeline.entry(*minute).or_default().add(counts);
+        }
+        for (path, counts) in other.paths {
+            if let Some(mine) = self.paths.get_mut(&path) {
+                for (a, b) in mine.iter_mut().zip(counts) {
+                    *a += b;
+                }
+            } else if self.paths.len() < MAX_PATHS {
+                self.paths.insert(path, counts);
+            } else {
+                for (a, b) in self.other_paths.iter_mut().zip(counts) {
+                    *a += b;
+                }
+            }
+        }
+        for (a, b) in self.other_paths.iter_mut().zip(other.other_paths) {
+            *a += b;
+        }
         let room = MAX_SAMPLES.saturating_sub(self.samples.len());
         self.samples.extend(other.samples.into_iter().take(room));
     }
@@ -259,136 +387,25 @@ impl Analyzer {
     /// The summary over everything fed so far, with the `top` busiest clients.
     pub fn summary(&mut self, policy: &DetectionPolicy, top: usize) -> Summary {
         self.finish_source();
-        let by_ip = &self.clients;
-        let mut by_requests: Vec<(&IpAddr, &ClientStats)> = by_ip.iter().collect();
-        by_requests.sort_unstable_by(|a, b| b.1.requests.cmp(&a.1.requests).then(a.0.cmp(b.0)));
-        let top_ips = by_requests
-            .iter()
-            .take(top)
-            .map(|(ip, c)| TopIp {
-                ip: ip.to_string(),
-                requests: c.requests,
-                auth_failures: c.auth_total(),
-                first_seen: c.first_seen().map(timefmt::unix_rfc3339),
-                last_seen: c.last_seen().map(timefmt::unix_rfc3339),
-            })
-            .collect();
-        let mut auth_failures = BTreeMap::new();
-        for (i, code) in AUTH_FAILURE_CODES.iter().enumerate() {
-            let n: u64 = by_ip.values().map(|c| c.auth[i]).sum();
-            auth_failures.insert(code.to_string(), n);
-        }
-        let first = by_ip.values().filter_map(ClientStats::first_seen).min();
-        let last = by_ip.values().filter_map(ClientStats::last_seen).max();
-        Summary {
-            lines: self.lines,
-            parsed: self.parsed,
-            unparsed: self.unparsed,
-            unique_ips: by_ip.len() as u64,
-            status: self
-                .status
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| **n > 0)
-                .map(|(i, n)| ((i + 100).to_string(), *n))
-                .collect(),
-            auth_failures,
-            first_seen: first.map(timefmt::unix_rfc3339),
-            last_seen: last.map(timefmt::unix_rfc3339),
-            top_ips,
-            suspicious: suspicious(by_ip, policy),
-            unparsed_samples: self.samples.clone(),
-        }
+        summary::build(self, policy, top)
     }
 }
 
-fn suspicious(clients: &FastMap<IpAddr, ClientStats>, policy: &DetectionPolicy) -> Vec<Suspicious> {
-    let mut found = Vec::new();
-    for (ip, client) in clients {
-        if policy.is_allowed(ip) {
-            continue;
-        }
-        for rule in &policy.rules {
-            let count: u64 = rule.codes.iter().map(|c| client.count_of(*c)).sum();
-            if count >= rule.min_count {
-                let codes: Vec<String> = rule.codes.iter().map(u16::to_string).collect();
-                found.push(Suspicious {
-                    ip: ip.to_string(),
-                    rule: rule.name.clone(),
-                    reason: format!(
-                        "{count} responses with status {} (rule {}: at least {})",
-                        codes.join("/"),
-                        rule.name,
-                        rule.min_count
-                    ),
-                    requests: client.requests,
-                    auth_failures: client.auth_total(),
-                    first_seen: client.first_seen().map(timefmt::unix_rfc3339),
-                    last_seen: client.last_seen().map(timefmt::unix_rfc3339),
-                });
-                break;
-            }
-        }
-    }
-    found.sort_by(|a, b| {
-        b.auth_failures
-            .cmp(&a.auth_failures)
-            .then_with(|| a.ip.cmp(&b.ip))
-    });
-    found
-}
-
-/// The analysis result: the schema of `analyze --json` and of `data/analysis/summary.json`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Summary {
-    /// Lines read, including unparsed and empty ones.
-    pub lines: u64,
-    pub parsed: u64,
-    pub unparsed: u64,
-    pub unique_ips: u64,
-    /// Requests per status code.
-    pub status: BTreeMap<String, u64>,
-    /// Responses per authentication-failure code; all four codes are always present.
-    pub auth_failures: BTreeMap<String, u64>,
-    /// The earliest and latest request time seen (RFC 3339, UTC).
-    pub first_seen: Option<String>,
-    pub last_seen: Option<String>,
-    /// The busiest clients, by requests, descending (ties by address).
-    pub top_ips: Vec<TopIp>,
-    /// Clients that a detection rule flagged, most auth failures first.
-    pub suspicious: Vec<Suspicious>,
-    pub unparsed_samples: Vec<UnparsedSample>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TopIp {
-    pub ip: String,
-    pub requests: u64,
-    pub auth_failures: u64,
-    pub first_seen: Option<String>,
-    pub last_seen: Option<String>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Suspicious {
-    pub ip: String,
-    pub reason: String,
-    pub rule: String,
-    pub requests: u64,
-    pub auth_failures: u64,
-    pub first_seen: Option<String>,
-    pub last_seen: Option<String>,
-}
-
-impl Summary {
-    pub fn auth_failure_total(&self) -> u64 {
-        self.auth_failures.values().sum()
-    }
+/// A path without its query string, at most `MAX_PATH_LEN` bytes.
+fn normalise_path(path: &[u8]) -> &[u8] {
+    let end = memchr::memchr(b'?', path)
+        .unwrap_or(path.len())
+        .min(MAX_PATH_LEN);
+    &path[..end]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn formats() -> Arc<FormatsPolicy> {
+        Arc::new(FormatsPolicy::default())
+    }
 
     fn line(ip: &str, status: u16) -> String {
         format!(
@@ -408,8 +425,8 @@ mod tests {
         text.push_str("garbage\n");
         text.push_str(line("10.0.0.9", 403).trim_end());
         for chunk_size in [1, 7, 64, 4096] {
-            let mut a = Analyzer::new();
-            a.begin_source("t");
+            let mut a = Analyzer::new(formats());
+            a.begin_source("t", Format::Combined);
             for chunk in text.as_bytes().chunks(chunk_size) {
                 a.feed(chunk);
             }
@@ -446,11 +463,11 @@ mod tests {
                     _ => input.extend_from_slice(&data[..data.len().min(i * 97)]),
                 }
             }
-            let mut whole = Analyzer::new();
-            whole.begin_source("t");
+            let mut whole = Analyzer::new(formats());
+            whole.begin_source("t", Format::Combined);
             whole.feed(&input);
-            let mut pieces = Analyzer::new();
-            pieces.begin_source("t");
+            let mut pieces = Analyzer::new(formats());
+            pieces.begin_source("t", Format::Combined);
             for c in input.chunks(chunk) {
                 pieces.feed(c);
             }
@@ -469,8 +486,8 @@ mod tests {
         let short = line("10.0.0.2", 200);
         for text in [format!("{long}{short}"), format!("{short}{long}")] {
             for chunk in [7, 4096, text.len()] {
-                let mut a = Analyzer::new();
-                a.begin_source("t");
+                let mut a = Analyzer::new(formats());
+                a.begin_source("t", Format::Combined);
                 for c in text.as_bytes().chunks(chunk) {
                     a.feed(c);
                 }
@@ -483,8 +500,8 @@ mod tests {
 
     #[test]
     fn overlong_lines_are_counted_not_kept() {
-        let mut a = Analyzer::new();
-        a.begin_source("t");
+        let mut a = Analyzer::new(formats());
+        a.begin_source("t", Format::Combined);
         a.feed(&vec![b'x'; MAX_LINE * 3]);
         a.feed(b"\n");
         a.feed(line("10.0.0.1", 200).as_bytes());
@@ -495,8 +512,8 @@ mod tests {
 
     #[test]
     fn suspicious_clients_follow_the_policy() {
-        let mut a = Analyzer::new();
-        a.begin_source("t");
+        let mut a = Analyzer::new(formats());
+        a.begin_source("t", Format::Combined);
         for _ in 0..25 {
             a.feed(line("203.0.113.9", 401).as_bytes());
             a.feed(line("198.51.100.2", 200).as_bytes());

@@ -8,6 +8,9 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::analysis::report::{self, ReportContext};
+use std::sync::Arc;
+
+use crate::analysis::format::{self, Format, FormatChoice};
 use crate::analysis::{Analyzer, Summary};
 use crate::digest::Sha256Digest;
 use crate::id::{BundleId, CaseId};
@@ -45,7 +48,7 @@ pub enum CollectError {
 
 /// What the analysis thread is fed.
 enum AnalysisInput {
-    Begin(String),
+    Begin(String, Format),
     Chunk(crate::seal::bag::Chunk),
 }
 
@@ -66,13 +69,15 @@ pub struct Request {
     pub trigger: Trigger,
     /// How many top clients the summary lists.
     pub top: usize,
+    /// The log format (detected per source by default).
+    pub format: FormatChoice,
     /// Show progress on a terminal.
     pub progress: bool,
 }
 
 impl Request {
     /// A request with fresh ids, made now.
-    pub fn new(trigger: Trigger, top: usize, progress: bool) -> Self {
+    pub fn new(trigger: Trigger, top: usize, format: FormatChoice, progress: bool) -> Self {
         let at = OffsetDateTime::now_utc()
             .replace_nanosecond(0)
             .unwrap_or_else(|_| OffsetDateTime::now_utc());
@@ -82,6 +87,7 @@ impl Request {
             at,
             trigger,
             top,
+            format,
             progress,
         }
     }
@@ -113,6 +119,19 @@ pub fn collect(
     request: &Request,
 ) -> Result<Outcome, CollectError> {
     let streams = source.open()?;
+    // Each stream's format, from its first bytes: a format that cannot be had fails here, before
+    // anything is written.
+    let stream_formats = streams
+        .iter()
+        .map(|s| {
+            format::resolve(&request.format, &s.first, &policies.formats).map_err(|message| {
+                SourceError::Format {
+                    path: s.name.clone(),
+                    message,
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let created_at = timefmt::rfc3339(request.at);
     let case = request.case_id.clone();
     let header = serde_json::json!({
@@ -145,19 +164,20 @@ pub fn collect(
     let mut provenance = Vec::new();
     // The analysis runs on its own thread, fed the same chunks that are hashed and compressed.
     let (to_analysis, analysis_input) = std::sync::mpsc::sync_channel::<AnalysisInput>(8);
+    let formats = Arc::new(policies.formats.clone());
     let analysis = std::thread::spawn(move || {
-        let mut analyzer = Analyzer::new();
+        let mut analyzer = Analyzer::new(formats);
         for input in analysis_input {
             match input {
-                AnalysisInput::Begin(name) => analyzer.begin_source(&name),
+                AnalysisInput::Begin(name, format) => analyzer.begin_source(&name, format),
                 AnalysisInput::Chunk(chunk) => analyzer.feed(&chunk),
             }
         }
         analyzer
     });
-    for mut stream in streams {
+    for (mut stream, format) in streams.into_iter().zip(stream_formats) {
         let path = BagPath::new(format!("data/logs/{}", stream.bag_name))?;
-        let _ = to_analysis.send(AnalysisInput::Begin(path.as_str().to_owned()));
+        let _ = to_analysis.send(AnalysisInput::Begin(path.as_str().to_owned(), format));
         progress.set_label(&format!("collect {}", stream.name));
         let result = bag.add_stream(
             path.clone(),

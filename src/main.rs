@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
+use custody::analysis::format::FormatChoice;
+use custody::analysis::parallel::{self, Job};
 use custody::collect::{self, Request, Trigger};
 use custody::keys::{self, PublicKey, SigningKey};
 use custody::policy;
@@ -57,6 +59,10 @@ enum Command {
         /// How many of the busiest clients to list.
         #[arg(long, default_value_t = 20)]
         top: usize,
+        /// The log format: auto (detected per file), combined, json, nginx-json, envoy, traefik,
+        /// or custom:NAME from the formats policy.
+        #[arg(long, default_value = "auto")]
+        format: FormatChoice,
     },
     /// Analyse log files without sealing anything.
     Analyze {
@@ -66,9 +72,10 @@ enum Command {
         /// How many of the busiest clients to list.
         #[arg(long, default_value_t = 20)]
         top: usize,
-        /// The log format.
-        #[arg(long, value_enum, default_value_t = Format::Auto)]
-        format: Format,
+        /// The log format: auto (detected per file), combined, json, nginx-json, envoy, traefik,
+        /// or custom:NAME from the formats policy.
+        #[arg(long, default_value = "auto")]
+        format: FormatChoice,
     },
     /// Verify a store, a case directory or one bundle.
     Verify {
@@ -94,14 +101,6 @@ enum Command {
 enum PolicyCommand {
     /// Validate every policy file in DIR [default: --policies, or ./policies].
     Lint { dir: Option<PathBuf> },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    /// Detect per line (combined/common, with or without the kubectl timestamp prefix).
-    Auto,
-    /// NCSA combined or common log format.
-    Combined,
 }
 
 fn main() -> ExitCode {
@@ -140,6 +139,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             logs,
             requested_by,
             top,
+            format,
         } => {
             let store = store::open_store(&cli.store, true)?;
             let policies = policy::load(policy_dir(&cli).as_deref())?;
@@ -159,23 +159,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 kind: "cli".into(),
                 requested_by,
             };
-            let request = Request::new(trigger, *top, !cli.json);
+            let request = Request::new(trigger, *top, format.clone(), !cli.json);
             let mut source = FileSource::new(logs.clone());
             let outcome = collect::collect(store.as_ref(), &key, &policies, &mut source, &request)?;
             output::collected(&outcome, cli.json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Analyze {
-            files,
-            top,
-            format: _,
-        } => {
+        Command::Analyze { files, top, format } => {
             let policies = policy::load(policy_dir(&cli).as_deref())?;
-            let mut analyzer = custody::analysis::parallel::analyze_paths(
-                files,
-                custody::analysis::parallel::threads(),
-                !cli.json,
-            )?;
+            let mut analyzer = parallel::analyze_paths(&Job {
+                paths: files,
+                format: format.clone(),
+                formats: std::sync::Arc::new(policies.formats.clone()),
+                threads: parallel::threads(),
+                progress: !cli.json,
+            })?;
             let summary = analyzer.summary(&policies.detection, *top);
             output::analysis(&summary, cli.json)?;
             Ok(ExitCode::SUCCESS)

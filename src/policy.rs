@@ -6,16 +6,21 @@ use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::analysis::parse::normalise_ip;
-use crate::analysis::AUTH_FAILURE_CODES;
+
+pub mod detection;
+pub mod formats;
+
+pub use detection::{DetectionPolicy, Rule};
+pub use formats::FormatsPolicy;
 
 /// The shipped detection policy, used when no policy directory is given.
 pub const DEFAULT_DETECTION: &str = include_str!("../policies/detection.yaml");
+/// The shipped formats policy, used when no policy directory is given.
+pub const DEFAULT_FORMATS: &str = include_str!("../policies/formats.yaml");
 
 /// The files a policy directory may hold.
-pub const KNOWN_FILES: [&str; 1] = ["detection.yaml"];
+pub const KNOWN_FILES: [&str; 2] = ["detection.yaml", "formats.yaml"];
 
 /// The largest policy file read.
 const MAX_POLICY_FILE: u64 = 1024 * 1024;
@@ -44,97 +49,7 @@ pub enum PolicyError {
 #[derive(Clone, Debug, Default)]
 pub struct Policies {
     pub detection: DetectionPolicy,
-}
-
-/// `detection.yaml`: which clients the analysis reports as suspicious.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DetectionPolicy {
-    /// Rules, tried in order; a client is reported by the first rule it meets.
-    pub rules: Vec<CountRule>,
-    /// Addresses or CIDR ranges never reported (health checkers, internal ranges).
-    #[serde(default)]
-    pub allowlist: Vec<String>,
-    #[serde(skip)]
-    allow: Vec<Cidr>,
-}
-
-/// Reports a client with at least `min_count` responses whose status is one of `codes`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CountRule {
-    /// A short name, shown in findings: lowercase letters, digits and `-`.
-    pub name: String,
-    /// What the rule detects, for people reading the policy.
-    #[serde(default)]
-    pub description: String,
-    /// HTTP status codes counted: any of 401, 403, 419 and 429.
-    pub codes: Vec<u16>,
-    /// The count at which a client is reported (at least 1).
-    pub min_count: u64,
-}
-
-impl Default for DetectionPolicy {
-    fn default() -> Self {
-        // The shipped file is parsed by a test, so this cannot fail at run time.
-        DetectionPolicy::parse("built-in detection.yaml", DEFAULT_DETECTION)
-            .expect("the built-in detection policy is valid")
-    }
-}
-
-impl DetectionPolicy {
-    pub fn parse(path: &str, text: &str) -> Result<Self, PolicyError> {
-        let err = |message: String| PolicyError::ParsePolicy {
-            path: path.to_owned(),
-            message,
-        };
-        let mut policy: DetectionPolicy =
-            serde_yaml::from_str(text).map_err(|e| err(e.to_string()))?;
-        if policy.rules.is_empty() {
-            return Err(err("rules: at least one rule is needed".into()));
-        }
-        let mut names = std::collections::HashSet::new();
-        for (i, rule) in policy.rules.iter().enumerate() {
-            if crate::id::CaseId::new(rule.name.as_str()).is_err() {
-                return Err(err(format!(
-                    "rules[{i}].name {:?}: use 1 to 64 lowercase letters, digits and '-'",
-                    rule.name
-                )));
-            }
-            if !names.insert(rule.name.clone()) {
-                return Err(err(format!(
-                    "rules[{i}].name {:?} is used twice",
-                    rule.name
-                )));
-            }
-            if rule.codes.is_empty() || rule.codes.iter().any(|c| !AUTH_FAILURE_CODES.contains(c)) {
-                return Err(err(format!(
-                    "rules[{i}].codes: give one or more of the counted codes 401, 403, 419, 429"
-                )));
-            }
-            if rule.min_count == 0 {
-                return Err(err(format!("rules[{i}].min_count must be at least 1")));
-            }
-        }
-        policy.allow = policy
-            .allowlist
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                Cidr::parse(s).ok_or_else(|| {
-                    err(format!(
-                        "allowlist[{i}] {s:?} is not an address or CIDR range"
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(policy)
-    }
-
-    /// Whether `ip` is allowlisted.
-    pub fn is_allowed(&self, ip: &IpAddr) -> bool {
-        self.allow.iter().any(|c| c.contains(ip))
-    }
+    pub formats: FormatsPolicy,
 }
 
 /// An address range, `192.0.2.0/24` or `2001:db8::/32`; a bare address is a single host.
@@ -207,16 +122,20 @@ pub fn load(dir: Option<&Path>) -> Result<Policies, PolicyError> {
         return Ok(Policies::default());
     };
     lint(dir)?;
-    let detection_path = dir.join("detection.yaml");
-    let detection = if detection_path.exists() {
-        DetectionPolicy::parse(
-            &detection_path.display().to_string(),
-            &read_policy_file(&detection_path)?,
-        )?
-    } else {
-        DetectionPolicy::default()
-    };
-    Ok(Policies { detection })
+    let mut policies = Policies::default();
+    let detection = dir.join("detection.yaml");
+    if detection.exists() {
+        policies.detection = DetectionPolicy::parse(
+            &detection.display().to_string(),
+            &read_policy_file(&detection)?,
+        )?;
+    }
+    let formats = dir.join("formats.yaml");
+    if formats.exists() {
+        policies.formats =
+            FormatsPolicy::parse(&formats.display().to_string(), &read_policy_file(&formats)?)?;
+    }
+    Ok(policies)
 }
 
 /// Validates every policy file in `dir`; returns the files checked.
@@ -244,6 +163,9 @@ pub fn lint(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
             "detection.yaml" => {
                 DetectionPolicy::parse(&path.display().to_string(), &read_policy_file(&path)?)?;
             }
+            "formats.yaml" => {
+                FormatsPolicy::parse(&path.display().to_string(), &read_policy_file(&path)?)?;
+            }
             _ => return Err(PolicyError::UnknownFile { path }),
         }
         files.push(path);
@@ -262,30 +184,8 @@ mod tests {
         let files = lint(&dir).unwrap();
         assert_eq!(files.len(), KNOWN_FILES.len());
         let p = load(Some(&dir)).unwrap();
-        assert_eq!(p.detection.rules[0].name, "auth-failures");
-    }
-
-    #[test]
-    fn bad_policies_name_the_problem() {
-        let cases = [
-            ("rules: []", "at least one rule"),
-            ("rules: [{name: a, codes: [401], min_count: 1, extra: 1}]", "unknown field"),
-            ("rules: [{name: A, codes: [401], min_count: 1}]", "name"),
-            ("rules: [{name: a, codes: [999], min_count: 1}]", "codes"),
-            // Per-client counts are kept for the auth-failure codes only, so a rule on 404 could
-            // never fire; it is refused rather than accepted and silently inert.
-            ("rules: [{name: a, codes: [404], min_count: 1}]", "401, 403, 419, 429"),
-            ("rules: [{name: a, codes: [401], min_count: 0}]", "min_count"),
-            ("rules: [{name: a, codes: [401], min_count: 1}, {name: a, codes: [401], min_count: 1}]", "twice"),
-            ("rules: [{name: a, codes: [401], min_count: 1}]\nallowlist: [10.0.0.0/33]", "allowlist[0]"),
-            ("rules: {", "detection.yaml"),
-        ];
-        for (text, want) in cases {
-            let err = DetectionPolicy::parse("detection.yaml", text)
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains(want), "{text}: {err}");
-        }
+        assert!(!p.detection.rules.is_empty());
+        assert_eq!(p.formats.trusted_proxies().len(), 0);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub enum SourceError {
     StdinTwice,
     #[error("no log files given")]
     NoInput,
+    #[error("{path}: {message}")]
+    Format { path: String, message: String },
     #[error("the input is empty: {0} held no bytes, so there is nothing to preserve")]
     EmptyInput(String),
 }

@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use super::format::{self, Format, FormatChoice};
 use super::Analyzer;
+use crate::policy::FormatsPolicy;
 use crate::progress::Progress;
 use crate::source::SourceError;
 
@@ -22,12 +26,22 @@ pub fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Analyses every file in `paths` (`-` is standard input) with up to `threads` threads.
-pub fn analyze_paths(
-    paths: &[PathBuf],
-    threads: usize,
-    progress: bool,
-) -> Result<Analyzer, SourceError> {
+/// How many bytes of a file decide its format.
+const SNIFF: usize = 64 * 1024;
+
+/// What to analyse and how.
+pub struct Job<'a> {
+    /// Files; `-` is standard input.
+    pub paths: &'a [PathBuf],
+    pub format: FormatChoice,
+    pub formats: Arc<FormatsPolicy>,
+    pub threads: usize,
+    pub progress: bool,
+}
+
+/// Analyses every file of `job` with up to `job.threads` threads.
+pub fn analyze_paths(job: &Job<'_>) -> Result<Analyzer, SourceError> {
+    let (paths, threads) = (job.paths, job.threads);
     if paths.is_empty() {
         return Err(SourceError::NoInput);
     }
@@ -55,16 +69,49 @@ pub fn analyze_paths(
         inputs.push((name, Some((file, size))));
     }
     let done = AtomicU64::new(0);
-    let mut total = Analyzer::new();
+    let mut total = Analyzer::new(job.formats.clone());
     let mut bytes = 0u64;
-    let mut progress = Progress::new("analyze", progress);
+    let mut progress = Progress::new("analyze", job.progress);
     for (name, input) in inputs {
+        let read_err = |source| SourceError::OpenLog {
+            path: name.clone(),
+            source,
+        };
         let part = match input {
-            None => read_stream(&mut io::stdin(), &name, &done)?,
-            Some((file, Some(size))) if size > SPLIT_ABOVE && threads > 1 => {
-                read_ranges(&file, &name, size, threads, &done, &mut progress)?
+            None => {
+                let mut stdin = io::stdin();
+                let mut first = Vec::new();
+                (&mut stdin)
+                    .take(SNIFF as u64)
+                    .read_to_end(&mut first)
+                    .map_err(read_err)?;
+                let format = resolve(job, &first, &name)?;
+                let mut a = Analyzer::new(job.formats.clone());
+                a.begin_source(&name, format);
+                a.feed(&first);
+                done.fetch_add(first.len() as u64, Ordering::Relaxed);
+                read_stream(a, &mut stdin, &name, &done)?
             }
-            Some((mut file, _)) => read_stream(&mut file, &name, &done)?,
+            Some((mut file, size)) => {
+                let mut first = vec![0u8; SNIFF];
+                let n = read_at_most(&file, &mut first).map_err(read_err)?;
+                let format = resolve(job, &first[..n], &name)?;
+                match size {
+                    Some(size) if size > SPLIT_ABOVE && threads > 1 => read_ranges(
+                        &file,
+                        &name,
+                        size,
+                        (threads, format, job.formats.clone()),
+                        &done,
+                        &mut progress,
+                    )?,
+                    _ => {
+                        let mut a = Analyzer::new(job.formats.clone());
+                        a.begin_source(&name, format);
+                        read_stream(a, &mut file, &name, &done)?
+                    }
+                }
+            }
         };
         bytes += done.swap(0, Ordering::Relaxed);
         total.merge(part);
@@ -77,13 +124,31 @@ pub fn analyze_paths(
     Ok(total)
 }
 
+fn resolve(job: &Job<'_>, sample: &[u8], name: &str) -> Result<Format, SourceError> {
+    format::resolve(&job.format, sample, &job.formats).map_err(|message| SourceError::Format {
+        path: name.to_owned(),
+        message,
+    })
+}
+
+/// Reads from the start of `file` into `buf` (positional, so the file's cursor stays put).
+fn read_at_most(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], n as u64)? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
 fn read_stream(
+    mut analyzer: Analyzer,
     reader: &mut dyn Read,
     name: &str,
     done: &AtomicU64,
 ) -> Result<Analyzer, SourceError> {
-    let mut analyzer = Analyzer::new();
-    analyzer.begin_source(name);
     let mut buf = vec![0u8; CHUNK];
     loop {
         let n = match reader.read(&mut buf) {
@@ -136,10 +201,11 @@ fn read_range(
     file: &File,
     name: &str,
     (start, end): (u64, u64),
+    mut analyzer: Analyzer,
+    format: Format,
     done: &AtomicU64,
 ) -> io::Result<Analyzer> {
-    let mut analyzer = Analyzer::new();
-    analyzer.begin_source_at(name, start);
+    analyzer.begin_source_at(name, start, format);
     let mut buf = vec![0u8; CHUNK];
     let mut pos = start;
     while pos < end {
@@ -160,7 +226,7 @@ fn read_ranges(
     file: &File,
     name: &str,
     size: u64,
-    threads: usize,
+    (threads, format, formats): (usize, Format, Arc<FormatsPolicy>),
     done: &AtomicU64,
     progress: &mut Progress,
 ) -> Result<Analyzer, SourceError> {
@@ -172,7 +238,10 @@ fn read_ranges(
     let results = std::thread::scope(|scope| {
         let handles: Vec<_> = ranges
             .iter()
-            .map(|r| scope.spawn(move || read_range(file, name, *r, done)))
+            .map(|r| {
+                let (analyzer, format) = (Analyzer::new(formats.clone()), format.clone());
+                scope.spawn(move || read_range(file, name, *r, analyzer, format, done))
+            })
             .collect();
         let mut shown = 0;
         while !handles.iter().all(|h| h.is_finished()) {
@@ -189,7 +258,7 @@ fn read_ranges(
             })
             .collect::<Vec<_>>()
     });
-    let mut merged = Analyzer::new();
+    let mut merged = Analyzer::new(formats);
     for r in results {
         merged.merge(r.map_err(err)?);
     }
@@ -240,13 +309,17 @@ mod tests {
         let policy = DetectionPolicy::default();
         let file = File::open(&path).unwrap();
         let done = AtomicU64::new(0);
-        let one = read_stream(&mut File::open(&path).unwrap(), "x", &done)
+        let formats = Arc::new(FormatsPolicy::default());
+        let mut a = Analyzer::new(formats.clone());
+        a.begin_source("x", Format::Combined);
+        let one = read_stream(a, &mut File::open(&path).unwrap(), "x", &done)
             .unwrap()
             .summary(&policy, 50);
         for parts in [2, 3, 7] {
-            let mut merged = Analyzer::new();
+            let mut merged = Analyzer::new(formats.clone());
             for r in line_ranges(&file, text.len() as u64, parts).unwrap() {
-                merged.merge(read_range(&file, "x", r, &done).unwrap());
+                let part = Analyzer::new(formats.clone());
+                merged.merge(read_range(&file, "x", r, part, Format::Combined, &done).unwrap());
             }
             assert_eq!(merged.summary(&policy, 50), one, "{parts} parts");
         }

@@ -23,17 +23,16 @@ pub struct Fields<'a> {
     pub ip: &'a [u8],
     /// The bracketed Common Log Format time, without brackets.
     pub clf_time: &'a [u8],
-    /// The time from a `kubectl logs --timestamps` prefix, if the line had one.
-    pub prefix_time: Option<i64>,
     pub status: u16,
     pub method: &'a [u8],
     pub path: &'a [u8],
+    /// What follows the byte count: referer, user agent and, in some formats, X-Forwarded-For.
+    pub tail: &'a [u8],
 }
 
-/// Splits one line (without its line feed) into fields. `None` when it is not an access-log line.
+/// Splits one line (without its line feed or any prefix) into fields. `None` when it is not an
+/// access-log line.
 pub fn parse_fields(line: &[u8]) -> Option<Fields<'_>> {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let (prefix_time, line) = strip_kubectl_timestamp(line);
     let (ip, rest) = split_once(line, b' ')?;
     if ip.is_empty() || ip.len() > 45 {
         return None;
@@ -47,7 +46,7 @@ pub fn parse_fields(line: &[u8]) -> Option<Fields<'_>> {
     let rest = rest.strip_prefix(b" ")?;
     let (status_field, rest) = split_once(rest, b' ').unwrap_or((rest, &[]));
     let status = parse_status(status_field)?;
-    let bytes_field = split_once(rest, b' ').map_or(rest, |(b, _)| b);
+    let (bytes_field, tail) = split_once(rest, b' ').unwrap_or((rest, &[]));
     if !(bytes_field == b"-"
         || (!bytes_field.is_empty() && bytes_field.iter().all(u8::is_ascii_digit)))
     {
@@ -57,19 +56,36 @@ pub fn parse_fields(line: &[u8]) -> Option<Fields<'_>> {
     Some(Fields {
         ip,
         clf_time,
-        prefix_time,
         status,
         method,
         path,
+        tail,
     })
 }
 
-/// Parses one line (without its line feed). `None` when it is not an access-log line.
+/// The third quoted field after the byte count (after referer and user agent), where nginx's
+/// `main` format and many gateways write `$http_x_forwarded_for`.
+pub fn trailing_xff(tail: &[u8]) -> Option<&[u8]> {
+    let mut rest = tail;
+    let mut field = None;
+    for _ in 0..3 {
+        rest = rest.trim_ascii_start().strip_prefix(b"\"")?;
+        let (f, r) = split_quoted(rest)?;
+        field = Some(f);
+        rest = r;
+    }
+    field.filter(|f| *f != b"-")
+}
+
+/// Parses one combined-format line (without its line feed), with or without a CRI or kubectl
+/// prefix. `None` when it is not an access-log line.
 pub fn parse_line(line: &[u8]) -> Option<Record<'_>> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let (prefix_time, line) = super::format::strip_prefix(line);
     let f = parse_fields(line)?;
     Some(Record {
         ip: parse_ip(f.ip)?,
-        time: parse_clf_time(f.clf_time).or(f.prefix_time),
+        time: parse_clf_time(f.clf_time).or(prefix_time),
         status: f.status,
         method: f.method,
         path: f.path,
@@ -155,25 +171,6 @@ pub fn normalise_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
-    }
-}
-
-/// `2026-11-26T14:54:48.123456789Z rest…` → (time, rest). Lines without the prefix pass through.
-fn strip_kubectl_timestamp(line: &[u8]) -> (Option<i64>, &[u8]) {
-    let looks_like = line.len() > 20
-        && line[..4].iter().all(u8::is_ascii_digit)
-        && line[4] == b'-'
-        && line[7] == b'-'
-        && line[10] == b'T';
-    if !looks_like {
-        return (None, line);
-    }
-    match split_once(line, b' ') {
-        Some((ts, rest)) => match parse_rfc3339(ts) {
-            Some(t) => (Some(t), rest),
-            None => (None, line),
-        },
-        None => (None, line),
     }
 }
 
@@ -329,6 +326,15 @@ mod tests {
             parse_rfc3339(b"2026-11-26T16:54:48+02:00"),
             Some(1_795_704_888)
         );
+    }
+
+    #[test]
+    fn forwarded_for_after_the_user_agent() {
+        let line = br#"10.0.0.9 - - [17/May/2015:10:05:03 +0000] "GET / HTTP/1.1" 401 5 "-" "ua \"x\"" "203.0.113.4, 10.0.0.2""#;
+        let f = parse_fields(line).unwrap();
+        assert_eq!(trailing_xff(f.tail), Some(&b"203.0.113.4, 10.0.0.2"[..]));
+        let plain = parse_fields(LINE).unwrap();
+        assert_eq!(trailing_xff(plain.tail), None);
     }
 
     #[test]

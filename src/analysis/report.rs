@@ -139,8 +139,11 @@ mod tests {
 
     #[test]
     fn attacker_text_is_escaped_and_nothing_is_external() {
-        let mut a = Analyzer::new();
-        a.begin_source("<script>alert(1)</script>");
+        let mut a = Analyzer::new(std::sync::Arc::new(crate::policy::FormatsPolicy::default()));
+        a.begin_source(
+            "<script>alert(1)</script>",
+            crate::analysis::format::Format::Combined,
+        );
         a.feed(b"<img src=x onerror=alert(1)>\n");
         let mut s = a.summary(&DetectionPolicy::default(), 10);
         s.unparsed_samples.push(UnparsedSample {

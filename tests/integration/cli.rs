@@ -403,7 +403,7 @@ fn policy_lint_accepts_the_shipped_policies_and_names_bad_ones() {
     std::fs::create_dir(&bad).unwrap();
     std::fs::write(
         bad.join("detection.yaml"),
-        "rules:\n  - name: x\n    codes: [401]\n    min_count: 0\n",
+        "rules:\n  - name: x\n    kind: count\n    codes: [401]\n    min_count: 0\n",
     )
     .unwrap();
     let out = sb.run(&["policy", "lint", bad.to_str().unwrap()]);

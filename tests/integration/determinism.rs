@@ -27,6 +27,7 @@ fn sealing_twice_gives_identical_archives() {
                 requested_by: "analyst".into(),
             },
             top: 20,
+            format: custody::analysis::format::FormatChoice::Auto,
             progress: false,
         };
         let mut source = FileSource::new(vec![log.clone()]);

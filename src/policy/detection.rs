@@ -1,0 +1,216 @@
+//! `detection.yaml`: the rules that name suspicious clients, validated before anything runs.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Cidr, PolicyError};
+use crate::analysis::AUTH_FAILURE_CODES;
+
+/// Which clients the analysis reports as suspicious.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionPolicy {
+    /// Rules in order; a client is reported by the first rule it meets.
+    pub rules: Vec<Rule>,
+    /// Addresses or CIDR ranges never reported (health checkers, internal ranges).
+    #[serde(default)]
+    pub allowlist: Vec<String>,
+    #[serde(skip)]
+    allow: Vec<Cidr>,
+}
+
+/// One detection rule.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Rule {
+    /// At least `min_count` responses with one of `codes` over the whole input.
+    Count {
+        /// A short name, shown in findings: lowercase letters, digits and `-`.
+        name: String,
+        /// What the rule detects, for people reading the policy.
+        #[serde(default)]
+        description: String,
+        /// Status codes counted: any of 401, 403, 419 and 429.
+        codes: Vec<u16>,
+        /// The count at which a client is reported (at least 1).
+        min_count: u64,
+    },
+    /// At least `min_count` responses with one of `codes` within `window` (whole minutes).
+    Window {
+        name: String,
+        #[serde(default)]
+        description: String,
+        codes: Vec<u16>,
+        min_count: u64,
+        /// The window, such as `5m` or `1h`; whole minutes, at least `1m`, at most `24h`.
+        window: String,
+    },
+    /// At least `min_requests` requests, of which at least `min_ratio` had one of `codes`.
+    Ratio {
+        name: String,
+        #[serde(default)]
+        description: String,
+        codes: Vec<u16>,
+        /// The share of requests, above 0 and at most 1.
+        min_ratio: f64,
+        /// The fewest requests a client must have made (at least 1).
+        min_requests: u64,
+    },
+}
+
+impl Rule {
+    pub fn name(&self) -> &str {
+        match self {
+            Rule::Count { name, .. } | Rule::Window { name, .. } | Rule::Ratio { name, .. } => name,
+        }
+    }
+
+    pub fn codes(&self) -> &[u16] {
+        match self {
+            Rule::Count { codes, .. } | Rule::Window { codes, .. } | Rule::Ratio { codes, .. } => {
+                codes
+            }
+        }
+    }
+
+    /// A window rule's length in whole minutes.
+    pub fn window_minutes(&self) -> Option<u32> {
+        match self {
+            Rule::Window { window, .. } => parse_minutes(window),
+            _ => None,
+        }
+    }
+}
+
+/// `90s`? no: windows are whole minutes. `5m` → 5, `2h` → 120.
+fn parse_minutes(text: &str) -> Option<u32> {
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    let n: u32 = digits.parse().ok()?;
+    let minutes = match unit {
+        "m" => n,
+        "h" => n.checked_mul(60)?,
+        _ => return None,
+    };
+    (1..=24 * 60).contains(&minutes).then_some(minutes)
+}
+
+impl Default for DetectionPolicy {
+    fn default() -> Self {
+        // The shipped file is parsed by a test, so this cannot fail at run time.
+        DetectionPolicy::parse("built-in detection.yaml", super::DEFAULT_DETECTION)
+            .expect("the built-in detection policy is valid")
+    }
+}
+
+impl DetectionPolicy {
+    pub fn parse(path: &str, text: &str) -> Result<Self, PolicyError> {
+        let err = |message: String| PolicyError::ParsePolicy {
+            path: path.to_owned(),
+            message,
+        };
+        let mut policy: DetectionPolicy =
+            serde_yaml::from_str(text).map_err(|e| err(e.to_string()))?;
+        if policy.rules.is_empty() {
+            return Err(err("rules: at least one rule is needed".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, rule) in policy.rules.iter().enumerate() {
+            validate_rule(rule).map_err(|m| err(format!("rules[{i}] ({}): {m}", rule.name())))?;
+            if !names.insert(rule.name().to_owned()) {
+                return Err(err(format!(
+                    "rules[{i}].name {:?} is used twice",
+                    rule.name()
+                )));
+            }
+        }
+        policy.allow = policy
+            .allowlist
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                Cidr::parse(s).ok_or_else(|| {
+                    err(format!(
+                        "allowlist[{i}] {s:?} is not an address or CIDR range"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(policy)
+    }
+
+    /// Whether `ip` is allowlisted.
+    pub fn is_allowed(&self, ip: &IpAddr) -> bool {
+        self.allow.iter().any(|c| c.contains(ip))
+    }
+}
+
+fn validate_rule(rule: &Rule) -> Result<(), String> {
+    if crate::id::CaseId::new(rule.name()).is_err() {
+        return Err("name: use 1 to 64 lowercase letters, digits and '-'".into());
+    }
+    let codes = rule.codes();
+    if codes.is_empty() || codes.iter().any(|c| !AUTH_FAILURE_CODES.contains(c)) {
+        // Per-client counts are kept for these codes only; a rule on another code could never fire.
+        return Err("codes: give one or more of the counted codes 401, 403, 419, 429".into());
+    }
+    match rule {
+        Rule::Count { min_count, .. } | Rule::Window { min_count, .. } if *min_count == 0 => {
+            Err("min_count must be at least 1".into())
+        }
+        Rule::Window { window, .. } if parse_minutes(window).is_none() => Err(format!(
+            "window {window:?}: give whole minutes or hours, such as 5m or 1h, from 1m to 24h"
+        )),
+        Rule::Ratio { min_ratio, .. } if !(*min_ratio > 0.0 && *min_ratio <= 1.0) => {
+            Err("min_ratio must be above 0 and at most 1".into())
+        }
+        Rule::Ratio { min_requests, .. } if *min_requests == 0 => {
+            Err("min_requests must be at least 1".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_policies_name_the_problem() {
+        let ok = "name: a\n    kind: count\n    codes: [401]\n    min_count: 1";
+        let cases = [
+            ("rules: []", "at least one rule"),
+            ("rules:\n  - name: a\n    kind: count\n    codes: [401]\n    min_count: 1\n    extra: 1", "unknown field"),
+            ("rules:\n  - name: A\n    kind: count\n    codes: [401]\n    min_count: 1", "name"),
+            ("rules:\n  - name: a\n    kind: count\n    codes: [999]\n    min_count: 1", "codes"),
+            // Per-client counts are kept for the auth-failure codes only, so a rule on 404 could
+            // never fire; it is refused rather than accepted and silently inert.
+            ("rules:\n  - name: a\n    kind: count\n    codes: [404]\n    min_count: 1", "401, 403, 419, 429"),
+            ("rules:\n  - name: a\n    kind: count\n    codes: [401]\n    min_count: 0", "min_count"),
+            ("rules:\n  - name: a\n    kind: window\n    codes: [401]\n    min_count: 3\n    window: 90s", "window"),
+            ("rules:\n  - name: a\n    kind: window\n    codes: [401]\n    min_count: 3", "window"),
+            ("rules:\n  - name: a\n    kind: ratio\n    codes: [401]\n    min_ratio: 1.5\n    min_requests: 3", "min_ratio"),
+            ("rules:\n  - name: a\n    kind: sometimes\n    codes: [401]", "unknown variant"),
+            ("rules:\n  - name: a\n    kind: count\n    codes: [401]\n    min_count: 1\n  - name: a\n    kind: count\n    codes: [401]\n    min_count: 1", "twice"),
+            ("rules:\n  - name: a\n    kind: count\n    codes: [401]\n    min_count: 1\nallowlist: [10.0.0.0/33]", "allowlist[0]"),
+            ("rules: {", "detection.yaml"),
+        ];
+        for (text, want) in cases {
+            let err = DetectionPolicy::parse("detection.yaml", text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        let fine = format!("rules:\n  - {ok}\n");
+        assert!(DetectionPolicy::parse("d", &fine).is_ok());
+    }
+
+    #[test]
+    fn windows_are_whole_minutes() {
+        assert_eq!(parse_minutes("5m"), Some(5));
+        assert_eq!(parse_minutes("2h"), Some(120));
+        for bad in ["", "m", "0m", "25h", "5", "5s", "-1m", "1.5h"] {
+            assert_eq!(parse_minutes(bad), None, "{bad}");
+        }
+    }
+}
