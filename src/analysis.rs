@@ -4,6 +4,7 @@
 //! of distinct clients, never by the size of the input; analyzers of separate parts of the input
 //! merge, which is how the analysis uses every core.
 
+pub mod chart;
 pub mod format;
 pub mod json;
 pub mod parallel;

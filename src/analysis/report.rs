@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use super::chart;
 use super::Summary;
 
 /// Escapes text for HTML element content and attribute values.
@@ -51,7 +52,17 @@ pub fn render(summary: &Summary, ctx: &ReportContext<'_>) -> String {
     );
     h.push_str("<h2>Sources</h2>\n<ul>\n");
     for s in ctx.sources {
-        let _ = writeln!(h, "<li><code>{}</code></li>", escape(s));
+        let format = summary
+            .sources
+            .iter()
+            .find(|f| &f.source == s)
+            .map_or("", |f| f.format.as_str());
+        let _ = writeln!(
+            h,
+            "<li><code>{}</code> ({})</li>",
+            escape(s),
+            escape(format)
+        );
     }
     h.push_str("</ul>\n");
     let _ = write!(
@@ -67,6 +78,8 @@ pub fn render(summary: &Summary, ctx: &ReportContext<'_>) -> String {
         escape(summary.first_seen.as_deref().unwrap_or("-")),
         escape(summary.last_seen.as_deref().unwrap_or("-")),
     );
+    h.push_str("<h2>Requests over time</h2>\n");
+    h.push_str(&chart::timeline(&summary.timeline));
     h.push_str(
         "<h2>Authentication failures</h2>\n<table><tr><th>status</th><th>responses</th></tr>\n",
     );
@@ -75,7 +88,19 @@ pub fn render(summary: &Summary, ctx: &ReportContext<'_>) -> String {
     }
     h.push_str("</table>\n");
     suspicious_table(&mut h, summary);
-    h.push_str("<h2>Top client addresses</h2>\n<table><tr><th>address</th><th>requests</th><th>auth failures</th><th>first seen</th><th>last seen</th></tr>\n");
+    paths_table(&mut h, summary);
+    h.push_str("<h2>Top client addresses</h2>\n");
+    let top: Vec<(String, u64, u64)> = summary
+        .top_ips
+        .iter()
+        .take(20)
+        .map(|t| (t.ip.clone(), t.requests, t.auth_failures))
+        .collect();
+    h.push_str(&chart::bars(
+        "Requests per client (red: authentication failures)",
+        &top,
+    ));
+    h.push_str("<table><tr><th>address</th><th>requests</th><th>auth failures</th><th>first seen</th><th>last seen</th></tr>\n");
     for ip in &summary.top_ips {
         let _ = writeln!(
             h,
@@ -87,7 +112,20 @@ pub fn render(summary: &Summary, ctx: &ReportContext<'_>) -> String {
             escape(ip.last_seen.as_deref().unwrap_or("-")),
         );
     }
-    h.push_str("</table>\n<h2>Responses by status</h2>\n<table><tr><th>status</th><th>responses</th></tr>\n");
+    h.push_str("</table>\n<h2>Responses by status</h2>\n");
+    let statuses: Vec<(String, u64, u64)> = summary
+        .status
+        .iter()
+        .map(|(code, n)| {
+            let auth = summary.auth_failures.get(code).copied().unwrap_or(0);
+            (code.clone(), *n, auth)
+        })
+        .collect();
+    h.push_str(&chart::bars(
+        "Responses by status (red: authentication failures)",
+        &statuses,
+    ));
+    h.push_str("<table><tr><th>status</th><th>responses</th></tr>\n");
     for (code, n) in &summary.status {
         let _ = writeln!(h, "<tr><td>{}</td><td class=n>{n}</td></tr>", escape(code));
     }
@@ -109,23 +147,54 @@ pub fn render(summary: &Summary, ctx: &ReportContext<'_>) -> String {
     h
 }
 
+fn paths_table(h: &mut String, summary: &Summary) {
+    if summary.auth_failure_paths.is_empty() {
+        return;
+    }
+    h.push_str("<h2>Authentication failures by path</h2>\n<table><tr><th>path</th><th>failures</th><th>by status</th></tr>\n");
+    for p in &summary.auth_failure_paths {
+        let by: Vec<String> = p.by_code.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+        let _ = writeln!(
+            h,
+            "<tr><td><code>{}</code></td><td class=n>{}</td><td>{}</td></tr>",
+            escape(&p.path),
+            p.total,
+            escape(&by.join(", "))
+        );
+    }
+    h.push_str("</table>\n");
+}
+
 fn suspicious_table(h: &mut String, summary: &Summary) {
     h.push_str("<h2>Suspicious clients</h2>\n");
     if summary.suspicious.is_empty() {
         h.push_str("<p>No client met a detection rule.</p>\n");
         return;
     }
-    h.push_str("<table><tr><th>address</th><th>why</th><th>requests</th><th>auth failures</th><th>first seen</th><th>last seen</th></tr>\n");
+    h.push_str("<table><tr><th>address</th><th>why</th><th>requests</th><th>auth failures</th><th>first seen</th><th>last seen</th><th>evidence (source: byte offset)</th></tr>\n");
     for s in &summary.suspicious {
+        // Offsets grouped by source: "data/logs/01-x.log: 120, 4096".
+        let mut by_source: Vec<(String, Vec<String>)> = Vec::new();
+        for l in &s.evidence.lines {
+            match by_source.iter_mut().find(|(src, _)| *src == l.source) {
+                Some((_, offsets)) => offsets.push(l.offset.to_string()),
+                None => by_source.push((l.source.clone(), vec![l.offset.to_string()])),
+            }
+        }
+        let lines: Vec<String> = by_source
+            .iter()
+            .map(|(src, offsets)| format!("{src}: {}", offsets.join(", ")))
+            .collect();
         let _ = writeln!(
             h,
-            "<tr class=warn><td><code>{}</code></td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=warn><td><code>{}</code></td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&s.ip),
             escape(&s.reason),
             s.requests,
             s.auth_failures,
             escape(s.first_seen.as_deref().unwrap_or("-")),
             escape(s.last_seen.as_deref().unwrap_or("-")),
+            escape(&lines.join("; ")),
         );
     }
     h.push_str("</table>\n");
