@@ -39,7 +39,7 @@ pub fn timeline(minutes: &[Minute]) -> String {
             .join(" ")
     };
     let mut s = String::new();
-    let _ = write!(
+    let _ = writeln!(
         s,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" width=\"{WIDTH}\" height=\"{}\" \
          viewBox=\"0 0 {WIDTH} {}\"><title>Requests and authentication failures per {}</title>\
@@ -49,7 +49,7 @@ pub fn timeline(minutes: &[Minute]) -> String {
          <text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text>\
          <text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">0</text>\
          <text x=\"{left}\" y=\"{}\" font-size=\"11\">{}</text>\
-         <text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text></svg>\n",
+         <text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text></svg>",
         h + 40.0,
         h + 40.0,
         if bin == 1 { "minute".to_string() } else { format!("{bin} minutes") },
