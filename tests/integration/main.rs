@@ -7,12 +7,14 @@
 //! - `interop`: the archives open and verify with sha256sum, openssl, zstd, tar and bagit.py.
 //! - `tamper`: every kind of tampering is caught by `verify` with a message naming it.
 //! - `determinism`: the same inputs sealed at the same time give byte-identical archives.
+//! - `formats`: every log format gives the runbook pipeline's answer; proxies; detection rules.
 
 // Test code unwraps freely: a panic here is a failing test, not a crash on outside input.
 #![allow(clippy::unwrap_used)]
 
 mod cli;
 mod determinism;
+mod formats;
 mod interop;
 mod tamper;
 mod util;
