@@ -2,11 +2,10 @@
 //! from an analyzer's counts, with the detection rules applied.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Analyzer, ClientStats, Failures, UnparsedSample, AUTH_FAILURE_CODES};
+use super::{Analyzer, ClientKey, ClientStats, Failures, UnparsedSample, AUTH_FAILURE_CODES};
 use crate::policy::{DetectionPolicy, Rule};
 use crate::timefmt;
 
@@ -122,22 +121,28 @@ fn time(t: Option<i64>) -> Option<String> {
 }
 
 pub(super) fn build(a: &Analyzer, policy: &DetectionPolicy, top: usize) -> Summary {
-    let mut by_requests: Vec<(&IpAddr, &ClientStats)> = a.clients.iter().collect();
-    by_requests.sort_unstable_by(|x, y| y.1.requests.cmp(&x.1.requests).then(x.0.cmp(y.0)));
+    let auth_total = |ip: &ClientKey| a.failing.get(ip).map_or(0, Failures::total);
+    let mut by_requests: Vec<(&ClientKey, &ClientStats)> = a.clients.iter().collect();
+    // Busiest first; ties in address order (IPv4 before IPv6, as addresses sort).
+    by_requests.sort_unstable_by(|x, y| {
+        y.1.requests
+            .cmp(&x.1.requests)
+            .then_with(|| x.0.addr().cmp(&y.0.addr()))
+    });
     let top_ips = by_requests
         .iter()
         .take(top)
         .map(|(ip, c)| TopIp {
-            ip: ip.to_string(),
+            ip: ip.addr().to_string(),
             requests: c.requests,
-            auth_failures: c.auth_total(),
+            auth_failures: auth_total(ip),
             first_seen: time(c.first_seen()),
             last_seen: time(c.last_seen()),
         })
         .collect();
     let mut auth_failures = BTreeMap::new();
     for (i, code) in AUTH_FAILURE_CODES.iter().enumerate() {
-        let n: u64 = a.clients.values().map(|c| c.auth[i]).sum();
+        let n: u64 = a.failing.values().map(|f| f.auth[i]).sum();
         auth_failures.insert(code.to_string(), n);
     }
     let mut timeline: Vec<(&i64, _)> = a.timeline.iter().collect();
@@ -240,7 +245,8 @@ struct Hit {
     reason: String,
 }
 
-fn evaluate(rule: &Rule, stats: &ClientStats, minutes: &[(i64, [u32; 4])]) -> Option<Hit> {
+fn evaluate(rule: &Rule, stats: &ClientStats, failures: &Failures) -> Option<Hit> {
+    let minutes = &failures.minutes;
     let mask = code_mask(rule);
     let codes: Vec<String> = rule.codes().iter().map(u16::to_string).collect();
     let codes = codes.join("/");
@@ -248,7 +254,7 @@ fn evaluate(rule: &Rule, stats: &ClientStats, minutes: &[(i64, [u32; 4])]) -> Op
         Rule::Count {
             min_count, name, ..
         } => {
-            let count = masked(&stats.auth, &mask);
+            let count = masked(&failures.auth, &mask);
             (count >= *min_count).then(|| Hit {
                 count,
                 window: None,
@@ -279,7 +285,7 @@ fn evaluate(rule: &Rule, stats: &ClientStats, minutes: &[(i64, [u32; 4])]) -> Op
             name,
             ..
         } => {
-            let count = masked(&stats.auth, &mask);
+            let count = masked(&failures.auth, &mask);
             let ratio = count as f64 / stats.requests.max(1) as f64;
             (stats.requests >= *min_requests && ratio >= *min_ratio).then(|| Hit {
                 count,
@@ -319,33 +325,28 @@ fn busiest_window(minutes: &[(i64, [u32; 4])], mask: &[bool; 4], width: i64) -> 
 
 fn suspicious(a: &Analyzer, policy: &DetectionPolicy) -> Vec<Suspicious> {
     let mut found = Vec::new();
-    let no_failures = Failures::default();
     // Every rule counts authentication failures, so only clients with some can match.
     for (ip, failures) in &a.failing {
         let Some(stats) = a.clients.get(ip) else {
             continue;
         };
-        if policy.is_allowed(ip) {
+        let addr = ip.addr();
+        if policy.is_allowed(&addr) {
             continue;
         }
-        let failures = if failures.minutes.is_empty() && failures.lines.is_empty() {
-            &no_failures
-        } else {
-            failures
-        };
         let Some((rule, hit)) = policy
             .rules
             .iter()
-            .find_map(|r| evaluate(r, stats, &failures.minutes).map(|h| (r, h)))
+            .find_map(|r| evaluate(r, stats, failures).map(|h| (r, h)))
         else {
             continue;
         };
         found.push(Suspicious {
-            ip: ip.to_string(),
+            ip: addr.to_string(),
             reason: hit.reason,
             rule: rule.name().to_owned(),
             requests: stats.requests,
-            auth_failures: stats.auth_total(),
+            auth_failures: failures.total(),
             first_seen: time(stats.first_seen()),
             last_seen: time(stats.last_seen()),
             evidence: Evidence {
