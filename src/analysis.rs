@@ -5,6 +5,7 @@
 //! merge, which is how the analysis uses every core.
 
 pub mod chart;
+mod clients;
 pub mod format;
 pub mod json;
 pub mod parallel;
@@ -152,7 +153,7 @@ pub struct Analyzer {
     /// Requests per status, indexed by status − 100.
     status: Vec<u64>,
     /// Counts per client address (IPv4-mapped IPv6 addresses are their IPv4 address).
-    clients: FastMap<ClientKey, ClientStats>,
+    clients: clients::ClientTable,
     /// Only clients with authentication failures.
     failing: FastMap<ClientKey, Failures>,
     timeline: FastMap<i64, MinuteCounts>,
@@ -188,7 +189,7 @@ impl Analyzer {
             parsed: 0,
             unparsed: 0,
             status: vec![0; 500],
-            clients: FastMap::default(),
+            clients: clients::ClientTable::default(),
             failing: FastMap::default(),
             timeline: FastMap::default(),
             current_minute: (i64::MIN, MinuteCounts::default()),
@@ -277,6 +278,7 @@ impl Analyzer {
             self.line_start = self.offset;
         }
         self.flush_minute();
+        self.clients.flush();
     }
 
     fn line(&mut self, line: &[u8], offset: u64) {
@@ -292,12 +294,7 @@ impl Analyzer {
         let ip = ClientKey::of(format::client_ip(&request, &self.formats));
         self.parsed += 1;
         self.status[usize::from(request.status) - 100] += 1;
-        let stats = self.clients.entry(ip).or_default();
-        stats.requests += 1;
-        if let Some(t) = request.time {
-            stats.first = stats.first.min(t);
-            stats.last = stats.last.max(t);
-        }
+        self.clients.record(ip, request.time);
         let auth = AUTH_FAILURE_CODES.iter().position(|c| *c == request.status);
         if let Some(code) = auth {
             self.failure(ip, code, request.time, &request.path, offset);
@@ -389,9 +386,7 @@ impl Analyzer {
         for (a, b) in self.status.iter_mut().zip(&other.status) {
             *a += b;
         }
-        for (ip, stats) in &other.clients {
-            self.clients.entry(*ip).or_default().add(stats);
-        }
+        self.clients.merge(other.clients);
         for (ip, f) in other.failing {
             let mine = self.failing.entry(ip).or_default();
             for (a, b) in mine.auth.iter_mut().zip(f.auth) {

@@ -67,7 +67,12 @@ impl Format {
                     },
                     time: times.clf(f.clf_time),
                     status: f.status,
-                    path: Cow::Borrowed(f.path),
+                    // Only failures are counted by path; other requests skip the split.
+                    path: Cow::Borrowed(if is_auth_failure(f.status) {
+                        parse::split_request(f.request).1
+                    } else {
+                        &[]
+                    }),
                 }
             }
             Format::Json(preset) => json::parse(line, *preset, policy)?,
@@ -76,6 +81,10 @@ impl Format {
         request.time = request.time.or(prefix_time);
         Some(request)
     }
+}
+
+fn is_auth_failure(status: u16) -> bool {
+    super::AUTH_FAILURE_CODES.contains(&status)
 }
 
 /// The last Common Log Format time parsed: consecutive lines mostly share a second.

@@ -24,8 +24,8 @@ pub struct Fields<'a> {
     /// The bracketed Common Log Format time, without brackets.
     pub clf_time: &'a [u8],
     pub status: u16,
-    pub method: &'a [u8],
-    pub path: &'a [u8],
+    /// The request line as logged (`METHOD PATH PROTOCOL`, or anything a client sent).
+    pub request: &'a [u8],
     /// What follows the byte count: referer, user agent and, in some formats, X-Forwarded-For.
     pub tail: &'a [u8],
 }
@@ -33,34 +33,42 @@ pub struct Fields<'a> {
 /// Splits one line (without its line feed or any prefix) into fields. `None` when it is not an
 /// access-log line.
 pub fn parse_fields(line: &[u8]) -> Option<Fields<'_>> {
-    let (ip, rest) = split_once(line, b' ')?;
+    let (ip, rest) = split_short(line, b' ')?;
     if ip.is_empty() || ip.len() > 45 {
         return None;
     }
-    // ident and authuser, then the bracketed time.
-    let open = memchr::memchr(b'[', rest)?;
-    let close = open + memchr::memchr(b']', &rest[open..])?;
+    // ident and authuser, then the bracketed time (26 bytes when well formed).
+    let open = rest.iter().position(|b| *b == b'[')?;
+    let close = match rest.get(open + 27) {
+        Some(b']') => open + 27,
+        _ => open + rest[open..].iter().position(|b| *b == b']')?,
+    };
     let clf_time = &rest[open + 1..close];
     let rest = rest[close + 1..].strip_prefix(b" \"")?;
     let (request, rest) = split_quoted(rest)?;
     let rest = rest.strip_prefix(b" ")?;
-    let (status_field, rest) = split_once(rest, b' ').unwrap_or((rest, &[]));
+    let (status_field, rest) = split_short(rest, b' ').unwrap_or((rest, &[]));
     let status = parse_status(status_field)?;
-    let (bytes_field, tail) = split_once(rest, b' ').unwrap_or((rest, &[]));
+    let (bytes_field, tail) = split_short(rest, b' ').unwrap_or((rest, &[]));
     if !(bytes_field == b"-"
         || (!bytes_field.is_empty() && bytes_field.iter().all(u8::is_ascii_digit)))
     {
         return None;
     }
-    let (method, path) = split_request(request);
     Some(Fields {
         ip,
         clf_time,
         status,
-        method,
-        path,
+        request,
         tail,
     })
+}
+
+/// `split_once` for the short fields at the start of a line, where a plain scan beats `memchr`'s
+/// set-up.
+fn split_short(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
+    let i = s.iter().position(|b| *b == sep)?;
+    Some((&s[..i], &s[i + 1..]))
 }
 
 /// The third quoted field after the byte count (after referer and user agent), where nginx's
@@ -83,36 +91,32 @@ pub fn parse_line(line: &[u8]) -> Option<Record<'_>> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let (prefix_time, line) = super::format::strip_prefix(line);
     let f = parse_fields(line)?;
+    let (method, path) = split_request(f.request);
     Some(Record {
         ip: parse_ip(f.ip)?,
         time: parse_clf_time(f.clf_time).or(prefix_time),
         status: f.status,
-        method: f.method,
-        path: f.path,
+        method,
+        path,
     })
-}
-
-fn split_once(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
-    let i = memchr::memchr(sep, s)?;
-    Some((&s[..i], &s[i + 1..]))
 }
 
 /// Splits at the closing quote of a quoted field whose opening quote was already consumed;
 /// a backslash escapes the next byte (nginx and Apache escape `"` as `\"`).
 fn split_quoted(s: &[u8]) -> Option<(&[u8], &[u8])> {
     let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'\\' => i += 2,
-            b'"' => return Some((&s[..i], &s[i + 1..])),
-            _ => i += 1,
+    while let Some(j) = memchr::memchr2(b'"', b'\\', s.get(i..)?) {
+        i += j;
+        if s[i] == b'"' {
+            return Some((&s[..i], &s[i + 1..]));
         }
+        i += 2;
     }
     None
 }
 
 /// `METHOD PATH PROTOCOL`; anything else (a TLS handshake sent to a plain port, `-`) has neither.
-fn split_request(request: &[u8]) -> (&[u8], &[u8]) {
+pub fn split_request(request: &[u8]) -> (&[u8], &[u8]) {
     let mut parts = request.split(|&c| c == b' ');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some(m), Some(p), Some(proto), None)

@@ -123,6 +123,15 @@ fn time(t: Option<i64>) -> Option<String> {
 pub(super) fn build(a: &Analyzer, policy: &DetectionPolicy, top: usize) -> Summary {
     let auth_total = |ip: &ClientKey| a.failing.get(ip).map_or(0, Failures::total);
     let mut by_requests: Vec<(&ClientKey, &ClientStats)> = a.clients.iter().collect();
+    // Only the top entries need full order.
+    if top < by_requests.len() && top > 0 {
+        by_requests.select_nth_unstable_by(top - 1, |x, y| {
+            y.1.requests
+                .cmp(&x.1.requests)
+                .then_with(|| x.0.addr().cmp(&y.0.addr()))
+        });
+        by_requests.truncate(top);
+    }
     // Busiest first; ties in address order (IPv4 before IPv6, as addresses sort).
     by_requests.sort_unstable_by(|x, y| {
         y.1.requests
@@ -160,8 +169,8 @@ pub(super) fn build(a: &Analyzer, policy: &DetectionPolicy, top: usize) -> Summa
             .map(|(i, n)| ((i + 100).to_string(), *n))
             .collect(),
         auth_failures,
-        first_seen: time(a.clients.values().filter_map(ClientStats::first_seen).min()),
-        last_seen: time(a.clients.values().filter_map(ClientStats::last_seen).max()),
+        first_seen: time(a.clients.iter().filter_map(|(_, c)| c.first_seen()).min()),
+        last_seen: time(a.clients.iter().filter_map(|(_, c)| c.last_seen()).max()),
         top_ips,
         suspicious: suspicious(a, policy),
         auth_failure_paths: paths(a),
