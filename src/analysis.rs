@@ -534,6 +534,34 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_in_every_format_never_panic(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2000),
+            cut in 0usize..2000,
+        ) {
+            let cut = cut.min(data.len());
+            let policy = DetectionPolicy::default();
+            for f in [
+                Format::Combined,
+                Format::Json(json::JsonPreset::Nginx),
+                Format::Json(json::JsonPreset::Envoy),
+                Format::Json(json::JsonPreset::Traefik),
+                Format::Json(json::JsonPreset::Configured),
+                format::detect(&data, &formats()),
+            ] {
+                let mut whole = Analyzer::new(formats());
+                whole.begin_source("t", f.clone());
+                whole.feed(&data);
+                let mut parts = Analyzer::new(formats());
+                parts.begin_source("t", f);
+                parts.feed(&data[..cut]);
+                parts.feed(&data[cut..]);
+                proptest::prop_assert_eq!(whole.summary(&policy, 5), parts.summary(&policy, 5));
+            }
+        }
+    }
+
     #[test]
     fn overlong_lines_are_counted_not_kept() {
         let mut a = Analyzer::new(formats());
