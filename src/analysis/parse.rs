@@ -104,13 +104,15 @@ pub fn parse_line(line: &[u8]) -> Option<Record<'_>> {
 /// Splits at the closing quote of a quoted field whose opening quote was already consumed;
 /// a backslash escapes the next byte (nginx and Apache escape `"` as `\"`).
 fn split_quoted(s: &[u8]) -> Option<(&[u8], &[u8])> {
-    let mut i = 0;
-    while let Some(j) = memchr::memchr2(b'"', b'\\', s.get(i..)?) {
-        i += j;
-        if s[i] == b'"' {
+    let mut from = 0;
+    while let Some(j) = memchr::memchr(b'"', s.get(from..)?) {
+        let i = from + j;
+        // The quote is escaped if an odd number of backslashes precede it.
+        let backslashes = s[..i].iter().rev().take_while(|b| **b == b'\\').count();
+        if backslashes % 2 == 0 {
             return Some((&s[..i], &s[i + 1..]));
         }
-        i += 2;
+        from = i + 1;
     }
     None
 }
@@ -144,8 +146,12 @@ pub fn parse_ip(field: &[u8]) -> Option<IpAddr> {
     if field.is_empty() || field.len() > 45 {
         return None;
     }
-    if field.len() <= 15 && field.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
-        return parse_ipv4(field).map(IpAddr::V4);
+    if let Some(v4) = parse_ipv4(field) {
+        return Some(IpAddr::V4(v4));
+    }
+    if field.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
+        // Digits and dots that are not a valid IPv4 address are not an IPv6 address either.
+        return None;
     }
     let text = std::str::from_utf8(field).ok()?;
     let ip: IpAddr = text.parse().ok()?;
@@ -155,19 +161,41 @@ pub fn parse_ip(field: &[u8]) -> Option<IpAddr> {
 /// Dotted-quad IPv4 with the standard library's rules (four parts, each 0-255, no leading zeros),
 /// without the UTF-8 check and generic parser, since most lines carry one.
 fn parse_ipv4(field: &[u8]) -> Option<std::net::Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut parts = field.split(|c| *c == b'.');
-    for octet in &mut octets {
-        let part = parts.next()?;
-        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
-            return None;
-        }
-        let value = part.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
-        *octet = u8::try_from(value).ok()?;
-    }
-    if parts.next().is_some() {
+    if field.len() > 15 {
         return None;
     }
+    // One pass: each part 1 to 3 digits, no leading zero, at most 255; exactly four parts.
+    let mut octets = [0u8; 4];
+    let (mut part, mut value, mut digits) = (0usize, 0u16, 0u8);
+    let mut leading_zero = false;
+    for &c in field {
+        match c {
+            b'0'..=b'9' => {
+                if digits == 1 && leading_zero {
+                    return None;
+                }
+                leading_zero = digits == 0 && c == b'0';
+                value = value * 10 + u16::from(c - b'0');
+                digits += 1;
+                if digits > 3 || value > 255 {
+                    return None;
+                }
+            }
+            b'.' => {
+                if digits == 0 || part == 3 {
+                    return None;
+                }
+                octets[part] = value as u8;
+                part += 1;
+                (value, digits) = (0, 0);
+            }
+            _ => return None,
+        }
+    }
+    if digits == 0 || part != 3 {
+        return None;
+    }
+    octets[3] = value as u8;
     Some(std::net::Ipv4Addr::from(octets))
 }
 
@@ -360,6 +388,22 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn quoted_fields_split_like_a_scan(body in "[a-z\\\\\" ]{0,30}") {
+            // Reference: a byte-by-byte scan where a backslash escapes the next byte.
+            let b = body.as_bytes();
+            let mut i = 0;
+            let mut want = None;
+            while i < b.len() {
+                match b[i] {
+                    b'\\' => i += 2,
+                    b'"' => { want = Some((&b[..i], &b[i + 1..])); break; }
+                    _ => i += 1,
+                }
+            }
+            prop_assert_eq!(split_quoted(b), want);
+        }
+
         #[test]
         fn fast_ipv4_agrees_with_the_standard_library(text in "[0-9.]{0,16}") {
             let std_parse = text.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4);
