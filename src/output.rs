@@ -69,6 +69,12 @@ pub fn analysis(s: &Summary, as_json: bool) -> Result<()> {
         s.first_seen.as_deref().unwrap_or("-"),
         s.last_seen.as_deref().unwrap_or("-"),
     )?;
+    let formats: Vec<String> = s
+        .sources
+        .iter()
+        .map(|f| format!("{} ({})", f.source, f.format))
+        .collect();
+    writeln!(out, "  sources        {}", formats.join(", "))?;
     let auth: Vec<String> = s
         .auth_failures
         .iter()
@@ -82,6 +88,12 @@ pub fn analysis(s: &Summary, as_json: bool) -> Result<()> {
             "    {:<39} {:>9} {:>14}",
             ip.ip, ip.requests, ip.auth_failures
         )?;
+    }
+    if !s.auth_failure_paths.is_empty() {
+        writeln!(out, "  failing paths  failures")?;
+        for p in s.auth_failure_paths.iter().take(5) {
+            writeln!(out, "    {:<39} {:>9}", p.path, p.total)?;
+        }
     }
     if s.suspicious.is_empty() {
         writeln!(out, "  suspicious     none")?;
