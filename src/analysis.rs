@@ -98,16 +98,57 @@ impl ClientStats {
     }
 }
 
-/// What is kept of a client's authentication failures: counts per minute (for window rules) and
-/// where the first few are in the logs (the evidence).
+/// What is kept of a client's authentication failures: counts per code, a chain of per-minute
+/// counts (for window rules) in the analyzer's arena, and where the first few are in the logs
+/// (the evidence). No allocation per client: there can be hundreds of thousands.
 #[derive(Clone, Debug, Default)]
 struct Failures {
     /// Responses per code of `AUTH_FAILURE_CODES`, in that order.
     auth: [u64; 4],
-    /// (minute since the epoch, responses per auth code in that minute), in arrival order.
-    minutes: Vec<(i64, [u32; 4])>,
-    /// (source index, byte offset) of the first failure lines.
-    lines: Vec<(usize, u64)>,
+    /// 1 + the index in `Analyzer::minutes` of this client's latest minute record; 0 for none.
+    last_minute: u32,
+    /// The first failure lines, each (source index << 48 | byte offset).
+    lines: [u64; MAX_EVIDENCE],
+    lines_len: u8,
+}
+
+/// One client's failures in one minute, linked to the client's previous minute record.
+#[derive(Clone, Copy, Debug)]
+struct MinuteRecord {
+    minute: i64,
+    counts: [u32; 4],
+    /// 1 + the index of the previous record of the same client; 0 for none.
+    prev: u32,
+}
+
+/// Packs a line reference into 64 bits; `None` past 65,535 sources or 256 TiB.
+fn pack_line(source: usize, offset: u64) -> Option<u64> {
+    (source < 1 << 16 && offset < 1 << 48).then(|| (source as u64) << 48 | offset)
+}
+
+fn unpack_line(packed: u64) -> (usize, u64) {
+    ((packed >> 48) as usize, packed & ((1 << 48) - 1))
+}
+
+impl Failures {
+    fn total(&self) -> u64 {
+        self.auth.iter().sum()
+    }
+
+    fn lines(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.lines[..usize::from(self.lines_len)]
+            .iter()
+            .map(|p| unpack_line(*p))
+    }
+
+    fn add_line(&mut self, source: usize, offset: u64) {
+        if usize::from(self.lines_len) < MAX_EVIDENCE {
+            if let Some(packed) = pack_line(source, offset) {
+                self.lines[usize::from(self.lines_len)] = packed;
+                self.lines_len += 1;
+            }
+        }
+    }
 }
 
 /// Requests in one minute.
@@ -117,12 +158,6 @@ struct MinuteCounts {
     client_errors: u64,
     server_errors: u64,
     auth_failures: u64,
-}
-
-impl Failures {
-    fn total(&self) -> u64 {
-        self.auth.iter().sum()
-    }
 }
 
 impl MinuteCounts {
@@ -156,6 +191,8 @@ pub struct Analyzer {
     clients: clients::ClientTable,
     /// Only clients with authentication failures.
     failing: FastMap<ClientKey, Failures>,
+    /// Every failing client's per-minute records, chained per client from `Failures::last_minute`.
+    minutes: Vec<MinuteRecord>,
     timeline: FastMap<i64, MinuteCounts>,
     /// The minute being counted and its counts, added to `timeline` when the minute changes, so
     /// the common case (the same minute as the line before) needs no map lookup.
@@ -191,6 +228,7 @@ impl Analyzer {
             status: vec![0; 500],
             clients: clients::ClientTable::default(),
             failing: FastMap::default(),
+            minutes: Vec::new(),
             timeline: FastMap::default(),
             current_minute: (i64::MIN, MinuteCounts::default()),
             paths: FastMap::default(),
@@ -328,18 +366,25 @@ impl Analyzer {
         f.auth[code] += 1;
         if let Some(t) = time {
             let minute = t.div_euclid(60);
-            match f.minutes.last_mut() {
-                Some((m, counts)) if *m == minute => counts[code] = counts[code].saturating_add(1),
+            match f
+                .last_minute
+                .checked_sub(1)
+                .map(|i| &mut self.minutes[i as usize])
+            {
+                Some(r) if r.minute == minute => r.counts[code] = r.counts[code].saturating_add(1),
                 _ => {
                     let mut counts = [0u32; 4];
                     counts[code] = 1;
-                    f.minutes.push((minute, counts));
+                    self.minutes.push(MinuteRecord {
+                        minute,
+                        counts,
+                        prev: f.last_minute,
+                    });
+                    f.last_minute = u32::try_from(self.minutes.len()).unwrap_or(u32::MAX);
                 }
             }
         }
-        if f.lines.len() < MAX_EVIDENCE {
-            f.lines.push((self.source, offset));
-        }
+        f.add_line(self.source, offset);
         let path = normalise_path(path);
         if let Some(counts) = self.paths.get_mut(path) {
             counts[code] += 1;
@@ -392,10 +437,20 @@ impl Analyzer {
             for (a, b) in mine.auth.iter_mut().zip(f.auth) {
                 *a += b;
             }
-            mine.minutes.extend(f.minutes);
-            let room = MAX_EVIDENCE.saturating_sub(mine.lines.len());
-            mine.lines
-                .extend(f.lines.into_iter().take(room).map(|(s, o)| (remap[s], o)));
+            for (source, offset) in f.lines() {
+                mine.add_line(remap[source], offset);
+            }
+            // Move the client's minute chain into this arena, in front of its own.
+            let mut next = f.last_minute;
+            while let Some(i) = next.checked_sub(1) {
+                let record = other.minutes[i as usize];
+                next = record.prev;
+                self.minutes.push(MinuteRecord {
+                    prev: mine.last_minute,
+                    ..record
+                });
+                mine.last_minute = u32::try_from(self.minutes.len()).unwrap_or(u32::MAX);
+            }
         }
         for (minute, counts) in &other.timeline {
             self.timeline.entry(*minute).or_default().add(counts);
@@ -418,6 +473,20 @@ impl Analyzer {
         }
         let room = MAX_SAMPLES.saturating_sub(self.samples.len());
         self.samples.extend(other.samples.into_iter().take(room));
+    }
+
+    /// A failing client's per-minute counts, in no particular order.
+    fn minutes_of(&self, f: &Failures) -> Vec<(i64, [u32; 4])> {
+        let mut out = Vec::new();
+        let mut next = f.last_minute;
+        while let Some(i) = next.checked_sub(1) {
+            let Some(r) = self.minutes.get(i as usize) else {
+                break;
+            };
+            out.push((r.minute, r.counts));
+            next = r.prev;
+        }
+        out
     }
 
     /// The summary over everything fed so far, with the `top` busiest clients.

@@ -254,8 +254,12 @@ struct Hit {
     reason: String,
 }
 
-fn evaluate(rule: &Rule, stats: &ClientStats, failures: &Failures) -> Option<Hit> {
-    let minutes = &failures.minutes;
+fn evaluate(
+    rule: &Rule,
+    stats: &ClientStats,
+    failures: &Failures,
+    minutes: &[(i64, [u32; 4])],
+) -> Option<Hit> {
     let mask = code_mask(rule);
     let codes: Vec<String> = rule.codes().iter().map(u16::to_string).collect();
     let codes = codes.join("/");
@@ -343,10 +347,11 @@ fn suspicious(a: &Analyzer, policy: &DetectionPolicy) -> Vec<Suspicious> {
         if policy.is_allowed(&addr) {
             continue;
         }
+        let minutes = a.minutes_of(failures);
         let Some((rule, hit)) = policy
             .rules
             .iter()
-            .find_map(|r| evaluate(r, stats, failures).map(|h| (r, h)))
+            .find_map(|r| evaluate(r, stats, failures, &minutes).map(|h| (r, h)))
         else {
             continue;
         };
@@ -368,11 +373,10 @@ fn suspicious(a: &Analyzer, policy: &DetectionPolicy) -> Vec<Suspicious> {
                 window_end: hit.window.map(|(_, e)| timefmt::unix_rfc3339(e * 60 + 59)),
                 ratio: hit.ratio,
                 lines: failures
-                    .lines
-                    .iter()
+                    .lines()
                     .map(|(s, offset)| LineRef {
-                        source: a.sources.get(*s).map(|x| x.0.clone()).unwrap_or_default(),
-                        offset: *offset,
+                        source: a.sources.get(s).map(|x| x.0.clone()).unwrap_or_default(),
+                        offset,
                     })
                     .collect(),
             },
