@@ -123,7 +123,7 @@ struct MinuteRecord {
 
 /// Packs a line reference into 64 bits; `None` past 65,535 sources or 256 TiB.
 fn pack_line(source: usize, offset: u64) -> Option<u64> {
-    (source < 1 << 16 && offset < 1 << 48).then(|| (source as u64) << 48 | offset)
+    (source < 1 << 16 && offset < 1 << 48).then_some((source as u64) << 48 | offset)
 }
 
 fn unpack_line(packed: u64) -> (usize, u64) {
