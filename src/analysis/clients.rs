@@ -11,7 +11,7 @@ use super::{ClientKey, ClientStats};
 
 const PARTITIONS: usize = 256;
 /// Requests buffered per partition before they are folded into its map.
-const BATCH: usize = 256;
+const BATCH: usize = 128;
 /// Stands for "no time" in the buffers.
 const NO_TIME: i64 = i64::MIN;
 

@@ -17,7 +17,7 @@ use crate::policy::FormatsPolicy;
 use crate::progress::Progress;
 use crate::source::SourceError;
 
-const CHUNK: usize = 4 * 1024 * 1024;
+const CHUNK: usize = 1024 * 1024;
 /// Files smaller than this are read by one thread.
 const SPLIT_ABOVE: u64 = 64 * 1024 * 1024;
 
