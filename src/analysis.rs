@@ -36,9 +36,17 @@ const MAX_SAMPLES: usize = 5;
 const SAMPLE_CHARS: usize = 200;
 /// How many lines of each suspicious client are kept as evidence.
 const MAX_EVIDENCE: usize = 3;
-/// How many distinct paths are counted for authentication failures; later paths are counted
-/// together as "other", so hostile unique paths cannot grow memory without bound.
-const MAX_PATHS: usize = 10_000;
+/// How many distinct paths each analyzer counts failures for; failures on later new paths are
+/// counted together as "other", so hostile unique paths cannot grow memory without bound.
+/// Merging adds path counts without a cap, so the merged counts are exact whenever no part
+/// reached this limit.
+const MAX_PATHS: usize = 100_000;
+/// How many of a client's most recent minute records are searched for the minute of a failure
+/// before a new record is added (lines from several pods arrive slightly out of order).
+const RECENT_MINUTES: usize = 8;
+/// The minute arena is compacted (one record per client and minute) when it passes this size
+/// and twice its size after the last compaction.
+const COMPACT_MINUTES_AT: usize = 1 << 20;
 /// How much of a path is kept (query strings are dropped).
 const MAX_PATH_LEN: usize = 256;
 
@@ -121,6 +129,24 @@ struct MinuteRecord {
     prev: u32,
 }
 
+/// Adds a failure to one of the client's few most recent minute records if one is for `minute`.
+fn bump_recent(arena: &mut [MinuteRecord], mut next: u32, minute: i64, code: usize) -> bool {
+    for _ in 0..RECENT_MINUTES {
+        let Some(i) = next.checked_sub(1) else {
+            return false;
+        };
+        let Some(r) = arena.get_mut(i as usize) else {
+            return false;
+        };
+        if r.minute == minute {
+            r.counts[code] = r.counts[code].saturating_add(1);
+            return true;
+        }
+        next = r.prev;
+    }
+    false
+}
+
 /// Packs a line reference into 64 bits; `None` past 65,535 sources or 256 TiB.
 fn pack_line(source: usize, offset: u64) -> Option<u64> {
     (source < 1 << 16 && offset < 1 << 48).then_some((source as u64) << 48 | offset)
@@ -193,6 +219,8 @@ pub struct Analyzer {
     failing: FastMap<ClientKey, Failures>,
     /// Every failing client's per-minute records, chained per client from `Failures::last_minute`.
     minutes: Vec<MinuteRecord>,
+    /// The arena size at which it is next compacted.
+    compact_at: usize,
     timeline: FastMap<i64, MinuteCounts>,
     /// The minute being counted and its counts, added to `timeline` when the minute changes, so
     /// the common case (the same minute as the line before) needs no map lookup.
@@ -229,6 +257,7 @@ impl Analyzer {
             clients: clients::ClientTable::default(),
             failing: FastMap::default(),
             minutes: Vec::new(),
+            compact_at: COMPACT_MINUTES_AT,
             timeline: FastMap::default(),
             current_minute: (i64::MIN, MinuteCounts::default()),
             paths: FastMap::default(),
@@ -366,25 +395,21 @@ impl Analyzer {
         f.auth[code] += 1;
         if let Some(t) = time {
             let minute = t.div_euclid(60);
-            match f
-                .last_minute
-                .checked_sub(1)
-                .map(|i| &mut self.minutes[i as usize])
-            {
-                Some(r) if r.minute == minute => r.counts[code] = r.counts[code].saturating_add(1),
-                _ => {
-                    let mut counts = [0u32; 4];
-                    counts[code] = 1;
-                    self.minutes.push(MinuteRecord {
-                        minute,
-                        counts,
-                        prev: f.last_minute,
-                    });
-                    f.last_minute = u32::try_from(self.minutes.len()).unwrap_or(u32::MAX);
-                }
+            if !bump_recent(&mut self.minutes, f.last_minute, minute, code) {
+                let mut counts = [0u32; 4];
+                counts[code] = 1;
+                self.minutes.push(MinuteRecord {
+                    minute,
+                    counts,
+                    prev: f.last_minute,
+                });
+                f.last_minute = u32::try_from(self.minutes.len()).unwrap_or(u32::MAX);
             }
         }
         f.add_line(self.source, offset);
+        if self.minutes.len() >= self.compact_at {
+            self.compact_minutes();
+        }
         let path = normalise_path(path);
         if let Some(counts) = self.paths.get_mut(path) {
             counts[code] += 1;
@@ -452,6 +477,9 @@ impl Analyzer {
                 mine.last_minute = u32::try_from(self.minutes.len()).unwrap_or(u32::MAX);
             }
         }
+        if self.minutes.len() >= self.compact_at {
+            self.compact_minutes();
+        }
         for (minute, counts) in &other.timeline {
             self.timeline.entry(*minute).or_default().add(counts);
         }
@@ -460,12 +488,8 @@ impl Analyzer {
                 for (a, b) in mine.iter_mut().zip(counts) {
                     *a += b;
                 }
-            } else if self.paths.len() < MAX_PATHS {
-                self.paths.insert(path, counts);
             } else {
-                for (a, b) in self.other_paths.iter_mut().zip(counts) {
-                    *a += b;
-                }
+                self.paths.insert(path, counts);
             }
         }
         for (a, b) in self.other_paths.iter_mut().zip(other.other_paths) {
@@ -473,6 +497,44 @@ impl Analyzer {
         }
         let room = MAX_SAMPLES.saturating_sub(self.samples.len());
         self.samples.extend(other.samples.into_iter().take(room));
+    }
+
+    /// Rebuilds the minute arena with one record per client and minute, so out-of-order input
+    /// cannot make it grow with the number of lines.
+    fn compact_minutes(&mut self) {
+        let mut arena = Vec::with_capacity(self.minutes.len() / 2);
+        for f in self.failing.values_mut() {
+            let mut chain = Vec::new();
+            let mut next = f.last_minute;
+            while let Some(i) = next.checked_sub(1) {
+                let Some(r) = self.minutes.get(i as usize) else {
+                    break;
+                };
+                chain.push((r.minute, r.counts));
+                next = r.prev;
+            }
+            chain.sort_unstable_by_key(|(m, _)| *m);
+            f.last_minute = 0;
+            let mut i = 0;
+            while i < chain.len() {
+                let (minute, mut counts) = chain[i];
+                i += 1;
+                while i < chain.len() && chain[i].0 == minute {
+                    for (a, b) in counts.iter_mut().zip(chain[i].1) {
+                        *a = a.saturating_add(b);
+                    }
+                    i += 1;
+                }
+                arena.push(MinuteRecord {
+                    minute,
+                    counts,
+                    prev: f.last_minute,
+                });
+                f.last_minute = u32::try_from(arena.len()).unwrap_or(u32::MAX);
+            }
+        }
+        self.minutes = arena;
+        self.compact_at = COMPACT_MINUTES_AT.max(self.minutes.len() * 2);
     }
 
     /// A failing client's per-minute counts, in no particular order.
@@ -629,6 +691,63 @@ mod tests {
                 proptest::prop_assert_eq!(whole.summary(&policy, 5), parts.summary(&policy, 5));
             }
         }
+    }
+
+    #[test]
+    fn failures_per_path_merge_exactly() {
+        // Once, a cap applied while merging sent a known path's later failures to "other".
+        let failure = |path: &str| {
+            format!("10.0.0.1 - - [26/Nov/2026:14:54:10 +0000] \"GET {path} HTTP/1.1\" 401 0\n")
+        };
+        let mut first = failure("/login");
+        let mut second = String::new();
+        for i in 0..15_000 {
+            second.push_str(&failure(&format!("/probe/{i}")));
+        }
+        for _ in 0..100 {
+            second.push_str(&failure("/login"));
+        }
+        let policy = DetectionPolicy::default();
+        let mut a = Analyzer::new(formats());
+        a.begin_source("t", Format::Combined);
+        a.feed(first.as_bytes());
+        let mut b = Analyzer::new(formats());
+        b.begin_source_at("t", first.len() as u64, Format::Combined);
+        b.feed(second.as_bytes());
+        a.merge(b);
+        let merged = a.summary(&policy, 5);
+        first.push_str(&second);
+        let mut whole = Analyzer::new(formats());
+        whole.begin_source("t", Format::Combined);
+        whole.feed(first.as_bytes());
+        let whole = whole.summary(&policy, 5);
+        assert_eq!(merged.auth_failure_paths, whole.auth_failure_paths);
+        assert_eq!(whole.auth_failure_paths[0].path, "/login");
+        assert_eq!(whole.auth_failure_paths[0].total, 101);
+    }
+
+    #[test]
+    fn out_of_order_minutes_do_not_grow_memory_with_lines() {
+        // One client failing in two alternating minutes: two records, however many lines.
+        let mut a = Analyzer::new(formats());
+        a.begin_source("t", Format::Combined);
+        for i in 0..10_000 {
+            let second = if i % 2 == 0 { "14:54:10" } else { "14:55:10" };
+            a.feed(
+                format!("10.0.0.1 - - [26/Nov/2026:{second} +0000] \"GET / HTTP/1.1\" 401 0\n")
+                    .as_bytes(),
+            );
+        }
+        assert_eq!(a.minutes.len(), 2);
+        // Many minutes far out of order are compacted to one record per minute.
+        for i in 0..(COMPACT_MINUTES_AT as i64 + 10) {
+            let t = 1_795_704_888 + (i % 97) * 60 * 13 % (97 * 60);
+            a.failure(ClientKey(7), 0, Some(t), b"/", 0);
+        }
+        assert!(a.minutes.len() < 1000, "{}", a.minutes.len());
+        let f = a.failing[&ClientKey(7)].clone();
+        let total: u64 = a.minutes_of(&f).iter().map(|(_, c)| u64::from(c[0])).sum();
+        assert_eq!(total, COMPACT_MINUTES_AT as u64 + 10);
     }
 
     #[test]

@@ -59,8 +59,8 @@ enum Command {
         /// How many of the busiest clients to list.
         #[arg(long, default_value_t = 20)]
         top: usize,
-        /// The log format: auto (detected per file), combined, json, nginx-json, envoy, traefik,
-        /// or custom:NAME from the formats policy.
+        /// The log format: auto (detected per file), combined, json, json-fields, nginx-json,
+        /// envoy, traefik, or custom:NAME from the formats policy.
         #[arg(long, default_value = "auto")]
         format: FormatChoice,
     },
@@ -72,8 +72,8 @@ enum Command {
         /// How many of the busiest clients to list.
         #[arg(long, default_value_t = 20)]
         top: usize,
-        /// The log format: auto (detected per file), combined, json, nginx-json, envoy, traefik,
-        /// or custom:NAME from the formats policy.
+        /// The log format: auto (detected per file), combined, json, json-fields, nginx-json,
+        /// envoy, traefik, or custom:NAME from the formats policy.
         #[arg(long, default_value = "auto")]
         format: FormatChoice,
     },

@@ -65,12 +65,25 @@ impl Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr = normalise_ip(addr.trim().parse().ok()?);
+        let written: IpAddr = addr.trim().parse().ok()?;
+        let addr = normalise_ip(written);
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
+        let prefix: u8 = match prefix {
             Some(p) if !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) => p.parse().ok()?,
             Some(_) => return None,
-            None => max,
+            None => {
+                if written.is_ipv6() {
+                    128
+                } else {
+                    max
+                }
+            }
+        };
+        // `::ffff:10.0.0.0/104` is the IPv4 range 10.0.0.0/8 written in mapped form.
+        let prefix = if written.is_ipv6() && addr.is_ipv4() {
+            prefix.checked_sub(96)?
+        } else {
+            prefix
         };
         (prefix <= max).then_some(Self { addr, prefix })
     }
@@ -193,6 +206,10 @@ mod tests {
         let c = Cidr::parse("10.1.0.0/16").unwrap();
         assert!(c.contains(&"10.1.255.1".parse().unwrap()));
         assert!(!c.contains(&"10.2.0.1".parse().unwrap()));
+        assert!(Cidr::parse("::ffff:10.0.0.0/104")
+            .unwrap()
+            .contains(&"10.9.8.7".parse().unwrap()));
+        assert!(Cidr::parse("::ffff:10.0.0.0/8").is_none());
         assert!(Cidr::parse("::ffff:10.1.2.3")
             .unwrap()
             .contains(&"10.1.2.3".parse().unwrap()));

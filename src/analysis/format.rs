@@ -54,6 +54,12 @@ impl Format {
         policy: &FormatsPolicy,
     ) -> Option<Request<'a>> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Format::Custom(_, re) = self {
+            // A custom format may itself start with an RFC 3339 time: the whole line first.
+            if let Some(request) = parse_custom(re, line) {
+                return Some(request);
+            }
+        }
         let (prefix_time, line) = strip_prefix(line);
         let mut request = match self {
             Format::Combined => {
@@ -114,6 +120,8 @@ pub enum FormatChoice {
     Combined,
     /// JSON lines: the preset is detected, falling back to the policy's field names.
     Json,
+    /// JSON lines read with the policy's `json_fields`, whatever fields they have.
+    JsonFields,
     Preset(JsonPreset),
     Custom(String),
 }
@@ -125,6 +133,7 @@ impl FromStr for FormatChoice {
             "auto" => FormatChoice::Auto,
             "combined" | "common" => FormatChoice::Combined,
             "json" => FormatChoice::Json,
+            "json-fields" => FormatChoice::JsonFields,
             "nginx-json" => FormatChoice::Preset(JsonPreset::Nginx),
             "envoy" => FormatChoice::Preset(JsonPreset::Envoy),
             "traefik" => FormatChoice::Preset(JsonPreset::Traefik),
@@ -132,7 +141,7 @@ impl FromStr for FormatChoice {
                 Some(name) if !name.is_empty() => FormatChoice::Custom(name.to_owned()),
                 _ => {
                     return Err(format!(
-                        "unknown format {s:?}: use auto, combined, json, nginx-json, envoy, traefik or custom:NAME"
+                        "unknown format {s:?}: use auto, combined, json, json-fields, nginx-json, envoy, traefik or custom:NAME"
                     ))
                 }
             },
@@ -158,14 +167,17 @@ pub fn resolve(
         FormatChoice::Auto => detect(sample, policy),
         FormatChoice::Combined => Format::Combined,
         FormatChoice::Json => Format::Json(json::detect_preset(
-            first_lines(sample).next().unwrap_or(b""),
+            first_lines(sample)
+                .next()
+                .map_or(&b""[..], |l| strip_prefix(l).1),
         )),
+        FormatChoice::JsonFields => Format::Json(JsonPreset::Configured),
         FormatChoice::Preset(p) => Format::Json(*p),
         FormatChoice::Custom(name) => custom(name)?,
     })
 }
 
-/// Up to 20 non-empty lines of `sample`, prefixes removed; a cut-off last line is left out.
+/// Up to 20 non-empty lines of `sample` as written; a cut-off last line is left out.
 fn first_lines(sample: &[u8]) -> impl Iterator<Item = &[u8]> {
     let complete = match memchr::memrchr(b'\n', sample) {
         Some(i) => &sample[..i],
@@ -173,8 +185,8 @@ fn first_lines(sample: &[u8]) -> impl Iterator<Item = &[u8]> {
     };
     complete
         .split(|b| *b == b'\n')
-        .map(|l| strip_prefix(l.strip_suffix(b"\r").unwrap_or(l)).1)
-        .filter(|l| !l.is_empty())
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !strip_prefix(l).1.is_empty())
         .take(20)
 }
 
@@ -182,8 +194,9 @@ fn first_lines(sample: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// first of combined and the custom formats that parses the most of them.
 pub fn detect(sample: &[u8], policy: &FormatsPolicy) -> Format {
     let lines: Vec<&[u8]> = first_lines(sample).collect();
-    if lines.iter().filter(|l| l.first() == Some(&b'{')).count() * 2 > lines.len() {
-        let first_json = lines
+    let bodies: Vec<&[u8]> = lines.iter().map(|l| strip_prefix(l).1).collect();
+    if bodies.iter().filter(|l| l.first() == Some(&b'{')).count() * 2 > bodies.len() {
+        let first_json = bodies
             .iter()
             .find(|l| l.first() == Some(&b'{'))
             .copied()

@@ -188,7 +188,9 @@ pub fn parse_any_time(s: &[u8]) -> Option<i64> {
         return None;
     }
     let n: i64 = std::str::from_utf8(whole).ok()?.parse().ok()?;
-    Some(if n > 100_000_000_000 { n / 1000 } else { n })
+    let secs = if n > 100_000_000_000 { n / 1000 } else { n };
+    // Up to the end of year 9999, like every other time custody reads.
+    (secs <= 253_402_300_799).then_some(secs)
 }
 
 #[cfg(test)]

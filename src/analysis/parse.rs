@@ -37,12 +37,9 @@ pub fn parse_fields(line: &[u8]) -> Option<Fields<'_>> {
     if ip.is_empty() || ip.len() > 45 {
         return None;
     }
-    // ident and authuser, then the bracketed time (26 bytes when well formed).
-    let open = rest.iter().position(|b| *b == b'[')?;
-    let close = match rest.get(open + 27) {
-        Some(b']') => open + 27,
-        _ => open + rest[open..].iter().position(|b| *b == b']')?,
-    };
+    // ident and authuser, then the bracketed time. The user name is the client's and may hold
+    // `[`: the time is the first bracket that holds a well-formed 26-byte time.
+    let (open, close) = time_bracket(rest)?;
     let clf_time = &rest[open + 1..close];
     let rest = rest[close + 1..].strip_prefix(b" \"")?;
     let (request, rest) = split_quoted(rest)?;
@@ -62,6 +59,27 @@ pub fn parse_fields(line: &[u8]) -> Option<Fields<'_>> {
         request,
         tail,
     })
+}
+
+/// The `[` and `]` around the request time: the first bracket pair holding a valid Common Log
+/// Format time, else the first `[` and the `]` after it.
+fn time_bracket(rest: &[u8]) -> Option<(usize, usize)> {
+    let first = rest.iter().position(|b| *b == b'[')?;
+    let mut open = first;
+    loop {
+        if rest.get(open + 27) == Some(&b']')
+            && parse_clf_time(&rest[open + 1..open + 27]).is_some()
+        {
+            return Some((open, open + 27));
+        }
+        match rest[open + 1..].iter().position(|b| *b == b'[') {
+            // Past the quote that opens the request, no bracket belongs to the prefix.
+            Some(next) if !rest[open..open + 1 + next].contains(&b'"') => open += 1 + next,
+            _ => break,
+        }
+    }
+    let close = first + rest[first..].iter().position(|b| *b == b']')?;
+    Some((first, close))
 }
 
 /// `split_once` for the short fields at the start of a line, where a plain scan beats `memchr`'s
@@ -241,7 +259,11 @@ pub fn parse_rfc3339(s: &[u8]) -> Option<i64> {
     let offset = match rest {
         b"Z" | b"z" => 0,
         [sign @ (b'+' | b'-'), oh @ .., b':', m1, m2] if oh.len() == 2 => {
-            let off = digits(oh)? * 3600 + digits(&[*m1, *m2])? * 60;
+            let (hours, minutes) = (digits(oh)?, digits(&[*m1, *m2])?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let off = hours * 3600 + minutes * 60;
             if *sign == b'+' {
                 off
             } else {
@@ -292,7 +314,20 @@ fn month(m: &[u8]) -> Option<i64> {
 
 /// Civil date and time → Unix seconds (proleptic Gregorian; H. Hinnant's days_from_civil).
 fn to_unix(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64> {
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let days_in_month = match mo {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1..=9999).contains(&y)
+        || !(1..=12).contains(&mo)
+        || !(1..=days_in_month).contains(&d)
+        || h > 23
+        || mi > 59
+        || s > 60
+    {
         return None;
     }
     let y = if mo <= 2 { y - 1 } else { y };
@@ -338,6 +373,22 @@ mod tests {
         assert_eq!(r.status, 400);
         assert_eq!(r.method, b"");
         assert_eq!(r.time, Some(971_211_336));
+    }
+
+    #[test]
+    fn a_bracket_in_the_user_name_does_not_hide_the_time() {
+        let line =
+            br#"1.2.3.4 - al[ice [17/May/2015:10:05:03 +0000] "GET / HTTP/1.1" 401 0 "-" "-""#;
+        let r = parse_line(line).unwrap();
+        assert_eq!((r.status, r.time), (401, Some(1_431_857_103)));
+    }
+
+    #[test]
+    fn impossible_dates_and_offsets_are_not_times() {
+        assert_eq!(parse_rfc3339(b"2026-02-31T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339(b"2026-11-26T00:00:00-99:59"), None);
+        assert_eq!(parse_rfc3339(b"2024-02-29T00:00:00Z"), Some(1_709_164_800));
+        assert_eq!(parse_clf_time(b"31/Feb/2015:10:05:03 +0000"), None);
     }
 
     #[test]

@@ -85,12 +85,12 @@ impl Rule {
 
 /// `90s`? no: windows are whole minutes. `5m` → 5, `2h` → 120.
 fn parse_minutes(text: &str) -> Option<u32> {
-    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
-    let n: u32 = digits.parse().ok()?;
-    let minutes = match unit {
-        "m" => n,
-        "h" => n.checked_mul(60)?,
-        _ => return None,
+    let minutes = if let Some(digits) = text.strip_suffix('m') {
+        digits.parse::<u32>().ok()?
+    } else if let Some(digits) = text.strip_suffix('h') {
+        digits.parse::<u32>().ok()?.checked_mul(60)?
+    } else {
+        return None;
     };
     (1..=24 * 60).contains(&minutes).then_some(minutes)
 }
@@ -209,7 +209,8 @@ mod tests {
     fn windows_are_whole_minutes() {
         assert_eq!(parse_minutes("5m"), Some(5));
         assert_eq!(parse_minutes("2h"), Some(120));
-        for bad in ["", "m", "0m", "25h", "5", "5s", "-1m", "1.5h"] {
+        // A multi-byte unit once split a character in two.
+        for bad in ["", "m", "0m", "25h", "5", "5s", "-1m", "1.5h", "5µ", "µ"] {
             assert_eq!(parse_minutes(bad), None, "{bad}");
         }
     }

@@ -139,8 +139,11 @@ impl FormatsPolicy {
             if compiled.iter().any(|(n, _)| *n == c.name) {
                 return Err(err(format!("custom[{i}].name {:?} is used twice", c.name)));
             }
+            // Matching is linear in the line, but a large compiled pattern makes the constant
+            // large; a log format needs nothing near these limits.
             let re = RegexBuilder::new(&c.pattern)
-                .size_limit(1 << 20)
+                .size_limit(64 * 1024)
+                .dfa_size_limit(2 * 1024 * 1024)
                 .build()
                 .map_err(|e| {
                     err(format!(
