@@ -1,6 +1,8 @@
 //! Verification for auditors: a store, a case or one bundle, checked end to end without
 //! extracting anything to disk. Every problem found is reported, not only the first.
 
+mod archive;
+mod bag;
 mod bundle;
 
 use std::path::{Path, PathBuf};

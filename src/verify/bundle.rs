@@ -2,28 +2,19 @@
 //! a size cap) and tar (no unsafe entries), every payload file against both manifests, the bag's
 //! tag files, the seal's fields against what was read, and the seal against the journal.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, BufReader, Read};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256, Sha512};
 
+use super::archive::{fallback_cap, stream_archive, CAP_SLACK};
+use super::bag::{check_bag, payload_oxum};
 use super::{Options, Problem};
-use crate::digest::{HashingReader, Sha256Digest};
+use crate::digest::Sha256Digest;
 use crate::id::{BundleId, CaseId, KeyId};
 use crate::journal::{CheckedChain, EntryKind};
 use crate::keys::PublicKey;
 use crate::seal::{SealRecord, SEAL_FORMAT};
 use crate::store::{archive_name, Store, StoreKey};
-
-/// The largest tag file read into memory.
-const MAX_TAG_FILE: u64 = 64 * 1024 * 1024;
-/// The largest zstd window accepted (128 MiB), so a crafted frame cannot demand huge memory.
-const MAX_WINDOW_LOG: u32 = 27;
-/// How far past the sealed size an archive is read before decompression stops.
-const CAP_SLACK: u64 = 64 * 1024 * 1024;
-/// Without a seal, how many times its compressed size an archive may decompress to.
-const FALLBACK_RATIO: u64 = 100;
 
 #[derive(Debug, Serialize)]
 pub struct BundleReport {
@@ -38,12 +29,17 @@ pub struct BundleReport {
     pub payload_bytes: u64,
 }
 
-struct Checker {
+pub(super) struct Checker {
     problems: Vec<Problem>,
 }
 
 impl Checker {
-    fn add(&mut self, code: &'static str, subject: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn add(
+        &mut self,
+        code: &'static str,
+        subject: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.problems.push(Problem {
             code,
             subject: subject.into(),
@@ -54,14 +50,14 @@ impl Checker {
 
 /// What streaming the archive found.
 #[derive(Default)]
-struct Contents {
+pub(super) struct Contents {
     /// Payload files (`data/…`): size, SHA-256 and SHA-512 hex.
-    payload: BTreeMap<String, (u64, String, String)>,
+    pub(super) payload: BTreeMap<String, (u64, String, String)>,
     /// Tag files, whole.
-    tags: BTreeMap<String, Vec<u8>>,
-    unpacked: u64,
-    compressed_sha256: Option<Sha256Digest>,
-    compressed_size: u64,
+    pub(super) tags: BTreeMap<String, Vec<u8>>,
+    pub(super) unpacked: u64,
+    pub(super) compressed_sha256: Option<Sha256Digest>,
+    pub(super) compressed_size: u64,
 }
 
 pub fn verify_bundle(
@@ -263,465 +259,6 @@ fn check_signature(
         valid,
         key_id: Some(key.id().clone()),
         trusted,
-    }
-}
-
-/// The decompression cap when there is no seal to say the size: a generous ratio of the
-/// compressed size, so a small bomb still stops early.
-fn fallback_cap(store: &dyn Store, case: &CaseId, bundle: &BundleId, options: &Options) -> u64 {
-    let key = StoreKey::Archive(case.clone(), bundle.clone());
-    let compressed = store
-        .open(&key)
-        .ok()
-        .map_or(0, |mut r| io::copy(&mut r, &mut io::sink()).unwrap_or(0));
-    compressed
-        .saturating_mul(FALLBACK_RATIO)
-        .saturating_add(CAP_SLACK)
-        .min(options.max_unpacked)
-}
-
-/// Counts bytes and fails once more than `cap` have been read.
-struct CapReader<R> {
-    inner: R,
-    cap: u64,
-    read: u64,
-}
-
-impl<R: Read> Read for CapReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read += n as u64;
-        if self.read > self.cap {
-            return Err(io::Error::other(format!(
-                "decompressed data exceeds {} bytes, far more than the seal records; stopped (a decompression bomb or an altered archive)",
-                self.cap
-            )));
-        }
-        Ok(n)
-    }
-}
-
-/// Streams the archive once: hashes the compressed bytes and checks and hashes every entry.
-fn stream_archive(
-    store: &dyn Store,
-    case: &CaseId,
-    bundle: &BundleId,
-    cap: u64,
-    c: &mut Checker,
-) -> Contents {
-    let key = StoreKey::Archive(case.clone(), bundle.clone());
-    let subject = key.path();
-    let mut contents = Contents::default();
-    let raw = match store.open(&key) {
-        Ok(r) => r,
-        Err(e) => {
-            c.add("missing_file", subject, e.to_string());
-            return contents;
-        }
-    };
-    let hashing = HashingReader::new(raw);
-    let decoder =
-        zstd::stream::read::Decoder::with_buffer(BufReader::new(hashing)).and_then(|mut d| {
-            d.window_log_max(MAX_WINDOW_LOG)?;
-            Ok(d)
-        });
-    let decoder = match decoder {
-        Ok(d) => d,
-        Err(e) => {
-            c.add("archive_corrupt", subject, e.to_string());
-            return contents;
-        }
-    };
-    let mut archive = tar::Archive::new(CapReader {
-        inner: decoder,
-        cap,
-        read: 0,
-    });
-    let mut corrupt = false;
-    if let Err(e) = read_entries(&mut archive, bundle, &subject, &mut contents, c) {
-        corrupt = true;
-        c.add(
-            "archive_corrupt",
-            subject.clone(),
-            format!("cannot read the archive (truncated or corrupt): {e}"),
-        );
-    }
-    let mut cap_reader = archive.into_inner();
-    // After the end-of-archive marker only zero padding may follow: a second tar appended there
-    // would be invisible to a reader that stops at the marker.
-    if !corrupt {
-        match trailing_nonzero(&mut cap_reader) {
-            Ok(0) => {}
-            Ok(n) => c.add(
-                "extra_file",
-                subject.clone(),
-                format!("{n} bytes of data follow the tar's end-of-archive marker"),
-            ),
-            Err(e) => c.add(
-                "archive_corrupt",
-                subject.clone(),
-                format!("cannot decompress the end of the archive: {e}"),
-            ),
-        }
-    }
-    contents.unpacked = cap_reader.read;
-    let hashing = cap_reader.inner.finish().into_inner();
-    match hashing.finish() {
-        Ok((d, n)) => {
-            contents.compressed_sha256 = Some(d);
-            contents.compressed_size = n;
-        }
-        Err(e) => c.add(
-            "archive_corrupt",
-            subject,
-            format!("cannot read the archive: {e}"),
-        ),
-    }
-    contents
-}
-
-fn read_entries<R: Read>(
-    archive: &mut tar::Archive<R>,
-    bundle: &BundleId,
-    subject: &str,
-    contents: &mut Contents,
-    c: &mut Checker,
-) -> io::Result<()> {
-    let prefix = format!("{bundle}/");
-    let mut seen = BTreeSet::new();
-    // Raw entries: custody writes plain ustar, so pax and GNU long-name headers are refused
-    // rather than interpreted (a long-name header could otherwise demand any amount of memory).
-    for entry in archive.entries()?.raw(true) {
-        let mut entry = entry?;
-        let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let kind = entry.header().entry_type();
-        if kind.is_gnu_longname()
-            || kind.is_gnu_longlink()
-            || kind.is_pax_local_extensions()
-            || kind.is_pax_global_extensions()
-        {
-            c.add(
-                "unsafe_entry",
-                subject,
-                format!("tar extension header ({kind:?}) before {raw_path:?}: custody archives are plain ustar"),
-            );
-            continue;
-        }
-        if let Some(reason) = unsafe_path(&raw_path) {
-            c.add(
-                "unsafe_entry",
-                subject,
-                format!("tar entry {raw_path:?}: {reason}"),
-            );
-            continue;
-        }
-        let path = raw_path.trim_end_matches('/').to_owned();
-        if !seen.insert(path.clone()) {
-            c.add(
-                "duplicate_entry",
-                subject,
-                format!("tar entry {path:?} appears more than once"),
-            );
-            continue;
-        }
-        let inside = path.strip_prefix(&prefix).is_some() || path == bundle.as_str();
-        if kind.is_dir() && inside {
-            continue;
-        }
-        if !(kind.is_file() || kind.is_dir() || kind == tar::EntryType::Continuous) {
-            c.add(
-                "unsafe_entry",
-                subject,
-                format!("tar entry {path:?} is a {kind:?}, not a regular file"),
-            );
-            continue;
-        }
-        let Some(rel) = path.strip_prefix(&prefix) else {
-            c.add(
-                "extra_file",
-                subject,
-                format!("tar entry {path:?} is outside the bag directory {bundle}/"),
-            );
-            continue;
-        };
-        if rel.starts_with("data/") {
-            let digests = hash_entry(&mut entry)?;
-            contents.payload.insert(rel.to_owned(), digests);
-        } else {
-            let mut bytes = Vec::new();
-            (&mut entry)
-                .take(MAX_TAG_FILE + 1)
-                .read_to_end(&mut bytes)?;
-            if bytes.len() as u64 > MAX_TAG_FILE {
-                c.add(
-                    "tag_file_invalid",
-                    subject,
-                    format!("tag file {rel} is larger than 64 MiB"),
-                );
-                continue;
-            }
-            contents.tags.insert(rel.to_owned(), bytes);
-        }
-    }
-    Ok(())
-}
-
-/// Size, SHA-256 and SHA-512 of an entry, streamed.
-fn hash_entry(entry: &mut dyn Read) -> io::Result<(u64, String, String)> {
-    let mut s256 = Sha256::new();
-    let mut s512 = Sha512::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = entry.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        s256.update(&buf[..n]);
-        s512.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((
-        size,
-        hex::encode(s256.finalize()),
-        hex::encode(s512.finalize()),
-    ))
-}
-
-/// Reads to the end, counting bytes that are not zero.
-fn trailing_nonzero(reader: &mut dyn Read) -> io::Result<u64> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut nonzero = 0u64;
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            return Ok(nonzero);
-        }
-        nonzero += buf[..n].iter().filter(|b| **b != 0).count() as u64;
-    }
-}
-
-/// Why a tar path is unsafe to extract, if it is.
-fn unsafe_path(path: &str) -> Option<&'static str> {
-    if path.starts_with('/') {
-        return Some("absolute path");
-    }
-    if path.contains('\\') || path.contains('\0') {
-        return Some("backslash or NUL in path");
-    }
-    let trimmed = path.trim_end_matches('/');
-    if trimmed.is_empty() {
-        return Some("empty path");
-    }
-    for part in trimmed.split('/') {
-        match part {
-            ".." => return Some("'..' in path"),
-            "." | "" => return Some("'.' or empty component in path"),
-            _ => {}
-        }
-    }
-    None
-}
-
-/// Parses a BagIt manifest: `<hex>  <path>` lines, paths percent-decoded for CR, LF and `%`.
-fn parse_manifest(
-    text: &[u8],
-    name: &str,
-    hex_len: usize,
-    c: &mut Checker,
-) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for (i, line) in String::from_utf8_lossy(text).lines().enumerate() {
-        let parsed = line.split_once(char::is_whitespace).and_then(|(h, p)| {
-            let p = p.trim_start();
-            let valid =
-                h.len() == hex_len && h.bytes().all(|b| b.is_ascii_hexdigit()) && !p.is_empty();
-            valid.then(|| {
-                let path = p
-                    .replace("%0A", "\n")
-                    .replace("%0D", "\r")
-                    .replace("%25", "%");
-                (h.to_ascii_lowercase(), path)
-            })
-        });
-        match parsed {
-            Some((h, p)) => {
-                if out.insert(p.clone(), h).is_some() {
-                    c.add("manifest_invalid", name, format!("{p} is listed twice"));
-                }
-            }
-            None => c.add(
-                "manifest_invalid",
-                name,
-                format!("line {} is not \"<digest>  <path>\"", i + 1),
-            ),
-        }
-    }
-    out
-}
-
-fn labels(text: &[u8]) -> BTreeMap<String, String> {
-    String::from_utf8_lossy(text)
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect()
-}
-
-const REQUIRED_TAGS: [&str; 5] = [
-    "bagit.txt",
-    "bag-info.txt",
-    "manifest-sha256.txt",
-    "manifest-sha512.txt",
-    "tagmanifest-sha256.txt",
-];
-
-fn payload_oxum(contents: &Contents) -> String {
-    let bytes: u64 = contents.payload.values().map(|p| p.0).sum();
-    format!("{bytes}.{}", contents.payload.len())
-}
-
-fn check_bag(bundle: &BundleId, case: &CaseId, contents: &Contents, c: &mut Checker) {
-    let at = |name: &str| format!("{bundle}/{name}");
-    for name in REQUIRED_TAGS {
-        if !contents.tags.contains_key(name) {
-            c.add(
-                "missing_file",
-                at(name),
-                "required tag file is missing from the bag",
-            );
-        }
-    }
-    for name in contents.tags.keys() {
-        if !REQUIRED_TAGS.contains(&name.as_str()) {
-            c.add("extra_file", at(name), "unexpected tag file in the bag");
-        }
-    }
-    if let Some(bagit) = contents.tags.get("bagit.txt") {
-        let l = labels(bagit);
-        if l.get("BagIt-Version").map(String::as_str) != Some("1.0")
-            || l.get("Tag-File-Character-Encoding").map(String::as_str) != Some("UTF-8")
-        {
-            c.add(
-                "tag_file_invalid",
-                at("bagit.txt"),
-                "must declare BagIt-Version: 1.0 and Tag-File-Character-Encoding: UTF-8",
-            );
-        }
-    }
-    if let Some(info) = contents.tags.get("bag-info.txt") {
-        check_bag_info(
-            &labels(info),
-            case,
-            &payload_oxum(contents),
-            &at("bag-info.txt"),
-            c,
-        );
-    }
-    for (name, hex_len, sha512) in [
-        ("manifest-sha256.txt", 64, false),
-        ("manifest-sha512.txt", 128, true),
-    ] {
-        let Some(text) = contents.tags.get(name) else {
-            continue;
-        };
-        let manifest = parse_manifest(text, &at(name), hex_len, c);
-        for (path, digest) in &manifest {
-            match contents.payload.get(path) {
-                None => c.add(
-                    "missing_file",
-                    at(path),
-                    format!("listed in {name} but not in the bag"),
-                ),
-                Some((_, s256, s512)) => {
-                    let got = if sha512 { s512 } else { s256 };
-                    if got != digest {
-                        c.add(
-                            "payload_hash_mismatch",
-                            at(path),
-                            format!("{name} says {digest}, the file's digest is {got}"),
-                        );
-                    }
-                }
-            }
-        }
-        for path in contents.payload.keys() {
-            if !manifest.contains_key(path) {
-                c.add(
-                    "extra_file",
-                    at(path),
-                    format!("in the bag but not listed in {name}"),
-                );
-            }
-        }
-    }
-    if let Some(text) = contents.tags.get("tagmanifest-sha256.txt") {
-        check_tag_manifest(text, contents, &at, c);
-    }
-}
-
-fn check_bag_info(
-    l: &BTreeMap<String, String>,
-    case: &CaseId,
-    oxum: &str,
-    subject: &str,
-    c: &mut Checker,
-) {
-    match l.get("Payload-Oxum") {
-        Some(v) if v == oxum => {}
-        Some(v) => c.add(
-            "payload_oxum_mismatch",
-            subject,
-            format!("Payload-Oxum is {v}, the payload is {oxum}"),
-        ),
-        None => c.add("tag_file_invalid", subject, "no Payload-Oxum"),
-    }
-    if l.get("External-Identifier").map(String::as_str) != Some(case.as_str()) {
-        c.add(
-            "tag_file_invalid",
-            subject,
-            format!("External-Identifier is not the case id {case}"),
-        );
-    }
-    if !l.contains_key("Bagging-Date") {
-        c.add("tag_file_invalid", subject, "no Bagging-Date");
-    }
-}
-
-fn check_tag_manifest(
-    text: &[u8],
-    contents: &Contents,
-    at: &dyn Fn(&str) -> String,
-    c: &mut Checker,
-) {
-    let manifest = parse_manifest(text, &at("tagmanifest-sha256.txt"), 64, c);
-    for (name, digest) in &manifest {
-        match contents.tags.get(name) {
-            None => c.add(
-                "missing_file",
-                at(name),
-                "listed in tagmanifest-sha256.txt but not in the bag",
-            ),
-            Some(bytes) => {
-                let got = Sha256Digest::of(bytes).to_hex();
-                if got != *digest {
-                    c.add(
-                        "tag_hash_mismatch",
-                        at(name),
-                        format!("tagmanifest-sha256.txt says {digest}, the file's digest is {got}"),
-                    );
-                }
-            }
-        }
-    }
-    for name in contents.tags.keys() {
-        if name != "tagmanifest-sha256.txt" && !manifest.contains_key(name) {
-            c.add(
-                "extra_file",
-                at(name),
-                "tag file not listed in tagmanifest-sha256.txt",
-            );
-        }
     }
 }
 
@@ -938,19 +475,5 @@ fn check_captured_sources(
             ),
             Some(_) => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unsafe_paths() {
-        assert_eq!(unsafe_path("b/../x"), Some("'..' in path"));
-        assert_eq!(unsafe_path("/etc/passwd"), Some("absolute path"));
-        assert_eq!(unsafe_path("b/./x"), Some("'.' or empty component in path"));
-        assert_eq!(unsafe_path("b/data/"), None);
-        assert_eq!(unsafe_path("b/data/x"), None);
     }
 }

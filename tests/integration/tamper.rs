@@ -204,9 +204,16 @@ fn an_extra_file_added() {
             kind: tar::EntryType::Regular,
             data: b"planted\n".to_vec(),
         });
+        // A tag file BagIt does not know is reported without being read into memory.
+        entries.push(Entry {
+            path: format!("{bundle}/notes.txt"),
+            kind: tar::EntryType::Regular,
+            data: vec![b'x'; 1 << 20],
+        });
     });
     let p = problems(&t, &[]);
     assert!(has(&p, "extra_file", "99-planted.log"), "{p:?}");
+    assert!(has(&p, "extra_file", "notes.txt"), "{p:?}");
     assert!(has(&p, "payload_oxum_mismatch", "Payload-Oxum"), "{p:?}");
 }
 
