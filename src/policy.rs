@@ -88,6 +88,18 @@ impl Cidr {
         (prefix <= max).then_some(Self { addr, prefix })
     }
 
+    /// Parses every entry of a policy list, naming the first bad one (`field[i]`).
+    pub fn parse_list(items: &[String], field: &str) -> Result<Vec<Cidr>, String> {
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                Cidr::parse(s)
+                    .ok_or_else(|| format!("{field}[{i}] {s:?} is not an address or CIDR range"))
+            })
+            .collect()
+    }
+
     pub fn contains(&self, ip: &IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {

@@ -124,18 +124,7 @@ impl DetectionPolicy {
                 )));
             }
         }
-        policy.allow = policy
-            .allowlist
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                Cidr::parse(s).ok_or_else(|| {
-                    err(format!(
-                        "allowlist[{i}] {s:?} is not an address or CIDR range"
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        policy.allow = Cidr::parse_list(&policy.allowlist, "allowlist").map_err(err)?;
         Ok(policy)
     }
 

@@ -109,19 +109,11 @@ impl FormatsPolicy {
         };
         let mut policy: FormatsPolicy =
             serde_yaml::from_str(text).map_err(|e| err(e.to_string()))?;
-        policy.trusted = policy
-            .client_ip
-            .trusted_proxies
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                Cidr::parse(s).ok_or_else(|| {
-                    err(format!(
-                        "client_ip.trusted_proxies[{i}] {s:?} is not an address or CIDR range"
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        policy.trusted = Cidr::parse_list(
+            &policy.client_ip.trusted_proxies,
+            "client_ip.trusted_proxies",
+        )
+        .map_err(err)?;
         let f = &policy.json_fields;
         if f.ip.is_empty() || f.status.is_empty() {
             return Err(err(
