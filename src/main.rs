@@ -105,6 +105,7 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.json;
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTODY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
@@ -114,7 +115,12 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", error_message(&e));
+            let message = error_message(&e);
+            eprintln!("error: {message}");
+            if json {
+                // Machines reading --json get the failure as JSON too.
+                println!("{}", serde_json::json!({ "ok": false, "error": message }));
+            }
             ExitCode::from(2)
         }
     }

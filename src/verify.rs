@@ -143,13 +143,19 @@ pub fn verify_path(path: &Path, options: &Options) -> Result<Report, VerifyError
                     "the store holds no cases",
                 );
             }
+            strays(&root, "keys", &mut report, |name| {
+                name.strip_suffix(".pub")
+                    .is_some_and(|id| crate::id::KeyId::new(id).is_ok())
+            });
             for case in cases {
                 verify_case(&store, &case, None, options, &mut report)?;
+                strays(&root, &format!("cases/{case}"), &mut report, is_case_entry);
             }
         }
         Target::Case(root, case) => {
             let store = LocalStore::open(&root, false)?;
             verify_case(&store, &case, None, options, &mut report)?;
+            strays(&root, &format!("cases/{case}"), &mut report, is_case_entry);
         }
         Target::Bundle(root, case, bundle) => {
             let store = LocalStore::open(&root, false)?;
@@ -159,6 +165,31 @@ pub fn verify_path(path: &Path, options: &Options) -> Result<Report, VerifyError
     report.ok = report.problems.is_empty();
     report.key_trusted = options.public_key.is_some();
     Ok(report)
+}
+
+fn is_case_entry(name: &str) -> bool {
+    matches!(name, "case.json" | "journal" | "bundles")
+}
+
+/// Reports every name in `root/dir` that `expected` does not accept: nothing but evidence belongs
+/// in a store.
+fn strays(root: &Path, dir: &str, report: &mut Report, expected: impl Fn(&str) -> bool) {
+    let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+        return;
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !expected(n))
+        .collect();
+    names.sort();
+    for name in names {
+        report.problem(
+            "unexpected_file",
+            format!("{dir}/{name}"),
+            "not part of the evidence layout",
+        );
+    }
 }
 
 fn list_cases(root: &Path, report: &mut Report) -> Result<Vec<CaseId>, VerifyError> {

@@ -376,6 +376,12 @@ fn bad_input_is_a_clear_error_with_exit_2_and_nothing_written() {
     }
     let cases_dir = store.join("cases");
     assert!(!cases_dir.exists() || std::fs::read_dir(&cases_dir).unwrap().count() == 0);
+    // With --json the error is JSON on standard output as well.
+    let out = sb.run(&["--json", "analyze", "missing.log"]);
+    assert_eq!(out.status.code(), Some(2));
+    let error: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(error["ok"], false);
+    assert!(error["error"].as_str().unwrap().contains("missing.log"));
 }
 
 #[test]

@@ -354,6 +354,29 @@ fn a_missing_signature_and_a_garbled_sidecar_are_both_reported() {
 }
 
 #[test]
+fn files_planted_beside_the_evidence() {
+    let t = sealed();
+    std::fs::write(t.files.case_dir.join("notes.txt"), b"x").unwrap();
+    std::fs::write(t.sb.store().join("keys/readme"), b"x").unwrap();
+    let out =
+        t.sb.run(&["--json", "verify", t.sb.store().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let subjects: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["code"] == "unexpected_file")
+        .map(|p| p["subject"].as_str().unwrap())
+        .collect();
+    assert!(
+        subjects.iter().any(|s| s.ends_with("/notes.txt")),
+        "{subjects:?}"
+    );
+    assert!(subjects.contains(&"keys/readme"), "{subjects:?}");
+}
+
+#[test]
 fn a_rewritten_case_header() {
     let t = sealed();
     let header = t.files.case_dir.join("case.json");
