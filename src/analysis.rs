@@ -468,7 +468,9 @@ impl Analyzer {
             // Move the client's minute chain into this arena, in front of its own.
             let mut next = f.last_minute;
             while let Some(i) = next.checked_sub(1) {
-                let record = other.minutes[i as usize];
+                let Some(&record) = other.minutes.get(i as usize) else {
+                    break;
+                };
                 next = record.prev;
                 self.minutes.push(MinuteRecord {
                     prev: mine.last_minute,
