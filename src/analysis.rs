@@ -20,7 +20,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{DetectionPolicy, FormatsPolicy};
-use format::{Format, TimeCache};
+use format::Format;
+use parse::TimeCache;
 pub use summary::{Summary, Suspicious, TopIp};
 
 /// The statuses the runbook calls authentication failures: unauthorised, forbidden, page expired

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use regex::bytes::Regex;
 
 use super::json::{self, JsonPreset};
-use super::parse;
+use super::parse::{self, TimeCache};
 use crate::policy::FormatsPolicy;
 
 /// One request, whatever format it was written in.
@@ -63,7 +63,7 @@ impl Format {
         let (prefix_time, line) = strip_prefix(line);
         let mut request = match self {
             Format::Combined => {
-                let f = parse::parse_fields(line)?;
+                let f = parse::parse_fields(line, times)?;
                 Request {
                     remote: parse::parse_ip(f.ip)?,
                     xff: if policy.trusted_proxies().is_empty() {
@@ -71,7 +71,7 @@ impl Format {
                     } else {
                         parse::trailing_xff(f.tail).map(Cow::Borrowed)
                     },
-                    time: times.clf(f.clf_time),
+                    time: f.time,
                     status: f.status,
                     // Only failures are counted by path; other requests skip the split.
                     path: Cow::Borrowed(if is_auth_failure(f.status) {
@@ -91,26 +91,6 @@ impl Format {
 
 fn is_auth_failure(status: u16) -> bool {
     super::AUTH_FAILURE_CODES.contains(&status)
-}
-
-/// The last Common Log Format time parsed: consecutive lines mostly share a second.
-#[derive(Default)]
-pub struct TimeCache {
-    last: [u8; 26],
-    value: Option<i64>,
-}
-
-impl TimeCache {
-    pub fn clf(&mut self, field: &[u8]) -> Option<i64> {
-        let Ok(field) = <[u8; 26]>::try_from(field) else {
-            return None;
-        };
-        if self.last != field {
-            self.last = field;
-            self.value = parse::parse_clf_time(&field);
-        }
-        self.value
-    }
 }
 
 /// What `--format` asks for.
@@ -226,8 +206,8 @@ pub fn detect(sample: &[u8], policy: &FormatsPolicy) -> Format {
 /// Removes a CRI (`<RFC 3339> stdout F `) or `kubectl logs --timestamps` (`<RFC 3339> `) prefix.
 pub fn strip_prefix(line: &[u8]) -> (Option<i64>, &[u8]) {
     let looks_like = line.len() > 20
-        && line[..4].iter().all(u8::is_ascii_digit)
         && line[4] == b'-'
+        && line[..4].iter().all(u8::is_ascii_digit)
         && line[7] == b'-'
         && line[10] == b'T';
     if !looks_like {

@@ -235,32 +235,43 @@ fn read_ranges(
         source,
     };
     let ranges = line_ranges(file, size, threads).map_err(err)?;
-    let results = std::thread::scope(|scope| {
-        let handles: Vec<_> = ranges
-            .iter()
-            .map(|r| {
-                let (analyzer, format) = (Analyzer::new(formats.clone()), format.clone());
-                scope.spawn(move || read_range(file, name, *r, analyzer, format, done))
-            })
-            .collect();
-        let mut shown = 0;
-        while !handles.iter().all(|h| h.is_finished()) {
-            std::thread::sleep(Duration::from_millis(50));
+    let mut results = std::thread::scope(|scope| {
+        let (finished, finishing) = std::sync::mpsc::channel();
+        for (i, r) in ranges.iter().enumerate() {
+            let (analyzer, format) = (Analyzer::new(formats.clone()), format.clone());
+            let finished = finished.clone();
+            scope.spawn(move || {
+                // A panic drops the sender without a result; that is reported below.
+                let result = read_range(file, name, *r, analyzer, format, done);
+                let _ = finished.send((i, result));
+            });
+        }
+        drop(finished);
+        let (mut results, mut shown) = (Vec::new(), 0);
+        loop {
+            match finishing.recv_timeout(Duration::from_millis(50)) {
+                Ok(result) => results.push(result),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
             let now = done.load(Ordering::Relaxed);
             progress.advance(now - shown);
             shown = now;
         }
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("an analysis thread panicked")))
-            })
-            .collect::<Vec<_>>()
+        results
     });
-    let mut merged = Analyzer::new(formats);
-    for r in results {
-        merged.merge(r.map_err(err)?);
+    if results.len() != ranges.len() {
+        return Err(err(io::Error::other("an analysis thread panicked")));
+    }
+    // In file order, so that the first samples and evidence lines are the file's first.
+    results.sort_unstable_by_key(|(i, _)| *i);
+    let mut parts = results.into_iter().map(|(_, result)| result);
+    let mut merged = match parts.next() {
+        Some(first) => first.map_err(err)?,
+        None => Analyzer::new(formats),
+    };
+    for part in parts {
+        merged.merge(part.map_err(err)?);
     }
     Ok(merged)
 }

@@ -21,8 +21,8 @@ pub struct Record<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fields<'a> {
     pub ip: &'a [u8],
-    /// The bracketed Common Log Format time, without brackets.
-    pub clf_time: &'a [u8],
+    /// The request time from the bracketed Common Log Format field, when it is a valid time.
+    pub time: Option<i64>,
     pub status: u16,
     /// The request line as logged (`METHOD PATH PROTOCOL`, or anything a client sent).
     pub request: &'a [u8],
@@ -30,17 +30,39 @@ pub struct Fields<'a> {
     pub tail: &'a [u8],
 }
 
+/// The last Common Log Format time parsed: consecutive lines mostly share a second, so most
+/// lines cost a 26-byte comparison instead of a parse.
+#[derive(Default)]
+pub struct TimeCache {
+    last: [u8; 26],
+    value: Option<i64>,
+}
+
+impl TimeCache {
+    /// The time in `field` (the bracketed field without brackets), `None` when it is not a
+    /// valid Common Log Format time.
+    pub fn clf(&mut self, field: &[u8]) -> Option<i64> {
+        let Ok(field) = <[u8; 26]>::try_from(field) else {
+            return None;
+        };
+        if self.last != field {
+            self.last = field;
+            self.value = parse_clf_time(&field);
+        }
+        self.value
+    }
+}
+
 /// Splits one line (without its line feed or any prefix) into fields. `None` when it is not an
 /// access-log line.
-pub fn parse_fields(line: &[u8]) -> Option<Fields<'_>> {
+pub fn parse_fields<'a>(line: &'a [u8], times: &mut TimeCache) -> Option<Fields<'a>> {
     let (ip, rest) = split_short(line, b' ')?;
     if ip.is_empty() || ip.len() > 45 {
         return None;
     }
     // ident and authuser, then the bracketed time. The user name is the client's and may hold
     // `[`: the time is the first bracket that holds a well-formed 26-byte time.
-    let (open, close) = time_bracket(rest)?;
-    let clf_time = &rest[open + 1..close];
+    let (close, time) = time_bracket(rest, times)?;
     let rest = rest[close + 1..].strip_prefix(b" \"")?;
     let (request, rest) = split_quoted(rest)?;
     let rest = rest.strip_prefix(b" ")?;
@@ -54,23 +76,23 @@ pub fn parse_fields(line: &[u8]) -> Option<Fields<'_>> {
     }
     Some(Fields {
         ip,
-        clf_time,
+        time,
         status,
         request,
         tail,
     })
 }
 
-/// The `[` and `]` around the request time: the first bracket pair holding a valid Common Log
-/// Format time, else the first `[` and the `]` after it.
-fn time_bracket(rest: &[u8]) -> Option<(usize, usize)> {
+/// The `]` that closes the request time, and the time: the first bracket pair holding a valid
+/// Common Log Format time, else the first `[` and the `]` after it (with no time).
+fn time_bracket(rest: &[u8], times: &mut TimeCache) -> Option<(usize, Option<i64>)> {
     let first = rest.iter().position(|b| *b == b'[')?;
     let mut open = first;
     loop {
-        if rest.get(open + 27) == Some(&b']')
-            && parse_clf_time(&rest[open + 1..open + 27]).is_some()
-        {
-            return Some((open, open + 27));
+        if rest.get(open + 27) == Some(&b']') {
+            if let Some(time) = times.clf(&rest[open + 1..open + 27]) {
+                return Some((open + 27, Some(time)));
+            }
         }
         match rest[open + 1..].iter().position(|b| *b == b'[') {
             // Past the quote that opens the request, no bracket belongs to the prefix.
@@ -79,7 +101,7 @@ fn time_bracket(rest: &[u8]) -> Option<(usize, usize)> {
         }
     }
     let close = first + rest[first..].iter().position(|b| *b == b']')?;
-    Some((first, close))
+    Some((close, None))
 }
 
 /// `split_once` for the short fields at the start of a line, where a plain scan beats `memchr`'s
@@ -108,11 +130,11 @@ pub fn trailing_xff(tail: &[u8]) -> Option<&[u8]> {
 pub fn parse_line(line: &[u8]) -> Option<Record<'_>> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let (prefix_time, line) = super::format::strip_prefix(line);
-    let f = parse_fields(line)?;
+    let f = parse_fields(line, &mut TimeCache::default())?;
     let (method, path) = split_request(f.request);
     Some(Record {
         ip: parse_ip(f.ip)?,
-        time: parse_clf_time(f.clf_time).or(prefix_time),
+        time: f.time.or(prefix_time),
         status: f.status,
         method,
         path,
@@ -171,50 +193,106 @@ pub fn parse_ip(field: &[u8]) -> Option<IpAddr> {
         // Digits and dots that are not a valid IPv4 address are not an IPv6 address either.
         return None;
     }
-    let text = std::str::from_utf8(field).ok()?;
-    let ip: IpAddr = text.parse().ok()?;
+    let ip = match parse_ipv6_hex(field) {
+        Some(v6) => IpAddr::V6(v6),
+        // Embedded IPv4, zone ids and anything invalid: the standard library decides.
+        None => std::str::from_utf8(field).ok()?.parse().ok()?,
+    };
     Some(normalise_ip(ip))
+}
+
+/// IPv6 written as hex groups with at most one `::` (what logs hold), without the generic
+/// parser. `None` for any other text; it then goes to the standard parser, which has the last
+/// word, so this accepts only what that parser accepts, with the same value.
+fn parse_ipv6_hex(field: &[u8]) -> Option<std::net::Ipv6Addr> {
+    if field == b"::" {
+        return Some(std::net::Ipv6Addr::UNSPECIFIED);
+    }
+    let (mut head, mut tail) = ([0u16; 8], [0u16; 8]);
+    let (mut heads, mut tails, mut gap) = (0usize, 0usize, false);
+    let mut i = 0;
+    if field.starts_with(b"::") {
+        (gap, i) = (true, 2);
+    }
+    loop {
+        let start = i;
+        let mut group = 0u16;
+        while i - start < 4 {
+            let Some(d) = field.get(i).and_then(|c| (*c as char).to_digit(16)) else {
+                break;
+            };
+            group = group << 4 | d as u16;
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let slot = if gap {
+            tails += 1;
+            tail.get_mut(tails - 1)?
+        } else {
+            heads += 1;
+            head.get_mut(heads - 1)?
+        };
+        *slot = group;
+        match field.get(i..i + 2) {
+            None if i == field.len() => break,
+            Some(b"::") if !gap => {
+                (gap, i) = (true, i + 2);
+                if i == field.len() {
+                    break;
+                }
+            }
+            Some([b':', next]) if *next != b':' => i += 1,
+            _ => return None,
+        }
+    }
+    if (gap && heads + tails > 7) || (!gap && heads != 8) {
+        return None;
+    }
+    let mut groups = [0u16; 8];
+    groups[..heads].copy_from_slice(&head[..heads]);
+    groups[8 - tails..].copy_from_slice(&tail[..tails]);
+    Some(std::net::Ipv6Addr::from(groups))
 }
 
 /// Dotted-quad IPv4 with the standard library's rules (four parts, each 0-255, no leading zeros),
 /// without the UTF-8 check and generic parser, since most lines carry one.
 fn parse_ipv4(field: &[u8]) -> Option<std::net::Ipv4Addr> {
-    if field.len() > 15 {
-        return None;
-    }
-    // One pass: each part 1 to 3 digits, no leading zero, at most 255; exactly four parts.
-    let mut octets = [0u8; 4];
-    let (mut part, mut value, mut digits) = (0usize, 0u16, 0u8);
-    let mut leading_zero = false;
-    for &c in field {
-        match c {
-            b'0'..=b'9' => {
-                if digits == 1 && leading_zero {
-                    return None;
-                }
-                leading_zero = digits == 0 && c == b'0';
-                value = value * 10 + u16::from(c - b'0');
-                digits += 1;
-                if digits > 3 || value > 255 {
-                    return None;
-                }
+    let digit = |i: usize| {
+        field
+            .get(i)
+            .map(|c| c.wrapping_sub(b'0'))
+            .filter(|d| *d <= 9)
+    };
+    let (mut i, mut address) = (0usize, 0u32);
+    for part in 0..4 {
+        if part > 0 {
+            if field.get(i) != Some(&b'.') {
+                return None;
             }
-            b'.' => {
-                if digits == 0 || part == 3 {
-                    return None;
-                }
-                octets[part] = value as u8;
-                part += 1;
-                (value, digits) = (0, 0);
-            }
-            _ => return None,
+            i += 1;
         }
+        let first = digit(i)?;
+        let mut value = u32::from(first);
+        i += 1;
+        if let Some(d) = digit(i) {
+            if first == 0 {
+                return None; // A leading zero.
+            }
+            value = value * 10 + u32::from(d);
+            i += 1;
+            if let Some(d) = digit(i) {
+                value = value * 10 + u32::from(d);
+                i += 1;
+                if value > 255 {
+                    return None;
+                }
+            }
+        }
+        address = address << 8 | value;
     }
-    if digits == 0 || part != 3 {
-        return None;
-    }
-    octets[3] = value as u8;
-    Some(std::net::Ipv4Addr::from(octets))
+    (i == field.len()).then(|| std::net::Ipv4Addr::from(address))
 }
 
 pub fn normalise_ip(ip: IpAddr) -> IpAddr {
@@ -414,9 +492,9 @@ mod tests {
     #[test]
     fn forwarded_for_after_the_user_agent() {
         let line = br#"10.0.0.9 - - [17/May/2015:10:05:03 +0000] "GET / HTTP/1.1" 401 5 "-" "ua \"x\"" "203.0.113.4, 10.0.0.2""#;
-        let f = parse_fields(line).unwrap();
+        let f = parse_fields(line, &mut TimeCache::default()).unwrap();
         assert_eq!(trailing_xff(f.tail), Some(&b"203.0.113.4, 10.0.0.2"[..]));
-        let plain = parse_fields(LINE).unwrap();
+        let plain = parse_fields(LINE, &mut TimeCache::default()).unwrap();
         assert_eq!(trailing_xff(plain.tail), None);
     }
 
@@ -459,6 +537,14 @@ mod tests {
         fn fast_ipv4_agrees_with_the_standard_library(text in "[0-9.]{0,16}") {
             let std_parse = text.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4);
             prop_assert_eq!(parse_ip(text.as_bytes()), std_parse);
+        }
+
+        #[test]
+        fn fast_ipv6_agrees_with_the_standard_library(
+            text in "[0-9a-fA-F:.]{0,41}|([0-9a-f]{1,4}:){0,8}(:[0-9a-f]{1,4}){0,8}|([0-9a-f]{0,4}:){1,7}:?([0-9a-f]{0,4})"
+        ) {
+            let std_parse = text.parse::<IpAddr>().ok().map(normalise_ip);
+            prop_assert_eq!(parse_ip(text.as_bytes()), std_parse, "{}", text);
         }
 
         #[test]
