@@ -22,6 +22,9 @@ pub enum EntryKind {
     SourceFailed,
     /// A bundle was sealed and stored; details: archive and seal digests and URIs.
     BundleSealed,
+    /// The case's objects were uploaded to S3; details: `objects`, each with its URI, version
+    /// id, SHA-256, size, lock mode, retain-until (Unix seconds) and legal hold.
+    ObjectsStored,
 }
 
 /// One journal entry, stored as `cases/<case>/journal/<seq>.json`.
@@ -70,6 +73,15 @@ impl<'a> Journal<'a> {
             store,
             case,
             head: None,
+        }
+    }
+
+    /// The journal of a case whose last entry is `head`.
+    pub fn resume(store: &'a dyn Store, case: CaseId, head: Head) -> Self {
+        Self {
+            store,
+            case,
+            head: Some(head),
         }
     }
 

@@ -15,7 +15,7 @@ use custody::collect::{self, Request, Trigger};
 use custody::keys::{self, PublicKey, SigningKey};
 use custody::policy;
 use custody::source::FileSource;
-use custody::store;
+use custody::store::{self, s3::S3Location, s3::S3Options, s3::S3Store, spool, spool::SpoolStore};
 use custody::verify;
 
 #[derive(Parser)]
@@ -25,7 +25,7 @@ use custody::verify;
     about = "Preserve, analyse, seal and verify breach evidence."
 )]
 struct Cli {
-    /// The evidence store: a directory or file://PATH.
+    /// The evidence store: a directory, file://PATH, or s3://BUCKET/PREFIX.
     #[arg(
         long,
         global = true,
@@ -39,6 +39,12 @@ struct Cli {
     /// The collector's Ed25519 private key (PKCS#8 PEM) [default: a per-user key, created on first use].
     #[arg(long, global = true, env = "CUSTODY_SIGNING_KEY")]
     signing_key: Option<PathBuf>,
+    /// An S3-compatible endpoint URL for s3:// stores [default: AWS, or $AWS_ENDPOINT_URL].
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    s3_endpoint: Option<String>,
+    /// Address S3 buckets by path (endpoint/bucket), as most S3-compatible stores need.
+    #[arg(long, global = true, env = "CUSTODY_S3_PATH_STYLE")]
+    s3_path_style: bool,
     /// Print the result as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -77,10 +83,11 @@ enum Command {
         #[arg(long, default_value = "auto")]
         format: FormatChoice,
     },
-    /// Verify a store, a case directory or one bundle.
+    /// Verify a store, a case or one bundle, on disk or in S3.
     Verify {
-        /// A store directory, cases/<case>, or cases/<case>/bundles/<bundle>.tar.zst.
-        target: PathBuf,
+        /// A store directory, cases/<case>, or cases/<case>/bundles/<bundle>.tar.zst; or the
+        /// same under s3://BUCKET/PREFIX.
+        target: String,
         /// The collector's public key (SPKI PEM) from a trusted source.
         #[arg(long)]
         public_key: Option<PathBuf>,
@@ -90,10 +97,30 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The evidence store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Policy files.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Check that an S3 store can hold evidence: reachable, versioning and Object Lock on, and
+    /// custody's calls allowed (proven by making them on a probe object kept for one day).
+    Check {
+        /// The store [default: --store].
+        uri: Option<String>,
+    },
+    /// Upload the cases waiting in the local spool for an S3 store.
+    Flush {
+        /// The store [default: --store].
+        uri: Option<String>,
     },
 }
 
@@ -106,8 +133,13 @@ enum PolicyCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTODY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTODY_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            // The AWS SDK warns about every credential source it tries; its failures reach the
+            // user as errors instead.
+            "warn,aws_config=error,aws_smithy_runtime=error,aws_sdk_s3=error",
+        )
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -147,7 +179,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             top,
             format,
         } => {
-            let store = store::open_store(&cli.store, true)?;
             let policies = policy::load(policy_dir(&cli).as_deref())?;
             let (key, created) = collect::signing_key(cli.signing_key.as_ref())?;
             if let Some(path) = created {
@@ -167,9 +198,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let request = Request::new(trigger, *top, format.clone(), !cli.json);
             let mut source = FileSource::new(logs.clone());
-            let outcome = collect::collect(store.as_ref(), &key, &policies, &mut source, &request)?;
-            output::collected(&outcome, cli.json)?;
-            Ok(ExitCode::SUCCESS)
+            if !cli.store.starts_with("s3://") {
+                let store = store::open_store(&cli.store, true)?;
+                let outcome =
+                    collect::collect(store.as_ref(), &key, &policies, &mut source, &request)?;
+                output::collected(&outcome, None, cli.json)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            // S3: everything is sealed into the durable local spool first, then uploaded.
+            let location = S3Location::parse(&cli.store)?;
+            let spool = SpoolStore::open(&spool::default_root(), location.clone())?;
+            let outcome = collect::collect(&spool, &key, &policies, &mut source, &request)?;
+            let uploaded = s3_store(&cli, location, &policies, &spool).and_then(|s3| {
+                s3.check()?;
+                Ok(spool::upload_case(&spool, &s3, &outcome.case_id)?)
+            });
+            match uploaded {
+                Ok(uploaded) => {
+                    output::collected(&outcome, Some(Ok(&uploaded)), cli.json)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    let message = error_message(&e);
+                    output::collected(&outcome, Some(Err((&message, spool.dir()))), cli.json)?;
+                    eprintln!(
+                        "error: the case is sealed and kept in the local spool {}, but is not in S3: {message}\n`custody store flush {}` uploads it once S3 is reachable",
+                        spool.dir().display(),
+                        cli.store
+                    );
+                    Ok(ExitCode::from(2))
+                }
+            }
         }
         Command::Analyze { files, top, format } => {
             let policies = policy::load(policy_dir(&cli).as_deref())?;
@@ -190,7 +249,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 public_key,
                 ..verify::Options::default()
             };
-            let report = verify::verify_path(target, &options)?;
+            let report = if target.starts_with("s3://") {
+                verify::verify_s3(target, &s3_options(&cli), &options)?
+            } else {
+                verify::verify_path(Path::new(target), &options)?
+            };
             output::verification(&report, cli.json)?;
             Ok(if report.ok {
                 ExitCode::SUCCESS
@@ -204,6 +267,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
             output::keygen(&private, &public, key.public().id().as_str(), cli.json)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Store {
+            command: StoreCommand::Check { uri },
+        } => {
+            let uri = uri.as_deref().unwrap_or(&cli.store);
+            let location = S3Location::parse(uri)
+                .context("store check is for S3 stores (s3://BUCKET/PREFIX)")?;
+            let policies = policy::load(policy_dir(&cli).as_deref())?;
+            let spool = SpoolStore::open(&spool::default_root(), location.clone())?;
+            let s3 = s3_store(&cli, location, &policies, &spool)?;
+            let done = s3.check()?;
+            output::store_check(uri, &done, cli.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Store {
+            command: StoreCommand::Flush { uri },
+        } => {
+            let uri = uri.as_deref().unwrap_or(&cli.store);
+            let location = S3Location::parse(uri)
+                .context("store flush is for S3 stores (s3://BUCKET/PREFIX)")?;
+            let policies = policy::load(policy_dir(&cli).as_deref())?;
+            let spool = SpoolStore::open(&spool::default_root(), location.clone())?;
+            let waiting = spool.cases()?;
+            let s3 = s3_store(&cli, location, &policies, &spool)?;
+            if !waiting.is_empty() {
+                s3.check()?;
+            }
+            let uploaded = spool::flush(&spool, &s3)?;
+            output::flushed(uri, &uploaded, cli.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Policy {
             command: PolicyCommand::Lint { dir },
         } => {
@@ -215,6 +308,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn s3_options(cli: &Cli) -> S3Options {
+    S3Options {
+        endpoint: cli.s3_endpoint.clone().filter(|e| !e.is_empty()),
+        path_style: cli.s3_path_style,
+        ..S3Options::default()
+    }
+}
+
+/// The S3 store named by `location`, locking objects as the storage policy says.
+fn s3_store(
+    cli: &Cli,
+    location: S3Location,
+    policies: &policy::Policies,
+    spool: &SpoolStore,
+) -> Result<S3Store> {
+    Ok(S3Store::connect(
+        location,
+        &s3_options(cli),
+        policies.storage.object_lock,
+        spool.dir().join(".staging"),
+    )?)
 }
 
 /// `--policies`, or `./policies` when it exists.

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use custody::analysis::Summary;
 use custody::collect::Outcome;
+use custody::store::spool::UploadedCase;
 use custody::verify::Report;
 
 fn print_json(value: &serde_json::Value) -> Result<()> {
@@ -21,17 +22,48 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-pub fn collected(o: &Outcome, as_json: bool) -> Result<()> {
+/// The upload of a collection to S3: what was stored, or why not and where the case waits.
+pub type Upload<'a> = Option<std::result::Result<&'a UploadedCase, (&'a str, &'a Path)>>;
+
+fn version_of<'a>(uploaded: &'a UploadedCase, uri: &str) -> Option<&'a str> {
+    uploaded
+        .objects
+        .iter()
+        .find(|o| o.uri == uri)
+        .and_then(|o| o.version_id.as_deref())
+}
+
+pub fn collected(o: &Outcome, upload: Upload<'_>, as_json: bool) -> Result<()> {
+    let (archive_version, seal_version) = match upload {
+        Some(Ok(u)) => (
+            version_of(u, &o.bundle.archive.uri),
+            version_of(u, &o.bundle.seal.uri),
+        ),
+        _ => (None, None),
+    };
     if as_json {
-        return print_json(&json!({
+        let mut value = json!({
             "case_id": o.case_id,
             "bundle_id": o.bundle.bundle_id,
             "archive": {"uri": o.bundle.archive.uri, "sha256": o.bundle.archive_sha256, "size": o.bundle.archive_size,
-                        "version_id": o.bundle.archive.version_id},
-            "seal": {"uri": o.bundle.seal.uri, "sha256": o.bundle.seal_sha256},
+                        "version_id": archive_version},
+            "seal": {"uri": o.bundle.seal.uri, "sha256": o.bundle.seal_sha256, "version_id": seal_version},
+            "stored": !matches!(upload, Some(Err(_))),
             "sources": o.sources,
             "summary": o.summary,
-        }));
+        });
+        match upload {
+            Some(Ok(u)) => {
+                value["objects"] = serde_json::to_value(&u.objects)?;
+                value["journal_entry"] = serde_json::to_value(&u.journal_entry)?;
+            }
+            Some(Err((error, spooled))) => {
+                value["error"] = json!(error);
+                value["spooled"] = json!(spooled);
+            }
+            None => {}
+        }
+        return print_json(&value);
     }
     let input: u64 = o.sources.iter().map(|s| s.bytes).sum();
     let mut out = std::io::stdout().lock();
@@ -50,6 +82,28 @@ pub fn collected(o: &Outcome, as_json: bool) -> Result<()> {
         o.sources.len()
     )?;
     writeln!(out, "  seal     {}", o.bundle.seal.uri)?;
+    match upload {
+        Some(Ok(u)) => {
+            let lock = u.objects.first();
+            writeln!(
+                out,
+                "  stored   {} objects in S3, locked {} until {}",
+                u.objects.len(),
+                lock.map_or("", |l| l.lock_mode.as_str()),
+                lock.map(|l| custody::timefmt::unix_rfc3339(l.retain_until))
+                    .unwrap_or_default()
+            )?;
+            writeln!(
+                out,
+                "  version  archive {}",
+                archive_version.unwrap_or("(none)")
+            )?;
+        }
+        Some(Err((_, spooled))) => {
+            writeln!(out, "  NOT STORED in S3: kept in {}", spooled.display())?;
+        }
+        None => {}
+    }
     drop(out);
     analysis(&o.summary, false)
 }
@@ -176,5 +230,36 @@ pub fn lint(dir: &Path, files: &[PathBuf], as_json: bool) -> Result<()> {
         files.len(),
         dir.display()
     );
+    Ok(())
+}
+
+pub fn store_check(uri: &str, done: &[String], as_json: bool) -> Result<()> {
+    if as_json {
+        return print_json(&json!({"ok": true, "store": uri, "checks": done}));
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{uri} can hold evidence:")?;
+    for d in done {
+        writeln!(out, "  ok  {d}")?;
+    }
+    Ok(())
+}
+
+pub fn flushed(uri: &str, uploaded: &[UploadedCase], as_json: bool) -> Result<()> {
+    if as_json {
+        return print_json(&json!({"ok": true, "store": uri, "uploaded": uploaded}));
+    }
+    let mut out = std::io::stdout().lock();
+    if uploaded.is_empty() {
+        writeln!(out, "nothing waits in the spool for {uri}")?;
+    }
+    for u in uploaded {
+        writeln!(
+            out,
+            "uploaded case {} ({} objects) to {uri}",
+            u.case_id,
+            u.objects.len()
+        )?;
+    }
     Ok(())
 }

@@ -10,17 +10,21 @@ use crate::analysis::parse::normalise_ip;
 
 pub mod detection;
 pub mod formats;
+pub mod storage;
 
 pub use detection::{DetectionPolicy, Rule};
 pub use formats::FormatsPolicy;
+pub use storage::StoragePolicy;
 
 /// The shipped detection policy, used when no policy directory is given.
 pub const DEFAULT_DETECTION: &str = include_str!("../policies/detection.yaml");
 /// The shipped formats policy, used when no policy directory is given.
 pub const DEFAULT_FORMATS: &str = include_str!("../policies/formats.yaml");
+/// The shipped storage policy, used when no policy directory is given.
+pub const DEFAULT_STORAGE: &str = include_str!("../policies/storage.yaml");
 
 /// The files a policy directory may hold.
-pub const KNOWN_FILES: [&str; 2] = ["detection.yaml", "formats.yaml"];
+pub const KNOWN_FILES: [&str; 3] = ["detection.yaml", "formats.yaml", "storage.yaml"];
 
 /// The largest policy file read.
 const MAX_POLICY_FILE: u64 = 1024 * 1024;
@@ -50,6 +54,7 @@ pub enum PolicyError {
 pub struct Policies {
     pub detection: DetectionPolicy,
     pub formats: FormatsPolicy,
+    pub storage: StoragePolicy,
 }
 
 /// An address range, `192.0.2.0/24` or `2001:db8::/32`; a bare address is a single host.
@@ -160,6 +165,11 @@ pub fn load(dir: Option<&Path>) -> Result<Policies, PolicyError> {
         policies.formats =
             FormatsPolicy::parse(&formats.display().to_string(), &read_policy_file(&formats)?)?;
     }
+    let storage = dir.join("storage.yaml");
+    if storage.exists() {
+        policies.storage =
+            StoragePolicy::parse(&storage.display().to_string(), &read_policy_file(&storage)?)?;
+    }
     Ok(policies)
 }
 
@@ -190,6 +200,9 @@ pub fn lint(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
             }
             "formats.yaml" => {
                 FormatsPolicy::parse(&path.display().to_string(), &read_policy_file(&path)?)?;
+            }
+            "storage.yaml" => {
+                StoragePolicy::parse(&path.display().to_string(), &read_policy_file(&path)?)?;
             }
             _ => return Err(PolicyError::UnknownFile { path }),
         }

@@ -3,6 +3,8 @@
 //! Every write is create-new: evidence is never overwritten.
 
 pub mod local;
+pub mod s3;
+pub mod spool;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,8 @@ pub enum StoreKey {
     Seal(CaseId, BundleId),
     SealSignature(CaseId, BundleId),
     PublicKey(KeyId),
+    /// An object written by `store check` to prove the bucket takes custody's writes.
+    Probe(String),
 }
 
 impl StoreKey {
@@ -38,6 +42,7 @@ impl StoreKey {
             Self::Seal(c, b) => format!("cases/{c}/bundles/{b}.seal.json"),
             Self::SealSignature(c, b) => format!("cases/{c}/bundles/{b}.seal.json.sig"),
             Self::PublicKey(k) => format!("keys/{k}.pub"),
+            Self::Probe(name) => format!("probes/{name}"),
         }
     }
 }
@@ -75,8 +80,16 @@ pub enum StoreError {
     Write { uri: String, source: std::io::Error },
     #[error("cannot read {uri}: {source}")]
     Read { uri: String, source: std::io::Error },
-    #[error("unsupported store URI {0:?}: use a directory path or file://PATH")]
+    #[error(
+        "unsupported store URI {0:?}: use a directory path, file://PATH or s3://BUCKET/PREFIX"
+    )]
     UnsupportedUri(String),
+    #[error("bad S3 URI {uri:?}: {why}")]
+    BadS3Uri { uri: String, why: String },
+    #[error("{uri}: {message}")]
+    Remote { uri: String, message: String },
+    #[error("{uri} cannot hold evidence: {why}")]
+    BucketNotReady { uri: String, why: String },
 }
 
 /// A file staged for storing: written completely and fsynced, with its digest and size.

@@ -4,6 +4,7 @@
 mod archive;
 mod bag;
 mod bundle;
+mod s3;
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,7 @@ use crate::keys::PublicKey;
 use crate::store::{LocalStore, Store, StoreError, StoreKey};
 
 pub use bundle::BundleReport;
+pub use s3::verify_s3;
 
 /// Options for verification.
 pub struct Options {
@@ -66,7 +68,7 @@ pub struct CaseReport {
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error("{0} is not a store, a case directory (cases/<case>) or a bundle (cases/<case>/bundles/<bundle>.tar.zst)")]
-    UnknownTarget(PathBuf),
+    UnknownTarget(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -94,7 +96,7 @@ enum Target {
 }
 
 fn resolve(path: &Path) -> Result<Target, VerifyError> {
-    let unknown = || VerifyError::UnknownTarget(path.to_owned());
+    let unknown = || VerifyError::UnknownTarget(path.display().to_string());
     let path = path.canonicalize().map_err(|_| unknown())?;
     let name = |p: &Path| {
         p.file_name()

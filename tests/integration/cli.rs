@@ -346,7 +346,7 @@ fn bad_input_is_a_clear_error_with_exit_2_and_nothing_written() {
             "cannot read key file",
         ),
         (
-            vec!["--store", "s3://bucket/x", "collect", "--logs", l],
+            vec!["--store", "gs://bucket/x", "collect", "--logs", l],
             "unsupported store URI",
         ),
         (vec!["analyze", "missing.log"], "cannot read log file"),

@@ -16,5 +16,6 @@ mod cli;
 mod determinism;
 mod formats;
 mod interop;
+mod s3;
 mod tamper;
 mod util;

@@ -1,0 +1,377 @@
+//! Verification of evidence in S3: what S3 itself says about every object (versions, delete
+//! markers, lock, retention, checksum) against what custody recorded when it stored them, then the
+//! full verification of each case, reading the versions custody wrote and streaming the archive
+//! from S3 without writing it to disk.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::{verify_case, Options, Report, VerifyError};
+use crate::digest::Sha256Digest;
+use crate::id::{BundleId, CaseId};
+use crate::journal::{self, EntryKind};
+use crate::policy::StoragePolicy;
+use crate::store::s3::{same_checksum, KeyVersions, PutReceipt, S3Location, S3Options, S3Store};
+use crate::store::{Store, StoreError};
+
+/// A parsed `verify` target in S3.
+struct S3Target {
+    location: S3Location,
+    case: Option<CaseId>,
+    bundle: Option<BundleId>,
+}
+
+fn parse_target(uri: &str) -> Result<S3Target, VerifyError> {
+    let bad = || VerifyError::UnknownTarget(uri.into());
+    let (store_part, rest) = match uri.find("/cases/") {
+        Some(i) => (&uri[..i], Some(&uri[i + "/cases/".len()..])),
+        None => (uri.trim_end_matches("/cases"), None),
+    };
+    let location = S3Location::parse(store_part)?;
+    let Some(rest) = rest else {
+        return Ok(S3Target {
+            location,
+            case: None,
+            bundle: None,
+        });
+    };
+    let mut parts = rest.trim_end_matches('/').split('/');
+    let case = CaseId::new(parts.next().unwrap_or_default()).map_err(|_| bad())?;
+    let bundle = match (parts.next(), parts.next(), parts.next()) {
+        (None, _, _) => None,
+        (Some("bundles"), Some(file), None) => {
+            Some(crate::store::local::parse_bundle_file_name(file).ok_or_else(bad)?)
+        }
+        _ => return Err(bad()),
+    };
+    Ok(S3Target {
+        location,
+        case: Some(case),
+        bundle,
+    })
+}
+
+/// Verifies `s3://bucket/prefix`, `…/cases/<case>` or `…/cases/<case>/bundles/<file>`.
+pub fn verify_s3(
+    uri: &str,
+    s3_options: &S3Options,
+    options: &Options,
+) -> Result<Report, VerifyError> {
+    let target = parse_target(uri)?;
+    let staging = std::env::temp_dir();
+    let store = S3Store::connect(
+        target.location.clone(),
+        s3_options,
+        StoragePolicy::default().object_lock,
+        staging,
+    )?;
+    let mut report = Report {
+        target: uri.to_owned(),
+        ..Report::default()
+    };
+    let cases = match &target.case {
+        Some(c) => vec![c.clone()],
+        None => {
+            let (cases, strays) = store.list_cases()?;
+            for s in strays {
+                report.problem("unexpected_file", s, "not part of the evidence layout");
+            }
+            if cases.is_empty() {
+                report.problem("empty_store", store.uri(), "the store holds no cases");
+            }
+            cases
+        }
+    };
+    let keys = store.versions("keys/")?;
+    check_versions(&store, &keys, "keys/", &mut report);
+    for case in &cases {
+        check_case_objects(&store, case, &mut report)?;
+        verify_case(&store, case, target.bundle.as_ref(), options, &mut report)?;
+    }
+    report.ok = report.problems.is_empty();
+    report.key_trusted = options.public_key.is_some();
+    Ok(report)
+}
+
+/// Flags delete markers and versions written over custody's, and pins every read to the first
+/// version of each key (custody writes each key once).
+fn check_versions(
+    store: &S3Store,
+    versions: &HashMap<String, KeyVersions>,
+    under: &str,
+    report: &mut Report,
+) {
+    let mut keys: Vec<&String> = versions.keys().collect();
+    keys.sort();
+    for key in keys {
+        let v = &versions[key];
+        let uri = format!(
+            "s3://{}/{}",
+            store.location().bucket,
+            store.location().key(key)
+        );
+        if v.deleted || !v.delete_markers.is_empty() {
+            report.problem(
+                "s3_deleted",
+                uri.clone(),
+                format!(
+                    "{} delete marker(s){}: someone deleted the object; the locked version is verified",
+                    v.delete_markers.len(),
+                    if v.deleted { ", the newest one current" } else { "" }
+                ),
+            );
+        }
+        if v.versions.len() > 1 {
+            report.problem(
+                "s3_overwritten",
+                uri.clone(),
+                format!(
+                    "{} versions (newest {}): someone wrote over it; the first version is verified",
+                    v.versions.len(),
+                    v.versions[0]
+                ),
+            );
+        }
+        if let Some(first) = v.versions.last() {
+            store.pin_path(key, first.clone());
+        } else if !under.is_empty() {
+            report.problem("s3_deleted", uri, "no version of the object is left");
+        }
+    }
+}
+
+/// S3's view of one case against the `objects_stored` entries of its journal.
+fn check_case_objects(
+    store: &S3Store,
+    case: &CaseId,
+    report: &mut Report,
+) -> Result<(), VerifyError> {
+    let prefix = format!("cases/{case}/");
+    let versions = store.versions(&prefix)?;
+    check_versions(store, &versions, &prefix, report);
+    for key in versions.keys() {
+        let name = key.strip_prefix(&prefix).unwrap_or(key);
+        let known = name == "case.json"
+            || name
+                .strip_prefix("journal/")
+                .is_some_and(|n| crate::store::local::parse_journal_name(n).is_some())
+            || name.strip_prefix("bundles/").is_some_and(|n| {
+                !n.contains('/') && crate::store::local::parse_bundle_file_name(n).is_some()
+            });
+        if !known {
+            report.problem(
+                "unexpected_file",
+                key.clone(),
+                "not part of the evidence layout",
+            );
+        }
+    }
+    // What custody recorded when it stored the objects.
+    let chain = journal::check_chain(store, case)?;
+    let mut recorded: BTreeMap<String, PutReceipt> = BTreeMap::new();
+    for (entry, _) in &chain.entries {
+        if entry.kind != EntryKind::ObjectsStored {
+            continue;
+        }
+        let objects = entry
+            .details
+            .get("objects")
+            .cloned()
+            .map(serde_json::from_value::<Vec<PutReceipt>>);
+        match objects {
+            Some(Ok(objects)) => {
+                for o in objects {
+                    recorded.insert(o.uri.clone(), o);
+                }
+            }
+            _ => report.problem(
+                "journal",
+                format!("{prefix}journal/{:010}.json", entry.seq),
+                "an objects_stored entry without a readable list of objects",
+            ),
+        }
+    }
+    if recorded.is_empty() {
+        report.problem(
+            "s3_unrecorded",
+            format!(
+                "s3://{}/{}",
+                store.location().bucket,
+                store.location().key(&prefix)
+            ),
+            "no objects_stored journal entry: custody never finished uploading this case",
+        );
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let base = format!("s3://{}/", store.location().bucket);
+    let relative_of = |uri: &str| -> Option<String> {
+        let key = uri.strip_prefix(&base)?;
+        let own = store.location().key("");
+        Some(key.strip_prefix(&own).unwrap_or(key).to_owned())
+    };
+    for (uri, receipt) in &recorded {
+        let Some(rel) = relative_of(uri) else {
+            report.problem(
+                "s3_version",
+                uri.clone(),
+                "recorded for another bucket or prefix",
+            );
+            continue;
+        };
+        let first = versions.get(&rel).and_then(|v| v.versions.last());
+        let in_keys = rel.starts_with("keys/");
+        if !in_keys {
+            match (first, &receipt.version_id) {
+                (None, _) => {
+                    report.problem(
+                        "s3_missing",
+                        uri.clone(),
+                        "recorded as stored, but S3 has no version of it",
+                    );
+                    continue;
+                }
+                (Some(first), Some(recorded)) if first != recorded => report.problem(
+                    "s3_version",
+                    uri.clone(),
+                    format!("the first version in S3 is {first}, custody stored {recorded}"),
+                ),
+                _ => {}
+            }
+        }
+        let state = match store.head_path(&rel, receipt.version_id.as_deref()) {
+            Ok(s) => s,
+            Err(StoreError::NotFound { .. }) => {
+                report.problem(
+                    "s3_missing",
+                    uri.clone(),
+                    format!("version {:?} is gone", receipt.version_id),
+                );
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match state.lock_mode.as_deref() {
+            Some(mode) if mode == receipt.lock_mode => {}
+            other => report.problem(
+                "s3_lock",
+                uri.clone(),
+                format!(
+                    "lock mode {other:?}, custody stored it {}",
+                    receipt.lock_mode
+                ),
+            ),
+        }
+        match state.retain_until {
+            None => report.problem("s3_lock", uri.clone(), "no retain-until date"),
+            Some(t) if t <= now => report.problem(
+                "s3_retention_lapsed",
+                uri.clone(),
+                format!("retention ended at {}", crate::timefmt::unix_rfc3339(t)),
+            ),
+            Some(t) if t < receipt.retain_until => report.problem(
+                "s3_retention_shortened",
+                uri.clone(),
+                format!(
+                    "retained until {}, custody stored it until {}",
+                    crate::timefmt::unix_rfc3339(t),
+                    crate::timefmt::unix_rfc3339(receipt.retain_until)
+                ),
+            ),
+            Some(_) => {}
+        }
+        let single = aws_smithy_types::base64::encode(receipt.sha256.as_bytes());
+        let consistent = receipt.s3_checksum == single || receipt.s3_checksum.contains('-');
+        if !same_checksum(state.s3_checksum.as_deref(), &receipt.s3_checksum) || !consistent {
+            report.problem(
+                "s3_checksum",
+                uri.clone(),
+                format!(
+                    "S3's SHA-256 checksum is {}, custody stored {} (SHA-256 {})",
+                    state.s3_checksum.as_deref().unwrap_or("absent"),
+                    receipt.s3_checksum,
+                    receipt.sha256
+                ),
+            );
+        }
+        // The bytes themselves, for the small objects; the archive is hashed while it is
+        // verified, against the seal.
+        if !rel.ends_with(".tar.zst") {
+            match store.get_path(&rel, receipt.version_id.as_deref()) {
+                Ok(bytes) if Sha256Digest::of(&bytes) == receipt.sha256 => {}
+                Ok(bytes) => report.problem(
+                    "s3_checksum",
+                    uri.clone(),
+                    format!(
+                        "the content's SHA-256 is {}, custody stored {}",
+                        Sha256Digest::of(&bytes),
+                        receipt.sha256
+                    ),
+                ),
+                Err(e) => report.problem("s3_missing", uri.clone(), e.to_string()),
+            }
+        } else {
+            check_archive_against_seal(store, case, &rel, receipt, report);
+        }
+    }
+    Ok(())
+}
+
+/// The archive's recorded SHA-256 must be the seal's.
+fn check_archive_against_seal(
+    store: &S3Store,
+    case: &CaseId,
+    rel: &str,
+    receipt: &PutReceipt,
+    report: &mut Report,
+) {
+    let Some(bundle) = rel
+        .rsplit('/')
+        .next()
+        .and_then(crate::store::local::parse_bundle_file_name)
+    else {
+        return;
+    };
+    let seal_key = crate::store::StoreKey::Seal(case.clone(), bundle);
+    let Ok(bytes) = store.get(&seal_key) else {
+        return; // A missing seal is reported by the bundle verification.
+    };
+    if let Ok(seal) = serde_json::from_slice::<crate::seal::SealRecord>(&bytes) {
+        if seal.archive.sha256 != receipt.sha256 {
+            report.problem(
+                "s3_checksum",
+                receipt.uri.clone(),
+                format!(
+                    "stored with SHA-256 {}, but the seal says {}",
+                    receipt.sha256, seal.archive.sha256
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = parse_target("s3://bucket-a/pre/fix").unwrap();
+        assert_eq!(t.location.prefix, "pre/fix");
+        assert!(t.case.is_none());
+        let t = parse_target("s3://bucket-a/pre/cases/20261126-101010-abcdef01").unwrap();
+        assert_eq!(t.location.prefix, "pre");
+        assert_eq!(t.case.unwrap().as_str(), "20261126-101010-abcdef01");
+        let t = parse_target(
+            "s3://bucket-a/cases/20261126-101010-abcdef01/bundles/20261126-101010-00000000.tar.zst",
+        )
+        .unwrap();
+        assert_eq!(t.location.prefix, "");
+        assert!(t.bundle.is_some());
+        for bad in [
+            "s3://bucket-a/cases/Not_An_Id",
+            "s3://bucket-a/cases/20261126-101010-abcdef01/journal/x",
+            "s3://bucket-a/cases/20261126-101010-abcdef01/bundles/evil.txt",
+        ] {
+            assert!(parse_target(bad).is_err(), "{bad}");
+        }
+    }
+}
