@@ -119,6 +119,8 @@ pub fn collect(
     request: &Request,
 ) -> Result<Outcome, CollectError> {
     let streams = source.open()?;
+    let failures = source.failures();
+    let snapshots = source.snapshots();
     // Each stream's format, from its first bytes: a format that cannot be had fails here, before
     // anything is written.
     let stream_formats = streams
@@ -153,6 +155,10 @@ pub fn collect(
             "case_header_sha256": Sha256Digest::of(&header_bytes),
         }),
     )?;
+
+    for failure in &failures {
+        journal.append("custody", EntryKind::SourceFailed, failure.clone())?;
+    }
 
     let mut bag = BagBuilder::new(
         store.staging_dir().to_owned(),
@@ -251,7 +257,11 @@ pub fn collect(
         "tool": ToolRecord::current(),
         "request": source.request(),
         "sources": provenance,
+        "failures": failures,
     });
+    for (name, bytes) in snapshots {
+        bag.add_bytes(BagPath::new(format!("data/k8s/{name}"))?, bytes)?;
+    }
     bag.add_bytes(
         BagPath::new("data/analysis/summary.json")?,
         pretty(&summary, "the summary")?,

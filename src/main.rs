@@ -14,8 +14,11 @@ use custody::analysis::parallel::{self, Job};
 use custody::collect::{self, Request, Trigger};
 use custody::keys::{self, PublicKey, SigningKey};
 use custody::policy;
-use custody::source::FileSource;
-use custody::store::{self, s3::S3Location, s3::S3Options, s3::S3Store, spool, spool::SpoolStore};
+use custody::source::k8s::{self, K8sRequest, K8sSource, Since, Target};
+use custody::source::{FileSource, Source};
+use custody::store::{
+    self, s3::S3Location, s3::S3Options, s3::S3Store, spool, spool::SpoolStore, Store,
+};
 use custody::verify;
 
 #[derive(Parser)]
@@ -54,11 +57,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Preserve, analyse and seal log files into a new case.
+    /// Preserve, analyse and seal log files, or a Kubernetes workload's logs, into a new case.
     Collect {
         /// Log files to preserve; `-` reads standard input.
-        #[arg(long, num_args = 1.., required = true)]
+        #[arg(long, num_args = 1.., required_unless_present = "namespace", conflicts_with = "namespace")]
         logs: Vec<PathBuf>,
+        /// Kubernetes: the namespace of the workload (the cluster from KUBECONFIG, or in-cluster).
+        #[arg(long, requires = "workload")]
+        namespace: Option<String>,
+        /// Kubernetes: every pod of this Deployment (its selector, so both ReplicaSets mid-rollout).
+        #[arg(long, group = "workload")]
+        deployment: Option<String>,
+        /// Kubernetes: every pod matching this label selector (`app=api,tier in (web)`).
+        #[arg(long, group = "workload")]
+        selector: Option<String>,
+        /// Kubernetes: only log lines newer than this (90s, 15m, 2h, 7d).
+        #[arg(long, conflicts_with = "since_time")]
+        since: Option<String>,
+        /// Kubernetes: only log lines from this time on (RFC 3339).
+        #[arg(long)]
+        since_time: Option<String>,
+        /// Kubernetes: only this container of each pod.
+        #[arg(long)]
+        container: Option<String>,
+        /// Kubernetes: the kubeconfig context [default: the current one].
+        #[arg(long)]
+        context: Option<String>,
         /// Who asked for the collection [default: $USER].
         #[arg(long)]
         requested_by: Option<String>,
@@ -175,6 +199,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Collect {
             logs,
+            namespace,
+            deployment,
+            selector,
+            since,
+            since_time,
+            container,
+            context,
             requested_by,
             top,
             format,
@@ -197,18 +228,59 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 requested_by,
             };
             let request = Request::new(trigger, *top, format.clone(), !cli.json);
-            let mut source = FileSource::new(logs.clone());
+            let kubernetes = match namespace {
+                None => None,
+                Some(namespace) => Some(K8sRequest {
+                    namespace: namespace.clone(),
+                    target: match (deployment, selector) {
+                        (Some(d), _) => Target::Deployment(d.clone()),
+                        (None, Some(s)) => Target::Selector(s.clone()),
+                        (None, None) => anyhow::bail!("give --deployment or --selector"),
+                    },
+                    since: match (since, since_time) {
+                        (Some(d), _) => {
+                            Since::Seconds(k8s::parse_duration(d).map_err(anyhow::Error::msg)?)
+                        }
+                        (None, Some(t)) => {
+                            custody::analysis::parse::parse_rfc3339(t.as_bytes())
+                                .context("--since-time is not an RFC 3339 time")?;
+                            Since::Time(t.clone())
+                        }
+                        (None, None) => Since::All,
+                    },
+                    container: container.clone(),
+                    context: context.clone(),
+                }),
+            };
+            let source_for = |staging: &Path| -> Box<dyn Source> {
+                match &kubernetes {
+                    Some(k) => Box::new(K8sSource::new(
+                        k.clone(),
+                        policies.collection.kubernetes,
+                        staging.join(format!("k8s-{}", request.bundle_id)),
+                    )),
+                    None => Box::new(FileSource::new(logs.clone())),
+                }
+            };
             if !cli.store.starts_with("s3://") {
                 let store = store::open_store(&cli.store, true)?;
-                let outcome =
-                    collect::collect(store.as_ref(), &key, &policies, &mut source, &request)?;
+                let mut source = source_for(store.staging_dir());
+                let result =
+                    collect::collect(store.as_ref(), &key, &policies, source.as_mut(), &request);
+                source.finished();
+                let outcome = result?;
                 output::collected(&outcome, None, cli.json)?;
                 return Ok(ExitCode::SUCCESS);
             }
             // S3: everything is sealed into the durable local spool first, then uploaded.
             let location = S3Location::parse(&cli.store)?;
             let spool = SpoolStore::open(&spool::default_root(), location.clone())?;
-            let outcome = collect::collect(&spool, &key, &policies, &mut source, &request)?;
+            // Held until the upload is done, so that a flush elsewhere leaves this case alone.
+            let _case_lock = spool.lock_case(&request.case_id)?;
+            let mut source = source_for(spool.staging_dir());
+            let result = collect::collect(&spool, &key, &policies, source.as_mut(), &request);
+            source.finished();
+            let outcome = result?;
             let uploaded = s3_store(&cli, location, &policies, &spool).and_then(|s3| {
                 s3.check()?;
                 Ok(spool::upload_case(&spool, &s3, &outcome.case_id)?)
@@ -293,9 +365,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if !waiting.is_empty() {
                 s3.check()?;
             }
-            let uploaded = spool::flush(&spool, &s3)?;
-            output::flushed(uri, &uploaded, cli.json)?;
-            Ok(ExitCode::SUCCESS)
+            let report = spool::flush(&spool, &s3)?;
+            output::flushed(uri, &report, cli.json)?;
+            if report.failed.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for (case, error) in &report.failed {
+                    eprintln!("error: case {case} stays in the spool: {error}");
+                }
+                Ok(ExitCode::from(2))
+            }
         }
         Command::Policy {
             command: PolicyCommand::Lint { dir },

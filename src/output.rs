@@ -8,7 +8,7 @@ use serde_json::json;
 
 use custody::analysis::Summary;
 use custody::collect::Outcome;
-use custody::store::spool::UploadedCase;
+use custody::store::spool::{FlushReport, UploadedCase};
 use custody::verify::Report;
 
 fn print_json(value: &serde_json::Value) -> Result<()> {
@@ -245,20 +245,28 @@ pub fn store_check(uri: &str, done: &[String], as_json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn flushed(uri: &str, uploaded: &[UploadedCase], as_json: bool) -> Result<()> {
+pub fn flushed(uri: &str, report: &FlushReport, as_json: bool) -> Result<()> {
     if as_json {
-        return print_json(&json!({"ok": true, "store": uri, "uploaded": uploaded}));
+        return print_json(&json!({"ok": report.failed.is_empty(), "store": uri,
+            "uploaded": report.uploaded, "busy": report.busy,
+            "failed": report.failed.iter().map(|(c, e)| json!({"case_id": c, "error": e})).collect::<Vec<_>>()}));
     }
     let mut out = std::io::stdout().lock();
-    if uploaded.is_empty() {
+    if report.uploaded.is_empty() && report.busy.is_empty() && report.failed.is_empty() {
         writeln!(out, "nothing waits in the spool for {uri}")?;
     }
-    for u in uploaded {
+    for u in &report.uploaded {
         writeln!(
             out,
             "uploaded case {} ({} objects) to {uri}",
             u.case_id,
             u.objects.len()
+        )?;
+    }
+    for case in &report.busy {
+        writeln!(
+            out,
+            "case {case} is being written or uploaded by another process; left alone"
         )?;
     }
     Ok(())

@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 
 use crate::analysis::parse::normalise_ip;
 
+pub mod collection;
 pub mod detection;
 pub mod formats;
 pub mod storage;
 
+pub use collection::CollectionPolicy;
 pub use detection::{DetectionPolicy, Rule};
 pub use formats::FormatsPolicy;
 pub use storage::StoragePolicy;
@@ -23,8 +25,16 @@ pub const DEFAULT_FORMATS: &str = include_str!("../policies/formats.yaml");
 /// The shipped storage policy, used when no policy directory is given.
 pub const DEFAULT_STORAGE: &str = include_str!("../policies/storage.yaml");
 
+/// The shipped collection policy, used when no policy directory is given.
+pub const DEFAULT_COLLECTION: &str = include_str!("../policies/collection.yaml");
+
 /// The files a policy directory may hold.
-pub const KNOWN_FILES: [&str; 3] = ["detection.yaml", "formats.yaml", "storage.yaml"];
+pub const KNOWN_FILES: [&str; 4] = [
+    "collection.yaml",
+    "detection.yaml",
+    "formats.yaml",
+    "storage.yaml",
+];
 
 /// The largest policy file read.
 const MAX_POLICY_FILE: u64 = 1024 * 1024;
@@ -55,6 +65,7 @@ pub struct Policies {
     pub detection: DetectionPolicy,
     pub formats: FormatsPolicy,
     pub storage: StoragePolicy,
+    pub collection: CollectionPolicy,
 }
 
 /// An address range, `192.0.2.0/24` or `2001:db8::/32`; a bare address is a single host.
@@ -165,6 +176,13 @@ pub fn load(dir: Option<&Path>) -> Result<Policies, PolicyError> {
         policies.formats =
             FormatsPolicy::parse(&formats.display().to_string(), &read_policy_file(&formats)?)?;
     }
+    let collection = dir.join("collection.yaml");
+    if collection.exists() {
+        policies.collection = CollectionPolicy::parse(
+            &collection.display().to_string(),
+            &read_policy_file(&collection)?,
+        )?;
+    }
     let storage = dir.join("storage.yaml");
     if storage.exists() {
         policies.storage =
@@ -203,6 +221,9 @@ pub fn lint(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
             }
             "storage.yaml" => {
                 StoragePolicy::parse(&path.display().to_string(), &read_policy_file(&path)?)?;
+            }
+            "collection.yaml" => {
+                CollectionPolicy::parse(&path.display().to_string(), &read_policy_file(&path)?)?;
             }
             _ => return Err(PolicyError::UnknownFile { path }),
         }

@@ -3,6 +3,7 @@
 //! `collection.json`.
 
 pub mod files;
+pub mod k8s;
 
 use std::io::Read;
 
@@ -25,6 +26,8 @@ pub enum SourceError {
     Format { path: String, message: String },
     #[error("the input is empty: {0} held no bytes, so there is nothing to preserve")]
     EmptyInput(String),
+    #[error("Kubernetes: {0}")]
+    Kubernetes(String),
 }
 
 /// One stream of evidence, opened and ready to capture.
@@ -45,6 +48,21 @@ pub trait Source {
     /// What was asked of this source, for `collection.json`.
     fn request(&self) -> serde_json::Value;
 
-    /// Opens every stream, failing before anything is captured if any cannot be read.
+    /// Opens every stream, failing before anything is captured if any cannot be read (or, for
+    /// a source that records partial failures, if nothing at all can be).
     fn open(&mut self) -> Result<Vec<Stream>, SourceError>;
+
+    /// Files for `data/k8s/` (name, bytes exactly as served), after `open`.
+    fn snapshots(&self) -> Vec<(String, Vec<u8>)> {
+        Vec::new()
+    }
+
+    /// What could not be captured, after `open`: each is journaled and listed in
+    /// `collection.json`.
+    fn failures(&self) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
+
+    /// The collection is sealed (or abandoned): temporary files can go.
+    fn finished(&mut self) {}
 }

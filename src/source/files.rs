@@ -22,7 +22,7 @@ impl FileSource {
     }
 }
 
-fn peek(reader: &mut dyn Read, name: &str) -> Result<Vec<u8>, SourceError> {
+pub(super) fn peek(reader: &mut dyn Read, name: &str) -> Result<Vec<u8>, SourceError> {
     let mut first = Vec::with_capacity(PEEK);
     reader
         .take(PEEK as u64)

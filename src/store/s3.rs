@@ -284,9 +284,21 @@ impl S3Store {
                 remote_error(&uri, &e)
             }
         })?;
+        let version_id = output.version_id().map(str::to_owned);
+        // Read the lock back: an object is reported stored only once S3 shows it locked.
+        let state = self.head_object(&object_key, version_id.as_deref())?;
+        if !self.is_locked(&state) {
+            return Err(StoreError::BucketNotReady {
+                uri,
+                why: format!(
+                    "the object was stored but is not locked as asked (HeadObject reports {:?} until {:?})",
+                    state.lock_mode, state.retain_until
+                ),
+            });
+        }
         Ok(PutReceipt {
             uri,
-            version_id: output.version_id().map(str::to_owned),
+            version_id,
             sha256,
             s3_checksum: aws_smithy_types::base64::encode(sha256.as_bytes()),
             size,
@@ -312,6 +324,67 @@ impl S3Store {
             "{}-{parts}",
             aws_smithy_types::base64::encode(Sha256Digest::of(&digests).as_bytes())
         ))
+    }
+
+    /// Whether `state` carries this store's lock: the mode, a date at least as far as a lock
+    /// made now would give less a day, and the legal hold when the policy asks for one.
+    pub fn is_locked(&self, state: &ObjectState) -> bool {
+        let minimum = self.retain_until() - 86_400;
+        state.lock_mode.as_deref() == Some(self.lock.mode.as_str())
+            && state
+                .retain_until
+                .is_some_and(|t| t >= minimum.min(self.retain_until()))
+            && (!self.lock.legal_hold || state.legal_hold)
+    }
+
+    /// Puts this store's retention (and legal hold) on `version` of `key`.
+    pub fn lock_version(&self, key: &StoreKey, version: Option<&str>) -> Result<(), StoreError> {
+        let object_key = self.object_key(key);
+        self.lock_object(&object_key, version, self.retain_until())
+    }
+
+    fn lock_object(
+        &self,
+        object_key: &str,
+        version: Option<&str>,
+        retain_until: i64,
+    ) -> Result<(), StoreError> {
+        let uri = self.uri_of(object_key);
+        let retention = aws_sdk_s3::types::ObjectLockRetention::builder()
+            .mode(match self.lock.mode {
+                LockMode::Compliance => aws_sdk_s3::types::ObjectLockRetentionMode::Compliance,
+                LockMode::Governance => aws_sdk_s3::types::ObjectLockRetentionMode::Governance,
+            })
+            .retain_until_date(DateTime::from_secs(retain_until))
+            .build();
+        self.runtime
+            .block_on(
+                self.client
+                    .put_object_retention()
+                    .bucket(&self.location.bucket)
+                    .key(object_key)
+                    .set_version_id(version.map(str::to_owned))
+                    .retention(retention)
+                    .send(),
+            )
+            .map_err(|e| remote_error(&uri, &e))?;
+        if self.lock.legal_hold {
+            let hold = aws_sdk_s3::types::ObjectLockLegalHold::builder()
+                .status(ObjectLockLegalHoldStatus::On)
+                .build();
+            self.runtime
+                .block_on(
+                    self.client
+                        .put_object_legal_hold()
+                        .bucket(&self.location.bucket)
+                        .key(object_key)
+                        .set_version_id(version.map(str::to_owned))
+                        .legal_hold(hold)
+                        .send(),
+                )
+                .map_err(|e| remote_error(&uri, &e))?;
+        }
+        Ok(())
     }
 
     fn lock_mode(&self) -> ObjectLockMode {
@@ -461,40 +534,7 @@ impl S3Store {
         // The lock was asked for when the upload was created; it is set again on the version,
         // with the same date, for stores that do not carry it over from the upload, and then
         // read back: an unlocked archive is never reported as stored.
-        let retention = aws_sdk_s3::types::ObjectLockRetention::builder()
-            .mode(match self.lock.mode {
-                LockMode::Compliance => aws_sdk_s3::types::ObjectLockRetentionMode::Compliance,
-                LockMode::Governance => aws_sdk_s3::types::ObjectLockRetentionMode::Governance,
-            })
-            .retain_until_date(DateTime::from_secs(retain_until))
-            .build();
-        self.runtime
-            .block_on(
-                self.client
-                    .put_object_retention()
-                    .bucket(&self.location.bucket)
-                    .key(&object_key)
-                    .set_version_id(version_id.clone())
-                    .retention(retention)
-                    .send(),
-            )
-            .map_err(|e| remote_error(&uri, &e))?;
-        if self.lock.legal_hold {
-            let hold = aws_sdk_s3::types::ObjectLockLegalHold::builder()
-                .status(ObjectLockLegalHoldStatus::On)
-                .build();
-            self.runtime
-                .block_on(
-                    self.client
-                        .put_object_legal_hold()
-                        .bucket(&self.location.bucket)
-                        .key(&object_key)
-                        .set_version_id(version_id.clone())
-                        .legal_hold(hold)
-                        .send(),
-                )
-                .map_err(|e| remote_error(&uri, &e))?;
-        }
+        self.lock_object(&object_key, version_id.as_deref(), retain_until)?;
         let state = self.head_object(&object_key, version_id.as_deref())?;
         if state.lock_mode.as_deref() != Some(self.lock.mode.as_str()) {
             return Err(StoreError::BucketNotReady {

@@ -23,6 +23,15 @@ use crate::journal::{self, EntryKind, Journal, JournalError};
 
 /// Receipts of uploaded objects, by store path, inside a spool directory.
 const RECEIPTS: &str = ".receipts";
+/// One lock file per case, held while the case is written or uploaded.
+const LOCKS: &str = ".locks";
+/// Uploaded cases are moved here (one rename) before they are deleted.
+const DONE: &str = ".uploaded";
+
+/// A held case lock.
+pub struct CaseLock {
+    _file: fs::File,
+}
 
 /// The spool root: `$CUSTODY_SPOOL`, else `$XDG_STATE_HOME/custody/spool`, else
 /// `~/.local/state/custody/spool`.
@@ -54,6 +63,18 @@ pub struct SpoolStore {
 
 impl SpoolStore {
     pub fn open(root: &Path, location: S3Location) -> Result<Self, StoreError> {
+        // The spool holds raw logs: only its owner may enter it.
+        if !root.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(root)
+                .map_err(|source| StoreError::Open {
+                    path: root.to_owned(),
+                    source,
+                })?;
+        }
         let dir = dir_for(root, &location);
         let local = LocalStore::open(&dir, true)?;
         let marker = dir.join("store-uri");
@@ -78,6 +99,48 @@ impl SpoolStore {
             uri: self.object_uri(key),
             version_id: None,
         }
+    }
+
+    /// Holds the case for this process: a collection takes it before it writes the case, and
+    /// an upload before it reads it, so a flush never takes a case that is still being written
+    /// or uploaded elsewhere. Released when the guard is dropped (or the process ends).
+    pub fn lock_case(&self, case: &CaseId) -> Result<CaseLock, StoreError> {
+        self.case_lock(case, true)?
+            .ok_or_else(|| StoreError::Write {
+                uri: self.dir().display().to_string(),
+                source: io::Error::other("the case lock is held"),
+            })
+    }
+
+    /// Like `lock_case`, but `None` at once when another process holds it.
+    pub fn try_lock_case(&self, case: &CaseId) -> Result<Option<CaseLock>, StoreError> {
+        self.case_lock(case, false)
+    }
+
+    fn case_lock(&self, case: &CaseId, wait: bool) -> Result<Option<CaseLock>, StoreError> {
+        let dir = self.dir().join(LOCKS);
+        let path = dir.join(format!("{case}.lock"));
+        let err = |source| StoreError::Write {
+            uri: path.display().to_string(),
+            source,
+        };
+        fs::create_dir_all(&dir).map_err(err)?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(err)?;
+        if wait {
+            file.lock().map_err(err)?;
+        } else {
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(fs::TryLockError::Error(e)) => return Err(err(e)),
+            }
+        }
+        Ok(Some(CaseLock { _file: file }))
     }
 
     /// The cases waiting in the spool, oldest first.
@@ -176,18 +239,34 @@ pub struct UploadedCase {
     pub journal_entry: Stored,
 }
 
-/// Uploads every case in the spool, oldest first; stops at the first failure, leaving that case
-/// and the later ones in the spool.
-pub fn flush(spool: &SpoolStore, s3: &S3Store) -> Result<Vec<UploadedCase>, FlushError> {
-    let mut done = Vec::new();
+/// What a flush did: the cases uploaded, the cases skipped because another process holds them
+/// (a collection still writing, or another upload), and the cases that failed (still spooled).
+#[derive(Debug, Default, Serialize)]
+pub struct FlushReport {
+    pub uploaded: Vec<UploadedCase>,
+    pub busy: Vec<CaseId>,
+    pub failed: Vec<(CaseId, String)>,
+}
+
+/// Uploads every case in the spool, oldest first. A case that fails stays in the spool and does
+/// not stop the others.
+pub fn flush(spool: &SpoolStore, s3: &S3Store) -> Result<FlushReport, StoreError> {
+    let mut report = FlushReport::default();
     for case in spool.cases()? {
-        done.push(upload_case(spool, s3, &case)?);
+        let Some(_lock) = spool.try_lock_case(&case)? else {
+            report.busy.push(case);
+            continue;
+        };
+        match upload_case(spool, s3, &case) {
+            Ok(done) => report.uploaded.push(done),
+            Err(e) => report.failed.push((case, e.to_string())),
+        }
     }
-    Ok(done)
+    Ok(report)
 }
 
 /// Uploads one spooled case, records the versions in its journal in S3, and removes it from the
-/// spool.
+/// spool. The caller holds the case's lock.
 pub fn upload_case(
     spool: &SpoolStore,
     s3: &S3Store,
@@ -256,7 +335,7 @@ pub fn upload_case(
             local: local_head.seq,
         });
     };
-    remove_case(spool, case, &keys)?;
+    remove_case(spool, case)?;
     Ok(UploadedCase {
         case_id: case.clone(),
         objects,
@@ -317,9 +396,24 @@ fn upload_object(
         Err(StoreError::AlreadyExists { uri }) => {
             // Stored by an earlier attempt whose answer was lost, or by someone else: only the
             // same bytes are adopted.
-            let state = s3.head(key, None)?;
+            let mut state = s3.head(key, None)?;
             let same = state.sha256.as_deref() == Some(sha256.to_hex().as_str())
                 || (state.sha256.is_none() && same_file_multipart(s3, &path, &state));
+            if same && !s3.is_locked(&state) {
+                // Ours, but its lock did not take (an upload cut off between the write and the
+                // retention): lock it now, and read the lock back.
+                s3.lock_version(key, state.version_id.as_deref())?;
+                state = s3.head(key, state.version_id.as_deref())?;
+                if !s3.is_locked(&state) {
+                    return Err(FlushError::Store(StoreError::BucketNotReady {
+                        uri,
+                        why: format!(
+                            "the object cannot be locked (HeadObject reports {:?} until {:?})",
+                            state.lock_mode, state.retain_until
+                        ),
+                    }));
+                }
+            }
             if !same {
                 return Err(FlushError::Conflict {
                     uri,
@@ -379,30 +473,33 @@ fn hash_file(path: &Path) -> Result<(Sha256Digest, u64), StoreError> {
         .map_err(err)
 }
 
-/// Removes an uploaded case from the spool: its objects, its receipts, then its directories.
-fn remove_case(spool: &SpoolStore, case: &CaseId, keys: &[StoreKey]) -> Result<(), StoreError> {
-    for key in keys {
-        for path in [spool.dir().join(key.path()), receipt_path(spool, key)] {
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(StoreError::Write {
-                        uri: path.display().to_string(),
-                        source,
-                    })
-                }
-            }
-        }
-    }
-    for dir in [
-        spool.dir().join(format!("cases/{case}")),
-        spool.dir().join(RECEIPTS).join(format!("cases/{case}")),
+/// Removes an uploaded case from the spool: first moved aside in one rename each (so a crash
+/// never leaves a half-deleted case to upload again), then deleted.
+fn remove_case(spool: &SpoolStore, case: &CaseId) -> Result<(), StoreError> {
+    let done = spool.dir().join(DONE);
+    let err = |path: &Path, source| StoreError::Write {
+        uri: path.display().to_string(),
+        source,
+    };
+    fs::create_dir_all(&done).map_err(|e| err(&done, e))?;
+    let suffix = crate::id::BundleId::generate(time::OffsetDateTime::now_utc());
+    for (from, name) in [
+        (
+            spool.dir().join(format!("cases/{case}")),
+            format!("{case}-{suffix}"),
+        ),
+        (
+            spool.dir().join(RECEIPTS).join(format!("cases/{case}")),
+            format!("{case}-{suffix}.receipts"),
+        ),
     ] {
-        // Only empty directories go: anything unexpected left there stays for a person to see.
-        for sub in ["journal", "bundles", ""] {
-            let _ = fs::remove_dir(dir.join(sub));
+        match fs::rename(&from, done.join(&name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(err(&from, e)),
         }
+        let _ = fs::remove_dir_all(done.join(&name));
     }
+    let _ = fs::remove_file(spool.dir().join(LOCKS).join(format!("{case}.lock")));
     Ok(())
 }

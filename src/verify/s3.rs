@@ -22,29 +22,42 @@ struct S3Target {
 
 fn parse_target(uri: &str) -> Result<S3Target, VerifyError> {
     let bad = || VerifyError::UnknownTarget(uri.into());
-    let (store_part, rest) = match uri.find("/cases/") {
-        Some(i) => (&uri[..i], Some(&uri[i + "/cases/".len()..])),
-        None => (uri.trim_end_matches("/cases"), None),
+    let whole = |location| S3Target {
+        location,
+        case: None,
+        bundle: None,
     };
-    let location = S3Location::parse(store_part)?;
-    let Some(rest) = rest else {
-        return Ok(S3Target {
-            location,
-            case: None,
-            bundle: None,
-        });
+    // The bucket first; then a `cases/<case id>[/bundles/<file>]` tail, if the URI ends in one.
+    let store = S3Location::parse(uri)?;
+    let segments: Vec<&str> = store.prefix.split('/').filter(|s| !s.is_empty()).collect();
+    let tail = segments.iter().rposition(|s| *s == "cases");
+    let Some(i) = tail else {
+        return Ok(whole(store));
     };
-    let mut parts = rest.trim_end_matches('/').split('/');
-    let case = CaseId::new(parts.next().unwrap_or_default()).map_err(|_| bad())?;
-    let bundle = match (parts.next(), parts.next(), parts.next()) {
-        (None, _, _) => None,
-        (Some("bundles"), Some(file), None) => {
+    let rest = &segments[i + 1..];
+    let case = match rest.first().map(|c| CaseId::new(*c)) {
+        Some(Ok(case)) => case,
+        // `…/cases` alone, or a prefix segment that happens to be called `cases`.
+        _ if rest.is_empty() => {
+            return Ok(whole(S3Location {
+                prefix: segments[..i].join("/"),
+                ..store
+            }))
+        }
+        _ => return Err(bad()),
+    };
+    let bundle = match rest.get(1..) {
+        Some([]) | None => None,
+        Some(["bundles", file]) => {
             Some(crate::store::local::parse_bundle_file_name(file).ok_or_else(bad)?)
         }
         _ => return Err(bad()),
     };
     Ok(S3Target {
-        location,
+        location: S3Location {
+            prefix: segments[..i].join("/"),
+            ..store
+        },
         case: Some(case),
         bundle,
     })
@@ -168,6 +181,7 @@ fn check_case_objects(
     // What custody recorded when it stored the objects.
     let chain = journal::check_chain(store, case)?;
     let mut recorded: BTreeMap<String, PutReceipt> = BTreeMap::new();
+    let mut recording_entries: Vec<String> = Vec::new();
     for (entry, _) in &chain.entries {
         if entry.kind != EntryKind::ObjectsStored {
             continue;
@@ -180,8 +194,24 @@ fn check_case_objects(
         match objects {
             Some(Ok(objects)) => {
                 for o in objects {
-                    recorded.insert(o.uri.clone(), o);
+                    match recorded.get(&o.uri) {
+                        // The first record stands; a later one that differs is suspect (journal
+                        // entries are chained, not signed).
+                        Some(first) if first != &o => report.problem(
+                            "s3_version",
+                            o.uri.clone(),
+                            format!(
+                                "journal entry {} records it differently from an earlier entry",
+                                entry.seq
+                            ),
+                        ),
+                        Some(_) => {}
+                        None => {
+                            recorded.insert(o.uri.clone(), o);
+                        }
+                    }
                 }
+                recording_entries.push(format!("{prefix}journal/{:010}.json", entry.seq));
             }
             _ => report.problem(
                 "journal",
@@ -203,10 +233,10 @@ fn check_case_objects(
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let base = format!("s3://{}/", store.location().bucket);
+    let own = store.location().key("");
     let relative_of = |uri: &str| -> Option<String> {
         let key = uri.strip_prefix(&base)?;
-        let own = store.location().key("");
-        Some(key.strip_prefix(&own).unwrap_or(key).to_owned())
+        Some(key.strip_prefix(&own)?.to_owned())
     };
     for (uri, receipt) in &recorded {
         let Some(rel) = relative_of(uri) else {
@@ -278,6 +308,13 @@ fn check_case_objects(
             ),
             Some(_) => {}
         }
+        if receipt.legal_hold && !state.legal_hold {
+            report.problem(
+                "s3_lock",
+                uri.clone(),
+                "custody stored it under a legal hold, which has been lifted",
+            );
+        }
         let single = aws_smithy_types::base64::encode(receipt.sha256.as_bytes());
         let consistent = receipt.s3_checksum == single || receipt.s3_checksum.contains('-');
         if !same_checksum(state.s3_checksum.as_deref(), &receipt.s3_checksum) || !consistent {
@@ -310,6 +347,22 @@ fn check_case_objects(
             }
         } else {
             check_archive_against_seal(store, case, &rel, receipt, report);
+        }
+    }
+    // Every object of the case must be one custody recorded as stored (or a journal entry that
+    // records them): anything else was added afterwards.
+    if !recorded.is_empty() {
+        let mut keys: Vec<&String> = versions.keys().collect();
+        keys.sort();
+        for key in keys {
+            let uri = format!("{base}{own}{key}");
+            if !recorded.contains_key(&uri) && !recording_entries.contains(key) {
+                report.problem(
+                    "s3_unrecorded",
+                    uri,
+                    "in the case, but not among the objects custody recorded as stored",
+                );
+            }
         }
     }
     Ok(())
@@ -373,5 +426,14 @@ mod tests {
         ] {
             assert!(parse_target(bad).is_err(), "{bad}");
         }
+        // A bucket or prefix segment called `cases` is not a case.
+        let t = parse_target("s3://cases/x").unwrap();
+        assert_eq!(
+            (t.location.bucket.as_str(), t.location.prefix.as_str()),
+            ("cases", "x")
+        );
+        let t = parse_target("s3://bucket-a/cases").unwrap();
+        assert_eq!(t.location.prefix, "");
+        assert!(t.case.is_none());
     }
 }

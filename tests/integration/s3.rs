@@ -360,6 +360,9 @@ fn verify_names_every_key_written_over_or_deleted() {
     moto.plant(&bucket, &archive_key, b"not the evidence");
     moto.plant(&bucket, &seal_key, b"{}");
     moto.delete(&bucket, &entry_key);
+    // An object added under the case after custody stored it.
+    let added_key = format!("p/cases/{case}/bundles/notes.txt");
+    moto.plant(&bucket, &added_key, b"added later");
 
     let verify = s3_run(&sandbox, &moto.endpoint, &["--json", "verify", &store]);
     assert_eq!(verify.status.code(), Some(1), "{}", stdout(&verify));
@@ -377,9 +380,30 @@ fn verify_names_every_key_written_over_or_deleted() {
         problems.contains(&("s3_deleted".into(), uri(&entry_key))),
         "{problems:?}"
     );
+    assert!(
+        problems.contains(&("s3_unrecorded".into(), uri(&added_key))),
+        "{problems:?}"
+    );
     // The locked versions themselves are intact and were the ones verified: nothing else is
-    // wrong.
-    assert_eq!(problems.len(), 3, "{problems:?}");
+    // wrong (the added object is also outside the layout).
+    let others: Vec<_> = problems
+        .iter()
+        .filter(|(code, _)| !code.starts_with("s3_"))
+        .collect();
+    assert!(
+        others
+            .iter()
+            .all(|(code, subject)| code == "unexpected_file" && subject.ends_with("notes.txt")),
+        "{problems:?}"
+    );
+    assert_eq!(
+        problems
+            .iter()
+            .filter(|(c, _)| c.starts_with("s3_"))
+            .count(),
+        4,
+        "{problems:?}"
+    );
 }
 
 #[test]

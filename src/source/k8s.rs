@@ -1,0 +1,601 @@
+//! Kubernetes: every log of a Deployment's pods (or of a label selector), previous containers
+//! included, exactly as the API server serves them, plus snapshots of the namespace's objects.
+//!
+//! Logs are read as raw bytes (they are not always UTF-8) with `timestamps=true`, a few streams
+//! at a time, each capped at the policy's `limitBytes`, into files in the store's staging
+//! directory with their SHA-256 computed on the way; the collection then seals those files.
+//! Failures (a pod gone, a 403, a stream dropped mid-body) are evidence too: each is recorded,
+//! and the rest is collected. Secrets are never requested, not even listed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::AsyncReadExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use serde_json::json;
+
+use super::{Source, SourceError, Stream};
+use crate::digest::HashingWriter;
+use crate::policy::collection::KubernetesPolicy;
+use crate::seal::bag::safe_file_name;
+
+/// What to collect.
+#[derive(Clone, Debug)]
+pub struct K8sRequest {
+    pub namespace: String,
+    pub target: Target,
+    pub since: Since,
+    /// Only this container of each pod.
+    pub container: Option<String>,
+    /// The kubeconfig context [default: the current one, or in-cluster].
+    pub context: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Target {
+    Deployment(String),
+    Selector(String),
+}
+
+#[derive(Clone, Debug)]
+pub enum Since {
+    All,
+    Seconds(u64),
+    /// RFC 3339.
+    Time(String),
+}
+
+/// One log stream read, or tried.
+#[derive(Clone, Debug)]
+struct LogCapture {
+    pod: String,
+    container: String,
+    previous: bool,
+    provenance: serde_json::Value,
+    /// The file the bytes are in, when any arrived.
+    file: Option<PathBuf>,
+    error: Option<String>,
+}
+
+pub struct K8sSource {
+    request: K8sRequest,
+    policy: KubernetesPolicy,
+    work: PathBuf,
+    server: String,
+    snapshots: Vec<(String, Vec<u8>)>,
+    failures: Vec<serde_json::Value>,
+    /// The client, for tests that bring their own (a mock service).
+    client: Option<kube::Client>,
+}
+
+impl K8sSource {
+    /// A source that reads into `work` (a fresh directory in the store's staging area).
+    pub fn new(request: K8sRequest, policy: KubernetesPolicy, work: PathBuf) -> Self {
+        Self {
+            request,
+            policy,
+            work,
+            server: String::new(),
+            snapshots: Vec::new(),
+            failures: Vec::new(),
+            client: None,
+        }
+    }
+
+    /// Uses `client` instead of the kubeconfig or in-cluster configuration.
+    pub fn with_client(mut self, client: kube::Client, server: &str) -> Self {
+        self.client = Some(client);
+        self.server = server.to_owned();
+        self
+    }
+}
+
+fn k8s_error(message: impl Into<String>) -> SourceError {
+    SourceError::Kubernetes(message.into())
+}
+
+/// `kube` errors as people read them: the API server's status message and code when it sent one.
+fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => format!("{} (HTTP {})", status.message, status.code),
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                let t = s.to_string();
+                if !text.contains(&t) {
+                    text.push_str(": ");
+                    text.push_str(&t);
+                }
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+fn status_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}
+
+/// A label selector as the API's `labelSelector` parameter.
+pub fn selector_string(selector: &LabelSelector) -> Result<String, String> {
+    let mut parts = Vec::new();
+    for (k, v) in selector.match_labels.iter().flatten() {
+        parts.push(format!("{k}={v}"));
+    }
+    for e in selector.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            "DoesNotExist" => format!("!{}", e.key),
+            other => return Err(format!("unknown selector operator {other:?}")),
+        });
+    }
+    if parts.is_empty() {
+        // An empty selector selects every pod of the namespace: never what a Deployment means.
+        return Err("the selector is empty".into());
+    }
+    Ok(parts.join(","))
+}
+
+/// Percent-encodes a query parameter value.
+fn encode(value: &str) -> String {
+    let mut out = String::new();
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The path and query of a container's log.
+pub fn log_path(
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    previous: bool,
+    since: &Since,
+    limit_bytes: u64,
+) -> String {
+    let mut path = format!(
+        "/api/v1/namespaces/{}/pods/{}/log?container={}&timestamps=true",
+        encode(namespace),
+        encode(pod),
+        encode(container)
+    );
+    if previous {
+        path.push_str("&previous=true");
+    }
+    match since {
+        Since::All => {}
+        Since::Seconds(s) => path.push_str(&format!("&sinceSeconds={s}")),
+        Since::Time(t) => path.push_str(&format!("&sinceTime={}", encode(t))),
+    }
+    path.push_str(&format!("&limitBytes={limit_bytes}"));
+    path
+}
+
+/// The namespace's objects kept as snapshots: (bag file name, API path). Secrets are not among
+/// them, by design.
+fn snapshot_paths(namespace: &str, selector: &str) -> Vec<(&'static str, String)> {
+    let ns = encode(namespace);
+    let sel = encode(selector);
+    vec![
+        (
+            "replicasets.json",
+            format!("/apis/apps/v1/namespaces/{ns}/replicasets?labelSelector={sel}"),
+        ),
+        ("services.json", format!("/api/v1/namespaces/{ns}/services")),
+        (
+            "endpoints.json",
+            format!("/api/v1/namespaces/{ns}/endpoints"),
+        ),
+        (
+            "endpointslices.json",
+            format!("/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices"),
+        ),
+        (
+            "ingresses.json",
+            format!("/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses"),
+        ),
+        (
+            "networkpolicies.json",
+            format!("/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies"),
+        ),
+        ("events.json", format!("/api/v1/namespaces/{ns}/events")),
+    ]
+}
+
+async fn get_bytes(client: &kube::Client, path: &str) -> Result<Vec<u8>, kube::Error> {
+    let request = http::Request::get(path)
+        .body(Vec::new())
+        .map_err(kube::Error::HttpError)?;
+    let mut body = client.request_stream(request).await?;
+    let mut bytes = Vec::new();
+    body.read_to_end(&mut bytes)
+        .await
+        .map_err(kube::Error::ReadEvents)?;
+    Ok(bytes)
+}
+
+/// Streams one log into `file`, hashing on the way. Returns the bytes and digest written, and
+/// the error that ended the stream early, if one did (what arrived is kept).
+async fn stream_log(
+    client: &kube::Client,
+    path: &str,
+    file: &Path,
+) -> Result<(u64, crate::digest::Sha256Digest, Option<String>), kube::Error> {
+    let request = http::Request::get(path)
+        .body(Vec::new())
+        .map_err(kube::Error::HttpError)?;
+    let mut body = client.request_stream(request).await?;
+    let out = std::fs::File::create(file).map_err(kube::Error::ReadEvents)?;
+    let mut writer = HashingWriter::new(std::io::BufWriter::new(out));
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut ended = None;
+    loop {
+        match body.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => writer
+                .write_all(&buf[..n])
+                .map_err(kube::Error::ReadEvents)?,
+            Err(e) => {
+                ended = Some(format!("the stream broke after the bytes kept: {e}"));
+                break;
+            }
+        }
+    }
+    let (inner, digest, bytes) = writer.finish();
+    let file = inner
+        .into_inner()
+        .map_err(|e| kube::Error::ReadEvents(e.into_error()))?;
+    file.sync_all().map_err(kube::Error::ReadEvents)?;
+    Ok((bytes, digest, ended))
+}
+
+/// Every container (and init container) of `pod` to collect: (name, image, status fields).
+fn containers(pod: &Pod, only: Option<&str>, init: bool) -> Vec<(String, serde_json::Value, u32)> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let status = pod.status.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    let mut add = |c: &k8s_openapi::api::core::v1::Container,
+                   statuses: &Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>,
+                   kind: &str| {
+        if only.is_some_and(|o| o != c.name) {
+            return;
+        }
+        let s = statuses
+            .iter()
+            .flatten()
+            .find(|s| s.name == c.name)
+            .cloned();
+        let restarts = s.as_ref().map_or(0, |s| s.restart_count.max(0) as u32);
+        let started = s.as_ref().and_then(|s| {
+            s.state
+                .as_ref()
+                .and_then(|st| st.running.as_ref())
+                .and_then(|r| r.started_at.as_ref())
+                .map(|t| t.0.to_string())
+        });
+        out.push((
+            c.name.clone(),
+            json!({
+                "container": c.name,
+                "container_kind": kind,
+                "container_id": s.as_ref().and_then(|s| s.container_id.clone()),
+                "image": c.image,
+                "image_id": s.as_ref().map(|s| s.image_id.clone()),
+                "restart_count": restarts,
+                "started_at": started,
+            }),
+            restarts,
+        ));
+    };
+    for c in &spec.containers {
+        add(c, &status.container_statuses, "container");
+    }
+    if init {
+        for c in spec.init_containers.iter().flatten() {
+            add(c, &status.init_container_statuses, "init");
+        }
+    }
+    out
+}
+
+impl K8sSource {
+    async fn client(&mut self) -> Result<kube::Client, SourceError> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        let config = match &self.request.context {
+            Some(context) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions {
+                context: Some(context.clone()),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| k8s_error(format!("cannot use kubeconfig context {context}: {e}")))?,
+            None => kube::Config::infer().await.map_err(|e| {
+                k8s_error(format!(
+                    "no cluster: neither KUBECONFIG/~/.kube/config nor in-cluster configuration works: {e}"
+                ))
+            })?,
+        };
+        self.server = config.cluster_url.to_string();
+        kube::Client::try_from(config).map_err(|e| k8s_error(describe(&e)))
+    }
+
+    async fn collect(&mut self) -> Result<Vec<LogCapture>, SourceError> {
+        let client = self.client().await?;
+        let ns = self.request.namespace.clone();
+        let selector = match &self.request.target {
+            Target::Selector(s) => s.clone(),
+            Target::Deployment(name) => {
+                let path = format!(
+                    "/apis/apps/v1/namespaces/{}/deployments/{}",
+                    encode(&ns),
+                    encode(name)
+                );
+                let bytes = get_bytes(&client, &path).await.map_err(|e| {
+                    k8s_error(format!(
+                        "cannot read Deployment {ns}/{name}: {}",
+                        describe(&e)
+                    ))
+                })?;
+                let deployment: Deployment = serde_json::from_slice(&bytes).map_err(|e| {
+                    k8s_error(format!("Deployment {ns}/{name} is not a Deployment: {e}"))
+                })?;
+                self.snapshots.push((
+                    format!("deployment-{}.json", safe_file_name(name, 100)),
+                    bytes,
+                ));
+                let selector = deployment
+                    .spec
+                    .map(|s| s.selector)
+                    .ok_or_else(|| k8s_error(format!("Deployment {ns}/{name} has no spec")))?;
+                selector_string(&selector)
+                    .map_err(|e| k8s_error(format!("Deployment {ns}/{name}: {e}")))?
+            }
+        };
+        let pods_path = format!(
+            "/api/v1/namespaces/{}/pods?labelSelector={}",
+            encode(&ns),
+            encode(&selector)
+        );
+        let pods_bytes = get_bytes(&client, &pods_path)
+            .await
+            .map_err(|e| k8s_error(format!("cannot list pods ({selector}): {}", describe(&e))))?;
+        let pods: k8s_openapi::List<Pod> = serde_json::from_slice(&pods_bytes)
+            .map_err(|e| k8s_error(format!("the pod list is not a PodList: {e}")))?;
+        self.snapshots.push(("pods.json".into(), pods_bytes));
+        for (name, path) in snapshot_paths(&ns, &selector) {
+            match get_bytes(&client, &path).await {
+                Ok(bytes) => self.snapshots.push((name.to_owned(), bytes)),
+                Err(e) => self.failures.push(json!({
+                    "kind": "snapshot", "file": name, "path": path, "error": describe(&e),
+                    "status": status_code(&e),
+                })),
+            }
+        }
+
+        // Every container's log, and the previous container's when it restarted.
+        let mut jobs = Vec::new();
+        for pod in &pods.items {
+            let meta = &pod.metadata;
+            let pod_name = meta.name.clone().unwrap_or_default();
+            let pod_info = json!({
+                "kind": "kubernetes-log",
+                "namespace": ns,
+                "pod": pod_name,
+                "pod_uid": meta.uid,
+                "node": pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+                "pod_started_at": pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0.to_string()),
+            });
+            for (container, details, restarts) in containers(
+                pod,
+                self.request.container.as_deref(),
+                self.policy.init_containers,
+            ) {
+                for previous in [false, true] {
+                    if previous && restarts == 0 {
+                        continue;
+                    }
+                    let mut provenance = pod_info.clone();
+                    if let (Some(p), Some(d)) = (provenance.as_object_mut(), details.as_object()) {
+                        p.extend(d.clone());
+                        p.insert("previous".into(), previous.into());
+                        p.insert("since".into(), since_json(&self.request.since));
+                        p.insert("limit_bytes".into(), self.policy.limit_bytes.into());
+                    }
+                    jobs.push((pod_name.clone(), container.clone(), previous, provenance));
+                }
+            }
+        }
+        std::fs::create_dir_all(&self.work)
+            .map_err(|e| k8s_error(format!("cannot create {}: {e}", self.work.display())))?;
+        let permits = Arc::new(tokio::sync::Semaphore::new(self.policy.concurrency));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, (pod, container, previous, provenance)) in jobs.into_iter().enumerate() {
+            let client = client.clone();
+            let permits = permits.clone();
+            let path = log_path(
+                &ns,
+                &pod,
+                &container,
+                previous,
+                &self.request.since,
+                self.policy.limit_bytes,
+            );
+            let file = self.work.join(format!("{i:05}.log"));
+            let limit = self.policy.limit_bytes;
+            tasks.spawn(async move {
+                let _permit = permits.acquire().await;
+                let mut capture = LogCapture {
+                    pod,
+                    container,
+                    previous,
+                    provenance,
+                    file: None,
+                    error: None,
+                };
+                match stream_log(&client, &path, &file).await {
+                    Ok((bytes, sha256, ended)) => {
+                        if let Some(p) = capture.provenance.as_object_mut() {
+                            p.insert("bytes_received".into(), bytes.into());
+                            p.insert("sha256_received".into(), sha256.to_hex().into());
+                            p.insert("truncated".into(), (bytes >= limit).into());
+                            p.insert("complete".into(), ended.is_none().into());
+                            if let Some(e) = &ended {
+                                p.insert("error".into(), e.clone().into());
+                            }
+                        }
+                        capture.file = Some(file);
+                        capture.error = ended;
+                    }
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&file);
+                        if let Some(p) = capture.provenance.as_object_mut() {
+                            p.insert("status".into(), status_code(&e).into());
+                        }
+                        capture.error = Some(describe(&e));
+                    }
+                }
+                (i, capture)
+            });
+        }
+        let mut captures = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(c) => captures.push(c),
+                Err(e) => return Err(k8s_error(format!("a log reader failed: {e}"))),
+            }
+        }
+        captures.sort_by_key(|(i, _)| *i);
+        Ok(captures.into_iter().map(|(_, c)| c).collect())
+    }
+}
+
+fn since_json(since: &Since) -> serde_json::Value {
+    match since {
+        Since::All => serde_json::Value::Null,
+        Since::Seconds(s) => json!({ "seconds": s }),
+        Since::Time(t) => json!({ "time": t }),
+    }
+}
+
+impl Source for K8sSource {
+    fn request(&self) -> serde_json::Value {
+        json!({
+            "kind": "kubernetes",
+            "server": self.server,
+            "namespace": self.request.namespace,
+            "deployment": match &self.request.target { Target::Deployment(d) => Some(d), _ => None },
+            "selector": match &self.request.target { Target::Selector(s) => Some(s), _ => None },
+            "since": since_json(&self.request.since),
+            "container": self.request.container,
+            "context": self.request.context,
+            "limit_bytes": self.policy.limit_bytes,
+        })
+    }
+
+    fn open(&mut self) -> Result<Vec<Stream>, SourceError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| k8s_error(format!("cannot start the client runtime: {e}")))?;
+        let captures = runtime.block_on(self.collect())?;
+        let mut streams = Vec::new();
+        for c in captures {
+            if let Some(error) = &c.error {
+                let mut failure = c.provenance.clone();
+                if let Some(f) = failure.as_object_mut() {
+                    f.insert("error".into(), error.clone().into());
+                    f.insert("kept_bytes".into(), c.file.is_some().into());
+                }
+                self.failures.push(failure);
+            }
+            let Some(path) = c.file else { continue };
+            let mut file = std::fs::File::open(&path)
+                .map_err(|e| k8s_error(format!("cannot reopen {}: {e}", path.display())))?;
+            let suffix = if c.previous { ".previous" } else { "" };
+            streams.push(Stream {
+                name: format!(
+                    "{}/{}/{}{}",
+                    self.request.namespace,
+                    c.pod,
+                    c.container,
+                    if c.previous { " (previous)" } else { "" }
+                ),
+                bag_name: format!(
+                    "{}/{}{suffix}.log",
+                    safe_file_name(&c.pod, 120),
+                    safe_file_name(&c.container, 60)
+                ),
+                provenance: c.provenance,
+                first: super::files::peek(&mut file, &path.display().to_string())?,
+                reader: Box::new(file),
+            });
+        }
+        if streams.is_empty() {
+            return Err(k8s_error(format!(
+                "nothing could be collected: {}",
+                if self.failures.is_empty() {
+                    "no pod matched".to_owned()
+                } else {
+                    self.failures
+                        .iter()
+                        .filter_map(|f| f.get("error").and_then(|e| e.as_str()))
+                        .take(3)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                }
+            )));
+        }
+        Ok(streams)
+    }
+
+    fn snapshots(&self) -> Vec<(String, Vec<u8>)> {
+        self.snapshots.clone()
+    }
+
+    fn failures(&self) -> Vec<serde_json::Value> {
+        self.failures.clone()
+    }
+
+    fn finished(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+/// Parses `--since` durations: `90s`, `15m`, `2h`, `7d`.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let (digits, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 15m, 2h or 7d"))?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration like 90s, 15m, 2h or 7d"
+            ))
+        }
+    };
+    n.checked_mul(scale)
+        .filter(|s| *s > 0)
+        .ok_or_else(|| format!("{text:?} is out of range"))
+}

@@ -1,0 +1,457 @@
+//! A fake Kubernetes API server over real HTTP on loopback. It serves the real REST paths and
+//! JSON shapes (objects shaped like `tests/data/k8s-podlist-kind-v1.36.json`, the API server's
+//! `Status` bodies for errors) for what custody reads: a Deployment, pods by `labelSelector`
+//! (equality, `!=`, `in`, `notin`, existence), pod logs with `container`, `previous`,
+//! `timestamps`, `sinceSeconds`, `sinceTime` and `limitBytes` (sent chunked), and the lists kept
+//! as snapshots. Faults are switched on per test: a pod gone (404), 403s, 500s, a log stream
+//! dropped mid-body. Every request is recorded, so tests can prove what was (never) asked.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+/// "Now" for the fake cluster: log line times and `sinceSeconds` are relative to it.
+pub const NOW: i64 = 1_795_704_888; // 2026-11-26T14:54:48Z
+
+#[derive(Clone, Debug)]
+pub struct FakeContainer {
+    pub name: String,
+    /// (Unix seconds, line without its line feed) of the current container.
+    pub lines: Vec<(i64, Vec<u8>)>,
+    /// The previous (restarted) container's lines; `None` when it never restarted.
+    pub previous: Option<Vec<(i64, Vec<u8>)>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct FakePod {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub containers: Vec<FakeContainer>,
+    pub node: String,
+}
+
+#[derive(Default)]
+pub struct Faults {
+    /// Pods whose logs answer 404, as if deleted after they were listed.
+    pub gone: Vec<String>,
+    /// Path prefixes answering 403.
+    pub forbidden: Vec<String>,
+    /// Path prefixes answering 500.
+    pub broken: Vec<String>,
+    /// (pod, container): the stream is cut after this many bytes.
+    pub drop_after: HashMap<(String, String), usize>,
+}
+
+#[derive(Default)]
+struct State {
+    namespace: String,
+    deployments: BTreeMap<String, Value>,
+    pods: Vec<FakePod>,
+    faults: Faults,
+    /// Every request's path and query, in order.
+    requests: Vec<String>,
+    /// The exact body of every successful response, by path and query.
+    served: HashMap<String, Vec<u8>>,
+}
+
+pub struct FakeKube {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeKube {
+    pub fn start(namespace: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State {
+            namespace: namespace.to_owned(),
+            ..State::default()
+        }));
+        let s = state.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let _ = serve(conn, &s);
+                });
+            }
+        });
+        Self { port, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A Deployment selecting `match_labels` and the `tier in (…)` expression.
+    pub fn deployment(&self, name: &str, match_labels: &[(&str, &str)], tier_in: &[&str]) {
+        let mut st = self.state.lock().unwrap();
+        let labels: BTreeMap<&str, &str> = match_labels.iter().copied().collect();
+        let d = json!({
+            "kind": "Deployment", "apiVersion": "apps/v1",
+            "metadata": {"name": name, "namespace": st.namespace, "uid": uid(name), "resourceVersion": "1000", "generation": 3,
+                          "creationTimestamp": "2026-11-01T00:00:00Z", "labels": labels},
+            "spec": {"replicas": 3,
+                     "selector": {"matchLabels": labels,
+                                  "matchExpressions": [{"key": "tier", "operator": "In", "values": tier_in}]},
+                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "gateway", "image": "registry.example/gateway:2.4.1"}]}},
+                     "strategy": {"type": "RollingUpdate"}},
+            "status": {"observedGeneration": 3, "replicas": 3, "readyReplicas": 3}
+        });
+        let ns = st.namespace.clone();
+        st.deployments.insert(format!("{ns}/{name}"), d);
+    }
+
+    pub fn pod(&self, pod: FakePod) {
+        self.state.lock().unwrap().pods.push(pod);
+    }
+
+    pub fn faults(&self, f: impl FnOnce(&mut Faults)) {
+        f(&mut self.state.lock().unwrap().faults);
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// The exact bytes served for the request whose path and query start with `prefix`.
+    pub fn served(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        let st = self.state.lock().unwrap();
+        let mut out: Vec<(String, Vec<u8>)> = st
+            .served
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// A kubeconfig for this server (token auth over plain HTTP on loopback).
+    pub fn kubeconfig(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("kubeconfig");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\nusers:\n- name: analyst\n  user:\n    token: fake-token\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: analyst\ncurrent-context: fake\n",
+                self.url()
+            ),
+        )
+        .unwrap();
+        path
+    }
+}
+
+pub fn uid(name: &str) -> String {
+    let h = custody::digest::Sha256Digest::of(name.as_bytes()).to_hex();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+fn rfc3339_nano(t: i64, i: usize) -> String {
+    let dt = time::OffsetDateTime::from_unix_timestamp(t).unwrap();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        dt.year(),
+        u8::from(dt.month()),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second(),
+        (i % 1000) * 1000
+    )
+}
+
+fn pod_json(ns: &str, p: &FakePod) -> Value {
+    let statuses: Vec<Value> = p
+        .containers
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name, "ready": true, "started": true,
+                "restartCount": if c.previous.is_some() { 1 } else { 0 },
+                "image": format!("registry.example/{}:2.4.1", c.name),
+                "imageID": format!("registry.example/{}@sha256:{}", c.name, custody::digest::Sha256Digest::of(c.name.as_bytes())),
+                "containerID": format!("containerd://{}", custody::digest::Sha256Digest::of(format!("{}/{}", p.name, c.name).as_bytes())),
+                "state": {"running": {"startedAt": "2026-11-26T10:00:00Z"}},
+                "lastState": if c.previous.is_some() { json!({"terminated": {"exitCode": 137, "reason": "OOMKilled", "startedAt": "2026-11-26T09:00:00Z", "finishedAt": "2026-11-26T10:00:00Z"}}) } else { json!({}) },
+            })
+        })
+        .collect();
+    json!({
+        "metadata": {"name": p.name, "generateName": format!("{}-", p.name.rsplit_once('-').map_or(p.name.as_str(), |x| x.0)),
+                     "namespace": ns, "uid": uid(&p.name), "resourceVersion": "1200",
+                     "creationTimestamp": "2026-11-26T09:00:00Z", "labels": p.labels},
+        "spec": {"containers": p.containers.iter().map(|c| json!({"name": c.name, "image": format!("registry.example/{}:2.4.1", c.name)})).collect::<Vec<_>>(),
+                 "nodeName": p.node, "restartPolicy": "Always"},
+        "status": {"phase": "Running", "podIP": "10.244.0.7", "startTime": "2026-11-26T09:00:00Z", "containerStatuses": statuses}
+    })
+}
+
+fn status(code: u16, reason: &str, message: &str) -> (u16, Vec<u8>) {
+    (
+        code,
+        serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": message, "reason": reason, "code": code}))
+        .unwrap(),
+    )
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 + 0 => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("00");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Label selector semantics: `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`.
+pub fn selects(selector: &str, labels: &BTreeMap<String, String>) -> bool {
+    let mut terms = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in selector.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                terms.push(&selector[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    terms.push(&selector[start..]);
+    terms.into_iter().map(str::trim).filter(|t| !t.is_empty()).all(|t| {
+        let set = |rest: &str| -> Vec<String> {
+            rest.trim()
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .split(',')
+                .map(|v| v.trim().to_owned())
+                .collect()
+        };
+        if let Some((k, rest)) = t.split_once(" notin ") {
+            return labels.get(k.trim()).is_none_or(|v| !set(rest).contains(v));
+        }
+        if let Some((k, rest)) = t.split_once(" in ") {
+            return labels.get(k.trim()).is_some_and(|v| set(rest).contains(v));
+        }
+        if let Some((k, v)) = t.split_once("!=") {
+            return labels.get(k.trim()) != Some(&v.trim().to_owned());
+        }
+        if let Some((k, v)) = t.split_once("==").or_else(|| t.split_once('=')) {
+            return labels.get(k.trim()) == Some(&v.trim().to_owned());
+        }
+        if let Some(k) = t.strip_prefix('!') {
+            return !labels.contains_key(k.trim());
+        }
+        labels.contains_key(t)
+    })
+}
+
+enum Reply {
+    Whole(u16, Vec<u8>),
+    /// A log, sent chunked; cut after `Some(n)` bytes.
+    Log(Vec<u8>, Option<usize>),
+}
+
+fn route(st: &mut State, path: &str, query: &HashMap<String, String>) -> Reply {
+    let ns = st.namespace.clone();
+    if path.contains("secrets") {
+        let (c, b) = status(403, "Forbidden", "secrets are never for custody");
+        return Reply::Whole(c, b);
+    }
+    let full = path.to_owned();
+    if st.faults.forbidden.iter().any(|p| full.starts_with(p)) {
+        let (c, b) = status(403, "Forbidden", &format!("{path} is forbidden: User \"system:serviceaccount:waqiti:custody\" cannot get this resource"));
+        return Reply::Whole(c, b);
+    }
+    if st.faults.broken.iter().any(|p| full.starts_with(p)) {
+        let (c, b) = status(500, "InternalError", "etcdserver: request timed out");
+        return Reply::Whole(c, b);
+    }
+    let list = |kind: &str, api: &str, items: Vec<Value>| -> Reply {
+        Reply::Whole(
+            200,
+            serde_json::to_vec(&json!({"kind": kind, "apiVersion": api, "metadata": {"resourceVersion": "1300"}, "items": items})).unwrap(),
+        )
+    };
+    let selector = query.get("labelSelector").cloned().unwrap_or_default();
+    let core = format!("/api/v1/namespaces/{ns}/");
+    let apps = format!("/apis/apps/v1/namespaces/{ns}/");
+    if let Some(name) = path.strip_prefix(&format!("{apps}deployments/")) {
+        return match st.deployments.get(&format!("{ns}/{name}")) {
+            Some(d) => Reply::Whole(200, serde_json::to_vec(d).unwrap()),
+            None => {
+                let (c, b) = status(404, "NotFound", &format!("deployments.apps \"{name}\" not found"));
+                Reply::Whole(c, b)
+            }
+        };
+    }
+    if path == format!("{apps}replicasets") {
+        let items = vec![json!({"metadata": {"name": "api-gateway-7d4b9c", "namespace": ns, "uid": uid("rs-new")}, "spec": {"replicas": 2}}),
+                         json!({"metadata": {"name": "api-gateway-5f6a1b", "namespace": ns, "uid": uid("rs-old")}, "spec": {"replicas": 1}})];
+        return list("ReplicaSetList", "apps/v1", items);
+    }
+    if path == format!("{core}pods") {
+        let items = st.pods.iter().filter(|p| selects(&selector, &p.labels)).map(|p| pod_json(&ns, p)).collect();
+        return list("PodList", "v1", items);
+    }
+    if let Some(rest) = path.strip_prefix(&format!("{core}pods/")) {
+        let Some(pod_name) = rest.strip_suffix("/log") else {
+            let (c, b) = status(404, "NotFound", "not found");
+            return Reply::Whole(c, b);
+        };
+        if st.faults.gone.iter().any(|g| g == pod_name) {
+            let (c, b) = status(404, "NotFound", &format!("pods \"{pod_name}\" not found"));
+            return Reply::Whole(c, b);
+        }
+        let Some(pod) = st.pods.iter().find(|p| p.name == pod_name) else {
+            let (c, b) = status(404, "NotFound", &format!("pods \"{pod_name}\" not found"));
+            return Reply::Whole(c, b);
+        };
+        let container = match query.get("container") {
+            Some(c) => c.clone(),
+            None if pod.containers.len() == 1 => pod.containers[0].name.clone(),
+            None => {
+                let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+                let (c, b) = status(400, "BadRequest", &format!("a container name must be specified for pod {pod_name}, choose one of: [{}]", names.join(" ")));
+                return Reply::Whole(c, b);
+            }
+        };
+        let Some(c) = pod.containers.iter().find(|c| c.name == container) else {
+            let (c, b) = status(400, "BadRequest", &format!("container {container} is not valid for pod {pod_name}"));
+            return Reply::Whole(c, b);
+        };
+        let previous = query.get("previous").is_some_and(|v| v == "true");
+        let lines = if previous {
+            match &c.previous {
+                Some(l) => l.clone(),
+                None => {
+                    let (c, b) = status(400, "BadRequest", &format!("previous terminated container \"{container}\" in pod \"{pod_name}\" not found"));
+                    return Reply::Whole(c, b);
+                }
+            }
+        } else {
+            c.lines.clone()
+        };
+        let since = match (query.get("sinceSeconds"), query.get("sinceTime")) {
+            (Some(s), _) => NOW - s.parse::<i64>().unwrap_or(0),
+            (None, Some(t)) => custody::analysis::parse::parse_rfc3339(t.as_bytes()).unwrap_or(i64::MIN),
+            _ => i64::MIN,
+        };
+        let timestamps = query.get("timestamps").is_some_and(|v| v == "true");
+        let mut body = Vec::new();
+        for (i, (t, line)) in lines.iter().enumerate() {
+            if *t < since {
+                continue;
+            }
+            if timestamps {
+                body.extend_from_slice(rfc3339_nano(*t, i).as_bytes());
+                body.push(b' ');
+            }
+            body.extend_from_slice(line);
+            body.push(b'\n');
+        }
+        if let Some(limit) = query.get("limitBytes").and_then(|l| l.parse::<usize>().ok()) {
+            body.truncate(limit);
+        }
+        let cut = st.faults.drop_after.get(&(pod_name.to_owned(), container.clone())).copied();
+        return Reply::Log(body, cut);
+    }
+    match path.strip_prefix(&core).or_else(|| path.strip_prefix(&format!("/apis/discovery.k8s.io/v1/namespaces/{ns}/"))).or_else(|| path.strip_prefix(&format!("/apis/networking.k8s.io/v1/namespaces/{ns}/"))) {
+        Some("services") => list("ServiceList", "v1", vec![json!({"metadata": {"name": "api-gateway", "namespace": ns}, "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 443}]}})]),
+        Some("endpoints") => list("EndpointsList", "v1", vec![]),
+        Some("events") => list("EventList", "v1", vec![json!({"metadata": {"name": "api-gateway.1", "namespace": ns}, "reason": "BackOff", "message": "Back-off restarting failed container"})]),
+        Some("endpointslices") => list("EndpointSliceList", "discovery.k8s.io/v1", vec![]),
+        Some("ingresses") => list("IngressList", "networking.k8s.io/v1", vec![]),
+        Some("networkpolicies") => list("NetworkPolicyList", "networking.k8s.io/v1", vec![json!({"metadata": {"name": "allow-gateway", "namespace": ns}, "spec": {"podSelector": {}}})]),
+        _ => {
+            let (c, b) = status(404, "NotFound", &format!("the server could not find the requested resource ({path})"));
+            Reply::Whole(c, b)
+        }
+    }
+}
+
+fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut first = String::new();
+    reader.read_line(&mut first)?;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header == "\r\n" {
+            break;
+        }
+    }
+    let target = first.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let (path, query_text) = target.split_once('?').unwrap_or((&target, ""));
+    let query: HashMap<String, String> = query_text
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect();
+    let reply = {
+        let mut st = state.lock().unwrap();
+        st.requests.push(target.clone());
+        let reply = route(&mut st, &decode(path), &query);
+        match &reply {
+            Reply::Whole(200, body) | Reply::Log(body, None) => {
+                st.served.insert(target.clone(), body.clone());
+            }
+            _ => {}
+        }
+        reply
+    };
+    let mut out = conn;
+    match reply {
+        Reply::Whole(code, body) => {
+            let reason = match code {
+                200 => "OK",
+                400 => "Bad Request",
+                403 => "Forbidden",
+                404 => "Not Found",
+                _ => "Internal Server Error",
+            };
+            write!(out, "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+            out.write_all(&body)?;
+        }
+        Reply::Log(body, cut) => {
+            write!(out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")?;
+            let end = cut.unwrap_or(body.len()).min(body.len());
+            for chunk in body[..end].chunks(16 * 1024) {
+                write!(out, "{:x}\r\n", chunk.len())?;
+                out.write_all(chunk)?;
+                out.write_all(b"\r\n")?;
+            }
+            if cut.is_some() {
+                // Dropped mid-body: no terminating chunk, the connection just ends.
+                out.flush()?;
+                return out.shutdown(std::net::Shutdown::Both);
+            }
+            out.write_all(b"0\r\n\r\n")?;
+        }
+    }
+    out.flush()
+}
