@@ -119,6 +119,12 @@ struct Failures {
     /// The first failure lines, each (source index << 48 | byte offset).
     lines: [u64; MAX_EVIDENCE],
     lines_len: u8,
+    /// The sources this client failed in: bit i for source i below 63; bit 63 for any later one.
+    sources: u64,
+}
+
+fn source_bit(source: usize) -> u64 {
+    1 << source.min(63)
 }
 
 /// One client's failures in one minute, linked to the client's previous minute record.
@@ -408,6 +414,7 @@ impl Analyzer {
             }
         }
         f.add_line(self.source, offset);
+        f.sources |= source_bit(self.source);
         if self.minutes.len() >= self.compact_at {
             self.compact_minutes();
         }
@@ -465,6 +472,14 @@ impl Analyzer {
             }
             for (source, offset) in f.lines() {
                 mine.add_line(remap[source], offset);
+            }
+            for (i, to) in remap.iter().enumerate().take(63) {
+                if f.sources & (1 << i) != 0 {
+                    mine.sources |= source_bit(*to);
+                }
+            }
+            if f.sources & (1 << 63) != 0 {
+                mine.sources |= 1 << 63;
             }
             // Move the client's minute chain into this arena, in front of its own.
             let mut next = f.last_minute;

@@ -235,7 +235,22 @@ pub fn collect(
         .map_err(|_| CollectError::AnalysisPanicked)?;
     progress.finish();
 
-    let summary = analyzer.summary(&policies.detection, request.top);
+    let mut summary = analyzer.summary(&policies.detection, request.top);
+    // Suspicious clients are attributed to the pods whose logs saw them fail.
+    let pod_of: std::collections::HashMap<&str, &str> = provenance
+        .iter()
+        .filter_map(|p| Some((p.get("bag_path")?.as_str()?, p.get("pod")?.as_str()?)))
+        .collect();
+    for s in &mut summary.suspicious {
+        let mut pods: Vec<String> = s
+            .failed_in
+            .iter()
+            .filter_map(|source| pod_of.get(source.as_str()).map(|p| p.to_string()))
+            .collect();
+        pods.sort();
+        pods.dedup();
+        s.pods = pods;
+    }
     let sources: Vec<String> = captured.iter().map(|c| c.bag_path.clone()).collect();
     let html = report::render(
         &summary,

@@ -60,6 +60,12 @@ pub struct Suspicious {
     pub first_seen: Option<String>,
     pub last_seen: Option<String>,
     pub evidence: Evidence,
+    /// The sources (bag paths) in which this client's authentication failures were seen; with
+    /// more than 63 sources, the later ones are summed up as `…`.
+    pub failed_in: Vec<String>,
+    /// The pods whose logs those are, when the logs came from Kubernetes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<String>,
 }
 
 /// What the rule counted, and where to look in the preserved logs.
@@ -380,6 +386,14 @@ fn suspicious(a: &Analyzer, policy: &DetectionPolicy) -> Vec<Suspicious> {
                     })
                     .collect(),
             },
+            failed_in: (0..64)
+                .filter(|i| failures.sources & (1u64 << i) != 0)
+                .map(|i| match a.sources.get(i) {
+                    Some(source) if i < 63 => source.0.clone(),
+                    _ => "…".to_owned(),
+                })
+                .collect(),
+            pods: Vec::new(),
         });
     }
     found.sort_by(|x, y| {

@@ -148,7 +148,14 @@ impl FakeKube {
 
 pub fn uid(name: &str) -> String {
     let h = custody::digest::Sha256Digest::of(name.as_bytes()).to_hex();
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn rfc3339_nano(t: i64, i: usize) -> String {
@@ -194,8 +201,10 @@ fn pod_json(ns: &str, p: &FakePod) -> Value {
 fn status(code: u16, reason: &str, message: &str) -> (u16, Vec<u8>) {
     (
         code,
-        serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
-            "status": "Failure", "message": message, "reason": reason, "code": code}))
+        serde_json::to_vec(
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": message, "reason": reason, "code": code}),
+        )
         .unwrap(),
     )
 }
@@ -206,7 +215,7 @@ fn decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'%' if i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 + 0 => {
+            b'%' if i + 2 < b.len() => {
                 let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("00");
                 out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
                 i += 3;
@@ -240,32 +249,36 @@ pub fn selects(selector: &str, labels: &BTreeMap<String, String>) -> bool {
         }
     }
     terms.push(&selector[start..]);
-    terms.into_iter().map(str::trim).filter(|t| !t.is_empty()).all(|t| {
-        let set = |rest: &str| -> Vec<String> {
-            rest.trim()
-                .trim_start_matches('(')
-                .trim_end_matches(')')
-                .split(',')
-                .map(|v| v.trim().to_owned())
-                .collect()
-        };
-        if let Some((k, rest)) = t.split_once(" notin ") {
-            return labels.get(k.trim()).is_none_or(|v| !set(rest).contains(v));
-        }
-        if let Some((k, rest)) = t.split_once(" in ") {
-            return labels.get(k.trim()).is_some_and(|v| set(rest).contains(v));
-        }
-        if let Some((k, v)) = t.split_once("!=") {
-            return labels.get(k.trim()) != Some(&v.trim().to_owned());
-        }
-        if let Some((k, v)) = t.split_once("==").or_else(|| t.split_once('=')) {
-            return labels.get(k.trim()) == Some(&v.trim().to_owned());
-        }
-        if let Some(k) = t.strip_prefix('!') {
-            return !labels.contains_key(k.trim());
-        }
-        labels.contains_key(t)
-    })
+    terms
+        .into_iter()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .all(|t| {
+            let set = |rest: &str| -> Vec<String> {
+                rest.trim()
+                    .trim_start_matches('(')
+                    .trim_end_matches(')')
+                    .split(',')
+                    .map(|v| v.trim().to_owned())
+                    .collect()
+            };
+            if let Some((k, rest)) = t.split_once(" notin ") {
+                return labels.get(k.trim()).is_none_or(|v| !set(rest).contains(v));
+            }
+            if let Some((k, rest)) = t.split_once(" in ") {
+                return labels.get(k.trim()).is_some_and(|v| set(rest).contains(v));
+            }
+            if let Some((k, v)) = t.split_once("!=") {
+                return labels.get(k.trim()) != Some(&v.trim().to_owned());
+            }
+            if let Some((k, v)) = t.split_once("==").or_else(|| t.split_once('=')) {
+                return labels.get(k.trim()) == Some(&v.trim().to_owned());
+            }
+            if let Some(k) = t.strip_prefix('!') {
+                return !labels.contains_key(k.trim());
+            }
+            labels.contains_key(t)
+        })
 }
 
 enum Reply {
@@ -302,18 +315,29 @@ fn route(st: &mut State, path: &str, query: &HashMap<String, String>) -> Reply {
         return match st.deployments.get(&format!("{ns}/{name}")) {
             Some(d) => Reply::Whole(200, serde_json::to_vec(d).unwrap()),
             None => {
-                let (c, b) = status(404, "NotFound", &format!("deployments.apps \"{name}\" not found"));
+                let (c, b) = status(
+                    404,
+                    "NotFound",
+                    &format!("deployments.apps \"{name}\" not found"),
+                );
                 Reply::Whole(c, b)
             }
         };
     }
     if path == format!("{apps}replicasets") {
-        let items = vec![json!({"metadata": {"name": "api-gateway-7d4b9c", "namespace": ns, "uid": uid("rs-new")}, "spec": {"replicas": 2}}),
-                         json!({"metadata": {"name": "api-gateway-5f6a1b", "namespace": ns, "uid": uid("rs-old")}, "spec": {"replicas": 1}})];
+        let items = vec![
+            json!({"metadata": {"name": "api-gateway-7d4b9c", "namespace": ns, "uid": uid("rs-new")}, "spec": {"replicas": 2}}),
+            json!({"metadata": {"name": "api-gateway-5f6a1b", "namespace": ns, "uid": uid("rs-old")}, "spec": {"replicas": 1}}),
+        ];
         return list("ReplicaSetList", "apps/v1", items);
     }
     if path == format!("{core}pods") {
-        let items = st.pods.iter().filter(|p| selects(&selector, &p.labels)).map(|p| pod_json(&ns, p)).collect();
+        let items = st
+            .pods
+            .iter()
+            .filter(|p| selects(&selector, &p.labels))
+            .map(|p| pod_json(&ns, p))
+            .collect();
         return list("PodList", "v1", items);
     }
     if let Some(rest) = path.strip_prefix(&format!("{core}pods/")) {
@@ -339,7 +363,11 @@ fn route(st: &mut State, path: &str, query: &HashMap<String, String>) -> Reply {
             }
         };
         let Some(c) = pod.containers.iter().find(|c| c.name == container) else {
-            let (c, b) = status(400, "BadRequest", &format!("container {container} is not valid for pod {pod_name}"));
+            let (c, b) = status(
+                400,
+                "BadRequest",
+                &format!("container {container} is not valid for pod {pod_name}"),
+            );
             return Reply::Whole(c, b);
         };
         let previous = query.get("previous").is_some_and(|v| v == "true");
@@ -356,7 +384,9 @@ fn route(st: &mut State, path: &str, query: &HashMap<String, String>) -> Reply {
         };
         let since = match (query.get("sinceSeconds"), query.get("sinceTime")) {
             (Some(s), _) => NOW - s.parse::<i64>().unwrap_or(0),
-            (None, Some(t)) => custody::analysis::parse::parse_rfc3339(t.as_bytes()).unwrap_or(i64::MIN),
+            (None, Some(t)) => {
+                custody::analysis::parse::parse_rfc3339(t.as_bytes()).unwrap_or(i64::MIN)
+            }
             _ => i64::MIN,
         };
         let timestamps = query.get("timestamps").is_some_and(|v| v == "true");
@@ -372,21 +402,54 @@ fn route(st: &mut State, path: &str, query: &HashMap<String, String>) -> Reply {
             body.extend_from_slice(line);
             body.push(b'\n');
         }
-        if let Some(limit) = query.get("limitBytes").and_then(|l| l.parse::<usize>().ok()) {
+        if let Some(limit) = query
+            .get("limitBytes")
+            .and_then(|l| l.parse::<usize>().ok())
+        {
             body.truncate(limit);
         }
-        let cut = st.faults.drop_after.get(&(pod_name.to_owned(), container.clone())).copied();
+        let cut = st
+            .faults
+            .drop_after
+            .get(&(pod_name.to_owned(), container.clone()))
+            .copied();
         return Reply::Log(body, cut);
     }
-    match path.strip_prefix(&core).or_else(|| path.strip_prefix(&format!("/apis/discovery.k8s.io/v1/namespaces/{ns}/"))).or_else(|| path.strip_prefix(&format!("/apis/networking.k8s.io/v1/namespaces/{ns}/"))) {
-        Some("services") => list("ServiceList", "v1", vec![json!({"metadata": {"name": "api-gateway", "namespace": ns}, "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 443}]}})]),
+    match path
+        .strip_prefix(&core)
+        .or_else(|| path.strip_prefix(&format!("/apis/discovery.k8s.io/v1/namespaces/{ns}/")))
+        .or_else(|| path.strip_prefix(&format!("/apis/networking.k8s.io/v1/namespaces/{ns}/")))
+    {
+        Some("services") => list(
+            "ServiceList",
+            "v1",
+            vec![
+                json!({"metadata": {"name": "api-gateway", "namespace": ns}, "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 443}]}}),
+            ],
+        ),
         Some("endpoints") => list("EndpointsList", "v1", vec![]),
-        Some("events") => list("EventList", "v1", vec![json!({"metadata": {"name": "api-gateway.1", "namespace": ns}, "reason": "BackOff", "message": "Back-off restarting failed container"})]),
+        Some("events") => list(
+            "EventList",
+            "v1",
+            vec![
+                json!({"metadata": {"name": "api-gateway.1", "namespace": ns}, "reason": "BackOff", "message": "Back-off restarting failed container"}),
+            ],
+        ),
         Some("endpointslices") => list("EndpointSliceList", "discovery.k8s.io/v1", vec![]),
         Some("ingresses") => list("IngressList", "networking.k8s.io/v1", vec![]),
-        Some("networkpolicies") => list("NetworkPolicyList", "networking.k8s.io/v1", vec![json!({"metadata": {"name": "allow-gateway", "namespace": ns}, "spec": {"podSelector": {}}})]),
+        Some("networkpolicies") => list(
+            "NetworkPolicyList",
+            "networking.k8s.io/v1",
+            vec![
+                json!({"metadata": {"name": "allow-gateway", "namespace": ns}, "spec": {"podSelector": {}}}),
+            ],
+        ),
         _ => {
-            let (c, b) = status(404, "NotFound", &format!("the server could not find the requested resource ({path})"));
+            let (c, b) = status(
+                404,
+                "NotFound",
+                &format!("the server could not find the requested resource ({path})"),
+            );
             Reply::Whole(c, b)
         }
     }

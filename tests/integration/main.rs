@@ -14,8 +14,10 @@
 
 mod cli;
 mod determinism;
+mod fake_kube;
 mod formats;
 mod interop;
+mod k8s;
 mod s3;
 mod tamper;
 mod util;

@@ -1,0 +1,495 @@
+//! Collection from Kubernetes, end to end, against the fake API server in `fake_kube`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Output;
+
+use crate::fake_kube::{uid, FakeContainer, FakeKube, FakePod, NOW};
+use crate::util::{assert_success, line, sh, stderr, stdout, tool, Sandbox};
+
+const NS: &str = "waqiti";
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `n` access-log lines, a second apart, ending at NOW; every 7th is a 401 from an attacker.
+fn access_lines(n: usize, salt: usize) -> Vec<(i64, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let t = NOW - (n - i) as i64;
+            let (ip, status) = if i % 7 == 0 {
+                ("203.0.113.66".to_owned(), 401)
+            } else {
+                (format!("10.1.{}.{}", salt, i % 50), 200)
+            };
+            (
+                t,
+                line(&ip, status, "/api/v1/login")
+                    .trim_end()
+                    .as_bytes()
+                    .to_vec(),
+            )
+        })
+        .collect()
+}
+
+fn container(
+    name: &str,
+    lines: Vec<(i64, Vec<u8>)>,
+    previous: Option<Vec<(i64, Vec<u8>)>>,
+) -> FakeContainer {
+    FakeContainer {
+        name: name.to_owned(),
+        lines,
+        previous,
+    }
+}
+
+/// The waqiti api-gateway mid-rollout: two pods of the new ReplicaSet (one with a sidecar, one
+/// restarted, with non-UTF-8 bytes in its log), one of the old, and pods that must not be taken.
+fn cluster() -> FakeKube {
+    let kube = FakeKube::start(NS);
+    kube.deployment(
+        "api-gateway",
+        &[("app", "api-gateway")],
+        &["edge", "public"],
+    );
+    kube.pod(FakePod {
+        name: "api-gateway-7d4b9c-abcde".into(),
+        labels: labels(&[
+            ("app", "api-gateway"),
+            ("tier", "edge"),
+            ("pod-template-hash", "7d4b9c"),
+        ]),
+        containers: vec![
+            container("gateway", access_lines(300, 1), None),
+            container(
+                "istio-proxy",
+                vec![(NOW - 5, b"proxy started".to_vec())],
+                None,
+            ),
+        ],
+        node: "node-a".into(),
+    });
+    let mut junk = access_lines(100, 2);
+    junk.push((
+        NOW - 1,
+        b"\x16\x03\x01\x02\x00 binary \xff\xfe junk".to_vec(),
+    ));
+    kube.pod(FakePod {
+        name: "api-gateway-7d4b9c-fghij".into(),
+        labels: labels(&[
+            ("app", "api-gateway"),
+            ("tier", "public"),
+            ("pod-template-hash", "7d4b9c"),
+        ]),
+        containers: vec![container("gateway", junk, Some(access_lines(200, 3)))],
+        node: "node-b".into(),
+    });
+    kube.pod(FakePod {
+        name: "api-gateway-5f6a1b-klmno".into(),
+        labels: labels(&[
+            ("app", "api-gateway"),
+            ("tier", "edge"),
+            ("pod-template-hash", "5f6a1b"),
+        ]),
+        containers: vec![container("gateway", access_lines(50, 4), None)],
+        node: "node-a".into(),
+    });
+    // Not the Deployment's: another app, and the same app in a tier outside the selector.
+    kube.pod(FakePod {
+        name: "payments-6c7d8e-zzzzz".into(),
+        labels: labels(&[("app", "payments"), ("tier", "edge")]),
+        containers: vec![container("payments", access_lines(10, 5), None)],
+        node: "node-a".into(),
+    });
+    kube.pod(FakePod {
+        name: "api-gateway-canary-qqqqq".into(),
+        labels: labels(&[("app", "api-gateway"), ("tier", "canary")]),
+        containers: vec![container("gateway", access_lines(10, 6), None)],
+        node: "node-c".into(),
+    });
+    kube
+}
+
+fn collect_k8s(sandbox: &Sandbox, kube: &FakeKube, extra: &[&str]) -> Output {
+    let kubeconfig = kube.kubeconfig(sandbox.dir.path());
+    let store = sandbox.store();
+    let mut args = vec![
+        "--store",
+        store.to_str().unwrap(),
+        "--json",
+        "collect",
+        "--namespace",
+        NS,
+    ];
+    args.extend_from_slice(extra);
+    sandbox
+        .custody(&args)
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", stdout(out), stderr(out)))
+}
+
+/// Unpacks the sealed archive with the standard tools and returns the bag's directory.
+fn unpack(result: &serde_json::Value, into: &Path) -> std::path::PathBuf {
+    let uri = result["archive"]["uri"].as_str().unwrap();
+    let archive = uri.strip_prefix("file://").unwrap();
+    let zstd = tool("zstd");
+    sh(
+        &format!(
+            "{} -dc '{archive}' | tar -x -C '{}'",
+            zstd.display(),
+            into.display()
+        ),
+        into,
+    );
+    into.join(result["bundle_id"].as_str().unwrap())
+}
+
+#[test]
+fn every_container_log_of_the_deployment_is_sealed_byte_for_byte() {
+    let kube = cluster();
+    let sandbox = Sandbox::new();
+    let out = collect_k8s(&sandbox, &kube, &["--deployment", "api-gateway"]);
+    assert_success(&out);
+    let result = json(&out);
+    let bag = unpack(&result, sandbox.dir.path());
+
+    // Every log request named its container and asked for timestamps and a byte cap.
+    let requests = kube.requests();
+    let logs: Vec<&String> = requests.iter().filter(|r| r.contains("/log?")).collect();
+    assert_eq!(logs.len(), 5, "{requests:#?}");
+    for r in &logs {
+        assert!(
+            r.contains("container=") && r.contains("timestamps=true") && r.contains("limitBytes="),
+            "{r}"
+        );
+    }
+    assert!(
+        requests.iter().all(|r| !r.contains("secrets")),
+        "{requests:#?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| !r.contains("payments") && !r.contains("canary")),
+        "{requests:#?}"
+    );
+
+    // Each served log is in the bag exactly as served.
+    let expect = [
+        ("api-gateway-7d4b9c-abcde", "gateway", false),
+        ("api-gateway-7d4b9c-abcde", "istio-proxy", false),
+        ("api-gateway-7d4b9c-fghij", "gateway", false),
+        ("api-gateway-7d4b9c-fghij", "gateway", true),
+        ("api-gateway-5f6a1b-klmno", "gateway", false),
+    ];
+    for (pod, c, previous) in expect {
+        let prefix =
+            format!("/api/v1/namespaces/{NS}/pods/{pod}/log?container={c}&timestamps=true");
+        let served: Vec<_> = kube
+            .served(&prefix)
+            .into_iter()
+            .filter(|(k, _)| k.contains("previous=true") == previous)
+            .collect();
+        assert_eq!(served.len(), 1, "{prefix}");
+        let name = if previous {
+            format!("{c}.previous.log")
+        } else {
+            format!("{c}.log")
+        };
+        let sealed = std::fs::read(bag.join("data/logs").join(pod).join(name)).unwrap();
+        assert_eq!(sealed, served[0].1, "{pod}/{c} previous={previous}");
+        assert!(!sealed.is_empty());
+    }
+    // Snapshots, as served.
+    for (file, path) in [
+        (
+            "deployment-api-gateway.json",
+            format!("/apis/apps/v1/namespaces/{NS}/deployments/api-gateway"),
+        ),
+        ("services.json", format!("/api/v1/namespaces/{NS}/services")),
+        (
+            "networkpolicies.json",
+            format!("/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies"),
+        ),
+        ("events.json", format!("/api/v1/namespaces/{NS}/events")),
+    ] {
+        let served = kube.served(&path);
+        assert_eq!(served.len(), 1, "{path}");
+        assert_eq!(
+            std::fs::read(bag.join("data/k8s").join(file)).unwrap(),
+            served[0].1,
+            "{file}"
+        );
+    }
+    let pods = std::fs::read(bag.join("data/k8s/pods.json")).unwrap();
+    let pods: serde_json::Value = serde_json::from_slice(&pods).unwrap();
+    assert_eq!(pods["items"].as_array().unwrap().len(), 3);
+
+    // collection.json: per container, the pod's uid, node, image, restart count, bytes, digest.
+    let collection: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bag.join("data/collection.json")).unwrap()).unwrap();
+    assert_eq!(
+        collection["request"]["server"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches('/'),
+        kube.url()
+    );
+    let sources = collection["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 5);
+    for s in sources {
+        let pod = s["pod"].as_str().unwrap();
+        assert_eq!(s["pod_uid"], uid(pod).as_str());
+        assert!(
+            s["node"].is_string() && s["image_id"].is_string() && s["container_id"].is_string()
+        );
+        assert_eq!(s["truncated"], false);
+        assert_eq!(s["complete"], true);
+        assert_eq!(s["sha256"], s["sha256_received"]);
+    }
+    assert!(collection["failures"].as_array().unwrap().is_empty());
+    // The analysis saw every pod's log: the attacker's 401s from all of them.
+    let attacker = result["summary"]["top_ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["ip"] == "203.0.113.66")
+        .unwrap()
+        .clone();
+    let expected_401 = [300usize, 100, 200, 50]
+        .iter()
+        .map(|n| n.div_ceil(7))
+        .sum::<usize>();
+    assert_eq!(attacker["auth_failures"], expected_401 as u64);
+    // … and names the pods that saw it.
+    let suspicious = result["summary"]["suspicious"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["ip"] == "203.0.113.66")
+        .expect("the attacker is suspicious")
+        .clone();
+    let pods: Vec<&str> = suspicious["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        pods,
+        [
+            "api-gateway-5f6a1b-klmno",
+            "api-gateway-7d4b9c-abcde",
+            "api-gateway-7d4b9c-fghij"
+        ]
+    );
+    assert_eq!(suspicious["failed_in"].as_array().unwrap().len(), 4);
+
+    assert_success(&sandbox.run(&["verify", sandbox.store().to_str().unwrap()]));
+}
+
+#[test]
+fn faults_are_recorded_and_the_rest_is_sealed() {
+    let kube = cluster();
+    kube.faults(|f| {
+        f.gone.push("api-gateway-5f6a1b-klmno".into());
+        f.forbidden.push(format!(
+            "/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies"
+        ));
+        f.broken.push(format!("/api/v1/namespaces/{NS}/events"));
+        f.drop_after
+            .insert(("api-gateway-7d4b9c-abcde".into(), "gateway".into()), 2000);
+    });
+    let sandbox = Sandbox::new();
+    let out = collect_k8s(
+        &sandbox,
+        &kube,
+        &["--deployment", "api-gateway", "--since", "10m"],
+    );
+    assert_success(&out);
+    let result = json(&out);
+    let bag = unpack(&result, sandbox.dir.path());
+    let collection: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bag.join("data/collection.json")).unwrap()).unwrap();
+    let failures = collection["failures"].as_array().unwrap();
+    let text = serde_json::to_string(failures).unwrap();
+    assert!(
+        text.contains("networkpolicies") && text.contains("403"),
+        "{text}"
+    );
+    assert!(text.contains("events") && text.contains("500"), "{text}");
+    assert!(
+        text.contains("api-gateway-5f6a1b-klmno") && text.contains("not found"),
+        "{text}"
+    );
+    assert!(text.contains("stream broke"), "{text}");
+    // The dropped stream's first bytes are kept and marked incomplete.
+    let cut = std::fs::read(bag.join("data/logs/api-gateway-7d4b9c-abcde/gateway.log")).unwrap();
+    assert_eq!(cut.len(), 2000);
+    let sources = collection["sources"].as_array().unwrap();
+    let dropped = sources
+        .iter()
+        .find(|s| s["pod"] == "api-gateway-7d4b9c-abcde" && s["container"] == "gateway")
+        .unwrap();
+    assert_eq!(dropped["complete"], false);
+    // --since became sinceSeconds.
+    assert!(kube
+        .requests()
+        .iter()
+        .filter(|r| r.contains("/log?"))
+        .all(|r| r.contains("sinceSeconds=600")));
+    // Each failure is in the journal too, and the case verifies.
+    let journal = sandbox
+        .store()
+        .join("cases")
+        .join(result["case_id"].as_str().unwrap())
+        .join("journal");
+    let failed = std::fs::read_dir(&journal)
+        .unwrap()
+        .filter(|e| {
+            std::fs::read_to_string(e.as_ref().unwrap().path())
+                .unwrap()
+                .contains("\"source_failed\"")
+        })
+        .count();
+    assert_eq!(failed, 4);
+    assert_success(&sandbox.run(&["verify", sandbox.store().to_str().unwrap()]));
+}
+
+#[test]
+fn nothing_collectable_is_an_error_and_writes_nothing() {
+    let kube = cluster();
+    kube.faults(|f| f.forbidden.push(format!("/api/v1/namespaces/{NS}/pods/")));
+    let sandbox = Sandbox::new();
+    let out = collect_k8s(&sandbox, &kube, &["--deployment", "api-gateway"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("nothing could be collected"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("forbidden"), "{}", stderr(&out));
+    assert!(!sandbox.store().join("cases").exists());
+
+    let out = collect_k8s(&sandbox, &kube, &["--deployment", "no-such-deployment"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+
+    // A server that is not there.
+    let dead = FakeKube::start(NS);
+    let kubeconfig = dead.kubeconfig(sandbox.dir.path());
+    std::fs::write(
+        &kubeconfig,
+        std::fs::read_to_string(&kubeconfig)
+            .unwrap()
+            .replace(&dead.url(), "http://127.0.0.1:9"),
+    )
+    .unwrap();
+    let out = sandbox
+        .custody(&[
+            "--store",
+            sandbox.store().to_str().unwrap(),
+            "collect",
+            "--namespace",
+            NS,
+            "--deployment",
+            "x",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("Deployment"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_selector_and_one_container_and_the_log_parameters() {
+    let kube = cluster();
+    let sandbox = Sandbox::new();
+    let out = collect_k8s(
+        &sandbox,
+        &kube,
+        &[
+            "--selector",
+            "app=api-gateway,tier notin (canary)",
+            "--container",
+            "istio-proxy",
+            "--since-time",
+            "2026-11-26T14:50:00Z",
+        ],
+    );
+    assert_success(&out);
+    let requests = kube.requests();
+    let logs: Vec<&String> = requests.iter().filter(|r| r.contains("/log?")).collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert!(logs[0].contains("container=istio-proxy"));
+    assert!(
+        logs[0].contains("sinceTime=2026-11-26T14%3A50%3A00Z"),
+        "{}",
+        logs[0]
+    );
+    assert!(!requests.iter().any(|r| r.contains("/deployments/")));
+}
+
+#[test]
+fn the_fake_server_answers_like_the_api_server() {
+    // What custody relies on, checked against the fake itself: the 400s it must never trigger.
+    let kube = cluster();
+    let get = |path: &str| -> (u16, String) {
+        let out = std::process::Command::new(tool("python3"))
+            .args([
+                "-c",
+                "import sys, urllib.request, urllib.error\ntry:\n r = urllib.request.urlopen(sys.argv[1]); print(r.status); print(r.read().decode('latin-1'))\nexcept urllib.error.HTTPError as e:\n print(e.code); print(e.read().decode())",
+                &format!("{}{path}", kube.url()),
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (code, body) = text.split_once('\n').unwrap_or(("0", ""));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    };
+    let (code, body) = get(&format!(
+        "/api/v1/namespaces/{NS}/pods/api-gateway-7d4b9c-abcde/log"
+    ));
+    assert_eq!(code, 400);
+    assert!(
+        body.contains("a container name must be specified"),
+        "{body}"
+    );
+    let (code, body) = get(&format!(
+        "/api/v1/namespaces/{NS}/pods/api-gateway-5f6a1b-klmno/log?previous=true"
+    ));
+    assert_eq!(code, 400);
+    assert!(body.contains("previous terminated container"), "{body}");
+    let (code, body) = get(&format!(
+        "/api/v1/namespaces/{NS}/pods?labelSelector=app%3Dapi-gateway%2C%21tier"
+    ));
+    assert_eq!(code, 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let (code, body) = get(&format!(
+        "/api/v1/namespaces/{NS}/pods/api-gateway-5f6a1b-klmno/log?limitBytes=10&timestamps=true"
+    ));
+    assert_eq!(code, 200);
+    assert_eq!(body.trim_end_matches('\n').len(), 10, "{body}");
+    let (code, _) = get(&format!("/api/v1/namespaces/{NS}/secrets"));
+    assert_eq!(code, 403);
+}
