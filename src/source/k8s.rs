@@ -67,8 +67,9 @@ pub struct K8sSource {
     server: String,
     snapshots: Vec<(String, Vec<u8>)>,
     failures: Vec<serde_json::Value>,
-    /// The client, for tests that bring their own (a mock service).
-    client: Option<kube::Client>,
+    /// Makes the client, for callers that bring their own (a mock service in tests); called
+    /// inside the source's runtime, which the client's background task needs.
+    make_client: Option<Box<dyn FnOnce() -> kube::Client + Send>>,
 }
 
 impl K8sSource {
@@ -81,13 +82,17 @@ impl K8sSource {
             server: String::new(),
             snapshots: Vec::new(),
             failures: Vec::new(),
-            client: None,
+            make_client: None,
         }
     }
 
-    /// Uses `client` instead of the kubeconfig or in-cluster configuration.
-    pub fn with_client(mut self, client: kube::Client, server: &str) -> Self {
-        self.client = Some(client);
+    /// Uses the client `make` makes instead of the kubeconfig or in-cluster configuration.
+    pub fn with_client(
+        mut self,
+        make: impl FnOnce() -> kube::Client + Send + 'static,
+        server: &str,
+    ) -> Self {
+        self.make_client = Some(Box::new(make));
         self.server = server.to_owned();
         self
     }
@@ -316,8 +321,8 @@ fn containers(pod: &Pod, only: Option<&str>, init: bool) -> Vec<(String, serde_j
 
 impl K8sSource {
     async fn client(&mut self) -> Result<kube::Client, SourceError> {
-        if let Some(c) = &self.client {
-            return Ok(c.clone());
+        if let Some(make) = self.make_client.take() {
+            return Ok(make());
         }
         let config = match &self.request.context {
             Some(context) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions {
@@ -598,4 +603,154 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
     n.checked_mul(scale)
         .filter(|s| *s > 0)
         .ok_or_else(|| format!("{text:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+
+    fn request(target: Target, since: Since, container: Option<&str>) -> K8sRequest {
+        K8sRequest {
+            namespace: "waqiti".into(),
+            target,
+            since,
+            container: container.map(str::to_owned),
+            context: None,
+        }
+    }
+
+    /// Runs `source.open()` against a mock API: every request's path and query, in order, with
+    /// the answers a cluster with one two-container pod (one container restarted) would give.
+    fn scenario(req: K8sRequest) -> (Vec<String>, usize) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let server = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let mut seen = Vec::new();
+                while let Some((request, send)) = handle.next_request().await {
+                    assert_eq!(request.method(), http::Method::GET);
+                    let uri = request.uri().to_string();
+                    let body = if uri.contains("/deployments/") {
+                        json!({"kind": "Deployment", "apiVersion": "apps/v1", "metadata": {"name": "api-gateway"},
+                               "spec": {"selector": {"matchLabels": {"app": "api-gateway"},
+                                         "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["canary", "dev"]},
+                                                              {"key": "release", "operator": "Exists"}]},
+                                        "template": {"spec": {"containers": []}}}})
+                        .to_string()
+                    } else if uri.starts_with("/api/v1/namespaces/waqiti/pods?") {
+                        json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [{
+                            "metadata": {"name": "gw-1", "uid": "u-1"},
+                            "spec": {"nodeName": "n1", "containers": [{"name": "gateway", "image": "gw:1"}, {"name": "proxy", "image": "px:1"}]},
+                            "status": {"containerStatuses": [
+                                {"name": "gateway", "restartCount": 2, "image": "gw:1", "imageID": "gw@sha256:1", "ready": true},
+                                {"name": "proxy", "restartCount": 0, "image": "px:1", "imageID": "px@sha256:2", "ready": true}]}}]})
+                        .to_string()
+                    } else if uri.contains("/log?") {
+                        "2026-11-26T14:54:48.000000001Z 10.0.0.1 - - [26/Nov/2026:14:54:48 +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"-\"\n".to_owned()
+                    } else {
+                        json!({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": []}).to_string()
+                    };
+                    seen.push(uri);
+                    send.send_response(Response::builder().status(200).body(Body::from(body.into_bytes())).unwrap());
+                }
+                seen
+            })
+        });
+        let work = tempfile::tempdir().unwrap();
+        let policy = crate::policy::CollectionPolicy::default().kubernetes;
+        let mut source = K8sSource::new(req, policy, work.path().join("k8s"))
+            .with_client(move || kube::Client::new(service, "waqiti"), "https://mock");
+        let streams = source.open().unwrap().len();
+        source.finished();
+        drop(source);
+        (server.join().unwrap(), streams)
+    }
+
+    #[test]
+    fn a_deployment_is_collected_with_these_exact_requests() {
+        let (seen, streams) = scenario(request(
+            Target::Deployment("api-gateway".into()),
+            Since::Seconds(3600),
+            None,
+        ));
+        let selector = "app%3Dapi-gateway%2Ctier%20notin%20%28canary%2Cdev%29%2Crelease";
+        let limit = crate::policy::CollectionPolicy::default()
+            .kubernetes
+            .limit_bytes;
+        let log = |c: &str, previous: bool| {
+            format!(
+                "/api/v1/namespaces/waqiti/pods/gw-1/log?container={c}&timestamps=true{}&sinceSeconds=3600&limitBytes={limit}",
+                if previous { "&previous=true" } else { "" }
+            )
+        };
+        assert_eq!(
+            seen[..9],
+            [
+                "/apis/apps/v1/namespaces/waqiti/deployments/api-gateway".to_owned(),
+                format!("/api/v1/namespaces/waqiti/pods?labelSelector={selector}"),
+                format!("/apis/apps/v1/namespaces/waqiti/replicasets?labelSelector={selector}"),
+                "/api/v1/namespaces/waqiti/services".to_owned(),
+                "/api/v1/namespaces/waqiti/endpoints".to_owned(),
+                "/apis/discovery.k8s.io/v1/namespaces/waqiti/endpointslices".to_owned(),
+                "/apis/networking.k8s.io/v1/namespaces/waqiti/ingresses".to_owned(),
+                "/apis/networking.k8s.io/v1/namespaces/waqiti/networkpolicies".to_owned(),
+                "/api/v1/namespaces/waqiti/events".to_owned(),
+            ]
+        );
+        // The logs, in any order: both containers now, and the restarted one's previous.
+        let mut logs = seen[9..].to_vec();
+        logs.sort();
+        let mut want = vec![
+            log("gateway", false),
+            log("gateway", true),
+            log("proxy", false),
+        ];
+        want.sort();
+        assert_eq!(logs, want);
+        assert_eq!(streams, 3);
+        assert!(seen.iter().all(|s| !s.contains("secret")));
+    }
+
+    #[test]
+    fn a_selector_one_container_and_a_start_time() {
+        let (seen, streams) = scenario(request(
+            Target::Selector("app=api-gateway".into()),
+            Since::Time("2026-11-26T14:00:00+01:00".into()),
+            Some("proxy"),
+        ));
+        assert_eq!(
+            seen[0],
+            "/api/v1/namespaces/waqiti/pods?labelSelector=app%3Dapi-gateway"
+        );
+        let logs: Vec<&String> = seen.iter().filter(|s| s.contains("/log?")).collect();
+        assert_eq!(logs.len(), 1);
+        assert!(logs[0].contains("container=proxy&timestamps=true&sinceTime=2026-11-26T14%3A00%3A00%2B01%3A00&limitBytes="), "{}", logs[0]);
+        assert_eq!(streams, 1);
+    }
+
+    #[test]
+    fn selectors_and_durations() {
+        let selector: LabelSelector = serde_json::from_value(json!({
+            "matchLabels": {"app": "a", "tier": "edge"},
+            "matchExpressions": [{"key": "env", "operator": "In", "values": ["prod", "stage"]},
+                                 {"key": "legacy", "operator": "DoesNotExist"}]
+        }))
+        .unwrap();
+        assert_eq!(
+            selector_string(&selector).unwrap(),
+            "app=a,tier=edge,env in (prod,stage),!legacy"
+        );
+        assert!(selector_string(&LabelSelector::default()).is_err());
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("2h"), Ok(7200));
+        assert_eq!(parse_duration("7d"), Ok(604_800));
+        for bad in ["", "h", "5", "-5m", "1w", "0s", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -299,6 +299,45 @@ fn every_container_log_of_the_deployment_is_sealed_byte_for_byte() {
     assert_eq!(suspicious["failed_in"].as_array().unwrap().len(), 4);
 
     assert_success(&sandbox.run(&["verify", sandbox.store().to_str().unwrap()]));
+    rbac_allows_exactly(&requests);
+}
+
+/// The shipped Role (`deploy/role.yaml`) allows every request custody made, and nothing on
+/// Secrets or by wildcard.
+fn rbac_allows_exactly(requests: &[String]) {
+    let role: serde_json::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/role.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let rules = role["rules"].as_array().unwrap();
+    let text = serde_json::to_string(rules).unwrap();
+    assert!(!text.contains("secrets") && !text.contains('*'), "{text}");
+    let allows = |group: &str, resource: &str, verb: &str| {
+        rules.iter().any(|r| {
+            let has = |field: &str, v: &str| r[field].as_array().unwrap().iter().any(|x| x == v);
+            has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
+        })
+    };
+    for request in requests {
+        let path = request.split('?').next().unwrap();
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        // /api/v1/namespaces/NS/RES[/NAME[/SUB]] or /apis/GROUP/VERSION/namespaces/NS/RES[/NAME]
+        let (group, rest) = match parts[0] {
+            "api" => ("", &parts[4..]),
+            _ => (parts[1], &parts[5..]),
+        };
+        let (resource, verb) = match rest {
+            [res] => (res.to_string(), "list"),
+            [res, _name] => (res.to_string(), "get"),
+            [res, _name, sub] => (format!("{res}/{sub}"), "get"),
+            _ => panic!("unexpected request {request}"),
+        };
+        assert!(
+            allows(group, &resource, verb),
+            "deploy/role.yaml does not allow {verb} {group}/{resource} ({request})"
+        );
+    }
 }
 
 #[test]
@@ -492,4 +531,46 @@ fn the_fake_server_answers_like_the_api_server() {
     assert_eq!(body.trim_end_matches('\n').len(), 10, "{body}");
     let (code, _) = get(&format!("/api/v1/namespaces/{NS}/secrets"));
     assert_eq!(code, 403);
+}
+
+#[test]
+fn streams_are_capped_at_the_policy_limit_and_marked_truncated() {
+    let kube = cluster();
+    let sandbox = Sandbox::new();
+    let policies = sandbox.path("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("collection.yaml"),
+        "kubernetes:\n  limit_bytes: 1000\n  concurrency: 1\n",
+    )
+    .unwrap();
+    let out = collect_k8s(
+        &sandbox,
+        &kube,
+        &[
+            "--selector",
+            "app=api-gateway,tier=edge,pod-template-hash",
+            "--container",
+            "gateway",
+            "--policies",
+            policies.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    let result = json(&out);
+    let bag = unpack(&result, sandbox.dir.path());
+    let collection: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bag.join("data/collection.json")).unwrap()).unwrap();
+    let sources = collection["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 2, "{sources:#?}");
+    for s in sources {
+        assert_eq!(s["truncated"], true, "{s}");
+        assert_eq!(s["bytes"], 1000);
+        assert_eq!(s["limit_bytes"], 1000);
+    }
+    assert!(kube
+        .requests()
+        .iter()
+        .filter(|r| r.contains("/log?"))
+        .all(|r| r.ends_with("limitBytes=1000")));
 }
