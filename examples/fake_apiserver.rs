@@ -60,6 +60,7 @@ fn main() {
                 lines,
                 previous: None,
             }],
+            init_containers: Vec::new(),
             node: format!("node-{}", p % 3),
         });
     }

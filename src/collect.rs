@@ -73,6 +73,8 @@ pub struct Request {
     pub format: FormatChoice,
     /// Show progress on a terminal.
     pub progress: bool,
+    /// What triggered the case, kept in the bag as `data/trigger/alert.json` (an alert).
+    pub trigger_payload: Option<Vec<u8>>,
 }
 
 impl Request {
@@ -89,6 +91,7 @@ impl Request {
             top,
             format,
             progress,
+            trigger_payload: None,
         }
     }
 }
@@ -118,22 +121,45 @@ pub fn collect(
     source: &mut dyn Source,
     request: &Request,
 ) -> Result<Outcome, CollectError> {
+    // The sources are opened before the case: bad input is refused with nothing written.
+    let opened = open_sources(policies, source, request)?;
+    let journal = open_case(store, request, serde_json::Value::Null)?;
+    seal_case(store, key, policies, source, request, journal, opened)
+}
+
+/// The streams of a source, opened, with each one's format.
+pub struct OpenedSources {
+    streams: Vec<(crate::source::Stream, Format)>,
+}
+
+/// Opens `source` and resolves each stream's format from its first bytes.
+pub fn open_sources(
+    policies: &Policies,
+    source: &mut dyn Source,
+    request: &Request,
+) -> Result<OpenedSources, CollectError> {
     let streams = source.open()?;
-    let failures = source.failures();
-    let snapshots = source.snapshots();
-    // Each stream's format, from its first bytes: a format that cannot be had fails here, before
-    // anything is written.
-    let stream_formats = streams
-        .iter()
-        .map(|s| {
+    let mut out = Vec::new();
+    for s in streams {
+        let format =
             format::resolve(&request.format, &s.first, &policies.formats).map_err(|message| {
                 SourceError::Format {
                     path: s.name.clone(),
                     message,
                 }
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+            })?;
+        out.push((s, format));
+    }
+    Ok(OpenedSources { streams: out })
+}
+
+/// Opens the case: its header (create-new, so a case id is taken once) and the journal's first
+/// entry. `trigger_details` (the alert, for an alert) goes into that entry.
+pub fn open_case<'a>(
+    store: &'a dyn Store,
+    request: &Request,
+    trigger_details: serde_json::Value,
+) -> Result<Journal<'a>, CollectError> {
     let created_at = timefmt::rfc3339(request.at);
     let case = request.case_id.clone();
     let header = serde_json::json!({
@@ -147,15 +173,37 @@ pub fn collect(
         .put_new(&StoreKey::CaseHeader(case.clone()), &header_bytes)
         .map_err(CollectError::OpenCase)?;
     let mut journal = Journal::new_case(store, case.clone());
+    let mut details = serde_json::json!({
+        "trigger": request.trigger,
+        "case_header_sha256": Sha256Digest::of(&header_bytes),
+    });
+    if !trigger_details.is_null() {
+        details["trigger_details"] = trigger_details;
+    }
     journal.append(
         &request.trigger.requested_by,
         EntryKind::CaseOpened,
-        serde_json::json!({
-            "trigger": request.trigger,
-            "case_header_sha256": Sha256Digest::of(&header_bytes),
-        }),
+        details,
     )?;
+    Ok(journal)
+}
 
+/// Captures the opened streams into a bag, analyses them, seals and stores the bundle, and
+/// journals each step, in the case `journal` belongs to.
+pub fn seal_case(
+    store: &dyn Store,
+    key: &SigningKey,
+    policies: &Policies,
+    source: &mut dyn Source,
+    request: &Request,
+    mut journal: Journal<'_>,
+    opened: OpenedSources,
+) -> Result<Outcome, CollectError> {
+    let failures = source.failures();
+    let snapshots = source.snapshots();
+    let created_at = timefmt::rfc3339(request.at);
+    let case = request.case_id.clone();
+    let (streams, stream_formats): (Vec<_>, Vec<_>) = opened.streams.into_iter().unzip();
     for failure in &failures {
         journal.append("custody", EntryKind::SourceFailed, failure.clone())?;
     }
@@ -216,6 +264,17 @@ pub fn collect(
             }),
         )?;
         let mut p = stream.provenance;
+        // A source that hashed the bytes as they arrived: what is sealed must be what arrived.
+        if let Some(received) = p.get("sha256_received").and_then(|v| v.as_str()) {
+            if received != c.sha256.to_hex() {
+                journal.append(
+                    "custody",
+                    EntryKind::SourceFailed,
+                    serde_json::json!({"source": stream.name, "bag_path": c.path.as_str(),
+                        "error": format!("the staged bytes changed before sealing: received SHA-256 {received}, sealed {}", c.sha256)}),
+                )?;
+            }
+        }
         if let Some(obj) = p.as_object_mut() {
             obj.insert("bag_path".into(), c.path.as_str().into());
             obj.insert("bytes".into(), c.size.into());
@@ -276,6 +335,9 @@ pub fn collect(
     });
     for (name, bytes) in snapshots {
         bag.add_bytes(BagPath::new(format!("data/k8s/{name}"))?, bytes)?;
+    }
+    if let Some(alert) = &request.trigger_payload {
+        bag.add_bytes(BagPath::new("data/trigger/alert.json")?, alert.clone())?;
     }
     bag.add_bytes(
         BagPath::new("data/analysis/summary.json")?,

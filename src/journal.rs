@@ -25,6 +25,15 @@ pub enum EntryKind {
     /// The case's objects were uploaded to S3; details: `objects`, each with its URI, version
     /// id, SHA-256, size, lock mode, retain-until (Unix seconds) and legal hold.
     ObjectsStored,
+    /// A bundle's findings, for the case API: suspicious clients and counts.
+    Findings,
+    /// The collection could not be done; details: the error. Nothing was sealed by it.
+    CollectionFailed,
+    /// A collection interrupted (the daemon stopped or died) is done again from the start;
+    /// source entries before this one belong to the interrupted attempt.
+    CollectionRestarted,
+    /// The alert that opened the case was resolved.
+    AlertResolved,
 }
 
 /// One journal entry, stored as `cases/<case>/journal/<seq>.json`.

@@ -242,14 +242,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             Since::Seconds(k8s::parse_duration(d).map_err(anyhow::Error::msg)?)
                         }
                         (None, Some(t)) => {
+                            // As the API server reads it: RFC 3339 with an upper-case T and Z.
+                            let strict = t.as_bytes().get(10) == Some(&b'T') && !t.contains('z');
                             custody::analysis::parse::parse_rfc3339(t.as_bytes())
-                                .context("--since-time is not an RFC 3339 time")?;
+                                .filter(|_| strict)
+                                .context(
+                                    "--since-time is not an RFC 3339 time (2026-11-26T14:00:00Z)",
+                                )?;
                             Since::Time(t.clone())
                         }
                         (None, None) => Since::All,
                     },
                     container: container.clone(),
                     context: context.clone(),
+                    kubeconfig: None,
                 }),
             };
             let source_for = |staging: &Path| -> Box<dyn Source> {
@@ -267,7 +273,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let mut source = source_for(store.staging_dir());
                 let result =
                     collect::collect(store.as_ref(), &key, &policies, source.as_mut(), &request);
-                source.finished();
+                // Downloaded logs are removed only once they are sealed.
+                if result.is_ok() {
+                    source.finished();
+                }
                 let outcome = result?;
                 output::collected(&outcome, None, cli.json)?;
                 return Ok(ExitCode::SUCCESS);
@@ -279,7 +288,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let _case_lock = spool.lock_case(&request.case_id)?;
             let mut source = source_for(spool.staging_dir());
             let result = collect::collect(&spool, &key, &policies, source.as_mut(), &request);
-            source.finished();
+            if result.is_ok() {
+                source.finished();
+            }
             let outcome = result?;
             let uploaded = s3_store(&cli, location, &policies, &spool).and_then(|s3| {
                 s3.check()?;

@@ -29,6 +29,9 @@ pub enum StoreKey {
     PublicKey(KeyId),
     /// An object written by `store check` to prove the bucket takes custody's writes.
     Probe(String),
+    /// The record that an alert episode was received (`<sha256 hex>.json`), created once: the
+    /// conditional create that makes one case per episode, across replicas.
+    Episode(String),
 }
 
 impl StoreKey {
@@ -43,6 +46,7 @@ impl StoreKey {
             Self::SealSignature(c, b) => format!("cases/{c}/bundles/{b}.seal.json.sig"),
             Self::PublicKey(k) => format!("keys/{k}.pub"),
             Self::Probe(name) => format!("probes/{name}"),
+            Self::Episode(name) => format!("episodes/{name}"),
         }
     }
 }
@@ -130,6 +134,9 @@ pub trait Store: Send + Sync {
 
     /// The bundles of a case, sorted, and any names in `bundles/` that belong to no bundle.
     fn list_bundles(&self, case: &CaseId) -> Result<(Vec<BundleId>, Vec<String>), StoreError>;
+
+    /// Every case in the store, sorted (oldest first).
+    fn list_cases(&self) -> Result<Vec<CaseId>, StoreError>;
 }
 
 /// Opens the store named by `uri` (a directory path or `file://PATH`), creating it if `create`.

@@ -8,6 +8,30 @@ use super::PolicyError;
 #[serde(deny_unknown_fields)]
 pub struct CollectionPolicy {
     pub kubernetes: KubernetesPolicy,
+    /// Alerts that open a case, first match wins.
+    #[serde(default)]
+    pub alerts: Vec<AlertRoute>,
+}
+
+/// One alert route: which alerts, and what they collect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRoute {
+    /// Label name → value; every one must equal the alert's label.
+    #[serde(rename = "match")]
+    pub matchers: std::collections::BTreeMap<String, String>,
+    pub namespace: Option<String>,
+    pub deployment: Option<String>,
+    pub selector: Option<String>,
+    /// How far back the logs are collected: 90s, 15m, 2h, 7d [default: everything].
+    pub since: Option<String>,
+}
+
+impl AlertRoute {
+    /// Whether every matcher equals the alert's label.
+    pub fn matches(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        self.matchers.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +62,7 @@ impl Default for CollectionPolicy {
                 concurrency: 4,
                 init_containers: true,
             },
+            alerts: Vec::new(),
         })
     }
 }
@@ -63,6 +88,22 @@ impl CollectionPolicy {
                 k.concurrency
             )));
         }
+        for (i, route) in policy.alerts.iter().enumerate() {
+            if route.matchers.is_empty() {
+                return Err(err(format!(
+                    "alerts[{i}]: `match` needs at least one label"
+                )));
+            }
+            if route.deployment.is_some() && route.selector.is_some() {
+                return Err(err(format!(
+                    "alerts[{i}]: give `deployment` or `selector`, not both"
+                )));
+            }
+            if let Some(since) = &route.since {
+                crate::source::k8s::parse_duration(since)
+                    .map_err(|e| err(format!("alerts[{i}].since: {e}")))?;
+            }
+        }
         Ok(policy)
     }
 }
@@ -75,6 +116,13 @@ mod tests {
     fn shipped_and_bad_policies() {
         let p = CollectionPolicy::parse("t", super::super::DEFAULT_COLLECTION).unwrap();
         assert_eq!(p, CollectionPolicy::default());
+        let breach = std::collections::BTreeMap::from([(
+            "alertname".to_owned(),
+            "WaqitiSecurityBreachDetected".to_owned(),
+        )]);
+        let route = p.alerts.iter().find(|r| r.matches(&breach)).unwrap();
+        assert_eq!(route.namespace.as_deref(), Some("waqiti"));
+        assert_eq!(route.deployment.as_deref(), Some("api-gateway"));
         for (text, want) in [
             (
                 "kubernetes: {limit_bytes: 0, concurrency: 4}",

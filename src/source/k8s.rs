@@ -32,6 +32,8 @@ pub struct K8sRequest {
     pub container: Option<String>,
     /// The kubeconfig context [default: the current one, or in-cluster].
     pub context: Option<String>,
+    /// A kubeconfig file [default: KUBECONFIG, ~/.kube/config, or in-cluster].
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -58,6 +60,8 @@ struct LogCapture {
     /// The file the bytes are in, when any arrived.
     file: Option<PathBuf>,
     error: Option<String>,
+    /// Its name under `data/logs/`.
+    bag_name: String,
 }
 
 pub struct K8sSource {
@@ -235,86 +239,182 @@ async fn get_bytes(client: &kube::Client, path: &str) -> Result<Vec<u8>, kube::E
     Ok(bytes)
 }
 
-/// Streams one log into `file`, hashing on the way. Returns the bytes and digest written, and
-/// the error that ended the stream early, if one did (what arrived is kept).
+/// How long a log stream may stay silent before it is given up (what arrived is kept).
+const STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What one log stream produced.
+struct Streamed {
+    bytes: u64,
+    sha256: crate::digest::Sha256Digest,
+    /// More than the cap was on offer: the log is cut at the cap.
+    truncated: bool,
+    /// Why the stream ended early, if it did; the bytes before are kept.
+    ended: Option<String>,
+}
+
+/// Streams one log into `file`, hashing on the way, keeping at most `limit` bytes. The request
+/// asks for one byte more than `limit`, so a log of exactly `limit` bytes is not mistaken for a
+/// truncated one. A broken or stalled stream, or a local write error, ends the capture with what
+/// arrived kept and the reason recorded; `Err` means nothing was captured (the API refused).
 async fn stream_log(
     client: &kube::Client,
     path: &str,
     file: &Path,
-) -> Result<(u64, crate::digest::Sha256Digest, Option<String>), kube::Error> {
+    limit: u64,
+) -> Result<Streamed, kube::Error> {
     let request = http::Request::get(path)
         .body(Vec::new())
         .map_err(kube::Error::HttpError)?;
     let mut body = client.request_stream(request).await?;
-    let out = std::fs::File::create(file).map_err(kube::Error::ReadEvents)?;
+    let out = match std::fs::File::create(file) {
+        Ok(f) => f,
+        Err(e) => {
+            return Ok(Streamed {
+                bytes: 0,
+                sha256: crate::digest::Sha256Digest::of(b""),
+                truncated: false,
+                ended: Some(format!(
+                    "cannot create the staging file {}: {e}",
+                    file.display()
+                )),
+            })
+        }
+    };
     let mut writer = HashingWriter::new(std::io::BufWriter::new(out));
     let mut buf = vec![0u8; 64 * 1024];
-    let mut ended = None;
+    let (mut kept, mut truncated, mut ended) = (0u64, false, None);
     loop {
-        match body.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => writer
-                .write_all(&buf[..n])
-                .map_err(kube::Error::ReadEvents)?,
-            Err(e) => {
+        let n = match tokio::time::timeout(STALL, body.read(&mut buf)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
                 ended = Some(format!("the stream broke after the bytes kept: {e}"));
                 break;
             }
+            Err(_) => {
+                ended = Some(format!(
+                    "the stream stalled: nothing for {} s after the bytes kept",
+                    STALL.as_secs()
+                ));
+                break;
+            }
+        };
+        let room = (limit - kept).min(n as u64) as usize;
+        if let Err(e) = writer.write_all(&buf[..room]) {
+            ended = Some(format!("cannot write the staging file: {e}"));
+            break;
+        }
+        kept += room as u64;
+        if room < n {
+            truncated = true;
+            break;
         }
     }
-    let (inner, digest, bytes) = writer.finish();
-    let file = inner
+    let (inner, sha256, bytes) = writer.finish();
+    let synced = inner
         .into_inner()
-        .map_err(|e| kube::Error::ReadEvents(e.into_error()))?;
-    file.sync_all().map_err(kube::Error::ReadEvents)?;
-    Ok((bytes, digest, ended))
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all());
+    if let (Err(e), None) = (synced, &ended) {
+        ended = Some(format!("cannot write the staging file: {e}"));
+    }
+    Ok(Streamed {
+        bytes,
+        sha256,
+        truncated,
+        ended,
+    })
 }
 
-/// Every container (and init container) of `pod` to collect: (name, image, status fields).
-fn containers(pod: &Pod, only: Option<&str>, init: bool) -> Vec<(String, serde_json::Value, u32)> {
+/// One container to collect, with what the pod's status says of it now and of its previous
+/// instance.
+struct ContainerInfo {
+    name: String,
+    current: serde_json::Value,
+    previous: serde_json::Value,
+    restarts: u32,
+}
+
+fn time_of(t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> Option<String> {
+    t.map(|t| t.0.to_string())
+}
+
+/// Every container (and init and ephemeral container) of `pod` to collect.
+fn containers(pod: &Pod, only: Option<&str>, init: bool) -> Vec<ContainerInfo> {
+    use k8s_openapi::api::core::v1::ContainerStatus;
     let spec = pod.spec.clone().unwrap_or_default();
     let status = pod.status.clone().unwrap_or_default();
     let mut out = Vec::new();
-    let mut add = |c: &k8s_openapi::api::core::v1::Container,
-                   statuses: &Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>,
+    let mut add = |name: &str,
+                   image: &Option<String>,
+                   statuses: &Option<Vec<ContainerStatus>>,
                    kind: &str| {
-        if only.is_some_and(|o| o != c.name) {
+        if only.is_some_and(|o| o != name) {
             return;
         }
-        let s = statuses
-            .iter()
-            .flatten()
-            .find(|s| s.name == c.name)
-            .cloned();
+        let s = statuses.iter().flatten().find(|s| s.name == name).cloned();
         let restarts = s.as_ref().map_or(0, |s| s.restart_count.max(0) as u32);
-        let started = s.as_ref().and_then(|s| {
-            s.state
-                .as_ref()
-                .and_then(|st| st.running.as_ref())
-                .and_then(|r| r.started_at.as_ref())
-                .map(|t| t.0.to_string())
+        let state = s.as_ref().and_then(|s| s.state.clone()).unwrap_or_default();
+        let started =
+            time_of(state.running.as_ref().and_then(|r| r.started_at.as_ref())).or_else(|| {
+                time_of(
+                    state
+                        .terminated
+                        .as_ref()
+                        .and_then(|t| t.started_at.as_ref()),
+                )
+            });
+        let base = json!({
+            "container": name,
+            "container_kind": kind,
+            "image": image,
+            "image_id": s.as_ref().map(|s| s.image_id.clone()),
+            "restart_count": restarts,
         });
-        out.push((
-            c.name.clone(),
-            json!({
-                "container": c.name,
-                "container_kind": kind,
-                "container_id": s.as_ref().and_then(|s| s.container_id.clone()),
-                "image": c.image,
-                "image_id": s.as_ref().map(|s| s.image_id.clone()),
-                "restart_count": restarts,
-                "started_at": started,
-            }),
+        let mut current = base.clone();
+        current["container_id"] = json!(s.as_ref().and_then(|s| s.container_id.clone()));
+        current["started_at"] = json!(started);
+        current["state"] = json!(if state.running.is_some() {
+            "running"
+        } else if state.terminated.is_some() {
+            "terminated"
+        } else {
+            "waiting"
+        });
+        // The previous instance: what `lastState.terminated` says of it.
+        let last = s
+            .as_ref()
+            .and_then(|s| s.last_state.as_ref())
+            .and_then(|l| l.terminated.clone());
+        let mut previous = base;
+        previous["container_id"] = json!(last.as_ref().and_then(|t| t.container_id.clone()));
+        previous["started_at"] = json!(time_of(last.as_ref().and_then(|t| t.started_at.as_ref())));
+        previous["finished_at"] =
+            json!(time_of(last.as_ref().and_then(|t| t.finished_at.as_ref())));
+        previous["exit_code"] = json!(last.as_ref().map(|t| t.exit_code));
+        previous["reason"] = json!(last.as_ref().and_then(|t| t.reason.clone()));
+        out.push(ContainerInfo {
+            name: name.to_owned(),
+            current,
+            previous,
             restarts,
-        ));
+        });
     };
     for c in &spec.containers {
-        add(c, &status.container_statuses, "container");
+        add(&c.name, &c.image, &status.container_statuses, "container");
     }
     if init {
         for c in spec.init_containers.iter().flatten() {
-            add(c, &status.init_container_statuses, "init");
+            add(&c.name, &c.image, &status.init_container_statuses, "init");
         }
+    }
+    for c in spec.ephemeral_containers.iter().flatten() {
+        add(
+            &c.name,
+            &c.image,
+            &status.ephemeral_container_statuses,
+            "ephemeral",
+        );
     }
     out
 }
@@ -324,14 +424,26 @@ impl K8sSource {
         if let Some(make) = self.make_client.take() {
             return Ok(make());
         }
-        let config = match &self.request.context {
-            Some(context) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions {
+        let options = kube::config::KubeConfigOptions {
+            context: self.request.context.clone(),
+            ..Default::default()
+        };
+        let config = match (&self.request.kubeconfig, &self.request.context) {
+            (Some(path), _) => {
+                let file = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                    k8s_error(format!("cannot read kubeconfig {}: {e}", path.display()))
+                })?;
+                kube::Config::from_custom_kubeconfig(file, &options)
+                    .await
+                    .map_err(|e| k8s_error(format!("kubeconfig {}: {e}", path.display())))?
+            }
+            (None, Some(context)) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions {
                 context: Some(context.clone()),
                 ..Default::default()
             })
             .await
             .map_err(|e| k8s_error(format!("cannot use kubeconfig context {context}: {e}")))?,
-            None => kube::Config::infer().await.map_err(|e| {
+            (None, None) => kube::Config::infer().await.map_err(|e| {
                 k8s_error(format!(
                     "no cluster: neither KUBECONFIG/~/.kube/config nor in-cluster configuration works: {e}"
                 ))
@@ -345,6 +457,10 @@ impl K8sSource {
         let client = self.client().await?;
         let ns = self.request.namespace.clone();
         let selector = match &self.request.target {
+            // An empty selector would take every pod of the namespace.
+            Target::Selector(s) if s.trim().is_empty() => {
+                return Err(k8s_error("the label selector is empty".to_owned()))
+            }
             Target::Selector(s) => s.clone(),
             Target::Deployment(name) => {
                 let path = format!(
@@ -361,10 +477,7 @@ impl K8sSource {
                 let deployment: Deployment = serde_json::from_slice(&bytes).map_err(|e| {
                     k8s_error(format!("Deployment {ns}/{name} is not a Deployment: {e}"))
                 })?;
-                self.snapshots.push((
-                    format!("deployment-{}.json", safe_file_name(name, 100)),
-                    bytes,
-                ));
+                self.snapshots.push(("deployment.json".to_owned(), bytes));
                 let selector = deployment
                     .spec
                     .map(|s| s.selector)
@@ -407,23 +520,44 @@ impl K8sSource {
                 "node": pod.spec.as_ref().and_then(|s| s.node_name.clone()),
                 "pod_started_at": pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0.to_string()),
             });
-            for (container, details, restarts) in containers(
+            let found = containers(
                 pod,
                 self.request.container.as_deref(),
                 self.policy.init_containers,
-            ) {
+            );
+            if found.is_empty() {
+                let mut failure = pod_info.clone();
+                failure["error"] = json!(match &self.request.container {
+                    Some(c) => format!("the pod has no container {c}"),
+                    None => "the pod has no containers".to_owned(),
+                });
+                self.failures.push(failure);
+            }
+            for (index, info) in found.into_iter().enumerate() {
                 for previous in [false, true] {
-                    if previous && restarts == 0 {
+                    if previous && info.restarts == 0 {
                         continue;
                     }
                     let mut provenance = pod_info.clone();
+                    let details = if previous {
+                        &info.previous
+                    } else {
+                        &info.current
+                    };
                     if let (Some(p), Some(d)) = (provenance.as_object_mut(), details.as_object()) {
                         p.extend(d.clone());
                         p.insert("previous".into(), previous.into());
                         p.insert("since".into(), since_json(&self.request.since));
                         p.insert("limit_bytes".into(), self.policy.limit_bytes.into());
                     }
-                    jobs.push((pod_name.clone(), container.clone(), previous, provenance));
+                    let bag_name = bag_name(jobs.len(), &pod_name, index, &info.name, previous);
+                    jobs.push((
+                        pod_name.clone(),
+                        info.name.clone(),
+                        previous,
+                        provenance,
+                        bag_name,
+                    ));
                 }
             }
         }
@@ -431,16 +565,17 @@ impl K8sSource {
             .map_err(|e| k8s_error(format!("cannot create {}: {e}", self.work.display())))?;
         let permits = Arc::new(tokio::sync::Semaphore::new(self.policy.concurrency));
         let mut tasks = tokio::task::JoinSet::new();
-        for (i, (pod, container, previous, provenance)) in jobs.into_iter().enumerate() {
+        for (i, (pod, container, previous, provenance, bag_name)) in jobs.into_iter().enumerate() {
             let client = client.clone();
             let permits = permits.clone();
+            // One byte over the cap, to tell a cut log from one of exactly the cap's size.
             let path = log_path(
                 &ns,
                 &pod,
                 &container,
                 previous,
                 &self.request.since,
-                self.policy.limit_bytes,
+                self.policy.limit_bytes.saturating_add(1),
             );
             let file = self.work.join(format!("{i:05}.log"));
             let limit = self.policy.limit_bytes;
@@ -453,20 +588,21 @@ impl K8sSource {
                     provenance,
                     file: None,
                     error: None,
+                    bag_name,
                 };
-                match stream_log(&client, &path, &file).await {
-                    Ok((bytes, sha256, ended)) => {
+                match stream_log(&client, &path, &file, limit).await {
+                    Ok(got) => {
                         if let Some(p) = capture.provenance.as_object_mut() {
-                            p.insert("bytes_received".into(), bytes.into());
-                            p.insert("sha256_received".into(), sha256.to_hex().into());
-                            p.insert("truncated".into(), (bytes >= limit).into());
-                            p.insert("complete".into(), ended.is_none().into());
-                            if let Some(e) = &ended {
+                            p.insert("bytes_received".into(), got.bytes.into());
+                            p.insert("sha256_received".into(), got.sha256.to_hex().into());
+                            p.insert("truncated".into(), got.truncated.into());
+                            p.insert("complete".into(), got.ended.is_none().into());
+                            if let Some(e) = &got.ended {
                                 p.insert("error".into(), e.clone().into());
                             }
                         }
                         capture.file = Some(file);
-                        capture.error = ended;
+                        capture.error = got.ended;
                     }
                     Err(e) => {
                         let _ = std::fs::remove_file(&file);
@@ -483,7 +619,10 @@ impl K8sSource {
         while let Some(done) = tasks.join_next().await {
             match done {
                 Ok(c) => captures.push(c),
-                Err(e) => return Err(k8s_error(format!("a log reader failed: {e}"))),
+                // A reader that panicked took only its own stream with it.
+                Err(e) => self.failures.push(
+                    json!({"kind": "kubernetes-log", "error": format!("a log reader failed: {e}")}),
+                ),
             }
         }
         captures.sort_by_key(|(i, _)| *i);
@@ -531,9 +670,21 @@ impl Source for K8sSource {
                 self.failures.push(failure);
             }
             let Some(path) = c.file else { continue };
-            let mut file = std::fs::File::open(&path)
-                .map_err(|e| k8s_error(format!("cannot reopen {}: {e}", path.display())))?;
-            let suffix = if c.previous { ".previous" } else { "" };
+            let opened = std::fs::File::open(&path).and_then(|mut file| {
+                let first = super::files::peek(&mut file, &path.display().to_string())
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                Ok((file, first))
+            });
+            let (file, first) = match opened {
+                Ok(x) => x,
+                Err(e) => {
+                    self.failures.push(
+                        json!({"pod": c.pod, "container": c.container, "previous": c.previous,
+                        "error": format!("cannot reopen the staged log {}: {e}", path.display())}),
+                    );
+                    continue;
+                }
+            };
             streams.push(Stream {
                 name: format!(
                     "{}/{}/{}{}",
@@ -542,13 +693,9 @@ impl Source for K8sSource {
                     c.container,
                     if c.previous { " (previous)" } else { "" }
                 ),
-                bag_name: format!(
-                    "{}/{}{suffix}.log",
-                    safe_file_name(&c.pod, 120),
-                    safe_file_name(&c.container, 60)
-                ),
+                bag_name: c.bag_name,
                 provenance: c.provenance,
-                first: super::files::peek(&mut file, &path.display().to_string())?,
+                first,
                 reader: Box::new(file),
             });
         }
@@ -583,9 +730,24 @@ impl Source for K8sSource {
     }
 }
 
+/// A log's name under `data/logs/`: `<NNNN>-<pod>/<container>[.previous].log`, numbered so that
+/// names cut to fit the bag's path limit stay distinct (the full names are in
+/// `collection.json`).
+fn bag_name(n: usize, pod: &str, index: usize, container: &str, previous: bool) -> String {
+    let pod = safe_file_name(pod, 30);
+    let container = if container.len() > 30 {
+        format!("{}-{index}", safe_file_name(container, 25))
+    } else {
+        safe_file_name(container, 30)
+    };
+    let suffix = if previous { ".previous" } else { "" };
+    format!("{n:04}-{pod}/{container}{suffix}.log")
+}
+
 /// Parses `--since` durations: `90s`, `15m`, `2h`, `7d`.
 pub fn parse_duration(text: &str) -> Result<u64, String> {
-    let (digits, unit) = text.split_at(text.len().saturating_sub(1));
+    let split = text.char_indices().last().map_or(0, |(i, _)| i);
+    let (digits, unit) = text.split_at(split);
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("{text:?} is not a duration like 90s, 15m, 2h or 7d"))?;
@@ -618,6 +780,7 @@ mod tests {
             since,
             container: container.map(str::to_owned),
             context: None,
+            kubeconfig: None,
         }
     }
 
@@ -679,9 +842,11 @@ mod tests {
             None,
         ));
         let selector = "app%3Dapi-gateway%2Ctier%20notin%20%28canary%2Cdev%29%2Crelease";
+        // One byte over the cap, to tell a cut log from one of exactly the cap.
         let limit = crate::policy::CollectionPolicy::default()
             .kubernetes
-            .limit_bytes;
+            .limit_bytes
+            + 1;
         let log = |c: &str, previous: bool| {
             format!(
                 "/api/v1/namespaces/waqiti/pods/gw-1/log?container={c}&timestamps=true{}&sinceSeconds=3600&limitBytes={limit}",
@@ -749,7 +914,17 @@ mod tests {
         assert_eq!(parse_duration("90s"), Ok(90));
         assert_eq!(parse_duration("2h"), Ok(7200));
         assert_eq!(parse_duration("7d"), Ok(604_800));
-        for bad in ["", "h", "5", "-5m", "1w", "0s", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "h",
+            "5",
+            "-5m",
+            "1w",
+            "0s",
+            "99999999999999999999d",
+            "5µ",
+            "µ",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

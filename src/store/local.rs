@@ -196,6 +196,16 @@ impl Store for LocalStore {
         Ok((seqs, strays))
     }
 
+    fn list_cases(&self) -> Result<Vec<CaseId>, StoreError> {
+        let mut cases: Vec<CaseId> = self
+            .read_dir_names(&self.root.join("cases"))?
+            .into_iter()
+            .filter_map(|n| CaseId::new(n).ok())
+            .collect();
+        cases.sort();
+        Ok(cases)
+    }
+
     fn list_bundles(&self, case: &CaseId) -> Result<(Vec<BundleId>, Vec<String>), StoreError> {
         let dir = self.root.join(format!("cases/{case}/bundles"));
         let mut bundles = BTreeSet::new();

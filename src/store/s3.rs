@@ -727,7 +727,7 @@ impl S3Store {
 
     /// The case ids in the store (each `cases/<id>/…` key), sorted; names that are not case
     /// ids are returned as strays.
-    pub fn list_cases(&self) -> Result<(Vec<CaseId>, Vec<String>), StoreError> {
+    pub fn list_case_ids(&self) -> Result<(Vec<CaseId>, Vec<String>), StoreError> {
         let mut cases = std::collections::BTreeSet::new();
         let mut strays = Vec::new();
         for name in self.list_names("cases")? {
@@ -1119,6 +1119,10 @@ impl Store for S3Store {
         }
         seqs.sort_unstable();
         Ok((seqs, strays))
+    }
+
+    fn list_cases(&self) -> Result<Vec<CaseId>, StoreError> {
+        Ok(self.list_case_ids()?.0)
     }
 
     fn list_bundles(&self, case: &CaseId) -> Result<(Vec<BundleId>, Vec<String>), StoreError> {

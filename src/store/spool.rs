@@ -206,6 +206,10 @@ impl Store for SpoolStore {
     fn list_bundles(&self, case: &CaseId) -> Result<(Vec<BundleId>, Vec<String>), StoreError> {
         self.local.list_bundles(case)
     }
+
+    fn list_cases(&self) -> Result<Vec<CaseId>, StoreError> {
+        self.local.list_cases()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -445,10 +445,24 @@ fn check_captured_sources(
     bundle: &BundleId,
     c: &mut Checker,
 ) {
+    // This bundle's sources: those after any earlier bundle and any interrupted attempt.
+    let start = chain
+        .entries
+        .iter()
+        .filter(|(e, _)| {
+            e.seq <= head
+                && matches!(
+                    e.kind,
+                    EntryKind::BundleSealed | EntryKind::CollectionRestarted
+                )
+        })
+        .map(|(e, _)| e.seq)
+        .max()
+        .unwrap_or(0);
     let captured = chain
         .entries
         .iter()
-        .filter(|(e, _)| e.seq <= head && e.kind == EntryKind::SourceCaptured);
+        .filter(|(e, _)| e.seq > start && e.seq <= head && e.kind == EntryKind::SourceCaptured);
     for (entry, _) in captured {
         let path = entry
             .details

@@ -84,7 +84,7 @@ pub fn verify_s3(
     let cases = match &target.case {
         Some(c) => vec![c.clone()],
         None => {
-            let (cases, strays) = store.list_cases()?;
+            let (cases, strays) = store.list_case_ids()?;
             for s in strays {
                 report.problem("unexpected_file", s, "not part of the evidence layout");
             }

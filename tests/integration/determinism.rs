@@ -29,6 +29,7 @@ fn sealing_twice_gives_identical_archives() {
             top: 20,
             format: custody::analysis::format::FormatChoice::Auto,
             progress: false,
+            trigger_payload: None,
         };
         let mut source = FileSource::new(vec![log.clone()]);
         let outcome =

@@ -31,6 +31,7 @@ pub struct FakePod {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub containers: Vec<FakeContainer>,
+    pub init_containers: Vec<FakeContainer>,
     pub node: String,
 }
 
@@ -184,7 +185,8 @@ fn pod_json(ns: &str, p: &FakePod) -> Value {
                 "imageID": format!("registry.example/{}@sha256:{}", c.name, custody::digest::Sha256Digest::of(c.name.as_bytes())),
                 "containerID": format!("containerd://{}", custody::digest::Sha256Digest::of(format!("{}/{}", p.name, c.name).as_bytes())),
                 "state": {"running": {"startedAt": "2026-11-26T10:00:00Z"}},
-                "lastState": if c.previous.is_some() { json!({"terminated": {"exitCode": 137, "reason": "OOMKilled", "startedAt": "2026-11-26T09:00:00Z", "finishedAt": "2026-11-26T10:00:00Z"}}) } else { json!({}) },
+                "lastState": if c.previous.is_some() { json!({"terminated": {"exitCode": 137, "reason": "OOMKilled", "startedAt": "2026-11-26T09:00:00Z", "finishedAt": "2026-11-26T10:00:00Z",
+                    "containerID": format!("containerd://{}", custody::digest::Sha256Digest::of(format!("{}/{}/previous", p.name, c.name).as_bytes()))}}) } else { json!({}) },
             })
         })
         .collect();
@@ -193,8 +195,13 @@ fn pod_json(ns: &str, p: &FakePod) -> Value {
                      "namespace": ns, "uid": uid(&p.name), "resourceVersion": "1200",
                      "creationTimestamp": "2026-11-26T09:00:00Z", "labels": p.labels},
         "spec": {"containers": p.containers.iter().map(|c| json!({"name": c.name, "image": format!("registry.example/{}:2.4.1", c.name)})).collect::<Vec<_>>(),
+                 "initContainers": p.init_containers.iter().map(|c| json!({"name": c.name, "image": format!("registry.example/{}:2.4.1", c.name)})).collect::<Vec<_>>(),
                  "nodeName": p.node, "restartPolicy": "Always"},
-        "status": {"phase": "Running", "podIP": "10.244.0.7", "startTime": "2026-11-26T09:00:00Z", "containerStatuses": statuses}
+        "status": {"phase": "Running", "podIP": "10.244.0.7", "startTime": "2026-11-26T09:00:00Z", "containerStatuses": statuses,
+                   "initContainerStatuses": p.init_containers.iter().map(|c| json!({"name": c.name, "ready": true, "restartCount": 0,
+                       "image": format!("registry.example/{}:2.4.1", c.name), "imageID": format!("registry.example/{}@sha256:0", c.name),
+                       "containerID": format!("containerd://init-{}", c.name),
+                       "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": "2026-11-26T08:59:00Z", "finishedAt": "2026-11-26T08:59:30Z"}}})).collect::<Vec<_>>()}
     })
 }
 
@@ -355,14 +362,21 @@ fn route(st: &mut State, path: &str, query: &HashMap<String, String>) -> Reply {
         };
         let container = match query.get("container") {
             Some(c) => c.clone(),
-            None if pod.containers.len() == 1 => pod.containers[0].name.clone(),
+            None if pod.containers.len() == 1 && pod.init_containers.is_empty() => {
+                pod.containers[0].name.clone()
+            }
             None => {
                 let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
                 let (c, b) = status(400, "BadRequest", &format!("a container name must be specified for pod {pod_name}, choose one of: [{}]", names.join(" ")));
                 return Reply::Whole(c, b);
             }
         };
-        let Some(c) = pod.containers.iter().find(|c| c.name == container) else {
+        let Some(c) = pod
+            .containers
+            .iter()
+            .chain(&pod.init_containers)
+            .find(|c| c.name == container)
+        else {
             let (c, b) = status(
                 400,
                 "BadRequest",
@@ -482,6 +496,11 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         match &reply {
             Reply::Whole(200, body) | Reply::Log(body, None) => {
                 st.served.insert(target.clone(), body.clone());
+            }
+            // What was sent before the stream was cut.
+            Reply::Log(body, Some(cut)) => {
+                st.served
+                    .insert(target.clone(), body[..(*cut).min(body.len())].to_vec());
             }
             _ => {}
         }

@@ -8,6 +8,22 @@ use crate::fake_kube::{uid, FakeContainer, FakeKube, FakePod, NOW};
 use crate::util::{assert_success, line, sh, stderr, stdout, tool, Sandbox};
 
 const NS: &str = "waqiti";
+const LONG_POD: &str = "api-gateway-with-a-very-long-deployment-name-7d4b9c88f-x2k4p";
+const LONG_CONTAINER: &str = "gateway-sidecar-with-an-unusually-long-name";
+
+/// The bag path `collection.json` gives for a pod's container log.
+fn bag_path(collection: &serde_json::Value, pod: &str, container: &str, previous: bool) -> String {
+    collection["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["pod"] == pod && s["container"] == container && s["previous"] == previous)
+        .unwrap_or_else(|| panic!("no source for {pod}/{container} previous={previous}"))
+        ["bag_path"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -73,6 +89,11 @@ fn cluster() -> FakeKube {
                 None,
             ),
         ],
+        init_containers: vec![container(
+            "migrate",
+            vec![(NOW - 3600, b"schema up to date".to_vec())],
+            None,
+        )],
         node: "node-a".into(),
     });
     let mut junk = access_lines(100, 2);
@@ -88,6 +109,7 @@ fn cluster() -> FakeKube {
             ("pod-template-hash", "7d4b9c"),
         ]),
         containers: vec![container("gateway", junk, Some(access_lines(200, 3)))],
+        init_containers: Vec::new(),
         node: "node-b".into(),
     });
     kube.pod(FakePod {
@@ -98,19 +120,34 @@ fn cluster() -> FakeKube {
             ("pod-template-hash", "5f6a1b"),
         ]),
         containers: vec![container("gateway", access_lines(50, 4), None)],
+        init_containers: Vec::new(),
         node: "node-a".into(),
+    });
+    // A pod name as long as Kubernetes allows, with a long container name that restarted.
+    kube.pod(FakePod {
+        name: LONG_POD.into(),
+        labels: labels(&[("app", "api-gateway"), ("tier", "edge")]),
+        containers: vec![container(
+            LONG_CONTAINER,
+            access_lines(20, 7),
+            Some(access_lines(10, 8)),
+        )],
+        init_containers: Vec::new(),
+        node: "node-c".into(),
     });
     // Not the Deployment's: another app, and the same app in a tier outside the selector.
     kube.pod(FakePod {
         name: "payments-6c7d8e-zzzzz".into(),
         labels: labels(&[("app", "payments"), ("tier", "edge")]),
         containers: vec![container("payments", access_lines(10, 5), None)],
+        init_containers: Vec::new(),
         node: "node-a".into(),
     });
     kube.pod(FakePod {
         name: "api-gateway-canary-qqqqq".into(),
         labels: labels(&[("app", "api-gateway"), ("tier", "canary")]),
         containers: vec![container("gateway", access_lines(10, 6), None)],
+        init_containers: Vec::new(),
         node: "node-c".into(),
     });
     kube
@@ -169,7 +206,7 @@ fn every_container_log_of_the_deployment_is_sealed_byte_for_byte() {
     // Every log request named its container and asked for timestamps and a byte cap.
     let requests = kube.requests();
     let logs: Vec<&String> = requests.iter().filter(|r| r.contains("/log?")).collect();
-    assert_eq!(logs.len(), 5, "{requests:#?}");
+    assert_eq!(logs.len(), 8, "{requests:#?}");
     for r in &logs {
         assert!(
             r.contains("container=") && r.contains("timestamps=true") && r.contains("limitBytes="),
@@ -194,7 +231,12 @@ fn every_container_log_of_the_deployment_is_sealed_byte_for_byte() {
         ("api-gateway-7d4b9c-fghij", "gateway", false),
         ("api-gateway-7d4b9c-fghij", "gateway", true),
         ("api-gateway-5f6a1b-klmno", "gateway", false),
+        ("api-gateway-7d4b9c-abcde", "migrate", false),
+        (LONG_POD, LONG_CONTAINER, false),
+        (LONG_POD, LONG_CONTAINER, true),
     ];
+    let collection: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bag.join("data/collection.json")).unwrap()).unwrap();
     for (pod, c, previous) in expect {
         let prefix =
             format!("/api/v1/namespaces/{NS}/pods/{pod}/log?container={c}&timestamps=true");
@@ -204,19 +246,14 @@ fn every_container_log_of_the_deployment_is_sealed_byte_for_byte() {
             .filter(|(k, _)| k.contains("previous=true") == previous)
             .collect();
         assert_eq!(served.len(), 1, "{prefix}");
-        let name = if previous {
-            format!("{c}.previous.log")
-        } else {
-            format!("{c}.log")
-        };
-        let sealed = std::fs::read(bag.join("data/logs").join(pod).join(name)).unwrap();
+        let sealed = std::fs::read(bag.join(bag_path(&collection, pod, c, previous))).unwrap();
         assert_eq!(sealed, served[0].1, "{pod}/{c} previous={previous}");
         assert!(!sealed.is_empty());
     }
     // Snapshots, as served.
     for (file, path) in [
         (
-            "deployment-api-gateway.json",
+            "deployment.json",
             format!("/apis/apps/v1/namespaces/{NS}/deployments/api-gateway"),
         ),
         ("services.json", format!("/api/v1/namespaces/{NS}/services")),
@@ -229,18 +266,17 @@ fn every_container_log_of_the_deployment_is_sealed_byte_for_byte() {
         let served = kube.served(&path);
         assert_eq!(served.len(), 1, "{path}");
         assert_eq!(
-            std::fs::read(bag.join("data/k8s").join(file)).unwrap(),
+            std::fs::read(bag.join("data/k8s").join(file))
+                .unwrap_or_else(|e| panic!("{file}: {e}")),
             served[0].1,
             "{file}"
         );
     }
     let pods = std::fs::read(bag.join("data/k8s/pods.json")).unwrap();
     let pods: serde_json::Value = serde_json::from_slice(&pods).unwrap();
-    assert_eq!(pods["items"].as_array().unwrap().len(), 3);
+    assert_eq!(pods["items"].as_array().unwrap().len(), 4);
 
     // collection.json: per container, the pod's uid, node, image, restart count, bytes, digest.
-    let collection: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bag.join("data/collection.json")).unwrap()).unwrap();
     assert_eq!(
         collection["request"]["server"]
             .as_str()
@@ -249,13 +285,15 @@ fn every_container_log_of_the_deployment_is_sealed_byte_for_byte() {
         kube.url()
     );
     let sources = collection["sources"].as_array().unwrap();
-    assert_eq!(sources.len(), 5);
+    assert_eq!(sources.len(), 8);
     for s in sources {
         let pod = s["pod"].as_str().unwrap();
         assert_eq!(s["pod_uid"], uid(pod).as_str());
         assert!(
-            s["node"].is_string() && s["image_id"].is_string() && s["container_id"].is_string()
+            s["node"].is_string() && s["image_id"].is_string() && s["container_id"].is_string(),
+            "{s}"
         );
+        assert!(s["started_at"].is_string(), "{s}");
         assert_eq!(s["truncated"], false);
         assert_eq!(s["complete"], true);
         assert_eq!(s["sha256"], s["sha256_received"]);
@@ -269,7 +307,7 @@ fn every_container_log_of_the_deployment_is_sealed_byte_for_byte() {
         .find(|t| t["ip"] == "203.0.113.66")
         .unwrap()
         .clone();
-    let expected_401 = [300usize, 100, 200, 50]
+    let expected_401 = [300usize, 100, 200, 50, 20, 10]
         .iter()
         .map(|n| n.div_ceil(7))
         .sum::<usize>();
@@ -293,10 +331,18 @@ fn every_container_log_of_the_deployment_is_sealed_byte_for_byte() {
         [
             "api-gateway-5f6a1b-klmno",
             "api-gateway-7d4b9c-abcde",
-            "api-gateway-7d4b9c-fghij"
+            "api-gateway-7d4b9c-fghij",
+            LONG_POD
         ]
     );
-    assert_eq!(suspicious["failed_in"].as_array().unwrap().len(), 4);
+    assert_eq!(suspicious["failed_in"].as_array().unwrap().len(), 6);
+    // The previous log is described by the previous container's status.
+    let previous = sources
+        .iter()
+        .find(|s| s["pod"] == "api-gateway-7d4b9c-fghij" && s["previous"] == true)
+        .unwrap();
+    assert_eq!(previous["reason"], "OOMKilled");
+    assert_eq!(previous["started_at"], "2026-11-26T09:00:00Z");
 
     assert_success(&sandbox.run(&["verify", sandbox.store().to_str().unwrap()]));
     rbac_allows_exactly(&requests);
@@ -319,6 +365,8 @@ fn rbac_allows_exactly(requests: &[String]) {
             has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
         })
     };
+    let mut used: std::collections::BTreeSet<(String, String, String)> =
+        std::collections::BTreeSet::new();
     for request in requests {
         let path = request.split('?').next().unwrap();
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -337,6 +385,25 @@ fn rbac_allows_exactly(requests: &[String]) {
             allows(group, &resource, verb),
             "deploy/role.yaml does not allow {verb} {group}/{resource} ({request})"
         );
+        used.insert((group.to_owned(), resource, verb.to_owned()));
+    }
+    // … and grants nothing that is not used.
+    for r in rules {
+        for group in r["apiGroups"].as_array().unwrap() {
+            for resource in r["resources"].as_array().unwrap() {
+                for verb in r["verbs"].as_array().unwrap() {
+                    let grant = (
+                        group.as_str().unwrap().to_owned(),
+                        resource.as_str().unwrap().to_owned(),
+                        verb.as_str().unwrap().to_owned(),
+                    );
+                    assert!(
+                        used.contains(&grant),
+                        "deploy/role.yaml grants {grant:?}, which custody never uses"
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -376,8 +443,21 @@ fn faults_are_recorded_and_the_rest_is_sealed() {
     );
     assert!(text.contains("stream broke"), "{text}");
     // The dropped stream's first bytes are kept and marked incomplete.
-    let cut = std::fs::read(bag.join("data/logs/api-gateway-7d4b9c-abcde/gateway.log")).unwrap();
+    let cut = std::fs::read(bag.join(bag_path(
+        &collection,
+        "api-gateway-7d4b9c-abcde",
+        "gateway",
+        false,
+    )))
+    .unwrap();
     assert_eq!(cut.len(), 2000);
+    let sent = kube.served(&format!(
+        "/api/v1/namespaces/{NS}/pods/api-gateway-7d4b9c-abcde/log?container=gateway&"
+    ));
+    assert_eq!(
+        cut, sent[0].1,
+        "the bytes before the break are kept as sent"
+    );
     let sources = collection["sources"].as_array().unwrap();
     let dropped = sources
         .iter()
@@ -537,7 +617,8 @@ fn the_fake_server_answers_like_the_api_server() {
 fn streams_are_capped_at_the_policy_limit_and_marked_truncated() {
     let kube = cluster();
     let sandbox = Sandbox::new();
-    let policies = sandbox.path("policies");
+    // Not ./policies, which would apply to every run in the sandbox.
+    let policies = sandbox.path("capped-policies");
     std::fs::create_dir_all(&policies).unwrap();
     std::fs::write(
         policies.join("collection.yaml"),
@@ -572,5 +653,42 @@ fn streams_are_capped_at_the_policy_limit_and_marked_truncated() {
         .requests()
         .iter()
         .filter(|r| r.contains("/log?"))
-        .all(|r| r.ends_with("limitBytes=1000")));
+        .all(|r| r.ends_with("limitBytes=1001")));
+
+    // A log of exactly the cap's size is whole, not truncated.
+    let whole = collect_k8s(
+        &sandbox,
+        &kube,
+        &[
+            "--selector",
+            "app=api-gateway,pod-template-hash=5f6a1b",
+            "--container",
+            "gateway",
+        ],
+    );
+    assert_success(&whole);
+    let exact = json(&whole)["sources"][0]["bytes"].as_u64().unwrap();
+    std::fs::write(
+        policies.join("collection.yaml"),
+        format!("kubernetes:\n  limit_bytes: {exact}\n  concurrency: 1\n"),
+    )
+    .unwrap();
+    let out = collect_k8s(
+        &sandbox,
+        &kube,
+        &[
+            "--selector",
+            "app=api-gateway,pod-template-hash=5f6a1b",
+            "--container",
+            "gateway",
+            "--policies",
+            policies.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    let bag = unpack(&json(&out), sandbox.dir.path());
+    let collection: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bag.join("data/collection.json")).unwrap()).unwrap();
+    assert_eq!(collection["sources"][0]["truncated"], false);
+    assert_eq!(collection["sources"][0]["bytes"], exact);
 }

@@ -1,0 +1,185 @@
+//! `custody serve --config FILE`: the daemon's configuration, validated whole at start-up.
+//! Relative paths are relative to the configuration file. Tokens are read from files and never
+//! logged.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// The address to bind, `127.0.0.1:8080`.
+    pub listen: String,
+    /// A directory, `file://PATH` or `s3://bucket/prefix`.
+    pub store: String,
+    #[serde(default)]
+    pub s3: S3Settings,
+    /// The policy directory [default: the built-in policies].
+    pub policies: Option<PathBuf>,
+    /// The collector's Ed25519 key (PKCS#8 PEM).
+    pub signing_key: PathBuf,
+    pub auth: AuthSettings,
+    #[serde(default)]
+    pub kubernetes: KubernetesSettings,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// An S3-compatible endpoint.
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub path_style: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// The bearer token Alertmanager sends (`http_config.authorization.credentials_file`).
+    pub webhook_token_file: PathBuf,
+    /// The bearer token for the case API.
+    pub analyst_token_file: PathBuf,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSettings {
+    /// A kubeconfig file [default: KUBECONFIG, ~/.kube/config, or in-cluster].
+    pub kubeconfig: Option<PathBuf>,
+    /// Its context [default: the current one].
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// The largest request body accepted; larger ones are answered 413.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Collections waiting for a worker; when full, new cases are answered 503.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// Collections run at once.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body(),
+            queue: default_queue(),
+            workers: default_workers(),
+        }
+    }
+}
+
+fn default_max_body() -> usize {
+    4 * 1024 * 1024
+}
+
+fn default_queue() -> usize {
+    64
+}
+
+fn default_workers() -> usize {
+    2
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+/// The configuration, checked, with its secrets read.
+pub struct Loaded {
+    pub config: ServeConfig,
+    pub listen: SocketAddr,
+    pub webhook_token: Vec<u8>,
+    pub analyst_token: Vec<u8>,
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base.join(p)
+    }
+}
+
+fn read_token(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+    let token = String::from_utf8(bytes)
+        .map_err(|_| format!("{what} {} is not text", path.display()))?
+        .trim()
+        .to_owned();
+    if token.len() < 16 {
+        return Err(format!(
+            "{what} {} holds fewer than 16 characters: use a long random token",
+            path.display()
+        ));
+    }
+    Ok(token.into_bytes())
+}
+
+/// Reads and validates the configuration at `path`.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let err = |message: String| ConfigError {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let mut config: ServeConfig = serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let listen: SocketAddr = config
+        .listen
+        .parse()
+        .map_err(|e| err(format!("listen {:?}: {e}", config.listen)))?;
+    config.signing_key = resolve(base, &config.signing_key);
+    config.policies = config.policies.as_ref().map(|p| resolve(base, p));
+    config.auth.webhook_token_file = resolve(base, &config.auth.webhook_token_file);
+    config.auth.analyst_token_file = resolve(base, &config.auth.analyst_token_file);
+    config.kubernetes.kubeconfig = config.kubernetes.kubeconfig.as_ref().map(|p| resolve(base, p));
+    if !config.store.contains("://") {
+        config.store = resolve(base, Path::new(&config.store)).display().to_string();
+    }
+    let webhook_token =
+        read_token(&config.auth.webhook_token_file, "auth.webhook_token_file").map_err(err)?;
+    let analyst_token =
+        read_token(&config.auth.analyst_token_file, "auth.analyst_token_file").map_err(err)?;
+    if webhook_token == analyst_token {
+        return Err(err(
+            "the webhook and analyst tokens are the same: give each its own".into(),
+        ));
+    }
+    let l = &config.limits;
+    if !(1024..=256 * 1024 * 1024).contains(&l.max_body_bytes) {
+        return Err(err(format!(
+            "limits.max_body_bytes must be 1 KiB to 256 MiB, not {}",
+            l.max_body_bytes
+        )));
+    }
+    if !(1..=100_000).contains(&l.queue) || !(1..=64).contains(&l.workers) {
+        return Err(err(format!(
+            "limits.queue must be 1 to 100000 and limits.workers 1 to 64 (got {} and {})",
+            l.queue, l.workers
+        )));
+    }
+    if let Some(k) = &config.kubernetes.kubeconfig {
+        if !k.is_file() {
+            return Err(err(format!("kubernetes.kubeconfig {} is not a file", k.display())));
+        }
+    }
+    Ok(Loaded {
+        config,
+        listen,
+        webhook_token,
+        analyst_token,
+    })
+}
