@@ -53,7 +53,7 @@ enum AnalysisInput {
 }
 
 /// Who asked, and how; recorded in the case header and `collection.json`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Trigger {
     /// `cli` for a command line; later `alert` and `api`.
     pub kind: String,

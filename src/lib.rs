@@ -14,6 +14,7 @@ pub mod keys;
 pub mod policy;
 pub mod progress;
 pub mod seal;
+pub mod serve;
 pub mod source;
 pub mod store;
 pub mod timefmt;

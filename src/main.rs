@@ -121,6 +121,12 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Run the daemon: Alertmanager webhook, case API, metrics, collection workers.
+    Serve {
+        /// The daemon's configuration (YAML; see docs/DAEMON.md).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// The evidence store.
     Store {
         #[command(subcommand)]
@@ -157,17 +163,25 @@ enum PolicyCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
+    let daemon = matches!(cli.command, Command::Serve { .. });
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUSTODY_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
+        tracing_subscriber::EnvFilter::new(if daemon {
+            "info,aws_config=error,aws_smithy_runtime=error,aws_sdk_s3=error,kube=warn"
+        } else {
             // The AWS SDK warns about every credential source it tries; its failures reach the
             // user as errors instead.
-            "warn,aws_config=error,aws_smithy_runtime=error,aws_sdk_s3=error",
-        )
+            "warn,aws_config=error,aws_smithy_runtime=error,aws_sdk_s3=error"
+        })
     });
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if daemon {
+        // The daemon logs one JSON object per line, for log pipelines.
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -348,6 +362,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let key = SigningKey::generate();
             let (private, public) = keys::write_key_pair(&key, out)?;
             output::keygen(&private, &public, key.public().id().as_str(), cli.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { config } => {
+            let loaded = custody::serve::config::load(config)?;
+            let store: Box<dyn Store> = if loaded.config.store.starts_with("s3://") {
+                let location = S3Location::parse(&loaded.config.store)?;
+                let policies = policy::load(loaded.config.policies.as_deref())?;
+                let staging = spool::default_root().join("serve-staging");
+                Box::new(S3Store::connect(
+                    location,
+                    &S3Options {
+                        endpoint: loaded.config.s3.endpoint.clone(),
+                        path_style: loaded.config.s3.path_style,
+                        ..S3Options::default()
+                    },
+                    policies.storage.object_lock,
+                    staging,
+                )?)
+            } else {
+                store::open_store(&loaded.config.store, true)?
+            };
+            custody::serve::serve(config, store, loaded)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Store {

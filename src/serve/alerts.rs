@@ -81,7 +81,11 @@ pub fn target(
         .or(route.namespace.as_ref())
         .cloned()
         .ok_or("neither the alert nor its route names a namespace")?;
-    let target = match (alert.labels.get("deployment"), &route.deployment, &route.selector) {
+    let target = match (
+        alert.labels.get("deployment"),
+        &route.deployment,
+        &route.selector,
+    ) {
         (Some(d), _, _) => Target::Deployment(d.clone()),
         (None, Some(d), _) => Target::Deployment(d.clone()),
         (None, None, Some(s)) => Target::Selector(s.clone()),
@@ -121,9 +125,15 @@ mod tests {
             }
         }
         // 17 deliveries carry the same few alerts again and again.
-        assert!(alerts > episodes.len() * 2, "{alerts} alerts, {} episodes", episodes.len());
-        let older: Notification =
-            serde_json::from_str(include_str!("../../tests/data/alertmanager-webhook-v4-19-alerts.json")).unwrap();
+        assert!(
+            alerts > episodes.len() * 2,
+            "{alerts} alerts, {} episodes",
+            episodes.len()
+        );
+        let older: Notification = serde_json::from_str(include_str!(
+            "../../tests/data/alertmanager-webhook-v4-19-alerts.json"
+        ))
+        .unwrap();
         assert_eq!(older.alerts.len(), 19);
         assert!(older.alerts.iter().all(|a| a.fingerprint().len() == 16));
     }

@@ -145,9 +145,15 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     config.policies = config.policies.as_ref().map(|p| resolve(base, p));
     config.auth.webhook_token_file = resolve(base, &config.auth.webhook_token_file);
     config.auth.analyst_token_file = resolve(base, &config.auth.analyst_token_file);
-    config.kubernetes.kubeconfig = config.kubernetes.kubeconfig.as_ref().map(|p| resolve(base, p));
+    config.kubernetes.kubeconfig = config
+        .kubernetes
+        .kubeconfig
+        .as_ref()
+        .map(|p| resolve(base, p));
     if !config.store.contains("://") {
-        config.store = resolve(base, Path::new(&config.store)).display().to_string();
+        config.store = resolve(base, Path::new(&config.store))
+            .display()
+            .to_string();
     }
     let webhook_token =
         read_token(&config.auth.webhook_token_file, "auth.webhook_token_file").map_err(err)?;
@@ -173,7 +179,10 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     }
     if let Some(k) = &config.kubernetes.kubeconfig {
         if !k.is_file() {
-            return Err(err(format!("kubernetes.kubeconfig {} is not a file", k.display())));
+            return Err(err(format!(
+                "kubernetes.kubeconfig {} is not a file",
+                k.display()
+            )));
         }
     }
     Ok(Loaded {

@@ -45,6 +45,8 @@ pub struct Faults {
     pub broken: Vec<String>,
     /// (pod, container): the stream is cut after this many bytes.
     pub drop_after: HashMap<(String, String), usize>,
+    /// Logs are held back this long before their first byte (a slow kubelet).
+    pub log_delay: Option<std::time::Duration>,
 }
 
 #[derive(Default)]
@@ -507,6 +509,12 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         reply
     };
     let mut out = conn;
+    if matches!(reply, Reply::Log(..)) {
+        let delay = state.lock().unwrap().faults.log_delay;
+        if let Some(d) = delay {
+            std::thread::sleep(d);
+        }
+    }
     match reply {
         Reply::Whole(code, body) => {
             let reason = match code {

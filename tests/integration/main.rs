@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod daemon;
 mod determinism;
 mod fake_kube;
 mod formats;

@@ -1,0 +1,124 @@
+//! `GET /metrics`: Prometheus text through `prometheus-client`.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    cases_opened: Family<Labels, Counter>,
+    collections: Family<Labels, Counter>,
+    webhook_requests: Family<Labels, Counter>,
+    bytes_collected: Counter,
+    collection_seconds: Histogram,
+    queue_depth: Gauge,
+    overloaded: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("custody");
+        let cases_opened = Family::<Labels, Counter>::default();
+        let collections = Family::<Labels, Counter>::default();
+        let webhook_requests = Family::<Labels, Counter>::default();
+        let bytes_collected = Counter::default();
+        let collection_seconds = Histogram::new(exponential_buckets(0.25, 2.0, 12));
+        let queue_depth = Gauge::default();
+        let overloaded = Counter::default();
+        registry.register(
+            "cases_opened",
+            "Cases opened, by trigger",
+            cases_opened.clone(),
+        );
+        registry.register(
+            "collections",
+            "Collections ended, by outcome (sealed, failed, error)",
+            collections.clone(),
+        );
+        registry.register(
+            "webhook_requests",
+            "Alertmanager webhook requests, by response code",
+            webhook_requests.clone(),
+        );
+        registry.register(
+            "collected_bytes",
+            "Log bytes sealed",
+            bytes_collected.clone(),
+        );
+        registry.register(
+            "collection_seconds",
+            "Time from the start of a collection to its sealed and stored bundle",
+            collection_seconds.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Collections waiting for a worker",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "overloaded",
+            "Requests refused because the collection queue was full",
+            overloaded.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            cases_opened,
+            collections,
+            webhook_requests,
+            bytes_collected,
+            collection_seconds,
+            queue_depth,
+            overloaded,
+        }
+    }
+
+    pub fn case_opened(&self, trigger: &str) {
+        self.cases_opened
+            .get_or_create(&vec![("trigger".into(), trigger.into())])
+            .inc();
+    }
+
+    pub fn collection(&self, outcome: &str) {
+        self.collections
+            .get_or_create(&vec![("outcome".into(), outcome.into())])
+            .inc();
+    }
+
+    pub fn webhook(&self, code: u16) {
+        self.webhook_requests
+            .get_or_create(&vec![("code".into(), code.to_string())])
+            .inc();
+    }
+
+    pub fn bytes(&self, n: u64) {
+        self.bytes_collected.inc_by(n);
+    }
+
+    pub fn sealed_in(&self, d: Duration) {
+        self.collection_seconds.observe(d.as_secs_f64());
+    }
+
+    pub fn queue_depth(&self, n: usize) {
+        self.queue_depth.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn overloaded(&self) {
+        self.overloaded.inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Ok(registry) = self.registry.lock() {
+            let _ = encode(&mut out, &registry);
+        }
+        out
+    }
+}

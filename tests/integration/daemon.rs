@@ -1,0 +1,485 @@
+//! `custody serve` as Alertmanager and analysts use it: real HTTP on loopback, the fake API server
+//! of `fake_kube` as the cluster, and a real Alertmanager for the end-to-end test.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::fake_kube::{FakeContainer, FakeKube, FakePod, NOW};
+use crate::util::{line, Sandbox};
+
+const WEBHOOK_TOKEN: &str = "webhook-token-0123456789abcdef";
+const ANALYST_TOKEN: &str = "analyst-token-0123456789abcdef";
+
+/// A minimal HTTP/1.1 client: (status, body).
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = s.write_all(head.as_bytes());
+    // A server may answer (413) and close before a large body is sent: what it said counts.
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Daemon {
+    pub port: u16,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    /// Sends SIGKILL: nothing is flushed, nothing is drained.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes tokens, a key and a config for `store`; returns the config path.
+pub fn daemon_config(sb: &Sandbox, store: &str, kube: Option<&FakeKube>, extra: &str) -> PathBuf {
+    let dir = sb.path("daemon");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("webhook.token"), WEBHOOK_TOKEN).unwrap();
+    std::fs::write(dir.join("analyst.token"), ANALYST_TOKEN).unwrap();
+    if !dir.join("collector.key").exists() {
+        let out = sb.run(&["keygen", "--out", dir.join("collector").to_str().unwrap()]);
+        assert!(out.status.success());
+    }
+    let kubeconfig = kube
+        .map(|k| {
+            format!(
+                "kubernetes:\n  kubeconfig: {}\n",
+                k.kubeconfig(&dir).display()
+            )
+        })
+        .unwrap_or_default();
+    let config = dir.join("custody.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{}\nstore: {store}\nsigning_key: collector.key\nauth:\n  webhook_token_file: webhook.token\n  analyst_token_file: analyst.token\n{kubeconfig}{extra}",
+            free_port()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Starts `custody serve` and waits until it is ready.
+pub fn start(sb: &Sandbox, config: &Path, name: &str) -> Daemon {
+    let text = std::fs::read_to_string(config).unwrap();
+    let port: u16 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("listen: 127.0.0.1:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let log = sb.path(&format!("{name}.log"));
+    let child = sb
+        .custody(&["serve", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let d = Daemon { port, child, log };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && http(port, "GET", "/readyz", None, b"").0 == 200
+        {
+            return d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not become ready:\n{}",
+            std::fs::read_to_string(&d.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn notification(
+    status: &str,
+    alertname: &str,
+    starts_at: &str,
+    labels: &[(&str, &str)],
+) -> Vec<u8> {
+    let mut l = serde_json::Map::new();
+    l.insert("alertname".into(), alertname.into());
+    l.insert("severity".into(), "critical".into());
+    for (k, v) in labels {
+        l.insert(k.to_string(), (*v).into());
+    }
+    let fingerprint =
+        custody::digest::Sha256Digest::of(serde_json::to_string(&l).unwrap().as_bytes()).to_hex()
+            [..16]
+            .to_owned();
+    serde_json::to_vec(&serde_json::json!({
+        "receiver": "custody", "status": status, "version": "4", "groupKey": "{}:{alertname=\"x\"}", "truncatedAlerts": 0,
+        "groupLabels": {"alertname": alertname}, "commonLabels": l, "commonAnnotations": {}, "externalURL": "http://am",
+        "notification_reason": "new",
+        "alerts": [{"status": status, "labels": l, "annotations": {"summary": "breach"}, "startsAt": starts_at,
+                    "endsAt": if status == "resolved" { "2026-11-26T15:30:00Z" } else { "0001-01-01T00:00:00Z" },
+                    "generatorURL": "http://prometheus/graph", "fingerprint": fingerprint}]
+    }))
+    .unwrap()
+}
+
+pub fn gateway_cluster() -> FakeKube {
+    let kube = FakeKube::start("waqiti");
+    kube.deployment("api-gateway", &[("app", "api-gateway")], &["edge"]);
+    let lines: Vec<(i64, Vec<u8>)> = (0..400)
+        .map(|i| {
+            let status = if i % 5 == 0 { 401 } else { 200 };
+            (
+                NOW - 400 + i,
+                line(&format!("203.0.113.{}", i % 3), status, "/login")
+                    .trim_end()
+                    .as_bytes()
+                    .to_vec(),
+            )
+        })
+        .collect();
+    kube.pod(FakePod {
+        name: "api-gateway-7d4b9c-abcde".into(),
+        labels: [
+            ("app".to_owned(), "api-gateway".to_owned()),
+            ("tier".to_owned(), "edge".to_owned()),
+        ]
+        .into(),
+        containers: vec![FakeContainer {
+            name: "gateway".into(),
+            lines,
+            previous: None,
+        }],
+        init_containers: Vec::new(),
+        node: "node-a".into(),
+    });
+    kube
+}
+
+/// Polls the case API until the case is sealed (or failed), returning its view.
+pub fn wait_sealed(port: u16, case: &str, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (code, body) = http(
+            port,
+            "GET",
+            &format!("/api/v1/cases/{case}"),
+            Some(ANALYST_TOKEN),
+            b"",
+        );
+        if code == 200 {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if v["state"] != "collecting" {
+                return v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "case {case} not sealed in time: {code} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+const BREACH: &str = "WaqitiSecurityBreachDetected";
+const STARTS: &str = "2026-11-26T14:50:00.123456789Z";
+
+#[test]
+fn an_alert_opens_exactly_one_case_per_episode_and_is_sealed() {
+    let sb = Sandbox::new();
+    let kube = gateway_cluster();
+    let store = sb.store();
+    let config = daemon_config(&sb, store.to_str().unwrap(), Some(&kube), "");
+    let d = start(&sb, &config, "daemon");
+
+    let (code, body) = http(
+        d.port,
+        "POST",
+        "/api/v1/alerts",
+        Some(WEBHOOK_TOKEN),
+        &notification("firing", BREACH, STARTS, &[]),
+    );
+    assert_eq!(code, 200, "{body}");
+    let result = json(&body);
+    assert_eq!(result["alerts"][0]["outcome"], "opened");
+    let case = result["alerts"][0]["case_id"].as_str().unwrap().to_owned();
+    // Resends (Alertmanager's repeat_interval, or a retry) name the same case and open none.
+    for _ in 0..3 {
+        let (code, body) = http(
+            d.port,
+            "POST",
+            "/api/v1/alerts",
+            Some(WEBHOOK_TOKEN),
+            &notification("firing", BREACH, STARTS, &[]),
+        );
+        assert_eq!(code, 200);
+        assert_eq!(json(&body)["alerts"][0]["outcome"], "duplicate");
+        assert_eq!(json(&body)["alerts"][0]["case_id"], case.as_str());
+    }
+    let view = wait_sealed(d.port, &case, Duration::from_secs(60));
+    assert_eq!(view["state"], "sealed", "{view}");
+    assert_eq!(view["bundles"].as_array().unwrap().len(), 1);
+    let suspicious = view["findings"]["suspicious"].as_array().unwrap();
+    assert!(
+        suspicious
+            .iter()
+            .any(|s| s["ip"].as_str().unwrap().starts_with("203.0.113.")),
+        "{view}"
+    );
+
+    // The resolve is journaled on the case, once.
+    for _ in 0..2 {
+        let (code, body) = http(
+            d.port,
+            "POST",
+            "/api/v1/alerts",
+            Some(WEBHOOK_TOKEN),
+            &notification("resolved", BREACH, STARTS, &[]),
+        );
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(json(&body)["alerts"][0]["outcome"], "resolved");
+    }
+    let view = wait_sealed(d.port, &case, Duration::from_secs(5));
+    assert_eq!(view["alert_resolved"], true);
+    // A new episode of the same alert (a new startsAt) is a new case.
+    let (_, body) = http(
+        d.port,
+        "POST",
+        "/api/v1/alerts",
+        Some(WEBHOOK_TOKEN),
+        &notification("firing", BREACH, "2026-11-26T16:00:00Z", &[]),
+    );
+    let second = json(&body)["alerts"][0]["case_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(second, case);
+    wait_sealed(d.port, &second, Duration::from_secs(60));
+    // An alert no route matches is acknowledged, recorded, and opens nothing.
+    let (code, body) = http(
+        d.port,
+        "POST",
+        "/api/v1/alerts",
+        Some(WEBHOOK_TOKEN),
+        &notification("firing", "DiskAlmostFull", STARTS, &[]),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(json(&body)["alerts"][0]["outcome"], "ignored");
+
+    let (_, list) = http(d.port, "GET", "/api/v1/cases", Some(ANALYST_TOKEN), b"");
+    assert_eq!(json(&list)["cases"].as_array().unwrap().len(), 2, "{list}");
+    // The bag holds the alert, and the store verifies.
+    let alert = std::fs::read_dir(store.join("cases").join(&case).join("bundles"))
+        .unwrap()
+        .count();
+    assert_eq!(alert, 4);
+    assert!(sb
+        .run(&["verify", store.to_str().unwrap()])
+        .status
+        .success());
+    let (_, metrics) = http(d.port, "GET", "/metrics", None, b"");
+    assert!(
+        metrics.contains("custody_cases_opened_total{trigger=\"alert\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("custody_collections_total{outcome=\"sealed\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("custody_webhook_requests_total{code=\"200\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn bad_requests_are_refused_with_the_right_code() {
+    let sb = Sandbox::new();
+    let config = daemon_config(&sb, sb.store().to_str().unwrap(), None, "");
+    let d = start(&sb, &config, "daemon");
+    let body = notification("firing", BREACH, STARTS, &[]);
+    assert_eq!(http(d.port, "POST", "/api/v1/alerts", None, &body).0, 401);
+    assert_eq!(
+        http(
+            d.port,
+            "POST",
+            "/api/v1/alerts",
+            Some("wrong-token-0123456789"),
+            &body
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        http(d.port, "POST", "/api/v1/alerts", Some(ANALYST_TOKEN), &body).0,
+        401
+    );
+    assert_eq!(
+        http(
+            d.port,
+            "POST",
+            "/api/v1/alerts",
+            Some(WEBHOOK_TOKEN),
+            b"{\"alerts\": ["
+        )
+        .0,
+        400
+    );
+    let huge = vec![b' '; 30 * 1024 * 1024];
+    assert_eq!(
+        http(d.port, "POST", "/api/v1/alerts", Some(WEBHOOK_TOKEN), &huge).0,
+        413
+    );
+    assert_eq!(
+        http(d.port, "GET", "/api/v1/cases", Some(WEBHOOK_TOKEN), b"").0,
+        401
+    );
+    assert_eq!(
+        http(
+            d.port,
+            "GET",
+            "/api/v1/cases/not_an_id",
+            Some(ANALYST_TOKEN),
+            b""
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        http(
+            d.port,
+            "POST",
+            "/api/v1/cases",
+            Some(ANALYST_TOKEN),
+            b"{\"namespace\": \"w\"}"
+        )
+        .0,
+        400
+    );
+    // Nothing was written by any of it.
+    assert!(
+        !sb.store().join("cases").exists()
+            || std::fs::read_dir(sb.store().join("cases")).unwrap().count() == 0
+    );
+    assert_eq!(http(d.port, "GET", "/healthz", None, b"").0, 200);
+}
+
+#[test]
+fn a_policy_with_an_error_stops_start_up_with_its_name() {
+    let sb = Sandbox::new();
+    let policies = sb.path("policies-bad");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("collection.yaml"),
+        "kubernetes: {limit_bytes: 0, concurrency: 1}\n",
+    )
+    .unwrap();
+    let config = daemon_config(
+        &sb,
+        sb.store().to_str().unwrap(),
+        None,
+        &format!("policies: {}\n", policies.display()),
+    );
+    let out = sb.run(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("collection.yaml") && err.contains("limit_bytes"),
+        "{err}"
+    );
+    // A config error too.
+    std::fs::write(&config, "listen: nowhere\n").unwrap();
+    let out = sb.run(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_collection_killed_midway_is_done_again_after_a_restart() {
+    let sb = Sandbox::new();
+    let kube = gateway_cluster();
+    // The kubelet is slow: the collection is still running when the daemon is killed.
+    kube.faults(|f| f.log_delay = Some(Duration::from_secs(3)));
+    let store = sb.store();
+    let config = daemon_config(&sb, store.to_str().unwrap(), Some(&kube), "");
+    let d = start(&sb, &config, "first");
+    let (code, body) = http(
+        d.port,
+        "POST",
+        "/api/v1/alerts",
+        Some(WEBHOOK_TOKEN),
+        &notification("firing", BREACH, STARTS, &[]),
+    );
+    assert_eq!(code, 200, "{body}");
+    let case = json(&body)["alerts"][0]["case_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::thread::sleep(Duration::from_millis(800));
+    d.kill9();
+    kube.faults(|f| f.log_delay = None);
+    let d = start(&sb, &config, "second");
+    let view = wait_sealed(d.port, &case, Duration::from_secs(60));
+    assert_eq!(view["state"], "sealed", "{view}");
+    let journal = store.join("cases").join(&case).join("journal");
+    let restarted = std::fs::read_dir(&journal)
+        .unwrap()
+        .filter(|e| {
+            std::fs::read_to_string(e.as_ref().unwrap().path())
+                .unwrap()
+                .contains("\"collection_restarted\"")
+        })
+        .count();
+    assert_eq!(restarted, 1, "the interruption is journaled");
+    assert!(sb
+        .run(&["verify", store.to_str().unwrap()])
+        .status
+        .success());
+}
