@@ -410,6 +410,19 @@ impl Daemon {
                     "suspicious": o.summary.suspicious.iter().map(|s| json!({"ip": s.ip, "rule": s.rule,
                         "auth_failures": s.auth_failures, "pods": s.pods})).collect::<Vec<_>>(),
                 });
+                // On S3: the version of every object, as `verify s3://…` expects.
+                match store.stored_objects(&job.case) {
+                    Ok(Some(objects)) => {
+                        if let Err(e) = append(store, &job.case, EntryKind::ObjectsStored, objects)
+                        {
+                            tracing::warn!(case = %job.case, error = %e, "cannot journal the stored objects");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(case = %job.case, error = %e, "cannot read back the stored objects")
+                    }
+                }
                 if let Err(e) = append(store, &job.case, EntryKind::Findings, findings) {
                     tracing::warn!(case = %job.case, error = %e, "cannot journal the findings");
                 }
@@ -482,7 +495,7 @@ impl Daemon {
                     opened_at = json!(e.at);
                 }
                 EntryKind::BundleSealed => {
-                    state = "sealed";
+                    state = "storing";
                     bundles.push(
                         json!({"bundle_id": e.details["bundle_id"], "archive": e.details["archive"],
                                         "seal": e.details["seal"], "sealed_at": e.at}),
@@ -490,7 +503,11 @@ impl Daemon {
                 }
                 EntryKind::CollectionFailed => state = "failed",
                 EntryKind::CollectionRestarted if state != "sealed" => state = "collecting",
-                EntryKind::Findings => findings = e.details.clone(),
+                // The last step of a collection.
+                EntryKind::Findings => {
+                    findings = e.details.clone();
+                    state = "sealed";
+                }
                 EntryKind::AlertResolved => resolved = true,
                 _ => {}
             }

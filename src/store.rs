@@ -137,6 +137,12 @@ pub trait Store: Send + Sync {
 
     /// Every case in the store, sorted (oldest first).
     fn list_cases(&self) -> Result<Vec<CaseId>, StoreError>;
+
+    /// For stores that keep versions: what the store holds for each of the case's objects
+    /// (version id, lock, checksum), for an `objects_stored` journal entry. `None` elsewhere.
+    fn stored_objects(&self, _case: &CaseId) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Opens the store named by `uri` (a directory path or `file://PATH`), creating it if `create`.

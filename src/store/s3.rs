@@ -1125,6 +1125,40 @@ impl Store for S3Store {
         Ok(self.list_case_ids()?.0)
     }
 
+    fn stored_objects(&self, case: &CaseId) -> Result<Option<serde_json::Value>, StoreError> {
+        // Each object's first version (custody writes each key once), as S3 reports it.
+        let prefix = format!("cases/{case}/");
+        let mut keys: Vec<(String, String)> = self
+            .versions(&prefix)?
+            .into_iter()
+            .chain(self.versions("keys/")?)
+            .filter_map(|(k, v)| Some((k, v.versions.last()?.clone())))
+            .collect();
+        keys.sort();
+        let mut objects = Vec::new();
+        for (path, version) in keys {
+            let state = self.head_path(&path, Some(&version))?;
+            let bytes = self.get_path(&path, Some(&version)).ok();
+            let sha256 = match (&state.sha256, &bytes) {
+                (Some(hex), _) => hex.parse::<Sha256Digest>().ok(),
+                (None, Some(b)) => Some(Sha256Digest::of(b)),
+                (None, None) => None,
+            };
+            let Some(sha256) = sha256 else { continue };
+            objects.push(PutReceipt {
+                uri: self.uri_of(&self.location.key(&path)),
+                version_id: Some(version),
+                sha256,
+                s3_checksum: state.s3_checksum.unwrap_or_default(),
+                size: state.size.unwrap_or_default(),
+                lock_mode: state.lock_mode.unwrap_or_default(),
+                retain_until: state.retain_until.unwrap_or_default(),
+                legal_hold: state.legal_hold,
+            });
+        }
+        Ok(Some(serde_json::json!({ "objects": objects })))
+    }
+
     fn list_bundles(&self, case: &CaseId) -> Result<(Vec<BundleId>, Vec<String>), StoreError> {
         let mut bundles = std::collections::BTreeSet::new();
         let mut strays = Vec::new();

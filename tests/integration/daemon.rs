@@ -213,7 +213,7 @@ pub fn wait_sealed(port: u16, case: &str, within: Duration) -> serde_json::Value
         );
         if code == 200 {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-            if v["state"] != "collecting" {
+            if v["state"] != "collecting" && v["state"] != "storing" {
                 return v;
             }
         }
@@ -482,4 +482,140 @@ fn a_collection_killed_midway_is_done_again_after_a_restart() {
         .run(&["verify", store.to_str().unwrap()])
         .status
         .success());
+}
+
+/// The S3 settings of a daemon config for a moto bucket (through `endpoint`).
+fn s3_extra(endpoint: &str) -> String {
+    format!("s3:\n  endpoint: {endpoint}\n  path_style: true\n")
+}
+
+fn s3_env(sb: &Sandbox) {
+    // The daemon reads credentials from the standard chain; the sandbox's environment has them.
+    let _ = sb;
+}
+
+/// `custody serve` with the S3 test credentials in its environment.
+fn start_s3(sb: &Sandbox, config: &Path, name: &str) -> Daemon {
+    s3_env(sb);
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    std::env::set_var("AWS_REGION", "us-east-1");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    start(sb, config, name)
+}
+
+#[test]
+fn two_replicas_on_one_bucket_open_one_case_per_episode() {
+    let moto = crate::s3::moto();
+    let bucket = moto.bucket(true);
+    let kube = gateway_cluster();
+    let sb = Sandbox::new();
+    let store = format!("s3://{bucket}/custody");
+    let config = daemon_config(&sb, &store, Some(&kube), &s3_extra(&moto.endpoint));
+    let text = std::fs::read_to_string(&config).unwrap();
+    let config_b = sb.path("daemon/custody-b.yaml");
+    std::fs::write(
+        &config_b,
+        text.replace(
+            &text.lines().next().unwrap().to_owned(),
+            &format!("listen: 127.0.0.1:{}", free_port()),
+        ),
+    )
+    .unwrap();
+    let a = start_s3(&sb, &config, "replica-a");
+    let b = start_s3(&sb, &config_b, "replica-b");
+    // The same notification reaches both replicas at once, several times.
+    let body = notification("firing", BREACH, STARTS, &[]);
+    let (pa, pb) = (a.port, b.port);
+    let (ba, bb) = (body.clone(), body.clone());
+    let ta = std::thread::spawn(move || {
+        (0..3)
+            .map(|_| http(pa, "POST", "/api/v1/alerts", Some(WEBHOOK_TOKEN), &ba))
+            .collect::<Vec<_>>()
+    });
+    let tb = std::thread::spawn(move || {
+        (0..3)
+            .map(|_| http(pb, "POST", "/api/v1/alerts", Some(WEBHOOK_TOKEN), &bb))
+            .collect::<Vec<_>>()
+    });
+    let mut answers = ta.join().unwrap();
+    answers.extend(tb.join().unwrap());
+    let mut cases = std::collections::BTreeSet::new();
+    let mut opened = 0;
+    for (code, body) in &answers {
+        assert_eq!(*code, 200, "{body}");
+        let v = json(body);
+        cases.insert(v["alerts"][0]["case_id"].as_str().unwrap().to_owned());
+        opened += usize::from(v["alerts"][0]["outcome"] == "opened");
+    }
+    assert_eq!(cases.len(), 1, "{answers:?}");
+    assert_eq!(opened, 1, "{answers:?}");
+    let case = cases.into_iter().next().unwrap();
+    let view = wait_sealed(a.port, &case, Duration::from_secs(60));
+    assert_eq!(view["state"], "sealed", "{view}");
+    let case_headers = moto
+        .keys(&bucket)
+        .into_iter()
+        .filter(|k| k.ends_with("/case.json"))
+        .count();
+    assert_eq!(case_headers, 1);
+    // The evidence verifies from S3, every object locked and recorded.
+    let out = sb
+        .custody(&[
+            "--s3-endpoint",
+            &moto.endpoint,
+            "--s3-path-style",
+            "--json",
+            "verify",
+            &store,
+        ])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn a_store_that_cannot_record_is_answered_503_so_alertmanager_retries() {
+    let moto = crate::s3::moto();
+    let bucket = moto.bucket(true);
+    let proxy = crate::s3::outage(&moto.endpoint, i64::MAX);
+    let sb = Sandbox::new();
+    let store = format!("s3://{bucket}/custody");
+    let config = daemon_config(
+        &sb,
+        &store,
+        None,
+        &s3_extra(&format!("http://127.0.0.1:{}", proxy.port)),
+    );
+    let d = start_s3(&sb, &config, "daemon");
+    proxy.budget.store(0, std::sync::atomic::Ordering::SeqCst);
+    let (code, body) = http(
+        d.port,
+        "POST",
+        "/api/v1/alerts",
+        Some(WEBHOOK_TOKEN),
+        &notification("firing", BREACH, STARTS, &[]),
+    );
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(http(d.port, "GET", "/readyz", None, b"").0, 503);
+    // S3 is back: the retry opens the case.
+    proxy
+        .budget
+        .store(i64::MAX, std::sync::atomic::Ordering::SeqCst);
+    let (code, body) = http(
+        d.port,
+        "POST",
+        "/api/v1/alerts",
+        Some(WEBHOOK_TOKEN),
+        &notification("firing", BREACH, STARTS, &[]),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body)["alerts"][0]["outcome"], "opened");
 }

@@ -21,13 +21,13 @@ use custody::store::{Store, StoreError, StoreKey};
 use crate::util::{assert_success, data, stderr, stdout, Sandbox};
 
 /// moto, and a client of our own to set up buckets and to act as an attacker.
-struct Moto {
-    endpoint: String,
+pub struct Moto {
+    pub endpoint: String,
     client: aws_sdk_s3::Client,
     runtime: tokio::runtime::Runtime,
 }
 
-fn moto() -> Moto {
+pub fn moto() -> Moto {
     let endpoint = std::env::var("CUSTODY_TEST_S3_ENDPOINT").expect(
         "CUSTODY_TEST_S3_ENDPOINT is not set: the S3 tests need moto_server, which scripts/test.sh starts",
     );
@@ -63,7 +63,7 @@ fn moto() -> Moto {
 
 impl Moto {
     /// A new bucket; `locked` enables Object Lock (and so versioning).
-    fn bucket(&self, locked: bool) -> String {
+    pub fn bucket(&self, locked: bool) -> String {
         let name = format!(
             "custody-test-{}",
             &Sha256Digest::of(format!("{:?}{}", std::time::SystemTime::now(), rand()).as_bytes())
@@ -125,7 +125,7 @@ impl Moto {
             .collect()
     }
 
-    fn keys(&self, bucket: &str) -> Vec<String> {
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
         let mut keys: Vec<String> = self
             .versions(bucket, "")
             .into_iter()
@@ -488,12 +488,14 @@ fn the_store_refuses_to_overwrite_and_sends_large_files_in_checksummed_parts() {
 
 /// A TCP proxy to `target` that forwards until `budget` request bytes have passed, then closes
 /// every connection and refuses new ones: S3 going away mid-request.
-struct Outage {
-    port: u16,
+pub struct Outage {
+    pub port: u16,
     closed: Arc<AtomicBool>,
+    /// Request bytes still to forward; set to 0 to take S3 away.
+    pub budget: Arc<AtomicI64>,
 }
 
-fn outage(target: &str, budget: i64) -> Outage {
+pub fn outage(target: &str, budget: i64) -> Outage {
     let target = target
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -503,6 +505,7 @@ fn outage(target: &str, budget: i64) -> Outage {
     let budget = Arc::new(AtomicI64::new(budget));
     let closed = Arc::new(AtomicBool::new(false));
     let c = closed.clone();
+    let remaining = budget.clone();
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
             if budget.load(Ordering::SeqCst) <= 0 {
@@ -542,7 +545,11 @@ fn outage(target: &str, budget: i64) -> Outage {
             });
         }
     });
-    Outage { port, closed }
+    Outage {
+        port,
+        closed,
+        budget: remaining,
+    }
 }
 
 #[test]
