@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need if it is missing, then runs fmt, clippy and every test.
 #
-# - Debian packages: zstd, openssl, tar, coreutils (sha256sum), python3-venv when venv is missing.
+# - Debian packages: zstd, openssl, tar, coreutils (sha256sum), prometheus-alertmanager (a real
+#   Alertmanager for the daemon's end-to-end test), python3-venv when venv is missing.
 # - Python tools into a local virtualenv (.venv): bagit (bagit.py, the BagIt validator) and
 #   moto[server] (moto_server, an S3 implementation with versioning and Object Lock).
 #
@@ -33,6 +34,7 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v tar >/dev/null || missing+=(tar)
 command -v sha256sum >/dev/null || missing+=(coreutils)
 command -v python3 >/dev/null || missing+=(python3)
+[ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
 if [ ${#missing[@]} -gt 0 ]; then
     apt_install "${missing[@]}"
 fi

@@ -619,3 +619,127 @@ fn a_store_that_cannot_record_is_answered_503_so_alertmanager_retries() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(json(&body)["alerts"][0]["outcome"], "opened");
 }
+
+/// Alertmanager's binary (Debian's `prometheus-alertmanager`, installed by scripts/test.sh).
+fn alertmanager_binary() -> PathBuf {
+    let path = PathBuf::from("/usr/bin/prometheus-alertmanager");
+    assert!(
+        path.is_file(),
+        "/usr/bin/prometheus-alertmanager is missing: scripts/test.sh installs Debian's prometheus-alertmanager"
+    );
+    path
+}
+
+#[test]
+fn a_real_alertmanager_firing_the_breach_alert_yields_one_sealed_case() {
+    let binary = alertmanager_binary();
+    let sb = Sandbox::new();
+    let kube = gateway_cluster();
+    let store = sb.store();
+    let config = daemon_config(&sb, store.to_str().unwrap(), Some(&kube), "");
+    let d = start(&sb, &config, "daemon");
+    let am_port = free_port();
+    let am_dir = sb.path("alertmanager");
+    std::fs::create_dir_all(am_dir.join("data")).unwrap();
+    // Short group and repeat intervals: several resends arrive within the test.
+    std::fs::write(
+        am_dir.join("alertmanager.yml"),
+        format!(
+            "route:\n  receiver: custody\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 2s\nreceivers:\n  - name: custody\n    webhook_configs:\n      - url: http://127.0.0.1:{}/api/v1/alerts\n        send_resolved: true\n        http_config:\n          authorization:\n            type: Bearer\n            credentials_file: {}\n",
+            d.port,
+            sb.path("daemon/webhook.token").display()
+        ),
+    )
+    .unwrap();
+    let mut am = std::process::Command::new(binary)
+        .args([
+            &format!(
+                "--config.file={}",
+                am_dir.join("alertmanager.yml").display()
+            ),
+            &format!("--storage.path={}", am_dir.join("data").display()),
+            &format!("--web.listen-address=127.0.0.1:{am_port}"),
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(am_dir.join("alertmanager.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", am_port)).is_err()
+        || http(am_port, "GET", "/-/ready", None, b"").0 != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Alertmanager did not start: {}",
+            std::fs::read_to_string(am_dir.join("alertmanager.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let fired = Instant::now();
+    let starts = time::OffsetDateTime::now_utc();
+    let alert = serde_json::json!([{
+        "labels": {"alertname": BREACH, "severity": "critical", "service": "api-gateway"},
+        "annotations": {"summary": "Security breach detected on the API gateway"},
+        "startsAt": custody::timefmt::rfc3339(starts),
+        "generatorURL": "http://prometheus/graph"
+    }]);
+    let (code, body) = http(
+        am_port,
+        "POST",
+        "/api/v2/alerts",
+        None,
+        alert.to_string().as_bytes(),
+    );
+    assert_eq!(code, 200, "{body}");
+    // Wait for the sealed case.
+    let case = loop {
+        let (_, list) = http(d.port, "GET", "/api/v1/cases", Some(ANALYST_TOKEN), b"");
+        let cases = json(&list)["cases"].as_array().unwrap().clone();
+        if let Some(c) = cases.iter().find(|c| c["state"] == "sealed") {
+            break c["case_id"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            fired.elapsed() < Duration::from_secs(60),
+            "no sealed case: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let to_sealed = fired.elapsed();
+    // Let Alertmanager resend a few times (repeat_interval 2s): still one case.
+    std::thread::sleep(Duration::from_secs(6));
+    let (_, list) = http(d.port, "GET", "/api/v1/cases", Some(ANALYST_TOKEN), b"");
+    let cases = json(&list)["cases"].as_array().unwrap().clone();
+    let (_, metrics) = http(d.port, "GET", "/metrics", None, b"");
+    let _ = am.kill();
+    let _ = am.wait();
+    assert_eq!(cases.len(), 1, "{list}");
+    assert_eq!(cases[0]["case_id"], case.as_str());
+    let deliveries: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("custody_webhook_requests_total{code=\"200\"}"))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum();
+    assert!(deliveries >= 2, "Alertmanager resent the alert: {metrics}");
+    assert!(sb
+        .run(&["verify", store.to_str().unwrap()])
+        .status
+        .success());
+    // The alert itself is in the bag.
+    let bundle = std::fs::read_dir(store.join("cases").join(&case).join("bundles"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().ends_with(".tar.zst"))
+        .unwrap()
+        .path();
+    let listing = crate::util::sh(
+        &format!("zstd -dc '{}' | tar -t", bundle.display()),
+        sb.dir.path(),
+    );
+    assert!(listing.contains("data/trigger/alert.json"), "{listing}");
+    eprintln!(
+        "alert to sealed bundle: {:.2} s ({deliveries} deliveries)",
+        to_sealed.as_secs_f64()
+    );
+}
