@@ -743,3 +743,55 @@ fn a_real_alertmanager_firing_the_breach_alert_yields_one_sealed_case() {
         to_sealed.as_secs_f64()
     );
 }
+
+#[test]
+fn an_analyst_opens_a_case_through_the_api() {
+    let sb = Sandbox::new();
+    let kube = gateway_cluster();
+    let config = daemon_config(&sb, sb.store().to_str().unwrap(), Some(&kube), "");
+    let d = start(&sb, &config, "daemon");
+    let request = br#"{"namespace": "waqiti", "deployment": "api-gateway", "since": "2h", "requested_by": "alice"}"#;
+    assert_eq!(
+        http(
+            d.port,
+            "POST",
+            "/api/v1/cases",
+            Some(WEBHOOK_TOKEN),
+            request
+        )
+        .0,
+        401
+    );
+    let (code, body) = http(
+        d.port,
+        "POST",
+        "/api/v1/cases",
+        Some(ANALYST_TOKEN),
+        request,
+    );
+    assert_eq!(code, 202, "{body}");
+    let case = json(&body)["case_id"].as_str().unwrap().to_owned();
+    let view = wait_sealed(d.port, &case, Duration::from_secs(60));
+    assert_eq!(view["state"], "sealed", "{view}");
+    assert_eq!(view["trigger"]["kind"], "api");
+    assert_eq!(view["trigger"]["requested_by"], "alice");
+    assert!(
+        view["bundles"][0]["archive"]["sha256"].is_string(),
+        "{view}"
+    );
+    assert!(kube
+        .requests()
+        .iter()
+        .any(|r| r.contains("sinceSeconds=7200")));
+    assert_eq!(
+        http(
+            d.port,
+            "GET",
+            "/api/v1/cases/20261126-000000-00000000",
+            Some(ANALYST_TOKEN),
+            b""
+        )
+        .0,
+        404
+    );
+}
