@@ -549,7 +549,7 @@ async fn alerts_endpoint(State(d): State<Shared>, headers: HeaderMap, body: Byte
             json!({"error": "a valid bearer token is required"}),
         );
     }
-    let notification: Notification = match serde_json::from_slice(&body) {
+    let notification = match Notification::parse(&body) {
         Ok(n) => n,
         Err(e) => {
             return respond(

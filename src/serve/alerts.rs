@@ -25,6 +25,8 @@ pub struct Notification {
 
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
 pub struct Alert {
+    /// `firing` or `resolved`; older senders give it only for the whole notification.
+    #[serde(default)]
     pub status: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -38,6 +40,20 @@ pub struct Alert {
     pub generator_url: Option<String>,
     #[serde(default)]
     pub fingerprint: Option<String>,
+}
+
+impl Notification {
+    /// Parses a webhook body; alerts without their own status take the notification's.
+    pub fn parse(body: &[u8]) -> Result<Self, serde_json::Error> {
+        let mut n: Notification = serde_json::from_slice(body)?;
+        let status = n.status.clone().unwrap_or_else(|| "firing".into());
+        for a in &mut n.alerts {
+            if a.status.is_empty() {
+                a.status = status.clone();
+            }
+        }
+        Ok(n)
+    }
 }
 
 impl Alert {
@@ -130,11 +146,13 @@ mod tests {
             "{alerts} alerts, {} episodes",
             episodes.len()
         );
-        let older: Notification = serde_json::from_str(include_str!(
+        let older = Notification::parse(include_bytes!(
             "../../tests/data/alertmanager-webhook-v4-19-alerts.json"
         ))
         .unwrap();
         assert_eq!(older.alerts.len(), 19);
+        // Their status is the notification's.
+        assert!(older.alerts.iter().all(|a| a.status == "firing"));
         assert!(older.alerts.iter().all(|a| a.fingerprint().len() == 16));
     }
 }
