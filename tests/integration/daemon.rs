@@ -58,7 +58,7 @@ fn free_port() -> u16 {
 
 pub struct Daemon {
     pub port: u16,
-    child: Child,
+    pub child: Child,
     pub log: PathBuf,
 }
 
@@ -794,4 +794,98 @@ fn an_analyst_opens_a_case_through_the_api() {
         .0,
         404
     );
+}
+
+#[test]
+fn sigterm_lets_the_running_collection_finish() {
+    let sb = Sandbox::new();
+    let kube = gateway_cluster();
+    kube.faults(|f| f.log_delay = Some(Duration::from_secs(2)));
+    let store = sb.store();
+    let config = daemon_config(&sb, store.to_str().unwrap(), Some(&kube), "");
+    let mut d = start(&sb, &config, "daemon");
+    let (code, body) = http(
+        d.port,
+        "POST",
+        "/api/v1/alerts",
+        Some(WEBHOOK_TOKEN),
+        &notification("firing", BREACH, STARTS, &[]),
+    );
+    assert_eq!(code, 200, "{body}");
+    let case = json(&body)["alerts"][0]["case_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::thread::sleep(Duration::from_millis(500));
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &d.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = d.child.wait().unwrap();
+    assert!(
+        status.success(),
+        "{status:?}: {}",
+        std::fs::read_to_string(&d.log).unwrap_or_default()
+    );
+    // It stopped only after sealing what it was collecting.
+    let journal = store.join("cases").join(&case).join("journal");
+    let entries: Vec<String> = std::fs::read_dir(&journal)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(
+        entries.iter().any(|e| e.contains("\"bundle_sealed\"")),
+        "{entries:?}"
+    );
+    assert!(sb
+        .run(&["verify", store.to_str().unwrap()])
+        .status
+        .success());
+}
+
+#[test]
+fn a_full_queue_is_answered_503_and_counted() {
+    let sb = Sandbox::new();
+    let kube = gateway_cluster();
+    kube.faults(|f| f.log_delay = Some(Duration::from_secs(2)));
+    let config = daemon_config(
+        &sb,
+        sb.store().to_str().unwrap(),
+        Some(&kube),
+        "limits:\n  queue: 1\n  workers: 1\n",
+    );
+    let d = start(&sb, &config, "daemon");
+    let mut codes = Vec::new();
+    for i in 0..5 {
+        let starts = format!("2026-11-26T14:5{i}:00Z");
+        codes.push(
+            http(
+                d.port,
+                "POST",
+                "/api/v1/alerts",
+                Some(WEBHOOK_TOKEN),
+                &notification("firing", BREACH, &starts, &[]),
+            )
+            .0,
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(codes[0], 200, "{codes:?}");
+    assert!(codes.contains(&503), "{codes:?}");
+    let (_, metrics) = http(d.port, "GET", "/metrics", None, b"");
+    let refused = codes.iter().filter(|c| **c == 503).count();
+    assert!(
+        metrics.contains(&format!("custody_overloaded_total {refused}")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "custody_webhook_requests_total{{code=\"503\"}} {refused}"
+        )),
+        "{metrics}"
+    );
+    // Nothing half-done was left for the refused ones: only the accepted episodes have cases.
+    let cases = std::fs::read_dir(sb.store().join("cases")).unwrap().count();
+    assert_eq!(cases, codes.iter().filter(|c| **c == 200).count());
 }
