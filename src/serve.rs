@@ -761,6 +761,8 @@ pub enum ServeError {
     },
     #[error("{0}")]
     Runtime(std::io::Error),
+    #[error("cannot use the TLS certificate and key: {0}")]
+    Tls(String),
 }
 
 /// Runs the daemon until SIGTERM or SIGINT, then drains: the listener stops, and the queued and
@@ -796,6 +798,10 @@ pub fn serve(
         staging,
     });
     let workers = config.limits.workers;
+    let tls = config.tls.as_ref().map(|t| config::TlsSettings {
+        cert_file: t.cert_file.clone(),
+        key_file: t.key_file.clone(),
+    });
     let listen = loaded.listen;
     let max_body = config.limits.max_body_bytes;
     runtime.block_on(async move {
@@ -863,11 +869,43 @@ pub fn serve(
             .route("/readyz", get(readyz))
             .layer(DefaultBodyLimit::max(max_body))
             .with_state(daemon.clone());
-        tracing::info!(%listen, "custody serve listening");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(ServeError::Runtime)?;
+        match tls {
+            None => {
+                tracing::info!(%listen, "custody serve listening (HTTP)");
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+                    .map_err(ServeError::Runtime)?;
+            }
+            Some(tls) => {
+                let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(
+                    &tls.cert_file,
+                    &tls.key_file,
+                )
+                .await
+                .map_err(|e| {
+                    ServeError::Tls(format!(
+                        "{} / {}: {e}",
+                        tls.cert_file.display(),
+                        tls.key_file.display()
+                    ))
+                })?;
+                let handle = axum_server::Handle::new();
+                let stopping = handle.clone();
+                tokio::spawn(async move {
+                    shutdown_signal().await;
+                    stopping.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+                });
+                let listener = listener.into_std().map_err(ServeError::Runtime)?;
+                tracing::info!(%listen, "custody serve listening (HTTPS)");
+                axum_server::from_tcp_rustls(listener, rustls)
+                    .map_err(ServeError::Runtime)?
+                    .handle(handle)
+                    .serve(app.into_make_service())
+                    .await
+                    .map_err(ServeError::Runtime)?;
+            }
+        }
         tracing::info!("draining: finishing the running collections");
         let _ = stop.send(true);
         let _ = dispatcher.await;

@@ -25,6 +25,15 @@ pub struct ServeConfig {
     pub kubernetes: KubernetesSettings,
     #[serde(default)]
     pub limits: Limits,
+    /// Serve HTTPS with this certificate chain and key (PEM); plain HTTP without it.
+    pub tls: Option<TlsSettings>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +185,18 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
             "limits.queue must be 1 to 100000 and limits.workers 1 to 64 (got {} and {})",
             l.queue, l.workers
         )));
+    }
+    if let Some(tls) = &mut config.tls {
+        tls.cert_file = resolve(base, &tls.cert_file);
+        tls.key_file = resolve(base, &tls.key_file);
+        for (what, file) in [
+            ("tls.cert_file", &tls.cert_file),
+            ("tls.key_file", &tls.key_file),
+        ] {
+            if !file.is_file() {
+                return Err(err(format!("{what} {} is not a file", file.display())));
+            }
+        }
     }
     if let Some(k) = &config.kubernetes.kubeconfig {
         if !k.is_file() {

@@ -889,3 +889,84 @@ fn a_full_queue_is_answered_503_and_counted() {
     let cases = std::fs::read_dir(sb.store().join("cases")).unwrap().count();
     assert_eq!(cases, codes.iter().filter(|c| **c == 200).count());
 }
+
+#[test]
+fn with_a_certificate_it_serves_https_only() {
+    let sb = Sandbox::new();
+    let dir = sb.path("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let openssl = crate::util::tool("openssl");
+    let made = std::process::Command::new(openssl)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            dir.join("key.pem").to_str().unwrap(),
+            "-out",
+            dir.join("cert.pem").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let config = daemon_config(
+        &sb,
+        sb.store().to_str().unwrap(),
+        None,
+        &format!(
+            "tls:\n  cert_file: {}\n  key_file: {}\n",
+            dir.join("cert.pem").display(),
+            dir.join("key.pem").display()
+        ),
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    let port: u16 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("listen: 127.0.0.1:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let log = sb.path("tls-daemon.log");
+    let child = sb
+        .custody(&["serve", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let d = Daemon { port, child, log };
+    // A client that trusts the certificate: /readyz answers, the case API wants its token.
+    let https = |path: &str| -> String {
+        let out = std::process::Command::new(crate::util::tool("python3"))
+            .args(["-c", "import ssl, sys, urllib.request, urllib.error\nctx = ssl.create_default_context(cafile=sys.argv[1])\ntry:\n print(urllib.request.urlopen(sys.argv[2], context=ctx, timeout=5).status)\nexcept urllib.error.HTTPError as e:\n print(e.code)\nexcept Exception as e:\n print('error', e)",
+                   dir.join("cert.pem").to_str().unwrap(), &format!("https://127.0.0.1:{port}{path}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while https("/readyz") != "200" {
+        assert!(
+            Instant::now() < deadline,
+            "no HTTPS: {}",
+            std::fs::read_to_string(&d.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(https("/api/v1/cases"), "401");
+    // Plain HTTP gets no answer from a TLS port.
+    assert_ne!(http(d.port, "GET", "/readyz", None, b"").0, 200);
+}
