@@ -48,6 +48,9 @@ struct Job {
     payload: Option<Vec<u8>>,
     /// Why this is a second attempt, if it is.
     restarted: Option<String>,
+    /// The alert episode, whose resolve (if it came during the collection) is journaled at
+    /// the end.
+    episode: Option<String>,
 }
 
 pub struct Daemon {
@@ -101,6 +104,47 @@ fn unfinished(chain: &journal::CheckedChain) -> Option<serde_json::Value> {
         )
     });
     (!done).then(|| first.details.clone())
+}
+
+/// Whether the case's collection has ended (sealed with its findings, or failed): entries can
+/// then be added without getting in the way of a seal that pins the journal's head.
+fn collection_over(chain: &journal::CheckedChain) -> bool {
+    chain
+        .entries
+        .iter()
+        .rev()
+        .find(|(e, _)| {
+            matches!(
+                e.kind,
+                EntryKind::Findings | EntryKind::CollectionFailed | EntryKind::CollectionRestarted
+            )
+        })
+        .is_some_and(|(e, _)| e.kind != EntryKind::CollectionRestarted)
+}
+
+/// Journals the resolve of `episode` on `case` once, from its record.
+fn journal_resolve(store: &dyn Store, case: &CaseId, episode: &str) -> Result<(), String> {
+    let record = match store.get(&StoreKey::Episode(format!("{episode}.resolved.json"))) {
+        Ok(r) => r,
+        Err(StoreError::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let chain = journal::check_chain(store, case).map_err(|e| e.to_string())?;
+    if chain
+        .entries
+        .iter()
+        .any(|(e, _)| e.kind == EntryKind::AlertResolved)
+    {
+        return Ok(());
+    }
+    let details: serde_json::Value = serde_json::from_slice(&record).unwrap_or_default();
+    append(store, case, EntryKind::AlertResolved, details)
+}
+
+/// The case an episode record names.
+fn case_of(record: &[u8]) -> Option<CaseId> {
+    let v: serde_json::Value = serde_json::from_slice(record).ok()?;
+    CaseId::new(v.get("case_id")?.as_str()?).ok()
 }
 
 /// Appends to a case's journal, re-reading the head when another writer got there first.
@@ -181,7 +225,7 @@ impl Daemon {
         trigger: Trigger,
         details: serde_json::Value,
         payload: Option<Vec<u8>>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let now = OffsetDateTime::now_utc();
         let request = Request {
             case_id: case.clone(),
@@ -195,11 +239,46 @@ impl Daemon {
         };
         let mut details = details;
         details["target"] = target_json(&target);
-        match collect::open_case(self.store.as_ref(), &request, details) {
+        match collect::open_case(self.store.as_ref(), &request, details.clone()) {
             Ok(_) => {}
-            // Opened already (by another replica, or before a crash): its collection is theirs
-            // or the restart's.
-            Err(collect::CollectError::OpenCase(StoreError::AlreadyExists { .. })) => return Ok(()),
+            Err(collect::CollectError::OpenCase(StoreError::AlreadyExists { .. })) => {
+                // The header is there. If the first journal entry is too, the case is open and
+                // its collection is someone else's (or the restart's); if not, its opener died
+                // in between, and this finishes opening it.
+                if self
+                    .store
+                    .exists(&StoreKey::JournalEntry(case.clone(), 1))?
+                {
+                    return Ok(false);
+                }
+                let header = self.store.get(&StoreKey::CaseHeader(case.clone()))?;
+                let mut first = json!({
+                    "trigger": trigger,
+                    "case_header_sha256": crate::digest::Sha256Digest::of(&header),
+                });
+                if !details.is_null() {
+                    first["trigger_details"] = details.clone();
+                }
+                let mut journal = Journal::new_case(self.store.as_ref(), case.clone());
+                match journal.append(&trigger.requested_by, EntryKind::CaseOpened, first) {
+                    Ok(_) => {}
+                    Err(journal::JournalError::Append {
+                        source: StoreError::AlreadyExists { .. },
+                        ..
+                    }) => return Ok(false),
+                    Err(e) => {
+                        return Err(StoreError::Remote {
+                            uri: self.store.uri(),
+                            message: e.to_string(),
+                        })
+                    }
+                }
+            }
+            // Another replica finished opening it between this one's two writes.
+            Err(collect::CollectError::Journal(journal::JournalError::Append {
+                source: StoreError::AlreadyExists { .. },
+                ..
+            })) => return Ok(false),
             Err(collect::CollectError::OpenCase(e)) => return Err(e),
             Err(e) => {
                 return Err(StoreError::Remote {
@@ -211,14 +290,19 @@ impl Daemon {
         self.metrics.case_opened(&trigger.kind);
         self.queued.fetch_add(1, Ordering::SeqCst);
         self.metrics.queue_depth(self.queued.load(Ordering::SeqCst));
+        let episode = details
+            .get("episode")
+            .and_then(|e| e.as_str())
+            .map(str::to_owned);
         permit.send(Job {
             case,
             target,
             trigger,
             payload,
             restarted: None,
+            episode,
         });
-        Ok(())
+        Ok(true)
     }
 
     /// One alert of a notification; returns what became of it.
@@ -244,21 +328,21 @@ impl Daemon {
             else {
                 return Ok(json!({"fingerprint": alert.fingerprint(), "outcome": "ignored"}));
             };
-            // Journaled once per episode, however often it is sent.
+            // Kept first, so the resolve is never lost; journaled on the case once it is no
+            // longer being collected (the collection journals it at its end otherwise).
             let once = StoreKey::Episode(format!("{episode}.resolved.json"));
-            match self
-                .store
-                .put_new(&once, alert.ends_at.clone().unwrap_or_default().as_bytes())
-            {
-                Ok(_) => append(
-                    self.store.as_ref(),
-                    &case,
-                    EntryKind::AlertResolved,
-                    json!({"alert": alert, "fingerprint": alert.fingerprint()}),
-                )
-                .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e))?,
-                Err(StoreError::AlreadyExists { .. }) => {}
+            let record = serde_json::to_vec_pretty(
+                &json!({"alert": alert, "fingerprint": alert.fingerprint()}),
+            )
+            .unwrap_or_default();
+            match self.store.put_new(&once, &record) {
+                Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
                 Err(e) => return Err(unavailable(e)),
+            }
+            let chain = journal::check_chain(self.store.as_ref(), &case).map_err(unavailable)?;
+            if collection_over(&chain) {
+                journal_resolve(self.store.as_ref(), &case, &episode)
+                    .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e))?;
             }
             return Ok(
                 json!({"fingerprint": alert.fingerprint(), "outcome": "resolved", "case_id": case}),
@@ -280,8 +364,39 @@ impl Daemon {
             }
             return Ok(json!({"fingerprint": alert.fingerprint(), "outcome": "ignored"}));
         };
-        let target = alerts::target(route, alert, (&self.kubeconfig, &self.context))
-            .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e))?;
+        let target = match alerts::target(route, alert, (&self.kubeconfig, &self.context)) {
+            Ok(t) => t,
+            Err(why) => {
+                // Recorded, and the other alerts of the notification still handled.
+                let record = json!({"ignored": true, "reason": why, "alertname": alert.name(),
+                                    "fingerprint": alert.fingerprint(), "starts_at": alert.starts_at});
+                match self.store.put_new(
+                    &marker_key,
+                    &serde_json::to_vec_pretty(&record).unwrap_or_default(),
+                ) {
+                    Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(unavailable(e)),
+                }
+                tracing::warn!(alertname = alert.name(), reason = %why, "alert not collected");
+                return Ok(
+                    json!({"fingerprint": alert.fingerprint(), "outcome": "error", "error": why}),
+                );
+            }
+        };
+        // A resend of an episode whose case is open is answered without a queue slot.
+        if let Ok(existing) = self.store.get(&marker_key) {
+            if let Some(case) = case_of(&existing) {
+                if self
+                    .store
+                    .exists(&StoreKey::JournalEntry(case.clone(), 1))
+                    .map_err(unavailable)?
+                {
+                    return Ok(
+                        json!({"fingerprint": alert.fingerprint(), "outcome": "duplicate", "case_id": case}),
+                    );
+                }
+            }
+        }
         let Ok(permit) = self.queue.try_reserve() else {
             self.metrics.overloaded();
             return Err((
@@ -310,10 +425,11 @@ impl Daemon {
                 else {
                     return Ok(json!({"fingerprint": alert.fingerprint(), "outcome": "ignored"}));
                 };
-                // The case itself may be missing if its opener died in between: open it now.
+                // The case is open once its first journal entry is stored; if its opener died
+                // before that, it is opened (and collected) now.
                 if self
                     .store
-                    .exists(&StoreKey::CaseHeader(case.clone()))
+                    .exists(&StoreKey::JournalEntry(case.clone(), 1))
                     .map_err(unavailable)?
                 {
                     return Ok(
@@ -331,16 +447,19 @@ impl Daemon {
         };
         let details =
             json!({"alert": alert, "fingerprint": alert.fingerprint(), "episode": episode});
-        self.open_and_queue(
-            permit,
-            case.clone(),
-            target,
-            trigger,
-            details,
-            Some(payload),
-        )
-        .map_err(unavailable)?;
-        Ok(json!({"fingerprint": alert.fingerprint(), "outcome": "opened", "case_id": case}))
+        let queued = self
+            .open_and_queue(
+                permit,
+                case.clone(),
+                target,
+                trigger,
+                details,
+                Some(payload),
+            )
+            .map_err(unavailable)?;
+        // "opened" by the one request that queued the collection; every other one is a duplicate.
+        let outcome = if queued { "opened" } else { "duplicate" };
+        Ok(json!({"fingerprint": alert.fingerprint(), "outcome": outcome, "case_id": case}))
     }
 
     /// Runs one collection to its end, journaling how it ended.
@@ -441,6 +560,12 @@ impl Daemon {
                 }
             }
         }
+        // A resolve that arrived while this ran was kept aside; it goes into the journal now.
+        if let Some(episode) = &job.episode {
+            if let Err(e) = journal_resolve(store, &job.case, episode) {
+                tracing::warn!(case = %job.case, error = %e, "cannot journal the resolve");
+            }
+        }
     }
 
     /// The cases whose collection a previous run did not finish.
@@ -468,11 +593,17 @@ impl Daemon {
                 .get("trigger_details")
                 .and_then(|d| d.get("alert"))
                 .and_then(|a| serde_json::to_vec_pretty(a).ok());
+            let episode = opened
+                .get("trigger_details")
+                .and_then(|d| d.get("episode"))
+                .and_then(|e| e.as_str())
+                .map(str::to_owned);
             jobs.push(Job {
                 case,
                 target,
                 trigger,
                 payload,
+                episode,
                 restarted: Some(
                     "the daemon stopped before this collection was sealed; collecting again".into(),
                 ),
@@ -734,7 +865,14 @@ async fn readyz(State(d): State<Shared>) -> Response {
             json!({"ready": false, "why": "starting"}),
         );
     }
-    match blocking(&d, |d| d.store.list_cases().map(|_| ())).await {
+    // One cheap call that needs the store to answer (a HEAD on S3, a stat on disk).
+    match blocking(&d, |d| {
+        d.store
+            .exists(&StoreKey::Probe("readiness".into()))
+            .map(|_| ())
+    })
+    .await
+    {
         Ok(Ok(())) => answer(StatusCode::OK, json!({"ready": true})),
         Ok(Err(e)) => answer(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -804,7 +942,10 @@ pub fn serve(
     });
     let listen = loaded.listen;
     let max_body = config.limits.max_body_bytes;
-    runtime.block_on(async move {
+    // The daemon is dropped after the runtime has stopped: an S3 store owns a runtime of its
+    // own, which must not be dropped from async code.
+    let keep = daemon.clone();
+    let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| ServeError::Listen {
@@ -840,23 +981,30 @@ pub fn serve(
             // Running collections finish; queued ones are durable and resume at the next start.
             while running.join_next().await.is_some() {}
         });
-        // Collections a previous run did not finish.
+        // Collections a previous run did not finish, queued in the background so that the
+        // server answers (and /healthz passes) however many there are; ready once all are in.
         let d = daemon.clone();
-        let restart = tokio::task::spawn_blocking(move || d.unfinished_jobs()).await;
-        match restart {
-            Ok(Ok(pending)) => {
-                for job in pending {
-                    tracing::info!(case = %job.case, "resuming an unfinished collection");
-                    daemon.queued.fetch_add(1, Ordering::SeqCst);
-                    if daemon.queue.send(job).await.is_err() {
-                        break;
+        tokio::spawn(async move {
+            let scan = {
+                let d = d.clone();
+                tokio::task::spawn_blocking(move || d.unfinished_jobs()).await
+            };
+            match scan {
+                Ok(Ok(pending)) => {
+                    for job in pending {
+                        tracing::info!(case = %job.case, "resuming an unfinished collection");
+                        d.queued.fetch_add(1, Ordering::SeqCst);
+                        if d.queue.send(job).await.is_err() {
+                            d.queued.fetch_sub(1, Ordering::SeqCst);
+                            break;
+                        }
                     }
                 }
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot list unfinished cases"),
+                Err(e) => tracing::error!(error = %e, "cannot list unfinished cases"),
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot list unfinished cases"),
-            Err(e) => tracing::error!(error = %e, "cannot list unfinished cases"),
-        }
-        daemon.ready.store(true, Ordering::SeqCst);
+            d.ready.store(true, Ordering::SeqCst);
+        });
         let app = Router::new()
             .route("/api/v1/alerts", post(alerts_endpoint))
             .route(
@@ -911,7 +1059,10 @@ pub fn serve(
         let _ = dispatcher.await;
         tracing::info!("stopped");
         Ok(())
-    })
+    });
+    drop(runtime);
+    drop(keep);
+    result
 }
 
 async fn shutdown_signal() {

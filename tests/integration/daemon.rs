@@ -289,6 +289,12 @@ fn an_alert_opens_exactly_one_case_per_episode_and_is_sealed() {
     }
     let view = wait_sealed(d.port, &case, Duration::from_secs(5));
     assert_eq!(view["alert_resolved"], true);
+    let kinds = journal_kinds(&store, &case);
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "alert_resolved").count(),
+        1,
+        "{kinds:?}"
+    );
     // A new episode of the same alert (a new startsAt) is a new case.
     let (_, body) = http(
         d.port,
@@ -969,4 +975,72 @@ fn with_a_certificate_it_serves_https_only() {
     assert_eq!(https("/api/v1/cases"), "401");
     // Plain HTTP gets no answer from a TLS port.
     assert_ne!(http(d.port, "GET", "/readyz", None, b"").0, 200);
+}
+
+fn journal_kinds(store: &Path, case: &str) -> Vec<String> {
+    let mut entries: Vec<(u64, String)> =
+        std::fs::read_dir(store.join("cases").join(case).join("journal"))
+            .unwrap()
+            .map(|e| {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+                (
+                    v["seq"].as_u64().unwrap(),
+                    v["kind"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+    entries.sort();
+    entries.into_iter().map(|(_, k)| k).collect()
+}
+
+#[test]
+fn a_resolve_during_the_collection_waits_for_it_and_is_journaled_once() {
+    let sb = Sandbox::new();
+    let kube = gateway_cluster();
+    kube.faults(|f| f.log_delay = Some(Duration::from_secs(2)));
+    let store = sb.store();
+    let config = daemon_config(&sb, store.to_str().unwrap(), Some(&kube), "");
+    let d = start(&sb, &config, "daemon");
+    let (_, body) = http(
+        d.port,
+        "POST",
+        "/api/v1/alerts",
+        Some(WEBHOOK_TOKEN),
+        &notification("firing", BREACH, STARTS, &[]),
+    );
+    let case = json(&body)["alerts"][0]["case_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..2 {
+        let (code, body) = http(
+            d.port,
+            "POST",
+            "/api/v1/alerts",
+            Some(WEBHOOK_TOKEN),
+            &notification("resolved", BREACH, STARTS, &[]),
+        );
+        assert_eq!(code, 200, "{body}");
+    }
+    let view = wait_sealed(d.port, &case, Duration::from_secs(60));
+    assert_eq!(
+        view["state"], "sealed",
+        "the resolve did not disturb the seal: {view}"
+    );
+    let kinds = journal_kinds(&store, &case);
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "alert_resolved").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("alert_resolved"),
+        "{kinds:?}"
+    );
+    assert!(sb
+        .run(&["verify", store.to_str().unwrap()])
+        .status
+        .success());
 }
