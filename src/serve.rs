@@ -416,13 +416,7 @@ impl Daemon {
             Err(StoreError::AlreadyExists { .. }) => {
                 // A resend (or another replica got it first): the same case, never a second.
                 let existing = self.store.get(&marker_key).map_err(unavailable)?;
-                let existing: serde_json::Value =
-                    serde_json::from_slice(&existing).unwrap_or_default();
-                let Some(case) = existing
-                    .get("case_id")
-                    .and_then(|c| c.as_str())
-                    .and_then(|c| CaseId::new(c).ok())
-                else {
+                let Some(case) = case_of(&existing) else {
                     return Ok(json!({"fingerprint": alert.fingerprint(), "outcome": "ignored"}));
                 };
                 // The case is open once its first journal entry is stored; if its opener died

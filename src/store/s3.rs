@@ -246,6 +246,13 @@ impl S3Store {
         }
     }
 
+    /// The version a read of `object_key` asks for: the one given, else the pinned one.
+    fn version_for(&self, object_key: &str, given: Option<&str>) -> Option<String> {
+        given
+            .map(str::to_owned)
+            .or_else(|| self.pinned_version(object_key))
+    }
+
     fn pinned_version(&self, object_key: &str) -> Option<String> {
         self.pinned.lock().ok()?.get(object_key).cloned()
     }
@@ -621,9 +628,7 @@ impl S3Store {
     ) -> Result<ObjectState, StoreError> {
         let object_key = object_key.to_owned();
         let uri = self.uri_of(&object_key);
-        let version = version
-            .map(str::to_owned)
-            .or_else(|| self.pinned_version(&object_key));
+        let version = self.version_for(&object_key, version);
         let request = self
             .client
             .head_object()
@@ -886,9 +891,7 @@ impl S3Store {
     ) -> Result<BodyReader, StoreError> {
         let object_key = object_key.to_owned();
         let uri = self.uri_of(&object_key);
-        let version = version
-            .map(str::to_owned)
-            .or_else(|| self.pinned_version(&object_key));
+        let version = self.version_for(&object_key, version);
         let out = self
             .runtime
             .block_on(
