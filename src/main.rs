@@ -383,7 +383,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 store::open_store(&loaded.config.store, true)?
             };
-            custody::serve::serve(config, store, loaded)?;
+            custody::serve::serve(store, loaded)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Store {

@@ -897,17 +897,12 @@ pub enum ServeError {
     Tls(String),
 }
 
-/// Runs the daemon until SIGTERM or SIGINT, then drains: the listener stops, and the queued and
-/// running collections finish.
-pub fn serve(
-    config_path: &std::path::Path,
-    store: Box<dyn Store>,
-    loaded: config::Loaded,
-) -> Result<(), ServeError> {
+/// Runs the daemon until SIGTERM or SIGINT, then drains: the listener stops and the running
+/// collections finish; queued ones are durable and resume at the next start.
+pub fn serve(store: Box<dyn Store>, loaded: config::Loaded) -> Result<(), ServeError> {
     let config = &loaded.config;
     let policies = crate::policy::load(config.policies.as_deref())?;
     let key = SigningKey::load(&config.signing_key)?;
-    let _ = config_path;
     let staging = store.staging_dir().to_owned();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -495,14 +495,9 @@ fn s3_extra(endpoint: &str) -> String {
     format!("s3:\n  endpoint: {endpoint}\n  path_style: true\n")
 }
 
-fn s3_env(sb: &Sandbox) {
-    // The daemon reads credentials from the standard chain; the sandbox's environment has them.
-    let _ = sb;
-}
-
 /// `custody serve` with the S3 test credentials in its environment.
 fn start_s3(sb: &Sandbox, config: &Path, name: &str) -> Daemon {
-    s3_env(sb);
+    // The daemon reads credentials from the standard chain: the environment it inherits.
     std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
     std::env::set_var("AWS_REGION", "us-east-1");
