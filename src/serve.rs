@@ -245,10 +245,7 @@ impl Daemon {
                 // The header is there. If the first journal entry is too, the case is open and
                 // its collection is someone else's (or the restart's); if not, its opener died
                 // in between, and this finishes opening it.
-                if self
-                    .store
-                    .exists(&StoreKey::JournalEntry(case.clone(), 1))?
-                {
+                if self.case_open(&case)? {
                     return Ok(false);
                 }
                 let header = self.store.get(&StoreKey::CaseHeader(case.clone()))?;
@@ -303,6 +300,12 @@ impl Daemon {
             episode,
         });
         Ok(true)
+    }
+
+    /// Whether a case is open: its first journal entry is stored (a header alone is a case
+    /// whose opener died in between).
+    fn case_open(&self, case: &CaseId) -> Result<bool, StoreError> {
+        self.store.exists(&StoreKey::JournalEntry(case.clone(), 1))
     }
 
     /// One alert of a notification; returns what became of it.
@@ -386,11 +389,7 @@ impl Daemon {
         // A resend of an episode whose case is open is answered without a queue slot.
         if let Ok(existing) = self.store.get(&marker_key) {
             if let Some(case) = case_of(&existing) {
-                if self
-                    .store
-                    .exists(&StoreKey::JournalEntry(case.clone(), 1))
-                    .map_err(unavailable)?
-                {
+                if self.case_open(&case).map_err(unavailable)? {
                     return Ok(
                         json!({"fingerprint": alert.fingerprint(), "outcome": "duplicate", "case_id": case}),
                     );
@@ -421,11 +420,7 @@ impl Daemon {
                 };
                 // The case is open once its first journal entry is stored; if its opener died
                 // before that, it is opened (and collected) now.
-                if self
-                    .store
-                    .exists(&StoreKey::JournalEntry(case.clone(), 1))
-                    .map_err(unavailable)?
-                {
+                if self.case_open(&case).map_err(unavailable)? {
                     return Ok(
                         json!({"fingerprint": alert.fingerprint(), "outcome": "duplicate", "case_id": case}),
                     );
