@@ -4,6 +4,7 @@
 //! of distinct clients, never by the size of the input; analyzers of separate parts of the input
 //! merge, which is how the analysis uses every core.
 
+mod budget;
 pub mod chart;
 mod clients;
 pub mod format;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{DetectionPolicy, FormatsPolicy};
+pub use budget::AnalysisLimit;
 use format::Format;
 use parse::TimeCache;
 pub use summary::{Summary, Suspicious, TopIp};
@@ -250,6 +252,16 @@ pub struct Analyzer {
     /// The current line passed `MAX_LINE`; its remainder is skipped.
     overlong: bool,
     times: TimeCache,
+    /// The memory the growing tables may take (`u64::MAX`: no limit).
+    budget: u64,
+    /// The budget is reached: the tables take no new keys.
+    frozen: bool,
+    /// What was not counted one by one since.
+    limit: AnalysisLimit,
+    /// Authentication failures per code of clients not in `failing`, counted while frozen.
+    untracked_auth: [u64; 4],
+    /// The bytes of the failing paths' keys.
+    path_bytes: u64,
 }
 
 impl Analyzer {
@@ -278,6 +290,37 @@ impl Analyzer {
             carry: Vec::new(),
             overlong: false,
             times: TimeCache::default(),
+            budget: u64::MAX,
+            frozen: false,
+            limit: AnalysisLimit::default(),
+            untracked_auth: [0; 4],
+            path_bytes: 0,
+        }
+    }
+
+    /// Limits the memory of the growing tables to about `bytes` (see `budget`).
+    pub fn set_memory_budget(&mut self, bytes: u64) {
+        self.budget = bytes;
+    }
+
+    /// Measures the growing tables, and freezes them if the next lines could take them past
+    /// the budget.
+    fn check_budget(&mut self) {
+        if self.frozen || self.budget == u64::MAX {
+            return;
+        }
+        let n = budget::CHECK_EVERY as usize;
+        let bytes = self.clients.bytes(n)
+            + budget::map_bytes(&self.failing, n)
+            + budget::vec_bytes(&self.minutes, n)
+            + budget::map_bytes(&self.timeline, n)
+            + budget::map_bytes(&self.paths, n)
+            + self.path_bytes;
+        if bytes > self.budget {
+            self.frozen = true;
+            self.clients.freeze();
+            self.limit.memory_budget_bytes = self.budget;
+            self.limit.reached_at_line = self.lines;
         }
     }
 
@@ -356,6 +399,9 @@ impl Analyzer {
     }
 
     fn line(&mut self, line: &[u8], offset: u64) {
+        if self.lines.is_multiple_of(budget::CHECK_EVERY) {
+            self.check_budget();
+        }
         self.lines += 1;
         if self.overlong {
             self.unparsed(b"(line longer than 64 KiB)", offset);
@@ -392,17 +438,39 @@ impl Analyzer {
             &mut self.current_minute,
             (i64::MIN, MinuteCounts::default()),
         );
-        if key != i64::MIN {
-            self.timeline.entry(key).or_default().add(&counts);
+        if key == i64::MIN {
+            return;
+        }
+        match self.timeline.get_mut(&key) {
+            Some(minute) => minute.add(&counts),
+            None if self.frozen => self.limit.requests_not_in_timeline += counts.requests,
+            None => {
+                self.timeline.insert(key, counts);
+            }
         }
     }
 
     fn failure(&mut self, ip: ClientKey, code: usize, time: Option<i64>, path: &[u8], offset: u64) {
-        let f = self.failing.entry(ip).or_default();
+        self.failure_path(code, path);
+        let f = if self.frozen {
+            match self.failing.get_mut(&ip) {
+                Some(f) => f,
+                None => {
+                    self.untracked_auth[code] += 1;
+                    self.limit.auth_failures_not_attributed += 1;
+                    return;
+                }
+            }
+        } else {
+            self.failing.entry(ip).or_default()
+        };
         f.auth[code] += 1;
         if let Some(t) = time {
             let minute = t.div_euclid(60);
-            if !bump_recent(&mut self.minutes, f.last_minute, minute, code) {
+            let counted = bump_recent(&mut self.minutes, f.last_minute, minute, code);
+            if !counted && self.frozen {
+                self.limit.auth_failures_without_minute += 1;
+            } else if !counted {
                 let mut counts = [0u32; 4];
                 counts[code] = 1;
                 self.minutes.push(MinuteRecord {
@@ -418,14 +486,22 @@ impl Analyzer {
         if self.minutes.len() >= self.compact_at {
             self.compact_minutes();
         }
+    }
+
+    /// Counts a failure on its path (`MAX_PATHS` at most, and no new ones once frozen).
+    fn failure_path(&mut self, code: usize, path: &[u8]) {
         let path = normalise_path(path);
         if let Some(counts) = self.paths.get_mut(path) {
             counts[code] += 1;
-        } else if self.paths.len() < MAX_PATHS {
+        } else if self.paths.len() < MAX_PATHS && !self.frozen {
             let mut counts = [0u64; 4];
             counts[code] = 1;
+            self.path_bytes += path.len() as u64 + 16;
             self.paths.insert(path.into(), counts);
         } else {
+            if self.frozen {
+                self.limit.auth_failures_on_untracked_paths += 1;
+            }
             self.other_paths[code] += 1;
         }
     }
@@ -465,6 +541,13 @@ impl Analyzer {
             *a += b;
         }
         self.clients.merge(other.clients);
+        if other.frozen {
+            self.frozen = true;
+            self.limit.add(&other.limit);
+        }
+        for (a, b) in self.untracked_auth.iter_mut().zip(other.untracked_auth) {
+            *a += b;
+        }
         for (ip, f) in other.failing {
             let mine = self.failing.entry(ip).or_default();
             for (a, b) in mine.auth.iter_mut().zip(f.auth) {
@@ -507,6 +590,7 @@ impl Analyzer {
                     *a += b;
                 }
             } else {
+                self.path_bytes += path.len() as u64 + 16;
                 self.paths.insert(path, counts);
             }
         }
@@ -792,5 +876,47 @@ mod tests {
         assert_eq!(s.suspicious.len(), 1);
         assert_eq!(s.suspicious[0].ip, "203.0.113.9");
         assert_eq!(s.suspicious[0].auth_failures, 25);
+    }
+
+    // Past its budget the analysis keeps the totals exact, and every client it tracked was
+    // tracked from its first line: its counts equal those of an unlimited analysis.
+    #[test]
+    fn past_the_budget_totals_stay_exact_and_tracked_clients_whole() {
+        let mut text = String::new();
+        for i in 0..60_000u32 {
+            // Early clients return later; later clients are new.
+            let n = if i % 2 == 0 { i % 500 } else { i };
+            let ip = format!("2001:db8::{:x}:{:x}", n >> 16, n & 0xffff);
+            text.push_str(&line(&ip, if i % 5 == 0 { 401 } else { 200 }));
+        }
+        let policy = DetectionPolicy::default();
+        let mut whole = Analyzer::new(formats());
+        whole.begin_source("x", Format::Combined);
+        whole.feed(text.as_bytes());
+        let whole = whole.summary(&policy, 100_000);
+        let mut limited = Analyzer::new(formats());
+        limited.set_memory_budget(1 << 20);
+        limited.begin_source("x", Format::Combined);
+        limited.feed(text.as_bytes());
+        let limited = limited.summary(&policy, 100_000);
+        let limit = limited.limit.clone().expect("the budget is reached");
+        assert!(whole.limit.is_none());
+        assert_eq!(limited.lines, whole.lines);
+        assert_eq!(limited.status, whole.status);
+        assert_eq!(limited.auth_failures, whole.auth_failures);
+        assert_eq!(limited.unique_ips, limit.clients_tracked);
+        assert!(limit.clients_tracked < whole.unique_ips);
+        let attributed: u64 = limited.top_ips.iter().map(|t| t.requests).sum();
+        assert_eq!(attributed + limit.requests_not_attributed, whole.parsed);
+        for t in &limited.top_ips {
+            let w = whole.top_ips.iter().find(|w| w.ip == t.ip).unwrap();
+            assert_eq!(t.requests, w.requests, "{}", t.ip);
+            assert!(t.auth_failures <= w.auth_failures, "{}", t.ip);
+        }
+        let failures: u64 = limited.top_ips.iter().map(|t| t.auth_failures).sum();
+        assert_eq!(
+            failures + limit.auth_failures_not_attributed,
+            whole.auth_failure_total()
+        );
     }
 }

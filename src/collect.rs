@@ -1,6 +1,14 @@
 //! A collection, start to finish: open the sources (refusing bad input before anything is
 //! written), open the case, stream every source into the bag once while hashing and analysing it,
 //! write the analysis and `collection.json`, seal, store, and journal each step.
+//!
+//! Preservation comes first: what was read is sealed even when part of it is known to be
+//! incomplete or wrong (a file that shrank while read, a staged copy that changed, an input cut
+//! at its cap, an analysis that ran out of budget). Each such failure is journaled, listed in
+//! `collection.json` and in the outcome, and the command exits non-zero for it: a collection is
+//! whole only when nothing is known to be missing.
+
+pub mod run;
 
 use std::path::PathBuf;
 
@@ -21,7 +29,7 @@ use crate::progress::Progress;
 use crate::seal::{
     self, BagBuilder, BagError, BagInfo, BagPath, SealError, StoredBundle, ToolRecord,
 };
-use crate::source::{Source, SourceError};
+use crate::source::{Failure, Source, SourceError};
 use crate::store::{Store, StoreError, StoreKey};
 use crate::timefmt;
 
@@ -37,8 +45,11 @@ pub enum CollectError {
     Bag(#[from] BagError),
     #[error(transparent)]
     Seal(#[from] SealError),
-    #[error("the analysis thread failed unexpectedly; nothing was sealed")]
-    AnalysisPanicked,
+    #[error("the collection was interrupted by {}; nothing was sealed and what was staged is removed", .0.name())]
+    Interrupted(crate::interrupt::Signal),
+    /// The error, already recorded in the case's journal as the collection's end.
+    #[error(transparent)]
+    Journaled(Box<CollectError>),
     #[error("cannot encode {what}: {source}")]
     Encode {
         what: &'static str,
@@ -75,6 +86,8 @@ pub struct Request {
     pub progress: bool,
     /// What triggered the case, kept in the bag as `data/trigger/alert.json` (an alert).
     pub trigger_payload: Option<Vec<u8>>,
+    /// Where the bag is built [default: the store's staging directory].
+    pub staging: Option<PathBuf>,
 }
 
 impl Request {
@@ -92,6 +105,23 @@ impl Request {
             format,
             progress,
             trigger_payload: None,
+            staging: None,
+        }
+    }
+}
+
+impl CollectError {
+    /// Whether the case's journal already records this error as the end of the collection.
+    pub fn journaled(&self) -> bool {
+        matches!(self, CollectError::Journaled(_))
+    }
+
+    /// The signal that interrupted the collection, if one did.
+    pub fn interrupted(&self) -> Option<crate::interrupt::Signal> {
+        match self {
+            CollectError::Interrupted(s) => Some(*s),
+            CollectError::Journaled(e) => e.interrupted(),
+            _ => None,
         }
     }
 }
@@ -103,6 +133,16 @@ pub struct Outcome {
     pub bundle: StoredBundle,
     pub summary: Summary,
     pub sources: Vec<CapturedSource>,
+    /// What is known to be missing or wrong in what was sealed, as in `collection.json`.
+    pub failures: Vec<Failure>,
+}
+
+impl Outcome {
+    /// True when nothing is known to be missing: every source captured whole and the analysis
+    /// complete.
+    pub fn complete(&self) -> bool {
+        self.failures.is_empty()
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -138,7 +178,11 @@ pub fn open_sources(
     source: &mut dyn Source,
     request: &Request,
 ) -> Result<OpenedSources, CollectError> {
-    let streams = source.open()?;
+    let streams = source.open();
+    if let Some(signal) = crate::interrupt::requested() {
+        return Err(CollectError::Interrupted(signal));
+    }
+    let streams = streams?;
     let mut out = Vec::new();
     for s in streams {
         let format =
@@ -189,7 +233,8 @@ pub fn open_case<'a>(
 }
 
 /// Captures the opened streams into a bag, analyses them, seals and stores the bundle, and
-/// journals each step, in the case `journal` belongs to.
+/// journals each step, in the case `journal` belongs to. A collection that cannot finish is
+/// journaled as failed (or interrupted) before the error is returned.
 pub fn seal_case(
     store: &dyn Store,
     key: &SigningKey,
@@ -199,7 +244,38 @@ pub fn seal_case(
     mut journal: Journal<'_>,
     opened: OpenedSources,
 ) -> Result<Outcome, CollectError> {
-    let failures = source.failures();
+    match capture_and_seal(store, key, policies, source, request, &mut journal, opened) {
+        Ok(outcome) => Ok(outcome),
+        Err(e) => {
+            let (kind, details) = match e.interrupted() {
+                Some(signal) => (
+                    EntryKind::CollectionInterrupted,
+                    serde_json::json!({"signal": signal.name(), "error": e.to_string()}),
+                ),
+                None => (
+                    EntryKind::CollectionFailed,
+                    serde_json::json!({"error": e.to_string()}),
+                ),
+            };
+            // If even this cannot be written, the error says why the case is unfinished.
+            match journal.append("custody", kind, details) {
+                Ok(_) => Err(CollectError::Journaled(Box::new(e))),
+                Err(_) => Err(e),
+            }
+        }
+    }
+}
+
+fn capture_and_seal(
+    store: &dyn Store,
+    key: &SigningKey,
+    policies: &Policies,
+    source: &mut dyn Source,
+    request: &Request,
+    journal: &mut Journal<'_>,
+    opened: OpenedSources,
+) -> Result<Outcome, CollectError> {
+    let mut failures = source.failures();
     let snapshots = source.snapshots();
     let created_at = timefmt::rfc3339(request.at);
     let case = request.case_id.clone();
@@ -209,7 +285,10 @@ pub fn seal_case(
     }
 
     let mut bag = BagBuilder::new(
-        store.staging_dir().to_owned(),
+        request
+            .staging
+            .clone()
+            .unwrap_or_else(|| store.staging_dir().to_owned()),
         request.bundle_id.clone(),
         request.at.unix_timestamp().max(0) as u64,
     )?;
@@ -219,8 +298,10 @@ pub fn seal_case(
     // The analysis runs on its own thread, fed the same chunks that are hashed and compressed.
     let (to_analysis, analysis_input) = std::sync::mpsc::sync_channel::<AnalysisInput>(8);
     let formats = Arc::new(policies.formats.clone());
+    let budget = policies.collection.analysis.memory_budget_bytes;
     let analysis = std::thread::spawn(move || {
         let mut analyzer = Analyzer::new(formats);
+        analyzer.set_memory_budget(budget);
         for input in analysis_input {
             match input {
                 AnalysisInput::Begin(name, format) => analyzer.begin_source(&name, format),
@@ -246,6 +327,9 @@ pub fn seal_case(
         );
         let c = match result {
             Ok(c) => c,
+            Err(BagError::Interrupted { signal, .. }) => {
+                return Err(CollectError::Interrupted(signal))
+            }
             Err(e) => {
                 journal.append(
                     "custody",
@@ -264,16 +348,12 @@ pub fn seal_case(
             }),
         )?;
         let mut p = stream.provenance;
-        // A source that hashed the bytes as they arrived: what is sealed must be what arrived.
-        if let Some(received) = p.get("sha256_received").and_then(|v| v.as_str()) {
-            if received != c.sha256.to_hex() {
-                journal.append(
-                    "custody",
-                    EntryKind::SourceFailed,
-                    serde_json::json!({"source": stream.name, "bag_path": c.path.as_str(),
-                        "error": format!("the staged bytes changed before sealing: received SHA-256 {received}, sealed {}", c.sha256)}),
-                )?;
-            }
+        // The source's own word on the capture: whole, or what is missing or wrong in it.
+        let found = stream.check.map(|check| check(c.size, &c.sha256));
+        for mut f in found.into_iter().flatten() {
+            f["bag_path"] = c.path.as_str().into();
+            journal.append("custody", EntryKind::SourceFailed, f.clone())?;
+            failures.push(f);
         }
         if let Some(obj) = p.as_object_mut() {
             obj.insert("bag_path".into(), c.path.as_str().into());
@@ -289,12 +369,42 @@ pub fn seal_case(
         });
     }
     drop(to_analysis);
-    let mut analyzer = analysis
-        .join()
-        .map_err(|_| CollectError::AnalysisPanicked)?;
+    // A staged copy changed since its capture is left out, and said so, before the bag's own
+    // records are written.
+    for (changed, error) in bag.check_spool()? {
+        let f = serde_json::json!({"kind": "staging_changed", "source": changed.path.as_str(),
+            "bag_path": changed.path.as_str(), "error": error, "sealed": false});
+        journal.append("custody", EntryKind::SourceFailed, f.clone())?;
+        failures.push(f);
+        captured.retain(|s: &CapturedSource| s.bag_path != changed.path.as_str());
+        for p in &mut provenance {
+            if p.get("bag_path").and_then(|v| v.as_str()) == Some(changed.path.as_str()) {
+                p["sealed"] = false.into();
+            }
+        }
+    }
+    let joined = analysis.join();
     progress.finish();
-
-    let mut summary = analyzer.summary(&policies.detection, request.top);
+    let mut summary = match joined {
+        Ok(mut analyzer) => analyzer.summary(&policies.detection, request.top),
+        Err(_) => {
+            // The logs are sealed all the same; the summary says it has nothing to say.
+            let f = serde_json::json!({"kind": "analysis_failed", "source": "analysis",
+                "error": "the analysis failed unexpectedly; the logs are sealed, but the summary counts nothing"});
+            journal.append("custody", EntryKind::SourceFailed, f.clone())?;
+            failures.push(f);
+            let mut empty = Analyzer::new(Arc::new(policies.formats.clone()));
+            let mut s = empty.summary(&policies.detection, request.top);
+            s.analysis_failed = true;
+            s
+        }
+    };
+    if let Some(limit) = &summary.limit {
+        let f = serde_json::json!({"kind": "analysis_limited", "source": "analysis",
+            "error": limit.describe()});
+        journal.append("custody", EntryKind::SourceFailed, f.clone())?;
+        failures.push(f);
+    }
     // Suspicious clients are attributed to the pods whose logs saw them fail.
     let pod_of: std::collections::HashMap<&str, &str> = provenance
         .iter()
@@ -364,19 +474,13 @@ pub fn seal_case(
             ),
         ],
     })?;
-    let bundle = seal::store_bundle(
-        store,
-        key,
-        &mut journal,
-        &request.bundle_id,
-        &created_at,
-        sealed,
-    )?;
+    let bundle = seal::store_bundle(store, key, journal, &request.bundle_id, &created_at, sealed)?;
     Ok(Outcome {
         case_id: case,
         bundle,
         summary,
         sources: captured,
+        failures,
     })
 }
 

@@ -34,6 +34,9 @@ pub enum EntryKind {
     CollectionRestarted,
     /// The alert that opened the case was resolved.
     AlertResolved,
+    /// The operator stopped the collection (SIGINT or SIGTERM); details: the signal and the
+    /// source being read. Nothing was sealed by it; what was staged was removed.
+    CollectionInterrupted,
 }
 
 /// One journal entry, stored as `cases/<case>/journal/<seq>.json`.

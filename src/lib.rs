@@ -9,6 +9,7 @@ pub mod analysis;
 pub mod collect;
 pub mod digest;
 pub mod id;
+pub mod interrupt;
 pub mod journal;
 pub mod keys;
 pub mod policy;

@@ -1,5 +1,7 @@
 //! The `custody` command: parses the command line, sets up logging, calls the library and maps
-//! the outcome to an exit code (0 success, 1 verification failed, 2 usage or I/O error).
+//! the outcome to an exit code: 0 success; 1 verification failed; 2 usage or I/O error, nothing
+//! sealed; 3 sealed (or verified intact) but incomplete, with what is missing listed; 130 or 143
+//! when SIGINT or SIGTERM stopped a collection.
 
 mod output;
 
@@ -241,7 +243,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 kind: "cli".into(),
                 requested_by,
             };
-            let request = Request::new(trigger, *top, format.clone(), !cli.json);
+            let mut request = Request::new(trigger, *top, format.clone(), !cli.json);
+            custody::interrupt::install().context("cannot watch for SIGINT and SIGTERM")?;
             let kubernetes = match namespace {
                 None => None,
                 Some(namespace) => Some(K8sRequest {
@@ -277,35 +280,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     Some(k) => Box::new(K8sSource::new(
                         k.clone(),
                         policies.collection.kubernetes,
-                        staging.join(format!("k8s-{}", request.bundle_id)),
+                        staging.join(collect::run::DOWNLOADS),
                     )),
-                    None => Box::new(FileSource::new(logs.clone())),
+                    None => Box::new(FileSource::new(
+                        logs.clone(),
+                        policies.collection.files.limit_bytes,
+                    )),
                 }
             };
             if !cli.store.starts_with("s3://") {
                 let store = store::open_store(&cli.store, true)?;
-                let mut source = source_for(store.staging_dir());
+                let mut run = begin_run(store.as_ref(), &mut request)?;
+                let mut source = source_for(run.dir());
                 let result =
                     collect::collect(store.as_ref(), &key, &policies, source.as_mut(), &request);
-                // Downloaded logs are removed only once they are sealed.
-                if result.is_ok() {
-                    source.finished();
-                }
-                let outcome = result?;
+                let outcome = match finish_source(result, source.as_mut(), &mut run) {
+                    Ok(outcome) => outcome,
+                    Err(code) => return code,
+                };
                 output::collected(&outcome, None, cli.json)?;
-                return Ok(ExitCode::SUCCESS);
+                return Ok(collected_code(&outcome));
             }
             // S3: everything is sealed into the durable local spool first, then uploaded.
             let location = S3Location::parse(&cli.store)?;
             let spool = SpoolStore::open(&spool::default_root(), location.clone())?;
             // Held until the upload is done, so that a flush elsewhere leaves this case alone.
             let _case_lock = spool.lock_case(&request.case_id)?;
-            let mut source = source_for(spool.staging_dir());
+            let mut run = begin_run(&spool, &mut request)?;
+            let mut source = source_for(run.dir());
             let result = collect::collect(&spool, &key, &policies, source.as_mut(), &request);
-            if result.is_ok() {
-                source.finished();
-            }
-            let outcome = result?;
+            let outcome = match finish_source(result, source.as_mut(), &mut run) {
+                Ok(outcome) => outcome,
+                Err(code) => return code,
+            };
             let uploaded = s3_store(&cli, location, &policies, &spool).and_then(|s3| {
                 s3.check()?;
                 Ok(spool::upload_case(&spool, &s3, &outcome.case_id)?)
@@ -313,7 +320,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             match uploaded {
                 Ok(uploaded) => {
                     output::collected(&outcome, Some(Ok(&uploaded)), cli.json)?;
-                    Ok(ExitCode::SUCCESS)
+                    Ok(collected_code(&outcome))
                 }
                 Err(e) => {
                     let message = error_message(&e);
@@ -335,6 +342,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 formats: std::sync::Arc::new(policies.formats.clone()),
                 threads: parallel::threads(),
                 progress: !cli.json,
+                memory_budget: policies.collection.analysis.memory_budget_bytes,
             })?;
             let summary = analyzer.summary(&policies.detection, *top);
             output::analysis(&summary, cli.json)?;
@@ -352,10 +360,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 verify::verify_path(Path::new(target), &options)?
             };
             output::verification(&report, cli.json)?;
-            Ok(if report.ok {
-                ExitCode::SUCCESS
-            } else {
+            Ok(if !report.ok {
                 ExitCode::from(1)
+            } else if !report.complete {
+                ExitCode::from(INCOMPLETE)
+            } else {
+                ExitCode::SUCCESS
             })
         }
         Command::Keygen { out } => {
@@ -434,6 +444,73 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The exit code for evidence that is sealed (or verified intact) but known to be incomplete.
+const INCOMPLETE: u8 = 3;
+
+/// 0 when the collection is whole, `INCOMPLETE` when something is known to be missing.
+fn collected_code(outcome: &collect::Outcome) -> ExitCode {
+    if outcome.complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(INCOMPLETE)
+    }
+}
+
+/// Downloaded logs are removed once they are sealed, or when the operator stopped the
+/// collection; after any other failure they are kept for a second attempt. An interrupted
+/// collection ends here with the signal's status.
+fn finish_source(
+    result: Result<collect::Outcome, collect::CollectError>,
+    source: &mut dyn Source,
+    run: &mut collect::run::Run,
+) -> Result<collect::Outcome, Result<ExitCode>> {
+    match result {
+        Ok(outcome) => {
+            source.finished();
+            Ok(outcome)
+        }
+        Err(e) => match e.interrupted() {
+            Some(signal) => {
+                source.finished();
+                eprintln!("error: {e}");
+                Err(Ok(ExitCode::from(signal.exit_code())))
+            }
+            None => {
+                if run.keep_downloads() {
+                    eprintln!(
+                        "note: the downloaded logs are kept in {}",
+                        run.dir().join(collect::run::DOWNLOADS).display()
+                    );
+                }
+                Err(Err(e.into()))
+            }
+        },
+    }
+}
+
+/// Starts the collection's staging directory, after cleaning what earlier runs that died
+/// left behind (and journaling their cases as interrupted).
+fn begin_run(store: &dyn Store, request: &mut Request) -> Result<collect::run::Run> {
+    let (run, swept) = collect::run::Run::begin(store, &request.case_id, &request.bundle_id)
+        .with_context(|| {
+            format!(
+                "cannot create a staging directory in {}",
+                store.staging_dir().display()
+            )
+        })?;
+    for case in &swept.interrupted {
+        eprintln!("note: case {case} was left unfinished by a collection that died; it is now journaled as interrupted");
+    }
+    for dir in &swept.kept {
+        eprintln!(
+            "note: an earlier collection that did not finish left downloaded logs in {}",
+            dir.display()
+        );
+    }
+    request.staging = Some(run.dir().to_owned());
+    Ok(run)
 }
 
 fn s3_options(cli: &Cli) -> S3Options {

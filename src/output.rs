@@ -49,6 +49,8 @@ pub fn collected(o: &Outcome, upload: Upload<'_>, as_json: bool) -> Result<()> {
                         "version_id": archive_version},
             "seal": {"uri": o.bundle.seal.uri, "sha256": o.bundle.seal_sha256, "version_id": seal_version},
             "stored": !matches!(upload, Some(Err(_))),
+            "complete": o.complete(),
+            "failures": o.failures,
             "sources": o.sources,
             "summary": o.summary,
         });
@@ -105,7 +107,30 @@ pub fn collected(o: &Outcome, upload: Upload<'_>, as_json: bool) -> Result<()> {
         None => {}
     }
     drop(out);
-    analysis(&o.summary, false)
+    analysis(&o.summary, false)?;
+    incomplete(&o.failures)
+}
+
+/// What is known to be missing from a sealed bundle, last, where it is seen.
+fn incomplete(failures: &[custody::source::Failure]) -> Result<()> {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "INCOMPLETE: {} thing(s) could not be captured whole; what was read is sealed, and this is recorded in collection.json and the journal:",
+        failures.len()
+    )?;
+    for f in failures {
+        let text = |k: &str| f.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        let source = match text("source") {
+            "" => text("pod").to_owned(),
+            s => s.to_owned(),
+        };
+        writeln!(out, "  {:<16} {}: {}", text("kind"), source, text("error"))?;
+    }
+    Ok(())
 }
 
 pub fn analysis(s: &Summary, as_json: bool) -> Result<()> {
@@ -135,6 +160,15 @@ pub fn analysis(s: &Summary, as_json: bool) -> Result<()> {
         .map(|(k, v)| format!("{k}: {v}"))
         .collect();
     writeln!(out, "  auth failures  {}", auth.join(", "))?;
+    if let Some(limit) = &s.limit {
+        writeln!(out, "  LIMITED        {}", limit.describe())?;
+    }
+    if s.analysis_failed {
+        writeln!(
+            out,
+            "  FAILED         the analysis failed; these counts are empty"
+        )?;
+    }
     writeln!(out, "  top clients    requests  auth-failures")?;
     for ip in s.top_ips.iter().take(10) {
         writeln!(
@@ -198,8 +232,17 @@ pub fn verification(r: &Report, as_json: bool) -> Result<()> {
     for p in &r.problems {
         writeln!(out, "PROBLEM [{}] {}: {}", p.code, p.subject, p.message)?;
     }
-    if r.ok {
+    for p in &r.incomplete {
+        writeln!(out, "INCOMPLETE [{}] {}: {}", p.code, p.subject, p.message)?;
+    }
+    if r.ok && r.complete {
         writeln!(out, "verified: no problems found")?;
+    } else if r.ok {
+        writeln!(
+            out,
+            "verified intact, but INCOMPLETE: {} record(s) of evidence not captured whole",
+            r.incomplete.len()
+        )?;
     } else {
         writeln!(out, "verification FAILED: {} problem(s)", r.problems.len())?;
     }

@@ -100,7 +100,9 @@ fn unfinished(chain: &journal::CheckedChain) -> Option<serde_json::Value> {
     let done = chain.entries.iter().any(|(e, _)| {
         matches!(
             e.kind,
-            EntryKind::BundleSealed | EntryKind::CollectionFailed
+            EntryKind::BundleSealed
+                | EntryKind::CollectionFailed
+                | EntryKind::CollectionInterrupted
         )
     });
     (!done).then(|| first.details.clone())
@@ -116,7 +118,10 @@ fn collection_over(chain: &journal::CheckedChain) -> bool {
         .find(|(e, _)| {
             matches!(
                 e.kind,
-                EntryKind::Findings | EntryKind::CollectionFailed | EntryKind::CollectionRestarted
+                EntryKind::Findings
+                    | EntryKind::CollectionFailed
+                    | EntryKind::CollectionInterrupted
+                    | EntryKind::CollectionRestarted
             )
         })
         .is_some_and(|(e, _)| e.kind != EntryKind::CollectionRestarted)
@@ -236,6 +241,7 @@ impl Daemon {
             format: crate::analysis::format::FormatChoice::Auto,
             progress: false,
             trigger_payload: None,
+            staging: None,
         };
         let mut details = details;
         details["target"] = target_json(&target);
@@ -477,6 +483,7 @@ impl Daemon {
             format: crate::analysis::format::FormatChoice::Auto,
             progress: false,
             trigger_payload: job.payload.clone(),
+            staging: None,
         };
         let work = self.staging.join(format!("k8s-{}", request.bundle_id));
         let mut source = K8sSource::new(
@@ -515,6 +522,8 @@ impl Daemon {
                     "bundle_id": o.bundle.bundle_id,
                     "lines": o.summary.lines,
                     "auth_failures": o.summary.auth_failures,
+                    "complete": o.complete(),
+                    "failures": o.failures,
                     "suspicious": o.summary.suspicious.iter().map(|s| json!({"ip": s.ip, "rule": s.rule,
                         "auth_failures": s.auth_failures, "pods": s.pods})).collect::<Vec<_>>(),
                 });
@@ -539,13 +548,16 @@ impl Daemon {
             Err(e) => {
                 self.metrics.collection("failed");
                 tracing::error!(case = %job.case, error = %e, "collection failed");
-                if let Err(j) = append(
-                    store,
-                    &job.case,
-                    EntryKind::CollectionFailed,
-                    json!({"error": e.to_string()}),
-                ) {
-                    tracing::error!(case = %job.case, error = %j, "cannot journal the failure");
+                // A failure once the collection began is journaled by the collection itself.
+                if !e.journaled() {
+                    if let Err(j) = append(
+                        store,
+                        &job.case,
+                        EntryKind::CollectionFailed,
+                        json!({"error": e.to_string()}),
+                    ) {
+                        tracing::error!(case = %job.case, error = %j, "cannot journal the failure");
+                    }
                 }
             }
         }
@@ -621,7 +633,7 @@ impl Daemon {
                                         "seal": e.details["seal"], "sealed_at": e.at}),
                     );
                 }
-                EntryKind::CollectionFailed => state = "failed",
+                EntryKind::CollectionFailed | EntryKind::CollectionInterrupted => state = "failed",
                 EntryKind::CollectionRestarted if state != "sealed" => state = "collecting",
                 // The last step of a collection.
                 EntryKind::Findings => {

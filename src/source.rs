@@ -7,6 +7,8 @@ pub mod k8s;
 
 use std::io::Read;
 
+use crate::digest::Sha256Digest;
+
 pub use files::FileSource;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,22 @@ pub struct Stream {
     /// Bytes already read while opening (to refuse empty input early); they come first.
     pub first: Vec<u8>,
     pub reader: Box<dyn Read + Send>,
+    /// The source's own check once the stream has been read to its end, given the bytes read
+    /// and their SHA-256: what it knows made the capture incomplete or wrong (a file that shrank
+    /// or was replaced while it was read, input cut at the cap, bytes that changed after they
+    /// arrived). Each failure is recorded; the bytes read are still sealed.
+    pub check: Option<Check>,
+}
+
+/// See `Stream::check`.
+pub type Check = Box<dyn FnOnce(u64, &Sha256Digest) -> Vec<Failure> + Send>;
+
+/// Something a source could not capture whole, for `collection.json` and the journal.
+pub type Failure = serde_json::Value;
+
+/// A failure record: `kind` names what happened, `error` says it for a person.
+pub fn failure(kind: &str, source: &str, error: impl Into<String>) -> Failure {
+    serde_json::json!({ "kind": kind, "source": source, "error": error.into() })
 }
 
 /// A kind of evidence source.
@@ -59,7 +77,7 @@ pub trait Source {
 
     /// What could not be captured, after `open`: each is journaled and listed in
     /// `collection.json`.
-    fn failures(&self) -> Vec<serde_json::Value> {
+    fn failures(&self) -> Vec<Failure> {
         Vec::new()
     }
 

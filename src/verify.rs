@@ -47,13 +47,21 @@ pub struct Problem {
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub target: String,
-    /// True when no problem was found.
+    /// True when no problem was found: nothing was altered or removed.
     pub ok: bool,
+    /// True when nothing is known to be missing either: no case holds a collection recorded
+    /// as incomplete, failed, interrupted or unfinished (see `incomplete`).
+    pub complete: bool,
     /// True when every signature was checked against a key the auditor gave (`--public-key`);
     /// false when the store's own copy of a key was used, which proves nothing by itself.
     pub key_trusted: bool,
     pub cases: Vec<CaseReport>,
     pub problems: Vec<Problem>,
+    /// Evidence that is intact but, by its own record, not whole: sources captured in part,
+    /// an analysis cut short by its budget, collections that failed, were interrupted or never
+    /// finished. Not tampering: what the collector itself recorded (or, for an unfinished
+    /// collection, what the journal shows).
+    pub incomplete: Vec<Problem>,
     pub warnings: Vec<String>,
 }
 
@@ -85,6 +93,26 @@ impl Report {
             subject: subject.into(),
             message: message.into(),
         });
+    }
+
+    fn incomplete(
+        &mut self,
+        code: &'static str,
+        subject: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.incomplete.push(Problem {
+            code,
+            subject: subject.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Sets `ok` and `complete` from what was found.
+    fn conclude(&mut self, options: &Options) {
+        self.ok = self.problems.is_empty();
+        self.complete = self.incomplete.is_empty();
+        self.key_trusted = options.public_key.is_some();
     }
 }
 
@@ -164,8 +192,7 @@ pub fn verify_path(path: &Path, options: &Options) -> Result<Report, VerifyError
             verify_case(&store, &case, Some(&bundle), options, &mut report)?;
         }
     }
-    report.ok = report.problems.is_empty();
-    report.key_trusted = options.public_key.is_some();
+    report.conclude(options);
     Ok(report)
 }
 
@@ -257,7 +284,7 @@ pub fn verify_case(
         bundles = vec![b.clone()];
     } else {
         check_sealed_entries(&chain, case, &bundles, report);
-        check_unfinished(&chain, case, report);
+        check_completeness(&chain, case, report);
     }
     let mut case_report = CaseReport {
         case_id: case.clone(),
@@ -312,22 +339,105 @@ fn check_case_opened(store: &dyn Store, case: &CaseId, chain: &CheckedChain, rep
     }
 }
 
-/// A journal whose last step captured sources but sealed nothing: an interrupted collection, or
-/// a bundle removed together with its journal entries.
-fn check_unfinished(chain: &CheckedChain, case: &CaseId, report: &mut Report) {
-    let Some((last, _)) = chain.entries.last() else {
-        return;
-    };
-    if matches!(last.kind, EntryKind::CaseOpened | EntryKind::SourceCaptured) {
+/// What the journal says is missing. A collection runs from the case's opening (or a restart)
+/// to a sealed bundle, a recorded failure or a recorded interruption; the sources it could not
+/// capture whole are journaled on the way. Entries after the end (uploads, findings, resolves)
+/// change nothing: a case uploaded after an interrupted collection is still interrupted.
+fn check_completeness(chain: &CheckedChain, case: &CaseId, report: &mut Report) {
+    let mut pending: Vec<(u64, &serde_json::Value)> = Vec::new();
+    let mut open: Option<(u64, EntryKind)> = None;
+    for (entry, _) in &chain.entries {
+        let subject = || StoreKey::JournalEntry(case.clone(), entry.seq).path();
+        match entry.kind {
+            EntryKind::CaseOpened | EntryKind::SourceCaptured => {
+                open = Some((entry.seq, entry.kind));
+            }
+            EntryKind::CollectionRestarted => {
+                // The interrupted attempt's failures are superseded by the new attempt.
+                pending.clear();
+                open = Some((entry.seq, entry.kind));
+            }
+            EntryKind::SourceFailed => {
+                pending.push((entry.seq, &entry.details));
+                open = Some((entry.seq, entry.kind));
+            }
+            EntryKind::BundleSealed => {
+                let bundle = entry.details.get("bundle_id").and_then(|v| v.as_str());
+                for (seq, details) in pending.drain(..) {
+                    report.incomplete(
+                        "capture_incomplete",
+                        StoreKey::JournalEntry(case.clone(), seq).path(),
+                        format!(
+                            "bundle {}: {}",
+                            bundle.unwrap_or("?"),
+                            failure_text(details)
+                        ),
+                    );
+                }
+                open = None;
+            }
+            EntryKind::CollectionFailed => {
+                pending.clear();
+                report.incomplete(
+                    "collection_failed",
+                    subject(),
+                    format!(
+                        "the collection failed and sealed nothing: {}",
+                        failure_text(&entry.details)
+                    ),
+                );
+                open = None;
+            }
+            EntryKind::CollectionInterrupted => {
+                pending.clear();
+                report.incomplete(
+                    "collection_interrupted",
+                    subject(),
+                    format!(
+                        "the operator stopped the collection ({}); nothing was sealed by it",
+                        entry
+                            .details
+                            .get("signal")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or("a signal")
+                    ),
+                );
+                open = None;
+            }
+            EntryKind::ObjectsStored | EntryKind::Findings | EntryKind::AlertResolved => {}
+        }
+    }
+    // Without a record of how it ended, an unfinished collection cannot be told from a bundle
+    // removed together with its journal entries, so it is a problem, not a state. (A collection
+    // whose process died is journaled as interrupted by the next collection in the store.)
+    if let Some((seq, kind)) = open {
         report.problem(
             "journal",
-            StoreKey::JournalEntry(case.clone(), last.seq).path(),
+            StoreKey::JournalEntry(case.clone(), seq).path(),
             format!(
-                "the journal ends at entry {} ({:?}) with no bundle sealed after it: the collection was interrupted, or a bundle and its journal entries were removed",
-                last.seq, last.kind
+                "the journal ends its collection at entry {seq} ({kind:?}) with no bundle sealed, failure or interruption recorded after it: the collection is still running or its process died, or a bundle and its journal entries were removed"
             ),
         );
     }
+}
+
+/// A journaled failure in words: its kind, source and error.
+fn failure_text(details: &serde_json::Value) -> String {
+    let text = |k: &str| details.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    let source = match text("source") {
+        "" => text("pod"),
+        s => s,
+    };
+    let mut out = String::new();
+    for part in [text("kind"), source, text("error")] {
+        if !part.is_empty() {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(part);
+        }
+    }
+    out
 }
 
 /// Every bundle the journal says was sealed must be in the store.

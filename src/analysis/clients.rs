@@ -20,6 +20,10 @@ type Map = HashMap<ClientKey, ClientStats, foldhash::fast::RandomState>;
 pub(super) struct ClientTable {
     maps: Vec<Map>,
     pending: Vec<Vec<(ClientKey, i64)>>,
+    /// No new clients are added (the memory budget is reached).
+    frozen: bool,
+    /// Requests from clients not in the table, counted while frozen.
+    untracked: u64,
 }
 
 impl Default for ClientTable {
@@ -27,6 +31,8 @@ impl Default for ClientTable {
         Self {
             maps: (0..PARTITIONS).map(|_| Map::default()).collect(),
             pending: (0..PARTITIONS).map(|_| Vec::new()).collect(),
+            frozen: false,
+            untracked: 0,
         }
     }
 }
@@ -53,7 +59,17 @@ impl ClientTable {
     fn fold(&mut self, p: usize) {
         let map = &mut self.maps[p];
         for (key, time) in self.pending[p].drain(..) {
-            let stats = map.entry(key).or_default();
+            let stats = if self.frozen {
+                match map.get_mut(&key) {
+                    Some(stats) => stats,
+                    None => {
+                        self.untracked += 1;
+                        continue;
+                    }
+                }
+            } else {
+                map.entry(key).or_default()
+            };
             stats.requests += 1;
             if time != NO_TIME {
                 stats.first = stats.first.min(time);
@@ -69,10 +85,36 @@ impl ClientTable {
         }
     }
 
+    /// Stops adding new clients: the requests already buffered are folded first, so a client
+    /// seen before this is counted whole.
+    pub(super) fn freeze(&mut self) {
+        self.flush();
+        self.frozen = true;
+    }
+
+    /// Requests from clients the frozen table did not take.
+    pub(super) fn untracked(&self) -> u64 {
+        self.untracked
+    }
+
+    /// The bytes the table takes once `incoming` more clients could have arrived.
+    pub(super) fn bytes(&self, incoming: usize) -> u64 {
+        // New clients spread over the partitions; a few times the mean allows for the unlucky.
+        let each = (incoming / PARTITIONS * 4).max(8);
+        let pending = (PARTITIONS * BATCH * std::mem::size_of::<(ClientKey, i64)>()) as u64;
+        pending
+            + self
+                .maps
+                .iter()
+                .map(|m| super::budget::map_bytes(m, each))
+                .sum::<u64>()
+    }
+
     /// Adds `other`'s counts (both flushed first).
     pub(super) fn merge(&mut self, mut other: ClientTable) {
         self.flush();
         other.flush();
+        self.untracked += other.untracked;
         for (mine, theirs) in self.maps.iter_mut().zip(other.maps) {
             for (key, stats) in theirs {
                 mine.entry(key).or_default().add(&stats);

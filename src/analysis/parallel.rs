@@ -37,6 +37,17 @@ pub struct Job<'a> {
     pub formats: Arc<FormatsPolicy>,
     pub threads: usize,
     pub progress: bool,
+    /// The memory the analysis's tables may take, in bytes (shared by the threads of a file
+    /// read in parts).
+    pub memory_budget: u64,
+}
+
+impl Job<'_> {
+    fn analyzer(&self, budget: u64) -> Analyzer {
+        let mut a = Analyzer::new(self.formats.clone());
+        a.set_memory_budget(budget);
+        a
+    }
 }
 
 /// Analyses every file of `job` with up to `job.threads` threads.
@@ -86,7 +97,7 @@ pub fn analyze_paths(job: &Job<'_>) -> Result<Analyzer, SourceError> {
                     .read_to_end(&mut first)
                     .map_err(read_err)?;
                 let format = resolve(job, &first, &name)?;
-                let mut a = Analyzer::new(job.formats.clone());
+                let mut a = job.analyzer(job.memory_budget);
                 a.begin_source(&name, format);
                 a.feed(&first);
                 done.fetch_add(first.len() as u64, Ordering::Relaxed);
@@ -101,12 +112,12 @@ pub fn analyze_paths(job: &Job<'_>) -> Result<Analyzer, SourceError> {
                         &file,
                         &name,
                         size,
-                        (threads, format, job.formats.clone()),
+                        (threads, format, job),
                         &done,
                         &mut progress,
                     )?,
                     _ => {
-                        let mut a = Analyzer::new(job.formats.clone());
+                        let mut a = job.analyzer(job.memory_budget);
                         a.begin_source(&name, format);
                         read_stream(a, &mut file, &name, &done)?
                     }
@@ -226,7 +237,7 @@ fn read_ranges(
     file: &File,
     name: &str,
     size: u64,
-    (threads, format, formats): (usize, Format, Arc<FormatsPolicy>),
+    (threads, format, job): (usize, Format, &Job<'_>),
     done: &AtomicU64,
     progress: &mut Progress,
 ) -> Result<Analyzer, SourceError> {
@@ -238,7 +249,8 @@ fn read_ranges(
     let mut results = std::thread::scope(|scope| {
         let (finished, finishing) = std::sync::mpsc::channel();
         for (i, r) in ranges.iter().enumerate() {
-            let (analyzer, format) = (Analyzer::new(formats.clone()), format.clone());
+            let share = job.memory_budget / ranges.len().max(1) as u64;
+            let (analyzer, format) = (job.analyzer(share), format.clone());
             let finished = finished.clone();
             scope.spawn(move || {
                 // A panic drops the sender without a result; that is reported below.
@@ -268,7 +280,7 @@ fn read_ranges(
     let mut parts = results.into_iter().map(|(_, result)| result);
     let mut merged = match parts.next() {
         Some(first) => first.map_err(err)?,
-        None => Analyzer::new(formats),
+        None => job.analyzer(job.memory_budget),
     };
     for part in parts {
         merged.merge(part.map_err(err)?);

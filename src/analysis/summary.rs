@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Analyzer, ClientKey, ClientStats, Failures, UnparsedSample, AUTH_FAILURE_CODES};
+use super::{
+    AnalysisLimit, Analyzer, ClientKey, ClientStats, Failures, UnparsedSample, AUTH_FAILURE_CODES,
+};
 use crate::policy::{DetectionPolicy, Rule};
 use crate::timefmt;
 
@@ -37,6 +39,13 @@ pub struct Summary {
     /// Each source and the format it was read in.
     pub sources: Vec<SourceFormat>,
     pub unparsed_samples: Vec<UnparsedSample>,
+    /// Present when the analysis reached its memory budget: exactly what it did not count one
+    /// by one. Absent when every client was counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<AnalysisLimit>,
+    /// True when the analysis failed and this summary counts nothing (the logs are sealed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub analysis_failed: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -157,7 +166,7 @@ pub(super) fn build(a: &Analyzer, policy: &DetectionPolicy, top: usize) -> Summa
         .collect();
     let mut auth_failures = BTreeMap::new();
     for (i, code) in AUTH_FAILURE_CODES.iter().enumerate() {
-        let n: u64 = a.failing.values().map(|f| f.auth[i]).sum();
+        let n: u64 = a.failing.values().map(|f| f.auth[i]).sum::<u64>() + a.untracked_auth[i];
         auth_failures.insert(code.to_string(), n);
     }
     let mut timeline: Vec<(&i64, _)> = a.timeline.iter().collect();
@@ -199,6 +208,12 @@ pub(super) fn build(a: &Analyzer, policy: &DetectionPolicy, top: usize) -> Summa
             })
             .collect(),
         unparsed_samples: a.samples.clone(),
+        limit: a.frozen.then(|| AnalysisLimit {
+            clients_tracked: a.clients.len() as u64,
+            requests_not_attributed: a.clients.untracked(),
+            ..a.limit.clone()
+        }),
+        analysis_failed: false,
     }
 }
 

@@ -1,4 +1,5 @@
-//! `collection.yaml`: how logs are collected from Kubernetes (per-stream byte cap, concurrency).
+//! `collection.yaml`: how logs are collected (the per-stream byte cap for Kubernetes logs and for
+//! files and devices, concurrency) and the analysis's memory budget.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,6 +9,12 @@ use super::PolicyError;
 #[serde(deny_unknown_fields)]
 pub struct CollectionPolicy {
     pub kubernetes: KubernetesPolicy,
+    /// Local files, devices and standard input.
+    #[serde(default)]
+    pub files: FilesPolicy,
+    /// The analysis of what is collected.
+    #[serde(default)]
+    pub analysis: AnalysisPolicy,
     /// Alerts that open a case, first match wins.
     #[serde(default)]
     pub alerts: Vec<AlertRoute>,
@@ -50,6 +57,58 @@ fn yes() -> bool {
     true
 }
 
+/// Local inputs given with `--logs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesPolicy {
+    /// The cap on each file, device or standard input, in bytes: an input with more is sealed
+    /// up to the cap and recorded as truncated (an endless input such as a device never ends by
+    /// itself).
+    #[serde(default = "default_limit_bytes")]
+    pub limit_bytes: u64,
+}
+
+impl Default for FilesPolicy {
+    fn default() -> Self {
+        Self {
+            limit_bytes: default_limit_bytes(),
+        }
+    }
+}
+
+/// 10 GiB, the same cap as the shipped Kubernetes one.
+fn default_limit_bytes() -> u64 {
+    10 << 30
+}
+
+/// How much the analysis may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisPolicy {
+    /// The memory the analysis's tables may use, in bytes. Past it, clients first seen later
+    /// are not counted one by one (their requests are counted together, and the summary says
+    /// how many); the logs are sealed whole all the same.
+    #[serde(default = "default_memory_budget")]
+    pub memory_budget_bytes: u64,
+}
+
+impl Default for AnalysisPolicy {
+    fn default() -> Self {
+        Self {
+            memory_budget_bytes: default_memory_budget(),
+        }
+    }
+}
+
+/// 512 MiB: room for millions of clients, with the rest of a 1 GiB pod for compression and
+/// buffers.
+fn default_memory_budget() -> u64 {
+    512 << 20
+}
+
+/// The smallest budget accepted (1 MiB).
+const MIN_MEMORY_BUDGET: u64 = 1 << 20;
+
 const MAX_LIMIT_BYTES: u64 = 1 << 40;
 const MAX_CONCURRENCY: usize = 64;
 
@@ -62,6 +121,8 @@ impl Default for CollectionPolicy {
                 concurrency: 4,
                 init_containers: true,
             },
+            files: FilesPolicy::default(),
+            analysis: AnalysisPolicy::default(),
             alerts: Vec::new(),
         })
     }
@@ -86,6 +147,18 @@ impl CollectionPolicy {
             return Err(err(format!(
                 "kubernetes.concurrency must be 1 to {MAX_CONCURRENCY}, not {}",
                 k.concurrency
+            )));
+        }
+        if !(1..=MAX_LIMIT_BYTES).contains(&policy.files.limit_bytes) {
+            return Err(err(format!(
+                "files.limit_bytes must be 1 to {MAX_LIMIT_BYTES}, not {}",
+                policy.files.limit_bytes
+            )));
+        }
+        if policy.analysis.memory_budget_bytes < MIN_MEMORY_BUDGET {
+            return Err(err(format!(
+                "analysis.memory_budget_bytes must be at least {MIN_MEMORY_BUDGET}, not {}",
+                policy.analysis.memory_budget_bytes
             )));
         }
         for (i, route) in policy.alerts.iter().enumerate() {
@@ -135,6 +208,14 @@ mod tests {
             (
                 "kubernetes: {limit_bytes: 10, concurrency: 4, secrets: true}",
                 "unknown field",
+            ),
+            (
+                "kubernetes: {limit_bytes: 10, concurrency: 4}\nfiles: {limit_bytes: 0}",
+                "files.limit_bytes must be",
+            ),
+            (
+                "kubernetes: {limit_bytes: 10, concurrency: 4}\nanalysis: {memory_budget_bytes: 1000}",
+                "memory_budget_bytes must be",
             ),
         ] {
             let e = CollectionPolicy::parse("c.yaml", text)

@@ -6,6 +6,10 @@
 //! files, the analysis, `collection.json`) are compressed where they fall, and each spooled frame
 //! is copied between them unchanged. Concatenated zstd frames decompress to the concatenated tar,
 //! so `zstd -dc | tar -x` sees one ordinary archive.
+//!
+//! A spooled frame is hashed as it is written and again when it is copied into the archive: a
+//! spool changed in between (by another process, or a failing disk) is found, never sealed
+//! under a manifest that names other bytes.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -14,7 +18,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256, Sha512};
 
-use crate::digest::{HashingWriter, Sha256Digest};
+use crate::digest::{HashingReader, HashingWriter, Sha256Digest};
 use crate::id::BundleId;
 use crate::store::{new_staging_file, StagedFile};
 
@@ -48,6 +52,17 @@ pub enum BagError {
     InvalidPath(String),
     #[error("{0} is in the bag twice")]
     DuplicatePath(String),
+    #[error("the collection was interrupted by {} while reading {source_name}", signal.name())]
+    Interrupted {
+        source_name: String,
+        signal: crate::interrupt::Signal,
+    },
+    #[error("the staged copy of {path} changed while the archive was written (its spooled frame's SHA-256 was {expected} when captured, {found} when copied); nothing was sealed")]
+    StagingChanged {
+        path: String,
+        expected: Sha256Digest,
+        found: Sha256Digest,
+    },
 }
 
 /// A validated path of a payload file relative to the bag root, such as `data/logs/01-access.log`.
@@ -108,10 +123,12 @@ pub struct Captured {
 
 enum Body {
     Inline(Vec<u8>),
-    /// A complete zstd frame in the spool holding the file's bytes and its tar padding.
+    /// A complete zstd frame in the spool holding the file's bytes and its tar padding, with
+    /// the SHA-256 of the frame as it was written.
     Spooled {
         offset: u64,
         len: u64,
+        sha256: Sha256Digest,
     },
 }
 
@@ -211,7 +228,7 @@ impl BagBuilder {
         self.check_new(&path)?;
         let offset = self.spool_len;
         let spool = &mut self.spool;
-        let (size, sha256, sha512) = std::thread::scope(|scope| {
+        let (size, sha256, sha512, frame_sha256) = std::thread::scope(|scope| {
             let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<Chunk>(IN_FLIGHT);
             let hasher = scope.spawn(move || {
                 let mut sha256 = Sha256::new();
@@ -231,7 +248,8 @@ impl BagBuilder {
             let (sha256, sha512) = hasher.join().map_err(|_| {
                 BagError::WriteArchive(io::Error::other("the hashing thread panicked"))
             })?;
-            Ok::<_, BagError>((size?, sha256, sha512))
+            let (size, frame_sha256) = size?;
+            Ok::<_, BagError>((size, sha256, sha512, frame_sha256))
         })?;
         self.spool_len = self
             .spool
@@ -248,9 +266,46 @@ impl BagBuilder {
             body: Body::Spooled {
                 offset,
                 len: self.spool_len - offset,
+                sha256: frame_sha256,
             },
         });
         Ok(captured)
+    }
+
+    /// Reads every spooled frame back and compares it with its SHA-256 from the capture. A
+    /// frame that changed is taken out of the bag (its bytes are no longer what was read) and
+    /// returned with what was found, so the caller records it before the bag's own records are
+    /// written; `finish` checks the frames once more as it copies them.
+    pub fn check_spool(&mut self) -> Result<Vec<(Captured, String)>, BagError> {
+        let mut changed = Vec::new();
+        let mut kept = Vec::new();
+        for entry in std::mem::take(&mut self.entries) {
+            let Body::Spooled {
+                offset,
+                len,
+                sha256,
+            } = &entry.body
+            else {
+                kept.push(entry);
+                continue;
+            };
+            self.spool
+                .seek(SeekFrom::Start(*offset))
+                .map_err(BagError::WriteArchive)?;
+            let (found, n) = HashingReader::new((&mut self.spool).take(*len))
+                .finish()
+                .map_err(BagError::WriteArchive)?;
+            if found == *sha256 && n == *len {
+                kept.push(entry);
+            } else {
+                changed.push((
+                    entry.captured.clone(),
+                    format!("the staged copy of {} changed after it was captured (its spooled frame's SHA-256 was {sha256}, {n} bytes; now {found}); it is left out of the bag", entry.captured.path.0),
+                ));
+            }
+        }
+        self.entries = kept;
+        Ok(changed)
     }
 
     /// Writes the tag files and the whole archive to a staged file, fsynced.
@@ -325,15 +380,22 @@ impl BagBuilder {
                 pending.extend_from_slice(&tar_header(&full, *size, self.mtime)?);
                 unpacked += 512;
                 match body {
-                    Some(Body::Spooled { offset, len }) => {
+                    Some(Body::Spooled {
+                        offset,
+                        len,
+                        sha256,
+                    }) => {
                         write_frame(&mut out, &mut pending)?;
                         self.spool.seek(SeekFrom::Start(*offset))?;
-                        let copied = io::copy(&mut (&mut self.spool).take(*len), &mut out)?;
-                        if copied != *len {
-                            return Err(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "spool shorter than recorded",
-                            ));
+                        let mut frame = HashingReader::new((&mut self.spool).take(*len));
+                        let copied = io::copy(&mut frame, &mut out)?;
+                        let (found, _) = frame.finish()?;
+                        if copied != *len || found != *sha256 {
+                            return Err(io::Error::other(StagingChanged {
+                                path: name.clone(),
+                                expected: *sha256,
+                                found,
+                            }));
                         }
                     }
                     _ => {
@@ -354,6 +416,13 @@ impl BagBuilder {
             Ok(r) => r,
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
+                if let Some(c) = e.get_ref().and_then(|i| i.downcast_ref::<StagingChanged>()) {
+                    return Err(BagError::StagingChanged {
+                        path: c.path.clone(),
+                        expected: c.expected,
+                        found: c.found,
+                    });
+                }
                 return Err(BagError::WriteArchive(e));
             }
         };
@@ -376,16 +445,34 @@ impl BagBuilder {
     }
 }
 
+/// A spooled frame found changed while it was copied (carried inside an `io::Error`).
+#[derive(Debug)]
+struct StagingChanged {
+    path: String,
+    expected: Sha256Digest,
+    found: Sha256Digest,
+}
+
+impl std::fmt::Display for StagingChanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the staged copy of {} changed", self.path)
+    }
+}
+
+impl std::error::Error for StagingChanged {}
+
 /// Reads `first` then `reader` to its end in chunks, hands each chunk to `take`, and compresses
-/// it (with the tar padding) as one zstd frame onto `spool`. Returns the bytes read.
+/// it (with the tar padding) as one zstd frame onto `spool`. Returns the bytes read and the
+/// frame's SHA-256.
 fn compress_stream(
     spool: &mut File,
     source_name: &str,
     first: &[u8],
     reader: &mut dyn Read,
     take: &mut dyn FnMut(Chunk),
-) -> Result<u64, BagError> {
-    let mut encoder = new_encoder(spool, true).map_err(BagError::WriteArchive)?;
+) -> Result<(u64, Sha256Digest), BagError> {
+    let mut encoder =
+        new_encoder(HashingWriter::new(spool), true).map_err(BagError::WriteArchive)?;
     let mut size = first.len() as u64;
     encoder.write_all(first).map_err(BagError::WriteArchive)?;
     take(Arc::new(first.to_vec()));
@@ -396,10 +483,16 @@ fn compress_stream(
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(source) => {
+                if let Some(signal) = crate::interrupt::signal_of(&source) {
+                    return Err(BagError::Interrupted {
+                        source_name: source_name.to_owned(),
+                        signal,
+                    });
+                }
                 return Err(BagError::ReadSource {
                     source_name: source_name.to_owned(),
                     source,
-                })
+                });
             }
         };
         buf.truncate(n);
@@ -410,8 +503,8 @@ fn compress_stream(
     encoder
         .write_all(&[0u8; 512][..padding(size)])
         .map_err(BagError::WriteArchive)?;
-    encoder.finish().map_err(BagError::WriteArchive)?;
-    Ok(size)
+    let (_, frame_sha256, _) = encoder.finish().map_err(BagError::WriteArchive)?.finish();
+    Ok((size, frame_sha256))
 }
 
 fn padding(size: u64) -> usize {
@@ -458,6 +551,43 @@ fn tar_header(path: &str, size: u64, mtime: u64) -> io::Result<[u8; 512]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // A spool changed after `check_spool` and before the copy (the last moment) still never
+    // reaches an archive: the copy is hashed against the capture.
+    #[test]
+    fn a_spool_changed_just_before_the_copy_stops_the_seal() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = BundleId::new("20261126-145448-0000beef").unwrap();
+        let mut bag = BagBuilder::new(dir.path().to_owned(), bundle, 0).unwrap();
+        let log =
+            b"10.0.0.1 - - [26/Nov/2026:14:54:48 +0000] \"GET / HTTP/1.1\" 200 1\n".repeat(1000);
+        bag.add_stream(
+            BagPath::new("data/logs/01-a.log").unwrap(),
+            "a",
+            b"",
+            &mut &log[..],
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(bag.check_spool().unwrap().is_empty(), "untouched");
+        let mut spool = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&bag.spool_path)
+            .unwrap();
+        spool.write_all(&[0u8; 16]).unwrap();
+        let info = BagInfo {
+            bagging_date: "2026-11-26".into(),
+            external_identifier: "x".into(),
+            custody_labels: Vec::new(),
+        };
+        match bag.finish(&info) {
+            Err(BagError::StagingChanged { path, .. }) => assert!(path.ends_with("01-a.log")),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("sealed a changed spool"),
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 0, "no archive is left staged");
+    }
 
     #[test]
     fn bag_paths_are_confined() {

@@ -1,10 +1,20 @@
-//! Local log files and standard input.
+//! Local log files, devices and standard input.
+//!
+//! Each input is read once, to its end or to the policy's cap. What a file does while it is
+//! read is watched: one that shrinks (logrotate's `copytruncate`, or another writer) or is
+//! replaced at its path is recorded as captured in part, never passed off as whole. Inputs whose
+//! reads can block without end (standard input, pipes, devices) are read on a thread of their
+//! own, so a signal stops the collection at once.
 
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use super::{Source, SourceError, Stream};
+use super::{failure, Failure, Source, SourceError, Stream};
+use crate::digest::Sha256Digest;
+use crate::interrupt;
 use crate::seal::bag::safe_file_name;
 use crate::timefmt;
 
@@ -14,38 +24,185 @@ const PEEK: usize = 64 * 1024;
 /// Log files given on the command line; `-` is standard input.
 pub struct FileSource {
     paths: Vec<PathBuf>,
+    limit: u64,
 }
 
 impl FileSource {
-    pub fn new(paths: Vec<PathBuf>) -> Self {
-        Self { paths }
+    /// The inputs at `paths`, each read up to `limit` bytes.
+    pub fn new(paths: Vec<PathBuf>, limit: u64) -> Self {
+        Self { paths, limit }
     }
 }
 
 pub(super) fn peek(reader: &mut dyn Read, name: &str) -> Result<Vec<u8>, SourceError> {
     let mut first = Vec::with_capacity(PEEK);
-    reader
-        .take(PEEK as u64)
-        .read_to_end(&mut first)
-        .map_err(|source| SourceError::OpenLog {
-            path: name.to_owned(),
-            source,
-        })?;
-    Ok(first)
+    let mut taken = reader.take(PEEK as u64);
+    loop {
+        match taken.read_to_end(&mut first) {
+            Ok(_) => return Ok(first),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(SourceError::OpenLog {
+                    path: name.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
 }
 
-fn open_file(path: &Path, index: usize) -> Result<Stream, SourceError> {
+/// What the reader saw of its input, for the check after the capture.
+#[derive(Default)]
+struct Watch {
+    /// Bytes given out, the peek included.
+    read: u64,
+    /// More was on offer when the cap was reached.
+    capped: bool,
+    /// The smallest size the open file had when looked at after a read, below what was read.
+    shrank_to: Option<u64>,
+}
+
+/// Reads an input up to the cap, checking after each read of a regular file that the file has
+/// not shrunk below what was read (a truncation under the reader).
+struct Capped {
+    inner: Box<dyn Read + Send>,
+    file: Option<File>,
+    limit: u64,
+    watch: Arc<Mutex<Watch>>,
+}
+
+impl Read for Capped {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(signal) = interrupt::requested() {
+            return Err(interrupt::interrupted_error(signal));
+        }
+        let mut watch = self
+            .watch
+            .lock()
+            .map_err(|_| io::Error::other("poisoned"))?;
+        let room = self.limit.saturating_sub(watch.read);
+        if room == 0 {
+            if !watch.capped {
+                // One byte past the cap tells a cut input from one of exactly the cap's size.
+                let mut probe = [0u8; 1];
+                watch.capped = read_retrying(&mut self.inner, &mut probe)? > 0;
+            }
+            return Ok(0);
+        }
+        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = read_retrying(&mut self.inner, &mut buf[..want])?;
+        watch.read += n as u64;
+        if let Some(file) = &self.file {
+            let size = file.metadata()?.len();
+            if size < watch.read {
+                watch.shrank_to = Some(watch.shrank_to.map_or(size, |s| s.min(size)));
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn read_retrying(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// What a file was when it was opened, to compare with what it is once read.
+struct Opened {
+    path: PathBuf,
+    meta: Metadata,
+}
+
+/// The check once an input has been read: cut at the cap, shrunk or replaced while read.
+fn check(
+    name: String,
+    limit: u64,
+    watch: Arc<Mutex<Watch>>,
+    opened: Option<(Opened, File)>,
+) -> super::Check {
+    Box::new(move |bytes: u64, _sha256: &Sha256Digest| {
+        let mut failures: Vec<Failure> = Vec::new();
+        let Ok(watch) = watch.lock() else {
+            return vec![failure("read_failed", &name, "the input's reader failed")];
+        };
+        if watch.capped {
+            let mut f = failure(
+                "truncated",
+                &name,
+                format!("the input has more than the cap of {limit} bytes (files.limit_bytes); the first {bytes} bytes are sealed, the rest is not"),
+            );
+            f["limit_bytes"] = limit.into();
+            failures.push(f);
+        }
+        let Some((opened, file)) = opened else {
+            return failures;
+        };
+        let at_open = opened.meta.len();
+        let now = file.metadata().ok();
+        let size_now = now.as_ref().map(|m| m.len());
+        if bytes < at_open.min(limit) || watch.shrank_to.is_some() {
+            let mut f = failure(
+                "shrank",
+                &name,
+                format!(
+                    "the file shrank while it was read (truncated by another process, as logrotate's copytruncate does): {at_open} bytes at open, {bytes} read and sealed, {} now; the bytes past what was read are not in this bundle",
+                    size_now.map_or("unknown".into(), |s| s.to_string())
+                ),
+            );
+            f["size_at_open"] = at_open.into();
+            f["bytes_read"] = bytes.into();
+            f["size_now"] = size_now.into();
+            failures.push(f);
+        }
+        match std::fs::metadata(&opened.path) {
+            Ok(m) if m.dev() == opened.meta.dev() && m.ino() == opened.meta.ino() => {}
+            Ok(_) => failures.push(failure(
+                "replaced",
+                &name,
+                "the path names another file now (rotated or replaced while it was read); the file that was opened is sealed, the new one is not",
+            )),
+            Err(e) => failures.push(failure(
+                "replaced",
+                &name,
+                format!("the path is gone now ({e}): the file was moved or removed while it was read; the file that was opened is sealed"),
+            )),
+        }
+        failures
+    })
+}
+
+fn open_file(path: &Path, index: usize, limit: u64) -> Result<Stream, SourceError> {
     let name = path.display().to_string();
     let err = |source| SourceError::OpenLog {
         path: name.clone(),
         source,
     };
-    let mut file = File::open(path).map_err(err)?;
+    let file = File::open(path).map_err(err)?;
     let meta = file.metadata().map_err(err)?;
     if meta.is_dir() {
         return Err(SourceError::IsDirectory(name));
     }
-    let first = peek(&mut file, &name)?;
+    let regular = meta.is_file();
+    let watch = Arc::new(Mutex::new(Watch::default()));
+    let inner: Box<dyn Read + Send> = if regular {
+        Box::new(file.try_clone().map_err(err)?)
+    } else {
+        // Pipes, FIFOs and devices can block on a read for ever.
+        Box::new(interrupt::Watched::new(Box::new(
+            file.try_clone().map_err(err)?,
+        )))
+    };
+    let mut reader = Capped {
+        inner,
+        file: regular.then(|| file.try_clone()).transpose().map_err(err)?,
+        limit,
+        watch: watch.clone(),
+    };
+    let first = peek(&mut reader, &name)?;
     let base = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -55,25 +212,36 @@ fn open_file(path: &Path, index: usize) -> Result<Stream, SourceError> {
         .ok()
         .map(|t| timefmt::rfc3339(time::OffsetDateTime::from(t)));
     let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let opened = regular.then(|| {
+        (
+            Opened {
+                path: path.to_owned(),
+                meta: meta.clone(),
+            },
+            file,
+        )
+    });
     Ok(Stream {
         bag_name: format!("{index:02}-{}", safe_file_name(&base, 60)),
         provenance: serde_json::json!({
-            "kind": "file",
+            "kind": if regular { "file" } else { "device" },
             "path": name,
             "absolute_path": absolute.display().to_string(),
-            "size_at_open": meta.len(),
+            "size_at_open": regular.then_some(meta.len()),
             "modified": modified,
+            "limit_bytes": limit,
         }),
+        check: Some(check(name.clone(), limit, watch, opened)),
         name,
         first,
-        reader: Box::new(file),
+        reader: Box::new(reader),
     })
 }
 
 impl Source for FileSource {
     fn request(&self) -> serde_json::Value {
         let paths: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
-        serde_json::json!({ "kind": "files", "logs": paths })
+        serde_json::json!({ "kind": "files", "logs": paths, "limit_bytes": self.limit })
     }
 
     fn open(&mut self) -> Result<Vec<Stream>, SourceError> {
@@ -88,17 +256,24 @@ impl Source for FileSource {
                     return Err(SourceError::StdinTwice);
                 }
                 stdin_seen = true;
-                let mut stdin = io::stdin();
-                let first = peek(&mut stdin, "standard input")?;
+                let watch = Arc::new(Mutex::new(Watch::default()));
+                let mut reader = Capped {
+                    inner: Box::new(interrupt::Watched::new(Box::new(io::stdin()))),
+                    file: None,
+                    limit: self.limit,
+                    watch: watch.clone(),
+                };
+                let first = peek(&mut reader, "standard input")?;
                 streams.push(Stream {
                     name: "-".into(),
                     bag_name: format!("{:02}-stdin.log", i + 1),
-                    provenance: serde_json::json!({ "kind": "stdin", "path": "-" }),
+                    provenance: serde_json::json!({ "kind": "stdin", "path": "-", "limit_bytes": self.limit }),
                     first,
-                    reader: Box::new(stdin),
+                    reader: Box::new(reader),
+                    check: Some(check("-".into(), self.limit, watch, None)),
                 });
             } else {
-                streams.push(open_file(path, i + 1)?);
+                streams.push(open_file(path, i + 1, self.limit)?);
             }
         }
         if streams.iter().all(|s| s.first.is_empty()) {
@@ -126,7 +301,11 @@ mod tests {
             (vec![], "no log files"),
         ];
         for (paths, want) in cases {
-            let err = FileSource::new(paths).open().err().unwrap().to_string();
+            let err = FileSource::new(paths, 1 << 30)
+                .open()
+                .err()
+                .unwrap()
+                .to_string();
             assert!(err.contains(want), "{err}");
         }
     }
@@ -136,7 +315,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("access log (1).txt");
         std::fs::write(&p, b"x\n").unwrap();
-        let streams = FileSource::new(vec![p.clone(), p]).open().unwrap();
+        let streams = FileSource::new(vec![p.clone(), p], 1 << 30).open().unwrap();
         assert_eq!(streams[0].bag_name, "01-access_log__1_.txt");
         assert_eq!(streams[1].bag_name, "02-access_log__1_.txt");
     }

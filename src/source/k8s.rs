@@ -241,6 +241,8 @@ async fn get_bytes(client: &kube::Client, path: &str) -> Result<Vec<u8>, kube::E
 
 /// How long a log stream may stay silent before it is given up (what arrived is kept).
 const STALL: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often a silent stream looks for a signal asking the collection to stop.
+const TICK: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What one log stream produced.
 struct Streamed {
@@ -284,18 +286,29 @@ async fn stream_log(
     let mut buf = vec![0u8; 64 * 1024];
     let (mut kept, mut truncated, mut ended) = (0u64, false, None);
     loop {
-        let n = match tokio::time::timeout(STALL, body.read(&mut buf)).await {
-            Ok(Ok(0)) => break,
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => {
-                ended = Some(format!("the stream broke after the bytes kept: {e}"));
-                break;
+        // Waits in short steps, so a signal stops the capture at once.
+        let mut silent = std::time::Duration::ZERO;
+        let read = loop {
+            if let Some(signal) = crate::interrupt::requested() {
+                break Err(format!("interrupted by {}", signal.name()));
             }
-            Err(_) => {
-                ended = Some(format!(
+            match tokio::time::timeout(TICK, body.read(&mut buf)).await {
+                Ok(Ok(n)) => break Ok(n),
+                Ok(Err(e)) => break Err(format!("the stream broke after the bytes kept: {e}")),
+                Err(_) => silent += TICK,
+            }
+            if silent >= STALL {
+                break Err(format!(
                     "the stream stalled: nothing for {} s after the bytes kept",
                     STALL.as_secs()
                 ));
+            }
+        };
+        let n = match read {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                ended = Some(e);
                 break;
             }
         };
@@ -685,14 +698,20 @@ impl Source for K8sSource {
                     continue;
                 }
             };
+            let name = format!(
+                "{}/{}/{}{}",
+                self.request.namespace,
+                c.pod,
+                c.container,
+                if c.previous { " (previous)" } else { "" }
+            );
             streams.push(Stream {
-                name: format!(
-                    "{}/{}/{}{}",
-                    self.request.namespace,
-                    c.pod,
-                    c.container,
-                    if c.previous { " (previous)" } else { "" }
-                ),
+                check: Some(staged_check(
+                    name.clone(),
+                    &c.provenance,
+                    self.policy.limit_bytes,
+                )),
+                name,
                 bag_name: c.bag_name,
                 provenance: c.provenance,
                 first,
@@ -728,6 +747,44 @@ impl Source for K8sSource {
     fn finished(&mut self) {
         let _ = std::fs::remove_dir_all(&self.work);
     }
+}
+
+/// The check once a staged log has been read into the bag: what was sealed must be what arrived
+/// (the staged copy could have been changed in between), and a log cut at the cap is recorded.
+fn staged_check(name: String, provenance: &serde_json::Value, limit: u64) -> super::Check {
+    let received = provenance
+        .get("sha256_received")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let bytes_received = provenance.get("bytes_received").and_then(|v| v.as_u64());
+    let truncated = provenance.get("truncated") == Some(&serde_json::Value::Bool(true));
+    Box::new(move |bytes: u64, sha256: &crate::digest::Sha256Digest| {
+        let mut failures = Vec::new();
+        if received.as_deref() != Some(sha256.to_hex().as_str()) || bytes_received != Some(bytes) {
+            let mut f = super::failure(
+                "staged_changed",
+                &name,
+                format!(
+                    "the staged log changed between download and sealing: {} bytes with SHA-256 {} arrived, {bytes} bytes with SHA-256 {sha256} were sealed",
+                    bytes_received.map_or("?".into(), |b| b.to_string()),
+                    received.as_deref().unwrap_or("unknown"),
+                ),
+            );
+            f["sha256_received"] = received.clone().into();
+            f["sha256_sealed"] = sha256.to_hex().into();
+            failures.push(f);
+        }
+        if truncated {
+            let mut f = super::failure(
+                "truncated",
+                &name,
+                format!("the log has more than the cap of {limit} bytes (kubernetes.limit_bytes); the first {limit} bytes are sealed, the rest is not"),
+            );
+            f["limit_bytes"] = limit.into();
+            failures.push(f);
+        }
+        failures
+    })
 }
 
 /// A log's name under `data/logs/`: `<NNNN>-<pod>/<container>[.previous].log`, numbered so that

@@ -100,8 +100,7 @@ pub fn verify_s3(
         check_case_objects(&store, case, &mut report)?;
         verify_case(&store, case, target.bundle.as_ref(), options, &mut report)?;
     }
-    report.ok = report.problems.is_empty();
-    report.key_trusted = options.public_key.is_some();
+    report.conclude(options);
     Ok(report)
 }
 

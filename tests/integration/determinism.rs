@@ -30,8 +30,9 @@ fn sealing_twice_gives_identical_archives() {
             format: custody::analysis::format::FormatChoice::Auto,
             progress: false,
             trigger_payload: None,
+            staging: None,
         };
-        let mut source = FileSource::new(vec![log.clone()]);
+        let mut source = FileSource::new(vec![log.clone()], 1 << 30);
         let outcome =
             collect::collect(&store, &key, &Policies::default(), &mut source, &request).unwrap();
         let path = outcome

@@ -5,9 +5,11 @@ use std::path::Path;
 use std::process::Output;
 
 use crate::fake_kube::{uid, FakeContainer, FakeKube, FakePod, NOW};
-use crate::util::{assert_success, line, sh, stderr, stdout, tool, Sandbox};
+use crate::util::{
+    assert_code, assert_success, line, sh, stderr, stdout, tool, Sandbox, INCOMPLETE,
+};
 
-const NS: &str = "waqiti";
+pub(crate) const NS: &str = "waqiti";
 const LONG_POD: &str = "api-gateway-with-a-very-long-deployment-name-7d4b9c88f-x2k4p";
 const LONG_CONTAINER: &str = "gateway-sidecar-with-an-unusually-long-name";
 
@@ -67,7 +69,7 @@ fn container(
 
 /// The waqiti api-gateway mid-rollout: two pods of the new ReplicaSet (one with a sidecar, one
 /// restarted, with non-UTF-8 bytes in its log), one of the old, and pods that must not be taken.
-fn cluster() -> FakeKube {
+pub(crate) fn cluster() -> FakeKube {
     let kube = FakeKube::start(NS);
     kube.deployment(
         "api-gateway",
@@ -425,8 +427,10 @@ fn faults_are_recorded_and_the_rest_is_sealed() {
         &kube,
         &["--deployment", "api-gateway", "--since", "10m"],
     );
-    assert_success(&out);
+    // Sealed, but known to be incomplete: its own exit code.
+    assert_code(&out, INCOMPLETE);
     let result = json(&out);
+    assert_eq!(result["complete"], false);
     let bag = unpack(&result, sandbox.dir.path());
     let collection: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bag.join("data/collection.json")).unwrap()).unwrap();
@@ -485,7 +489,17 @@ fn faults_are_recorded_and_the_rest_is_sealed() {
         })
         .count();
     assert_eq!(failed, 4);
-    assert_success(&sandbox.run(&["verify", sandbox.store().to_str().unwrap()]));
+    // Intact, and reported as incomplete: each failure named.
+    let verified = sandbox.run(&["--json", "verify", sandbox.store().to_str().unwrap()]);
+    assert_code(&verified, INCOMPLETE);
+    let report = json(&verified);
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["complete"], false);
+    assert_eq!(
+        report["incomplete"].as_array().unwrap().len(),
+        4,
+        "{report}"
+    );
 }
 
 #[test]
@@ -550,7 +564,16 @@ fn a_selector_and_one_container_and_the_log_parameters() {
             "2026-11-26T14:50:00Z",
         ],
     );
-    assert_success(&out);
+    // One pod has no such container: recorded, and the collection is incomplete for it.
+    assert_code(&out, INCOMPLETE);
+    assert!(
+        json(&out)["failures"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no container istio-proxy"),
+        "{}",
+        stdout(&out)
+    );
     let requests = kube.requests();
     let logs: Vec<&String> = requests.iter().filter(|r| r.contains("/log?")).collect();
     assert_eq!(logs.len(), 1, "{logs:?}");
@@ -637,8 +660,11 @@ fn streams_are_capped_at_the_policy_limit_and_marked_truncated() {
             policies.to_str().unwrap(),
         ],
     );
-    assert_success(&out);
+    // A log cut at the cap is incomplete evidence.
+    assert_code(&out, INCOMPLETE);
     let result = json(&out);
+    assert_eq!(result["failures"].as_array().unwrap().len(), 2, "{result}");
+    assert_eq!(result["failures"][0]["kind"], "truncated");
     let bag = unpack(&result, sandbox.dir.path());
     let collection: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bag.join("data/collection.json")).unwrap()).unwrap();

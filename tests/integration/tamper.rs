@@ -419,7 +419,7 @@ fn journal_entries_after_the_seal_edited_or_removed() {
     std::fs::remove_dir_all(&bundles).unwrap();
     std::fs::remove_file(t.files.case_dir.join("journal/0000000003.json")).unwrap();
     let p = problems(&t, &[]);
-    assert!(has(&p, "journal", "no bundle sealed after it"), "{p:?}");
+    assert!(has(&p, "journal", "no bundle sealed"), "{p:?}");
 }
 
 #[test]

@@ -76,6 +76,19 @@ pub fn assert_success(out: &Output) {
     );
 }
 
+/// The exit code for sealed (or verified intact) but incomplete evidence.
+pub const INCOMPLETE: i32 = 3;
+
+pub fn assert_code(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
