@@ -595,13 +595,10 @@ fn s3_failing_in_the_middle_of_an_upload_loses_nothing() {
         .expect("a receipt for case.json");
     std::fs::remove_file(header_receipt).unwrap();
 
-    // While S3 stays away, flush fails and keeps everything.
-    let dead = outage(&moto.endpoint, 0);
-    let failed = s3_run(
-        &sandbox,
-        &format!("http://127.0.0.1:{}", dead.port),
-        &["store", "flush", &store],
-    );
+    // While S3 stays away, flush fails and keeps everything. (The spool is the store's at
+    // this endpoint: the same proxy address throughout.)
+    proxy.budget.store(0, Ordering::SeqCst);
+    let failed = s3_run(&sandbox, &via_proxy, &["store", "flush", &store]);
     assert_eq!(failed.status.code(), Some(2));
     assert!(
         stderr(&failed).contains("unreachable"),
@@ -611,11 +608,8 @@ fn s3_failing_in_the_middle_of_an_upload_loses_nothing() {
     assert_eq!(spooled_files(&sandbox.path("spool")).len(), spooled.len());
 
     // S3 is back: flush uploads it all, the spool empties, and the case verifies.
-    let flushed = s3_run(
-        &sandbox,
-        &moto.endpoint,
-        &["--json", "store", "flush", &store],
-    );
+    proxy.budget.store(i64::MAX / 2, Ordering::SeqCst);
+    let flushed = s3_run(&sandbox, &via_proxy, &["--json", "store", "flush", &store]);
     assert_success(&flushed);
     let flushed = json(&flushed);
     assert_eq!(flushed["uploaded"][0]["case_id"], case.as_str());
