@@ -685,13 +685,19 @@ impl S3Store {
                 remote_error(&uri, &e)
             }
         })?;
+        // A multipart object's ETag ends in `-<parts>`; its checksum is of the parts, even
+        // where the store leaves the part count out of the checksum (moto does).
+        let multipart = out
+            .e_tag()
+            .and_then(|t| t.trim_matches('"').rsplit_once('-'))
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()));
         Ok(ObjectState {
             version_id: out.version_id().map(str::to_owned),
             size: out.content_length().and_then(|n| u64::try_from(n).ok()),
             s3_checksum: out.checksum_sha256().map(str::to_owned),
             sha256: out
                 .checksum_sha256()
-                .filter(|c| !c.contains('-'))
+                .filter(|c| !c.contains('-') && !multipart)
                 .and_then(|c| aws_smithy_types::base64::decode(c).ok())
                 .map(hex::encode),
             lock_mode: out.object_lock_mode().map(|m| m.as_str().to_owned()),

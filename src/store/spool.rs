@@ -549,3 +549,54 @@ fn remove_case(spool: &SpoolStore, case: &CaseId) -> Result<(), StoreError> {
     let _ = fs::remove_file(spool.lock_path(case));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn two_lockers_racing_through_the_lock_file_deletion_cannot_both_hold_the_case() {
+        // The lock file was deleted while held: a waiter then held the deleted file while a
+        // newcomer locked a new file at the same path, and both held the case.
+        let root = tempfile::tempdir().unwrap();
+        let location = S3Location::parse("s3://evidence/p").unwrap();
+        let spool =
+            Arc::new(SpoolStore::open(root.path(), location, &S3Options::default()).unwrap());
+        let case = CaseId::new("20261126-000000-00000001").unwrap();
+        let first = spool.lock_case(&case).unwrap();
+
+        // A second locker opens the lock file and waits on it.
+        let held = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (spool, case, held) = (spool.clone(), case.clone(), held.clone());
+            std::thread::spawn(move || {
+                let lock = spool.lock_case(&case).unwrap();
+                held.store(true, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(300));
+                held.store(false, Ordering::SeqCst);
+                drop(lock);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        // The holder uploads the case and removes it, lock file included, still holding it.
+        remove_case(&spool, &case).unwrap();
+        // A third locker comes after the deletion: it makes a new lock file and gets it.
+        let third = spool
+            .try_lock_case(&case)
+            .unwrap()
+            .expect("nobody holds the case");
+        drop(first);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            !held.load(Ordering::SeqCst),
+            "the waiter holds the case while the third locker does too"
+        );
+        drop(third);
+        waiter.join().unwrap();
+        // Once the third is done, the waiter got the case, and it is free again afterwards.
+        assert!(spool.try_lock_case(&case).unwrap().is_some());
+    }
+}

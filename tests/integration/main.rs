@@ -8,6 +8,8 @@
 //! - `tamper`: every kind of tampering is caught by `verify` with a message naming it.
 //! - `determinism`: the same inputs sealed at the same time give byte-identical archives.
 //! - `formats`: every log format gives the runbook pipeline's answer; proxies; detection rules.
+//! - `integrity_store`: the S3 spool and uploads: a spooled case changed after sealing is refused
+//!   before any PUT, one spool for two endpoints, multipart locks read back, large archives recorded.
 
 // Test code unwraps freely: a panic here is a failing test, not a crash on outside input.
 #![allow(clippy::unwrap_used)]
@@ -17,6 +19,7 @@ mod daemon;
 mod determinism;
 mod fake_kube;
 mod formats;
+mod integrity_store;
 mod interop;
 mod k8s;
 mod s3;

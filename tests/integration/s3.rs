@@ -31,6 +31,11 @@ pub fn moto() -> Moto {
     let endpoint = std::env::var("CUSTODY_TEST_S3_ENDPOINT").expect(
         "CUSTODY_TEST_S3_ENDPOINT is not set: the S3 tests need moto_server, which scripts/test.sh starts",
     );
+    moto_at(endpoint)
+}
+
+/// moto at `endpoint`.
+pub fn moto_at(endpoint: String) -> Moto {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -69,16 +74,21 @@ impl Moto {
             &Sha256Digest::of(format!("{:?}{}", std::time::SystemTime::now(), rand()).as_bytes())
                 .to_hex()[..16]
         );
+        self.create_bucket(&name, locked);
+        name
+    }
+
+    /// A bucket called `name`.
+    pub fn create_bucket(&self, name: &str, locked: bool) {
         self.runtime
             .block_on(
                 self.client
                     .create_bucket()
-                    .bucket(&name)
+                    .bucket(name)
                     .object_lock_enabled_for_bucket(locked)
                     .send(),
             )
             .unwrap();
-        name
     }
 
     /// A plain PUT, as someone with write access might do.
@@ -143,7 +153,7 @@ fn rand() -> u64 {
 }
 
 /// The sandbox's `custody` pointed at `endpoint` with test credentials and its own spool.
-fn s3_run(sandbox: &Sandbox, endpoint: &str, args: &[&str]) -> Output {
+pub(crate) fn s3_run(sandbox: &Sandbox, endpoint: &str, args: &[&str]) -> Output {
     let mut all = vec!["--s3-endpoint", endpoint, "--s3-path-style"];
     all.extend_from_slice(args);
     sandbox
@@ -164,12 +174,12 @@ fn s3_run(sandbox: &Sandbox, endpoint: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn json(out: &Output) -> serde_json::Value {
+pub(crate) fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", stdout(out), stderr(out)))
 }
 
-fn collect_s3(sandbox: &Sandbox, endpoint: &str, store: &str, log: &Path) -> Output {
+pub(crate) fn collect_s3(sandbox: &Sandbox, endpoint: &str, store: &str, log: &Path) -> Output {
     s3_run(
         sandbox,
         endpoint,

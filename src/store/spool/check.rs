@@ -192,15 +192,6 @@ fn check_bundle(
     let (signature, signature_bytes) = read_small(spool, &signature_key)?;
     let archive_uri = spooled(spool, &archive_key);
 
-    if sidecar_bytes != sidecar_text(&archive.sha256, bundle).as_bytes() {
-        return Err(mismatch(
-            spooled(spool, &sidecar_key),
-            format!(
-                "it does not name the archive's SHA-256 {} (the archive or the sidecar was changed)",
-                archive.sha256
-            ),
-        ));
-    }
     let record: SealRecord = serde_json::from_slice(&seal_bytes)
         .map_err(|e| mismatch(spooled(spool, &seal_key), format!("not a seal record: {e}")))?;
     let seal_uri = spooled(spool, &seal_key);
@@ -213,6 +204,7 @@ fn check_bundle(
             ),
         ));
     }
+    check_signature(spool, &record, &seal_uri, &seal_bytes, &signature_bytes)?;
     if record.archive.name != archive_name(bundle)
         || record.archive.sha256 != archive.sha256
         || record.archive.size != archive.size
@@ -225,7 +217,15 @@ fn check_bundle(
             ),
         ));
     }
-    check_signature(spool, &record, &seal_uri, &seal_bytes, &signature_bytes)?;
+    if sidecar_bytes != sidecar_text(&archive.sha256, bundle).as_bytes() {
+        return Err(mismatch(
+            spooled(spool, &sidecar_key),
+            format!(
+                "it does not name the sealed archive's SHA-256 {}",
+                archive.sha256
+            ),
+        ));
+    }
     if chain.digest_of(record.journal_head.seq) != Some(record.journal_head.sha256) {
         return Err(mismatch(
             seal_uri,
