@@ -408,8 +408,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let location = S3Location::parse(uri)
                 .context("store flush is for S3 stores (s3://BUCKET/PREFIX)")?;
             let policies = policy::load(policy_dir(&cli).as_deref())?;
-            let spool =
-                SpoolStore::open(&spool::default_root(), location.clone(), &s3_options(&cli))?;
+            let root = spool::default_root();
+            if let Some(dir) = spool::unkeyed_dir_with_cases(&root, &location, &s3_options(&cli)) {
+                eprintln!(
+                    "warning: {} holds cases spooled for {uri} by an earlier version, which did not record the endpoint; they are not flushed to this one",
+                    dir.display()
+                );
+            }
+            let spool = SpoolStore::open(&root, location.clone(), &s3_options(&cli))?;
             let waiting = spool.cases()?;
             let s3 = s3_store(&cli, location, &policies, &spool)?;
             if !waiting.is_empty() {

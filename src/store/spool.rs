@@ -72,6 +72,24 @@ pub fn dir_for(root: &Path, location: &S3Location, options: &S3Options) -> PathB
     root.join(&Sha256Digest::of(identity.as_bytes()).to_hex()[..16])
 }
 
+/// The directory an earlier version used for this store when an endpoint is given (named by
+/// the URI alone), if it holds cases: they wait there, for an endpoint it did not record.
+pub fn unkeyed_dir_with_cases(
+    root: &Path,
+    location: &S3Location,
+    options: &S3Options,
+) -> Option<PathBuf> {
+    options.endpoint_identity()?;
+    let dir = dir_for(root, location, &S3Options::default());
+    let marked = dir.join("store-endpoint").exists();
+    let cases = fs::read_dir(dir.join("cases"))
+        .ok()?
+        .flatten()
+        .next()
+        .is_some();
+    (!marked && cases).then_some(dir)
+}
+
 /// A local store that stands in for an S3 store until upload: objects are written locally, and
 /// URIs are the S3 ones they will have.
 pub struct SpoolStore {
