@@ -6,8 +6,10 @@
 # - Python tools into a local virtualenv (.venv): bagit (bagit.py, the BagIt validator) and
 #   moto[server] (moto_server, an S3 implementation with versioning and Object Lock).
 #
-# Services: two moto_server processes on free loopback ports, stopped on exit: one for the S3
-# tests (CUSTODY_TEST_S3_ENDPOINT), one that checks credentials (CUSTODY_TEST_S3_AUTH_ENDPOINT).
+# Services: three moto_server processes on free loopback ports, stopped on exit: one for the S3
+# tests (CUSTODY_TEST_S3_ENDPOINT), a second S3 endpoint with buckets of the same names
+# (CUSTODY_TEST_S3_SECOND_ENDPOINT), and one that checks credentials
+# (CUSTODY_TEST_S3_AUTH_ENDPOINT).
 #
 # A tool that cannot be installed fails this script; the tests that need it fail loudly too,
 # never skip.
@@ -89,8 +91,10 @@ start_moto() {
 }
 log "starting moto_server"
 s3_endpoint=$(start_moto s3)
+s3_second_endpoint=$(start_moto s3-second)
 s3_auth_endpoint=$(start_moto s3-auth INITIAL_NO_AUTH_ACTION_COUNT=0)
 export CUSTODY_TEST_S3_ENDPOINT=$s3_endpoint
+export CUSTODY_TEST_S3_SECOND_ENDPOINT=$s3_second_endpoint
 export CUSTODY_TEST_S3_AUTH_ENDPOINT=$s3_auth_endpoint
 
 log "cargo fmt --check"

@@ -181,6 +181,17 @@ impl CheckedChain {
 /// `seq` matching its name, each `prev_sha256` the digest of the entry before.
 pub fn check_chain(store: &dyn Store, case: &CaseId) -> Result<CheckedChain, StoreError> {
     let (seqs, strays) = store.list_journal(case)?;
+    Ok(check_entries(case, seqs, strays, |key| store.get(key)))
+}
+
+/// `check_chain` over entries read by `read`: for a caller that needs each entry's bytes once
+/// for more than the chain (the spool hashes them once, for the chain and the upload alike).
+pub fn check_entries(
+    case: &CaseId,
+    seqs: Vec<u64>,
+    strays: Vec<String>,
+    mut read: impl FnMut(&StoreKey) -> Result<Vec<u8>, StoreError>,
+) -> CheckedChain {
     let mut chain = CheckedChain::default();
     for name in strays {
         chain.problems.push(ChainProblem {
@@ -212,7 +223,7 @@ pub fn check_chain(store: &dyn Store, case: &CaseId) -> Result<CheckedChain, Sto
             prev = None;
         }
         expected = seq + 1;
-        let bytes = match store.get(&key) {
+        let bytes = match read(&key) {
             Ok(b) => b,
             Err(e) => {
                 problem(e.to_string());
@@ -246,7 +257,7 @@ pub fn check_chain(store: &dyn Store, case: &CaseId) -> Result<CheckedChain, Sto
         }
         prev = Some(digest);
     }
-    Ok(chain)
+    chain
 }
 
 #[cfg(test)]

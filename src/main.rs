@@ -303,7 +303,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             // S3: everything is sealed into the durable local spool first, then uploaded.
             let location = S3Location::parse(&cli.store)?;
-            let spool = SpoolStore::open(&spool::default_root(), location.clone())?;
+            let spool =
+                SpoolStore::open(&spool::default_root(), location.clone(), &s3_options(&cli))?;
             // Held until the upload is done, so that a flush elsewhere leaves this case alone.
             let _case_lock = spool.lock_case(&request.case_id)?;
             let mut run = begin_run(&spool, &mut request)?;
@@ -403,7 +404,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let location = S3Location::parse(uri)
                 .context("store check is for S3 stores (s3://BUCKET/PREFIX)")?;
             let policies = policy::load(policy_dir(&cli).as_deref())?;
-            let spool = SpoolStore::open(&spool::default_root(), location.clone())?;
+            let spool =
+                SpoolStore::open(&spool::default_root(), location.clone(), &s3_options(&cli))?;
             let s3 = s3_store(&cli, location, &policies, &spool)?;
             let done = s3.check()?;
             output::store_check(uri, &done, cli.json)?;
@@ -416,7 +418,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let location = S3Location::parse(uri)
                 .context("store flush is for S3 stores (s3://BUCKET/PREFIX)")?;
             let policies = policy::load(policy_dir(&cli).as_deref())?;
-            let spool = SpoolStore::open(&spool::default_root(), location.clone())?;
+            let root = spool::default_root();
+            if let Some(dir) = spool::unkeyed_dir_with_cases(&root, &location, &s3_options(&cli)) {
+                eprintln!(
+                    "warning: {} holds cases spooled for {uri} by an earlier version, which did not record the endpoint; they are not flushed to this one",
+                    dir.display()
+                );
+            }
+            let spool = SpoolStore::open(&root, location.clone(), &s3_options(&cli))?;
             let waiting = spool.cases()?;
             let s3 = s3_store(&cli, location, &policies, &spool)?;
             if !waiting.is_empty() {

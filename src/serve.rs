@@ -527,7 +527,8 @@ impl Daemon {
                     "suspicious": o.summary.suspicious.iter().map(|s| json!({"ip": s.ip, "rule": s.rule,
                         "auth_failures": s.auth_failures, "pods": s.pods})).collect::<Vec<_>>(),
                 });
-                // On S3: the version of every object, as `verify s3://…` expects.
+                // On S3: the version of every object, as `verify s3://…` expects; the store
+                // records the receipts of its own uploads, so large multipart archives too.
                 match store.stored_objects(&job.case) {
                     Ok(Some(objects)) => {
                         if let Err(e) = append(store, &job.case, EntryKind::ObjectsStored, objects)
@@ -537,7 +538,7 @@ impl Daemon {
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        tracing::warn!(case = %job.case, error = %e, "cannot read back the stored objects")
+                        tracing::error!(case = %job.case, error = %e, "cannot record the stored objects: verify s3:// will report the case as unrecorded")
                     }
                 }
                 if let Err(e) = append(store, &job.case, EntryKind::Findings, findings) {

@@ -50,6 +50,19 @@ pub struct S3Options {
     pub part_size: u64,
 }
 
+impl S3Options {
+    /// The endpoint the store is reached at, as far as custody can tell: the one given, else
+    /// the one the AWS configuration names in the environment; `None` for AWS itself.
+    pub fn endpoint_identity(&self) -> Option<String> {
+        self.endpoint
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            .map(|e| e.trim_end_matches('/').to_owned())
+            .filter(|e| !e.is_empty())
+    }
+}
+
 impl Default for S3Options {
     fn default() -> Self {
         Self {
@@ -173,6 +186,9 @@ pub struct S3Store {
     part_size: u64,
     /// Versions reads are pinned to, by object key.
     pinned: Mutex<HashMap<String, String>>,
+    /// The receipt of every object this store wrote, by object key: what `stored_objects`
+    /// records for them, since a multipart archive's SHA-256 cannot be read back from S3.
+    written: Mutex<HashMap<String, PutReceipt>>,
 }
 
 impl S3Store {
@@ -224,6 +240,7 @@ impl S3Store {
             multipart_threshold: options.multipart_threshold,
             part_size: options.part_size,
             pinned: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
         })
     }
 
@@ -292,27 +309,59 @@ impl S3Store {
             }
         })?;
         let version_id = output.version_id().map(str::to_owned);
-        // Read the lock back: an object is reported stored only once S3 shows it locked.
-        let state = self.head_object(&object_key, version_id.as_deref())?;
-        if !self.is_locked(&state) {
-            return Err(StoreError::BucketNotReady {
+        self.check_lock_taken(&object_key, version_id.as_deref())?;
+        Ok(self.written(
+            &object_key,
+            PutReceipt {
                 uri,
-                why: format!(
-                    "the object was stored but is not locked as asked (HeadObject reports {:?} until {:?})",
-                    state.lock_mode, state.retain_until
-                ),
-            });
+                version_id,
+                sha256,
+                s3_checksum: aws_smithy_types::base64::encode(sha256.as_bytes()),
+                size,
+                lock_mode: self.lock.mode.as_str().to_owned(),
+                retain_until,
+                legal_hold: self.lock.legal_hold,
+            },
+        ))
+    }
+
+    /// Reads the lock of a version just written back: an object is reported stored only once
+    /// S3 shows it locked as asked, in mode, retain-until date and legal hold. One check for
+    /// single PUTs and multipart uploads alike.
+    fn check_lock_taken(&self, object_key: &str, version: Option<&str>) -> Result<(), StoreError> {
+        let state = self.head_object(object_key, version)?;
+        if self.is_locked(&state) {
+            return Ok(());
         }
-        Ok(PutReceipt {
-            uri,
-            version_id,
-            sha256,
-            s3_checksum: aws_smithy_types::base64::encode(sha256.as_bytes()),
-            size,
-            lock_mode: self.lock.mode.as_str().to_owned(),
-            retain_until,
-            legal_hold: self.lock.legal_hold,
+        Err(StoreError::BucketNotReady {
+            uri: self.uri_of(object_key),
+            why: format!(
+                "the object was stored but is not locked as asked ({} until {}{}); HeadObject reports {:?} until {:?}, legal hold {}",
+                self.lock.mode.as_str(),
+                crate::timefmt::unix_rfc3339(self.retain_until()),
+                if self.lock.legal_hold { ", legal hold on" } else { "" },
+                state.lock_mode,
+                state.retain_until.map(crate::timefmt::unix_rfc3339),
+                if state.legal_hold { "on" } else { "off" },
+            ),
         })
+    }
+
+    /// Remembers the receipt of an object this store wrote, and returns it.
+    fn written(&self, object_key: &str, receipt: PutReceipt) -> PutReceipt {
+        if let Ok(mut written) = self.written.lock() {
+            written.insert(object_key.to_owned(), receipt.clone());
+        }
+        receipt
+    }
+
+    /// The receipt of `version` of `object_key` if this store wrote it.
+    fn written_receipt(&self, object_key: &str, version: &str) -> Option<PutReceipt> {
+        let written = self.written.lock().ok()?;
+        written
+            .get(object_key)
+            .filter(|r| r.version_id.as_deref() == Some(version))
+            .cloned()
     }
 
     /// The multipart checksum (`<base64>-<parts>`) S3 keeps for the file at `path` when this
@@ -542,32 +591,25 @@ impl S3Store {
         // with the same date, for stores that do not carry it over from the upload, and then
         // read back: an unlocked archive is never reported as stored.
         self.lock_object(&object_key, version_id.as_deref(), retain_until)?;
-        let state = self.head_object(&object_key, version_id.as_deref())?;
-        if state.lock_mode.as_deref() != Some(self.lock.mode.as_str()) {
-            return Err(StoreError::BucketNotReady {
-                uri,
-                why: format!(
-                    "the uploaded archive is not locked in {} mode (HeadObject reports {:?})",
-                    self.lock.mode.as_str(),
-                    state.lock_mode
-                ),
-            });
-        }
+        self.check_lock_taken(&object_key, version_id.as_deref())?;
         let composite = format!(
             "{}-{}",
             aws_smithy_types::base64::encode(Sha256Digest::of(&part_digests).as_bytes()),
             parts.len()
         );
-        Ok(PutReceipt {
-            uri,
-            version_id,
-            sha256,
-            s3_checksum: composite,
-            size,
-            lock_mode: self.lock.mode.as_str().to_owned(),
-            retain_until,
-            legal_hold: self.lock.legal_hold,
-        })
+        Ok(self.written(
+            &object_key,
+            PutReceipt {
+                uri,
+                version_id,
+                sha256,
+                s3_checksum: composite,
+                size,
+                lock_mode: self.lock.mode.as_str().to_owned(),
+                retain_until,
+                legal_hold: self.lock.legal_hold,
+            },
+        ))
     }
 
     /// Stores `bytes` under `key` and reports the version and lock.
@@ -643,13 +685,19 @@ impl S3Store {
                 remote_error(&uri, &e)
             }
         })?;
+        // A multipart object's ETag ends in `-<parts>`; its checksum is of the parts, even
+        // where the store leaves the part count out of the checksum (moto does).
+        let multipart = out
+            .e_tag()
+            .and_then(|t| t.trim_matches('"').rsplit_once('-'))
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()));
         Ok(ObjectState {
             version_id: out.version_id().map(str::to_owned),
             size: out.content_length().and_then(|n| u64::try_from(n).ok()),
             s3_checksum: out.checksum_sha256().map(str::to_owned),
             sha256: out
                 .checksum_sha256()
-                .filter(|c| !c.contains('-'))
+                .filter(|c| !c.contains('-') && !multipart)
                 .and_then(|c| aws_smithy_types::base64::decode(c).ok())
                 .map(hex::encode),
             lock_mode: out.object_lock_mode().map(|m| m.as_str().to_owned()),
@@ -747,6 +795,67 @@ impl S3Store {
         Ok((cases.into_iter().collect(), strays))
     }
 
+    /// The receipt of `version` of the object at store path `path`: the one this store kept
+    /// when it wrote the object, else what S3 reports of it. An object whose SHA-256 can be
+    /// established neither way is an error, never left out: a record without it would read as
+    /// an object added behind custody's back.
+    fn receipt_of(&self, path: &str, version: String) -> Result<PutReceipt, StoreError> {
+        let object_key = self.location.key(path);
+        if let Some(receipt) = self.written_receipt(&object_key, &version) {
+            return Ok(receipt);
+        }
+        let uri = self.uri_of(&object_key);
+        let state = self.head_path(path, Some(&version))?;
+        let sha256 = match &state.sha256 {
+            Some(hex) => hex.parse::<Sha256Digest>().map_err(|e| StoreError::Remote {
+                uri: uri.clone(),
+                message: format!("S3 reports a SHA-256 checksum custody cannot read: {e}"),
+            })?,
+            None => match self.get_path(path, Some(&version)) {
+                Ok(bytes) => Sha256Digest::of(&bytes),
+                Err(e) => {
+                    return Err(StoreError::Remote {
+                        uri,
+                        message: format!(
+                            "cannot record the object as stored: S3 keeps no SHA-256 of it (a multipart upload) and it cannot be read back ({e})"
+                        ),
+                    })
+                }
+            },
+        };
+        Ok(PutReceipt {
+            uri,
+            version_id: Some(version),
+            sha256,
+            s3_checksum: state.s3_checksum.unwrap_or_default(),
+            size: state.size.unwrap_or_default(),
+            lock_mode: state.lock_mode.unwrap_or_default(),
+            retain_until: state.retain_until.unwrap_or_default(),
+            legal_hold: state.legal_hold,
+        })
+    }
+
+    /// The ids of the keys the seals of `case` name.
+    fn seal_key_ids(&self, case: &CaseId) -> Result<Vec<crate::id::KeyId>, StoreError> {
+        let (bundles, _) = self.list_bundles(case)?;
+        let mut ids = Vec::new();
+        for bundle in bundles {
+            let key = StoreKey::Seal(case.clone(), bundle);
+            let bytes = match self.get(&key) {
+                Ok(b) => b,
+                // A bundle whose seal was never written has no key to record.
+                Err(StoreError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            if let Ok(seal) = serde_json::from_slice::<crate::seal::SealRecord>(&bytes) {
+                if !ids.contains(&seal.key_id) {
+                    ids.push(seal.key_id);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
     /// Whether the bucket can hold evidence: reachable, versioned, Object Lock enabled, and
     /// custody's own calls allowed, proven by making them: a locked create-new PUT of a probe
     /// object (retained for one day), a second PUT of the same key (which must be refused),
@@ -817,6 +926,7 @@ impl S3Store {
             multipart_threshold: self.multipart_threshold,
             part_size: self.part_size,
             pinned: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
         };
         let body = b"custody store check\n";
         let receipt = short.put_bytes(&probe, body)?;
@@ -1129,35 +1239,25 @@ impl Store for S3Store {
     }
 
     fn stored_objects(&self, case: &CaseId) -> Result<Option<serde_json::Value>, StoreError> {
-        // Each object's first version (custody writes each key once), as S3 reports it.
+        // Each object's first version (custody writes each key once): the case's own objects
+        // and the public keys its seals name, nothing else of the bucket.
         let prefix = format!("cases/{case}/");
         let mut keys: Vec<(String, String)> = self
             .versions(&prefix)?
             .into_iter()
-            .chain(self.versions("keys/")?)
             .filter_map(|(k, v)| Some((k, v.versions.last()?.clone())))
             .collect();
+        let all_keys = self.versions("keys/")?;
+        for id in self.seal_key_ids(case)? {
+            let path = StoreKey::PublicKey(id).path();
+            if let Some(first) = all_keys.get(&path).and_then(|v| v.versions.last()) {
+                keys.push((path, first.clone()));
+            }
+        }
         keys.sort();
         let mut objects = Vec::new();
         for (path, version) in keys {
-            let state = self.head_path(&path, Some(&version))?;
-            let bytes = self.get_path(&path, Some(&version)).ok();
-            let sha256 = match (&state.sha256, &bytes) {
-                (Some(hex), _) => hex.parse::<Sha256Digest>().ok(),
-                (None, Some(b)) => Some(Sha256Digest::of(b)),
-                (None, None) => None,
-            };
-            let Some(sha256) = sha256 else { continue };
-            objects.push(PutReceipt {
-                uri: self.uri_of(&self.location.key(&path)),
-                version_id: Some(version),
-                sha256,
-                s3_checksum: state.s3_checksum.unwrap_or_default(),
-                size: state.size.unwrap_or_default(),
-                lock_mode: state.lock_mode.unwrap_or_default(),
-                retain_until: state.retain_until.unwrap_or_default(),
-                legal_hold: state.legal_hold,
-            });
+            objects.push(self.receipt_of(&path, version)?);
         }
         Ok(Some(serde_json::json!({ "objects": objects })))
     }

@@ -3,11 +3,19 @@
 //! by object. When S3 is unreachable or refuses, the case stays in the spool, complete and
 //! sealed, and `custody store flush` (or the daemon) uploads it later.
 //!
-//! Uploads are idempotent: each object stored leaves a receipt (version id, lock, SHA-256) in the
-//! spool, and an object that S3 already holds with the same SHA-256 (stored just before an
-//! interruption) is adopted, not written twice. When every object of a case is in S3, an
-//! `objects_stored` journal entry recording each version id is appended in S3 and the case
-//! leaves the spool. Nothing is reported as stored before S3 has it.
+//! Before the first object of a case is sent, the whole spooled case is checked against what was
+//! sealed (`check`): the spool is only a directory, and S3 locks what it is given for years.
+//!
+//! Uploads are idempotent: each object of a case stored leaves a receipt (version id, lock,
+//! SHA-256) in the spool, beside the case, and an object that S3 already holds with the same
+//! SHA-256 (stored just before an interruption) is adopted, not written twice. Public keys are
+//! shared by the store's cases: they are looked up in the bucket on every upload, never taken
+//! from an earlier receipt. When every object of a case is in S3, an `objects_stored` journal
+//! entry recording each version id is appended in S3 and the case leaves the spool. Nothing is
+//! reported as stored before S3 has it.
+//!
+//! One spool directory serves one bucket at one endpoint, and one lock file per case keeps two
+//! processes off the same case.
 
 use std::fs;
 use std::io::{self, Read};
@@ -15,11 +23,15 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::s3::{PutReceipt, S3Location, S3Store};
+use super::s3::{PutReceipt, S3Location, S3Options, S3Store};
 use super::{LocalStore, StagedFile, Store, StoreError, StoreKey, Stored};
 use crate::digest::Sha256Digest;
-use crate::id::{BundleId, CaseId, KeyId};
+use crate::id::{BundleId, CaseId};
 use crate::journal::{self, EntryKind, Journal, JournalError};
+
+mod check;
+
+use check::{CheckError, CheckedObject};
 
 /// Receipts of uploaded objects, by store path, inside a spool directory.
 const RECEIPTS: &str = ".receipts";
@@ -47,11 +59,35 @@ pub fn default_root() -> PathBuf {
     state.join("custody/spool")
 }
 
-/// The spool directory of one S3 store: named by the SHA-256 of its URI, with the URI written
-/// beside the evidence in `store-uri`.
-pub fn dir_for(root: &Path, location: &S3Location) -> PathBuf {
-    let uri = location.uri();
-    root.join(&Sha256Digest::of(uri.as_bytes()).to_hex()[..16])
+/// The spool directory of one S3 store: named by the SHA-256 of its URI and of the endpoint it
+/// is reached at, with both written beside the evidence (`store-uri`, `store-endpoint`). Two
+/// buckets of the same name at two endpoints are two stores, and never share receipts. Without
+/// an endpoint (AWS itself, where bucket names are global) the name is that of the URI alone,
+/// as it always was.
+pub fn dir_for(root: &Path, location: &S3Location, options: &S3Options) -> PathBuf {
+    let mut identity = location.uri();
+    if let Some(endpoint) = options.endpoint_identity() {
+        identity = format!("{identity}\n{endpoint}");
+    }
+    root.join(&Sha256Digest::of(identity.as_bytes()).to_hex()[..16])
+}
+
+/// The directory an earlier version used for this store when an endpoint is given (named by
+/// the URI alone), if it holds cases: they wait there, for an endpoint it did not record.
+pub fn unkeyed_dir_with_cases(
+    root: &Path,
+    location: &S3Location,
+    options: &S3Options,
+) -> Option<PathBuf> {
+    options.endpoint_identity()?;
+    let dir = dir_for(root, location, &S3Options::default());
+    let marked = dir.join("store-endpoint").exists();
+    let cases = fs::read_dir(dir.join("cases"))
+        .ok()?
+        .flatten()
+        .next()
+        .is_some();
+    (!marked && cases).then_some(dir)
 }
 
 /// A local store that stands in for an S3 store until upload: objects are written locally, and
@@ -62,7 +98,12 @@ pub struct SpoolStore {
 }
 
 impl SpoolStore {
-    pub fn open(root: &Path, location: S3Location) -> Result<Self, StoreError> {
+    /// The spool of the store at `location`, reached as `options` say.
+    pub fn open(
+        root: &Path,
+        location: S3Location,
+        options: &S3Options,
+    ) -> Result<Self, StoreError> {
         // The spool holds raw logs: only its owner may enter it.
         if !root.exists() {
             use std::os::unix::fs::DirBuilderExt;
@@ -75,17 +116,25 @@ impl SpoolStore {
                     source,
                 })?;
         }
-        let dir = dir_for(root, &location);
+        let dir = dir_for(root, &location, options);
         let local = LocalStore::open(&dir, true)?;
-        let marker = dir.join("store-uri");
-        if !marker.exists() {
-            fs::write(&marker, format!("{}\n", location.uri())).map_err(|source| {
-                StoreError::Write {
+        let endpoint = options.endpoint_identity();
+        for (name, text) in [
+            ("store-uri", Some(location.uri())),
+            ("store-endpoint", endpoint),
+        ] {
+            let marker = dir.join(name);
+            let Some(text) = text else { continue };
+            if !marker.exists() {
+                fs::write(&marker, format!("{text}\n")).map_err(|source| StoreError::Write {
                     uri: marker.display().to_string(),
                     source,
-                }
-            })?;
+                })?;
+            }
         }
+        // Receipts of public keys kept by earlier versions for every case at once; keys are
+        // looked up in the bucket now, and these could name versions of another bucket.
+        let _ = fs::remove_dir_all(dir.join(RECEIPTS).join("keys"));
         Ok(Self { local, location })
     }
 
@@ -117,30 +166,48 @@ impl SpoolStore {
         self.case_lock(case, false)
     }
 
+    fn lock_path(&self, case: &CaseId) -> PathBuf {
+        self.dir().join(LOCKS).join(format!("{case}.lock"))
+    }
+
+    /// The lock file of an uploaded case is removed by its holder (`remove_case`), so a locker
+    /// may have locked a file that no longer has a name, while another locks the new file at
+    /// the same path. A lock counts only once the path still names the file locked; otherwise
+    /// it is dropped and taken again.
     fn case_lock(&self, case: &CaseId, wait: bool) -> Result<Option<CaseLock>, StoreError> {
-        let dir = self.dir().join(LOCKS);
-        let path = dir.join(format!("{case}.lock"));
+        use std::os::unix::fs::MetadataExt;
+        let path = self.lock_path(case);
         let err = |source| StoreError::Write {
             uri: path.display().to_string(),
             source,
         };
-        fs::create_dir_all(&dir).map_err(err)?;
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(err)?;
-        if wait {
-            file.lock().map_err(err)?;
-        } else {
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(fs::TryLockError::WouldBlock) => return Ok(None),
-                Err(fs::TryLockError::Error(e)) => return Err(err(e)),
+        fs::create_dir_all(self.dir().join(LOCKS)).map_err(err)?;
+        loop {
+            let file = fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(err)?;
+            if wait {
+                file.lock().map_err(err)?;
+            } else {
+                match file.try_lock() {
+                    Ok(()) => {}
+                    Err(fs::TryLockError::WouldBlock) => return Ok(None),
+                    Err(fs::TryLockError::Error(e)) => return Err(err(e)),
+                }
+            }
+            let held = file.metadata().map_err(err)?;
+            let named = match fs::metadata(&path) {
+                Ok(m) => Some(m),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(err(e)),
+            };
+            if named.is_some_and(|m| m.dev() == held.dev() && m.ino() == held.ino()) {
+                return Ok(Some(CaseLock { _file: file }));
             }
         }
-        Ok(Some(CaseLock { _file: file }))
     }
 
     /// The cases waiting in the spool, oldest first.
@@ -225,6 +292,12 @@ pub enum FlushError {
         theirs: String,
         spooled: PathBuf,
     },
+    #[error("case {case} in the spool is not what was sealed: {object}: {why}; nothing of it was uploaded and the spooled case is kept as it is")]
+    NotAsSealed {
+        case: CaseId,
+        object: String,
+        why: String,
+    },
     #[error("the journal of case {case} in S3 has entries the spool does not (S3 has {remote}, the spool {local}); the spooled case is kept")]
     JournalDiverged {
         case: CaseId,
@@ -270,37 +343,32 @@ pub fn flush(spool: &SpoolStore, s3: &S3Store) -> Result<FlushReport, StoreError
 }
 
 /// Uploads one spooled case, records the versions in its journal in S3, and removes it from the
-/// spool. The caller holds the case's lock.
+/// spool. The caller holds the case's lock. Nothing is sent unless the whole case is what was
+/// sealed.
 pub fn upload_case(
     spool: &SpoolStore,
     s3: &S3Store,
     case: &CaseId,
 ) -> Result<UploadedCase, FlushError> {
-    let mut keys = vec![StoreKey::CaseHeader(case.clone())];
-    let (seqs, _) = spool.list_journal(case)?;
-    keys.extend(
-        seqs.iter()
-            .map(|s| StoreKey::JournalEntry(case.clone(), *s)),
-    );
-    let (bundles, _) = spool.list_bundles(case)?;
-    for b in &bundles {
-        keys.extend([
-            StoreKey::Archive(case.clone(), b.clone()),
-            StoreKey::ArchiveSidecar(case.clone(), b.clone()),
-            StoreKey::Seal(case.clone(), b.clone()),
-            StoreKey::SealSignature(case.clone(), b.clone()),
-        ]);
-    }
+    let checked = match check::spooled_case(spool, case) {
+        Ok(c) => c,
+        Err(CheckError::Store(e)) => return Err(e.into()),
+        Err(CheckError::Mismatch(m)) => {
+            return Err(FlushError::NotAsSealed {
+                case: case.clone(),
+                object: m.object,
+                why: m.why,
+            })
+        }
+    };
     let mut objects = Vec::new();
-    for key in &keys {
-        objects.push(upload_object(spool, s3, key)?);
+    for object in &checked.objects {
+        objects.push(upload_object(spool, s3, object)?);
     }
-    // Public keys are shared by the store's cases: each is stored once, and one already there
-    // with the same bytes is fine.
-    for id in spooled_keys(spool)? {
-        let key = StoreKey::PublicKey(id);
-        let receipt = upload_object(spool, s3, &key)?;
-        objects.push(receipt);
+    // Public keys are shared by the store's cases: each is stored once, one already there with
+    // the same bytes is fine, and only the keys this case's seals name are recorded for it.
+    for object in &checked.keys {
+        objects.push(store_shared(s3, object)?);
     }
 
     let local_head =
@@ -356,24 +424,6 @@ fn recorded_already(s3: &S3Store, case: &CaseId, seq: u64, details: &serde_json:
         .is_ok_and(|e| e.kind == EntryKind::ObjectsStored && &e.details == details)
 }
 
-fn spooled_keys(spool: &SpoolStore) -> Result<Vec<KeyId>, StoreError> {
-    let dir = spool.dir().join("keys");
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(StoreError::Open { path: dir, source }),
-    };
-    let mut ids: Vec<KeyId> = entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            KeyId::new(name.strip_suffix(".pub")?).ok()
-        })
-        .collect();
-    ids.sort();
-    Ok(ids)
-}
-
 fn receipt_path(spool: &SpoolStore, key: &StoreKey) -> PathBuf {
     spool
         .dir()
@@ -381,66 +431,85 @@ fn receipt_path(spool: &SpoolStore, key: &StoreKey) -> PathBuf {
         .join(format!("{}.json", key.path()))
 }
 
-/// Stores one spooled object in S3 unless its receipt says it is there already.
+/// Stores one spooled object of the case in S3 unless its receipt says it is there already.
 fn upload_object(
     spool: &SpoolStore,
     s3: &S3Store,
-    key: &StoreKey,
+    object: &CheckedObject,
 ) -> Result<PutReceipt, FlushError> {
-    let receipt_file = receipt_path(spool, key);
+    let receipt_file = receipt_path(spool, &object.key);
     if let Ok(bytes) = fs::read(&receipt_file) {
         if let Ok(receipt) = serde_json::from_slice::<PutReceipt>(&bytes) {
-            return Ok(receipt);
+            if receipt.sha256 == object.sha256 && receipt.size == object.size {
+                return Ok(receipt);
+            }
         }
     }
-    let path = spool.dir().join(key.path());
-    let (sha256, size) = hash_file(&path)?;
-    let receipt = match s3.put_path(key, &path, size, sha256) {
-        Ok(receipt) => receipt,
-        Err(StoreError::AlreadyExists { uri }) => {
-            // Stored by an earlier attempt whose answer was lost, or by someone else: only the
-            // same bytes are adopted.
-            let mut state = s3.head(key, None)?;
-            let same = state.sha256.as_deref() == Some(sha256.to_hex().as_str())
-                || (state.sha256.is_none() && same_file_multipart(s3, &path, &state));
-            if same && !s3.is_locked(&state) {
-                // Ours, but its lock did not take (an upload cut off between the write and the
-                // retention): lock it now, and read the lock back.
-                s3.lock_version(key, state.version_id.as_deref())?;
-                state = s3.head(key, state.version_id.as_deref())?;
-                if !s3.is_locked(&state) {
-                    return Err(FlushError::Store(StoreError::BucketNotReady {
-                        uri,
-                        why: format!(
-                            "the object cannot be locked (HeadObject reports {:?} until {:?})",
-                            state.lock_mode, state.retain_until
-                        ),
-                    }));
-                }
-            }
-            if !same {
-                return Err(FlushError::Conflict {
-                    uri,
-                    ours: sha256,
-                    theirs: state.sha256.unwrap_or_else(|| "unknown".into()),
-                    spooled: path,
-                });
-            }
-            PutReceipt {
-                uri,
-                version_id: state.version_id,
-                sha256,
-                s3_checksum: state.s3_checksum.unwrap_or_default(),
-                size,
-                lock_mode: state.lock_mode.unwrap_or_default(),
-                retain_until: state.retain_until.unwrap_or_default(),
-                legal_hold: state.legal_hold,
-            }
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let receipt = store_object(s3, object)?;
     write_receipt(&receipt_file, &receipt)?;
     Ok(receipt)
+}
+
+/// Stores one checked object in S3 with the digest taken when it was checked, or adopts the
+/// object S3 already holds under its key if that has the same bytes.
+fn store_object(s3: &S3Store, object: &CheckedObject) -> Result<PutReceipt, FlushError> {
+    match s3.put_path(&object.key, &object.path, object.size, object.sha256) {
+        Ok(receipt) => Ok(receipt),
+        Err(StoreError::AlreadyExists { uri }) => adopt(s3, object, uri),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Stores an object the store's cases share (a public key), or adopts the one the bucket
+/// holds: looked up in the bucket each time, since a receipt could be of another bucket.
+fn store_shared(s3: &S3Store, object: &CheckedObject) -> Result<PutReceipt, FlushError> {
+    match s3.head(&object.key, None) {
+        Ok(_) => adopt(s3, object, s3.object_uri(&object.key)),
+        Err(StoreError::NotFound { .. }) => store_object(s3, object),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The receipt of the object S3 already holds under `object`'s key: stored by an earlier
+/// attempt whose answer was lost, or by someone else. Only the same bytes are adopted.
+fn adopt(s3: &S3Store, object: &CheckedObject, uri: String) -> Result<PutReceipt, FlushError> {
+    let (key, path, sha256, size) = (&object.key, &object.path, object.sha256, object.size);
+    let mut state = s3.head(key, None)?;
+    let same = state.sha256.as_deref() == Some(sha256.to_hex().as_str())
+        || (state.sha256.is_none() && same_file_multipart(s3, path, &state));
+    if same && !s3.is_locked(&state) {
+        // Ours, but its lock did not take (an upload cut off between the write and the
+        // retention): lock it now, and read the lock back.
+        s3.lock_version(key, state.version_id.as_deref())?;
+        state = s3.head(key, state.version_id.as_deref())?;
+        if !s3.is_locked(&state) {
+            return Err(FlushError::Store(StoreError::BucketNotReady {
+                uri,
+                why: format!(
+                    "the object cannot be locked (HeadObject reports {:?} until {:?})",
+                    state.lock_mode, state.retain_until
+                ),
+            }));
+        }
+    }
+    if !same {
+        return Err(FlushError::Conflict {
+            uri,
+            ours: sha256,
+            theirs: state.sha256.unwrap_or_else(|| "unknown".into()),
+            spooled: path.clone(),
+        });
+    }
+    Ok(PutReceipt {
+        uri,
+        version_id: state.version_id,
+        sha256,
+        s3_checksum: state.s3_checksum.unwrap_or_default(),
+        size,
+        lock_mode: state.lock_mode.unwrap_or_default(),
+        retain_until: state.retain_until.unwrap_or_default(),
+        legal_hold: state.legal_hold,
+    })
 }
 
 /// Whether an object S3 holds as a multipart upload has the checksum this file would have.
@@ -464,17 +533,6 @@ fn write_receipt(path: &Path, receipt: &PutReceipt) -> Result<(), StoreError> {
         .and_then(|f| f.sync_all())
         .map_err(err)?;
     fs::rename(&tmp, path).map_err(err)
-}
-
-fn hash_file(path: &Path) -> Result<(Sha256Digest, u64), StoreError> {
-    let err = |source| StoreError::Read {
-        uri: path.display().to_string(),
-        source,
-    };
-    let file = fs::File::open(path).map_err(err)?;
-    crate::digest::HashingReader::new(file)
-        .finish()
-        .map_err(err)
 }
 
 /// Removes an uploaded case from the spool: first moved aside in one rename each (so a crash
@@ -504,6 +562,59 @@ fn remove_case(spool: &SpoolStore, case: &CaseId) -> Result<(), StoreError> {
         }
         let _ = fs::remove_dir_all(done.join(&name));
     }
-    let _ = fs::remove_file(spool.dir().join(LOCKS).join(format!("{case}.lock")));
+    // The caller still holds the lock: a locker waiting on this file finds it unnamed once it
+    // gets it, and takes the lock again (`case_lock`).
+    let _ = fs::remove_file(spool.lock_path(case));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn two_lockers_racing_through_the_lock_file_deletion_cannot_both_hold_the_case() {
+        // The lock file was deleted while held: a waiter then held the deleted file while a
+        // newcomer locked a new file at the same path, and both held the case.
+        let root = tempfile::tempdir().unwrap();
+        let location = S3Location::parse("s3://evidence/p").unwrap();
+        let spool =
+            Arc::new(SpoolStore::open(root.path(), location, &S3Options::default()).unwrap());
+        let case = CaseId::new("20261126-000000-00000001").unwrap();
+        let first = spool.lock_case(&case).unwrap();
+
+        // A second locker opens the lock file and waits on it.
+        let held = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (spool, case, held) = (spool.clone(), case.clone(), held.clone());
+            std::thread::spawn(move || {
+                let lock = spool.lock_case(&case).unwrap();
+                held.store(true, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(300));
+                held.store(false, Ordering::SeqCst);
+                drop(lock);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        // The holder uploads the case and removes it, lock file included, still holding it.
+        remove_case(&spool, &case).unwrap();
+        // A third locker comes after the deletion: it makes a new lock file and gets it.
+        let third = spool
+            .try_lock_case(&case)
+            .unwrap()
+            .expect("nobody holds the case");
+        drop(first);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            !held.load(Ordering::SeqCst),
+            "the waiter holds the case while the third locker does too"
+        );
+        drop(third);
+        waiter.join().unwrap();
+        // Once the third is done, the waiter got the case, and it is free again afterwards.
+        assert!(spool.try_lock_case(&case).unwrap().is_some());
+    }
 }

@@ -10,6 +10,8 @@
 //! - `formats`: every log format gives the runbook pipeline's answer; proxies; detection rules.
 //! - `integrity_collect`: incomplete or changed evidence is sealed, recorded and reported, never
 //!   passed off as whole; endless inputs, signals, dead runs, the analysis's memory budget.
+//! - `integrity_store`: the S3 spool and uploads: a spooled case changed after sealing is refused
+//!   before any PUT, one spool for two endpoints, multipart locks read back, large archives recorded.
 
 // Test code unwraps freely: a panic here is a failing test, not a crash on outside input.
 #![allow(clippy::unwrap_used)]
@@ -20,6 +22,7 @@ mod determinism;
 mod fake_kube;
 mod formats;
 mod integrity_collect;
+mod integrity_store;
 mod interop;
 mod k8s;
 mod s3;

@@ -31,6 +31,11 @@ pub fn moto() -> Moto {
     let endpoint = std::env::var("CUSTODY_TEST_S3_ENDPOINT").expect(
         "CUSTODY_TEST_S3_ENDPOINT is not set: the S3 tests need moto_server, which scripts/test.sh starts",
     );
+    moto_at(endpoint)
+}
+
+/// moto at `endpoint`.
+pub fn moto_at(endpoint: String) -> Moto {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -69,16 +74,21 @@ impl Moto {
             &Sha256Digest::of(format!("{:?}{}", std::time::SystemTime::now(), rand()).as_bytes())
                 .to_hex()[..16]
         );
+        self.create_bucket(&name, locked);
+        name
+    }
+
+    /// A bucket called `name`.
+    pub fn create_bucket(&self, name: &str, locked: bool) {
         self.runtime
             .block_on(
                 self.client
                     .create_bucket()
-                    .bucket(&name)
+                    .bucket(name)
                     .object_lock_enabled_for_bucket(locked)
                     .send(),
             )
             .unwrap();
-        name
     }
 
     /// A plain PUT, as someone with write access might do.
@@ -143,7 +153,7 @@ fn rand() -> u64 {
 }
 
 /// The sandbox's `custody` pointed at `endpoint` with test credentials and its own spool.
-fn s3_run(sandbox: &Sandbox, endpoint: &str, args: &[&str]) -> Output {
+pub(crate) fn s3_run(sandbox: &Sandbox, endpoint: &str, args: &[&str]) -> Output {
     let mut all = vec!["--s3-endpoint", endpoint, "--s3-path-style"];
     all.extend_from_slice(args);
     sandbox
@@ -164,12 +174,12 @@ fn s3_run(sandbox: &Sandbox, endpoint: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn json(out: &Output) -> serde_json::Value {
+pub(crate) fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", stdout(out), stderr(out)))
 }
 
-fn collect_s3(sandbox: &Sandbox, endpoint: &str, store: &str, log: &Path) -> Output {
+pub(crate) fn collect_s3(sandbox: &Sandbox, endpoint: &str, store: &str, log: &Path) -> Output {
     s3_run(
         sandbox,
         endpoint,
@@ -595,13 +605,10 @@ fn s3_failing_in_the_middle_of_an_upload_loses_nothing() {
         .expect("a receipt for case.json");
     std::fs::remove_file(header_receipt).unwrap();
 
-    // While S3 stays away, flush fails and keeps everything.
-    let dead = outage(&moto.endpoint, 0);
-    let failed = s3_run(
-        &sandbox,
-        &format!("http://127.0.0.1:{}", dead.port),
-        &["store", "flush", &store],
-    );
+    // While S3 stays away, flush fails and keeps everything. (The spool is the store's at
+    // this endpoint: the same proxy address throughout.)
+    proxy.budget.store(0, Ordering::SeqCst);
+    let failed = s3_run(&sandbox, &via_proxy, &["store", "flush", &store]);
     assert_eq!(failed.status.code(), Some(2));
     assert!(
         stderr(&failed).contains("unreachable"),
@@ -611,11 +618,8 @@ fn s3_failing_in_the_middle_of_an_upload_loses_nothing() {
     assert_eq!(spooled_files(&sandbox.path("spool")).len(), spooled.len());
 
     // S3 is back: flush uploads it all, the spool empties, and the case verifies.
-    let flushed = s3_run(
-        &sandbox,
-        &moto.endpoint,
-        &["--json", "store", "flush", &store],
-    );
+    proxy.budget.store(i64::MAX / 2, Ordering::SeqCst);
+    let flushed = s3_run(&sandbox, &via_proxy, &["--json", "store", "flush", &store]);
     assert_success(&flushed);
     let flushed = json(&flushed);
     assert_eq!(flushed["uploaded"][0]["case_id"], case.as_str());
