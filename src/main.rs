@@ -186,7 +186,8 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let message = error_message(&e);
-            eprintln!("error: {message}");
+            // Errors name paths and remote answers, which may hold terminal escapes.
+            eprintln!("error: {}", custody::terminal::escape(&message));
             if json {
                 // Machines reading --json get the failure as JSON too.
                 println!("{}", serde_json::json!({ "ok": false, "error": message }));
@@ -229,7 +230,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(path) = created {
                 eprintln!(
                     "created a new collector key at {} (key id {}); its public key is copied to the store's keys/",
-                    path.display(),
+                    custody::terminal::escape_path(&path),
                     key.public().id()
                 );
             }
@@ -319,9 +320,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     let message = error_message(&e);
                     output::collected(&outcome, Some(Err((&message, spool.dir()))), cli.json)?;
                     eprintln!(
-                        "error: the case is sealed and kept in the local spool {}, but is not in S3: {message}\n`custody store flush {}` uploads it once S3 is reachable",
-                        spool.dir().display(),
-                        cli.store
+                        "error: the case is sealed and kept in the local spool {}, but is not in S3: {}\n`custody store flush {}` uploads it once S3 is reachable",
+                        custody::terminal::escape_path(spool.dir()),
+                        custody::terminal::escape(&message),
+                        custody::terminal::escape(&cli.store)
                     );
                     Ok(ExitCode::from(2))
                 }
@@ -418,7 +420,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             } else {
                 for (case, error) in &report.failed {
-                    eprintln!("error: case {case} stays in the spool: {error}");
+                    eprintln!(
+                        "error: case {case} stays in the spool: {}",
+                        custody::terminal::escape(error)
+                    );
                 }
                 Ok(ExitCode::from(2))
             }
