@@ -8,6 +8,8 @@
 //! - `tamper`: every kind of tampering is caught by `verify` with a message naming it.
 //! - `determinism`: the same inputs sealed at the same time give byte-identical archives.
 //! - `formats`: every log format gives the runbook pipeline's answer; proxies; detection rules.
+//! - `integrity_verify`: key ids against keys, tar headers custody never writes, links in the
+//!   store, terminal escapes in what is printed.
 
 // Test code unwraps freely: a panic here is a failing test, not a crash on outside input.
 #![allow(clippy::unwrap_used)]
@@ -17,6 +19,7 @@ mod daemon;
 mod determinism;
 mod fake_kube;
 mod formats;
+mod integrity_verify;
 mod interop;
 mod k8s;
 mod s3;
