@@ -75,29 +75,24 @@ impl LocalStore {
                     }
                 }
             };
-            // Twice at most: a directory made by someone else between the look and the
-            // mkdir is looked at again.
-            for _ in 0..2 {
+            // Made here or by someone else, a new directory is looked at again before use.
+            let mut made = 0;
+            loop {
                 match fs::symlink_metadata(&dir) {
-                    Ok(m) if m.file_type().is_symlink() => {
-                        return Err(StoreError::Symlink(dir));
-                    }
+                    Ok(m) if m.file_type().is_symlink() => return Err(StoreError::Symlink(dir)),
                     Ok(m) if !m.is_dir() => return Err(StoreError::NotADirectory(dir)),
                     Ok(_) => break,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && create && made < 2 => {
+                        made += 1;
                         match fs::create_dir(&dir) {
-                            Ok(()) => break,
+                            Ok(()) => {}
                             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                             Err(e) => return Err(io_err(e)),
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && !create => return Ok(false),
                     Err(e) => return Err(io_err(e)),
                 }
-            }
-            if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && !m.file_type().is_symlink())
-            {
-                return Err(StoreError::Symlink(dir));
             }
         }
         Ok(true)
