@@ -18,5 +18,6 @@ pub mod seal;
 pub mod serve;
 pub mod source;
 pub mod store;
+pub mod terminal;
 pub mod timefmt;
 pub mod verify;

@@ -188,7 +188,8 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let message = error_message(&e);
-            eprintln!("error: {message}");
+            // Errors name paths and remote answers, which may hold terminal escapes.
+            eprintln!("error: {}", custody::terminal::escape(&message));
             if json {
                 // Machines reading --json get the failure as JSON too.
                 println!("{}", serde_json::json!({ "ok": false, "error": message }));
@@ -231,7 +232,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(path) = created {
                 eprintln!(
                     "created a new collector key at {} (key id {}); its public key is copied to the store's keys/",
-                    path.display(),
+                    custody::terminal::escape_path(&path),
                     key.public().id()
                 );
             }
@@ -327,9 +328,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     let message = error_message(&e);
                     output::collected(&outcome, Some(Err((&message, spool.dir()))), cli.json)?;
                     eprintln!(
-                        "error: the case is sealed and kept in the local spool {}, but is not in S3: {message}\n`custody store flush {}` uploads it once S3 is reachable",
-                        spool.dir().display(),
-                        cli.store
+                        "error: the case is sealed and kept in the local spool {}, but is not in S3: {}\n`custody store flush {}` uploads it once S3 is reachable",
+                        custody::terminal::escape_path(spool.dir()),
+                        custody::terminal::escape(&message),
+                        custody::terminal::escape(&cli.store)
                     );
                     Ok(ExitCode::from(2))
                 }
@@ -437,7 +439,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             } else {
                 for (case, error) in &report.failed {
-                    eprintln!("error: case {case} stays in the spool: {error}");
+                    eprintln!(
+                        "error: case {case} stays in the spool: {}",
+                        custody::terminal::escape(error)
+                    );
                 }
                 Ok(ExitCode::from(2))
             }
@@ -483,14 +488,14 @@ fn finish_source(
         Err(e) => match e.interrupted() {
             Some(signal) => {
                 source.finished();
-                eprintln!("error: {e}");
+                eprintln!("error: {}", custody::terminal::escape(&e.to_string()));
                 Err(Ok(ExitCode::from(signal.exit_code())))
             }
             None => {
                 if run.keep_downloads() {
                     eprintln!(
                         "note: the downloaded logs are kept in {}",
-                        run.dir().join(collect::run::DOWNLOADS).display()
+                        custody::terminal::escape_path(&run.dir().join(collect::run::DOWNLOADS))
                     );
                 }
                 Err(Err(e.into()))
@@ -515,7 +520,7 @@ fn begin_run(store: &dyn Store, request: &mut Request) -> Result<collect::run::R
     for dir in &swept.kept {
         eprintln!(
             "note: an earlier collection that did not finish left downloaded logs in {}",
-            dir.display()
+            custody::terminal::escape_path(dir)
         );
     }
     request.staging = Some(run.dir().to_owned());

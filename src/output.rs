@@ -1,4 +1,7 @@
 //! What the command prints: a concise summary for people, or one JSON object with `--json`.
+//! Every outside-controlled string in the human output (paths, addresses, reasons, problem
+//! messages, URIs) goes through `esc`, so that text from a log or a store cannot drive the
+//! terminal; JSON is exact, as serde escapes it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,6 +12,7 @@ use serde_json::json;
 use custody::analysis::Summary;
 use custody::collect::Outcome;
 use custody::store::spool::{FlushReport, UploadedCase};
+use custody::terminal::{escape as esc, escape_path};
 use custody::verify::Report;
 
 fn print_json(value: &serde_json::Value) -> Result<()> {
@@ -74,7 +78,7 @@ pub fn collected(o: &Outcome, upload: Upload<'_>, as_json: bool) -> Result<()> {
         "Sealed case {} bundle {}",
         o.case_id, o.bundle.bundle_id
     )?;
-    writeln!(out, "  archive  {}", o.bundle.archive.uri)?;
+    writeln!(out, "  archive  {}", esc(&o.bundle.archive.uri))?;
     writeln!(out, "  sha256   {}", o.bundle.archive_sha256)?;
     writeln!(
         out,
@@ -83,7 +87,7 @@ pub fn collected(o: &Outcome, upload: Upload<'_>, as_json: bool) -> Result<()> {
         mib(input),
         o.sources.len()
     )?;
-    writeln!(out, "  seal     {}", o.bundle.seal.uri)?;
+    writeln!(out, "  seal     {}", esc(&o.bundle.seal.uri))?;
     match upload {
         Some(Ok(u)) => {
             let lock = u.objects.first();
@@ -91,18 +95,18 @@ pub fn collected(o: &Outcome, upload: Upload<'_>, as_json: bool) -> Result<()> {
                 out,
                 "  stored   {} objects in S3, locked {} until {}",
                 u.objects.len(),
-                lock.map_or("", |l| l.lock_mode.as_str()),
+                esc(lock.map_or("", |l| l.lock_mode.as_str())),
                 lock.map(|l| custody::timefmt::unix_rfc3339(l.retain_until))
                     .unwrap_or_default()
             )?;
             writeln!(
                 out,
                 "  version  archive {}",
-                archive_version.unwrap_or("(none)")
+                esc(archive_version.unwrap_or("(none)"))
             )?;
         }
         Some(Err((_, spooled))) => {
-            writeln!(out, "  NOT STORED in S3: kept in {}", spooled.display())?;
+            writeln!(out, "  NOT STORED in S3: kept in {}", escape_path(spooled))?;
         }
         None => {}
     }
@@ -128,7 +132,13 @@ fn incomplete(failures: &[custody::source::Failure]) -> Result<()> {
             "" => text("pod").to_owned(),
             s => s.to_owned(),
         };
-        writeln!(out, "  {:<16} {}: {}", text("kind"), source, text("error"))?;
+        writeln!(
+            out,
+            "  {:<16} {}: {}",
+            esc(text("kind")),
+            esc(&source),
+            esc(text("error"))
+        )?;
     }
     Ok(())
 }
@@ -145,23 +155,23 @@ pub fn analysis(s: &Summary, as_json: bool) -> Result<()> {
         s.parsed,
         s.unparsed,
         s.unique_ips,
-        s.first_seen.as_deref().unwrap_or("-"),
-        s.last_seen.as_deref().unwrap_or("-"),
+        esc(s.first_seen.as_deref().unwrap_or("-")),
+        esc(s.last_seen.as_deref().unwrap_or("-")),
     )?;
     let formats: Vec<String> = s
         .sources
         .iter()
-        .map(|f| format!("{} ({})", f.source, f.format))
+        .map(|f| format!("{} ({})", esc(&f.source), esc(&f.format)))
         .collect();
     writeln!(out, "  sources        {}", formats.join(", "))?;
     let auth: Vec<String> = s
         .auth_failures
         .iter()
-        .map(|(k, v)| format!("{k}: {v}"))
+        .map(|(k, v)| format!("{}: {v}", esc(k)))
         .collect();
     writeln!(out, "  auth failures  {}", auth.join(", "))?;
     if let Some(limit) = &s.limit {
-        writeln!(out, "  LIMITED        {}", limit.describe())?;
+        writeln!(out, "  LIMITED        {}", esc(&limit.describe()))?;
     }
     if s.analysis_failed {
         writeln!(
@@ -174,13 +184,15 @@ pub fn analysis(s: &Summary, as_json: bool) -> Result<()> {
         writeln!(
             out,
             "    {:<39} {:>9} {:>14}",
-            ip.ip, ip.requests, ip.auth_failures
+            esc(&ip.ip),
+            ip.requests,
+            ip.auth_failures
         )?;
     }
     if !s.auth_failure_paths.is_empty() {
         writeln!(out, "  failing paths  failures")?;
         for p in s.auth_failure_paths.iter().take(5) {
-            writeln!(out, "    {:<39} {:>9}", p.path, p.total)?;
+            writeln!(out, "    {:<39} {:>9}", esc(&p.path), p.total)?;
         }
     }
     if s.suspicious.is_empty() {
@@ -188,7 +200,7 @@ pub fn analysis(s: &Summary, as_json: bool) -> Result<()> {
     } else {
         writeln!(out, "  suspicious     {} client(s)", s.suspicious.len())?;
         for f in &s.suspicious {
-            writeln!(out, "    {:<39} {}", f.ip, f.reason)?;
+            writeln!(out, "    {:<39} {}", esc(&f.ip), esc(&f.reason))?;
         }
     }
     Ok(())
@@ -227,13 +239,25 @@ pub fn verification(r: &Report, as_json: bool) -> Result<()> {
         }
     }
     for w in &r.warnings {
-        writeln!(out, "warning: {w}")?;
+        writeln!(out, "warning: {}", esc(w))?;
     }
     for p in &r.problems {
-        writeln!(out, "PROBLEM [{}] {}: {}", p.code, p.subject, p.message)?;
+        writeln!(
+            out,
+            "PROBLEM [{}] {}: {}",
+            p.code,
+            esc(&p.subject),
+            esc(&p.message)
+        )?;
     }
     for p in &r.incomplete {
-        writeln!(out, "INCOMPLETE [{}] {}: {}", p.code, p.subject, p.message)?;
+        writeln!(
+            out,
+            "INCOMPLETE [{}] {}: {}",
+            p.code,
+            esc(&p.subject),
+            esc(&p.message)
+        )?;
     }
     if r.ok && r.complete {
         writeln!(out, "verified: no problems found")?;
@@ -255,8 +279,8 @@ pub fn keygen(private: &PathBuf, public: &PathBuf, key_id: &str, as_json: bool) 
             &json!({"private_key": private, "public_key": public, "key_id": key_id}),
         );
     }
-    println!("private key  {} (keep secret)", private.display());
-    println!("public key   {}", public.display());
+    println!("private key  {} (keep secret)", escape_path(private));
+    println!("public key   {}", escape_path(public));
     println!("key id       {key_id}");
     Ok(())
 }
@@ -266,12 +290,12 @@ pub fn lint(dir: &Path, files: &[PathBuf], as_json: bool) -> Result<()> {
         return print_json(&json!({"dir": dir, "ok": true, "files": files}));
     }
     for f in files {
-        println!("ok  {}", f.display());
+        println!("ok  {}", escape_path(f));
     }
     println!(
         "{} policy file(s) in {} are valid",
         files.len(),
-        dir.display()
+        escape_path(dir)
     );
     Ok(())
 }
@@ -281,9 +305,9 @@ pub fn store_check(uri: &str, done: &[String], as_json: bool) -> Result<()> {
         return print_json(&json!({"ok": true, "store": uri, "checks": done}));
     }
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{uri} can hold evidence:")?;
+    writeln!(out, "{} can hold evidence:", esc(uri))?;
     for d in done {
-        writeln!(out, "  ok  {d}")?;
+        writeln!(out, "  ok  {}", esc(d))?;
     }
     Ok(())
 }
@@ -294,6 +318,7 @@ pub fn flushed(uri: &str, report: &FlushReport, as_json: bool) -> Result<()> {
             "uploaded": report.uploaded, "busy": report.busy,
             "failed": report.failed.iter().map(|(c, e)| json!({"case_id": c, "error": e})).collect::<Vec<_>>()}));
     }
+    let uri = esc(uri);
     let mut out = std::io::stdout().lock();
     if report.uploaded.is_empty() && report.busy.is_empty() && report.failed.is_empty() {
         writeln!(out, "nothing waits in the spool for {uri}")?;

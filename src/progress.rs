@@ -40,7 +40,7 @@ impl Progress {
             let _ = write!(
                 std::io::stderr(),
                 "\r\x1b[2K{}: {mib:.1} MiB, {:.0} MiB/s",
-                self.label,
+                crate::terminal::escape(&self.label),
                 mib / secs
             );
         }

@@ -69,6 +69,8 @@ pub struct Stored {
 pub enum StoreError {
     #[error("the store path {0} exists and is not a directory")]
     NotADirectory(PathBuf),
+    #[error("{0} is a symbolic link: custody never writes or reads evidence through a link in a store (replace it with the real directory or file)")]
+    Symlink(PathBuf),
     #[error("cannot open the store at {path}: {source}")]
     Open {
         path: PathBuf,
@@ -157,10 +159,15 @@ pub fn open_store(uri: &str, create: bool) -> Result<Box<dyn Store>, StoreError>
     Ok(Box::new(LocalStore::open(&path, create)?))
 }
 
-/// A fresh temp file (`tmp-<random>`) in `dir`, created new, for staging.
+/// A fresh temp file (`tmp-<random>`) in `dir`, created new, for staging. `dir` must be a real
+/// directory: staged evidence written through a link would land outside the store. The file is
+/// created with O_EXCL, which does not follow a link planted at its name.
 pub fn new_staging_file(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     use rand_core::RngCore;
     std::fs::create_dir_all(dir)?;
+    if std::fs::symlink_metadata(dir)?.file_type().is_symlink() {
+        return Err(std::io::Error::other(StoreError::Symlink(dir.to_owned())));
+    }
     let mut random = [0u8; 8];
     rand_core::OsRng.fill_bytes(&mut random);
     let path = dir.join(format!("tmp-{}", hex::encode(random)));

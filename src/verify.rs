@@ -4,6 +4,7 @@
 mod archive;
 mod bag;
 mod bundle;
+mod layout;
 mod s3;
 
 use std::path::{Path, PathBuf};
@@ -37,7 +38,7 @@ impl Default for Options {
 }
 
 /// One problem: what kind (a stable code for machines), where, and what is wrong.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, Hash)]
 pub struct Problem {
     pub code: &'static str,
     pub subject: String,
@@ -110,6 +111,9 @@ impl Report {
 
     /// Sets `ok` and `complete` from what was found.
     fn conclude(&mut self, options: &Options) {
+        // A problem found twice (a replaced key named by several seals) is reported once.
+        let mut seen = std::collections::HashSet::new();
+        self.problems.retain(|p| seen.insert(p.clone()));
         self.ok = self.problems.is_empty();
         self.complete = self.incomplete.is_empty();
         self.key_trusted = options.public_key.is_some();
@@ -173,10 +177,11 @@ pub fn verify_path(path: &Path, options: &Options) -> Result<Report, VerifyError
                     "the store holds no cases",
                 );
             }
+            layout::symlinks(&root, "", &mut report);
             strays(&root, "keys", &mut report, |name| {
-                name.strip_suffix(".pub")
-                    .is_some_and(|id| crate::id::KeyId::new(id).is_ok())
+                layout::key_file_id(name).is_some()
             });
+            layout::check_key_files(&store, &root, &mut report);
             for case in cases {
                 verify_case(&store, &case, None, options, &mut report)?;
                 strays(&root, &format!("cases/{case}"), &mut report, is_case_entry);
@@ -184,11 +189,13 @@ pub fn verify_path(path: &Path, options: &Options) -> Result<Report, VerifyError
         }
         Target::Case(root, case) => {
             let store = LocalStore::open(&root, false)?;
+            layout::case_symlinks(&root, &case, &mut report);
             verify_case(&store, &case, None, options, &mut report)?;
             strays(&root, &format!("cases/{case}"), &mut report, is_case_entry);
         }
         Target::Bundle(root, case, bundle) => {
             let store = LocalStore::open(&root, false)?;
+            layout::case_symlinks(&root, &case, &mut report);
             verify_case(&store, &case, Some(&bundle), options, &mut report)?;
         }
     }
@@ -260,12 +267,33 @@ pub fn verify_case(
         },
         Err(e) => report.problem("case_header", header_key.path(), e.to_string()),
     }
-    let chain = journal::check_chain(store, case)?;
+    let chain = match journal::check_chain(store, case) {
+        // A linked journal directory is reported, and the case read as having no journal.
+        Err(StoreError::Symlink(path)) => {
+            report.problem(
+                "symlink",
+                format!("cases/{case}/journal"),
+                format!("{} is a symbolic link: not read", path.display()),
+            );
+            CheckedChain::default()
+        }
+        chain => chain?,
+    };
     for p in &chain.problems {
         report.problem("journal", p.key.clone(), p.message.clone());
     }
     check_case_opened(store, case, &chain, report);
-    let (mut bundles, strays) = store.list_bundles(case)?;
+    let (mut bundles, strays) = match store.list_bundles(case) {
+        Err(StoreError::Symlink(path)) => {
+            report.problem(
+                "symlink",
+                format!("cases/{case}/bundles"),
+                format!("{} is a symbolic link: not read", path.display()),
+            );
+            (Vec::new(), Vec::new())
+        }
+        listed => listed?,
+    };
     for name in strays {
         report.problem(
             "unexpected_file",

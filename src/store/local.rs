@@ -1,5 +1,11 @@
 //! The local directory store: temp file → write → fsync → read-only → hard link into place (which
 //! fails if the name exists, so nothing is ever overwritten) → fsync the directory.
+//!
+//! Nothing in a store is reached through a symbolic link: a `keys/` or `journal/` linked
+//! elsewhere would have evidence written outside the store, or read from anywhere. Every
+//! directory from the root to an object is checked with `symlink_metadata` and created with
+//! `create_dir`, which never follows a link; the temp file is created with O_EXCL and the hard
+//! link never replaces a name, so a link planted at either name is not followed either.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -12,6 +18,8 @@ use crate::id::{BundleId, CaseId};
 
 /// Where staged files wait before they are linked into place; ignored by verification.
 const STAGING: &str = ".staging";
+/// The directories at the top of a store (see `StoreKey::path`).
+const TOP_LEVEL: [&str; 4] = ["cases", "keys", "probes", "episodes"];
 
 pub struct LocalStore {
     root: PathBuf,
@@ -35,10 +43,68 @@ impl LocalStore {
         }
         let root = root.canonicalize().map_err(open_err)?;
         let staging = root.join(STAGING);
+        let store = Self { root, staging };
         if create {
-            fs::create_dir_all(&staging).map_err(open_err)?;
+            // A writer refuses a linked top-level directory before it writes anything, rather
+            // than midway through a case (a linked `keys/` is met only after the archive).
+            for dir in TOP_LEVEL {
+                store.real_dirs(dir, false, &file_uri(&store.root.join(dir)))?;
+            }
+            store.real_dirs(STAGING, true, &file_uri(&store.staging))?;
         }
-        Ok(Self { root, staging })
+        Ok(store)
+    }
+
+    /// Checks that `rel_dir` and every directory above it up to the root are real directories
+    /// (not links, not files), creating missing ones when `create`. Ok(false) when one is missing
+    /// and not created.
+    fn real_dirs(&self, rel_dir: &str, create: bool, uri: &str) -> Result<bool, StoreError> {
+        let mut dir = self.root.clone();
+        for part in rel_dir.split('/').filter(|p| !p.is_empty()) {
+            dir.push(part);
+            let io_err = |source| {
+                if create {
+                    StoreError::Write {
+                        uri: uri.to_owned(),
+                        source,
+                    }
+                } else {
+                    StoreError::Read {
+                        uri: uri.to_owned(),
+                        source,
+                    }
+                }
+            };
+            // Made here or by someone else, a new directory is looked at again before use.
+            let mut made = 0;
+            loop {
+                match fs::symlink_metadata(&dir) {
+                    Ok(m) if m.file_type().is_symlink() => return Err(StoreError::Symlink(dir)),
+                    Ok(m) if !m.is_dir() => return Err(StoreError::NotADirectory(dir)),
+                    Ok(_) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && create && made < 2 => {
+                        made += 1;
+                        match fs::create_dir(&dir) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                            Err(e) => return Err(io_err(e)),
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && !create => return Ok(false),
+                    Err(e) => return Err(io_err(e)),
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// The directory part of an object's path (`cases/<case>/journal`).
+    fn parent_dir(key: &StoreKey) -> String {
+        let path = key.path();
+        match path.rsplit_once('/') {
+            Some((dir, _)) => dir.to_owned(),
+            None => String::new(),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -59,7 +125,9 @@ impl LocalStore {
         };
         fs::set_permissions(staged, fs::Permissions::from_mode(0o444)).map_err(write_err)?;
         let parent = dest.parent().unwrap_or(&self.root);
-        fs::create_dir_all(parent).map_err(write_err)?;
+        let parent_dir = Self::parent_dir(key);
+        self.real_dirs(&parent_dir, true, &uri)?;
+        // link(2) does not follow a link at the new name: it fails, as for any existing name.
         match fs::hard_link(staged, &dest) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -67,6 +135,9 @@ impl LocalStore {
             }
             Err(e) => return Err(write_err(e)),
         }
+        // A directory swapped for a link between the check and the link(2) is caught here, so
+        // the write is at least not reported as stored.
+        self.real_dirs(&parent_dir, false, &uri)?;
         File::open(parent)
             .and_then(|d| d.sync_all())
             .map_err(write_err)?;
@@ -76,7 +147,12 @@ impl LocalStore {
         })
     }
 
-    fn read_dir_names(&self, dir: &Path) -> Result<Vec<String>, StoreError> {
+    /// The names in the store directory `rel_dir`, sorted; none when it does not exist.
+    fn read_dir_names(&self, rel_dir: &str) -> Result<Vec<String>, StoreError> {
+        let dir = &self.root.join(rel_dir);
+        if !self.real_dirs(rel_dir, false, &file_uri(dir))? {
+            return Ok(Vec::new());
+        }
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -128,7 +204,7 @@ impl Store for LocalStore {
 
     fn put_new(&self, key: &StoreKey, bytes: &[u8]) -> Result<Stored, StoreError> {
         let uri = self.object_uri(key);
-        if self.full_path(key).exists() {
+        if self.exists(key)? {
             return Err(StoreError::AlreadyExists { uri });
         }
         let write_err = |source| StoreError::Write {
@@ -172,6 +248,9 @@ impl Store for LocalStore {
     }
 
     fn exists(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        if !self.real_dirs(&Self::parent_dir(key), false, &self.object_uri(key))? {
+            return Ok(false);
+        }
         match fs::symlink_metadata(self.full_path(key)) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -183,10 +262,9 @@ impl Store for LocalStore {
     }
 
     fn list_journal(&self, case: &CaseId) -> Result<(Vec<u64>, Vec<String>), StoreError> {
-        let dir = self.root.join(format!("cases/{case}/journal"));
         let mut seqs = Vec::new();
         let mut strays = Vec::new();
-        for name in self.read_dir_names(&dir)? {
+        for name in self.read_dir_names(&format!("cases/{case}/journal"))? {
             match parse_journal_name(&name) {
                 Some(seq) => seqs.push(seq),
                 None => strays.push(name),
@@ -198,7 +276,7 @@ impl Store for LocalStore {
 
     fn list_cases(&self) -> Result<Vec<CaseId>, StoreError> {
         let mut cases: Vec<CaseId> = self
-            .read_dir_names(&self.root.join("cases"))?
+            .read_dir_names("cases")?
             .into_iter()
             .filter_map(|n| CaseId::new(n).ok())
             .collect();
@@ -207,10 +285,9 @@ impl Store for LocalStore {
     }
 
     fn list_bundles(&self, case: &CaseId) -> Result<(Vec<BundleId>, Vec<String>), StoreError> {
-        let dir = self.root.join(format!("cases/{case}/bundles"));
         let mut bundles = BTreeSet::new();
         let mut strays = Vec::new();
-        for name in self.read_dir_names(&dir)? {
+        for name in self.read_dir_names(&format!("cases/{case}/bundles"))? {
             match parse_bundle_file_name(&name) {
                 Some(id) => {
                     bundles.insert(id);
@@ -226,8 +303,12 @@ impl LocalStore {
     fn open_file(&self, key: &StoreKey) -> Result<File, StoreError> {
         let uri = self.object_uri(key);
         let path = self.full_path(key);
+        if !self.real_dirs(&Self::parent_dir(key), false, &uri)? {
+            return Err(StoreError::NotFound { uri });
+        }
         // Evidence objects are regular files; a link planted in the store is not followed.
         match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => return Err(StoreError::Symlink(path)),
             Ok(m) if !m.is_file() => {
                 return Err(StoreError::Read {
                     uri,
@@ -290,6 +371,50 @@ mod tests {
         );
         // Nothing is left behind in staging.
         assert_eq!(fs::read_dir(store.staging_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn writes_never_go_through_a_symlinked_directory_or_name() {
+        // A case's journal/ linked elsewhere had entries written outside the store.
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        let store = LocalStore::open(&dir.path().join("evidence"), true).unwrap();
+        store
+            .put_new(&StoreKey::JournalEntry(case(), 1), b"1")
+            .unwrap();
+        let journal = store.root().join(format!("cases/{}/journal", case()));
+        fs::rename(&journal, dir.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&outside, &journal).unwrap();
+        let err = store
+            .put_new(&StoreKey::JournalEntry(case(), 2), b"2")
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Symlink(p) if p == &journal),
+            "{err}"
+        );
+        assert!(matches!(
+            store.get(&StoreKey::JournalEntry(case(), 1)),
+            Err(StoreError::Symlink(_))
+        ));
+        assert!(matches!(
+            store.list_journal(&case()),
+            Err(StoreError::Symlink(_))
+        ));
+        // A link planted at the object's own name is not followed either.
+        let header = store.root().join(StoreKey::CaseHeader(case()).path());
+        std::os::unix::fs::symlink(outside.join("case.json"), &header).unwrap();
+        assert!(store.put_new(&StoreKey::CaseHeader(case()), b"{}").is_err());
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+        // A writer refuses a store whose staging or keys are linked before writing anything.
+        let root = store.root().to_owned();
+        fs::remove_dir(root.join(STAGING)).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join(STAGING)).unwrap();
+        assert!(matches!(
+            LocalStore::open(&root, true),
+            Err(StoreError::Symlink(_))
+        ));
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Reading a bundle's archive once, as a stream: the compressed bytes hashed, zstd decoded with a
 //! window limit and a size cap, and every tar entry checked (no absolute paths, `..`, links,
-//! extension headers, duplicates, entries outside the bag, data after the end marker) and hashed.
+//! extension headers, duplicates, entries outside the bag, data after the end marker, headers
+//! other than the fixed ones custody writes) and hashed.
 
 use std::collections::BTreeSet;
 use std::io::{self, BufReader, Read};
@@ -177,6 +178,17 @@ fn read_entries<R: Read>(
             );
             continue;
         }
+        let deviations = header_deviations(entry.header(), &raw_path);
+        if !deviations.is_empty() {
+            c.add(
+                "tar_entry",
+                subject,
+                format!(
+                    "tar entry {raw_path:?} is not as custody writes it: {}; tar -x and bagit.py may read it otherwise",
+                    deviations.join(", ")
+                ),
+            );
+        }
         let path = raw_path.trim_end_matches('/').to_owned();
         if !seen.insert(path.clone()) {
             c.add(
@@ -187,7 +199,9 @@ fn read_entries<R: Read>(
             continue;
         }
         let inside = path.strip_prefix(&prefix).is_some() || path == bundle.as_str();
-        if kind.is_dir() && inside {
+        // Reported above; a directory holds nothing to hash, and `tar -x` makes a directory of
+        // a regular file named with a final '/', so its bytes are no file's content.
+        if inside && (kind.is_dir() || raw_path.ends_with('/')) {
             continue;
         }
         if !(kind.is_file() || kind.is_dir() || kind == tar::EntryType::Continuous) {
@@ -233,6 +247,57 @@ fn read_entries<R: Read>(
         }
     }
     Ok(())
+}
+
+/// How a header differs from the fixed one custody writes (`tar_header` in `seal/bag.rs`): a
+/// ustar header of a regular file (type '0'), mode 0644, owner 0/0 named root/root, no link
+/// name. Each difference is one a reader may act on: `tar -x` applies modes and owners, makes a
+/// directory of a name ending in '/', and reads the old type '\0' or contiguous files as it likes.
+fn header_deviations(header: &tar::Header, raw_path: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    if header.as_ustar().is_none() {
+        found.push("not a ustar header".to_owned());
+    }
+    let kind = header.entry_type();
+    let typeflag = header.as_bytes()[156];
+    if kind.is_dir() {
+        found.push("a directory (custody archives hold only regular files)".to_owned());
+    } else if typeflag == b'\0' || kind == tar::EntryType::Continuous {
+        found.push(format!(
+            "type {:?} (custody writes type '0')",
+            char::from(typeflag)
+        ));
+    }
+    if kind.is_file() && raw_path.ends_with('/') {
+        found.push("a regular file whose name ends in '/'".to_owned());
+    }
+    match header.mode() {
+        Ok(0o644) => {}
+        Ok(m) => found.push(format!("mode {m:04o} (custody writes 0644)")),
+        Err(_) => found.push("an unreadable mode".to_owned()),
+    }
+    for (what, id) in [("uid", header.uid()), ("gid", header.gid())] {
+        match id {
+            Ok(0) => {}
+            Ok(n) => found.push(format!("{what} {n} (custody writes 0)")),
+            Err(_) => found.push(format!("an unreadable {what}")),
+        }
+    }
+    let names = [
+        ("user", header.username_bytes()),
+        ("group", header.groupname_bytes()),
+    ];
+    for (what, name) in names {
+        if name != Some(&b"root"[..]) {
+            let name = name.map_or(String::new(), |n| String::from_utf8_lossy(n).into_owned());
+            found.push(format!("{what} name {name:?} (custody writes \"root\")"));
+        }
+    }
+    let link = kind.is_symlink() || kind.is_hard_link();
+    if !link && header.link_name_bytes().is_some_and(|l| !l.is_empty()) {
+        found.push("a link name".to_owned());
+    }
+    found
 }
 
 /// Size, SHA-256 and SHA-512 of an entry, streamed.

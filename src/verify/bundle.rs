@@ -216,31 +216,45 @@ fn check_signature(
         return none;
     };
     let (key, trusted) = match (&options.public_key, seal) {
-        (Some(k), _) => (k.clone(), true),
-        (None, Some(seal)) => {
-            let k = StoreKey::PublicKey(seal.key_id.clone());
-            let loaded = store
-                .get(&k)
-                .map_err(|e| e.to_string())
-                .and_then(|b| PublicKey::from_pem(&String::from_utf8_lossy(&b)));
-            match loaded {
-                Ok(key) => {
-                    warnings.push(format!(
-                        "signatures were checked against the store's own copy of key {id} (keys/{id}.pub), which was not independently trusted: pass --public-key with the collector's key from a trusted source",
-                        id = seal.key_id
-                    ));
-                    (key, false)
-                }
-                Err(e) => {
-                    c.add(
-                        "key_missing",
-                        k.path(),
-                        format!("cannot load the seal's key: {e}"),
-                    );
-                    return none;
-                }
+        (Some(k), seal) => {
+            if let Some(seal) = seal.filter(|s| &s.key_id != k.id()) {
+                c.add(
+                    "key_mismatch",
+                    StoreKey::Seal(case.clone(), bundle.clone()).path(),
+                    format!(
+                        "the seal names key {}, but the key given to verify it (--public-key) is key {}: the seal was signed by another key, or the wrong key was given",
+                        seal.key_id,
+                        k.id()
+                    ),
+                );
             }
+            (k.clone(), true)
         }
+        (None, Some(seal)) => match load_store_key(store, &seal.key_id) {
+            Ok(key) => {
+                warnings.push(format!(
+                    "signatures were checked against the store's own copy of key {id} (keys/{id}.pub), which was not independently trusted: pass --public-key with the collector's key from a trusted source",
+                    id = seal.key_id
+                ));
+                (key, false)
+            }
+            Err(KeyFileProblem::Missing(e)) => {
+                c.add(
+                    "key_missing",
+                    StoreKey::PublicKey(seal.key_id.clone()).path(),
+                    format!("cannot load the seal's key: {e}"),
+                );
+                return none;
+            }
+            Err(KeyFileProblem::Mismatch(key, message)) => {
+                c.add(
+                    "key_mismatch",
+                    StoreKey::PublicKey(seal.key_id.clone()).path(),
+                    message,
+                );
+                (*key, false)
+            }
+        },
         (None, None) => return none,
     };
     let valid = key.verify(seal_bytes, &signature);
@@ -260,6 +274,34 @@ fn check_signature(
         key_id: Some(key.id().clone()),
         trusted,
     }
+}
+
+/// Why a store's `keys/<id>.pub` cannot stand for key `<id>`.
+pub(super) enum KeyFileProblem {
+    /// It cannot be read or is not a public key.
+    Missing(String),
+    /// It holds another key (given), whose id is not the one in its name.
+    Mismatch(Box<PublicKey>, String),
+}
+
+/// Loads `keys/<id>.pub` and checks that the key in it is key `id`, so that a key planted under
+/// another key's name cannot vouch for a seal that names that other key.
+pub(super) fn load_store_key(store: &dyn Store, id: &KeyId) -> Result<PublicKey, KeyFileProblem> {
+    let k = StoreKey::PublicKey(id.clone());
+    let key = store
+        .get(&k)
+        .map_err(|e| e.to_string())
+        .and_then(|b| PublicKey::from_pem(&String::from_utf8_lossy(&b)))
+        .map_err(KeyFileProblem::Missing)?;
+    if key.id() != id {
+        let message = format!(
+            "{} holds key {} (the first 16 hex digits of the SHA-256 of its SPKI DER), not key {id}: the store's copy of the key was replaced",
+            k.path(),
+            key.id()
+        );
+        return Err(KeyFileProblem::Mismatch(Box::new(key), message));
+    }
+    Ok(key)
 }
 
 fn check_seal_fields(

@@ -12,6 +12,8 @@
 //!   passed off as whole; endless inputs, signals, dead runs, the analysis's memory budget.
 //! - `integrity_store`: the S3 spool and uploads: a spooled case changed after sealing is refused
 //!   before any PUT, one spool for two endpoints, multipart locks read back, large archives recorded.
+//! - `integrity_verify`: key ids against keys, tar headers custody never writes, links in the
+//!   store, terminal escapes in what is printed.
 
 // Test code unwraps freely: a panic here is a failing test, not a crash on outside input.
 #![allow(clippy::unwrap_used)]
@@ -23,6 +25,7 @@ mod fake_kube;
 mod formats;
 mod integrity_collect;
 mod integrity_store;
+mod integrity_verify;
 mod interop;
 mod k8s;
 mod s3;
