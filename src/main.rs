@@ -423,11 +423,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let root = spool::default_root();
             if let Some(dir) = spool::unkeyed_dir_with_cases(&root, &location, &s3_options(&cli)) {
                 eprintln!(
-                    "warning: {} holds cases spooled for {uri} by an earlier version, which did not record the endpoint; they are not flushed to this one",
-                    dir.display()
+                    "warning: {} holds cases spooled for {} by an earlier version, which did not record the endpoint; they are not flushed to this one",
+                    custody::terminal::escape_path(&dir),
+                    custody::terminal::escape(uri)
                 );
             }
             let spool = SpoolStore::open(&root, location.clone(), &s3_options(&cli))?;
+            // A collection that died in the spool is journaled as such before it is uploaded.
+            report_swept(&collect::run::sweep_dead_runs(&spool));
             let waiting = spool.cases()?;
             let s3 = s3_store(&cli, location, &policies, &spool)?;
             if !waiting.is_empty() {
@@ -514,6 +517,12 @@ fn begin_run(store: &dyn Store, request: &mut Request) -> Result<collect::run::R
                 store.staging_dir().display()
             )
         })?;
+    report_swept(&swept);
+    request.staging = Some(run.dir().to_owned());
+    Ok(run)
+}
+
+fn report_swept(swept: &collect::run::Swept) {
     for case in &swept.interrupted {
         eprintln!("note: case {case} was left unfinished by a collection that died; it is now journaled as interrupted");
     }
@@ -523,8 +532,6 @@ fn begin_run(store: &dyn Store, request: &mut Request) -> Result<collect::run::R
             custody::terminal::escape_path(dir)
         );
     }
-    request.staging = Some(run.dir().to_owned());
-    Ok(run)
 }
 
 fn s3_options(cli: &Cli) -> S3Options {

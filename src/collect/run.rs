@@ -52,7 +52,7 @@ impl Run {
     /// `case`'s bundle `bundle`.
     pub fn begin(store: &dyn Store, case: &CaseId, bundle: &BundleId) -> io::Result<(Run, Swept)> {
         let staging = store.staging_dir().to_owned();
-        let swept = sweep(store, &staging);
+        let swept = sweep_dead_runs(store);
         let dir = staging.join(format!("run-{bundle}"));
         fs::create_dir_all(&staging)?;
         fs::create_dir(&dir)?;
@@ -101,11 +101,11 @@ impl Drop for Run {
     }
 }
 
-/// Journals and cleans what runs whose process died left behind; a run still locked is alive
-/// and left alone. Problems here never stop a new collection: they are reported as warnings.
-fn sweep(store: &dyn Store, staging: &Path) -> Swept {
+/// Journals and cleans what runs whose process died left in `store`'s staging directory; a run
+/// still locked is alive and left alone. Problems here never stop the caller: they are logged.
+pub fn sweep_dead_runs(store: &dyn Store) -> Swept {
     let mut swept = Swept::default();
-    let Ok(entries) = fs::read_dir(staging) else {
+    let Ok(entries) = fs::read_dir(store.staging_dir()) else {
         return swept;
     };
     for entry in entries.flatten() {

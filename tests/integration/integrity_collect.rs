@@ -567,3 +567,64 @@ fn an_upload_record_does_not_make_an_unfinished_collection_look_finished() {
         report.problems
     );
 }
+
+// A collection to S3 killed mid-way left an unfinished case in the spool; once flushed, the
+// `objects_stored` entry the upload appended made `verify s3://` pass it. Now `store flush`
+// journals the dead collection as interrupted before uploading it, and verify reports it.
+#[test]
+fn a_killed_collection_flushed_to_s3_is_reported_not_passed() {
+    let moto = crate::s3::moto();
+    let bucket = moto.bucket(true);
+    let store = format!("s3://{bucket}/evidence");
+    let sandbox = Sandbox::new();
+    let mut child = crate::s3::s3_command(
+        &sandbox,
+        &moto.endpoint,
+        &[
+            "--store",
+            &store,
+            "collect",
+            "--format",
+            "combined",
+            "--logs",
+            "/dev/zero",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let spooled = loop {
+        let found = std::fs::read_dir(sandbox.path("spool"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.join("cases").is_dir());
+        if let Some(dir) = found {
+            break wait_for_case(&dir, &mut child);
+        }
+        assert!(Instant::now() < deadline, "nothing was spooled");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, "KILL");
+    child.wait().unwrap();
+    let flushed = crate::s3::s3_run(&sandbox, &moto.endpoint, &["store", "flush", &store]);
+    assert_success(&flushed);
+    assert!(
+        stderr(&flushed).contains("journaled as interrupted"),
+        "{}",
+        stderr(&flushed)
+    );
+    assert!(!spooled.exists(), "the case left the spool");
+    let out = crate::s3::s3_run(&sandbox, &moto.endpoint, &["--json", "verify", &store]);
+    assert_code(&out, INCOMPLETE);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(
+        report["incomplete"][0]["code"], "collection_interrupted",
+        "{report}"
+    );
+}

@@ -154,11 +154,19 @@ fn rand() -> u64 {
 
 /// The sandbox's `custody` pointed at `endpoint` with test credentials and its own spool.
 pub(crate) fn s3_run(sandbox: &Sandbox, endpoint: &str, args: &[&str]) -> Output {
+    s3_command(sandbox, endpoint, args).output().unwrap()
+}
+
+/// `s3_run`'s command, to be spawned.
+pub(crate) fn s3_command(
+    sandbox: &Sandbox,
+    endpoint: &str,
+    args: &[&str],
+) -> std::process::Command {
     let mut all = vec!["--s3-endpoint", endpoint, "--s3-path-style"];
     all.extend_from_slice(args);
-    sandbox
-        .custody(&all)
-        .env("AWS_ACCESS_KEY_ID", "testing")
+    let mut cmd = sandbox.custody(&all);
+    cmd.env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -169,9 +177,8 @@ pub(crate) fn s3_run(sandbox: &Sandbox, endpoint: &str, args: &[&str]) -> Output
         )
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_ENDPOINT_URL")
-        .env("CUSTODY_SPOOL", sandbox.path("spool"))
-        .output()
-        .unwrap()
+        .env("CUSTODY_SPOOL", sandbox.path("spool"));
+    cmd
 }
 
 pub(crate) fn json(out: &Output) -> serde_json::Value {
