@@ -312,8 +312,9 @@ pub fn verify_case(
         bundles = vec![b.clone()];
     } else {
         check_sealed_entries(&chain, case, &bundles, report);
-        check_completeness(&chain, case, report);
     }
+    let died = crate::collect::run::dead_runs(store.staging_dir()).contains(case);
+    check_completeness(&chain, case, only, died, report);
     let mut case_report = CaseReport {
         case_id: case.clone(),
         journal_entries: chain.entries.len(),
@@ -370,8 +371,17 @@ fn check_case_opened(store: &dyn Store, case: &CaseId, chain: &CheckedChain, rep
 /// What the journal says is missing. A collection runs from the case's opening (or a restart)
 /// to a sealed bundle, a recorded failure or a recorded interruption; the sources it could not
 /// capture whole are journaled on the way. Entries after the end (uploads, findings, resolves)
-/// change nothing: a case uploaded after an interrupted collection is still interrupted.
-fn check_completeness(chain: &CheckedChain, case: &CaseId, report: &mut Report) {
+/// change nothing: a case uploaded after an interrupted collection is still interrupted. For
+/// one bundle (`only`), only what its own collection recorded is reported. `died`: a staging
+/// directory shows the case's collecting process died (no collection has journaled it yet).
+fn check_completeness(
+    chain: &CheckedChain,
+    case: &CaseId,
+    only: Option<&BundleId>,
+    died: bool,
+    report: &mut Report,
+) {
+    let whole_case = only.is_none();
     let mut pending: Vec<(u64, &serde_json::Value)> = Vec::new();
     let mut open: Option<(u64, EntryKind)> = None;
     for (entry, _) in &chain.entries {
@@ -391,6 +401,9 @@ fn check_completeness(chain: &CheckedChain, case: &CaseId, report: &mut Report) 
             }
             EntryKind::BundleSealed => {
                 let bundle = entry.details.get("bundle_id").and_then(|v| v.as_str());
+                if only.is_some_and(|b| Some(b.as_str()) != bundle) {
+                    pending.clear();
+                }
                 for (seq, details) in pending.drain(..) {
                     report.incomplete(
                         "capture_incomplete",
@@ -406,6 +419,10 @@ fn check_completeness(chain: &CheckedChain, case: &CaseId, report: &mut Report) 
             }
             EntryKind::CollectionFailed => {
                 pending.clear();
+                open = None;
+                if !whole_case {
+                    continue;
+                }
                 report.incomplete(
                     "collection_failed",
                     subject(),
@@ -414,23 +431,23 @@ fn check_completeness(chain: &CheckedChain, case: &CaseId, report: &mut Report) 
                         failure_text(&entry.details)
                     ),
                 );
-                open = None;
             }
             EntryKind::CollectionInterrupted => {
                 pending.clear();
-                report.incomplete(
-                    "collection_interrupted",
-                    subject(),
-                    format!(
-                        "the operator stopped the collection ({}); nothing was sealed by it",
-                        entry
-                            .details
-                            .get("signal")
-                            .and_then(|v| v.as_str())
-                            .unwrap_or("a signal")
-                    ),
-                );
                 open = None;
+                if !whole_case {
+                    continue;
+                }
+                let message = match entry.details.get("signal").and_then(|v| v.as_str()) {
+                    Some(signal) => format!(
+                        "the operator stopped the collection ({signal}); nothing was sealed by it"
+                    ),
+                    None => format!(
+                        "the collection did not finish and sealed nothing: {}",
+                        failure_text(&entry.details)
+                    ),
+                };
+                report.incomplete("collection_interrupted", subject(), message);
             }
             EntryKind::ObjectsStored | EntryKind::Findings | EntryKind::AlertResolved => {}
         }
@@ -438,7 +455,18 @@ fn check_completeness(chain: &CheckedChain, case: &CaseId, report: &mut Report) 
     // Without a record of how it ended, an unfinished collection cannot be told from a bundle
     // removed together with its journal entries, so it is a problem, not a state. (A collection
     // whose process died is journaled as interrupted by the next collection in the store.)
-    if let Some((seq, kind)) = open {
+    let Some((seq, kind)) = open.filter(|_| whole_case) else {
+        return;
+    };
+    if died {
+        report.incomplete(
+            "collection_interrupted",
+            StoreKey::JournalEntry(case.clone(), seq).path(),
+            format!("the collection's process died after entry {seq} ({kind:?}), as its staging directory shows; nothing was sealed by it (the next collection in this store journals it as interrupted)"),
+        );
+        return;
+    }
+    {
         report.problem(
             "journal",
             StoreKey::JournalEntry(case.clone(), seq).path(),

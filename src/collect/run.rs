@@ -121,16 +121,19 @@ pub fn sweep_dead_runs(store: &dyn Store) -> Swept {
         if lock.try_lock().is_err() {
             continue;
         }
-        if let Some(record) = fs::read(path.join(RECORD))
+        // A run writes its record only once it holds its lock: without one, the run may be
+        // starting this very moment, and is left alone.
+        let Some(record) = fs::read(path.join(RECORD))
             .ok()
             .and_then(|b| serde_json::from_slice::<RunRecord>(&b).ok())
-        {
-            match journal_died(store, &record) {
-                Ok(true) => swept.interrupted.push(record.case_id),
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(run = %path.display(), error = %e, "cannot journal an earlier collection that died")
-                }
+        else {
+            continue;
+        };
+        match journal_died(store, &record) {
+            Ok(true) => swept.interrupted.push(record.case_id),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(run = %path.display(), error = %e, "cannot journal an earlier collection that died")
             }
         }
         if dir_has_files(&path.join(DOWNLOADS)) {
@@ -141,6 +144,22 @@ pub fn sweep_dead_runs(store: &dyn Store) -> Swept {
         }
     }
     swept
+}
+
+/// The cases whose collection left a run directory in `staging` and whose process is gone (its
+/// lock is free). Reads only.
+pub fn dead_runs(staging: &Path) -> Vec<CaseId> {
+    let Ok(entries) = fs::read_dir(staging) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("run-"))
+        .filter(|e| fs::File::open(e.path().join(LOCK)).is_ok_and(|lock| lock.try_lock().is_ok()))
+        .filter_map(|e| fs::read(e.path().join(RECORD)).ok())
+        .filter_map(|b| serde_json::from_slice::<RunRecord>(&b).ok())
+        .map(|r| r.case_id)
+        .collect()
 }
 
 /// Journals `collection_interrupted` for the run's case if its collection is unfinished.

@@ -60,7 +60,13 @@ struct Watch {
     capped: bool,
     /// The smallest size the open file had when looked at after a read, below what was read.
     shrank_to: Option<u64>,
+    /// The fewest 512-byte blocks the open file had allocated when looked at after a read.
+    min_blocks: Option<u64>,
 }
+
+/// How far a file's allocation may fall while it is read before the fall counts as a
+/// truncation: a log only grows, but a filesystem may settle its allocation a little.
+const BLOCKS_SLACK: u64 = 64 * 1024;
 
 /// Reads an input up to the cap, checking after each read of a regular file that the file has
 /// not shrunk below what was read (a truncation under the reader).
@@ -93,10 +99,16 @@ impl Read for Capped {
         let n = read_retrying(&mut self.inner, &mut buf[..want])?;
         watch.read += n as u64;
         if let Some(file) = &self.file {
-            let size = file.metadata()?.len();
+            let meta = file.metadata()?;
+            let size = meta.len();
             if size < watch.read {
                 watch.shrank_to = Some(watch.shrank_to.map_or(size, |s| s.min(size)));
             }
+            // A truncation followed by a write at the old offset (copytruncate with a writer
+            // that does not append) leaves the size as it was and a hole that reads as zeros;
+            // the allocation shows it.
+            let blocks = meta.blocks();
+            watch.min_blocks = Some(watch.min_blocks.map_or(blocks, |b| b.min(blocks)));
         }
         Ok(n)
     }
@@ -144,6 +156,31 @@ fn check(
         let at_open = opened.meta.len();
         let now = file.metadata().ok();
         let size_now = now.as_ref().map(|m| m.len());
+        let allocated_at_open = opened.meta.blocks() * 512;
+        let allocated_min = watch
+            .min_blocks
+            .into_iter()
+            .chain(now.as_ref().map(|m| m.blocks()))
+            .min()
+            .map(|b| b * 512);
+        let hole = allocated_min.filter(|a| a + BLOCKS_SLACK < allocated_at_open);
+        if let Some(allocated) =
+            hole.filter(|_| watch.shrank_to.is_none() && bytes >= at_open.min(limit))
+        {
+            let mut f = failure(
+                "shrank",
+                &name,
+                format!(
+                    "the file was truncated while it was read and written again at its old offsets (as logrotate's copytruncate does when the writer does not append): its allocated space fell from {allocated_at_open} to {allocated} bytes, so part of the {bytes} bytes sealed may be a hole read as zero bytes, not the log"
+                ),
+            );
+            f["size_at_open"] = at_open.into();
+            f["bytes_read"] = bytes.into();
+            f["size_now"] = size_now.into();
+            f["allocated_at_open"] = allocated_at_open.into();
+            f["allocated_min"] = allocated.into();
+            failures.push(f);
+        }
         if bytes < at_open.min(limit) || watch.shrank_to.is_some() {
             let mut f = failure(
                 "shrank",

@@ -164,6 +164,46 @@ fn a_log_truncated_while_collected_is_recorded_as_shrunk() {
     assert_eq!(sealed, &full[..keep as usize], "what was read is sealed");
     let report = verified(&sandbox.store());
     assert!(report.ok && !report.complete, "{report:?}");
+    // The bundle alone is reported incomplete too.
+    let archive = outcome.bundle.archive.uri.strip_prefix("file://").unwrap();
+    let report = verified(Path::new(archive));
+    assert!(report.ok && !report.complete, "{report:?}");
+    assert_eq!(report.incomplete[0].code, "capture_incomplete");
+}
+
+// copytruncate with a writer that does not append: the file is truncated, then written at its
+// old offset, so its size is back and the lost bytes read as a hole of zeros. This was sealed
+// as whole with exit 0; the fall in the file's allocation shows it.
+#[test]
+fn a_log_truncated_and_rewritten_at_its_old_offset_is_recorded() {
+    use std::os::unix::fs::FileExt;
+    let sandbox = Sandbox::new();
+    let store = LocalStore::open(&sandbox.store(), true).unwrap();
+    let log = sandbox.path("access.log");
+    let full = access_log(40_000);
+    std::fs::write(&log, &full).unwrap();
+    std::fs::File::open(&log).unwrap().sync_all().unwrap();
+    let mut source = FileSource::new(vec![log.clone()], 1 << 30);
+    let outcome = collect_with(&store, &mut source, &request(None), || {
+        let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+        f.set_len(0).unwrap();
+        f.write_at(
+            b"10.9.9.9 - - [26/Nov/2026:14:59:00 +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"-\"\n",
+            full.len() as u64,
+        )
+        .unwrap();
+    });
+    assert!(outcome.sources[0].bytes > full.len() as u64);
+    assert_eq!(outcome.failures.len(), 1, "{:?}", outcome.failures);
+    assert_eq!(outcome.failures[0]["kind"], "shrank");
+    assert!(
+        outcome.failures[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("hole"),
+        "{:?}",
+        outcome.failures
+    );
 }
 
 // A log rotated away (renamed, a new file at its path) while it was collected: the file that
@@ -513,6 +553,11 @@ fn a_killed_collection_is_journaled_as_interrupted_by_the_next_one() {
     signal(&child, "KILL");
     child.wait().unwrap();
     assert!(!staging_is_empty(&store), "the killed run left its files");
+    // Before anything cleans up, verify reads the dead run as an interrupted collection, not
+    // as tampering.
+    let before = sandbox.run(&["--json", "verify", store.to_str().unwrap()]);
+    assert_code(&before, INCOMPLETE);
+    assert!(stdout(&before).contains("process died"), "{}", stdout(&before));
     let log = sandbox.path("small.log");
     std::fs::write(&log, access_log(100)).unwrap();
     let out = sandbox.run(&[
