@@ -421,11 +421,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .context("store flush is for S3 stores (s3://BUCKET/PREFIX)")?;
             let policies = policy::load(policy_dir(&cli).as_deref())?;
             let root = spool::default_root();
-            if let Some(dir) = spool::unkeyed_dir_with_cases(&root, &location, &s3_options(&cli)) {
+            let elsewhere = spool::other_spools_with_cases(&root, &location, &s3_options(&cli));
+            for (dir, endpoint) in &elsewhere {
                 eprintln!(
-                    "warning: {} holds cases spooled for {} by an earlier version, which did not record the endpoint; they are not flushed to this one",
-                    custody::terminal::escape_path(&dir),
-                    custody::terminal::escape(uri)
+                    "warning: {} holds cases for {} spooled for {}; this flush does not upload them (give that endpoint to flush them)",
+                    custody::terminal::escape_path(dir),
+                    custody::terminal::escape(uri),
+                    match endpoint {
+                        Some(e) => format!("endpoint {}", custody::terminal::escape(e)),
+                        None => "the default endpoint, or by an earlier version that did not record one".into(),
+                    }
                 );
             }
             let spool = SpoolStore::open(&root, location.clone(), &s3_options(&cli))?;
@@ -438,8 +443,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             let report = spool::flush(&spool, &s3)?;
             output::flushed(uri, &report, cli.json)?;
-            if report.failed.is_empty() {
+            if report.failed.is_empty() && elsewhere.is_empty() {
                 Ok(ExitCode::SUCCESS)
+            } else if report.failed.is_empty() {
+                // Cases for this store still wait: the flush is not done.
+                Ok(ExitCode::from(2))
             } else {
                 for (case, error) in &report.failed {
                     eprintln!(

@@ -72,22 +72,36 @@ pub fn dir_for(root: &Path, location: &S3Location, options: &S3Options) -> PathB
     root.join(&Sha256Digest::of(identity.as_bytes()).to_hex()[..16])
 }
 
-/// The directory an earlier version used for this store when an endpoint is given (named by
-/// the URI alone), if it holds cases: they wait there, for an endpoint it did not record.
-pub fn unkeyed_dir_with_cases(
+/// The other spool directories under `root` that hold cases for the same store URI, reached at
+/// another endpoint (or by an earlier version that did not record one), with the endpoint each
+/// names: cases a flush through this endpoint does not upload, and must not pass over in silence.
+pub fn other_spools_with_cases(
     root: &Path,
     location: &S3Location,
     options: &S3Options,
-) -> Option<PathBuf> {
-    options.endpoint_identity()?;
-    let dir = dir_for(root, location, &S3Options::default());
-    let marked = dir.join("store-endpoint").exists();
-    let cases = fs::read_dir(dir.join("cases"))
-        .ok()?
+) -> Vec<(PathBuf, Option<String>)> {
+    let mine = dir_for(root, location, options);
+    let Ok(entries) = fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let marker = |dir: &Path, name: &str| {
+        fs::read_to_string(dir.join(name))
+            .ok()
+            .map(|t| t.trim_end().to_owned())
+    };
+    let mut out: Vec<(PathBuf, Option<String>)> = entries
         .flatten()
-        .next()
-        .is_some();
-    (!marked && cases).then_some(dir)
+        .map(|e| e.path())
+        .filter(|dir| *dir != mine && dir.is_dir())
+        .filter(|dir| marker(dir, "store-uri").as_deref() == Some(location.uri().as_str()))
+        .filter(|dir| fs::read_dir(dir.join("cases")).is_ok_and(|mut cases| cases.next().is_some()))
+        .map(|dir| {
+            let endpoint = marker(&dir, "store-endpoint");
+            (dir, endpoint)
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// A local store that stands in for an S3 store until upload: objects are written locally, and

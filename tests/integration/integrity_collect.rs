@@ -557,7 +557,11 @@ fn a_killed_collection_is_journaled_as_interrupted_by_the_next_one() {
     // as tampering.
     let before = sandbox.run(&["--json", "verify", store.to_str().unwrap()]);
     assert_code(&before, INCOMPLETE);
-    assert!(stdout(&before).contains("process died"), "{}", stdout(&before));
+    assert!(
+        stdout(&before).contains("process died"),
+        "{}",
+        stdout(&before)
+    );
     let log = sandbox.path("small.log");
     std::fs::write(&log, access_log(100)).unwrap();
     let out = sandbox.run(&[

@@ -501,3 +501,33 @@ fn a_multipart_archive_is_recorded_among_the_stored_objects() {
         Ok(v) => panic!("an object was left out silently: {v:?}"),
     }
 }
+
+// Keying the spool by endpoint let `store flush` through another spelling of the endpoint say
+// "nothing waits" with exit 0 while a case for the same store waited in the spool of the first.
+#[test]
+fn a_flush_through_another_endpoint_names_the_cases_it_leaves_waiting() {
+    let moto = moto();
+    let bucket = moto.bucket(true);
+    let store = format!("s3://{bucket}/p");
+    let sandbox = Sandbox::new();
+    let proxy = outage(&moto.endpoint, 0);
+    let waiting = spool_case(&sandbox, &proxy, &store);
+    let out = s3_run(&sandbox, &moto.endpoint, &["store", "flush", &store]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("http://127.0.0.1:{}", proxy.port))
+            && err.contains("does not upload"),
+        "{err}"
+    );
+    assert!(waiting.dir.exists());
+    // Through the endpoint it was spooled for, it is uploaded.
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    assert_success(&s3_run(&sandbox, &endpoint, &["store", "flush", &store]));
+    assert!(!waiting.dir.exists());
+    assert_success(&s3_run(
+        &sandbox,
+        &moto.endpoint,
+        &["store", "flush", &store],
+    ));
+}
