@@ -349,7 +349,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             let summary = analyzer.summary(&policies.detection, *top);
             output::analysis(&summary, cli.json)?;
-            Ok(ExitCode::SUCCESS)
+            // Past its memory budget the analysis did not count every client: not a success.
+            Ok(if summary.limit.is_some() {
+                ExitCode::from(INCOMPLETE)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Verify { target, public_key } => {
             let public_key = public_key.as_deref().map(PublicKey::load).transpose()?;

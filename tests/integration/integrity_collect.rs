@@ -366,6 +366,19 @@ fn an_analysis_past_its_memory_budget_still_seals_every_byte_and_says_what_it_mi
     assert_eq!(result["failures"][0]["kind"], "analysis_limited");
     let report = sandbox.run(&["--json", "verify", sandbox.store().to_str().unwrap()]);
     assert_code(&report, INCOMPLETE);
+    // `analyze` under the same budget says so too, and exits 3.
+    let analyzed = sandbox.run(&[
+        "--policies",
+        policies.to_str().unwrap(),
+        "analyze",
+        log.to_str().unwrap(),
+    ]);
+    assert_code(&analyzed, INCOMPLETE);
+    assert!(
+        stdout(&analyzed).contains("LIMITED"),
+        "{}",
+        stdout(&analyzed)
+    );
     // The whole log is in the bag.
     assert_eq!(result["sources"][0]["bytes"], text.len() as u64);
     assert_eq!(
