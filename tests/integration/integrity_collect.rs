@@ -431,6 +431,29 @@ fn wait_for_case(store: &Path, child: &mut Child) -> PathBuf {
     }
 }
 
+/// `collect --logs /dev/zero` into the sandbox's store, its standard error piped, once its case
+/// is open and reading has begun; returns the process and the case directory.
+fn endless_collection(sandbox: &Sandbox) -> (Child, PathBuf) {
+    let store = sandbox.store();
+    let mut child = sandbox
+        .custody(&[
+            "--store",
+            store.to_str().unwrap(),
+            "collect",
+            "--format",
+            "combined",
+            "--logs",
+            "/dev/zero",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let case = wait_for_case(&store, &mut child);
+    std::thread::sleep(Duration::from_millis(300));
+    (child, case)
+}
+
 fn signal(child: &Child, name: &str) {
     let status = std::process::Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
@@ -477,22 +500,7 @@ fn staging_is_empty(store: &Path) -> bool {
 fn sigint_stops_a_collection_at_once_and_journals_the_interruption() {
     let sandbox = Sandbox::new();
     let store = sandbox.store();
-    let mut child = sandbox
-        .custody(&[
-            "--store",
-            store.to_str().unwrap(),
-            "collect",
-            "--format",
-            "combined",
-            "--logs",
-            "/dev/zero",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let case = wait_for_case(&store, &mut child);
-    std::thread::sleep(Duration::from_millis(300));
+    let (mut child, case) = endless_collection(&sandbox);
     signal(&child, "INT");
     let status = wait_at_most(&mut child, Duration::from_secs(5));
     let mut err = String::new();
@@ -547,22 +555,7 @@ fn sigterm_stops_a_collection_waiting_on_standard_input() {
 fn a_killed_collection_is_journaled_as_interrupted_by_the_next_one() {
     let sandbox = Sandbox::new();
     let store = sandbox.store();
-    let mut child = sandbox
-        .custody(&[
-            "--store",
-            store.to_str().unwrap(),
-            "collect",
-            "--format",
-            "combined",
-            "--logs",
-            "/dev/zero",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let case = wait_for_case(&store, &mut child);
-    std::thread::sleep(Duration::from_millis(300));
+    let (mut child, case) = endless_collection(&sandbox);
     signal(&child, "KILL");
     child.wait().unwrap();
     assert!(!staging_is_empty(&store), "the killed run left its files");
