@@ -60,13 +60,13 @@ struct Watch {
     capped: bool,
     /// The smallest size the open file had when looked at after a read, below what was read.
     shrank_to: Option<u64>,
-    /// The fewest 512-byte blocks the open file had allocated when looked at after a read.
-    min_blocks: Option<u64>,
 }
 
-/// How far a file's allocation may fall while it is read before the fall counts as a
-/// truncation: a log only grows, but a filesystem may settle its allocation a little.
-const BLOCKS_SLACK: u64 = 64 * 1024;
+/// The offset of the file's first hole (its size when it has none), or `None` where the
+/// filesystem cannot say. Moves the file's offset.
+fn first_hole(file: &File) -> Option<u64> {
+    rustix::fs::seek(file, rustix::fs::SeekFrom::Hole(0)).ok()
+}
 
 /// Reads an input up to the cap, checking after each read of a regular file that the file has
 /// not shrunk below what was read (a truncation under the reader).
@@ -104,11 +104,6 @@ impl Read for Capped {
             if size < watch.read {
                 watch.shrank_to = Some(watch.shrank_to.map_or(size, |s| s.min(size)));
             }
-            // A truncation followed by a write at the old offset (copytruncate with a writer
-            // that does not append) leaves the size as it was and a hole that reads as zeros;
-            // the allocation shows it.
-            let blocks = meta.blocks();
-            watch.min_blocks = Some(watch.min_blocks.map_or(blocks, |b| b.min(blocks)));
         }
         Ok(n)
     }
@@ -127,6 +122,8 @@ fn read_retrying(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 struct Opened {
     path: PathBuf,
     meta: Metadata,
+    /// Where the file's first hole was (see `first_hole`).
+    hole: Option<u64>,
 }
 
 /// The check once an input has been read: cut at the cap, shrunk or replaced while read.
@@ -156,32 +153,28 @@ fn check(
         let at_open = opened.meta.len();
         let now = file.metadata().ok();
         let size_now = now.as_ref().map(|m| m.len());
-        let allocated_at_open = opened.meta.blocks() * 512;
-        let allocated_min = watch
-            .min_blocks
-            .into_iter()
-            .chain(now.as_ref().map(|m| m.blocks()))
-            .min()
-            .map(|b| b * 512);
-        let hole = allocated_min.filter(|a| a + BLOCKS_SLACK < allocated_at_open);
-        if let Some(allocated) =
-            hole.filter(|_| watch.shrank_to.is_none() && bytes >= at_open.min(limit))
-        {
+        // A truncation followed by a write at the old offset (copytruncate with a writer that
+        // does not append) puts the size back and leaves a hole that reads as zeros: a hole
+        // within what was read that was not there at open. (The reader is done: the offset
+        // may move.)
+        let hole = first_hole(&file)
+            .filter(|h| *h < bytes.min(at_open) && opened.hole.is_none_or(|was| *h < was));
+        let cut = bytes < at_open.min(limit) || watch.shrank_to.is_some();
+        if let Some(hole) = hole.filter(|_| !cut) {
             let mut f = failure(
                 "shrank",
                 &name,
                 format!(
-                    "the file was truncated while it was read and written again at its old offsets (as logrotate's copytruncate does when the writer does not append): its allocated space fell from {allocated_at_open} to {allocated} bytes, so part of the {bytes} bytes sealed may be a hole read as zero bytes, not the log"
+                    "the file was truncated while it was read and written again at its old offsets (as logrotate's copytruncate does when the writer does not append): it has a hole from byte {hole} that it did not have at open, so the {bytes} bytes sealed hold zero bytes there, not the log"
                 ),
             );
             f["size_at_open"] = at_open.into();
             f["bytes_read"] = bytes.into();
             f["size_now"] = size_now.into();
-            f["allocated_at_open"] = allocated_at_open.into();
-            f["allocated_min"] = allocated.into();
+            f["hole_at"] = hole.into();
             failures.push(f);
         }
-        if bytes < at_open.min(limit) || watch.shrank_to.is_some() {
+        if cut {
             let mut f = failure(
                 "shrank",
                 &name,
@@ -218,12 +211,19 @@ fn open_file(path: &Path, index: usize, limit: u64) -> Result<Stream, SourceErro
         path: name.clone(),
         source,
     };
-    let file = File::open(path).map_err(err)?;
+    let mut file = File::open(path).map_err(err)?;
     let meta = file.metadata().map_err(err)?;
     if meta.is_dir() {
         return Err(SourceError::IsDirectory(name));
     }
     let regular = meta.is_file();
+    let hole = if regular {
+        let hole = first_hole(&file);
+        io::Seek::seek(&mut file, io::SeekFrom::Start(0)).map_err(err)?;
+        hole
+    } else {
+        None
+    };
     let watch = Arc::new(Mutex::new(Watch::default()));
     let inner: Box<dyn Read + Send> = if regular {
         Box::new(file.try_clone().map_err(err)?)
@@ -254,6 +254,7 @@ fn open_file(path: &Path, index: usize, limit: u64) -> Result<Stream, SourceErro
             Opened {
                 path: path.to_owned(),
                 meta: meta.clone(),
+                hole,
             },
             file,
         )

@@ -206,6 +206,36 @@ fn a_log_truncated_and_rewritten_at_its_old_offset_is_recorded() {
     );
 }
 
+// A live log is appended to while it is read, and a writer trims space it had reserved past
+// the end: neither loses a byte, and neither may be reported (an allocation-based check took
+// the trim for a truncation).
+#[test]
+fn a_log_appended_to_or_trimmed_of_reserved_space_while_collected_is_whole() {
+    let sandbox = Sandbox::new();
+    let store = LocalStore::open(&sandbox.store(), true).unwrap();
+    let log = sandbox.path("access.log");
+    let full = access_log(40_000);
+    std::fs::write(&log, &full).unwrap();
+    let f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    rustix::fs::fallocate(
+        &f,
+        rustix::fs::FallocateFlags::KEEP_SIZE,
+        full.len() as u64,
+        32 << 20,
+    )
+    .expect("fallocate with KEEP_SIZE, to reserve space past the end");
+    let more = access_log(10);
+    let mut source = FileSource::new(vec![log.clone()], 1 << 30);
+    let outcome = collect_with(&store, &mut source, &request(None), || {
+        let mut f = f;
+        f.write_all(&more).unwrap();
+        let len = f.metadata().unwrap().len();
+        f.set_len(len).unwrap();
+    });
+    assert_eq!(outcome.failures, Vec::<serde_json::Value>::new());
+    assert_eq!(outcome.sources[0].bytes, (full.len() + more.len()) as u64);
+}
+
 // A log rotated away (renamed, a new file at its path) while it was collected: the file that
 // was opened is sealed, and the rotation is recorded.
 #[test]
