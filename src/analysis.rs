@@ -895,7 +895,7 @@ mod tests {
         whole.feed(text.as_bytes());
         let whole = whole.summary(&policy, 100_000);
         let mut limited = Analyzer::new(formats());
-        limited.set_memory_budget(1 << 20);
+        limited.set_memory_budget(4 << 20);
         limited.begin_source("x", Format::Combined);
         limited.feed(text.as_bytes());
         let limited = limited.summary(&policy, 100_000);
@@ -906,6 +906,7 @@ mod tests {
         assert_eq!(limited.auth_failures, whole.auth_failures);
         assert_eq!(limited.unique_ips, limit.clients_tracked);
         assert!(limit.clients_tracked < whole.unique_ips);
+        assert!(limit.clients_tracked > 1000, "{limit:?}");
         let attributed: u64 = limited.top_ips.iter().map(|t| t.requests).sum();
         assert_eq!(attributed + limit.requests_not_attributed, whole.parsed);
         for t in &limited.top_ips {

@@ -401,7 +401,7 @@ fn capture_and_seal(
     };
     if let Some(limit) = &summary.limit {
         let f = serde_json::json!({"kind": "analysis_limited", "source": "analysis",
-            "error": limit.describe()});
+            "error": format!("{}; the logs are sealed whole", limit.describe())});
         journal.append("custody", EntryKind::SourceFailed, f.clone())?;
         failures.push(f);
     }

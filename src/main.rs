@@ -447,7 +447,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 s3.check()?;
             }
             let report = spool::flush(&spool, &s3)?;
-            output::flushed(uri, &report, cli.json)?;
+            output::flushed(uri, &report, &elsewhere, cli.json)?;
             if report.failed.is_empty() && elsewhere.is_empty() {
                 Ok(ExitCode::SUCCESS)
             } else if report.failed.is_empty() {

@@ -312,16 +312,33 @@ pub fn store_check(uri: &str, done: &[String], as_json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn flushed(uri: &str, report: &FlushReport, as_json: bool) -> Result<()> {
+/// `elsewhere`: spools of the same store for other endpoints that hold cases.
+pub fn flushed(
+    uri: &str,
+    report: &FlushReport,
+    elsewhere: &[(PathBuf, Option<String>)],
+    as_json: bool,
+) -> Result<()> {
     if as_json {
-        return print_json(&json!({"ok": report.failed.is_empty(), "store": uri,
+        return print_json(
+            &json!({"ok": report.failed.is_empty() && elsewhere.is_empty(), "store": uri,
             "uploaded": report.uploaded, "busy": report.busy,
-            "failed": report.failed.iter().map(|(c, e)| json!({"case_id": c, "error": e})).collect::<Vec<_>>()}));
+            "failed": report.failed.iter().map(|(c, e)| json!({"case_id": c, "error": e})).collect::<Vec<_>>(),
+            "waiting_elsewhere": elsewhere.iter().map(|(d, e)| json!({"spool": d, "endpoint": e})).collect::<Vec<_>>()}),
+        );
     }
     let uri = esc(uri);
     let mut out = std::io::stdout().lock();
     if report.uploaded.is_empty() && report.busy.is_empty() && report.failed.is_empty() {
-        writeln!(out, "nothing waits in the spool for {uri}")?;
+        if elsewhere.is_empty() {
+            writeln!(out, "nothing waits in the spool for {uri}")?;
+        } else {
+            writeln!(
+                out,
+                "nothing waits in this endpoint's spool for {uri}; cases for it wait in {} other spool(s)",
+                elsewhere.len()
+            )?;
+        }
     }
     for u in &report.uploaded {
         writeln!(

@@ -183,24 +183,50 @@ pub fn verify_path(path: &Path, options: &Options) -> Result<Report, VerifyError
             });
             layout::check_key_files(&store, &root, &mut report);
             for case in cases {
-                verify_case(&store, &case, None, options, &mut report)?;
+                verify_case(
+                    &store,
+                    Some(&staging(&root)),
+                    &case,
+                    None,
+                    options,
+                    &mut report,
+                )?;
                 strays(&root, &format!("cases/{case}"), &mut report, is_case_entry);
             }
         }
         Target::Case(root, case) => {
             let store = LocalStore::open(&root, false)?;
             layout::case_symlinks(&root, &case, &mut report);
-            verify_case(&store, &case, None, options, &mut report)?;
+            verify_case(
+                &store,
+                Some(&staging(&root)),
+                &case,
+                None,
+                options,
+                &mut report,
+            )?;
             strays(&root, &format!("cases/{case}"), &mut report, is_case_entry);
         }
         Target::Bundle(root, case, bundle) => {
             let store = LocalStore::open(&root, false)?;
             layout::case_symlinks(&root, &case, &mut report);
-            verify_case(&store, &case, Some(&bundle), options, &mut report)?;
+            verify_case(
+                &store,
+                Some(&staging(&root)),
+                &case,
+                Some(&bundle),
+                options,
+                &mut report,
+            )?;
         }
     }
     report.conclude(options);
     Ok(report)
+}
+
+/// A local store's staging directory, where running collections keep their files.
+fn staging(root: &Path) -> PathBuf {
+    root.join(crate::store::local::STAGING)
 }
 
 fn is_case_entry(name: &str) -> bool {
@@ -246,9 +272,12 @@ fn list_cases(root: &Path, report: &mut Report) -> Result<Vec<CaseId>, VerifyErr
     Ok(cases)
 }
 
-/// Verifies a case's header, journal and bundles (or only `only`, with the journal).
+/// Verifies a case's header, journal and bundles (or only `only`, with the journal). For a
+/// local store, its staging directory tells a collection still running or whose process died
+/// (see `collect::run`); an S3 store has none.
 pub fn verify_case(
     store: &dyn Store,
+    staging: Option<&Path>,
     case: &CaseId,
     only: Option<&BundleId>,
     options: &Options,
@@ -313,8 +342,11 @@ pub fn verify_case(
     } else {
         check_sealed_entries(&chain, case, &bundles, report);
     }
-    let died = crate::collect::run::dead_runs(store.staging_dir()).contains(case);
-    check_completeness(&chain, case, only, died, report);
+    let run = match staging {
+        Some(dir) => crate::collect::run::state_of(dir, case),
+        None => crate::collect::run::RunState::None,
+    };
+    check_completeness(&chain, case, only, run, report);
     let mut case_report = CaseReport {
         case_id: case.clone(),
         journal_entries: chain.entries.len(),
@@ -372,13 +404,13 @@ fn check_case_opened(store: &dyn Store, case: &CaseId, chain: &CheckedChain, rep
 /// to a sealed bundle, a recorded failure or a recorded interruption; the sources it could not
 /// capture whole are journaled on the way. Entries after the end (uploads, findings, resolves)
 /// change nothing: a case uploaded after an interrupted collection is still interrupted. For
-/// one bundle (`only`), only what its own collection recorded is reported. `died`: a staging
-/// directory shows the case's collecting process died (no collection has journaled it yet).
+/// one bundle (`only`), only what its own collection recorded is reported. `run`: what a local
+/// store's staging directory shows of the case's collecting process.
 fn check_completeness(
     chain: &CheckedChain,
     case: &CaseId,
     only: Option<&BundleId>,
-    died: bool,
+    run: crate::collect::run::RunState,
     report: &mut Report,
 ) {
     let whole_case = only.is_none();
@@ -458,13 +490,25 @@ fn check_completeness(
     let Some((seq, kind)) = open.filter(|_| whole_case) else {
         return;
     };
-    if died {
-        report.incomplete(
-            "collection_interrupted",
-            StoreKey::JournalEntry(case.clone(), seq).path(),
-            format!("the collection's process died after entry {seq} ({kind:?}), as its staging directory shows; nothing was sealed by it (the next collection in this store journals it as interrupted)"),
-        );
-        return;
+    let subject = StoreKey::JournalEntry(case.clone(), seq).path();
+    match run {
+        crate::collect::run::RunState::Running => {
+            report.incomplete(
+                "collection_running",
+                subject,
+                format!("the collection is still running (its staging directory is held), last at entry {seq} ({kind:?}); verify again once it has ended"),
+            );
+            return;
+        }
+        crate::collect::run::RunState::Died => {
+            report.incomplete(
+                "collection_interrupted",
+                subject,
+                format!("the collection's process died after entry {seq} ({kind:?}), as its staging directory shows, and sealed nothing — unless a bundle and its journal entries were removed and the staging directory planted (the next collection in this store journals it as interrupted)"),
+            );
+            return;
+        }
+        crate::collect::run::RunState::None => {}
     }
     {
         report.problem(

@@ -63,7 +63,7 @@ impl AnalysisLimit {
     /// The limit in words, for the terminal, the journal and `collection.json`.
     pub fn describe(&self) -> String {
         format!(
-            "the analysis reached its memory budget of {} MiB at line {} with {} clients tracked: {} requests and {} authentication failures from clients seen later are in the totals but not counted per client (such clients are missing from the busiest and suspicious clients, and unique_ips is a lower bound), {} failures of tracked clients were not counted per minute, and {} requests are missing from the timeline; the logs are sealed whole",
+            "the analysis reached its memory budget of {} MiB at line {} with {} clients tracked: {} requests and {} authentication failures from clients seen later are in the totals but not counted per client (such clients are missing from the busiest and suspicious clients, and unique_ips is a lower bound), {} failures of tracked clients were not counted per minute, and {} requests are missing from the timeline",
             self.memory_budget_bytes >> 20,
             self.reached_at_line,
             self.clients_tracked,

@@ -146,20 +146,41 @@ pub fn sweep_dead_runs(store: &dyn Store) -> Swept {
     swept
 }
 
-/// The cases whose collection left a run directory in `staging` and whose process is gone (its
-/// lock is free). Reads only.
-pub fn dead_runs(staging: &Path) -> Vec<CaseId> {
+/// What a store's staging directory shows of a case's collection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// No run directory names the case.
+    None,
+    /// A run directory names it, and its lock is held: the collection is running.
+    Running,
+    /// A run directory names it, and its lock is free: its process died.
+    Died,
+}
+
+/// What `staging` shows of `case`'s collection. Reads only.
+pub fn state_of(staging: &Path, case: &CaseId) -> RunState {
     let Ok(entries) = fs::read_dir(staging) else {
-        return Vec::new();
+        return RunState::None;
     };
-    entries
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("run-"))
-        .filter(|e| fs::File::open(e.path().join(LOCK)).is_ok_and(|lock| lock.try_lock().is_ok()))
-        .filter_map(|e| fs::read(e.path().join(RECORD)).ok())
-        .filter_map(|b| serde_json::from_slice::<RunRecord>(&b).ok())
-        .map(|r| r.case_id)
-        .collect()
+    let mut state = RunState::None;
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with("run-") {
+            continue;
+        }
+        let named = fs::read(entry.path().join(RECORD))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<RunRecord>(&b).ok())
+            .is_some_and(|r| r.case_id == *case);
+        if !named {
+            continue;
+        }
+        match fs::File::open(entry.path().join(LOCK)).map(|lock| lock.try_lock().is_ok()) {
+            Ok(true) => state = RunState::Died,
+            Ok(false) => return RunState::Running,
+            Err(_) => {}
+        }
+    }
+    state
 }
 
 /// Journals `collection_interrupted` for the run's case if its collection is unfinished.

@@ -106,8 +106,9 @@ fn default_memory_budget() -> u64 {
     512 << 20
 }
 
-/// The smallest budget accepted (1 MiB).
-const MIN_MEMORY_BUDGET: u64 = 1 << 20;
+/// The smallest budget accepted (4 MiB): below it the tables' fixed part leaves no room for
+/// clients.
+const MIN_MEMORY_BUDGET: u64 = 4 << 20;
 
 const MAX_LIMIT_BYTES: u64 = 1 << 40;
 const MAX_CONCURRENCY: usize = 64;

@@ -17,7 +17,7 @@ use super::{new_staging_file, StagedFile, Store, StoreError, StoreKey, Stored, M
 use crate::id::{BundleId, CaseId};
 
 /// Where staged files wait before they are linked into place; ignored by verification.
-const STAGING: &str = ".staging";
+pub const STAGING: &str = ".staging";
 /// The directories at the top of a store (see `StoreKey::path`).
 const TOP_LEVEL: [&str; 4] = ["cases", "keys", "probes", "episodes"];
 

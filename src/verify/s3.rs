@@ -98,7 +98,15 @@ pub fn verify_s3(
     check_versions(&store, &keys, "keys/", &mut report);
     for case in &cases {
         check_case_objects(&store, case, &mut report)?;
-        verify_case(&store, case, target.bundle.as_ref(), options, &mut report)?;
+        // An S3 store has no staging directory of its own to look at.
+        verify_case(
+            &store,
+            None,
+            case,
+            target.bundle.as_ref(),
+            options,
+            &mut report,
+        )?;
     }
     report.conclude(options);
     Ok(report)

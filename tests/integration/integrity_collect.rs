@@ -367,7 +367,7 @@ fn an_analysis_past_its_memory_budget_still_seals_every_byte_and_says_what_it_mi
         text.push_str(&line(&ip, if i % 3 == 0 { 401 } else { 200 }, "/login"));
     }
     std::fs::write(&log, &text).unwrap();
-    let policies = write_policies(&sandbox, "analysis:\n  memory_budget_bytes: 2097152\n");
+    let policies = write_policies(&sandbox, "analysis:\n  memory_budget_bytes: 4194304\n");
     let out = sandbox.run(&[
         "--store",
         sandbox.store().to_str().unwrap(),
@@ -531,6 +531,14 @@ fn sigint_stops_a_collection_at_once_and_journals_the_interruption() {
     let sandbox = Sandbox::new();
     let store = sandbox.store();
     let (mut child, case) = endless_collection(&sandbox);
+    // While it runs, verify says so: neither whole nor tampered.
+    let running = sandbox.run(&["--json", "verify", store.to_str().unwrap()]);
+    assert_code(&running, INCOMPLETE);
+    assert!(
+        stdout(&running).contains("collection_running"),
+        "{}",
+        stdout(&running)
+    );
     signal(&child, "INT");
     let status = wait_at_most(&mut child, Duration::from_secs(5));
     let mut err = String::new();

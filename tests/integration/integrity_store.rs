@@ -521,6 +521,19 @@ fn a_flush_through_another_endpoint_names_the_cases_it_leaves_waiting() {
         "{err}"
     );
     assert!(waiting.dir.exists());
+    let as_json = s3_run(
+        &sandbox,
+        &moto.endpoint,
+        &["--json", "store", "flush", &store],
+    );
+    assert_eq!(as_json.status.code(), Some(2));
+    let report = json(&as_json);
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(
+        report["waiting_elsewhere"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
     // Through the endpoint it was spooled for, it is uploaded.
     let endpoint = format!("http://127.0.0.1:{}", proxy.port);
     assert_success(&s3_run(&sandbox, &endpoint, &["store", "flush", &store]));
