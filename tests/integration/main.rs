@@ -2,6 +2,7 @@
 //! would. One test binary; the modules are:
 //!
 //! - `util`: running the binary in a sandboxed home, locating the standard tools.
+//! - `compat`: a store written by an earlier build (`tests/data/store-0.1`) keeps its verdict.
 //! - `cli`: collect/analyze/verify/keygen/policy end to end, `--json` contracts, exit codes,
 //!   bad input.
 //! - `interop`: the archives open and verify with sha256sum, openssl, zstd, tar and bagit.py.
@@ -19,6 +20,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod compat;
 mod daemon;
 mod determinism;
 mod fake_kube;
