@@ -7,7 +7,6 @@
 //! checksum, so what is checked is what is uploaded.
 
 use std::fs;
-use std::io::{self, Read};
 use std::path::PathBuf;
 
 use super::SpoolStore;
@@ -16,7 +15,7 @@ use crate::id::{BundleId, CaseId, KeyId};
 use crate::journal::{self, CheckedChain, EntryKind};
 use crate::keys::PublicKey;
 use crate::seal::{sidecar_text, SealRecord};
-use crate::store::{archive_name, Store, StoreError, StoreKey, MAX_SMALL_OBJECT};
+use crate::store::{archive_name, Store, StoreError, StoreKey};
 
 /// A spooled case that matches what was sealed, ready to upload.
 pub struct CheckedCase {
@@ -323,31 +322,10 @@ fn spooled(spool: &SpoolStore, key: &StoreKey) -> String {
     spool.dir().join(key.path()).display().to_string()
 }
 
-/// A small object's bytes, read once (at most `MAX_SMALL_OBJECT`).
+/// A small object's bytes, read once (at most `MAX_SMALL_OBJECT`), from the spool's own
+/// directory (so errors name the spooled file).
 fn read_bytes(spool: &SpoolStore, key: &StoreKey) -> Result<Vec<u8>, StoreError> {
-    let path = spool.dir().join(key.path());
-    let uri = path.display().to_string();
-    let file = fs::File::open(&path).map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => StoreError::NotFound { uri: uri.clone() },
-        _ => StoreError::Read {
-            uri: uri.clone(),
-            source,
-        },
-    })?;
-    let mut bytes = Vec::new();
-    file.take(MAX_SMALL_OBJECT + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|source| StoreError::Read {
-            uri: uri.clone(),
-            source,
-        })?;
-    if bytes.len() as u64 > MAX_SMALL_OBJECT {
-        return Err(StoreError::TooLarge {
-            uri,
-            limit: MAX_SMALL_OBJECT,
-        });
-    }
-    Ok(bytes)
+    spool.local.get(key)
 }
 
 fn read_small(spool: &SpoolStore, key: &StoreKey) -> Result<(CheckedObject, Vec<u8>), StoreError> {
