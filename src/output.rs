@@ -241,23 +241,11 @@ pub fn verification(r: &Report, as_json: bool) -> Result<()> {
     for w in &r.warnings {
         writeln!(out, "warning: {}", esc(w))?;
     }
-    for p in &r.problems {
-        writeln!(
-            out,
-            "PROBLEM [{}] {}: {}",
-            p.code,
-            esc(&p.subject),
-            esc(&p.message)
-        )?;
-    }
-    for p in &r.incomplete {
-        writeln!(
-            out,
-            "INCOMPLETE [{}] {}: {}",
-            p.code,
-            esc(&p.subject),
-            esc(&p.message)
-        )?;
+    for (label, list) in [("PROBLEM", &r.problems), ("INCOMPLETE", &r.incomplete)] {
+        for p in list {
+            let (subject, message) = (esc(&p.subject), esc(&p.message));
+            writeln!(out, "{label} [{}] {subject}: {message}", p.code)?;
+        }
     }
     if r.ok && r.complete {
         writeln!(out, "verified: no problems found")?;

@@ -82,6 +82,16 @@ pub enum VerifyError {
     Store(#[from] StoreError),
 }
 
+impl Problem {
+    fn new(code: &'static str, subject: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            subject: subject.into(),
+            message: message.into(),
+        }
+    }
+}
+
 impl Report {
     fn problem(
         &mut self,
@@ -89,11 +99,7 @@ impl Report {
         subject: impl Into<String>,
         message: impl Into<String>,
     ) {
-        self.problems.push(Problem {
-            code,
-            subject: subject.into(),
-            message: message.into(),
-        });
+        self.problems.push(Problem::new(code, subject, message));
     }
 
     fn incomplete(
@@ -102,11 +108,7 @@ impl Report {
         subject: impl Into<String>,
         message: impl Into<String>,
     ) {
-        self.incomplete.push(Problem {
-            code,
-            subject: subject.into(),
-            message: message.into(),
-        });
+        self.incomplete.push(Problem::new(code, subject, message));
     }
 
     /// Sets `ok` and `complete` from what was found.
@@ -183,50 +185,38 @@ pub fn verify_path(path: &Path, options: &Options) -> Result<Report, VerifyError
             });
             layout::check_key_files(&store, &root, &mut report);
             for case in cases {
-                verify_case(
-                    &store,
-                    Some(&staging(&root)),
-                    &case,
-                    None,
-                    options,
-                    &mut report,
-                )?;
+                verify_local_case(&store, &root, &case, None, options, &mut report)?;
                 strays(&root, &format!("cases/{case}"), &mut report, is_case_entry);
             }
         }
         Target::Case(root, case) => {
             let store = LocalStore::open(&root, false)?;
             layout::case_symlinks(&root, &case, &mut report);
-            verify_case(
-                &store,
-                Some(&staging(&root)),
-                &case,
-                None,
-                options,
-                &mut report,
-            )?;
+            verify_local_case(&store, &root, &case, None, options, &mut report)?;
             strays(&root, &format!("cases/{case}"), &mut report, is_case_entry);
         }
         Target::Bundle(root, case, bundle) => {
             let store = LocalStore::open(&root, false)?;
             layout::case_symlinks(&root, &case, &mut report);
-            verify_case(
-                &store,
-                Some(&staging(&root)),
-                &case,
-                Some(&bundle),
-                options,
-                &mut report,
-            )?;
+            verify_local_case(&store, &root, &case, Some(&bundle), options, &mut report)?;
         }
     }
     report.conclude(options);
     Ok(report)
 }
 
-/// A local store's staging directory, where running collections keep their files.
-fn staging(root: &Path) -> PathBuf {
-    root.join(crate::store::local::STAGING)
+/// `verify_case` for a local store at `root`, whose staging directory shows the collections
+/// that are running or whose process died.
+fn verify_local_case(
+    store: &LocalStore,
+    root: &Path,
+    case: &CaseId,
+    only: Option<&BundleId>,
+    options: &Options,
+    report: &mut Report,
+) -> Result<(), VerifyError> {
+    let staging = root.join(crate::store::local::STAGING);
+    verify_case(store, Some(&staging), case, only, options, report)
 }
 
 fn is_case_entry(name: &str) -> bool {

@@ -354,6 +354,21 @@ fn write_policies(sandbox: &Sandbox, collection: &str) -> PathBuf {
     dir
 }
 
+/// `collect --json ARGS…` into the sandbox's store with the policies in `policies`.
+fn collect_json(sandbox: &Sandbox, policies: &Path, args: &[&str]) -> std::process::Output {
+    let store = sandbox.store();
+    let mut all = vec![
+        "--store",
+        store.to_str().unwrap(),
+        "--policies",
+        policies.to_str().unwrap(),
+        "--json",
+        "collect",
+    ];
+    all.extend_from_slice(args);
+    sandbox.run(&all)
+}
+
 // The analysis's memory was unbounded: 4 M distinct clients needed 1.58 GB and a memory limit
 // killed custody with nothing sealed. Now the analysis keeps to its budget, the logs are sealed
 // whole, and the summary says exactly what was not counted per client.
@@ -368,16 +383,7 @@ fn an_analysis_past_its_memory_budget_still_seals_every_byte_and_says_what_it_mi
     }
     std::fs::write(&log, &text).unwrap();
     let policies = write_policies(&sandbox, "analysis:\n  memory_budget_bytes: 4194304\n");
-    let out = sandbox.run(&[
-        "--store",
-        sandbox.store().to_str().unwrap(),
-        "--policies",
-        policies.to_str().unwrap(),
-        "--json",
-        "collect",
-        "--logs",
-        log.to_str().unwrap(),
-    ]);
+    let out = collect_json(&sandbox, &policies, &["--logs", log.to_str().unwrap()]);
     assert_code(&out, INCOMPLETE);
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let summary = &result["summary"];
@@ -423,18 +429,7 @@ fn an_analysis_past_its_memory_budget_still_seals_every_byte_and_says_what_it_mi
 fn an_endless_input_is_capped_and_recorded_as_truncated() {
     let sandbox = Sandbox::new();
     let policies = write_policies(&sandbox, "files:\n  limit_bytes: 3000000\n");
-    let out = sandbox.run(&[
-        "--store",
-        sandbox.store().to_str().unwrap(),
-        "--policies",
-        policies.to_str().unwrap(),
-        "--json",
-        "collect",
-        "--format",
-        "combined",
-        "--logs",
-        "/dev/zero",
-    ]);
+    let out = collect_json(&sandbox, &policies, &ENDLESS[1..]);
     assert_code(&out, INCOMPLETE);
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["sources"][0]["bytes"], 3_000_000);
@@ -461,20 +456,17 @@ fn wait_for_case(store: &Path, child: &mut Child) -> PathBuf {
     }
 }
 
+/// A collection that never ends by itself.
+const ENDLESS: [&str; 5] = ["collect", "--format", "combined", "--logs", "/dev/zero"];
+
 /// `collect --logs /dev/zero` into the sandbox's store, its standard error piped, once its case
 /// is open and reading has begun; returns the process and the case directory.
 fn endless_collection(sandbox: &Sandbox) -> (Child, PathBuf) {
     let store = sandbox.store();
+    let mut args = vec!["--store", store.to_str().unwrap()];
+    args.extend_from_slice(&ENDLESS);
     let mut child = sandbox
-        .custody(&[
-            "--store",
-            store.to_str().unwrap(),
-            "collect",
-            "--format",
-            "combined",
-            "--logs",
-            "/dev/zero",
-        ])
+        .custody(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -670,23 +662,13 @@ fn a_killed_collection_flushed_to_s3_is_reported_not_passed() {
     let bucket = moto.bucket(true);
     let store = format!("s3://{bucket}/evidence");
     let sandbox = Sandbox::new();
-    let mut child = crate::s3::s3_command(
-        &sandbox,
-        &moto.endpoint,
-        &[
-            "--store",
-            &store,
-            "collect",
-            "--format",
-            "combined",
-            "--logs",
-            "/dev/zero",
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut args = vec!["--store", store.as_str()];
+    args.extend_from_slice(&ENDLESS);
+    let mut child = crate::s3::s3_command(&sandbox, &moto.endpoint, &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let spooled = loop {
         let found = std::fs::read_dir(sandbox.path("spool"))

@@ -13,24 +13,7 @@ use custody::keys::SigningKey;
 
 use crate::util::*;
 
-struct Sealed {
-    sb: Sandbox,
-    files: BundleFiles,
-}
-
-fn sealed() -> Sealed {
-    let sb = Sandbox::new();
-    let mut text = std::fs::read_to_string(data("apache-combined-2000.log")).unwrap();
-    for _ in 0..25 {
-        text.push_str(&line("203.0.113.66", 401, "/api/v1/login"));
-    }
-    let log = sb.path("gateway.log");
-    std::fs::write(&log, text).unwrap();
-    let result = sb.collect(&[&log]);
-    let files = BundleFiles::of(&result);
-    assert_success(&sb.run(&["verify", sb.store().to_str().unwrap()]));
-    Sealed { sb, files }
-}
+use crate::tamper::{has, sealed, Tampered as Sealed};
 
 type Problems = Vec<(String, String, String)>;
 
@@ -53,12 +36,6 @@ fn verify(sb: &Sandbox, target: &Path, extra: &[&str]) -> (Option<i32>, Problems
         })
         .unwrap_or_default();
     (out.status.code(), problems)
-}
-
-fn has(problems: &Problems, code: &str, text: &str) -> bool {
-    problems
-        .iter()
-        .any(|(c, s, m)| c == code && (s.contains(text) || m.contains(text)))
 }
 
 fn collector_key(sb: &Sandbox) -> SigningKey {

@@ -8,12 +8,13 @@ use custody::keys::SigningKey;
 
 use crate::util::*;
 
-struct Tampered {
-    sb: Sandbox,
-    files: BundleFiles,
+/// A sealed case with a suspicious client, verified clean, to be tampered with.
+pub(crate) struct Tampered {
+    pub(crate) sb: Sandbox,
+    pub(crate) files: BundleFiles,
 }
 
-fn sealed() -> Tampered {
+pub(crate) fn sealed() -> Tampered {
     let sb = Sandbox::new();
     let mut text = std::fs::read_to_string(data("apache-combined-2000.log")).unwrap();
     for _ in 0..25 {
@@ -52,7 +53,8 @@ fn problems(t: &Tampered, extra: &[&str]) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn has(problems: &[(String, String, String)], code: &str, text: &str) -> bool {
+/// Whether a problem with `code` names `text` in its subject or message.
+pub(crate) fn has(problems: &[(String, String, String)], code: &str, text: &str) -> bool {
     problems
         .iter()
         .any(|(c, s, m)| c == code && (s.contains(text) || m.contains(text)))
