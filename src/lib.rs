@@ -12,6 +12,7 @@ pub mod id;
 pub mod interrupt;
 pub mod journal;
 pub mod keys;
+pub mod kube;
 pub mod policy;
 pub mod progress;
 pub mod seal;

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use futures_util::AsyncReadExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::json;
 
 use super::{Source, SourceError, Stream};
 use crate::digest::HashingWriter;
+use crate::kube::{self, encode, selector_string, Cluster, KubeError};
 use crate::policy::collection::KubernetesPolicy;
 use crate::seal::bag::safe_file_name;
 
@@ -73,7 +73,7 @@ pub struct K8sSource {
     failures: Vec<serde_json::Value>,
     /// Makes the client, for callers that bring their own (a mock service in tests); called
     /// inside the source's runtime, which the client's background task needs.
-    make_client: Option<Box<dyn FnOnce() -> kube::Client + Send>>,
+    make_client: Option<Box<dyn FnOnce() -> ::kube::Client + Send>>,
 }
 
 impl K8sSource {
@@ -93,7 +93,7 @@ impl K8sSource {
     /// Uses the client `make` makes instead of the kubeconfig or in-cluster configuration.
     pub fn with_client(
         mut self,
-        make: impl FnOnce() -> kube::Client + Send + 'static,
+        make: impl FnOnce() -> ::kube::Client + Send + 'static,
         server: &str,
     ) -> Self {
         self.make_client = Some(Box::new(make));
@@ -106,67 +106,12 @@ fn k8s_error(message: impl Into<String>) -> SourceError {
     SourceError::Kubernetes(message.into())
 }
 
-/// `kube` errors as people read them: the API server's status message and code when it sent one.
-fn describe(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) => format!("{} (HTTP {})", status.message, status.code),
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                let t = s.to_string();
-                if !text.contains(&t) {
-                    text.push_str(": ");
-                    text.push_str(&t);
-                }
-                source = s.source();
-            }
-            text
-        }
-    }
+fn describe(e: &KubeError) -> String {
+    e.message.clone()
 }
 
-fn status_code(e: &kube::Error) -> Option<u16> {
-    match e {
-        kube::Error::Api(status) => Some(status.code),
-        _ => None,
-    }
-}
-
-/// A label selector as the API's `labelSelector` parameter.
-pub fn selector_string(selector: &LabelSelector) -> Result<String, String> {
-    let mut parts = Vec::new();
-    for (k, v) in selector.match_labels.iter().flatten() {
-        parts.push(format!("{k}={v}"));
-    }
-    for e in selector.match_expressions.iter().flatten() {
-        let values = e.values.clone().unwrap_or_default().join(",");
-        parts.push(match e.operator.as_str() {
-            "In" => format!("{} in ({values})", e.key),
-            "NotIn" => format!("{} notin ({values})", e.key),
-            "Exists" => e.key.clone(),
-            "DoesNotExist" => format!("!{}", e.key),
-            other => return Err(format!("unknown selector operator {other:?}")),
-        });
-    }
-    if parts.is_empty() {
-        // An empty selector selects every pod of the namespace: never what a Deployment means.
-        return Err("the selector is empty".into());
-    }
-    Ok(parts.join(","))
-}
-
-/// Percent-encodes a query parameter value.
-fn encode(value: &str) -> String {
-    let mut out = String::new();
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+fn status_code(e: &KubeError) -> Option<u16> {
+    e.status
 }
 
 /// The path and query of a container's log.
@@ -227,18 +172,6 @@ fn snapshot_paths(namespace: &str, selector: &str) -> Vec<(&'static str, String)
     ]
 }
 
-async fn get_bytes(client: &kube::Client, path: &str) -> Result<Vec<u8>, kube::Error> {
-    let request = http::Request::get(path)
-        .body(Vec::new())
-        .map_err(kube::Error::HttpError)?;
-    let mut body = client.request_stream(request).await?;
-    let mut bytes = Vec::new();
-    body.read_to_end(&mut bytes)
-        .await
-        .map_err(kube::Error::ReadEvents)?;
-    Ok(bytes)
-}
-
 /// How long a log stream may stay silent before it is given up (what arrived is kept).
 const STALL: std::time::Duration = std::time::Duration::from_secs(60);
 /// How often a silent stream looks for a signal asking the collection to stop.
@@ -259,15 +192,12 @@ struct Streamed {
 /// truncated one. A broken or stalled stream, or a local write error, ends the capture with what
 /// arrived kept and the reason recorded; `Err` means nothing was captured (the API refused).
 async fn stream_log(
-    client: &kube::Client,
+    cluster: &Cluster,
     path: &str,
     file: &Path,
     limit: u64,
-) -> Result<Streamed, kube::Error> {
-    let request = http::Request::get(path)
-        .body(Vec::new())
-        .map_err(kube::Error::HttpError)?;
-    let mut body = client.request_stream(request).await?;
+) -> Result<Streamed, KubeError> {
+    let mut body = cluster.stream(path).await?;
     let out = match std::fs::File::create(file) {
         Ok(f) => f,
         Err(e) => {
@@ -433,41 +363,22 @@ fn containers(pod: &Pod, only: Option<&str>, init: bool) -> Vec<ContainerInfo> {
 }
 
 impl K8sSource {
-    async fn client(&mut self) -> Result<kube::Client, SourceError> {
+    async fn cluster(&mut self) -> Result<Cluster, SourceError> {
         if let Some(make) = self.make_client.take() {
-            return Ok(make());
+            return Ok(Cluster::new(make(), &self.server));
         }
-        let options = kube::config::KubeConfigOptions {
-            context: self.request.context.clone(),
-            ..Default::default()
-        };
-        let config = match (&self.request.kubeconfig, &self.request.context) {
-            (Some(path), _) => {
-                let file = kube::config::Kubeconfig::read_from(path).map_err(|e| {
-                    k8s_error(format!("cannot read kubeconfig {}: {e}", path.display()))
-                })?;
-                kube::Config::from_custom_kubeconfig(file, &options)
-                    .await
-                    .map_err(|e| k8s_error(format!("kubeconfig {}: {e}", path.display())))?
-            }
-            (None, Some(context)) => kube::Config::from_kubeconfig(&kube::config::KubeConfigOptions {
-                context: Some(context.clone()),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| k8s_error(format!("cannot use kubeconfig context {context}: {e}")))?,
-            (None, None) => kube::Config::infer().await.map_err(|e| {
-                k8s_error(format!(
-                    "no cluster: neither KUBECONFIG/~/.kube/config nor in-cluster configuration works: {e}"
-                ))
-            })?,
-        };
-        self.server = config.cluster_url.to_string();
-        kube::Client::try_from(config).map_err(|e| k8s_error(describe(&e)))
+        let cluster = kube::connect(
+            self.request.kubeconfig.as_deref(),
+            self.request.context.as_deref(),
+        )
+        .await
+        .map_err(k8s_error)?;
+        self.server = cluster.server.clone();
+        Ok(cluster)
     }
 
     async fn collect(&mut self) -> Result<Vec<LogCapture>, SourceError> {
-        let client = self.client().await?;
+        let cluster = self.cluster().await?;
         let ns = self.request.namespace.clone();
         let selector = match &self.request.target {
             // An empty selector would take every pod of the namespace.
@@ -481,7 +392,7 @@ impl K8sSource {
                     encode(&ns),
                     encode(name)
                 );
-                let bytes = get_bytes(&client, &path).await.map_err(|e| {
+                let bytes = cluster.get(&path).await.map_err(|e| {
                     k8s_error(format!(
                         "cannot read Deployment {ns}/{name}: {}",
                         describe(&e)
@@ -504,14 +415,15 @@ impl K8sSource {
             encode(&ns),
             encode(&selector)
         );
-        let pods_bytes = get_bytes(&client, &pods_path)
+        let pods_bytes = cluster
+            .list(&pods_path)
             .await
             .map_err(|e| k8s_error(format!("cannot list pods ({selector}): {}", describe(&e))))?;
         let pods: k8s_openapi::List<Pod> = serde_json::from_slice(&pods_bytes)
             .map_err(|e| k8s_error(format!("the pod list is not a PodList: {e}")))?;
         self.snapshots.push(("pods.json".into(), pods_bytes));
         for (name, path) in snapshot_paths(&ns, &selector) {
-            match get_bytes(&client, &path).await {
+            match cluster.list(&path).await {
                 Ok(bytes) => self.snapshots.push((name.to_owned(), bytes)),
                 Err(e) => self.failures.push(json!({
                     "kind": "snapshot", "file": name, "path": path, "error": describe(&e),
@@ -579,7 +491,7 @@ impl K8sSource {
         let permits = Arc::new(tokio::sync::Semaphore::new(self.policy.concurrency));
         let mut tasks = tokio::task::JoinSet::new();
         for (i, (pod, container, previous, provenance, bag_name)) in jobs.into_iter().enumerate() {
-            let client = client.clone();
+            let cluster = cluster.clone();
             let permits = permits.clone();
             // One byte over the cap, to tell a cut log from one of exactly the cap's size.
             let path = log_path(
@@ -603,7 +515,7 @@ impl K8sSource {
                     error: None,
                     bag_name,
                 };
-                match stream_log(&client, &path, &file, limit).await {
+                match stream_log(&cluster, &path, &file, limit).await {
                     Ok(got) => {
                         if let Some(p) = capture.provenance.as_object_mut() {
                             p.insert("bytes_received".into(), got.bytes.into());
@@ -827,8 +739,9 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ::kube::client::Body;
     use http::{Request, Response};
-    use kube::client::Body;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
     fn request(target: Target, since: Since, container: Option<&str>) -> K8sRequest {
         K8sRequest {
@@ -883,8 +796,10 @@ mod tests {
         });
         let work = tempfile::tempdir().unwrap();
         let policy = crate::policy::CollectionPolicy::default().kubernetes;
-        let mut source = K8sSource::new(req, policy, work.path().join("k8s"))
-            .with_client(move || kube::Client::new(service, "waqiti"), "https://mock");
+        let mut source = K8sSource::new(req, policy, work.path().join("k8s")).with_client(
+            move || ::kube::Client::new(service, "waqiti"),
+            "https://mock",
+        );
         let streams = source.open().unwrap().len();
         source.finished();
         drop(source);
@@ -914,14 +829,15 @@ mod tests {
             seen[..9],
             [
                 "/apis/apps/v1/namespaces/waqiti/deployments/api-gateway".to_owned(),
-                format!("/api/v1/namespaces/waqiti/pods?labelSelector={selector}"),
-                format!("/apis/apps/v1/namespaces/waqiti/replicasets?labelSelector={selector}"),
-                "/api/v1/namespaces/waqiti/services".to_owned(),
-                "/api/v1/namespaces/waqiti/endpoints".to_owned(),
-                "/apis/discovery.k8s.io/v1/namespaces/waqiti/endpointslices".to_owned(),
-                "/apis/networking.k8s.io/v1/namespaces/waqiti/ingresses".to_owned(),
-                "/apis/networking.k8s.io/v1/namespaces/waqiti/networkpolicies".to_owned(),
-                "/api/v1/namespaces/waqiti/events".to_owned(),
+                // Lists are read a page at a time.
+                format!("/api/v1/namespaces/waqiti/pods?labelSelector={selector}&limit=500"),
+                format!("/apis/apps/v1/namespaces/waqiti/replicasets?labelSelector={selector}&limit=500"),
+                "/api/v1/namespaces/waqiti/services?limit=500".to_owned(),
+                "/api/v1/namespaces/waqiti/endpoints?limit=500".to_owned(),
+                "/apis/discovery.k8s.io/v1/namespaces/waqiti/endpointslices?limit=500".to_owned(),
+                "/apis/networking.k8s.io/v1/namespaces/waqiti/ingresses?limit=500".to_owned(),
+                "/apis/networking.k8s.io/v1/namespaces/waqiti/networkpolicies?limit=500".to_owned(),
+                "/api/v1/namespaces/waqiti/events?limit=500".to_owned(),
             ]
         );
         // The logs, in any order: both containers now, and the restarted one's previous.
@@ -947,7 +863,7 @@ mod tests {
         ));
         assert_eq!(
             seen[0],
-            "/api/v1/namespaces/waqiti/pods?labelSelector=app%3Dapi-gateway"
+            "/api/v1/namespaces/waqiti/pods?labelSelector=app%3Dapi-gateway&limit=500"
         );
         let logs: Vec<&String> = seen.iter().filter(|s| s.contains("/log?")).collect();
         assert_eq!(logs.len(), 1);

@@ -47,6 +47,8 @@ pub struct Faults {
     pub drop_after: HashMap<(String, String), usize>,
     /// Logs are held back this long before their first byte (a slow kubelet).
     pub log_delay: Option<std::time::Duration>,
+    /// Every request answers 503 until this moment (the API server restarting).
+    pub unavailable_until: Option<std::time::Instant>,
 }
 
 #[derive(Default)]
@@ -55,6 +57,8 @@ struct State {
     deployments: BTreeMap<String, Value>,
     pods: Vec<FakePod>,
     faults: Faults,
+    /// Events beyond the one every namespace here has, to make lists longer than a page.
+    extra_events: usize,
     /// Every request's path and query, in order.
     requests: Vec<String>,
     /// The exact body of every successful response, by path and query.
@@ -111,6 +115,11 @@ impl FakeKube {
 
     pub fn pod(&self, pod: FakePod) {
         self.state.lock().unwrap().pods.push(pod);
+    }
+
+    /// Adds `n` Events to the namespace.
+    pub fn events(&self, n: usize) {
+        self.state.lock().unwrap().extra_events += n;
     }
 
     pub fn faults(&self, f: impl FnOnce(&mut Faults)) {
@@ -311,10 +320,52 @@ fn route(st: &mut State, path: &str, query: &HashMap<String, String>) -> Reply {
         let (c, b) = status(500, "InternalError", "etcdserver: request timed out");
         return Reply::Whole(c, b);
     }
+    if st
+        .faults
+        .unavailable_until
+        .is_some_and(|t| std::time::Instant::now() < t)
+    {
+        let (c, b) = status(
+            503,
+            "ServiceUnavailable",
+            "the server is currently unable to handle the request",
+        );
+        return Reply::Whole(c, b);
+    }
+    // Lists as the API serves them: `limit` items at most, and while more remain a `continue`
+    // token (opaque to clients; here the offset) and `remainingItemCount`; every page of one
+    // list is served from the same resourceVersion.
     let list = |kind: &str, api: &str, items: Vec<Value>| -> Reply {
+        let start = match query.get("continue") {
+            None => 0,
+            Some(token) => match token
+                .strip_prefix("offset-")
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                Some(n) if n <= items.len() => n,
+                _ => {
+                    let (c, b) = status(
+                        400,
+                        "BadRequest",
+                        "continue key is not valid: illegal base64 data",
+                    );
+                    return Reply::Whole(c, b);
+                }
+            },
+        };
+        let limit = query
+            .get("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l > 0);
+        let end = limit.map_or(items.len(), |l| (start + l).min(items.len()));
+        let mut metadata = json!({"resourceVersion": "1300"});
+        if end < items.len() {
+            metadata["continue"] = json!(format!("offset-{end}"));
+            metadata["remainingItemCount"] = json!(items.len() - end);
+        }
         Reply::Whole(
             200,
-            serde_json::to_vec(&json!({"kind": kind, "apiVersion": api, "metadata": {"resourceVersion": "1300"}, "items": items})).unwrap(),
+            serde_json::to_vec(&json!({"kind": kind, "apiVersion": api, "metadata": metadata, "items": items[start..end]})).unwrap(),
         )
     };
     let selector = query.get("labelSelector").cloned().unwrap_or_default();
@@ -444,13 +495,15 @@ fn route(st: &mut State, path: &str, query: &HashMap<String, String>) -> Reply {
             ],
         ),
         Some("endpoints") => list("EndpointsList", "v1", vec![]),
-        Some("events") => list(
-            "EventList",
-            "v1",
-            vec![
+        Some("events") => {
+            let mut events = vec![
                 json!({"metadata": {"name": "api-gateway.1", "namespace": ns}, "reason": "BackOff", "message": "Back-off restarting failed container"}),
-            ],
-        ),
+            ];
+            events.extend((0..st.extra_events).map(|i| {
+                json!({"metadata": {"name": format!("api-gateway.e{i:05}"), "namespace": ns}, "reason": "Unhealthy", "message": "Readiness probe failed"})
+            }));
+            list("EventList", "v1", events)
+        }
         Some("endpointslices") => list("EndpointSliceList", "discovery.k8s.io/v1", vec![]),
         Some("ingresses") => list("IngressList", "networking.k8s.io/v1", vec![]),
         Some("networkpolicies") => list(
@@ -522,6 +575,7 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                 400 => "Bad Request",
                 403 => "Forbidden",
                 404 => "Not Found",
+                503 => "Service Unavailable",
                 _ => "Internal Server Error",
             };
             write!(out, "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;

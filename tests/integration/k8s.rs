@@ -718,3 +718,59 @@ fn streams_are_capped_at_the_policy_limit_and_marked_truncated() {
     assert_eq!(collection["sources"][0]["truncated"], false);
     assert_eq!(collection["sources"][0]["bytes"], exact);
 }
+
+#[test]
+fn a_list_longer_than_a_page_is_read_page_by_page_and_sealed_whole() {
+    // Lists are bounded per answer: a namespace with thousands of Events is read with `limit`
+    // and `continue`, and the bag keeps one list with every item.
+    let sandbox = Sandbox::new();
+    let kube = cluster();
+    kube.events(1_234);
+    let out = collect_k8s(&sandbox, &kube, &["--deployment", "api-gateway"]);
+    assert_success(&out);
+    let result = json(&out);
+    let requests = kube.requests();
+    let pages: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.starts_with(&format!("/api/v1/namespaces/{NS}/events?")))
+        .collect();
+    assert_eq!(
+        pages,
+        [
+            &format!("/api/v1/namespaces/{NS}/events?limit=500"),
+            &format!("/api/v1/namespaces/{NS}/events?limit=500&continue=offset-500"),
+            &format!("/api/v1/namespaces/{NS}/events?limit=500&continue=offset-1000"),
+        ]
+    );
+    let bag = unpack(&result, sandbox.dir.path());
+    let events: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bag.join("data/k8s/events.json")).unwrap()).unwrap();
+    let items = events["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1_235);
+    assert_eq!(items[1_234]["metadata"]["name"], "api-gateway.e01233");
+    assert_eq!(events["kind"], "EventList");
+    assert!(events["metadata"].get("continue").is_none());
+    assert_success(&sandbox.run(&["verify", sandbox.store().to_str().unwrap()]));
+}
+
+#[test]
+fn a_brief_api_outage_is_ridden_out() {
+    // Regression: a 2-second outage of the API server (503 to everything) failed the collection.
+    let sandbox = Sandbox::new();
+    let kube = cluster();
+    kube.faults(|f| {
+        f.unavailable_until = Some(std::time::Instant::now() + std::time::Duration::from_secs(2))
+    });
+    let out = collect_k8s(&sandbox, &kube, &["--deployment", "api-gateway"]);
+    assert_success(&out);
+    let result = json(&out);
+    assert_eq!(result["complete"], true, "{}", stdout(&out));
+    // The first requests were refused and asked again.
+    let requests = kube.requests();
+    let deployment = format!("/apis/apps/v1/namespaces/{NS}/deployments/api-gateway");
+    assert!(
+        requests.iter().filter(|r| **r == deployment).count() >= 2,
+        "{requests:?}"
+    );
+    assert!(stderr(&out).contains("trying again"), "{}", stderr(&out));
+}
