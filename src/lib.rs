@@ -8,10 +8,12 @@
 pub mod analysis;
 pub mod collect;
 pub mod digest;
+pub mod duration;
 pub mod id;
 pub mod interrupt;
 pub mod journal;
 pub mod keys;
+pub mod net;
 pub mod policy;
 pub mod progress;
 pub mod seal;
@@ -21,3 +23,4 @@ pub mod store;
 pub mod terminal;
 pub mod timefmt;
 pub mod verify;
+pub mod yaml;
