@@ -55,7 +55,7 @@ impl Duration {
 
     /// The length in whole minutes, when it is a whole number of minutes.
     pub fn whole_minutes(&self) -> Option<u64> {
-        (self.secs % 60 == 0).then_some(self.secs / 60)
+        self.secs.is_multiple_of(60).then_some(self.secs / 60)
     }
 
     /// The text as written.

@@ -186,6 +186,40 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_the_file_the_line_and_the_field() {
+        let cases = [
+            (
+                "collection.yaml",
+                "kubernetes: {limit_bytes: 10, concurrency: 4}\nalerts:\n  - match: {a: b}\n    since: 5x\n",
+                "alerts[0].since: \"5x\" is not a duration like 90s, 15m, 2h or 7d at line 4",
+            ),
+            (
+                "formats.yaml",
+                "client_ip:\n  trusted_proxies:\n    - 10.0.0.0/8\n    - 10.0.0.0/40\n",
+                "client_ip.trusted_proxies[1]: \"10.0.0.0/40\" is not an address or CIDR range at line 4",
+            ),
+            (
+                "storage.yaml",
+                "object_lock:\n  mode: COMPLIANCE\n  days: 3\n  hold: true\n",
+                "object_lock.hold: unknown field `hold`",
+            ),
+            (
+                "detection.yaml",
+                "rules:\n  - name: a\n    kind: count\n    codes: [401]\n    min_count: many\n",
+                "rules[0].min_count: invalid u64 at line 5",
+            ),
+        ];
+        for (file, text, want) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(dir.path().join(file), text).unwrap();
+            let err = load(Some(dir.path())).unwrap_err().to_string();
+            let path = dir.path().join(file).display().to_string();
+            assert!(err.starts_with(&format!("{path}: ")), "{err}");
+            assert!(err.contains(want) && err.contains("line"), "{err}");
+        }
+    }
+
+    #[test]
     fn unknown_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("detektion.yaml"), DEFAULT_DETECTION).unwrap();

@@ -27,7 +27,7 @@ pub struct DetectionPolicy {
 
 /// One detection rule.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "WrittenRule")]
 pub enum Rule {
     /// At least `min_count` responses with one of `codes` over the whole input.
     Count {
@@ -62,6 +62,79 @@ pub enum Rule {
         /// The fewest requests a client must have made (at least 1).
         min_requests: u64,
     },
+}
+
+/// A rule as written: one flat map, read field by field so that an error names the field and
+/// its line (serde buffers an internally tagged enum first, which loses both), then checked
+/// against its kind.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WrittenRule {
+    name: String,
+    kind: RuleKind,
+    #[serde(default)]
+    description: String,
+    codes: Vec<u16>,
+    min_count: Option<u64>,
+    window: Option<Window>,
+    min_ratio: Option<f64>,
+    min_requests: Option<u64>,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RuleKind {
+    Count,
+    Window,
+    Ratio,
+}
+
+impl TryFrom<WrittenRule> for Rule {
+    type Error = String;
+
+    fn try_from(w: WrittenRule) -> Result<Self, String> {
+        let (kind, fields): (&str, &[&str]) = match w.kind {
+            RuleKind::Count => ("count", &["min_count"]),
+            RuleKind::Window => ("window", &["min_count", "window"]),
+            RuleKind::Ratio => ("ratio", &["min_ratio", "min_requests"]),
+        };
+        let given = [
+            ("min_count", w.min_count.is_some()),
+            ("window", w.window.is_some()),
+            ("min_ratio", w.min_ratio.is_some()),
+            ("min_requests", w.min_requests.is_some()),
+        ];
+        if let Some((field, _)) = given.iter().find(|(f, g)| *g && !fields.contains(f)) {
+            return Err(format!(
+                "unknown field `{field}` in a {kind} rule, expected {}",
+                fields.join(", ")
+            ));
+        }
+        let missing = |field: &str| format!("missing field `{field}` in a {kind} rule");
+        let (name, description, codes) = (w.name, w.description, w.codes);
+        Ok(match w.kind {
+            RuleKind::Count => Rule::Count {
+                name,
+                description,
+                codes,
+                min_count: w.min_count.ok_or_else(|| missing("min_count"))?,
+            },
+            RuleKind::Window => Rule::Window {
+                name,
+                description,
+                codes,
+                min_count: w.min_count.ok_or_else(|| missing("min_count"))?,
+                window: w.window.ok_or_else(|| missing("window"))?,
+            },
+            RuleKind::Ratio => Rule::Ratio {
+                name,
+                description,
+                codes,
+                min_ratio: w.min_ratio.ok_or_else(|| missing("min_ratio"))?,
+                min_requests: w.min_requests.ok_or_else(|| missing("min_requests"))?,
+            },
+        })
+    }
 }
 
 impl Rule {
@@ -214,6 +287,9 @@ mod tests {
             ("rules:\n  - name: a\n    kind: count\n    codes: [401]\n    min_count: 0", "min_count"),
             ("rules:\n  - name: a\n    kind: window\n    codes: [401]\n    min_count: 3\n    window: 90s", "window"),
             ("rules:\n  - name: a\n    kind: window\n    codes: [401]\n    min_count: 3", "window"),
+            ("rules:\n  - name: a\n    kind: window\n    codes: [401]\n    min_count: 3\n    window: 5x", "rules[0].window"),
+            ("rules:\n  - name: a\n    kind: count\n    codes: [401]\n    min_count: 3\n    window: 5m", "unknown field `window`"),
+            ("rules:\n  - name: a\n    kind: ratio\n    codes: [401]\n    min_ratio: 0.5", "missing field `min_requests`"),
             ("rules:\n  - name: a\n    kind: ratio\n    codes: [401]\n    min_ratio: 1.5\n    min_requests: 3", "min_ratio"),
             ("rules:\n  - name: a\n    kind: sometimes\n    codes: [401]", "unknown variant"),
             ("rules:\n  - name: a\n    kind: count\n    codes: [401]\n    min_count: 1\n  - name: a\n    kind: count\n    codes: [401]\n    min_count: 1", "twice"),
