@@ -30,7 +30,7 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
         let line = e.location().map(|l| l.line());
         let mut message = e.without_snippet().to_string();
         if let Some(l) = e.location() {
-            if !message.contains("line") {
+            if !message.contains(" at line ") {
                 message = format!("{message} at line {}, column {}", l.line(), l.column());
             }
         }
