@@ -26,9 +26,7 @@ use format::Format;
 use parse::TimeCache;
 pub use summary::{Summary, Suspicious, TopIp};
 
-/// The statuses the runbook calls authentication failures: unauthorised, forbidden, page expired
-/// (Laravel's CSRF failure) and too many requests.
-pub const AUTH_FAILURE_CODES: [u16; 4] = [401, 403, 419, 429];
+pub use crate::policy::detection::AUTH_FAILURE_CODES;
 
 /// A line longer than this is counted as unparsed and not kept.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -69,7 +67,7 @@ impl ClientKey {
     }
 
     fn addr(self) -> IpAddr {
-        parse::normalise_ip(IpAddr::V6(std::net::Ipv6Addr::from(self.0)))
+        crate::net::normalise_ip(IpAddr::V6(std::net::Ipv6Addr::from(self.0)))
     }
 }
 

@@ -8,11 +8,13 @@
 pub mod analysis;
 pub mod collect;
 pub mod digest;
+pub mod duration;
 pub mod id;
 pub mod interrupt;
 pub mod journal;
 pub mod keys;
 pub mod kube;
+pub mod net;
 pub mod policy;
 pub mod progress;
 pub mod seal;
@@ -22,3 +24,4 @@ pub mod store;
 pub mod terminal;
 pub mod timefmt;
 pub mod verify;
+pub mod yaml;

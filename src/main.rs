@@ -16,7 +16,7 @@ use custody::analysis::parallel::{self, Job};
 use custody::collect::{self, Request, Trigger};
 use custody::keys::{self, PublicKey, SigningKey};
 use custody::policy;
-use custody::source::k8s::{self, K8sRequest, K8sSource, Since, Target};
+use custody::source::k8s::{K8sRequest, K8sSource, Since, Target};
 use custody::source::{FileSource, Source};
 use custody::store::{
     self, s3::S3Location, s3::S3Options, s3::S3Store, spool, spool::SpoolStore, Store,
@@ -256,9 +256,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         (None, None) => anyhow::bail!("give --deployment or --selector"),
                     },
                     since: match (since, since_time) {
-                        (Some(d), _) => {
-                            Since::Seconds(k8s::parse_duration(d).map_err(anyhow::Error::msg)?)
-                        }
+                        (Some(d), _) => Since::Seconds(
+                            custody::duration::seconds(d).map_err(anyhow::Error::msg)?,
+                        ),
                         (None, Some(t)) => {
                             // As the API server reads it: RFC 3339 with an upper-case T and Z.
                             let strict = t.as_bytes().get(10) == Some(&b'T') && !t.contains('z');

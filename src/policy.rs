@@ -3,10 +3,7 @@
 //! files are the built-in defaults, so what ships is what runs when no directory is given.
 
 use std::fs;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-
-use crate::analysis::parse::normalise_ip;
 
 pub mod collection;
 pub mod detection;
@@ -68,71 +65,12 @@ pub struct Policies {
     pub collection: CollectionPolicy,
 }
 
-/// An address range, `192.0.2.0/24` or `2001:db8::/32`; a bare address is a single host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    pub fn parse(s: &str) -> Option<Self> {
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let written: IpAddr = addr.trim().parse().ok()?;
-        let addr = normalise_ip(written);
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix: u8 = match prefix {
-            Some(p) if !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) => p.parse().ok()?,
-            Some(_) => return None,
-            None => {
-                if written.is_ipv6() {
-                    128
-                } else {
-                    max
-                }
-            }
-        };
-        // `::ffff:10.0.0.0/104` is the IPv4 range 10.0.0.0/8 written in mapped form.
-        let prefix = if written.is_ipv6() && addr.is_ipv4() {
-            prefix.checked_sub(96)?
-        } else {
-            prefix
-        };
-        (prefix <= max).then_some(Self { addr, prefix })
-    }
-
-    /// Parses every entry of a policy list, naming the first bad one (`field[i]`).
-    pub fn parse_list(items: &[String], field: &str) -> Result<Vec<Cidr>, String> {
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                Cidr::parse(s)
-                    .ok_or_else(|| format!("{field}[{i}] {s:?} is not an address or CIDR range"))
-            })
-            .collect()
-    }
-
-    pub fn contains(&self, ip: &IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(*ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(*ip) & mask
-            }
-            _ => false,
-        }
-    }
+/// Reads a policy file's text as a `T`; the error names the file, the field and the line.
+fn from_yaml<T: serde::de::DeserializeOwned>(path: &str, text: &str) -> Result<T, PolicyError> {
+    crate::yaml::from_str(text).map_err(|e| PolicyError::ParsePolicy {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 fn read_policy_file(path: &Path) -> Result<String, PolicyError> {
@@ -248,24 +186,37 @@ mod tests {
     }
 
     #[test]
-    fn cidr_matching() {
-        let c = Cidr::parse("10.1.0.0/16").unwrap();
-        assert!(c.contains(&"10.1.255.1".parse().unwrap()));
-        assert!(!c.contains(&"10.2.0.1".parse().unwrap()));
-        assert!(Cidr::parse("::ffff:10.0.0.0/104")
-            .unwrap()
-            .contains(&"10.9.8.7".parse().unwrap()));
-        assert!(Cidr::parse("::ffff:10.0.0.0/8").is_none());
-        assert!(Cidr::parse("::ffff:10.1.2.3")
-            .unwrap()
-            .contains(&"10.1.2.3".parse().unwrap()));
-        assert!(Cidr::parse("2001:db8::/32")
-            .unwrap()
-            .contains(&"2001:db8:1::1".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0")
-            .unwrap()
-            .contains(&"8.8.8.8".parse().unwrap()));
-        assert!(Cidr::parse("10.0.0.0/").is_none());
+    fn errors_name_the_file_the_line_and_the_field() {
+        let cases = [
+            (
+                "collection.yaml",
+                "kubernetes: {limit_bytes: 10, concurrency: 4}\nalerts:\n  - match: {a: b}\n    since: 5x\n",
+                "alerts[0].since: \"5x\" is not a duration like 90s, 15m, 2h or 7d at line 4",
+            ),
+            (
+                "formats.yaml",
+                "client_ip:\n  trusted_proxies:\n    - 10.0.0.0/8\n    - 10.0.0.0/40\n",
+                "client_ip.trusted_proxies[1]: \"10.0.0.0/40\" is not an address or CIDR range at line 4",
+            ),
+            (
+                "storage.yaml",
+                "object_lock:\n  mode: COMPLIANCE\n  days: 3\n  hold: true\n",
+                "object_lock.hold: unknown field `hold`",
+            ),
+            (
+                "detection.yaml",
+                "rules:\n  - name: a\n    kind: count\n    codes: [401]\n    min_count: many\n",
+                "rules[0].min_count: invalid u64 at line 5",
+            ),
+        ];
+        for (file, text, want) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(dir.path().join(file), text).unwrap();
+            let err = load(Some(dir.path())).unwrap_err().to_string();
+            let path = dir.path().join(file).display().to_string();
+            assert!(err.starts_with(&format!("{path}: ")), "{err}");
+            assert!(err.contains(want) && err.contains("line"), "{err}");
+        }
     }
 
     #[test]

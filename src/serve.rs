@@ -742,7 +742,7 @@ async fn open_case_endpoint(State(d): State<Shared>, headers: HeaderMap, body: B
             )
         }
     };
-    let since = match req.since.as_deref().map(crate::source::k8s::parse_duration) {
+    let since = match req.since.as_deref().map(crate::duration::seconds) {
         None => Since::All,
         Some(Ok(s)) => Since::Seconds(s),
         Some(Err(e)) => return answer(StatusCode::BAD_REQUEST, json!({"error": e})),

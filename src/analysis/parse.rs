@@ -5,6 +5,8 @@
 
 use std::net::IpAddr;
 
+use crate::net::normalise_ip;
+
 /// The fields of one parsed request line that the analysis counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record<'a> {
@@ -293,13 +295,6 @@ fn parse_ipv4(field: &[u8]) -> Option<std::net::Ipv4Addr> {
         address = address << 8 | value;
     }
     (i == field.len()).then(|| std::net::Ipv4Addr::from(address))
-}
-
-pub fn normalise_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 fn digits(s: &[u8]) -> Option<i64> {

@@ -387,7 +387,7 @@ fn suspicious(a: &Analyzer, policy: &DetectionPolicy) -> Vec<Suspicious> {
             evidence: Evidence {
                 count: hit.count,
                 window: match rule {
-                    Rule::Window { window, .. } => Some(window.clone()),
+                    Rule::Window { window, .. } => Some(window.to_string()),
                     _ => None,
                 },
                 window_start: hit.window.map(|(s, _)| timefmt::unix_rfc3339(s * 60)),

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::PolicyError;
+use crate::duration::Duration;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,7 +32,7 @@ pub struct AlertRoute {
     pub deployment: Option<String>,
     pub selector: Option<String>,
     /// How far back the logs are collected: 90s, 15m, 2h, 7d [default: everything].
-    pub since: Option<String>,
+    pub since: Option<Duration>,
 }
 
 impl AlertRoute {
@@ -135,8 +136,7 @@ impl CollectionPolicy {
             path: path.to_owned(),
             message,
         };
-        let policy: CollectionPolicy =
-            serde_yaml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let policy: CollectionPolicy = super::from_yaml(path, text)?;
         let k = policy.kubernetes;
         if !(1..=MAX_LIMIT_BYTES).contains(&k.limit_bytes) {
             return Err(err(format!(
@@ -172,10 +172,6 @@ impl CollectionPolicy {
                 return Err(err(format!(
                     "alerts[{i}]: give `deployment` or `selector`, not both"
                 )));
-            }
-            if let Some(since) = &route.since {
-                crate::source::k8s::parse_duration(since)
-                    .map_err(|e| err(format!("alerts[{i}].since: {e}")))?;
             }
         }
         Ok(policy)

@@ -1,11 +1,18 @@
 //! `detection.yaml`: the rules that name suspicious clients, validated before anything runs.
 
+use std::fmt;
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Cidr, PolicyError};
-use crate::analysis::AUTH_FAILURE_CODES;
+use super::PolicyError;
+use crate::duration::Duration;
+use crate::net::Cidr;
+
+/// The statuses the runbook calls authentication failures: unauthorised, forbidden, page expired
+/// (Laravel's CSRF failure) and too many requests. The analysis keeps per-client counts of these
+/// only, so they are the codes a rule may count.
+pub const AUTH_FAILURE_CODES: [u16; 4] = [401, 403, 419, 429];
 
 /// Which clients the analysis reports as suspicious.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -15,14 +22,12 @@ pub struct DetectionPolicy {
     pub rules: Vec<Rule>,
     /// Addresses or CIDR ranges never reported (health checkers, internal ranges).
     #[serde(default)]
-    pub allowlist: Vec<String>,
-    #[serde(skip)]
-    allow: Vec<Cidr>,
+    pub allowlist: Vec<Cidr>,
 }
 
 /// One detection rule.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "WrittenRule")]
 pub enum Rule {
     /// At least `min_count` responses with one of `codes` over the whole input.
     Count {
@@ -44,7 +49,7 @@ pub enum Rule {
         codes: Vec<u16>,
         min_count: u64,
         /// The window, such as `5m` or `1h`; whole minutes, at least `1m`, at most `24h`.
-        window: String,
+        window: Window,
     },
     /// At least `min_requests` requests, of which at least `min_ratio` had one of `codes`.
     Ratio {
@@ -57,6 +62,79 @@ pub enum Rule {
         /// The fewest requests a client must have made (at least 1).
         min_requests: u64,
     },
+}
+
+/// A rule as written: one flat map, read field by field so that an error names the field and
+/// its line (serde buffers an internally tagged enum first, which loses both), then checked
+/// against its kind.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WrittenRule {
+    name: String,
+    kind: RuleKind,
+    #[serde(default)]
+    description: String,
+    codes: Vec<u16>,
+    min_count: Option<u64>,
+    window: Option<Window>,
+    min_ratio: Option<f64>,
+    min_requests: Option<u64>,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RuleKind {
+    Count,
+    Window,
+    Ratio,
+}
+
+impl TryFrom<WrittenRule> for Rule {
+    type Error = String;
+
+    fn try_from(w: WrittenRule) -> Result<Self, String> {
+        let (kind, fields): (&str, &[&str]) = match w.kind {
+            RuleKind::Count => ("count", &["min_count"]),
+            RuleKind::Window => ("window", &["min_count", "window"]),
+            RuleKind::Ratio => ("ratio", &["min_ratio", "min_requests"]),
+        };
+        let given = [
+            ("min_count", w.min_count.is_some()),
+            ("window", w.window.is_some()),
+            ("min_ratio", w.min_ratio.is_some()),
+            ("min_requests", w.min_requests.is_some()),
+        ];
+        if let Some((field, _)) = given.iter().find(|(f, g)| *g && !fields.contains(f)) {
+            return Err(format!(
+                "unknown field `{field}` in a {kind} rule, expected {}",
+                fields.join(", ")
+            ));
+        }
+        let missing = |field: &str| format!("missing field `{field}` in a {kind} rule");
+        let (name, description, codes) = (w.name, w.description, w.codes);
+        Ok(match w.kind {
+            RuleKind::Count => Rule::Count {
+                name,
+                description,
+                codes,
+                min_count: w.min_count.ok_or_else(|| missing("min_count"))?,
+            },
+            RuleKind::Window => Rule::Window {
+                name,
+                description,
+                codes,
+                min_count: w.min_count.ok_or_else(|| missing("min_count"))?,
+                window: w.window.ok_or_else(|| missing("window"))?,
+            },
+            RuleKind::Ratio => Rule::Ratio {
+                name,
+                description,
+                codes,
+                min_ratio: w.min_ratio.ok_or_else(|| missing("min_ratio"))?,
+                min_requests: w.min_requests.ok_or_else(|| missing("min_requests"))?,
+            },
+        })
+    }
 }
 
 impl Rule {
@@ -77,22 +155,58 @@ impl Rule {
     /// A window rule's length in whole minutes.
     pub fn window_minutes(&self) -> Option<u32> {
         match self {
-            Rule::Window { window, .. } => parse_minutes(window),
+            Rule::Window { window, .. } => Some(window.minutes),
             _ => None,
         }
     }
 }
 
-/// `90s`? no: windows are whole minutes. `5m` → 5, `2h` → 120.
-fn parse_minutes(text: &str) -> Option<u32> {
-    let minutes = if let Some(digits) = text.strip_suffix('m') {
-        digits.parse::<u32>().ok()?
-    } else if let Some(digits) = text.strip_suffix('h') {
-        digits.parse::<u32>().ok()?.checked_mul(60)?
-    } else {
-        return None;
-    };
-    (1..=24 * 60).contains(&minutes).then_some(minutes)
+/// A window rule's window: a duration of whole minutes, from `1m` to `24h`, kept as written
+/// (findings quote it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    duration: Duration,
+    minutes: u32,
+}
+
+impl Window {
+    /// The most a window may span: one day.
+    const MAX_MINUTES: u32 = 24 * 60;
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let duration = Duration::parse(text).ok()?;
+        let minutes = u32::try_from(duration.whole_minutes()?).ok()?;
+        (1..=Self::MAX_MINUTES)
+            .contains(&minutes)
+            .then_some(Self { duration, minutes })
+    }
+
+    pub fn minutes(&self) -> u32 {
+        self.minutes
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.duration.fmt(f)
+    }
+}
+
+impl<'de> Deserialize<'de> for Window {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Window::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "window {text:?}: give whole minutes or hours, such as 5m or 1h, from 1m to 24h"
+            ))
+        })
+    }
+}
+
+impl Serialize for Window {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.duration.serialize(serializer)
+    }
 }
 
 impl Default for DetectionPolicy {
@@ -109,8 +223,7 @@ impl DetectionPolicy {
             path: path.to_owned(),
             message,
         };
-        let mut policy: DetectionPolicy =
-            serde_yaml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let policy: DetectionPolicy = super::from_yaml(path, text)?;
         if policy.rules.is_empty() {
             return Err(err("rules: at least one rule is needed".into()));
         }
@@ -124,13 +237,12 @@ impl DetectionPolicy {
                 )));
             }
         }
-        policy.allow = Cidr::parse_list(&policy.allowlist, "allowlist").map_err(err)?;
         Ok(policy)
     }
 
     /// Whether `ip` is allowlisted.
     pub fn is_allowed(&self, ip: &IpAddr) -> bool {
-        self.allow.iter().any(|c| c.contains(ip))
+        self.allowlist.iter().any(|c| c.contains(ip))
     }
 }
 
@@ -147,9 +259,6 @@ fn validate_rule(rule: &Rule) -> Result<(), String> {
         Rule::Count { min_count, .. } | Rule::Window { min_count, .. } if *min_count == 0 => {
             Err("min_count must be at least 1".into())
         }
-        Rule::Window { window, .. } if parse_minutes(window).is_none() => Err(format!(
-            "window {window:?}: give whole minutes or hours, such as 5m or 1h, from 1m to 24h"
-        )),
         Rule::Ratio { min_ratio, .. } if !(*min_ratio > 0.0 && *min_ratio <= 1.0) => {
             Err("min_ratio must be above 0 and at most 1".into())
         }
@@ -178,6 +287,9 @@ mod tests {
             ("rules:\n  - name: a\n    kind: count\n    codes: [401]\n    min_count: 0", "min_count"),
             ("rules:\n  - name: a\n    kind: window\n    codes: [401]\n    min_count: 3\n    window: 90s", "window"),
             ("rules:\n  - name: a\n    kind: window\n    codes: [401]\n    min_count: 3", "window"),
+            ("rules:\n  - name: a\n    kind: window\n    codes: [401]\n    min_count: 3\n    window: 5x", "rules[0].window"),
+            ("rules:\n  - name: a\n    kind: count\n    codes: [401]\n    min_count: 3\n    window: 5m", "unknown field `window`"),
+            ("rules:\n  - name: a\n    kind: ratio\n    codes: [401]\n    min_ratio: 0.5", "missing field `min_requests`"),
             ("rules:\n  - name: a\n    kind: ratio\n    codes: [401]\n    min_ratio: 1.5\n    min_requests: 3", "min_ratio"),
             ("rules:\n  - name: a\n    kind: sometimes\n    codes: [401]", "unknown variant"),
             ("rules:\n  - name: a\n    kind: count\n    codes: [401]\n    min_count: 1\n  - name: a\n    kind: count\n    codes: [401]\n    min_count: 1", "twice"),
@@ -196,11 +308,18 @@ mod tests {
 
     #[test]
     fn windows_are_whole_minutes() {
-        assert_eq!(parse_minutes("5m"), Some(5));
-        assert_eq!(parse_minutes("2h"), Some(120));
+        let minutes = |text| Window::parse(text).map(|w| w.minutes());
+        assert_eq!(minutes("5m"), Some(5));
+        assert_eq!(minutes("2h"), Some(120));
+        // One grammar for every duration: whole minutes written in seconds or days are windows too.
+        assert_eq!(minutes("120s"), Some(2));
+        assert_eq!(minutes("1d"), Some(24 * 60));
+        assert_eq!(Window::parse("5m").unwrap().to_string(), "5m");
         // A multi-byte unit once split a character in two.
-        for bad in ["", "m", "0m", "25h", "5", "5s", "-1m", "1.5h", "5µ", "µ"] {
-            assert_eq!(parse_minutes(bad), None, "{bad}");
+        for bad in [
+            "", "m", "0m", "25h", "5", "5s", "-1m", "1.5h", "5µ", "µ", "2d", "90s",
+        ] {
+            assert_eq!(minutes(bad), None, "{bad}");
         }
     }
 }

@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use regex::bytes::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::{Cidr, PolicyError};
+use super::PolicyError;
+use crate::net::Cidr;
 
 /// The named groups a custom format may use.
 pub const CUSTOM_GROUPS: [&str; 7] = ["ip", "status", "time", "method", "path", "ua", "xff"];
@@ -24,8 +25,6 @@ pub struct FormatsPolicy {
     #[serde(default)]
     pub custom: Vec<CustomFormat>,
     #[serde(skip)]
-    trusted: Vec<Cidr>,
-    #[serde(skip)]
     compiled: Vec<(String, Regex)>,
 }
 
@@ -35,7 +34,7 @@ pub struct ClientIpPolicy {
     /// Addresses or CIDR ranges of your own proxies; X-Forwarded-For is used only for requests
     /// that arrived from one of them. Empty: the remote address is always the client.
     #[serde(default)]
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 /// Candidate field names, the first present wins.
@@ -107,13 +106,7 @@ impl FormatsPolicy {
             path: path.to_owned(),
             message,
         };
-        let mut policy: FormatsPolicy =
-            serde_yaml::from_str(text).map_err(|e| err(e.to_string()))?;
-        policy.trusted = Cidr::parse_list(
-            &policy.client_ip.trusted_proxies,
-            "client_ip.trusted_proxies",
-        )
-        .map_err(err)?;
+        let mut policy: FormatsPolicy = super::from_yaml(path, text)?;
         let f = &policy.json_fields;
         if f.ip.is_empty() || f.status.is_empty() {
             return Err(err(
@@ -167,7 +160,7 @@ impl FormatsPolicy {
 
     /// The trusted proxy ranges.
     pub fn trusted_proxies(&self) -> &[Cidr] {
-        &self.trusted
+        &self.client_ip.trusted_proxies
     }
 
     /// The compiled custom formats, in policy order.
@@ -177,7 +170,10 @@ impl FormatsPolicy {
 
     /// Whether `ip` is one of our proxies.
     pub fn is_trusted_proxy(&self, ip: &IpAddr) -> bool {
-        self.trusted.iter().any(|c| c.contains(ip))
+        self.client_ip
+            .trusted_proxies
+            .iter()
+            .any(|c| c.contains(ip))
     }
 }
 

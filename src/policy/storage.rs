@@ -59,7 +59,7 @@ impl StoragePolicy {
             path: path.to_owned(),
             message,
         };
-        let policy: StoragePolicy = serde_yaml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let policy: StoragePolicy = super::from_yaml(path, text)?;
         let days = policy.object_lock.days;
         if !(1..=MAX_RETENTION_DAYS).contains(&days) {
             return Err(err(format!(

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::digest::Sha256Digest;
 use crate::policy::collection::AlertRoute;
-use crate::source::k8s::{self, K8sRequest, Since, Target};
+use crate::source::k8s::{K8sRequest, Since, Target};
 
 #[derive(Debug, Deserialize)]
 pub struct Notification {
@@ -110,7 +110,7 @@ pub fn target(
         }
     };
     let since = match &route.since {
-        Some(s) => Since::Seconds(k8s::parse_duration(s)?),
+        Some(s) => Since::Seconds(s.as_secs()),
         None => Since::All,
     };
     Ok(K8sRequest {

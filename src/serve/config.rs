@@ -144,7 +144,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let mut config: ServeConfig = serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let mut config: ServeConfig = crate::yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let listen: SocketAddr = config
         .listen

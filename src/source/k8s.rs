@@ -713,29 +713,6 @@ fn bag_name(n: usize, pod: &str, index: usize, container: &str, previous: bool) 
     format!("{n:04}-{pod}/{container}{suffix}.log")
 }
 
-/// Parses `--since` durations: `90s`, `15m`, `2h`, `7d`.
-pub fn parse_duration(text: &str) -> Result<u64, String> {
-    let split = text.char_indices().last().map_or(0, |(i, _)| i);
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 90s, 15m, 2h or 7d"))?;
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => {
-            return Err(format!(
-                "{text:?} is not a duration like 90s, 15m, 2h or 7d"
-            ))
-        }
-    };
-    n.checked_mul(scale)
-        .filter(|s| *s > 0)
-        .ok_or_else(|| format!("{text:?} is out of range"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -884,21 +861,5 @@ mod tests {
             "app=a,tier=edge,env in (prod,stage),!legacy"
         );
         assert!(selector_string(&LabelSelector::default()).is_err());
-        assert_eq!(parse_duration("90s"), Ok(90));
-        assert_eq!(parse_duration("2h"), Ok(7200));
-        assert_eq!(parse_duration("7d"), Ok(604_800));
-        for bad in [
-            "",
-            "h",
-            "5",
-            "-5m",
-            "1w",
-            "0s",
-            "99999999999999999999d",
-            "5µ",
-            "µ",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -353,7 +353,7 @@ fn every_container_log_of_the_deployment_is_sealed_byte_for_byte() {
 /// The shipped Role (`deploy/role.yaml`) allows every request custody made, and nothing on
 /// Secrets or by wildcard.
 fn rbac_allows_exactly(requests: &[String]) {
-    let role: serde_json::Value = serde_yaml::from_str(
+    let role: serde_json::Value = serde_saphyr::from_str(
         &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/role.yaml"))
             .unwrap(),
     )

@@ -13,6 +13,8 @@
 //!   passed off as whole; endless inputs, signals, dead runs, the analysis's memory budget.
 //! - `integrity_store`: the S3 spool and uploads: a spooled case changed after sealing is refused
 //!   before any PUT, one spool for two endpoints, multipart locks read back, large archives recorded.
+//! - `shipped`: every shipped policy and configuration (files, docs' examples, deploy/) parses;
+//!   a bad configuration is refused naming its file, line and field.
 //! - `integrity_verify`: key ids against keys, tar headers custody never writes, links in the
 //!   store, terminal escapes in what is printed.
 
@@ -31,5 +33,6 @@ mod integrity_verify;
 mod interop;
 mod k8s;
 mod s3;
+mod shipped;
 mod tamper;
 mod util;
