@@ -9,6 +9,7 @@ pub mod analysis;
 pub mod collect;
 pub mod digest;
 pub mod duration;
+pub mod filename;
 pub mod id;
 pub mod interrupt;
 pub mod journal;

@@ -93,25 +93,6 @@ impl BagPath {
     }
 }
 
-/// A file name safe for a bag path: other bytes become `_`, at most `max` bytes.
-pub fn safe_file_name(name: &str, max: usize) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(max)
-        .collect();
-    if out.is_empty() || out.chars().all(|c| c == '.') {
-        out = "log".into();
-    }
-    out
-}
-
 /// What was captured of one payload file.
 #[derive(Clone, Debug)]
 pub struct Captured {
@@ -604,7 +585,5 @@ mod tests {
             assert!(BagPath::new(bad).is_err(), "{bad}");
         }
         assert!(BagPath::new(format!("data/{}", "a".repeat(90))).is_err());
-        assert_eq!(safe_file_name("../a b/ç.log", 60), ".._a_b__.log");
-        assert_eq!(safe_file_name("..", 60), "log");
     }
 }

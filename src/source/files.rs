@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use super::{failure, Failure, Source, SourceError, Stream};
 use crate::digest::Sha256Digest;
 use crate::interrupt;
-use crate::seal::bag::safe_file_name;
+use crate::filename::safe_file_name;
 use crate::timefmt;
 
 /// How much of each input is read before the case opens, to refuse empty input early.

@@ -20,7 +20,7 @@ use super::{Source, SourceError, Stream};
 use crate::digest::HashingWriter;
 use crate::kube::{self, encode, selector_string, Cluster, KubeError};
 use crate::policy::collection::KubernetesPolicy;
-use crate::seal::bag::safe_file_name;
+use crate::filename::safe_file_name;
 
 /// What to collect.
 #[derive(Clone, Debug)]

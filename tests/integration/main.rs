@@ -2,6 +2,7 @@
 //! would. One test binary; the modules are:
 //!
 //! - `util`: running the binary in a sandboxed home, locating the standard tools.
+//! - `layout`: the source tree's shape: no module cycles, no file over 800 lines.
 //! - `compat`: a store written by an earlier build (`tests/data/store-0.1`) keeps its verdict.
 //! - `cli`: collect/analyze/verify/keygen/policy end to end, `--json` contracts, exit codes,
 //!   bad input.
@@ -32,6 +33,7 @@ mod integrity_store;
 mod integrity_verify;
 mod interop;
 mod k8s;
+mod layout;
 mod s3;
 mod shipped;
 mod tamper;
