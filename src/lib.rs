@@ -6,11 +6,11 @@
 //! checked), with `journal` recording every step of a case.
 
 pub mod analysis;
+pub mod case;
 pub mod collect;
 pub mod digest;
 pub mod id;
 pub mod interrupt;
-pub mod journal;
 pub mod keys;
 pub mod policy;
 pub mod progress;

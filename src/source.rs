@@ -2,6 +2,7 @@
 //! opened, so bad input is refused with nothing written; each stream carries its provenance for
 //! `collection.json`.
 
+pub mod failure;
 pub mod files;
 pub mod k8s;
 
@@ -9,6 +10,7 @@ use std::io::Read;
 
 use crate::digest::Sha256Digest;
 
+pub use failure::{failure, Failure};
 pub use files::FileSource;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,14 +54,6 @@ pub struct Stream {
 
 /// See `Stream::check`.
 pub type Check = Box<dyn FnOnce(u64, &Sha256Digest) -> Vec<Failure> + Send>;
-
-/// Something a source could not capture whole, for `collection.json` and the journal.
-pub type Failure = serde_json::Value;
-
-/// A failure record: `kind` names what happened, `error` says it for a person.
-pub fn failure(kind: &str, source: &str, error: impl Into<String>) -> Failure {
-    serde_json::json!({ "kind": kind, "source": source, "error": error.into() })
-}
 
 /// A kind of evidence source.
 pub trait Source {

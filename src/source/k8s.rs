@@ -740,8 +740,12 @@ impl Source for K8sSource {
         self.snapshots.clone()
     }
 
-    fn failures(&self) -> Vec<serde_json::Value> {
-        self.failures.clone()
+    fn failures(&self) -> Vec<super::Failure> {
+        self.failures
+            .iter()
+            .cloned()
+            .map(super::Failure::from_json)
+            .collect()
     }
 
     fn finished(&mut self) {
@@ -770,8 +774,8 @@ fn staged_check(name: String, provenance: &serde_json::Value, limit: u64) -> sup
                     received.as_deref().unwrap_or("unknown"),
                 ),
             );
-            f["sha256_received"] = received.clone().into();
-            f["sha256_sealed"] = sha256.to_hex().into();
+            f.set("sha256_received", received.clone());
+            f.set("sha256_sealed", sha256.to_hex());
             failures.push(f);
         }
         if truncated {
@@ -780,7 +784,7 @@ fn staged_check(name: String, provenance: &serde_json::Value, limit: u64) -> sup
                 &name,
                 format!("the log has more than the cap of {limit} bytes (kubernetes.limit_bytes); the first {limit} bytes are sealed, the rest is not"),
             );
-            f["limit_bytes"] = limit.into();
+            f.set("limit_bytes", limit);
             failures.push(f);
         }
         failures
