@@ -30,7 +30,7 @@ use crate::progress::Progress;
 use crate::seal::{
     self, BagBuilder, BagError, BagInfo, BagPath, SealError, StoredBundle, ToolRecord,
 };
-use crate::source::{Failure, Source, SourceError};
+use crate::source::{Failure, Provenance, Source, SourceError};
 use crate::store::{Store, StoreError};
 use crate::timefmt;
 
@@ -259,7 +259,7 @@ pub fn seal_case(
 /// and what is known to be missing or wrong.
 struct Captures {
     captured: Vec<CapturedSource>,
-    provenance: Vec<serde_json::Value>,
+    provenance: Vec<Provenance>,
     failures: Vec<Failure>,
 }
 
@@ -413,11 +413,9 @@ fn capture_streams(
             found.fail(journal, f)?;
         }
         let mut p = stream.provenance;
-        if let Some(obj) = p.as_object_mut() {
-            obj.insert("bag_path".into(), c.path.as_str().into());
-            obj.insert("bytes".into(), c.size.into());
-            obj.insert("sha256".into(), c.sha256.to_hex().into());
-        }
+        p.bag_path = Some(c.path.as_str().to_owned());
+        p.bytes = Some(c.size);
+        p.sha256 = Some(c.sha256.to_hex());
         found.provenance.push(p);
         found.captured.push(CapturedSource {
             name: stream.name,
@@ -452,8 +450,8 @@ fn leave_out_changed(
         )?;
         found.captured.retain(|s| s.bag_path != path);
         for p in &mut found.provenance {
-            if p.get("bag_path").and_then(|v| v.as_str()) == Some(path) {
-                p["sealed"] = false.into();
+            if p.bag_path.as_deref() == Some(path) {
+                p.sealed = Some(false);
             }
         }
     }
@@ -497,10 +495,10 @@ fn finish_analysis(
 }
 
 /// Suspicious clients are attributed to the pods whose logs saw them fail.
-fn attribute_pods(provenance: &[serde_json::Value], summary: &mut Summary) {
+fn attribute_pods(provenance: &[Provenance], summary: &mut Summary) {
     let pod_of: std::collections::HashMap<&str, &str> = provenance
         .iter()
-        .filter_map(|p| Some((p.get("bag_path")?.as_str()?, p.get("pod")?.as_str()?)))
+        .filter_map(|p| Some((p.bag_path.as_deref()?, p.pod.as_deref()?)))
         .collect();
     for s in &mut summary.suspicious {
         let mut pods: Vec<String> = s

@@ -5,6 +5,7 @@
 pub mod failure;
 pub mod files;
 pub mod k8s;
+pub mod provenance;
 
 use std::io::Read;
 
@@ -12,6 +13,7 @@ use crate::digest::Sha256Digest;
 
 pub use failure::{failure, Failure};
 pub use files::FileSource;
+pub use provenance::Provenance;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -41,7 +43,7 @@ pub struct Stream {
     /// The file name it gets under `data/logs/` in the bag.
     pub bag_name: String,
     /// Where it came from, for `collection.json`.
-    pub provenance: serde_json::Value,
+    pub provenance: Provenance,
     /// Bytes already read while opening (to refuse empty input early); they come first.
     pub first: Vec<u8>,
     pub reader: Box<dyn Read + Send>,

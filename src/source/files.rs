@@ -12,7 +12,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::{failure, Failure, Source, SourceError, Stream};
+use super::{failure, Failure, Provenance, Source, SourceError, Stream};
 use crate::digest::Sha256Digest;
 use crate::interrupt;
 use crate::seal::bag::safe_file_name;
@@ -261,14 +261,14 @@ fn open_file(path: &Path, index: usize, limit: u64) -> Result<Stream, SourceErro
     });
     Ok(Stream {
         bag_name: format!("{index:02}-{}", safe_file_name(&base, 60)),
-        provenance: serde_json::json!({
+        provenance: Provenance::from_json(serde_json::json!({
             "kind": if regular { "file" } else { "device" },
             "path": name,
             "absolute_path": absolute.display().to_string(),
             "size_at_open": regular.then_some(meta.len()),
             "modified": modified,
             "limit_bytes": limit,
-        }),
+        })),
         check: Some(check(name.clone(), limit, watch, opened)),
         name,
         first,
@@ -305,7 +305,9 @@ impl Source for FileSource {
                 streams.push(Stream {
                     name: "-".into(),
                     bag_name: format!("{:02}-stdin.log", i + 1),
-                    provenance: serde_json::json!({ "kind": "stdin", "path": "-", "limit_bytes": self.limit }),
+                    provenance: Provenance::from_json(
+                        serde_json::json!({ "kind": "stdin", "path": "-", "limit_bytes": self.limit }),
+                    ),
                     first,
                     reader: Box::new(reader),
                     check: Some(check("-".into(), self.limit, watch, None)),

@@ -705,15 +705,16 @@ impl Source for K8sSource {
                 c.container,
                 if c.previous { " (previous)" } else { "" }
             );
+            let provenance = super::Provenance::from_json(c.provenance);
             streams.push(Stream {
                 check: Some(staged_check(
                     name.clone(),
-                    &c.provenance,
+                    &provenance,
                     self.policy.limit_bytes,
                 )),
                 name,
                 bag_name: c.bag_name,
-                provenance: c.provenance,
+                provenance,
                 first,
                 reader: Box::new(file),
             });
@@ -755,13 +756,10 @@ impl Source for K8sSource {
 
 /// The check once a staged log has been read into the bag: what was sealed must be what arrived
 /// (the staged copy could have been changed in between), and a log cut at the cap is recorded.
-fn staged_check(name: String, provenance: &serde_json::Value, limit: u64) -> super::Check {
-    let received = provenance
-        .get("sha256_received")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned);
-    let bytes_received = provenance.get("bytes_received").and_then(|v| v.as_u64());
-    let truncated = provenance.get("truncated") == Some(&serde_json::Value::Bool(true));
+fn staged_check(name: String, provenance: &super::Provenance, limit: u64) -> super::Check {
+    let received = provenance.sha256_received.clone();
+    let bytes_received = provenance.bytes_received;
+    let truncated = provenance.truncated == Some(true);
     Box::new(move |bytes: u64, sha256: &crate::digest::Sha256Digest| {
         let mut failures = Vec::new();
         if received.as_deref() != Some(sha256.to_hex().as_str()) || bytes_received != Some(bytes) {

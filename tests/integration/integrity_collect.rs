@@ -298,7 +298,7 @@ impl Source for RewritesSpool {
         let stream = |name: &str, reader: Box<dyn Read + Send>| Stream {
             name: name.into(),
             bag_name: format!("{name}.log"),
-            provenance: serde_json::json!({"kind": "test"}),
+            provenance: custody::source::Provenance::from_json(serde_json::json!({"kind": "test"})),
             first: Vec::new(),
             reader,
             check: None,
