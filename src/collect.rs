@@ -396,35 +396,47 @@ fn capture_streams(
                 return Err(e.into());
             }
         };
-        journal.append(
-            "custody",
-            Details::SourceCaptured(SourceCaptured {
-                bag_path: c.path.as_str().to_owned(),
-                bytes: c.size,
-                sha256: c.sha256,
-                sha512: c.sha512.clone(),
-                source: stream.name.clone(),
-            }),
-        )?;
-        // The source's own word on the capture: whole, or what is missing or wrong in it.
-        let checked = stream.check.map(|check| check(c.size, &c.sha256));
-        for mut f in checked.into_iter().flatten() {
-            f.bag_path = Some(c.path.as_str().to_owned());
-            found.fail(journal, f)?;
-        }
-        let mut p = stream.provenance;
-        p.bag_path = Some(c.path.as_str().to_owned());
-        p.bytes = Some(c.size);
-        p.sha256 = Some(c.sha256.to_hex());
-        found.provenance.push(p);
-        found.captured.push(CapturedSource {
-            name: stream.name,
+        record_capture(journal, found, stream, &c)?;
+    }
+    progress.finish();
+    Ok(())
+}
+
+/// Journals one stream's capture and what the source's own check found wrong with it, and
+/// keeps its provenance.
+fn record_capture(
+    journal: &mut Journal<'_>,
+    found: &mut Captures,
+    stream: crate::source::Stream,
+    c: &crate::seal::Captured,
+) -> Result<(), CollectError> {
+    journal.append(
+        "custody",
+        Details::SourceCaptured(SourceCaptured {
             bag_path: c.path.as_str().to_owned(),
             bytes: c.size,
             sha256: c.sha256,
-        });
+            sha512: c.sha512.clone(),
+            source: stream.name.clone(),
+        }),
+    )?;
+    // The source's own word on the capture: whole, or what is missing or wrong in it.
+    let checked = stream.check.map(|check| check(c.size, &c.sha256));
+    for mut f in checked.into_iter().flatten() {
+        f.bag_path = Some(c.path.as_str().to_owned());
+        found.fail(journal, f)?;
     }
-    progress.finish();
+    let mut p = stream.provenance;
+    p.bag_path = Some(c.path.as_str().to_owned());
+    p.bytes = Some(c.size);
+    p.sha256 = Some(c.sha256.to_hex());
+    found.provenance.push(p);
+    found.captured.push(CapturedSource {
+        name: stream.name,
+        bag_path: c.path.as_str().to_owned(),
+        bytes: c.size,
+        sha256: c.sha256,
+    });
     Ok(())
 }
 

@@ -3,7 +3,8 @@
 //!
 //! The modules follow the data: `source` (where evidence comes from) → `analysis` (how logs are
 //! read) → `seal` (how a bag is built and signed) → `store` (where it goes) → `verify` (how it is
-//! checked), with `journal` recording every step of a case.
+//! checked), with `case` (its header, its typed journal, its state folded from the journal)
+//! recording every step of a case.
 
 pub mod analysis;
 pub mod case;

@@ -372,17 +372,15 @@ fn check_case_opened(store: &dyn Store, case: &CaseId, chain: &CheckedChain, rep
         );
         return;
     };
-    let recorded = opened.case_header_sha256.to_hex();
-    let recorded = Some(recorded.as_str());
+    let recorded = opened.case_header_sha256;
     if let Ok(bytes) = store.get(&header_key) {
-        let actual = crate::digest::Sha256Digest::of(&bytes).to_hex();
-        if recorded != Some(actual.as_str()) {
+        let actual = crate::digest::Sha256Digest::of(&bytes);
+        if recorded != actual {
             report.problem(
                 "case_header",
                 header_key.path(),
                 format!(
-                    "the case header's SHA-256 is {actual}, but journal entry 1 recorded {}: it was changed",
-                    recorded.unwrap_or("none")
+                    "the case header's SHA-256 is {actual}, but journal entry 1 recorded {recorded}: it was changed"
                 ),
             );
         }

@@ -193,29 +193,25 @@ fn check_case_objects(
         let Details::ObjectsStored(stored) = &entry.details else {
             continue;
         };
-        {
-            {
-                for o in stored.objects.iter().cloned().map(PutReceipt::from) {
-                    match recorded.get(&o.uri) {
-                        // The first record stands; a later one that differs is suspect (journal
-                        // entries are chained, not signed).
-                        Some(first) if first != &o => report.problem(
-                            "s3_version",
-                            o.uri.clone(),
-                            format!(
-                                "journal entry {} records it differently from an earlier entry",
-                                entry.seq
-                            ),
-                        ),
-                        Some(_) => {}
-                        None => {
-                            recorded.insert(o.uri.clone(), o);
-                        }
-                    }
+        for o in stored.objects.iter().cloned().map(PutReceipt::from) {
+            match recorded.get(&o.uri) {
+                // The first record stands; a later one that differs is suspect (journal
+                // entries are chained, not signed).
+                Some(first) if first != &o => report.problem(
+                    "s3_version",
+                    o.uri.clone(),
+                    format!(
+                        "journal entry {} records it differently from an earlier entry",
+                        entry.seq
+                    ),
+                ),
+                Some(_) => {}
+                None => {
+                    recorded.insert(o.uri.clone(), o);
                 }
-                recording_entries.push(format!("{prefix}journal/{:010}.json", entry.seq));
             }
         }
+        recording_entries.push(format!("{prefix}journal/{:010}.json", entry.seq));
     }
     if recorded.is_empty() {
         report.problem(
