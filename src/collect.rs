@@ -20,17 +20,18 @@ use std::sync::Arc;
 
 use crate::analysis::format::{self, Format, FormatChoice};
 use crate::analysis::{Analyzer, Summary};
+use crate::case::entry::{CollectionFailed, CollectionInterrupted, SourceCaptured};
+use crate::case::{self, CaseError, CaseHeader, Details, Journal, JournalError};
 use crate::digest::Sha256Digest;
 use crate::id::{BundleId, CaseId};
-use crate::journal::{EntryKind, Journal, JournalError};
 use crate::keys::SigningKey;
 use crate::policy::Policies;
 use crate::progress::Progress;
 use crate::seal::{
     self, BagBuilder, BagError, BagInfo, BagPath, SealError, StoredBundle, ToolRecord,
 };
-use crate::source::{Failure, Source, SourceError};
-use crate::store::{Store, StoreError, StoreKey};
+use crate::source::{Failure, Provenance, Source, SourceError};
+use crate::store::{Store, StoreError};
 use crate::timefmt;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,13 +64,7 @@ enum AnalysisInput {
     Chunk(crate::seal::bag::Chunk),
 }
 
-/// Who asked, and how; recorded in the case header and `collection.json`.
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
-pub struct Trigger {
-    /// `cli` for a command line; later `alert` and `api`.
-    pub kind: String,
-    pub requested_by: String,
-}
+pub use crate::case::Trigger;
 
 /// The fixed facts of one collection; everything in the archive derives from these and the
 /// sources, so the same sources with the same request seal to the same bytes.
@@ -198,38 +193,31 @@ pub fn open_sources(
 }
 
 /// Opens the case: its header (create-new, so a case id is taken once) and the journal's first
-/// entry. `trigger_details` (the alert, for an alert) goes into that entry.
+/// entry. `trigger_details` (the daemon's: the alert, its episode, the target) go into that
+/// entry; `null` for none.
 pub fn open_case<'a>(
     store: &'a dyn Store,
     request: &Request,
     trigger_details: serde_json::Value,
 ) -> Result<Journal<'a>, CollectError> {
-    let created_at = timefmt::rfc3339(request.at);
-    let case = request.case_id.clone();
-    let header = serde_json::json!({
-        "id": case,
-        "opened_at": created_at,
-        "trigger": request.trigger,
-        "requested_by": request.trigger.requested_by,
-    });
-    let header_bytes = pretty(&header, "the case header")?;
-    store
-        .put_new(&StoreKey::CaseHeader(case.clone()), &header_bytes)
-        .map_err(CollectError::OpenCase)?;
-    let mut journal = Journal::new_case(store, case.clone());
-    let mut details = serde_json::json!({
-        "trigger": request.trigger,
-        "case_header_sha256": Sha256Digest::of(&header_bytes),
-    });
-    if !trigger_details.is_null() {
-        details["trigger_details"] = trigger_details;
-    }
-    journal.append(
-        &request.trigger.requested_by,
-        EntryKind::CaseOpened,
-        details,
-    )?;
-    Ok(journal)
+    let details = match trigger_details {
+        serde_json::Value::Null => None,
+        v => Some(
+            serde_json::from_value(v).map_err(|source| CollectError::Encode {
+                what: "the trigger details",
+                source,
+            })?,
+        ),
+    };
+    let header = CaseHeader::new(request.case_id.clone(), request.at, request.trigger.clone());
+    case::open(store, &header, details).map_err(|e| match e {
+        CaseError::WriteHeader(e) => CollectError::OpenCase(e),
+        CaseError::Journal(e) => CollectError::Journal(e),
+        CaseError::Encode(source) => CollectError::Encode {
+            what: "the case header",
+            source,
+        },
+    })
 }
 
 /// Captures the opened streams into a bag, analyses them, seals and stores the bundle, and
@@ -247,22 +235,40 @@ pub fn seal_case(
     match capture_and_seal(store, key, policies, source, request, &mut journal, opened) {
         Ok(outcome) => Ok(outcome),
         Err(e) => {
-            let (kind, details) = match e.interrupted() {
-                Some(signal) => (
-                    EntryKind::CollectionInterrupted,
-                    serde_json::json!({"signal": signal.name(), "error": e.to_string()}),
-                ),
-                None => (
-                    EntryKind::CollectionFailed,
-                    serde_json::json!({"error": e.to_string()}),
-                ),
+            let details = match e.interrupted() {
+                Some(signal) => Details::CollectionInterrupted(CollectionInterrupted {
+                    bundle_id: None,
+                    error: e.to_string(),
+                    pid: None,
+                    signal: Some(signal.name().to_owned()),
+                }),
+                None => Details::CollectionFailed(CollectionFailed {
+                    error: e.to_string(),
+                }),
             };
             // If even this cannot be written, the error says why the case is unfinished.
-            match journal.append("custody", kind, details) {
+            match journal.append("custody", details) {
                 Ok(_) => Err(CollectError::Journaled(Box::new(e))),
                 Err(_) => Err(e),
             }
         }
+    }
+}
+
+/// What the capture found so far: the sources read, their provenance for `collection.json`,
+/// and what is known to be missing or wrong.
+struct Captures {
+    captured: Vec<CapturedSource>,
+    provenance: Vec<Provenance>,
+    failures: Vec<Failure>,
+}
+
+impl Captures {
+    /// Journals a failure and lists it for `collection.json` and the outcome.
+    fn fail(&mut self, journal: &mut Journal<'_>, f: Failure) -> Result<(), CollectError> {
+        journal.append("custody", Details::SourceFailed(f.clone()))?;
+        self.failures.push(f);
+        Ok(())
     }
 }
 
@@ -275,15 +281,12 @@ fn capture_and_seal(
     journal: &mut Journal<'_>,
     opened: OpenedSources,
 ) -> Result<Outcome, CollectError> {
-    let mut failures = source.failures();
+    let failures = source.failures();
     let snapshots = source.snapshots();
     let created_at = timefmt::rfc3339(request.at);
-    let case = request.case_id.clone();
-    let (streams, stream_formats): (Vec<_>, Vec<_>) = opened.streams.into_iter().unzip();
     for failure in &failures {
-        journal.append("custody", EntryKind::SourceFailed, failure.clone())?;
+        journal.append("custody", Details::SourceFailed(failure.clone()))?;
     }
-
     let mut bag = BagBuilder::new(
         request
             .staging
@@ -292,10 +295,48 @@ fn capture_and_seal(
         request.bundle_id.clone(),
         request.at.unix_timestamp().max(0) as u64,
     )?;
-    let mut progress = Progress::new("collect", request.progress);
-    let mut captured = Vec::new();
-    let mut provenance = Vec::new();
-    // The analysis runs on its own thread, fed the same chunks that are hashed and compressed.
+    let mut found = Captures {
+        captured: Vec::new(),
+        provenance: Vec::new(),
+        failures,
+    };
+    let (to_analysis, analysis) = spawn_analysis(policies);
+    capture_streams(&mut bag, opened, request, journal, &to_analysis, &mut found)?;
+    drop(to_analysis);
+    leave_out_changed(&mut bag, journal, &mut found)?;
+    let mut summary = finish_analysis(analysis, policies, request, journal, &mut found)?;
+    attribute_pods(&found.provenance, &mut summary);
+    let collection = serde_json::json!({
+        "format": "custody-collection/1",
+        "case_id": request.case_id,
+        "bundle_id": request.bundle_id,
+        "collected_at": created_at,
+        "trigger": request.trigger,
+        "requested_by": request.trigger.requested_by,
+        "host": hostname(),
+        "tool": ToolRecord::current(),
+        "request": source.request(),
+        "sources": found.provenance,
+        "failures": found.failures,
+    });
+    add_records(&mut bag, request, &found, &summary, snapshots, &collection)?;
+    let sealed = bag.finish(&bag_info(request, key, &created_at))?;
+    let bundle = seal::store_bundle(store, key, journal, &request.bundle_id, &created_at, sealed)?;
+    Ok(Outcome {
+        case_id: request.case_id.clone(),
+        bundle,
+        summary,
+        sources: found.captured,
+        failures: found.failures,
+    })
+}
+
+type AnalysisThread = std::thread::JoinHandle<Analyzer>;
+
+/// Starts the analysis on its own thread, fed the same chunks that are hashed and compressed.
+fn spawn_analysis(
+    policies: &Policies,
+) -> (std::sync::mpsc::SyncSender<AnalysisInput>, AnalysisThread) {
     let (to_analysis, analysis_input) = std::sync::mpsc::sync_channel::<AnalysisInput>(8);
     let formats = Arc::new(policies.formats.clone());
     let budget = policies.collection.analysis.memory_budget_bytes;
@@ -310,7 +351,21 @@ fn capture_and_seal(
         }
         analyzer
     });
-    for (mut stream, format) in streams.into_iter().zip(stream_formats) {
+    (to_analysis, analysis)
+}
+
+/// Reads every stream into the bag once, feeding the analysis, and journals each capture and
+/// what the source's own check found wrong with it.
+fn capture_streams(
+    bag: &mut BagBuilder,
+    opened: OpenedSources,
+    request: &Request,
+    journal: &mut Journal<'_>,
+    to_analysis: &std::sync::mpsc::SyncSender<AnalysisInput>,
+    found: &mut Captures,
+) -> Result<(), CollectError> {
+    let mut progress = Progress::new("collect", request.progress);
+    for (mut stream, format) in opened.streams {
         let path = BagPath::new(format!("data/logs/{}", stream.bag_name))?;
         let _ = to_analysis.send(AnalysisInput::Begin(path.as_str().to_owned(), format));
         progress.set_label(&format!("collect {}", stream.name));
@@ -321,7 +376,7 @@ fn capture_and_seal(
             &mut stream.reader,
             &mut |chunk| {
                 progress.advance(chunk.len() as u64);
-                // Only fails if the analysis thread panicked, which the join below reports.
+                // Only fails if the analysis thread panicked, which the join reports.
                 let _ = to_analysis.send(AnalysisInput::Chunk(chunk.clone()));
             },
         );
@@ -331,68 +386,110 @@ fn capture_and_seal(
                 return Err(CollectError::Interrupted(signal))
             }
             Err(e) => {
-                journal.append(
-                    "custody",
-                    EntryKind::SourceFailed,
-                    serde_json::json!({"source": stream.name, "bag_path": path.as_str(), "error": e.to_string()}),
-                )?;
+                let f = Failure {
+                    source: Some(stream.name.clone()),
+                    bag_path: Some(path.as_str().to_owned()),
+                    error: Some(e.to_string()),
+                    ..Failure::default()
+                };
+                journal.append("custody", Details::SourceFailed(f))?;
                 return Err(e.into());
             }
         };
-        journal.append(
-            "custody",
-            EntryKind::SourceCaptured,
-            serde_json::json!({
-                "source": stream.name, "bag_path": c.path.as_str(), "bytes": c.size,
-                "sha256": c.sha256, "sha512": c.sha512,
-            }),
-        )?;
-        let mut p = stream.provenance;
-        // The source's own word on the capture: whole, or what is missing or wrong in it.
-        let found = stream.check.map(|check| check(c.size, &c.sha256));
-        for mut f in found.into_iter().flatten() {
-            f["bag_path"] = c.path.as_str().into();
-            journal.append("custody", EntryKind::SourceFailed, f.clone())?;
-            failures.push(f);
-        }
-        if let Some(obj) = p.as_object_mut() {
-            obj.insert("bag_path".into(), c.path.as_str().into());
-            obj.insert("bytes".into(), c.size.into());
-            obj.insert("sha256".into(), c.sha256.to_hex().into());
-        }
-        provenance.push(p);
-        captured.push(CapturedSource {
-            name: stream.name,
+        record_capture(journal, found, stream, &c)?;
+    }
+    progress.finish();
+    Ok(())
+}
+
+/// Journals one stream's capture and what the source's own check found wrong with it, and
+/// keeps its provenance.
+fn record_capture(
+    journal: &mut Journal<'_>,
+    found: &mut Captures,
+    stream: crate::source::Stream,
+    c: &crate::seal::Captured,
+) -> Result<(), CollectError> {
+    journal.append(
+        "custody",
+        Details::SourceCaptured(SourceCaptured {
             bag_path: c.path.as_str().to_owned(),
             bytes: c.size,
             sha256: c.sha256,
-        });
+            sha512: c.sha512.clone(),
+            source: stream.name.clone(),
+        }),
+    )?;
+    // The source's own word on the capture: whole, or what is missing or wrong in it.
+    let checked = stream.check.map(|check| check(c.size, &c.sha256));
+    for mut f in checked.into_iter().flatten() {
+        f.bag_path = Some(c.path.as_str().to_owned());
+        found.fail(journal, f)?;
     }
-    drop(to_analysis);
-    // A staged copy changed since its capture is left out, and said so, before the bag's own
-    // records are written.
+    let mut p = stream.provenance;
+    p.bag_path = Some(c.path.as_str().to_owned());
+    p.bytes = Some(c.size);
+    p.sha256 = Some(c.sha256.to_hex());
+    found.provenance.push(p);
+    found.captured.push(CapturedSource {
+        name: stream.name,
+        bag_path: c.path.as_str().to_owned(),
+        bytes: c.size,
+        sha256: c.sha256,
+    });
+    Ok(())
+}
+
+/// A staged copy changed since its capture is left out, and said so, before the bag's own
+/// records are written.
+fn leave_out_changed(
+    bag: &mut BagBuilder,
+    journal: &mut Journal<'_>,
+    found: &mut Captures,
+) -> Result<(), CollectError> {
     for (changed, error) in bag.check_spool()? {
-        let f = serde_json::json!({"kind": "staging_changed", "source": changed.path.as_str(),
-            "bag_path": changed.path.as_str(), "error": error, "sealed": false});
-        journal.append("custody", EntryKind::SourceFailed, f.clone())?;
-        failures.push(f);
-        captured.retain(|s: &CapturedSource| s.bag_path != changed.path.as_str());
-        for p in &mut provenance {
-            if p.get("bag_path").and_then(|v| v.as_str()) == Some(changed.path.as_str()) {
-                p["sealed"] = false.into();
+        let path = changed.path.as_str();
+        found.fail(
+            journal,
+            Failure {
+                kind: Some("staging_changed".into()),
+                source: Some(path.to_owned()),
+                bag_path: Some(path.to_owned()),
+                error: Some(error),
+                sealed: Some(false),
+                ..Failure::default()
+            },
+        )?;
+        found.captured.retain(|s| s.bag_path != path);
+        for p in &mut found.provenance {
+            if p.bag_path.as_deref() == Some(path) {
+                p.sealed = Some(false);
             }
         }
     }
-    let joined = analysis.join();
-    progress.finish();
-    let mut summary = match joined {
+    Ok(())
+}
+
+/// The analysis's summary, and its failure or limit journaled; the logs are sealed either way.
+fn finish_analysis(
+    analysis: AnalysisThread,
+    policies: &Policies,
+    request: &Request,
+    journal: &mut Journal<'_>,
+    found: &mut Captures,
+) -> Result<Summary, CollectError> {
+    let summary = match analysis.join() {
         Ok(mut analyzer) => analyzer.summary(&policies.detection, request.top),
         Err(_) => {
             // The logs are sealed all the same; the summary says it has nothing to say.
-            let f = serde_json::json!({"kind": "analysis_failed", "source": "analysis",
-                "error": "the analysis failed unexpectedly; the logs are sealed, but the summary counts nothing"});
-            journal.append("custody", EntryKind::SourceFailed, f.clone())?;
-            failures.push(f);
+            found.fail(
+                journal,
+                crate::source::failure(
+                    "analysis_failed",
+                    "analysis",
+                    "the analysis failed unexpectedly; the logs are sealed, but the summary counts nothing",
+                ),
+            )?;
             let mut empty = Analyzer::new(Arc::new(policies.formats.clone()));
             let mut s = empty.summary(&policies.detection, request.top);
             s.analysis_failed = true;
@@ -400,15 +497,20 @@ fn capture_and_seal(
         }
     };
     if let Some(limit) = &summary.limit {
-        let f = serde_json::json!({"kind": "analysis_limited", "source": "analysis",
-            "error": format!("{}; the logs are sealed whole", limit.describe())});
-        journal.append("custody", EntryKind::SourceFailed, f.clone())?;
-        failures.push(f);
+        let error = format!("{}; the logs are sealed whole", limit.describe());
+        found.fail(
+            journal,
+            crate::source::failure("analysis_limited", "analysis", error),
+        )?;
     }
-    // Suspicious clients are attributed to the pods whose logs saw them fail.
+    Ok(summary)
+}
+
+/// Suspicious clients are attributed to the pods whose logs saw them fail.
+fn attribute_pods(provenance: &[Provenance], summary: &mut Summary) {
     let pod_of: std::collections::HashMap<&str, &str> = provenance
         .iter()
-        .filter_map(|p| Some((p.get("bag_path")?.as_str()?, p.get("pod")?.as_str()?)))
+        .filter_map(|p| Some((p.bag_path.as_deref()?, p.pod.as_deref()?)))
         .collect();
     for s in &mut summary.suspicious {
         let mut pods: Vec<String> = s
@@ -420,29 +522,29 @@ fn capture_and_seal(
         pods.dedup();
         s.pods = pods;
     }
-    let sources: Vec<String> = captured.iter().map(|c| c.bag_path.clone()).collect();
+}
+
+/// The bag's records beside the logs: Kubernetes snapshots, the alert, the analysis and
+/// `collection.json`.
+fn add_records(
+    bag: &mut BagBuilder,
+    request: &Request,
+    found: &Captures,
+    summary: &Summary,
+    snapshots: Vec<(String, Vec<u8>)>,
+    collection: &serde_json::Value,
+) -> Result<(), CollectError> {
+    let created_at = timefmt::rfc3339(request.at);
+    let sources: Vec<String> = found.captured.iter().map(|c| c.bag_path.clone()).collect();
     let html = report::render(
-        &summary,
+        summary,
         &ReportContext {
-            case_id: case.as_str(),
+            case_id: request.case_id.as_str(),
             bundle_id: request.bundle_id.as_str(),
             created_at: &created_at,
             sources: &sources,
         },
     );
-    let collection = serde_json::json!({
-        "format": "custody-collection/1",
-        "case_id": case,
-        "bundle_id": request.bundle_id,
-        "collected_at": created_at,
-        "trigger": request.trigger,
-        "requested_by": request.trigger.requested_by,
-        "host": hostname(),
-        "tool": ToolRecord::current(),
-        "request": source.request(),
-        "sources": provenance,
-        "failures": failures,
-    });
     for (name, bytes) in snapshots {
         bag.add_bytes(BagPath::new(format!("data/k8s/{name}"))?, bytes)?;
     }
@@ -451,7 +553,7 @@ fn capture_and_seal(
     }
     bag.add_bytes(
         BagPath::new("data/analysis/summary.json")?,
-        pretty(&summary, "the summary")?,
+        pretty(summary, "the summary")?,
     )?;
     bag.add_bytes(
         BagPath::new("data/analysis/report.html")?,
@@ -459,29 +561,25 @@ fn capture_and_seal(
     )?;
     bag.add_bytes(
         BagPath::new("data/collection.json")?,
-        pretty(&collection, "collection.json")?,
+        pretty(collection, "collection.json")?,
     )?;
-    let sealed = bag.finish(&BagInfo {
+    Ok(())
+}
+
+fn bag_info(request: &Request, key: &SigningKey, created_at: &str) -> BagInfo {
+    BagInfo {
         bagging_date: timefmt::date(request.at),
-        external_identifier: case.to_string(),
+        external_identifier: request.case_id.to_string(),
         custody_labels: vec![
             ("Bundle-Id".into(), request.bundle_id.to_string()),
-            ("Created-At".into(), created_at.clone()),
+            ("Created-At".into(), created_at.to_owned()),
             ("Key-Id".into(), key.public().id().to_string()),
             (
                 "Tool".into(),
                 format!("custody {}", env!("CARGO_PKG_VERSION")),
             ),
         ],
-    })?;
-    let bundle = seal::store_bundle(store, key, journal, &request.bundle_id, &created_at, sealed)?;
-    Ok(Outcome {
-        case_id: case,
-        bundle,
-        summary,
-        sources: captured,
-        failures,
-    })
+    }
 }
 
 fn pretty<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, CollectError> {

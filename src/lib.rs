@@ -3,16 +3,17 @@
 //!
 //! The modules follow the data: `source` (where evidence comes from) → `analysis` (how logs are
 //! read) → `seal` (how a bag is built and signed) → `store` (where it goes) → `verify` (how it is
-//! checked), with `journal` recording every step of a case.
+//! checked), with `case` (its header, its typed journal, its state folded from the journal)
+//! recording every step of a case.
 
 pub mod analysis;
+pub mod case;
 pub mod collect;
 pub mod digest;
 pub mod duration;
 pub mod filename;
 pub mod id;
 pub mod interrupt;
-pub mod journal;
 pub mod keys;
 pub mod kube;
 pub mod net;

@@ -127,17 +127,17 @@ fn incomplete(failures: &[custody::source::Failure]) -> Result<()> {
         failures.len()
     )?;
     for f in failures {
-        let text = |k: &str| f.get(k).and_then(|v| v.as_str()).unwrap_or("");
-        let source = match text("source") {
-            "" => text("pod").to_owned(),
-            s => s.to_owned(),
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        let source = match f.source.as_deref() {
+            None | Some("") => text(&f.pod),
+            Some(s) => s.to_owned(),
         };
         writeln!(
             out,
             "  {:<16} {}: {}",
-            esc(text("kind")),
+            esc(&text(&f.kind)),
             esc(&source),
-            esc(text("error"))
+            esc(&text(&f.error))
         )?;
     }
     Ok(())

@@ -6,9 +6,10 @@ pub mod bag;
 
 use serde::{Deserialize, Serialize};
 
+use crate::case::entry::{BundleSealed, SealRef, SealedArchiveRef};
+use crate::case::{Details, Head, Journal, JournalError};
 use crate::digest::Sha256Digest;
 use crate::id::{BundleId, CaseId, KeyId};
-use crate::journal::{EntryKind, Head, Journal, JournalError};
 use crate::keys::{KeyError, SigningKey};
 use crate::store::{archive_name, Store, StoreError, StoreKey, Stored};
 
@@ -164,13 +165,20 @@ pub fn store_bundle(
     let seal_sha256 = Sha256Digest::of(&seal_bytes);
     journal.append(
         "custody",
-        EntryKind::BundleSealed,
-        serde_json::json!({
-            "bundle_id": bundle,
-            "archive": {"uri": stored_archive.uri, "version_id": stored_archive.version_id,
-                        "sha256": archive.sha256, "size": archive.size},
-            "seal": {"uri": stored_seal.uri, "version_id": stored_seal.version_id, "sha256": seal_sha256},
-            "key_id": key.public().id(),
+        Details::BundleSealed(BundleSealed {
+            archive: SealedArchiveRef {
+                sha256: archive.sha256,
+                size: archive.size,
+                uri: stored_archive.uri.clone(),
+                version_id: stored_archive.version_id.clone(),
+            },
+            bundle_id: bundle.clone(),
+            key_id: key.public().id().clone(),
+            seal: SealRef {
+                sha256: seal_sha256,
+                uri: stored_seal.uri.clone(),
+                version_id: stored_seal.version_id.clone(),
+            },
         }),
     )?;
     Ok(StoredBundle {

@@ -26,9 +26,9 @@ use axum::{Json, Router};
 use serde_json::json;
 use time::OffsetDateTime;
 
+use crate::case::{self as journal, EntryKind, Journal};
 use crate::collect::{self, Request, Trigger};
 use crate::id::{BundleId, CaseId};
-use crate::journal::{self, EntryKind, Journal};
 use crate::keys::SigningKey;
 use crate::policy::Policies;
 use crate::source::k8s::{K8sRequest, K8sSource, Since, Target};
@@ -93,19 +93,20 @@ fn answer(code: StatusCode, body: serde_json::Value) -> Response {
 /// bundle sealed nor failure recorded since its last (re)start.
 fn unfinished(chain: &journal::CheckedChain) -> Option<serde_json::Value> {
     let first = &chain.entries.first()?.0;
-    let kind = first.details.get("trigger")?.get("kind")?.as_str()?;
-    if first.kind != EntryKind::CaseOpened || !matches!(kind, "alert" | "api") {
+    let details = first.details_json();
+    let kind = details.get("trigger")?.get("kind")?.as_str()?;
+    if first.kind() != EntryKind::CaseOpened || !matches!(kind, "alert" | "api") {
         return None;
     }
     let done = chain.entries.iter().any(|(e, _)| {
         matches!(
-            e.kind,
+            e.kind(),
             EntryKind::BundleSealed
                 | EntryKind::CollectionFailed
                 | EntryKind::CollectionInterrupted
         )
     });
-    (!done).then(|| first.details.clone())
+    (!done).then(|| first.details_json())
 }
 
 /// Whether the case's collection has ended (sealed with its findings, or failed): entries can
@@ -117,14 +118,14 @@ fn collection_over(chain: &journal::CheckedChain) -> bool {
         .rev()
         .find(|(e, _)| {
             matches!(
-                e.kind,
+                e.kind(),
                 EntryKind::Findings
                     | EntryKind::CollectionFailed
                     | EntryKind::CollectionInterrupted
                     | EntryKind::CollectionRestarted
             )
         })
-        .is_some_and(|(e, _)| e.kind != EntryKind::CollectionRestarted)
+        .is_some_and(|(e, _)| e.kind() != EntryKind::CollectionRestarted)
 }
 
 /// Journals the resolve of `episode` on `case` once, from its record.
@@ -138,7 +139,7 @@ fn journal_resolve(store: &dyn Store, case: &CaseId, episode: &str) -> Result<()
     if chain
         .entries
         .iter()
-        .any(|(e, _)| e.kind == EntryKind::AlertResolved)
+        .any(|(e, _)| e.kind() == EntryKind::AlertResolved)
     {
         return Ok(());
     }
@@ -165,7 +166,7 @@ fn append(
             return Err(format!("case {case} has no journal"));
         };
         let mut journal = Journal::resume(store, case.clone(), head);
-        match journal.append("custody", kind, details.clone()) {
+        match journal.append_json("custody", kind, details.clone()) {
             Ok(_) => return Ok(()),
             Err(journal::JournalError::Append {
                 source: StoreError::AlreadyExists { .. },
@@ -263,7 +264,7 @@ impl Daemon {
                     first["trigger_details"] = details.clone();
                 }
                 let mut journal = Journal::new_case(self.store.as_ref(), case.clone());
-                match journal.append(&trigger.requested_by, EntryKind::CaseOpened, first) {
+                match journal.append_json(&trigger.requested_by, EntryKind::CaseOpened, first) {
                     Ok(_) => {}
                     Err(journal::JournalError::Append {
                         source: StoreError::AlreadyExists { .. },
@@ -622,23 +623,23 @@ impl Daemon {
         let mut resolved = false;
         let (mut trigger, mut opened_at) = (serde_json::Value::Null, serde_json::Value::Null);
         for (e, _) in &chain.entries {
-            match e.kind {
+            match e.kind() {
                 EntryKind::CaseOpened => {
-                    trigger = e.details.get("trigger").cloned().unwrap_or_default();
+                    trigger = e.details_json().get("trigger").cloned().unwrap_or_default();
                     opened_at = json!(e.at);
                 }
                 EntryKind::BundleSealed => {
                     state = "storing";
                     bundles.push(
-                        json!({"bundle_id": e.details["bundle_id"], "archive": e.details["archive"],
-                                        "seal": e.details["seal"], "sealed_at": e.at}),
+                        json!({"bundle_id": e.details_json()["bundle_id"], "archive": e.details_json()["archive"],
+                                        "seal": e.details_json()["seal"], "sealed_at": e.at}),
                     );
                 }
                 EntryKind::CollectionFailed | EntryKind::CollectionInterrupted => state = "failed",
                 EntryKind::CollectionRestarted if state != "sealed" => state = "collecting",
                 // The last step of a collection.
                 EntryKind::Findings => {
-                    findings = e.details.clone();
+                    findings = e.details_json();
                     state = "sealed";
                 }
                 EntryKind::AlertResolved => resolved = true,

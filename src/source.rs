@@ -2,14 +2,18 @@
 //! opened, so bad input is refused with nothing written; each stream carries its provenance for
 //! `collection.json`.
 
+pub mod failure;
 pub mod files;
 pub mod k8s;
+pub mod provenance;
 
 use std::io::Read;
 
 use crate::digest::Sha256Digest;
 
+pub use failure::{failure, Failure};
 pub use files::FileSource;
+pub use provenance::Provenance;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -39,7 +43,7 @@ pub struct Stream {
     /// The file name it gets under `data/logs/` in the bag.
     pub bag_name: String,
     /// Where it came from, for `collection.json`.
-    pub provenance: serde_json::Value,
+    pub provenance: Provenance,
     /// Bytes already read while opening (to refuse empty input early); they come first.
     pub first: Vec<u8>,
     pub reader: Box<dyn Read + Send>,
@@ -52,14 +56,6 @@ pub struct Stream {
 
 /// See `Stream::check`.
 pub type Check = Box<dyn FnOnce(u64, &Sha256Digest) -> Vec<Failure> + Send>;
-
-/// Something a source could not capture whole, for `collection.json` and the journal.
-pub type Failure = serde_json::Value;
-
-/// A failure record: `kind` names what happened, `error` says it for a person.
-pub fn failure(kind: &str, source: &str, error: impl Into<String>) -> Failure {
-    serde_json::json!({ "kind": kind, "source": source, "error": error.into() })
-}
 
 /// A kind of evidence source.
 pub trait Source {

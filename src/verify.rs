@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::case::state::Outcome;
+use crate::case::{self as journal, CaseState, CheckedChain, Details};
 use crate::id::{BundleId, CaseId};
-use crate::journal::{self, CheckedChain, EntryKind};
 use crate::keys::PublicKey;
 use crate::store::{LocalStore, Store, StoreError, StoreKey};
 
@@ -363,27 +364,23 @@ fn check_case_opened(store: &dyn Store, case: &CaseId, chain: &CheckedChain, rep
     let Some((first, _)) = chain.entries.first().filter(|(e, _)| e.seq == 1) else {
         return;
     };
-    if first.kind != EntryKind::CaseOpened {
+    let Details::CaseOpened(opened) = &first.details else {
         report.problem(
             "journal",
             StoreKey::JournalEntry(case.clone(), 1).path(),
             "the first entry does not open the case",
         );
         return;
-    }
-    let recorded = first
-        .details
-        .get("case_header_sha256")
-        .and_then(|v| v.as_str());
+    };
+    let recorded = opened.case_header_sha256;
     if let Ok(bytes) = store.get(&header_key) {
-        let actual = crate::digest::Sha256Digest::of(&bytes).to_hex();
-        if recorded != Some(actual.as_str()) {
+        let actual = crate::digest::Sha256Digest::of(&bytes);
+        if recorded != actual {
             report.problem(
                 "case_header",
                 header_key.path(),
                 format!(
-                    "the case header's SHA-256 is {actual}, but journal entry 1 recorded {}: it was changed",
-                    recorded.unwrap_or("none")
+                    "the case header's SHA-256 is {actual}, but journal entry 1 recorded {recorded}: it was changed"
                 ),
             );
         }
@@ -404,76 +401,51 @@ fn check_completeness(
     report: &mut Report,
 ) {
     let whole_case = only.is_none();
-    let mut pending: Vec<(u64, &serde_json::Value)> = Vec::new();
-    let mut open: Option<(u64, EntryKind)> = None;
-    for (entry, _) in &chain.entries {
-        let subject = || StoreKey::JournalEntry(case.clone(), entry.seq).path();
-        match entry.kind {
-            EntryKind::CaseOpened | EntryKind::SourceCaptured => {
-                open = Some((entry.seq, entry.kind));
-            }
-            EntryKind::CollectionRestarted => {
-                // The interrupted attempt's failures are superseded by the new attempt.
-                pending.clear();
-                open = Some((entry.seq, entry.kind));
-            }
-            EntryKind::SourceFailed => {
-                pending.push((entry.seq, &entry.details));
-                open = Some((entry.seq, entry.kind));
-            }
-            EntryKind::BundleSealed => {
-                let bundle = entry.details.get("bundle_id").and_then(|v| v.as_str());
-                if only.is_some_and(|b| Some(b.as_str()) != bundle) {
-                    pending.clear();
+    let state = CaseState::of(chain);
+    for outcome in &state.outcomes {
+        match outcome {
+            Outcome::Sealed {
+                bundle, failures, ..
+            } => {
+                if only.is_some_and(|b| b != &bundle.bundle_id) {
+                    continue;
                 }
-                for (seq, details) in pending.drain(..) {
+                for (seq, failure) in failures {
                     report.incomplete(
                         "capture_incomplete",
-                        StoreKey::JournalEntry(case.clone(), seq).path(),
-                        format!(
-                            "bundle {}: {}",
-                            bundle.unwrap_or("?"),
-                            failure_text(details)
-                        ),
+                        StoreKey::JournalEntry(case.clone(), *seq).path(),
+                        format!("bundle {}: {}", bundle.bundle_id, failure.text()),
                     );
                 }
-                open = None;
             }
-            EntryKind::CollectionFailed => {
-                pending.clear();
-                open = None;
-                if !whole_case {
-                    continue;
-                }
-                report.incomplete(
-                    "collection_failed",
-                    subject(),
-                    format!(
-                        "the collection failed and sealed nothing: {}",
-                        failure_text(&entry.details)
-                    ),
-                );
-            }
-            EntryKind::CollectionInterrupted => {
-                pending.clear();
-                open = None;
-                if !whole_case {
-                    continue;
-                }
-                let message = match entry.details.get("signal").and_then(|v| v.as_str()) {
+            Outcome::Failed { seq, details } if whole_case => report.incomplete(
+                "collection_failed",
+                StoreKey::JournalEntry(case.clone(), *seq).path(),
+                format!(
+                    "the collection failed and sealed nothing: {}",
+                    details.error
+                ),
+            ),
+            Outcome::Interrupted { seq, details } if whole_case => {
+                let message = match &details.signal {
                     Some(signal) => format!(
                         "the operator stopped the collection ({signal}); nothing was sealed by it"
                     ),
                     None => format!(
                         "the collection did not finish and sealed nothing: {}",
-                        failure_text(&entry.details)
+                        details.error
                     ),
                 };
-                report.incomplete("collection_interrupted", subject(), message);
+                report.incomplete(
+                    "collection_interrupted",
+                    StoreKey::JournalEntry(case.clone(), *seq).path(),
+                    message,
+                );
             }
-            EntryKind::ObjectsStored | EntryKind::Findings | EntryKind::AlertResolved => {}
+            Outcome::Failed { .. } | Outcome::Interrupted { .. } => {}
         }
     }
+    let open = state.open_step;
     // Without a record of how it ended, an unfinished collection cannot be told from a bundle
     // removed together with its journal entries, so it is a problem, not a state. (A collection
     // whose process died is journaled as interrupted by the next collection in the store.)
@@ -511,25 +483,6 @@ fn check_completeness(
     }
 }
 
-/// A journaled failure in words: its kind, source and error.
-fn failure_text(details: &serde_json::Value) -> String {
-    let text = |k: &str| details.get(k).and_then(|v| v.as_str()).unwrap_or("");
-    let source = match text("source") {
-        "" => text("pod"),
-        s => s,
-    };
-    let mut out = String::new();
-    for part in [text("kind"), source, text("error")] {
-        if !part.is_empty() {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(part);
-        }
-    }
-    out
-}
-
 /// Every bundle the journal says was sealed must be in the store.
 fn check_sealed_entries(
     chain: &CheckedChain,
@@ -537,20 +490,13 @@ fn check_sealed_entries(
     bundles: &[BundleId],
     report: &mut Report,
 ) {
-    for (entry, _) in &chain.entries {
-        if entry.kind != EntryKind::BundleSealed {
-            continue;
-        }
-        let id = entry
-            .details
-            .get("bundle_id")
-            .and_then(|v| v.as_str())
-            .unwrap_or("");
-        if !bundles.iter().any(|b| b.as_str() == id) {
+    for (seq, _, sealed) in CaseState::of(chain).bundles() {
+        let id = sealed.bundle_id.as_str();
+        if !bundles.contains(&sealed.bundle_id) {
             report.problem(
                 "missing_file",
                 format!("cases/{case}/bundles/{id}"),
-                format!("journal entry {} records bundle {id:?} as sealed, but the store does not have it", entry.seq),
+                format!("journal entry {seq} records bundle {id:?} as sealed, but the store does not have it"),
             );
         }
     }

@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::case::entry::CollectionInterrupted;
+use crate::case::{self, CaseState, Details, Journal};
 use crate::id::{BundleId, CaseId};
-use crate::journal::{self, EntryKind, Journal};
 use crate::store::Store;
 
 const LOCK: &str = "lock";
@@ -185,25 +186,11 @@ pub fn state_of(staging: &Path, case: &CaseId) -> RunState {
 
 /// Journals `collection_interrupted` for the run's case if its collection is unfinished.
 fn journal_died(store: &dyn Store, record: &RunRecord) -> Result<bool, String> {
-    let chain = journal::check_chain(store, &record.case_id).map_err(|e| e.to_string())?;
+    let chain = case::check_chain(store, &record.case_id).map_err(|e| e.to_string())?;
     let Some(head) = chain.head() else {
         return Ok(false);
     };
-    let last_collection_step = chain.entries.iter().rev().map(|(e, _)| e.kind).find(|k| {
-        !matches!(
-            k,
-            EntryKind::ObjectsStored | EntryKind::Findings | EntryKind::AlertResolved
-        )
-    });
-    let unfinished = matches!(
-        last_collection_step,
-        Some(
-            EntryKind::CaseOpened
-                | EntryKind::SourceCaptured
-                | EntryKind::SourceFailed
-                | EntryKind::CollectionRestarted
-        )
-    );
+    let unfinished = CaseState::of(&chain).collection_unfinished();
     if !unfinished || !chain.problems.is_empty() {
         return Ok(false);
     }
@@ -211,12 +198,11 @@ fn journal_died(store: &dyn Store, record: &RunRecord) -> Result<bool, String> {
     journal
         .append(
             "custody",
-            EntryKind::CollectionInterrupted,
-            serde_json::json!({
-                "signal": null,
-                "bundle_id": record.bundle_id,
-                "pid": record.pid,
-                "error": "the collecting process ended without finishing (killed, or it crashed); found by the next collection in this store, which removed its temporary files",
+            Details::CollectionInterrupted(CollectionInterrupted {
+                bundle_id: Some(record.bundle_id.clone()),
+                error: "the collecting process ended without finishing (killed, or it crashed); found by the next collection in this store, which removed its temporary files".into(),
+                pid: Some(record.pid),
+                signal: None,
             }),
         )
         .map_err(|e| e.to_string())?;

@@ -12,7 +12,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::{failure, Failure, Source, SourceError, Stream};
+use super::{failure, Failure, Provenance, Source, SourceError, Stream};
 use crate::digest::Sha256Digest;
 use crate::interrupt;
 use crate::filename::safe_file_name;
@@ -144,7 +144,7 @@ fn check(
                 &name,
                 format!("the input has more than the cap of {limit} bytes (files.limit_bytes); the first {bytes} bytes are sealed, the rest is not"),
             );
-            f["limit_bytes"] = limit.into();
+            f.set("limit_bytes", limit);
             failures.push(f);
         }
         let Some((opened, file)) = opened else {
@@ -168,10 +168,10 @@ fn check(
                     "the file was truncated while it was read and written again at its old offsets (as logrotate's copytruncate does when the writer does not append): it has a hole from byte {hole} that it did not have at open, so the {bytes} bytes sealed hold zero bytes there, not the log"
                 ),
             );
-            f["size_at_open"] = at_open.into();
-            f["bytes_read"] = bytes.into();
-            f["size_now"] = size_now.into();
-            f["hole_at"] = hole.into();
+            f.set("size_at_open", at_open);
+            f.set("bytes_read", bytes);
+            f.set("size_now", size_now);
+            f.set("hole_at", hole);
             failures.push(f);
         }
         if cut {
@@ -183,9 +183,9 @@ fn check(
                     size_now.map_or("unknown".into(), |s| s.to_string())
                 ),
             );
-            f["size_at_open"] = at_open.into();
-            f["bytes_read"] = bytes.into();
-            f["size_now"] = size_now.into();
+            f.set("size_at_open", at_open);
+            f.set("bytes_read", bytes);
+            f.set("size_now", size_now);
             failures.push(f);
         }
         match std::fs::metadata(&opened.path) {
@@ -261,14 +261,14 @@ fn open_file(path: &Path, index: usize, limit: u64) -> Result<Stream, SourceErro
     });
     Ok(Stream {
         bag_name: format!("{index:02}-{}", safe_file_name(&base, 60)),
-        provenance: serde_json::json!({
+        provenance: Provenance::from_json(serde_json::json!({
             "kind": if regular { "file" } else { "device" },
             "path": name,
             "absolute_path": absolute.display().to_string(),
             "size_at_open": regular.then_some(meta.len()),
             "modified": modified,
             "limit_bytes": limit,
-        }),
+        })),
         check: Some(check(name.clone(), limit, watch, opened)),
         name,
         first,
@@ -305,7 +305,9 @@ impl Source for FileSource {
                 streams.push(Stream {
                     name: "-".into(),
                     bag_name: format!("{:02}-stdin.log", i + 1),
-                    provenance: serde_json::json!({ "kind": "stdin", "path": "-", "limit_bytes": self.limit }),
+                    provenance: Provenance::from_json(
+                        serde_json::json!({ "kind": "stdin", "path": "-", "limit_bytes": self.limit }),
+                    ),
                     first,
                     reader: Box::new(reader),
                     check: Some(check("-".into(), self.limit, watch, None)),

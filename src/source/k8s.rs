@@ -617,15 +617,16 @@ impl Source for K8sSource {
                 c.container,
                 if c.previous { " (previous)" } else { "" }
             );
+            let provenance = super::Provenance::from_json(c.provenance);
             streams.push(Stream {
                 check: Some(staged_check(
                     name.clone(),
-                    &c.provenance,
+                    &provenance,
                     self.policy.limit_bytes,
                 )),
                 name,
                 bag_name: c.bag_name,
-                provenance: c.provenance,
+                provenance,
                 first,
                 reader: Box::new(file),
             });
@@ -652,8 +653,12 @@ impl Source for K8sSource {
         self.snapshots.clone()
     }
 
-    fn failures(&self) -> Vec<serde_json::Value> {
-        self.failures.clone()
+    fn failures(&self) -> Vec<super::Failure> {
+        self.failures
+            .iter()
+            .cloned()
+            .map(super::Failure::from_json)
+            .collect()
     }
 
     fn finished(&mut self) {
@@ -663,13 +668,10 @@ impl Source for K8sSource {
 
 /// The check once a staged log has been read into the bag: what was sealed must be what arrived
 /// (the staged copy could have been changed in between), and a log cut at the cap is recorded.
-fn staged_check(name: String, provenance: &serde_json::Value, limit: u64) -> super::Check {
-    let received = provenance
-        .get("sha256_received")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned);
-    let bytes_received = provenance.get("bytes_received").and_then(|v| v.as_u64());
-    let truncated = provenance.get("truncated") == Some(&serde_json::Value::Bool(true));
+fn staged_check(name: String, provenance: &super::Provenance, limit: u64) -> super::Check {
+    let received = provenance.sha256_received.clone();
+    let bytes_received = provenance.bytes_received;
+    let truncated = provenance.truncated == Some(true);
     Box::new(move |bytes: u64, sha256: &crate::digest::Sha256Digest| {
         let mut failures = Vec::new();
         if received.as_deref() != Some(sha256.to_hex().as_str()) || bytes_received != Some(bytes) {
@@ -682,8 +684,8 @@ fn staged_check(name: String, provenance: &serde_json::Value, limit: u64) -> sup
                     received.as_deref().unwrap_or("unknown"),
                 ),
             );
-            f["sha256_received"] = received.clone().into();
-            f["sha256_sealed"] = sha256.to_hex().into();
+            f.set("sha256_received", received.clone());
+            f.set("sha256_sealed", sha256.to_hex());
             failures.push(f);
         }
         if truncated {
@@ -692,7 +694,7 @@ fn staged_check(name: String, provenance: &serde_json::Value, limit: u64) -> sup
                 &name,
                 format!("the log has more than the cap of {limit} bytes (kubernetes.limit_bytes); the first {limit} bytes are sealed, the rest is not"),
             );
-            f["limit_bytes"] = limit.into();
+            f.set("limit_bytes", limit);
             failures.push(f);
         }
         failures

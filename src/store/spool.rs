@@ -25,9 +25,10 @@ use serde::Serialize;
 
 use super::s3::{PutReceipt, S3Location, S3Options, S3Store};
 use super::{LocalStore, StagedFile, Store, StoreError, StoreKey, Stored};
+use crate::case::entry::{ObjectReceipt, ObjectsStored};
+use crate::case::{self as journal, Details, Journal, JournalError};
 use crate::digest::Sha256Digest;
 use crate::id::{BundleId, CaseId};
-use crate::journal::{self, EntryKind, Journal, JournalError};
 
 mod check;
 
@@ -393,10 +394,12 @@ pub fn upload_case(
             })?;
     let (remote_seqs, _) = s3.list_journal(case)?;
     let remote_last = remote_seqs.last().copied().unwrap_or(0);
-    let details = serde_json::json!({ "objects": objects });
+    let details = Details::ObjectsStored(ObjectsStored {
+        objects: objects.iter().map(ObjectReceipt::from).collect(),
+    });
     let journal_entry = if remote_last == local_head.seq {
         let mut journal = Journal::resume(s3, case.clone(), local_head);
-        journal.append("custody", EntryKind::ObjectsStored, details)?;
+        journal.append("custody", details)?;
         Stored {
             uri: s3.object_uri(&StoreKey::JournalEntry(case.clone(), local_head.seq + 1)),
             version_id: s3
@@ -430,12 +433,11 @@ pub fn upload_case(
 }
 
 /// Whether entry `seq` in S3 records exactly `details` as an `objects_stored` entry.
-fn recorded_already(s3: &S3Store, case: &CaseId, seq: u64, details: &serde_json::Value) -> bool {
+fn recorded_already(s3: &S3Store, case: &CaseId, seq: u64, details: &Details) -> bool {
     let Ok(bytes) = s3.get(&StoreKey::JournalEntry(case.clone(), seq)) else {
         return false;
     };
-    serde_json::from_slice::<journal::Entry>(&bytes)
-        .is_ok_and(|e| e.kind == EntryKind::ObjectsStored && &e.details == details)
+    serde_json::from_slice::<journal::Entry>(&bytes).is_ok_and(|e| &e.details == details)
 }
 
 fn receipt_path(spool: &SpoolStore, key: &StoreKey) -> PathBuf {

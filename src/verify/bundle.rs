@@ -9,9 +9,9 @@ use serde::Serialize;
 use super::archive::{fallback_cap, stream_archive, CAP_SLACK};
 use super::bag::{check_bag, payload_oxum};
 use super::{Options, Problem};
+use crate::case::{CaseState, CheckedChain, Details, EntryKind};
 use crate::digest::Sha256Digest;
 use crate::id::{BundleId, CaseId, KeyId};
-use crate::journal::{CheckedChain, EntryKind};
 use crate::keys::PublicKey;
 use crate::seal::{SealRecord, SEAL_FORMAT};
 use crate::store::{archive_name, Store, StoreKey};
@@ -396,11 +396,9 @@ fn check_journal(
         ),
     }
     let seal_sha = Sha256Digest::of(seal_bytes).to_hex();
-    let recorded = chain.entries.iter().find(|(e, _)| {
-        e.kind == EntryKind::BundleSealed
-            && e.details.get("bundle_id").and_then(|v| v.as_str()) == Some(bundle.as_str())
-    });
-    let Some((entry, _)) = recorded else {
+    let state = CaseState::of(chain);
+    let recorded = state.bundles().find(|(_, _, b)| &b.bundle_id == bundle);
+    let Some((seq, _, sealed)) = recorded else {
         c.add(
             "journal",
             subject,
@@ -408,72 +406,53 @@ fn check_journal(
         );
         return;
     };
-    if entry.seq != head.seq + 1 {
+    if seq != head.seq + 1 {
         c.add(
             "journal",
             subject.clone(),
             format!(
-                "journal entry {} records the sealing, but it must directly follow entry {}, the head the seal pins",
-                entry.seq, head.seq
+                "journal entry {seq} records the sealing, but it must directly follow entry {}, the head the seal pins",
+                head.seq
             ),
         );
     }
-    let recorded_key = entry.details.get("key_id").and_then(|v| v.as_str());
-    if recorded_key != Some(seal.key_id.as_str()) {
+    if sealed.key_id != seal.key_id {
         c.add(
             "journal",
             subject.clone(),
             format!(
-                "journal entry {} records key {}, the seal names key {}",
-                entry.seq,
-                recorded_key.unwrap_or("none"),
-                seal.key_id
+                "journal entry {seq} records key {}, the seal names key {}",
+                sealed.key_id, seal.key_id
             ),
         );
     }
-    let recorded_size = entry
-        .details
-        .pointer("/archive/size")
-        .and_then(|v| v.as_u64());
-    if recorded_size != Some(seal.archive.size) {
+    if sealed.archive.size != seal.archive.size {
         c.add(
             "journal",
             subject.clone(),
             format!(
-                "journal entry {} records another archive size ({}), the seal says {}",
-                entry.seq,
-                recorded_size.map_or("none".into(), |n| n.to_string()),
-                seal.archive.size
+                "journal entry {seq} records another archive size ({}), the seal says {}",
+                sealed.archive.size, seal.archive.size
             ),
         );
     }
-    let recorded_seal = entry
-        .details
-        .pointer("/seal/sha256")
-        .and_then(|v| v.as_str());
-    if recorded_seal != Some(seal_sha.as_str()) {
+    if sealed.seal.sha256.to_hex() != seal_sha {
         c.add(
             "journal",
             subject.clone(),
             format!(
-                "journal entry {} records another seal (SHA-256 {}), this seal's is {seal_sha}",
-                entry.seq,
-                recorded_seal.unwrap_or("none")
+                "journal entry {seq} records another seal (SHA-256 {}), this seal's is {seal_sha}",
+                sealed.seal.sha256
             ),
         );
     }
-    let recorded_archive = entry
-        .details
-        .pointer("/archive/sha256")
-        .and_then(|v| v.as_str());
-    if recorded_archive != Some(seal.archive.sha256.to_hex().as_str()) {
+    if sealed.archive.sha256 != seal.archive.sha256 {
         c.add(
             "journal",
             subject,
             format!(
-                "journal entry {} records another archive (SHA-256 {})",
-                entry.seq,
-                recorded_archive.unwrap_or("none")
+                "journal entry {seq} records another archive (SHA-256 {})",
+                sealed.archive.sha256
             ),
         );
     }
@@ -494,55 +473,48 @@ fn check_captured_sources(
         .filter(|(e, _)| {
             e.seq <= head
                 && matches!(
-                    e.kind,
+                    e.kind(),
                     EntryKind::BundleSealed | EntryKind::CollectionRestarted
                 )
         })
         .map(|(e, _)| e.seq)
         .max()
         .unwrap_or(0);
-    let captured = chain
+    let this_bundle = chain
         .entries
         .iter()
-        .filter(|(e, _)| e.seq > start && e.seq <= head && e.kind == EntryKind::SourceCaptured);
+        .map(|(e, _)| e)
+        .filter(|e| e.seq > start && e.seq <= head);
+    let captured = this_bundle.clone().filter_map(|e| match &e.details {
+        Details::SourceCaptured(d) => Some((e.seq, d)),
+        _ => None,
+    });
     // A source whose staged copy changed after its capture was left out of the bag, as a later
     // entry records; the report lists it as incomplete.
-    let left_out: Vec<&str> = chain
-        .entries
-        .iter()
-        .filter(|(e, _)| {
-            e.seq > start
-                && e.seq <= head
-                && e.kind == EntryKind::SourceFailed
-                && e.details.get("sealed") == Some(&serde_json::Value::Bool(false))
+    let left_out: Vec<&str> = this_bundle
+        .filter_map(|e| match &e.details {
+            Details::SourceFailed(f) if f.sealed == Some(false) => f.bag_path.as_deref(),
+            _ => None,
         })
-        .filter_map(|(e, _)| e.details.get("bag_path").and_then(|v| v.as_str()))
         .collect();
-    for (entry, _) in captured {
-        let path = entry
-            .details
-            .get("bag_path")
-            .and_then(|v| v.as_str())
-            .unwrap_or("");
+    for (seq, entry) in captured {
+        let path = entry.bag_path.as_str();
         if left_out.contains(&path) && !contents.payload.contains_key(path) {
             continue;
         }
-        let sha = entry.details.get("sha256").and_then(|v| v.as_str());
-        let bytes = entry.details.get("bytes").and_then(|v| v.as_u64());
+        let sha = entry.sha256.to_hex();
         match contents.payload.get(path) {
             None => c.add(
                 "journal",
                 format!("{bundle}/{path}"),
-                format!("journal entry {} records this source as captured, but it is not in the bag", entry.seq),
+                format!("journal entry {seq} records this source as captured, but it is not in the bag"),
             ),
-            Some((size, s256, _)) if Some(s256.as_str()) != sha || Some(*size) != bytes => c.add(
+            Some((size, s256, _)) if s256.as_str() != sha || *size != entry.bytes => c.add(
                 "journal",
                 format!("{bundle}/{path}"),
                 format!(
-                    "journal entry {} records {} bytes with SHA-256 {}, the bag holds {size} bytes with SHA-256 {s256}",
-                    entry.seq,
-                    bytes.map_or("?".into(), |n| n.to_string()),
-                    sha.unwrap_or("none")
+                    "journal entry {seq} records {} bytes with SHA-256 {sha}, the bag holds {size} bytes with SHA-256 {s256}",
+                    entry.bytes,
                 ),
             ),
             Some(_) => {}

@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{verify_case, Options, Report, VerifyError};
+use crate::case::{self as journal, Details};
 use crate::digest::Sha256Digest;
 use crate::id::{BundleId, CaseId};
-use crate::journal::{self, EntryKind};
 use crate::policy::StoragePolicy;
 use crate::store::s3::{same_checksum, KeyVersions, PutReceipt, S3Location, S3Options, S3Store};
 use crate::store::{Store, StoreError};
@@ -190,42 +190,28 @@ fn check_case_objects(
     let mut recorded: BTreeMap<String, PutReceipt> = BTreeMap::new();
     let mut recording_entries: Vec<String> = Vec::new();
     for (entry, _) in &chain.entries {
-        if entry.kind != EntryKind::ObjectsStored {
+        let Details::ObjectsStored(stored) = &entry.details else {
             continue;
-        }
-        let objects = entry
-            .details
-            .get("objects")
-            .cloned()
-            .map(serde_json::from_value::<Vec<PutReceipt>>);
-        match objects {
-            Some(Ok(objects)) => {
-                for o in objects {
-                    match recorded.get(&o.uri) {
-                        // The first record stands; a later one that differs is suspect (journal
-                        // entries are chained, not signed).
-                        Some(first) if first != &o => report.problem(
-                            "s3_version",
-                            o.uri.clone(),
-                            format!(
-                                "journal entry {} records it differently from an earlier entry",
-                                entry.seq
-                            ),
-                        ),
-                        Some(_) => {}
-                        None => {
-                            recorded.insert(o.uri.clone(), o);
-                        }
-                    }
+        };
+        for o in stored.objects.iter().cloned().map(PutReceipt::from) {
+            match recorded.get(&o.uri) {
+                // The first record stands; a later one that differs is suspect (journal
+                // entries are chained, not signed).
+                Some(first) if first != &o => report.problem(
+                    "s3_version",
+                    o.uri.clone(),
+                    format!(
+                        "journal entry {} records it differently from an earlier entry",
+                        entry.seq
+                    ),
+                ),
+                Some(_) => {}
+                None => {
+                    recorded.insert(o.uri.clone(), o);
                 }
-                recording_entries.push(format!("{prefix}journal/{:010}.json", entry.seq));
             }
-            _ => report.problem(
-                "journal",
-                format!("{prefix}journal/{:010}.json", entry.seq),
-                "an objects_stored entry without a readable list of objects",
-            ),
         }
+        recording_entries.push(format!("{prefix}journal/{:010}.json", entry.seq));
     }
     if recorded.is_empty() {
         report.problem(

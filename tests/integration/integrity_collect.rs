@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use custody::case::entry::{ObjectsStored, SourceCaptured};
+use custody::case::Details;
 use custody::collect::{self, Outcome, Request, Trigger};
 use custody::keys::SigningKey;
 use custody::policy::Policies;
@@ -120,7 +122,10 @@ fn a_kubernetes_log_changed_after_download_is_recorded_and_reported() {
     });
     assert!(!outcome.complete());
     assert_eq!(outcome.failures.len(), 1, "{:?}", outcome.failures);
-    assert_eq!(outcome.failures[0]["kind"], "staged_changed");
+    assert_eq!(
+        failures_json(&outcome.failures)[0]["kind"],
+        "staged_changed"
+    );
     let collection: serde_json::Value =
         serde_json::from_slice(&bag_file(&outcome, &sandbox, "data/collection.json")).unwrap();
     assert_eq!(collection["failures"][0]["kind"], "staged_changed");
@@ -153,7 +158,8 @@ fn a_log_truncated_while_collected_is_recorded_as_shrunk() {
     });
     assert_eq!(outcome.sources[0].bytes, keep);
     assert_eq!(outcome.failures.len(), 1, "{:?}", outcome.failures);
-    let f = &outcome.failures[0];
+    let failures = failures_json(&outcome.failures);
+    let f = &failures[0];
     assert_eq!(f["kind"], "shrank");
     assert_eq!(f["size_at_open"], full.len() as u64);
     assert_eq!(f["bytes_read"], keep);
@@ -195,9 +201,9 @@ fn a_log_truncated_and_rewritten_at_its_old_offset_is_recorded() {
     });
     assert!(outcome.sources[0].bytes > full.len() as u64);
     assert_eq!(outcome.failures.len(), 1, "{:?}", outcome.failures);
-    assert_eq!(outcome.failures[0]["kind"], "shrank");
+    assert_eq!(failures_json(&outcome.failures)[0]["kind"], "shrank");
     assert!(
-        outcome.failures[0]["error"]
+        failures_json(&outcome.failures)[0]["error"]
             .as_str()
             .unwrap()
             .contains("hole"),
@@ -232,7 +238,7 @@ fn a_log_appended_to_or_trimmed_of_reserved_space_while_collected_is_whole() {
         let len = f.metadata().unwrap().len();
         f.set_len(len).unwrap();
     });
-    assert_eq!(outcome.failures, Vec::<serde_json::Value>::new());
+    assert_eq!(outcome.failures, Vec::<custody::source::Failure>::new());
     assert_eq!(outcome.sources[0].bytes, (full.len() + more.len()) as u64);
 }
 
@@ -252,7 +258,7 @@ fn a_log_replaced_while_collected_is_recorded() {
     });
     assert_eq!(outcome.sources[0].bytes, full.len() as u64);
     assert_eq!(outcome.failures.len(), 1, "{:?}", outcome.failures);
-    assert_eq!(outcome.failures[0]["kind"], "replaced");
+    assert_eq!(failures_json(&outcome.failures)[0]["kind"], "replaced");
 }
 
 /// A source of two streams whose second, when first read, rewrites the bag's spool file
@@ -292,7 +298,7 @@ impl Source for RewritesSpool {
         let stream = |name: &str, reader: Box<dyn Read + Send>| Stream {
             name: name.into(),
             bag_name: format!("{name}.log"),
-            provenance: serde_json::json!({"kind": "test"}),
+            provenance: custody::source::Provenance::from_json(serde_json::json!({"kind": "test"})),
             first: Vec::new(),
             reader,
             check: None,
@@ -330,8 +336,14 @@ fn a_spool_rewritten_between_capture_and_seal_is_left_out_and_recorded() {
     req.format = custody::analysis::format::FormatChoice::Auto;
     let outcome = collect_with(&store, &mut source, &req, || {});
     assert_eq!(outcome.failures.len(), 1, "{:?}", outcome.failures);
-    assert_eq!(outcome.failures[0]["kind"], "staging_changed");
-    assert_eq!(outcome.failures[0]["bag_path"], "data/logs/01-first.log");
+    assert_eq!(
+        failures_json(&outcome.failures)[0]["kind"],
+        "staging_changed"
+    );
+    assert_eq!(
+        failures_json(&outcome.failures)[0]["bag_path"],
+        "data/logs/01-first.log"
+    );
     assert_eq!(outcome.sources.len(), 1);
     let report = verified(&sandbox.store());
     assert!(
@@ -630,15 +642,21 @@ fn an_upload_record_does_not_make_an_unfinished_collection_look_finished() {
     journal
         .append(
             "custody",
-            custody::journal::EntryKind::SourceCaptured,
-            serde_json::json!({"source": "x", "bag_path": "data/logs/01-x.log"}),
+            Details::SourceCaptured(SourceCaptured {
+                bag_path: "data/logs/01-x.log".into(),
+                bytes: 1,
+                sha256: custody::digest::Sha256Digest::of(b"x"),
+                sha512: "00".into(),
+                source: "x".into(),
+            }),
         )
         .unwrap();
     journal
         .append(
             "custody",
-            custody::journal::EntryKind::ObjectsStored,
-            serde_json::json!({"objects": []}),
+            Details::ObjectsStored(ObjectsStored {
+                objects: Vec::new(),
+            }),
         )
         .unwrap();
     let report = verified(&sandbox.store());
@@ -702,4 +720,9 @@ fn a_killed_collection_flushed_to_s3_is_reported_not_passed() {
         report["incomplete"][0]["code"], "collection_interrupted",
         "{report}"
     );
+}
+
+/// The failures as JSON, as `collection.json` and `--json` hold them.
+fn failures_json(failures: &[custody::source::Failure]) -> serde_json::Value {
+    serde_json::to_value(failures).unwrap()
 }

@@ -10,8 +10,8 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
+use custody::case::{self as journal, EntryKind};
 use custody::digest::Sha256Digest;
-use custody::journal::{self, EntryKind};
 use custody::policy::StoragePolicy;
 use custody::store::s3::{PutReceipt, S3Location, S3Options, S3Store};
 use custody::store::{Store, StoreError, StoreKey};
@@ -226,10 +226,10 @@ fn objects_stored(endpoint: &str, store: &str, case: &str) -> Vec<PutReceipt> {
     let entries: Vec<_> = chain
         .entries
         .iter()
-        .filter(|(e, _)| e.kind == EntryKind::ObjectsStored)
+        .filter(|(e, _)| e.kind() == EntryKind::ObjectsStored)
         .collect();
     assert_eq!(entries.len(), 1);
-    serde_json::from_value(entries[0].0.details["objects"].clone()).unwrap()
+    serde_json::from_value(entries[0].0.details_json()["objects"].clone()).unwrap()
 }
 
 fn s3_client(endpoint: &str, store: &str, options: S3Options) -> S3Store {

@@ -7,8 +7,8 @@
 use std::io::Read;
 use std::path::Path;
 
+use custody::case::{self as journal, Details, Entry};
 use custody::digest::Sha256Digest;
-use custody::journal::{self, Entry};
 use custody::keys::SigningKey;
 
 use crate::util::*;
@@ -61,10 +61,10 @@ fn reseal(s: &Sealed, key: &SigningKey, edit: impl FnOnce(&mut serde_json::Value
     let seal_sha = Sha256Digest::of(&bytes).to_hex();
     let archive = seal["archive"].clone();
     rewrite_journal(&s.files.case_dir.join("journal"), |entry| {
-        if entry.kind == journal::EntryKind::BundleSealed {
-            entry.details["seal"]["sha256"] = seal_sha.clone().into();
-            entry.details["archive"]["sha256"] = archive["sha256"].clone();
-            entry.details["archive"]["size"] = archive["size"].clone();
+        if let Details::BundleSealed(b) = &mut entry.details {
+            b.seal.sha256 = serde_json::from_value(seal_sha.clone().into()).unwrap();
+            b.archive.sha256 = serde_json::from_value(archive["sha256"].clone()).unwrap();
+            b.archive.size = serde_json::from_value(archive["size"].clone()).unwrap();
         }
     });
 }

@@ -10,9 +10,9 @@ use std::fs;
 use std::path::PathBuf;
 
 use super::SpoolStore;
+use crate::case::{self as journal, CaseState, CheckedChain, Details};
 use crate::digest::{HashingReader, Sha256Digest};
 use crate::id::{BundleId, CaseId, KeyId};
-use crate::journal::{self, CheckedChain, EntryKind};
 use crate::keys::PublicKey;
 use crate::seal::{sidecar_text, SealRecord};
 use crate::store::{archive_name, Store, StoreError, StoreKey};
@@ -123,24 +123,22 @@ fn check_header(
 ) -> Result<(), CheckError> {
     let uri = spooled(spool, key);
     let first = chain.entries.first().map(|(e, _)| e);
-    let Some(opened) = first.filter(|e| e.seq == 1 && e.kind == EntryKind::CaseOpened) else {
+    let opened = first.filter(|e| e.seq == 1).and_then(|e| match &e.details {
+        Details::CaseOpened(d) => Some(d),
+        _ => None,
+    });
+    let Some(opened) = opened else {
         return Err(mismatch(
             spooled(spool, &StoreKey::JournalEntry(case.clone(), 1)),
             "the journal does not open with case_opened",
         ));
     };
-    let recorded = opened
-        .details
-        .get("case_header_sha256")
-        .and_then(|v| v.as_str());
+    let recorded = opened.case_header_sha256;
     let actual = Sha256Digest::of(bytes);
-    if recorded != Some(actual.to_hex().as_str()) {
+    if recorded != actual {
         return Err(mismatch(
             uri,
-            format!(
-                "its SHA-256 is {actual}, journal entry 1 recorded {}",
-                recorded.unwrap_or("none")
-            ),
+            format!("its SHA-256 is {actual}, journal entry 1 recorded {recorded}"),
         ));
     }
     Ok(())
@@ -154,17 +152,13 @@ fn check_every_sealed_bundle_is_spooled(
     chain: &CheckedChain,
     bundles: &[BundleId],
 ) -> Result<(), CheckError> {
-    for (entry, _) in &chain.entries {
-        if entry.kind != EntryKind::BundleSealed {
-            continue;
-        }
-        let named = entry.details.get("bundle_id").and_then(|v| v.as_str());
-        if !bundles.iter().any(|b| Some(b.as_str()) == named) {
+    for (seq, _, sealed) in CaseState::of(chain).bundles() {
+        if !bundles.contains(&sealed.bundle_id) {
             return Err(mismatch(
-                spooled(spool, &StoreKey::JournalEntry(case.clone(), entry.seq)),
+                spooled(spool, &StoreKey::JournalEntry(case.clone(), seq)),
                 format!(
                     "records bundle {} as sealed, but the spool does not hold it",
-                    named.unwrap_or("(unnamed)")
+                    sealed.bundle_id
                 ),
             ));
         }
@@ -282,34 +276,21 @@ fn check_sealed_entry(
     archive: &CheckedObject,
     seal: &CheckedObject,
 ) -> Result<(), CheckError> {
-    let entry = chain.entries.iter().map(|(e, _)| e).find(|e| {
-        e.kind == EntryKind::BundleSealed
-            && e.details.get("bundle_id").and_then(|v| v.as_str()) == Some(bundle.as_str())
-    });
-    let Some(entry) = entry else {
+    let state = CaseState::of(chain);
+    let entry = state.bundles().find(|(_, _, b)| &b.bundle_id == bundle);
+    let Some((seq, _, sealed)) = entry else {
         return Err(mismatch(
             spooled(spool, &archive.key),
             "the journal has no bundle_sealed entry for it",
         ));
     };
-    let recorded = |what: &str| {
-        entry
-            .details
-            .get(what)
-            .and_then(|o| o.get("sha256"))
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-    };
-    for (what, object) in [("archive", archive), ("seal", seal)] {
-        let want = recorded(what);
-        if want.as_deref() != Some(object.sha256.to_hex().as_str()) {
+    for (want, object) in [(sealed.archive.sha256, archive), (sealed.seal.sha256, seal)] {
+        if want != object.sha256 {
             return Err(mismatch(
                 spooled(spool, &object.key),
                 format!(
-                    "its SHA-256 is {}, journal entry {} recorded {}",
+                    "its SHA-256 is {}, journal entry {seq} recorded {want}",
                     object.sha256,
-                    entry.seq,
-                    want.as_deref().unwrap_or("none")
                 ),
             ));
         }

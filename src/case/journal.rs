@@ -5,55 +5,11 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub use super::entry::{Details, Entry, EntryKind};
 use crate::digest::Sha256Digest;
 use crate::id::CaseId;
 use crate::store::{Store, StoreError, StoreKey};
 use crate::timefmt;
-
-/// What a journal entry records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EntryKind {
-    /// The case was opened; details: the trigger and who asked.
-    CaseOpened,
-    /// One source was captured whole; details: its name, bag path, bytes and SHA-256.
-    SourceCaptured,
-    /// A source could not be captured; details: what and why.
-    SourceFailed,
-    /// A bundle was sealed and stored; details: archive and seal digests and URIs.
-    BundleSealed,
-    /// The case's objects were uploaded to S3; details: `objects`, each with its URI, version
-    /// id, SHA-256, size, lock mode, retain-until (Unix seconds) and legal hold.
-    ObjectsStored,
-    /// A bundle's findings, for the case API: suspicious clients and counts.
-    Findings,
-    /// The collection could not be done; details: the error. Nothing was sealed by it.
-    CollectionFailed,
-    /// A collection interrupted (the daemon stopped or died) is done again from the start;
-    /// source entries before this one belong to the interrupted attempt.
-    CollectionRestarted,
-    /// The alert that opened the case was resolved.
-    AlertResolved,
-    /// The operator stopped the collection (SIGINT or SIGTERM); details: the signal and the
-    /// source being read. Nothing was sealed by it; what was staged was removed.
-    CollectionInterrupted,
-}
-
-/// One journal entry, stored as `cases/<case>/journal/<seq>.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Entry {
-    /// 1 for the first entry, then one more for each.
-    pub seq: u64,
-    /// The SHA-256 of the previous entry's exact bytes; `null` for the first.
-    pub prev_sha256: Option<Sha256Digest>,
-    /// When the step happened (RFC 3339, UTC).
-    pub at: String,
-    /// Who did it: a user, or `custody` for the tool itself.
-    pub actor: String,
-    pub kind: EntryKind,
-    pub details: serde_json::Value,
-}
 
 /// The last entry of a journal: its sequence number and the SHA-256 of its bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,18 +62,12 @@ impl<'a> Journal<'a> {
     }
 
     /// Appends an entry; the write is create-new, so a concurrent writer cannot fork the chain.
-    pub fn append(
-        &mut self,
-        actor: &str,
-        kind: EntryKind,
-        details: serde_json::Value,
-    ) -> Result<Head, JournalError> {
+    pub fn append(&mut self, actor: &str, details: Details) -> Result<Head, JournalError> {
         let entry = Entry {
             seq: self.head.map_or(1, |h| h.seq + 1),
             prev_sha256: self.head.map(|h| h.sha256),
             at: timefmt::rfc3339_millis(OffsetDateTime::now_utc()),
             actor: actor.to_owned(),
-            kind,
             details,
         };
         let bytes = encode(&entry)?;
@@ -136,6 +86,21 @@ impl<'a> Journal<'a> {
         };
         self.head = Some(head);
         Ok(head)
+    }
+}
+
+impl Journal<'_> {
+    /// Appends an entry whose details are given as JSON, read as `kind`'s: for writers not yet
+    /// building the typed details.
+    #[doc(hidden)]
+    pub fn append_json(
+        &mut self,
+        actor: &str,
+        kind: EntryKind,
+        details: serde_json::Value,
+    ) -> Result<Head, JournalError> {
+        let details = Details::from_json(kind, details).map_err(JournalError::Encode)?;
+        self.append(actor, details)
     }
 }
 
@@ -265,23 +230,29 @@ mod tests {
     use super::*;
     use crate::store::LocalStore;
 
+    fn captured(bytes: u64) -> Details {
+        Details::SourceCaptured(super::super::entry::SourceCaptured {
+            bag_path: "data/logs/01-x.log".into(),
+            bytes,
+            sha256: Sha256Digest::of(b"x"),
+            sha512: "00".into(),
+            source: "x.log".into(),
+        })
+    }
+
+    fn failed() -> Details {
+        Details::CollectionFailed(super::super::entry::CollectionFailed { error: "e".into() })
+    }
+
     #[test]
     fn appends_chain_and_a_changed_entry_breaks_the_chain() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path(), true).unwrap();
         let case = CaseId::new("c1").unwrap();
         let mut j = Journal::new_case(&store, case.clone());
-        j.append("alice", EntryKind::CaseOpened, serde_json::json!({}))
-            .unwrap();
-        j.append(
-            "custody",
-            EntryKind::SourceCaptured,
-            serde_json::json!({"n": 1}),
-        )
-        .unwrap();
-        let head = j
-            .append("custody", EntryKind::BundleSealed, serde_json::json!({}))
-            .unwrap();
+        j.append("alice", failed()).unwrap();
+        j.append("custody", captured(1)).unwrap();
+        let head = j.append("custody", failed()).unwrap();
         let chain = check_chain(&store, &case).unwrap();
         assert!(chain.problems.is_empty(), "{:?}", chain.problems);
         assert_eq!(chain.head(), Some(head));
@@ -296,7 +267,7 @@ mod tests {
         std::fs::set_permissions(&path, perms).unwrap();
         let text = std::fs::read_to_string(&path)
             .unwrap()
-            .replace("\"n\": 1", "\"n\": 2");
+            .replace("\"bytes\": 1", "\"bytes\": 2");
         std::fs::write(&path, text).unwrap();
         let chain = check_chain(&store, &case).unwrap();
         assert_eq!(chain.problems.len(), 1, "{:?}", chain.problems);

@@ -1,0 +1,366 @@
+//! The journal's entries, typed: one struct per kind of step, tagged on disk by `kind` with the
+//! struct under `details`. The stored bytes are those the earlier untyped writer produced: its
+//! details were JSON objects with their keys sorted, so every struct here declares its fields in
+//! alphabetical order, and an absent option is `null` or left out exactly as it was written.
+
+use serde::de::Error as _;
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::case::Trigger;
+use crate::digest::Sha256Digest;
+use crate::id::{BundleId, KeyId};
+use crate::source::Failure;
+
+/// What a journal entry records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// The case was opened; details: the trigger and who asked.
+    CaseOpened,
+    /// One source was captured whole; details: its name, bag path, bytes and SHA-256.
+    SourceCaptured,
+    /// A source could not be captured; details: what and why.
+    SourceFailed,
+    /// A bundle was sealed and stored; details: archive and seal digests and URIs.
+    BundleSealed,
+    /// The case's objects were uploaded to S3; details: `objects`, each with its URI, version
+    /// id, SHA-256, size, lock mode, retain-until (Unix seconds) and legal hold.
+    ObjectsStored,
+    /// A bundle's findings, for the case API: suspicious clients and counts.
+    Findings,
+    /// The collection could not be done; details: the error. Nothing was sealed by it.
+    CollectionFailed,
+    /// A collection interrupted (the daemon stopped or died) is done again from the start;
+    /// source entries before this one belong to the interrupted attempt.
+    CollectionRestarted,
+    /// The alert that opened the case was resolved.
+    AlertResolved,
+    /// The operator stopped the collection (SIGINT or SIGTERM); details: the signal and the
+    /// source being read. Nothing was sealed by it; what was staged was removed.
+    CollectionInterrupted,
+}
+
+/// What one step recorded: the `details` of an entry, by its `kind`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Details {
+    CaseOpened(CaseOpened),
+    SourceCaptured(SourceCaptured),
+    SourceFailed(Failure),
+    BundleSealed(BundleSealed),
+    ObjectsStored(ObjectsStored),
+    Findings(Findings),
+    CollectionFailed(CollectionFailed),
+    CollectionRestarted(CollectionRestarted),
+    AlertResolved(AlertResolved),
+    CollectionInterrupted(CollectionInterrupted),
+}
+
+/// `case_opened`: entry 1 of every journal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaseOpened {
+    /// The SHA-256 of `case.json` as it was written.
+    pub case_header_sha256: Sha256Digest,
+    pub trigger: Trigger,
+    /// What the daemon needs to collect the case again after a restart (absent from the CLI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_details: Option<TriggerDetails>,
+}
+
+/// The daemon's record of what opened a case and what it collects.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TriggerDetails {
+    /// The alert as Alertmanager sent it (an alert-triggered case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<serde_json::Value>,
+    /// The alert episode the case belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub episode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// What the collection reads from the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<CollectionTarget>,
+}
+
+/// The Kubernetes workload a daemon collection reads; one of `deployment` and `selector`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionTarget {
+    pub container: Option<String>,
+    pub deployment: Option<String>,
+    pub namespace: String,
+    pub selector: Option<String>,
+    pub since_seconds: Option<u64>,
+    pub since_time: Option<String>,
+}
+
+/// `source_captured`: one stream read into the bag.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceCaptured {
+    pub bag_path: String,
+    pub bytes: u64,
+    pub sha256: Sha256Digest,
+    /// SHA-512 in hex, as in the bag's `manifest-sha512.txt`.
+    pub sha512: String,
+    /// How the user named the source (a path, `-`, a pod's log).
+    pub source: String,
+}
+
+/// `bundle_sealed`: the archive and seal stored, and the key that signed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleSealed {
+    pub archive: SealedArchiveRef,
+    pub bundle_id: BundleId,
+    pub key_id: KeyId,
+    pub seal: SealRef,
+}
+
+/// Where the sealed archive was stored, and its digest and size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedArchiveRef {
+    pub sha256: Sha256Digest,
+    pub size: u64,
+    pub uri: String,
+    pub version_id: Option<String>,
+}
+
+/// Where the seal record was stored, and its digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealRef {
+    pub sha256: Sha256Digest,
+    pub uri: String,
+    pub version_id: Option<String>,
+}
+
+/// `objects_stored`: the receipt of every object of the case in S3.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectsStored {
+    pub objects: Vec<ObjectReceipt>,
+}
+
+/// One object's receipt, as S3 answered its upload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectReceipt {
+    pub legal_hold: bool,
+    pub lock_mode: String,
+    /// Unix seconds.
+    pub retain_until: i64,
+    /// The checksum S3 keeps (see `store::s3::PutReceipt`).
+    pub s3_checksum: String,
+    pub sha256: Sha256Digest,
+    pub size: u64,
+    pub uri: String,
+    pub version_id: Option<String>,
+}
+
+impl From<&crate::store::s3::PutReceipt> for ObjectReceipt {
+    fn from(r: &crate::store::s3::PutReceipt) -> Self {
+        Self {
+            legal_hold: r.legal_hold,
+            lock_mode: r.lock_mode.clone(),
+            retain_until: r.retain_until,
+            s3_checksum: r.s3_checksum.clone(),
+            sha256: r.sha256,
+            size: r.size,
+            uri: r.uri.clone(),
+            version_id: r.version_id.clone(),
+        }
+    }
+}
+
+impl From<ObjectReceipt> for crate::store::s3::PutReceipt {
+    fn from(r: ObjectReceipt) -> Self {
+        Self {
+            uri: r.uri,
+            version_id: r.version_id,
+            sha256: r.sha256,
+            s3_checksum: r.s3_checksum,
+            size: r.size,
+            lock_mode: r.lock_mode,
+            retain_until: r.retain_until,
+            legal_hold: r.legal_hold,
+        }
+    }
+}
+
+/// `findings`: what the daemon's analysis of a sealed bundle found, for the case API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Findings {
+    /// Authentication failures by status class, as in the summary.
+    pub auth_failures: std::collections::BTreeMap<String, u64>,
+    pub bundle_id: BundleId,
+    /// Whether nothing is known to be missing from the bundle.
+    pub complete: bool,
+    pub failures: Vec<Failure>,
+    pub lines: u64,
+    pub suspicious: Vec<SuspiciousClient>,
+}
+
+/// A client the detection rules flagged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuspiciousClient {
+    pub auth_failures: u64,
+    pub ip: String,
+    /// The pods whose logs saw it fail.
+    pub pods: Vec<String>,
+    pub rule: String,
+}
+
+/// `collection_failed`: nothing was sealed by this collection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionFailed {
+    pub error: String,
+}
+
+/// `collection_restarted`: the daemon collects the case again from the start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionRestarted {
+    pub reason: String,
+}
+
+/// `alert_resolved`: the record the daemon kept of the resolve.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertResolved {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+}
+
+/// `collection_interrupted`: stopped by a signal, or found dead by the next collection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionInterrupted {
+    /// The bundle the dead collection was building (found by the next collection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle_id: Option<BundleId>,
+    pub error: String,
+    /// The dead collection's process id (found by the next collection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// `SIGINT` or `SIGTERM`; `null` when the process died without one.
+    pub signal: Option<String>,
+}
+
+impl Details {
+    pub fn kind(&self) -> EntryKind {
+        match self {
+            Details::CaseOpened(_) => EntryKind::CaseOpened,
+            Details::SourceCaptured(_) => EntryKind::SourceCaptured,
+            Details::SourceFailed(_) => EntryKind::SourceFailed,
+            Details::BundleSealed(_) => EntryKind::BundleSealed,
+            Details::ObjectsStored(_) => EntryKind::ObjectsStored,
+            Details::Findings(_) => EntryKind::Findings,
+            Details::CollectionFailed(_) => EntryKind::CollectionFailed,
+            Details::CollectionRestarted(_) => EntryKind::CollectionRestarted,
+            Details::AlertResolved(_) => EntryKind::AlertResolved,
+            Details::CollectionInterrupted(_) => EntryKind::CollectionInterrupted,
+        }
+    }
+
+    /// The details of a `kind` entry, decoded from their JSON.
+    pub fn from_json(kind: EntryKind, value: serde_json::Value) -> serde_json::Result<Self> {
+        use serde_json::from_value as v;
+        Ok(match kind {
+            EntryKind::CaseOpened => Details::CaseOpened(v(value)?),
+            EntryKind::SourceCaptured => Details::SourceCaptured(v(value)?),
+            EntryKind::SourceFailed => Details::SourceFailed(v(value)?),
+            EntryKind::BundleSealed => Details::BundleSealed(v(value)?),
+            EntryKind::ObjectsStored => Details::ObjectsStored(v(value)?),
+            EntryKind::Findings => Details::Findings(v(value)?),
+            EntryKind::CollectionFailed => Details::CollectionFailed(v(value)?),
+            EntryKind::CollectionRestarted => Details::CollectionRestarted(v(value)?),
+            EntryKind::AlertResolved => Details::AlertResolved(v(value)?),
+            EntryKind::CollectionInterrupted => Details::CollectionInterrupted(v(value)?),
+        })
+    }
+}
+
+/// Serializes the struct inside, untagged (the tag is the entry's `kind`).
+struct Inner<'a>(&'a Details);
+
+impl Serialize for Inner<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Details::CaseOpened(d) => d.serialize(s),
+            Details::SourceCaptured(d) => d.serialize(s),
+            Details::SourceFailed(d) => d.serialize(s),
+            Details::BundleSealed(d) => d.serialize(s),
+            Details::ObjectsStored(d) => d.serialize(s),
+            Details::Findings(d) => d.serialize(s),
+            Details::CollectionFailed(d) => d.serialize(s),
+            Details::CollectionRestarted(d) => d.serialize(s),
+            Details::AlertResolved(d) => d.serialize(s),
+            Details::CollectionInterrupted(d) => d.serialize(s),
+        }
+    }
+}
+
+/// One journal entry, stored as `cases/<case>/journal/<seq>.json`:
+/// `{seq, prev_sha256, at, actor, kind, details}` in that order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// 1 for the first entry, then one more for each.
+    pub seq: u64,
+    /// The SHA-256 of the previous entry's exact bytes; `null` for the first.
+    pub prev_sha256: Option<Sha256Digest>,
+    /// When the step happened (RFC 3339, UTC).
+    pub at: String,
+    /// Who did it: a user, or `custody` for the tool itself.
+    pub actor: String,
+    /// What the step recorded; its kind is the entry's `kind`.
+    pub details: Details,
+}
+
+impl Entry {
+    pub fn kind(&self) -> EntryKind {
+        self.details.kind()
+    }
+
+    /// The details as JSON, as stored: for readers not yet reading the typed details (or the
+    /// case state, `case::state`). Encoding these types cannot fail (every map key is a
+    /// string), so an empty value is never returned in practice.
+    #[doc(hidden)]
+    pub fn details_json(&self) -> serde_json::Value {
+        serde_json::to_value(Inner(&self.details)).unwrap_or_default()
+    }
+}
+
+impl Serialize for Entry {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Entry", 6)?;
+        st.serialize_field("seq", &self.seq)?;
+        st.serialize_field("prev_sha256", &self.prev_sha256)?;
+        st.serialize_field("at", &self.at)?;
+        st.serialize_field("actor", &self.actor)?;
+        st.serialize_field("kind", &self.kind())?;
+        st.serialize_field("details", &Inner(&self.details))?;
+        st.end()
+    }
+}
+
+/// The stored shape, before the details are read by their kind.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    seq: u64,
+    prev_sha256: Option<Sha256Digest>,
+    at: String,
+    actor: String,
+    kind: EntryKind,
+    details: serde_json::Value,
+}
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawEntry::deserialize(d)?;
+        let details = Details::from_json(raw.kind, raw.details)
+            .map_err(|e| D::Error::custom(format!("its {:?} details: {e}", raw.kind)))?;
+        Ok(Entry {
+            seq: raw.seq,
+            prev_sha256: raw.prev_sha256,
+            at: raw.at,
+            actor: raw.actor,
+            details,
+        })
+    }
+}
