@@ -113,6 +113,10 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
         })?,
     };
     let server = config.cluster_url.to_string();
+    // One retry policy, ours, for every transient fault (kube's own retries only 429/503/504,
+    // for minutes, and would multiply with ours).
+    let mut config = config;
+    config.default_retry = false;
     let client = kube::Client::try_from(config).map_err(|e| describe(&e))?;
     Ok(Cluster {
         client,
