@@ -6,6 +6,7 @@
 //! checked), with `journal` recording every step of a case.
 
 pub mod analysis;
+pub mod cli;
 pub mod collect;
 pub mod digest;
 pub mod id;
@@ -17,6 +18,7 @@ pub mod progress;
 pub mod seal;
 pub mod serve;
 pub mod source;
+pub mod spool;
 pub mod store;
 pub mod terminal;
 pub mod timefmt;

@@ -23,11 +23,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::s3::{PutReceipt, S3Location, S3Options, S3Store};
-use super::{LocalStore, StagedFile, Store, StoreError, StoreKey, Stored};
 use crate::digest::Sha256Digest;
-use crate::id::{BundleId, CaseId};
+use crate::id::CaseId;
 use crate::journal::{self, EntryKind, Journal, JournalError};
+use crate::store::s3::{self, ObjectState, PutReceipt, S3Location, S3Options, S3Store};
+use crate::store::{
+    LocalStore, Receipt, StagedFile, Store, StoreError, StoreKey, StorePrefix, Stored,
+};
 
 mod check;
 
@@ -156,11 +158,14 @@ impl SpoolStore {
         self.local.root()
     }
 
-    fn remote(&self, stored: Stored, key: &StoreKey) -> Stored {
-        let _ = stored;
-        Stored {
+    /// The receipt of a spooled object, as the S3 object it will be: the URI it will have,
+    /// no version and no lock yet.
+    fn remote(&self, local: Receipt, key: &StoreKey) -> Receipt {
+        Receipt {
             uri: self.object_uri(key),
             version_id: None,
+            lock: None,
+            ..local
         }
     }
 
@@ -258,12 +263,12 @@ impl Store for SpoolStore {
         self.local.staging_dir()
     }
 
-    fn put_new(&self, key: &StoreKey, bytes: &[u8]) -> Result<Stored, StoreError> {
+    fn put_new(&self, key: &StoreKey, bytes: &[u8]) -> Result<Receipt, StoreError> {
         let stored = self.local.put_new(key, bytes)?;
         Ok(self.remote(stored, key))
     }
 
-    fn put_new_file(&self, key: &StoreKey, staged: StagedFile) -> Result<Stored, StoreError> {
+    fn put_new_file(&self, key: &StoreKey, staged: StagedFile) -> Result<Receipt, StoreError> {
         let stored = self.local.put_new_file(key, staged)?;
         Ok(self.remote(stored, key))
     }
@@ -280,16 +285,8 @@ impl Store for SpoolStore {
         self.local.exists(key)
     }
 
-    fn list_journal(&self, case: &CaseId) -> Result<(Vec<u64>, Vec<String>), StoreError> {
-        self.local.list_journal(case)
-    }
-
-    fn list_bundles(&self, case: &CaseId) -> Result<(Vec<BundleId>, Vec<String>), StoreError> {
-        self.local.list_bundles(case)
-    }
-
-    fn list_cases(&self) -> Result<Vec<CaseId>, StoreError> {
-        self.local.list_cases()
+    fn list(&self, prefix: &StorePrefix) -> Result<Vec<String>, StoreError> {
+        self.local.list(prefix)
     }
 }
 
@@ -527,9 +524,9 @@ fn adopt(s3: &S3Store, object: &CheckedObject, uri: String) -> Result<PutReceipt
 }
 
 /// Whether an object S3 holds as a multipart upload has the checksum this file would have.
-fn same_file_multipart(s3: &S3Store, path: &Path, state: &super::s3::ObjectState) -> bool {
+fn same_file_multipart(s3: &S3Store, path: &Path, state: &ObjectState) -> bool {
     s3.composite_checksum(path)
-        .is_ok_and(|c| super::s3::same_checksum(state.s3_checksum.as_deref(), &c))
+        .is_ok_and(|c| s3::same_checksum(state.s3_checksum.as_deref(), &c))
 }
 
 fn write_receipt(path: &Path, receipt: &PutReceipt) -> Result<(), StoreError> {
