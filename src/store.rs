@@ -4,6 +4,7 @@
 
 pub mod layout;
 pub mod local;
+pub mod recording;
 pub mod s3;
 
 use std::io::Read;
@@ -15,6 +16,7 @@ use crate::policy::storage::ObjectLockPolicy;
 
 pub use layout::{archive_name, StoreKey, StorePrefix};
 pub use local::LocalStore;
+pub use recording::Recording;
 use s3::{S3Location, S3Options, S3Store};
 
 /// The largest small object (case header, journal entry, seal, key) a store will read back.
@@ -219,6 +221,13 @@ pub trait Store: Send + Sync {
     /// Every case in the store, sorted (oldest first).
     fn list_cases(&self) -> Result<Vec<CaseId>, StoreError> {
         Ok(layout::cases(self.list(&StorePrefix::Cases)?).0)
+    }
+
+    /// The receipt of what the store holds under `key`, for an object this writer did not
+    /// store itself (a public key an earlier case published): for stores that keep versions,
+    /// the first version (custody writes each key once). `None` elsewhere.
+    fn receipt_of(&self, _key: &StoreKey) -> Result<Option<Receipt>, StoreError> {
+        Ok(None)
     }
 
     /// For stores that keep versions: what the store holds for each of the case's objects

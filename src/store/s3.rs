@@ -293,6 +293,10 @@ impl Store for S3Store {
         self.list_names(&prefix.path())
     }
 
+    fn receipt_of(&self, key: &StoreKey) -> Result<Option<Receipt>, StoreError> {
+        self.first_receipt(key).map(|r| r.map(Receipt::from))
+    }
+
     fn stored_objects(&self, case: &CaseId) -> Result<Option<serde_json::Value>, StoreError> {
         let objects = self.stored_receipts(case)?;
         Ok(Some(serde_json::json!({ "objects": objects })))

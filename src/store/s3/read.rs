@@ -56,6 +56,17 @@ impl S3Store {
         }
     }
 
+    /// The receipt of the first version of `key` (custody writes each key once); `None` when
+    /// S3 holds no version of it.
+    pub fn first_receipt(&self, key: &StoreKey) -> Result<Option<PutReceipt>, StoreError> {
+        let path = key.path();
+        let versions = self.versions(&path)?;
+        match versions.get(&path).and_then(|v| v.versions.last()) {
+            Some(first) => Ok(Some(self.receipt_of_version(&path, first.clone())?)),
+            None => Ok(None),
+        }
+    }
+
     /// What S3 holds for each of the case's objects, rebuilt by listing: each object's first
     /// version (custody writes each key once), the case's own objects and the public keys its
     /// seals name, nothing else of the bucket. A writer that has the receipts of its own PUTs
@@ -77,7 +88,7 @@ impl S3Store {
         keys.sort();
         let mut objects = Vec::new();
         for (path, version) in keys {
-            objects.push(self.receipt_of(&path, version)?);
+            objects.push(self.receipt_of_version(&path, version)?);
         }
         Ok(objects)
     }
@@ -204,7 +215,7 @@ impl S3Store {
     /// when it wrote the object, else what S3 reports of it. An object whose SHA-256 can be
     /// established neither way is an error, never left out: a record without it would read as
     /// an object added behind custody's back.
-    fn receipt_of(&self, path: &str, version: String) -> Result<PutReceipt, StoreError> {
+    fn receipt_of_version(&self, path: &str, version: String) -> Result<PutReceipt, StoreError> {
         let object_key = self.location.key(path);
         if let Some(receipt) = self.written_receipt(&object_key, &version) {
             return Ok(receipt);
