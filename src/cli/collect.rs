@@ -2,20 +2,113 @@
 //! a new case. Into a local store directly; for an S3 store, sealed whole into the durable local
 //! spool first (under the case's lock, so a flush elsewhere leaves it alone), then uploaded.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
 use super::{error_message, output, policy_dir, s3_options, Cli, Command, INCOMPLETE};
 use crate::collect::{self, Request, Trigger};
+use crate::keys::SigningKey;
 use crate::policy;
 use crate::source::k8s::{self, K8sRequest, K8sSource, Since, Target};
 use crate::source::{FileSource, Source};
 use crate::spool::{self, SpoolStore};
 use crate::store::{self, OpenOptions, Store, StoreUri};
 
+/// What a collection needs before it starts: the policies, the key, the request and where the
+/// logs come from.
+struct Prepared {
+    policies: policy::Policies,
+    key: SigningKey,
+    request: Request,
+    kubernetes: Option<K8sRequest>,
+    logs: Vec<PathBuf>,
+}
+
+impl Prepared {
+    /// The source of the logs, downloading (for Kubernetes) into `staging`.
+    fn source_for(&self, staging: &Path) -> Box<dyn Source> {
+        match &self.kubernetes {
+            Some(k) => Box::new(K8sSource::new(
+                k.clone(),
+                self.policies.collection.kubernetes,
+                staging.join(collect::run::DOWNLOADS),
+            )),
+            None => Box::new(FileSource::new(
+                self.logs.clone(),
+                self.policies.collection.files.limit_bytes,
+            )),
+        }
+    }
+
+    /// Collects into `store`; the outcome, or the exit code of a collection that stopped.
+    fn collect(&mut self, store: &dyn Store) -> Result<collect::Outcome, Result<ExitCode>> {
+        let mut run = begin_run(store, &mut self.request).map_err(Err)?;
+        let mut source = self.source_for(run.dir());
+        let result = collect::collect(
+            store,
+            &self.key,
+            &self.policies,
+            source.as_mut(),
+            &self.request,
+        );
+        finish_source(result, source.as_mut(), &mut run)
+    }
+}
+
 pub(super) fn run(cli: &Cli) -> Result<ExitCode> {
+    let mut prepared = prepare(cli)?;
+    let location = match StoreUri::parse(&cli.store)? {
+        StoreUri::S3(location) => location,
+        StoreUri::Local(_) => {
+            let options = OpenOptions {
+                create: true,
+                ..OpenOptions::default()
+            };
+            let store = store::open(&cli.store, &options)?.into_store();
+            let outcome = match prepared.collect(store.as_ref()) {
+                Ok(outcome) => outcome,
+                Err(code) => return code,
+            };
+            output::collected(&outcome, None, cli.json)?;
+            return Ok(collected_code(&outcome));
+        }
+    };
+    // S3: everything is sealed into the durable local spool first, then uploaded.
+    let spool = SpoolStore::open(&spool::default_root(), location.clone(), &s3_options(cli))?;
+    // Held until the upload is done, so that a flush elsewhere leaves this case alone.
+    let _case_lock = spool.lock_case(&prepared.request.case_id)?;
+    let outcome = match prepared.collect(&spool) {
+        Ok(outcome) => outcome,
+        Err(code) => return code,
+    };
+    let uploaded =
+        super::store::s3_store(cli, location, &prepared.policies, &spool).and_then(|s3| {
+            s3.check()?;
+            Ok(spool::upload_case(&spool, &s3, &outcome.case_id)?)
+        });
+    match uploaded {
+        Ok(uploaded) => {
+            output::collected(&outcome, Some(Ok(&uploaded)), cli.json)?;
+            Ok(collected_code(&outcome))
+        }
+        Err(e) => {
+            let message = error_message(&e);
+            output::collected(&outcome, Some(Err((&message, spool.dir()))), cli.json)?;
+            eprintln!(
+                "error: the case is sealed and kept in the local spool {}, but is not in S3: {}\n`custody store flush {}` uploads it once S3 is reachable",
+                crate::terminal::escape_path(spool.dir()),
+                crate::terminal::escape(&message),
+                crate::terminal::escape(&cli.store)
+            );
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// Loads the policies and the key and makes the request, in the order the command always did.
+fn prepare(cli: &Cli) -> Result<Prepared> {
     let Command::Collect {
         logs,
         requested_by,
@@ -24,7 +117,7 @@ pub(super) fn run(cli: &Cli) -> Result<ExitCode> {
         ..
     } = &cli.command
     else {
-        unreachable!("collect::run is called for the collect command");
+        anyhow::bail!("not a collect command");
     };
     let policies = policy::load(policy_dir(cli).as_deref())?;
     let (key, created) = collect::signing_key(cli.signing_key.as_ref())?;
@@ -43,74 +136,16 @@ pub(super) fn run(cli: &Cli) -> Result<ExitCode> {
         kind: "cli".into(),
         requested_by,
     };
-    let mut request = Request::new(trigger, *top, format.clone(), !cli.json);
+    let request = Request::new(trigger, *top, format.clone(), !cli.json);
     crate::interrupt::install().context("cannot watch for SIGINT and SIGTERM")?;
     let kubernetes = kubernetes_request(&cli.command)?;
-    let source_for = |staging: &Path| -> Box<dyn Source> {
-        match &kubernetes {
-            Some(k) => Box::new(K8sSource::new(
-                k.clone(),
-                policies.collection.kubernetes,
-                staging.join(collect::run::DOWNLOADS),
-            )),
-            None => Box::new(FileSource::new(
-                logs.clone(),
-                policies.collection.files.limit_bytes,
-            )),
-        }
-    };
-    let location = match StoreUri::parse(&cli.store)? {
-        StoreUri::S3(location) => location,
-        StoreUri::Local(_) => {
-            let options = OpenOptions {
-                create: true,
-                ..OpenOptions::default()
-            };
-            let store = store::open(&cli.store, &options)?.into_store();
-            let mut run = begin_run(store.as_ref(), &mut request)?;
-            let mut source = source_for(run.dir());
-            let result =
-                collect::collect(store.as_ref(), &key, &policies, source.as_mut(), &request);
-            let outcome = match finish_source(result, source.as_mut(), &mut run) {
-                Ok(outcome) => outcome,
-                Err(code) => return code,
-            };
-            output::collected(&outcome, None, cli.json)?;
-            return Ok(collected_code(&outcome));
-        }
-    };
-    // S3: everything is sealed into the durable local spool first, then uploaded.
-    let spool = SpoolStore::open(&spool::default_root(), location.clone(), &s3_options(cli))?;
-    // Held until the upload is done, so that a flush elsewhere leaves this case alone.
-    let _case_lock = spool.lock_case(&request.case_id)?;
-    let mut run = begin_run(&spool, &mut request)?;
-    let mut source = source_for(run.dir());
-    let result = collect::collect(&spool, &key, &policies, source.as_mut(), &request);
-    let outcome = match finish_source(result, source.as_mut(), &mut run) {
-        Ok(outcome) => outcome,
-        Err(code) => return code,
-    };
-    let uploaded = super::store::s3_store(cli, location, &policies, &spool).and_then(|s3| {
-        s3.check()?;
-        Ok(spool::upload_case(&spool, &s3, &outcome.case_id)?)
-    });
-    match uploaded {
-        Ok(uploaded) => {
-            output::collected(&outcome, Some(Ok(&uploaded)), cli.json)?;
-            Ok(collected_code(&outcome))
-        }
-        Err(e) => {
-            let message = error_message(&e);
-            output::collected(&outcome, Some(Err((&message, spool.dir()))), cli.json)?;
-            eprintln!(
-                "error: the case is sealed and kept in the local spool {}, but is not in S3: {}\n`custody store flush {}` uploads it once S3 is reachable",
-                crate::terminal::escape_path(spool.dir()),
-                crate::terminal::escape(&message),
-                crate::terminal::escape(&cli.store)
-            );
-            Ok(ExitCode::from(2))
-        }
-    }
+    Ok(Prepared {
+        policies,
+        key,
+        request,
+        kubernetes,
+        logs: logs.clone(),
+    })
 }
 
 /// The Kubernetes workload the command line names, if it names one.

@@ -9,11 +9,12 @@
 //! exponential backoff by the SDK's standard retry policy, then reported as
 //! `StoreError::Transient`.
 //!
-//! `put` writes (single and multipart) and locks, `read` reads and lists, `check` proves a
+//! `put` writes and locks, `multipart` sends large files in parts, `read` reads and lists, `check` proves a
 //! bucket ready, `error` tells S3's answers apart, `pinned` is the version-pinned view.
 
 mod check;
 mod error;
+mod multipart;
 mod pinned;
 mod put;
 mod read;

@@ -69,6 +69,14 @@ impl S3Store {
             });
         }
         done.push("Object Lock is enabled".to_owned());
+        self.check_probe(&mut done)?;
+        Ok(done)
+    }
+
+    /// The probe: a locked create-new PUT (retained for one day), a second PUT of the same key
+    /// (which must be refused), HeadObject with checksum, GetObject and ListObjectVersions.
+    fn check_probe(&self, done: &mut Vec<String>) -> Result<(), StoreError> {
+        let uri = self.location.uri();
         // A fresh time-sortable name (the same form as a case id).
         let probe_name = CaseId::generate(time::OffsetDateTime::now_utc());
         let probe = StoreKey::Probe(format!("{probe_name}.txt"));
@@ -141,6 +149,6 @@ impl S3Store {
         done.push("GetObject returns what was written".to_owned());
         self.versions("probes")?;
         done.push("ListObjectVersions is allowed".to_owned());
-        Ok(done)
+        Ok(())
     }
 }

@@ -1,6 +1,6 @@
-//! S3 writes: a create-new PutObject (`If-None-Match: *`) carrying the SHA-256, a multipart
-//! upload for files past one PUT's limit (each part with its own SHA-256), and the Object Lock
-//! put on every version written, read back before the object is reported stored.
+//! S3 writes: a create-new PutObject (`If-None-Match: *`) carrying the SHA-256 (files past one
+//! PUT's limit go to `multipart`), and the Object Lock put on every version written, read back
+//! before the object is reported stored.
 
 use std::io::{self, Read};
 use std::path::Path;
@@ -66,7 +66,11 @@ impl S3Store {
     /// Reads the lock of a version just written back: an object is reported stored only once
     /// S3 shows it locked as asked, in mode, retain-until date and legal hold. One check for
     /// single PUTs and multipart uploads alike.
-    fn check_lock_taken(&self, object_key: &str, version: Option<&str>) -> Result<(), StoreError> {
+    pub(super) fn check_lock_taken(
+        &self,
+        object_key: &str,
+        version: Option<&str>,
+    ) -> Result<(), StoreError> {
         let state = self.head_object(object_key, version)?;
         if self.is_locked(&state) {
             return Ok(());
@@ -86,7 +90,7 @@ impl S3Store {
     }
 
     /// Remembers the receipt of an object this store wrote, and returns it.
-    fn written(&self, object_key: &str, receipt: PutReceipt) -> PutReceipt {
+    pub(super) fn written(&self, object_key: &str, receipt: PutReceipt) -> PutReceipt {
         if let Ok(mut written) = self.written.lock() {
             written.insert(object_key.to_owned(), receipt.clone());
         }
@@ -100,24 +104,6 @@ impl S3Store {
             .get(object_key)
             .filter(|r| r.version_id.as_deref() == Some(version))
             .cloned()
-    }
-
-    /// The multipart checksum (`<base64>-<parts>`) S3 keeps for the file at `path` when this
-    /// store uploads it in parts.
-    pub fn composite_checksum(&self, path: &Path) -> io::Result<String> {
-        let size = std::fs::metadata(path)?.len();
-        let part_size = self.part_size.max(5 * 1024 * 1024);
-        let (mut digests, mut offset, mut parts) = (Vec::new(), 0u64, 0usize);
-        while offset < size {
-            let length = part_size.min(size - offset);
-            digests.extend_from_slice(hash_range(path, offset, length)?.as_bytes());
-            offset += length;
-            parts += 1;
-        }
-        Ok(format!(
-            "{}-{parts}",
-            aws_smithy_types::base64::encode(Sha256Digest::of(&digests).as_bytes())
-        ))
     }
 
     /// Whether `state` carries this store's lock: the mode, a date at least as far as a lock
@@ -137,7 +123,7 @@ impl S3Store {
         self.lock_object(&object_key, version, self.retain_until())
     }
 
-    fn lock_object(
+    pub(super) fn lock_object(
         &self,
         object_key: &str,
         version: Option<&str>,
@@ -181,158 +167,6 @@ impl S3Store {
         Ok(())
     }
 
-    /// SHA-256 (`sha256`, from the manifest and the seal) stays the authority, and verification
-    /// compares S3's composite with the one computed here.
-    fn put_multipart(
-        &self,
-        key: &StoreKey,
-        path: &Path,
-        size: u64,
-        sha256: Sha256Digest,
-    ) -> Result<PutReceipt, StoreError> {
-        use aws_sdk_s3::primitives::Length;
-        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-        let object_key = self.object_key(key);
-        let uri = self.uri_of(&object_key);
-        let retain_until = self.retain_until();
-        let mut create = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.location.bucket)
-            .key(&object_key)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .object_lock_mode(self.lock_mode())
-            .object_lock_retain_until_date(DateTime::from_secs(retain_until));
-        if self.lock.legal_hold {
-            create = create.object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On);
-        }
-        let upload = self
-            .runtime
-            .block_on(create.send())
-            .map_err(|e| store_error(&uri, &e))?;
-        let upload_id = upload.upload_id().unwrap_or_default().to_owned();
-        let abort = || {
-            let _ = self.runtime.block_on(
-                self.client
-                    .abort_multipart_upload()
-                    .bucket(&self.location.bucket)
-                    .key(&object_key)
-                    .upload_id(&upload_id)
-                    .send(),
-            );
-        };
-        let part_size = self.part_size.max(5 * 1024 * 1024);
-        let mut parts = Vec::new();
-        let mut part_digests = Vec::new();
-        let mut offset = 0u64;
-        while offset < size {
-            let length = part_size.min(size - offset);
-            let number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
-            let digest = match hash_range(path, offset, length) {
-                Ok(d) => d,
-                Err(source) => {
-                    abort();
-                    return Err(StoreError::Read {
-                        uri: path.display().to_string(),
-                        source,
-                    });
-                }
-            };
-            let body = self.runtime.block_on(
-                ByteStream::read_from()
-                    .path(path)
-                    .offset(offset)
-                    .length(Length::Exact(length))
-                    .build(),
-            );
-            let body = match body {
-                Ok(b) => b,
-                Err(e) => {
-                    abort();
-                    return Err(StoreError::Read {
-                        uri: path.display().to_string(),
-                        source: io::Error::other(e),
-                    });
-                }
-            };
-            let checksum = aws_smithy_types::base64::encode(digest.as_bytes());
-            let sent = self.runtime.block_on(
-                self.client
-                    .upload_part()
-                    .bucket(&self.location.bucket)
-                    .key(&object_key)
-                    .upload_id(&upload_id)
-                    .part_number(number)
-                    .body(body)
-                    .content_length(i64::try_from(length).unwrap_or(i64::MAX))
-                    .checksum_algorithm(ChecksumAlgorithm::Sha256)
-                    .checksum_sha256(&checksum)
-                    .send(),
-            );
-            let sent = match sent {
-                Ok(s) => s,
-                Err(e) => {
-                    abort();
-                    return Err(store_error(&uri, &e));
-                }
-            };
-            parts.push(
-                CompletedPart::builder()
-                    .part_number(number)
-                    .set_e_tag(sent.e_tag().map(str::to_owned))
-                    .checksum_sha256(checksum)
-                    .build(),
-            );
-            part_digests.extend_from_slice(digest.as_bytes());
-            offset += length;
-        }
-        let completed = self.runtime.block_on(
-            self.client
-                .complete_multipart_upload()
-                .bucket(&self.location.bucket)
-                .key(&object_key)
-                .upload_id(&upload_id)
-                .if_none_match("*")
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts.clone()))
-                        .build(),
-                )
-                .send(),
-        );
-        let completed = match completed {
-            Ok(c) => c,
-            Err(e) => {
-                abort();
-                return Err(store_error(&uri, &e));
-            }
-        };
-        let version_id = completed.version_id().map(str::to_owned);
-        // The lock was asked for when the upload was created; it is set again on the version,
-        // with the same date, for stores that do not carry it over from the upload, and then
-        // read back: an unlocked archive is never reported as stored.
-        self.lock_object(&object_key, version_id.as_deref(), retain_until)?;
-        self.check_lock_taken(&object_key, version_id.as_deref())?;
-        let composite = format!(
-            "{}-{}",
-            aws_smithy_types::base64::encode(Sha256Digest::of(&part_digests).as_bytes()),
-            parts.len()
-        );
-        Ok(self.written(
-            &object_key,
-            PutReceipt {
-                uri,
-                version_id,
-                sha256,
-                s3_checksum: composite,
-                size,
-                lock_mode: self.lock.mode.as_str().to_owned(),
-                retain_until,
-                legal_hold: self.lock.legal_hold,
-            },
-        ))
-    }
-
     /// Stores `bytes` under `key` and reports the version and lock.
     pub fn put_bytes(&self, key: &StoreKey, bytes: &[u8]) -> Result<PutReceipt, StoreError> {
         let sha256 = Sha256Digest::of(bytes);
@@ -371,7 +205,7 @@ impl S3Store {
 }
 
 /// The SHA-256 of `length` bytes of the file at `path` from `offset`.
-fn hash_range(path: &Path, offset: u64, length: u64) -> io::Result<Sha256Digest> {
+pub(super) fn hash_range(path: &Path, offset: u64, length: u64) -> io::Result<Sha256Digest> {
     use std::io::{Seek, SeekFrom};
     let mut file = std::fs::File::open(path)?;
     file.seek(SeekFrom::Start(offset))?;
