@@ -28,7 +28,7 @@ use crate::id::CaseId;
 use crate::journal::{self, EntryKind, Journal, JournalError};
 use crate::store::s3::{self, ObjectState, PutReceipt, S3Location, S3Options, S3Store};
 use crate::store::{
-    LocalStore, Receipt, StagedFile, Store, StoreError, StoreKey, StorePrefix, Stored,
+    LocalStore, Receipt, Recording, StagedFile, Store, StoreError, StoreKey, StorePrefix, Stored,
 };
 
 mod check;
@@ -446,16 +446,17 @@ pub fn upload_case<R: Remote>(
     let remote_last = remote_seqs.last().copied().unwrap_or(0);
     let details = serde_json::json!({ "objects": objects });
     let journal_entry = if remote_last == local_head.seq {
-        let mut journal = Journal::resume(s3, case.clone(), local_head);
+        // The entry's own receipt, from its PUT, says where it is.
+        let recording = Recording::new(s3);
+        let mut journal = Journal::resume(&recording, case.clone(), local_head);
         journal.append("custody", EntryKind::ObjectsStored, details)?;
-        Stored {
-            uri: s3.object_uri(&StoreKey::JournalEntry(case.clone(), local_head.seq + 1)),
-            version_id: s3
-                .head(
-                    &StoreKey::JournalEntry(case.clone(), local_head.seq + 1),
-                    None,
-                )?
-                .version_id,
+        match recording.receipts().pop() {
+            Some((_, receipt)) => receipt.stored(),
+            None => {
+                return Err(FlushError::Store(StoreError::NotFound {
+                    uri: s3.object_uri(&StoreKey::JournalEntry(case.clone(), local_head.seq + 1)),
+                }))
+            }
         }
     } else if remote_last == local_head.seq + 1 && recorded_already(s3, case, remote_last, &details)
     {
