@@ -159,3 +159,55 @@ where
         _ => StoreError::Remote { uri, message },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::error::{ConnectorError, ErrorMetadata};
+    use aws_sdk_s3::operation::put_object::PutObjectError;
+    use aws_sdk_s3::primitives::SdkBody;
+
+    /// S3 answering HTTP `status` with error `code` (none: a body-less answer, as to a HEAD).
+    fn answered(status: u16, code: Option<&str>) -> SdkError<PutObjectError, HttpResponse> {
+        let mut meta = ErrorMetadata::builder().message("the message S3 wrote");
+        if let Some(code) = code {
+            meta = meta.code(code);
+        }
+        let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+        SdkError::service_error(PutObjectError::generic(meta.build()), raw)
+    }
+
+    #[test]
+    fn errors_are_told_apart_by_code_and_status_not_by_message() {
+        for (status, code, want) in [
+            (404, Some("NoSuchKey"), Kind::NotFound),
+            (404, None, Kind::NotFound),
+            (404, Some("NoSuchBucket"), Kind::NoSuchBucket),
+            (412, Some("PreconditionFailed"), Kind::AlreadyExists),
+            (412, None, Kind::AlreadyExists),
+            (403, Some("AccessDenied"), Kind::AccessDenied),
+            (403, Some("InvalidAccessKeyId"), Kind::BadCredentials),
+            (503, Some("SlowDown"), Kind::Transient),
+            (500, Some("InternalError"), Kind::Transient),
+            (429, None, Kind::Transient),
+            (400, Some("InvalidRequest"), Kind::Other),
+        ] {
+            assert_eq!(kind(&answered(status, code)), want, "{status} {code:?}");
+        }
+        let uri = "s3://bucket/p/cases/x/case.json";
+        assert!(matches!(
+            store_error(uri, &answered(412, Some("PreconditionFailed"))),
+            StoreError::AlreadyExists { .. }
+        ));
+        assert!(store_error(uri, &answered(503, Some("SlowDown"))).is_transient());
+        assert!(matches!(
+            store_error(uri, &answered(403, Some("AccessDenied"))),
+            StoreError::AccessDenied { .. }
+        ));
+        let unreachable: SdkError<PutObjectError, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::io("connection refused".into()));
+        let e = store_error(uri, &unreachable);
+        assert!(e.is_transient(), "{e}");
+        assert!(e.to_string().contains("S3 is unreachable"), "{e}");
+    }
+}
