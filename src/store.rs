@@ -1,6 +1,8 @@
-//! Where evidence goes. `Store` is the seam between custody and its backends (a local directory
-//! today); objects are addressed by typed `StoreKey`s built from validated ids, never raw strings.
-//! Every write is create-new: evidence is never overwritten.
+//! Where evidence goes. `Store` is the seam between custody and its backends (`local`, a
+//! directory; `s3`, a bucket with Object Lock); objects are addressed by typed `StoreKey`s built
+//! from validated ids, never raw strings, and `layout` is the one place keys become paths.
+//! Every write is create-new (evidence is never overwritten) and returns a `Receipt`, so every
+//! writer records the same thing. `open` is the one place a store URI is told apart.
 
 pub mod layout;
 pub mod local;
