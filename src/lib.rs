@@ -8,6 +8,7 @@
 
 pub mod analysis;
 pub mod case;
+pub mod cli;
 pub mod collect;
 pub mod digest;
 pub mod duration;
@@ -22,6 +23,7 @@ pub mod progress;
 pub mod seal;
 pub mod serve;
 pub mod source;
+pub mod spool;
 pub mod store;
 pub mod terminal;
 pub mod timefmt;

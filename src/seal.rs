@@ -129,10 +129,12 @@ pub fn store_bundle(
         size: sealed.staged.size,
         unpacked_size: sealed.unpacked_size,
     };
-    let stored_archive = store.put_new_file(
-        &StoreKey::Archive(case.clone(), bundle.clone()),
-        sealed.staged,
-    )?;
+    let stored_archive = store
+        .put_new_file(
+            &StoreKey::Archive(case.clone(), bundle.clone()),
+            sealed.staged,
+        )?
+        .stored();
     store.put_new(
         &StoreKey::ArchiveSidecar(case.clone(), bundle.clone()),
         sidecar_text(&archive.sha256, bundle).as_bytes(),
@@ -156,7 +158,9 @@ pub fn store_bundle(
     let mut seal_bytes = serde_json::to_vec_pretty(&record).map_err(SealError::Encode)?;
     seal_bytes.push(b'\n');
     let signature = key.sign(&seal_bytes);
-    let stored_seal = store.put_new(&StoreKey::Seal(case.clone(), bundle.clone()), &seal_bytes)?;
+    let stored_seal = store
+        .put_new(&StoreKey::Seal(case.clone(), bundle.clone()), &seal_bytes)?
+        .stored();
     store.put_new(
         &StoreKey::SealSignature(case.clone(), bundle.clone()),
         &signature,

@@ -1,60 +1,28 @@
-//! Where evidence goes. `Store` is the seam between custody and its backends (a local directory
-//! today); objects are addressed by typed `StoreKey`s built from validated ids, never raw strings.
-//! Every write is create-new: evidence is never overwritten.
+//! Where evidence goes. `Store` is the seam between custody and its backends (`local`, a
+//! directory; `s3`, a bucket with Object Lock); objects are addressed by typed `StoreKey`s built
+//! from validated ids, never raw strings, and `layout` is the one place keys become paths.
+//! Every write is create-new (evidence is never overwritten) and returns a `Receipt`, so every
+//! writer records the same thing. `open` is the one place a store URI is told apart.
 
+pub mod layout;
 pub mod local;
+pub mod recording;
 pub mod s3;
-pub mod spool;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Sha256Digest;
-use crate::id::{BundleId, CaseId, KeyId};
+use crate::id::{BundleId, CaseId};
+use crate::policy::storage::ObjectLockPolicy;
 
+pub use layout::{archive_name, StoreKey, StorePrefix};
 pub use local::LocalStore;
+pub use recording::Recording;
+use s3::{S3Location, S3Options, S3Store};
 
 /// The largest small object (case header, journal entry, seal, key) a store will read back.
 pub const MAX_SMALL_OBJECT: u64 = 16 * 1024 * 1024;
-
-/// One object in the store layout (see docs/EVIDENCE_FORMAT.md).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum StoreKey {
-    CaseHeader(CaseId),
-    JournalEntry(CaseId, u64),
-    Archive(CaseId, BundleId),
-    ArchiveSidecar(CaseId, BundleId),
-    Seal(CaseId, BundleId),
-    SealSignature(CaseId, BundleId),
-    PublicKey(KeyId),
-    /// An object written by `store check` to prove the bucket takes custody's writes.
-    Probe(String),
-    /// The record that an alert episode was received (`<sha256 hex>.json`), created once: the
-    /// conditional create that makes one case per episode, across replicas.
-    Episode(String),
-}
-
-impl StoreKey {
-    /// The object's path relative to the store root, with `/` separators.
-    pub fn path(&self) -> String {
-        match self {
-            Self::CaseHeader(c) => format!("cases/{c}/case.json"),
-            Self::JournalEntry(c, seq) => format!("cases/{c}/journal/{seq:010}.json"),
-            Self::Archive(c, b) => format!("cases/{c}/bundles/{}", archive_name(b)),
-            Self::ArchiveSidecar(c, b) => format!("cases/{c}/bundles/{}.sha256", archive_name(b)),
-            Self::Seal(c, b) => format!("cases/{c}/bundles/{b}.seal.json"),
-            Self::SealSignature(c, b) => format!("cases/{c}/bundles/{b}.seal.json.sig"),
-            Self::PublicKey(k) => format!("keys/{k}.pub"),
-            Self::Probe(name) => format!("probes/{name}"),
-            Self::Episode(name) => format!("episodes/{name}"),
-        }
-    }
-}
-
-/// The file name of a bundle's archive.
-pub fn archive_name(bundle: &BundleId) -> String {
-    format!("{bundle}.tar.zst")
-}
 
 /// Where a stored object ended up.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -63,6 +31,95 @@ pub struct Stored {
     pub uri: String,
     /// The backend's version id, where the backend keeps versions.
     pub version_id: Option<String>,
+}
+
+/// What a backend reports of an object it stored: where, which version, what bytes, and the
+/// lock it holds them under. Every `put_new` returns one, so every writer records the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// The object's URI (`file:///…` or `s3://…`).
+    pub uri: String,
+    /// The backend's version id, where the backend keeps versions.
+    pub version_id: Option<String>,
+    /// The object's SHA-256.
+    pub sha256: Sha256Digest,
+    pub size: u64,
+    /// The lock and checksum a locking backend (S3 with Object Lock) keeps; `None` elsewhere.
+    pub lock: Option<LockReceipt>,
+}
+
+/// What a locking backend keeps of an object beside its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockReceipt {
+    /// The checksum the backend keeps, as it writes it: for S3 the SHA-256 in base64, or for a
+    /// multipart upload the SHA-256 of the parts' SHA-256s and the part count (`<base64>-<n>`).
+    pub checksum: String,
+    /// The retention mode (`COMPLIANCE`, `GOVERNANCE`).
+    pub mode: String,
+    /// Unix seconds.
+    pub retain_until: i64,
+    pub legal_hold: bool,
+}
+
+impl Receipt {
+    /// Where the object ended up, as a seal records it.
+    pub fn stored(&self) -> Stored {
+        Stored {
+            uri: self.uri.clone(),
+            version_id: self.version_id.clone(),
+        }
+    }
+
+    /// The object as an `objects_stored` journal entry records it; `None` for a backend that
+    /// keeps no versions or locks (the local store), whose cases have no such entry.
+    pub fn record(&self) -> Option<ObjectRecord> {
+        let lock = self.lock.as_ref()?;
+        Some(ObjectRecord {
+            uri: self.uri.clone(),
+            version_id: self.version_id.clone(),
+            sha256: self.sha256,
+            s3_checksum: lock.checksum.clone(),
+            size: self.size,
+            lock_mode: lock.mode.clone(),
+            retain_until: lock.retain_until,
+            legal_hold: lock.legal_hold,
+        })
+    }
+}
+
+/// One object as an `objects_stored` journal entry records it (docs/EVIDENCE_FORMAT.md); the
+/// field order is the entry's bytes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectRecord {
+    pub uri: String,
+    pub version_id: Option<String>,
+    /// The object's SHA-256.
+    pub sha256: Sha256Digest,
+    /// The checksum S3 keeps for it, as S3 writes it: the SHA-256 in base64, or for a
+    /// multipart upload the SHA-256 of the parts' SHA-256s and the part count (`<base64>-<n>`).
+    pub s3_checksum: String,
+    pub size: u64,
+    pub lock_mode: String,
+    /// Unix seconds.
+    pub retain_until: i64,
+    pub legal_hold: bool,
+}
+
+impl From<ObjectRecord> for Receipt {
+    fn from(r: ObjectRecord) -> Self {
+        Self {
+            uri: r.uri,
+            version_id: r.version_id,
+            sha256: r.sha256,
+            size: r.size,
+            lock: Some(LockReceipt {
+                checksum: r.s3_checksum,
+                mode: r.lock_mode,
+                retain_until: r.retain_until,
+                legal_hold: r.legal_hold,
+            }),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,8 +151,21 @@ pub enum StoreError {
     BadS3Uri { uri: String, why: String },
     #[error("{uri}: {message}")]
     Remote { uri: String, message: String },
+    /// A fault that may pass (unreachable, timed out, throttled, 5xx): worth trying again later.
+    #[error("{uri}: {message}")]
+    Transient { uri: String, message: String },
+    /// S3 refused custody's credentials or calls (HTTP 403).
+    #[error("{uri}: {message}")]
+    AccessDenied { uri: String, message: String },
     #[error("{uri} cannot hold evidence: {why}")]
     BucketNotReady { uri: String, why: String },
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed (the backend was unreachable or overloaded).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient { .. })
+    }
 }
 
 /// A file staged for storing: written completely and fsynced, with its digest and size.
@@ -116,11 +186,11 @@ pub trait Store: Send + Sync {
     /// A directory for staging large files before `put_new_file`.
     fn staging_dir(&self) -> &Path;
 
-    /// Stores `bytes` under `key`, failing if `key` exists.
-    fn put_new(&self, key: &StoreKey, bytes: &[u8]) -> Result<Stored, StoreError>;
+    /// Stores `bytes` under `key`, failing if `key` exists, and reports what was stored.
+    fn put_new(&self, key: &StoreKey, bytes: &[u8]) -> Result<Receipt, StoreError>;
 
-    /// Moves a staged file under `key`, failing if `key` exists.
-    fn put_new_file(&self, key: &StoreKey, staged: StagedFile) -> Result<Stored, StoreError>;
+    /// Moves a staged file under `key`, failing if `key` exists, and reports what was stored.
+    fn put_new_file(&self, key: &StoreKey, staged: StagedFile) -> Result<Receipt, StoreError>;
 
     /// Reads a small object whole (at most `MAX_SMALL_OBJECT` bytes).
     fn get(&self, key: &StoreKey) -> Result<Vec<u8>, StoreError>;
@@ -130,33 +200,125 @@ pub trait Store: Send + Sync {
 
     fn exists(&self, key: &StoreKey) -> Result<bool, StoreError>;
 
+    /// The names of the objects under `prefix`, relative to it, sorted: a backend with
+    /// directories names each entry of the directory, one without (S3) the whole rest of every
+    /// key that has a version. `layout` reads the listings below from these names.
+    fn list(&self, prefix: &StorePrefix) -> Result<Vec<String>, StoreError>;
+
     /// The sequence numbers of a case's journal entries, sorted, and any names in the journal
     /// that are not entries.
-    fn list_journal(&self, case: &CaseId) -> Result<(Vec<u64>, Vec<String>), StoreError>;
+    fn list_journal(&self, case: &CaseId) -> Result<(Vec<u64>, Vec<String>), StoreError> {
+        Ok(layout::journal_entries(
+            self.list(&StorePrefix::Journal(case.clone()))?,
+        ))
+    }
 
     /// The bundles of a case, sorted, and any names in `bundles/` that belong to no bundle.
-    fn list_bundles(&self, case: &CaseId) -> Result<(Vec<BundleId>, Vec<String>), StoreError>;
+    fn list_bundles(&self, case: &CaseId) -> Result<(Vec<BundleId>, Vec<String>), StoreError> {
+        Ok(layout::bundles(
+            self.list(&StorePrefix::Bundles(case.clone()))?,
+        ))
+    }
 
     /// Every case in the store, sorted (oldest first).
-    fn list_cases(&self) -> Result<Vec<CaseId>, StoreError>;
+    fn list_cases(&self) -> Result<Vec<CaseId>, StoreError> {
+        Ok(layout::cases(self.list(&StorePrefix::Cases)?).0)
+    }
+
+    /// The receipt of what the store holds under `key`, for an object this writer did not
+    /// store itself (a public key an earlier case published): for stores that keep versions,
+    /// the first version (custody writes each key once). `None` elsewhere.
+    fn receipt_of(&self, _key: &StoreKey) -> Result<Option<Receipt>, StoreError> {
+        Ok(None)
+    }
 
     /// For stores that keep versions: what the store holds for each of the case's objects
     /// (version id, lock, checksum), for an `objects_stored` journal entry. `None` elsewhere.
+    /// Rebuilt by listing the store; a writer that has the receipts of its `put_new` calls
+    /// records those instead (`Receipt::record`).
     fn stored_objects(&self, _case: &CaseId) -> Result<Option<serde_json::Value>, StoreError> {
         Ok(None)
     }
 }
 
-/// Opens the store named by `uri` (a directory path or `file://PATH`), creating it if `create`.
-pub fn open_store(uri: &str, create: bool) -> Result<Box<dyn Store>, StoreError> {
-    let path = if let Some(rest) = uri.strip_prefix("file://") {
-        PathBuf::from(rest)
-    } else if uri.contains("://") {
-        return Err(StoreError::UnsupportedUri(uri.to_owned()));
-    } else {
-        PathBuf::from(uri)
-    };
-    Ok(Box::new(LocalStore::open(&path, create)?))
+/// A store URI, told apart in this one place: a directory path or `file://PATH`, or
+/// `s3://BUCKET/PREFIX`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreUri {
+    Local(PathBuf),
+    S3(S3Location),
+}
+
+impl StoreUri {
+    /// Whether `uri` names an S3 store (`s3://…`), well-formed or not.
+    pub fn is_s3(uri: &str) -> bool {
+        uri.starts_with("s3://")
+    }
+
+    pub fn parse(uri: &str) -> Result<Self, StoreError> {
+        if Self::is_s3(uri) {
+            Ok(Self::S3(S3Location::parse(uri)?))
+        } else if let Some(rest) = uri.strip_prefix("file://") {
+            Ok(Self::Local(PathBuf::from(rest)))
+        } else if uri.contains("://") {
+            Err(StoreError::UnsupportedUri(uri.to_owned()))
+        } else {
+            Ok(Self::Local(PathBuf::from(uri)))
+        }
+    }
+}
+
+/// How `open` reaches and writes a store.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// Create a local store that does not exist yet.
+    pub create: bool,
+    /// Where an S3 store is reached.
+    pub s3: S3Options,
+    /// The lock S3 puts on every object written (the storage policy's).
+    pub lock: ObjectLockPolicy,
+    /// A local directory for files on their way into an S3 store [default: the temp dir].
+    pub staging: Option<PathBuf>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            create: false,
+            s3: S3Options::default(),
+            lock: crate::policy::StoragePolicy::default().object_lock,
+            staging: None,
+        }
+    }
+}
+
+/// An opened store, by backend: callers that need the backend's own calls (`S3Store::check`)
+/// match on it; the rest use it as a `Store`.
+pub enum Opened {
+    Local(LocalStore),
+    S3(S3Store),
+}
+
+impl Opened {
+    pub fn into_store(self) -> Box<dyn Store> {
+        match self {
+            Self::Local(s) => Box::new(s),
+            Self::S3(s) => Box::new(s),
+        }
+    }
+}
+
+/// Opens the store named by `uri`.
+pub fn open(uri: &str, options: &OpenOptions) -> Result<Opened, StoreError> {
+    match StoreUri::parse(uri)? {
+        StoreUri::Local(path) => Ok(Opened::Local(LocalStore::open(&path, options.create)?)),
+        StoreUri::S3(location) => Ok(Opened::S3(S3Store::connect(
+            location,
+            &options.s3,
+            options.lock,
+            options.staging.clone().unwrap_or_else(std::env::temp_dir),
+        )?)),
+    }
 }
 
 /// A fresh temp file (`tmp-<random>`) in `dir`, created new, for staging. `dir` must be a real

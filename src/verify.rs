@@ -151,7 +151,7 @@ fn resolve(path: &Path) -> Result<Target, VerifyError> {
         return Err(unknown());
     }
     let file = name(&path);
-    let bundle = crate::store::local::parse_bundle_file_name(&file).ok_or_else(unknown)?;
+    let bundle = crate::store::layout::parse_bundle_file_name(&file).ok_or_else(unknown)?;
     let bundles_dir = path.parent().ok_or_else(unknown)?;
     let case_dir = bundles_dir.parent().ok_or_else(unknown)?;
     let cases_dir = case_dir.parent().ok_or_else(unknown)?;

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use super::{failure, Failure, Provenance, Source, SourceError, Stream};
 use crate::digest::Sha256Digest;
-use crate::interrupt;
 use crate::filename::safe_file_name;
+use crate::interrupt;
 use crate::timefmt;
 
 /// How much of each input is read before the case opens, to refuse empty input early.

@@ -18,9 +18,9 @@ use serde_json::json;
 
 use super::{Source, SourceError, Stream};
 use crate::digest::HashingWriter;
+use crate::filename::safe_file_name;
 use crate::kube::{self, encode, selector_string, Cluster, KubeError};
 use crate::policy::collection::KubernetesPolicy;
-use crate::filename::safe_file_name;
 
 /// What to collect.
 #[derive(Clone, Debug)]

@@ -7,18 +7,20 @@
 //! `create_dir`, which never follows a link; the temp file is created with O_EXCL and the hard
 //! link never replaces a name, so a link planted at either name is not followed either.
 
-use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::{new_staging_file, StagedFile, Store, StoreError, StoreKey, Stored, MAX_SMALL_OBJECT};
-use crate::id::{BundleId, CaseId};
+use super::{
+    new_staging_file, Receipt, StagedFile, Store, StoreError, StoreKey, StorePrefix,
+    MAX_SMALL_OBJECT,
+};
+use crate::digest::Sha256Digest;
 
 /// Where staged files wait before they are linked into place; ignored by verification.
 pub const STAGING: &str = ".staging";
-/// The directories at the top of a store (see `StoreKey::path`).
+/// The directories at the top of a store (see `layout`).
 const TOP_LEVEL: [&str; 4] = ["cases", "keys", "probes", "episodes"];
 
 pub struct LocalStore {
@@ -98,15 +100,6 @@ impl LocalStore {
         Ok(true)
     }
 
-    /// The directory part of an object's path (`cases/<case>/journal`).
-    fn parent_dir(key: &StoreKey) -> String {
-        let path = key.path();
-        match path.rsplit_once('/') {
-            Some((dir, _)) => dir.to_owned(),
-            None => String::new(),
-        }
-    }
-
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -116,7 +109,13 @@ impl LocalStore {
     }
 
     /// Links a complete, fsynced staged file into place read-only, never replacing anything.
-    fn link_into_place(&self, key: &StoreKey, staged: &Path) -> Result<Stored, StoreError> {
+    fn link_into_place(
+        &self,
+        key: &StoreKey,
+        staged: &Path,
+        sha256: Sha256Digest,
+        size: u64,
+    ) -> Result<Receipt, StoreError> {
         let uri = self.object_uri(key);
         let dest = self.full_path(key);
         let write_err = |source| StoreError::Write {
@@ -125,7 +124,7 @@ impl LocalStore {
         };
         fs::set_permissions(staged, fs::Permissions::from_mode(0o444)).map_err(write_err)?;
         let parent = dest.parent().unwrap_or(&self.root);
-        let parent_dir = Self::parent_dir(key);
+        let parent_dir = key.dir();
         self.real_dirs(&parent_dir, true, &uri)?;
         // link(2) does not follow a link at the new name: it fails, as for any existing name.
         match fs::hard_link(staged, &dest) {
@@ -141,9 +140,12 @@ impl LocalStore {
         File::open(parent)
             .and_then(|d| d.sync_all())
             .map_err(write_err)?;
-        Ok(Stored {
+        Ok(Receipt {
             uri,
             version_id: None,
+            sha256,
+            size,
+            lock: None,
         })
     }
 
@@ -202,7 +204,7 @@ impl Store for LocalStore {
         &self.staging
     }
 
-    fn put_new(&self, key: &StoreKey, bytes: &[u8]) -> Result<Stored, StoreError> {
+    fn put_new(&self, key: &StoreKey, bytes: &[u8]) -> Result<Receipt, StoreError> {
         let uri = self.object_uri(key);
         if self.exists(key)? {
             return Err(StoreError::AlreadyExists { uri });
@@ -216,12 +218,13 @@ impl Store for LocalStore {
         file.write_all(bytes).map_err(write_err)?;
         file.sync_all().map_err(write_err)?;
         drop(file);
-        self.link_into_place(key, &path)
+        let size = bytes.len() as u64;
+        self.link_into_place(key, &path, Sha256Digest::of(bytes), size)
     }
 
-    fn put_new_file(&self, key: &StoreKey, staged: StagedFile) -> Result<Stored, StoreError> {
+    fn put_new_file(&self, key: &StoreKey, staged: StagedFile) -> Result<Receipt, StoreError> {
         let _guard = StagedGuard(&staged.path);
-        self.link_into_place(key, &staged.path)
+        self.link_into_place(key, &staged.path, staged.sha256, staged.size)
     }
 
     fn get(&self, key: &StoreKey) -> Result<Vec<u8>, StoreError> {
@@ -248,7 +251,7 @@ impl Store for LocalStore {
     }
 
     fn exists(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        if !self.real_dirs(&Self::parent_dir(key), false, &self.object_uri(key))? {
+        if !self.real_dirs(&key.dir(), false, &self.object_uri(key))? {
             return Ok(false);
         }
         match fs::symlink_metadata(self.full_path(key)) {
@@ -261,41 +264,8 @@ impl Store for LocalStore {
         }
     }
 
-    fn list_journal(&self, case: &CaseId) -> Result<(Vec<u64>, Vec<String>), StoreError> {
-        let mut seqs = Vec::new();
-        let mut strays = Vec::new();
-        for name in self.read_dir_names(&format!("cases/{case}/journal"))? {
-            match parse_journal_name(&name) {
-                Some(seq) => seqs.push(seq),
-                None => strays.push(name),
-            }
-        }
-        seqs.sort_unstable();
-        Ok((seqs, strays))
-    }
-
-    fn list_cases(&self) -> Result<Vec<CaseId>, StoreError> {
-        let mut cases: Vec<CaseId> = self
-            .read_dir_names("cases")?
-            .into_iter()
-            .filter_map(|n| CaseId::new(n).ok())
-            .collect();
-        cases.sort();
-        Ok(cases)
-    }
-
-    fn list_bundles(&self, case: &CaseId) -> Result<(Vec<BundleId>, Vec<String>), StoreError> {
-        let mut bundles = BTreeSet::new();
-        let mut strays = Vec::new();
-        for name in self.read_dir_names(&format!("cases/{case}/bundles"))? {
-            match parse_bundle_file_name(&name) {
-                Some(id) => {
-                    bundles.insert(id);
-                }
-                None => strays.push(name),
-            }
-        }
-        Ok((bundles.into_iter().collect(), strays))
+    fn list(&self, prefix: &StorePrefix) -> Result<Vec<String>, StoreError> {
+        self.read_dir_names(&prefix.path())
     }
 }
 
@@ -303,7 +273,7 @@ impl LocalStore {
     fn open_file(&self, key: &StoreKey) -> Result<File, StoreError> {
         let uri = self.object_uri(key);
         let path = self.full_path(key);
-        if !self.real_dirs(&Self::parent_dir(key), false, &uri)? {
+        if !self.real_dirs(&key.dir(), false, &uri)? {
             return Err(StoreError::NotFound { uri });
         }
         // Evidence objects are regular files; a link planted in the store is not followed.
@@ -325,31 +295,10 @@ impl LocalStore {
     }
 }
 
-/// `0000000012.json` → 12.
-pub(crate) fn parse_journal_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".json")?;
-    if digits.len() != 10 || !digits.bytes().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-/// The bundle a file in `bundles/` belongs to, if its name is one of a bundle's four files.
-pub(crate) fn parse_bundle_file_name(name: &str) -> Option<BundleId> {
-    let stem = [
-        ".tar.zst.sha256",
-        ".tar.zst",
-        ".seal.json.sig",
-        ".seal.json",
-    ]
-    .iter()
-    .find_map(|suffix| name.strip_suffix(suffix))?;
-    BundleId::new(stem).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::{BundleId, CaseId};
 
     fn case() -> CaseId {
         CaseId::new("20261126-145448-00000001").unwrap()

@@ -7,10 +7,7 @@ use super::Report;
 use crate::id::{CaseId, KeyId};
 use crate::store::{Store, StoreKey};
 
-/// `<id>.pub` → the key id it names.
-pub(super) fn key_file_id(name: &str) -> Option<KeyId> {
-    name.strip_suffix(".pub").and_then(|id| KeyId::new(id).ok())
-}
+pub(super) use crate::store::layout::key_file_id;
 
 /// Every `keys/<id>.pub` must hold key `<id>`, whether or not a seal names it: a replaced key
 /// is evidence of tampering even before anyone trusts it.

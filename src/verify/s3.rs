@@ -10,7 +10,9 @@ use crate::case::{self as journal, Details};
 use crate::digest::Sha256Digest;
 use crate::id::{BundleId, CaseId};
 use crate::policy::StoragePolicy;
-use crate::store::s3::{same_checksum, KeyVersions, PutReceipt, S3Location, S3Options, S3Store};
+use crate::store::s3::{
+    same_checksum, KeyVersions, Pins, PutReceipt, S3Location, S3Options, S3Store,
+};
 use crate::store::{Store, StoreError};
 
 /// A parsed `verify` target in S3.
@@ -49,7 +51,7 @@ fn parse_target(uri: &str) -> Result<S3Target, VerifyError> {
     let bundle = match rest.get(1..) {
         Some([]) | None => None,
         Some(["bundles", file]) => {
-            Some(crate::store::local::parse_bundle_file_name(file).ok_or_else(bad)?)
+            Some(crate::store::layout::parse_bundle_file_name(file).ok_or_else(bad)?)
         }
         _ => return Err(bad()),
     };
@@ -94,13 +96,15 @@ pub fn verify_s3(
             cases
         }
     };
+    // The version of each object that is read back: the first, the one custody wrote.
+    let mut pins = Pins::new();
     let keys = store.versions("keys/")?;
-    check_versions(&store, &keys, "keys/", &mut report);
+    check_versions(&store, &keys, "keys/", &mut pins, &mut report);
     for case in &cases {
-        check_case_objects(&store, case, &mut report)?;
+        check_case_objects(&store, &mut pins, case, &mut report)?;
         // An S3 store has no staging directory of its own to look at.
         verify_case(
-            &store,
+            &store.pinned(&pins),
             None,
             case,
             target.bundle.as_ref(),
@@ -112,12 +116,13 @@ pub fn verify_s3(
     Ok(report)
 }
 
-/// Flags delete markers and versions written over custody's, and pins every read to the first
-/// version of each key (custody writes each key once).
+/// Flags delete markers and versions written over custody's, and pins the first version of
+/// each key (custody writes each key once) for reading it back.
 fn check_versions(
     store: &S3Store,
     versions: &HashMap<String, KeyVersions>,
     under: &str,
+    pins: &mut Pins,
     report: &mut Report,
 ) {
     let mut keys: Vec<&String> = versions.keys().collect();
@@ -152,7 +157,7 @@ fn check_versions(
             );
         }
         if let Some(first) = v.versions.last() {
-            store.pin_path(key, first.clone());
+            pins.insert(key.clone(), first.clone());
         } else if !under.is_empty() {
             report.problem("s3_deleted", uri, "no version of the object is left");
         }
@@ -162,22 +167,17 @@ fn check_versions(
 /// S3's view of one case against the `objects_stored` entries of its journal.
 fn check_case_objects(
     store: &S3Store,
+    pins: &mut Pins,
     case: &CaseId,
     report: &mut Report,
 ) -> Result<(), VerifyError> {
     let prefix = format!("cases/{case}/");
     let versions = store.versions(&prefix)?;
-    check_versions(store, &versions, &prefix, report);
+    check_versions(store, &versions, &prefix, pins, report);
+    let pinned = store.pinned(pins);
     for key in versions.keys() {
         let name = key.strip_prefix(&prefix).unwrap_or(key);
-        let known = name == "case.json"
-            || name
-                .strip_prefix("journal/")
-                .is_some_and(|n| crate::store::local::parse_journal_name(n).is_some())
-            || name.strip_prefix("bundles/").is_some_and(|n| {
-                !n.contains('/') && crate::store::local::parse_bundle_file_name(n).is_some()
-            });
-        if !known {
+        if !crate::store::layout::is_case_object(name) {
             report.problem(
                 "unexpected_file",
                 key.clone(),
@@ -186,7 +186,7 @@ fn check_case_objects(
         }
     }
     // What custody recorded when it stored the objects.
-    let chain = journal::check_chain(store, case)?;
+    let chain = journal::check_chain(&pinned, case)?;
     let mut recorded: BTreeMap<String, PutReceipt> = BTreeMap::new();
     let mut recording_entries: Vec<String> = Vec::new();
     for (entry, _) in &chain.entries {
@@ -339,7 +339,7 @@ fn check_case_objects(
                 Err(e) => report.problem("s3_missing", uri.clone(), e.to_string()),
             }
         } else {
-            check_archive_against_seal(store, case, &rel, receipt, report);
+            check_archive_against_seal(&pinned, case, &rel, receipt, report);
         }
     }
     // Every object of the case must be one custody recorded as stored (or a journal entry that
@@ -364,9 +364,9 @@ fn check_case_objects(
     Ok(())
 }
 
-/// The archive's recorded SHA-256 must be the seal's.
+/// The archive's recorded SHA-256 must be the seal's (read at its pinned version).
 fn check_archive_against_seal(
-    store: &S3Store,
+    store: &dyn Store,
     case: &CaseId,
     rel: &str,
     receipt: &PutReceipt,
@@ -375,7 +375,7 @@ fn check_archive_against_seal(
     let Some(bundle) = rel
         .rsplit('/')
         .next()
-        .and_then(crate::store::local::parse_bundle_file_name)
+        .and_then(crate::store::layout::parse_bundle_file_name)
     else {
         return;
     };

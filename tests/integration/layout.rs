@@ -142,7 +142,12 @@ fn modules_depend_on_each_other_one_way_only() {
     let graph = graph();
     let text: String = graph
         .iter()
-        .map(|(m, to)| format!("{m} -> {}\n", to.iter().cloned().collect::<Vec<_>>().join(" ")))
+        .map(|(m, to)| {
+            format!(
+                "{m} -> {}\n",
+                to.iter().cloned().collect::<Vec<_>>().join(" ")
+            )
+        })
         .collect();
     assert!(graph.len() > 10, "{text}");
     if let Some(c) = cycle(&graph) {

@@ -23,12 +23,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::s3::{PutReceipt, S3Location, S3Options, S3Store};
-use super::{LocalStore, StagedFile, Store, StoreError, StoreKey, Stored};
 use crate::case::entry::{ObjectReceipt, ObjectsStored};
 use crate::case::{self as journal, Details, Journal, JournalError};
 use crate::digest::Sha256Digest;
-use crate::id::{BundleId, CaseId};
+use crate::id::CaseId;
+use crate::store::s3::{self, ObjectState, PutReceipt, S3Location, S3Options, S3Store};
+use crate::store::{
+    LocalStore, Receipt, Recording, StagedFile, Store, StoreError, StoreKey, StorePrefix, Stored,
+};
 
 mod check;
 
@@ -157,11 +159,14 @@ impl SpoolStore {
         self.local.root()
     }
 
-    fn remote(&self, stored: Stored, key: &StoreKey) -> Stored {
-        let _ = stored;
-        Stored {
+    /// The receipt of a spooled object, as the S3 object it will be: the URI it will have,
+    /// no version and no lock yet.
+    fn remote(&self, local: Receipt, key: &StoreKey) -> Receipt {
+        Receipt {
             uri: self.object_uri(key),
             version_id: None,
+            lock: None,
+            ..local
         }
     }
 
@@ -259,12 +264,12 @@ impl Store for SpoolStore {
         self.local.staging_dir()
     }
 
-    fn put_new(&self, key: &StoreKey, bytes: &[u8]) -> Result<Stored, StoreError> {
+    fn put_new(&self, key: &StoreKey, bytes: &[u8]) -> Result<Receipt, StoreError> {
         let stored = self.local.put_new(key, bytes)?;
         Ok(self.remote(stored, key))
     }
 
-    fn put_new_file(&self, key: &StoreKey, staged: StagedFile) -> Result<Stored, StoreError> {
+    fn put_new_file(&self, key: &StoreKey, staged: StagedFile) -> Result<Receipt, StoreError> {
         let stored = self.local.put_new_file(key, staged)?;
         Ok(self.remote(stored, key))
     }
@@ -281,16 +286,62 @@ impl Store for SpoolStore {
         self.local.exists(key)
     }
 
-    fn list_journal(&self, case: &CaseId) -> Result<(Vec<u64>, Vec<String>), StoreError> {
-        self.local.list_journal(case)
+    fn list(&self, prefix: &StorePrefix) -> Result<Vec<String>, StoreError> {
+        self.local.list(prefix)
+    }
+}
+
+/// What an upload needs of the store a spool stands in for, beyond `Store`: S3 (`S3Store`), or
+/// in the spool's tests a local stand-in. The names are the S3 store's own calls.
+pub trait Remote: Store {
+    /// Stores a copy of the file at `path` (of `size` bytes whose SHA-256 is `sha256`) under
+    /// `key`, create-new and locked.
+    fn put_path(
+        &self,
+        key: &StoreKey,
+        path: &Path,
+        size: u64,
+        sha256: Sha256Digest,
+    ) -> Result<PutReceipt, StoreError>;
+
+    /// What the store holds for `key` (the given version, else the current one).
+    fn head(&self, key: &StoreKey, version: Option<&str>) -> Result<ObjectState, StoreError>;
+
+    /// Whether `state` carries the lock this store puts on what it writes.
+    fn is_locked(&self, state: &ObjectState) -> bool;
+
+    /// Puts the store's lock on `version` of `key`.
+    fn lock_version(&self, key: &StoreKey, version: Option<&str>) -> Result<(), StoreError>;
+
+    /// The checksum the store keeps for the file at `path` when it stores it in parts.
+    fn composite_checksum(&self, path: &Path) -> io::Result<String>;
+}
+
+impl Remote for S3Store {
+    fn put_path(
+        &self,
+        key: &StoreKey,
+        path: &Path,
+        size: u64,
+        sha256: Sha256Digest,
+    ) -> Result<PutReceipt, StoreError> {
+        S3Store::put_path(self, key, path, size, sha256)
     }
 
-    fn list_bundles(&self, case: &CaseId) -> Result<(Vec<BundleId>, Vec<String>), StoreError> {
-        self.local.list_bundles(case)
+    fn head(&self, key: &StoreKey, version: Option<&str>) -> Result<ObjectState, StoreError> {
+        S3Store::head(self, key, version)
     }
 
-    fn list_cases(&self) -> Result<Vec<CaseId>, StoreError> {
-        self.local.list_cases()
+    fn is_locked(&self, state: &ObjectState) -> bool {
+        S3Store::is_locked(self, state)
+    }
+
+    fn lock_version(&self, key: &StoreKey, version: Option<&str>) -> Result<(), StoreError> {
+        S3Store::lock_version(self, key, version)
+    }
+
+    fn composite_checksum(&self, path: &Path) -> io::Result<String> {
+        S3Store::composite_checksum(self, path)
     }
 }
 
@@ -342,7 +393,7 @@ pub struct FlushReport {
 
 /// Uploads every case in the spool, oldest first. A case that fails stays in the spool and does
 /// not stop the others.
-pub fn flush(spool: &SpoolStore, s3: &S3Store) -> Result<FlushReport, StoreError> {
+pub fn flush<R: Remote>(spool: &SpoolStore, s3: &R) -> Result<FlushReport, StoreError> {
     let mut report = FlushReport::default();
     for case in spool.cases()? {
         let Some(_lock) = spool.try_lock_case(&case)? else {
@@ -360,9 +411,9 @@ pub fn flush(spool: &SpoolStore, s3: &S3Store) -> Result<FlushReport, StoreError
 /// Uploads one spooled case, records the versions in its journal in S3, and removes it from the
 /// spool. The caller holds the case's lock. Nothing is sent unless the whole case is what was
 /// sealed.
-pub fn upload_case(
+pub fn upload_case<R: Remote>(
     spool: &SpoolStore,
-    s3: &S3Store,
+    s3: &R,
     case: &CaseId,
 ) -> Result<UploadedCase, FlushError> {
     let checked = match check::spooled_case(spool, case) {
@@ -398,16 +449,17 @@ pub fn upload_case(
         objects: objects.iter().map(ObjectReceipt::from).collect(),
     });
     let journal_entry = if remote_last == local_head.seq {
-        let mut journal = Journal::resume(s3, case.clone(), local_head);
+        // The entry's own receipt, from its PUT, says where it is.
+        let recording = Recording::new(s3);
+        let mut journal = Journal::resume(&recording, case.clone(), local_head);
         journal.append("custody", details)?;
-        Stored {
-            uri: s3.object_uri(&StoreKey::JournalEntry(case.clone(), local_head.seq + 1)),
-            version_id: s3
-                .head(
-                    &StoreKey::JournalEntry(case.clone(), local_head.seq + 1),
-                    None,
-                )?
-                .version_id,
+        match recording.receipts().pop() {
+            Some((_, receipt)) => receipt.stored(),
+            None => {
+                return Err(FlushError::Store(StoreError::NotFound {
+                    uri: s3.object_uri(&StoreKey::JournalEntry(case.clone(), local_head.seq + 1)),
+                }))
+            }
         }
     } else if remote_last == local_head.seq + 1 && recorded_already(s3, case, remote_last, &details)
     {
@@ -433,7 +485,7 @@ pub fn upload_case(
 }
 
 /// Whether entry `seq` in S3 records exactly `details` as an `objects_stored` entry.
-fn recorded_already(s3: &S3Store, case: &CaseId, seq: u64, details: &Details) -> bool {
+fn recorded_already<R: Remote>(s3: &R, case: &CaseId, seq: u64, details: &Details) -> bool {
     let Ok(bytes) = s3.get(&StoreKey::JournalEntry(case.clone(), seq)) else {
         return false;
     };
@@ -448,9 +500,9 @@ fn receipt_path(spool: &SpoolStore, key: &StoreKey) -> PathBuf {
 }
 
 /// Stores one spooled object of the case in S3 unless its receipt says it is there already.
-fn upload_object(
+fn upload_object<R: Remote>(
     spool: &SpoolStore,
-    s3: &S3Store,
+    s3: &R,
     object: &CheckedObject,
 ) -> Result<PutReceipt, FlushError> {
     let receipt_file = receipt_path(spool, &object.key);
@@ -468,7 +520,7 @@ fn upload_object(
 
 /// Stores one checked object in S3 with the digest taken when it was checked, or adopts the
 /// object S3 already holds under its key if that has the same bytes.
-fn store_object(s3: &S3Store, object: &CheckedObject) -> Result<PutReceipt, FlushError> {
+fn store_object<R: Remote>(s3: &R, object: &CheckedObject) -> Result<PutReceipt, FlushError> {
     match s3.put_path(&object.key, &object.path, object.size, object.sha256) {
         Ok(receipt) => Ok(receipt),
         Err(StoreError::AlreadyExists { uri }) => adopt(s3, object, uri),
@@ -478,7 +530,7 @@ fn store_object(s3: &S3Store, object: &CheckedObject) -> Result<PutReceipt, Flus
 
 /// Stores an object the store's cases share (a public key), or adopts the one the bucket
 /// holds: looked up in the bucket each time, since a receipt could be of another bucket.
-fn store_shared(s3: &S3Store, object: &CheckedObject) -> Result<PutReceipt, FlushError> {
+fn store_shared<R: Remote>(s3: &R, object: &CheckedObject) -> Result<PutReceipt, FlushError> {
     match s3.head(&object.key, None) {
         Ok(_) => adopt(s3, object, s3.object_uri(&object.key)),
         Err(StoreError::NotFound { .. }) => store_object(s3, object),
@@ -488,7 +540,7 @@ fn store_shared(s3: &S3Store, object: &CheckedObject) -> Result<PutReceipt, Flus
 
 /// The receipt of the object S3 already holds under `object`'s key: stored by an earlier
 /// attempt whose answer was lost, or by someone else. Only the same bytes are adopted.
-fn adopt(s3: &S3Store, object: &CheckedObject, uri: String) -> Result<PutReceipt, FlushError> {
+fn adopt<R: Remote>(s3: &R, object: &CheckedObject, uri: String) -> Result<PutReceipt, FlushError> {
     let (key, path, sha256, size) = (&object.key, &object.path, object.sha256, object.size);
     let mut state = s3.head(key, None)?;
     let same = state.sha256.as_deref() == Some(sha256.to_hex().as_str())
@@ -529,9 +581,9 @@ fn adopt(s3: &S3Store, object: &CheckedObject, uri: String) -> Result<PutReceipt
 }
 
 /// Whether an object S3 holds as a multipart upload has the checksum this file would have.
-fn same_file_multipart(s3: &S3Store, path: &Path, state: &super::s3::ObjectState) -> bool {
+fn same_file_multipart<R: Remote>(s3: &R, path: &Path, state: &ObjectState) -> bool {
     s3.composite_checksum(path)
-        .is_ok_and(|c| super::s3::same_checksum(state.s3_checksum.as_deref(), &c))
+        .is_ok_and(|c| s3::same_checksum(state.s3_checksum.as_deref(), &c))
 }
 
 fn write_receipt(path: &Path, receipt: &PutReceipt) -> Result<(), StoreError> {
@@ -585,52 +637,4 @@ fn remove_case(spool: &SpoolStore, case: &CaseId) -> Result<(), StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    #[test]
-    fn two_lockers_racing_through_the_lock_file_deletion_cannot_both_hold_the_case() {
-        // The lock file was deleted while held: a waiter then held the deleted file while a
-        // newcomer locked a new file at the same path, and both held the case.
-        let root = tempfile::tempdir().unwrap();
-        let location = S3Location::parse("s3://evidence/p").unwrap();
-        let spool =
-            Arc::new(SpoolStore::open(root.path(), location, &S3Options::default()).unwrap());
-        let case = CaseId::new("20261126-000000-00000001").unwrap();
-        let first = spool.lock_case(&case).unwrap();
-
-        // A second locker opens the lock file and waits on it.
-        let held = Arc::new(AtomicBool::new(false));
-        let waiter = {
-            let (spool, case, held) = (spool.clone(), case.clone(), held.clone());
-            std::thread::spawn(move || {
-                let lock = spool.lock_case(&case).unwrap();
-                held.store(true, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(300));
-                held.store(false, Ordering::SeqCst);
-                drop(lock);
-            })
-        };
-        std::thread::sleep(Duration::from_millis(300));
-        // The holder uploads the case and removes it, lock file included, still holding it.
-        remove_case(&spool, &case).unwrap();
-        // A third locker comes after the deletion: it makes a new lock file and gets it.
-        let third = spool
-            .try_lock_case(&case)
-            .unwrap()
-            .expect("nobody holds the case");
-        drop(first);
-        std::thread::sleep(Duration::from_millis(300));
-        assert!(
-            !held.load(Ordering::SeqCst),
-            "the waiter holds the case while the third locker does too"
-        );
-        drop(third);
-        waiter.join().unwrap();
-        // Once the third is done, the waiter got the case, and it is free again afterwards.
-        assert!(spool.try_lock_case(&case).unwrap().is_some());
-    }
-}
+mod tests;

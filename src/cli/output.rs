@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde_json::json;
 
-use custody::analysis::Summary;
-use custody::collect::Outcome;
-use custody::store::spool::{FlushReport, UploadedCase};
-use custody::terminal::{escape as esc, escape_path};
-use custody::verify::Report;
+use crate::analysis::Summary;
+use crate::collect::Outcome;
+use crate::spool::{FlushReport, UploadedCase};
+use crate::terminal::{escape as esc, escape_path};
+use crate::verify::Report;
 
 fn print_json(value: &serde_json::Value) -> Result<()> {
     let mut out = std::io::stdout().lock();
@@ -27,7 +27,7 @@ fn mib(bytes: u64) -> String {
 }
 
 /// The upload of a collection to S3: what was stored, or why not and where the case waits.
-pub type Upload<'a> = Option<std::result::Result<&'a UploadedCase, (&'a str, &'a Path)>>;
+pub(super) type Upload<'a> = Option<std::result::Result<&'a UploadedCase, (&'a str, &'a Path)>>;
 
 fn version_of<'a>(uploaded: &'a UploadedCase, uri: &str) -> Option<&'a str> {
     uploaded
@@ -37,7 +37,7 @@ fn version_of<'a>(uploaded: &'a UploadedCase, uri: &str) -> Option<&'a str> {
         .and_then(|o| o.version_id.as_deref())
 }
 
-pub fn collected(o: &Outcome, upload: Upload<'_>, as_json: bool) -> Result<()> {
+pub(super) fn collected(o: &Outcome, upload: Upload<'_>, as_json: bool) -> Result<()> {
     let (archive_version, seal_version) = match upload {
         Some(Ok(u)) => (
             version_of(u, &o.bundle.archive.uri),
@@ -96,7 +96,7 @@ pub fn collected(o: &Outcome, upload: Upload<'_>, as_json: bool) -> Result<()> {
                 "  stored   {} objects in S3, locked {} until {}",
                 u.objects.len(),
                 esc(lock.map_or("", |l| l.lock_mode.as_str())),
-                lock.map(|l| custody::timefmt::unix_rfc3339(l.retain_until))
+                lock.map(|l| crate::timefmt::unix_rfc3339(l.retain_until))
                     .unwrap_or_default()
             )?;
             writeln!(
@@ -116,7 +116,7 @@ pub fn collected(o: &Outcome, upload: Upload<'_>, as_json: bool) -> Result<()> {
 }
 
 /// What is known to be missing from a sealed bundle, last, where it is seen.
-fn incomplete(failures: &[custody::source::Failure]) -> Result<()> {
+fn incomplete(failures: &[crate::source::Failure]) -> Result<()> {
     if failures.is_empty() {
         return Ok(());
     }
@@ -143,7 +143,7 @@ fn incomplete(failures: &[custody::source::Failure]) -> Result<()> {
     Ok(())
 }
 
-pub fn analysis(s: &Summary, as_json: bool) -> Result<()> {
+pub(super) fn analysis(s: &Summary, as_json: bool) -> Result<()> {
     if as_json {
         return print_json(&serde_json::to_value(s)?);
     }
@@ -206,7 +206,7 @@ pub fn analysis(s: &Summary, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn verification(r: &Report, as_json: bool) -> Result<()> {
+pub(super) fn verification(r: &Report, as_json: bool) -> Result<()> {
     if as_json {
         return print_json(&serde_json::to_value(r)?);
     }
@@ -261,7 +261,12 @@ pub fn verification(r: &Report, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn keygen(private: &PathBuf, public: &PathBuf, key_id: &str, as_json: bool) -> Result<()> {
+pub(super) fn keygen(
+    private: &PathBuf,
+    public: &PathBuf,
+    key_id: &str,
+    as_json: bool,
+) -> Result<()> {
     if as_json {
         return print_json(
             &json!({"private_key": private, "public_key": public, "key_id": key_id}),
@@ -273,7 +278,7 @@ pub fn keygen(private: &PathBuf, public: &PathBuf, key_id: &str, as_json: bool) 
     Ok(())
 }
 
-pub fn lint(dir: &Path, files: &[PathBuf], as_json: bool) -> Result<()> {
+pub(super) fn lint(dir: &Path, files: &[PathBuf], as_json: bool) -> Result<()> {
     if as_json {
         return print_json(&json!({"dir": dir, "ok": true, "files": files}));
     }
@@ -288,7 +293,7 @@ pub fn lint(dir: &Path, files: &[PathBuf], as_json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn store_check(uri: &str, done: &[String], as_json: bool) -> Result<()> {
+pub(super) fn store_check(uri: &str, done: &[String], as_json: bool) -> Result<()> {
     if as_json {
         return print_json(&json!({"ok": true, "store": uri, "checks": done}));
     }
@@ -301,7 +306,7 @@ pub fn store_check(uri: &str, done: &[String], as_json: bool) -> Result<()> {
 }
 
 /// `elsewhere`: spools of the same store for other endpoints that hold cases.
-pub fn flushed(
+pub(super) fn flushed(
     uri: &str,
     report: &FlushReport,
     elsewhere: &[(PathBuf, Option<String>)],

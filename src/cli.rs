@@ -1,0 +1,306 @@
+//! The `custody` commands: the command line (parsed by `main`), and what each command does,
+//! over the library: `collect` (into a local store, or sealed into the spool and uploaded to
+//! S3), `analyze`, `verify`, `keygen`, `serve`, `store check|flush`, `policy lint`. Each command
+//! returns its exit code: 0 success; 1 verification failed; 2 usage or I/O error, nothing
+//! sealed; 3 sealed (or verified intact) but incomplete; 130 or 143 when SIGINT or SIGTERM
+//! stopped a collection. This is the application's outer layer, so it reports errors with
+//! `anyhow`, as `main` does.
+
+mod collect;
+mod output;
+mod store;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::analysis::format::FormatChoice;
+use crate::analysis::parallel::{self, Job};
+use crate::keys::{self, PublicKey, SigningKey};
+use crate::policy;
+use crate::store::s3::S3Options;
+use crate::store::{OpenOptions, StoreUri};
+use crate::verify;
+
+#[derive(Parser)]
+#[command(
+    name = "custody",
+    version,
+    about = "Preserve, analyse, seal and verify breach evidence."
+)]
+pub struct Cli {
+    /// The evidence store: a directory, file://PATH, or s3://BUCKET/PREFIX.
+    #[arg(
+        long,
+        global = true,
+        default_value = "./evidence",
+        env = "CUSTODY_STORE"
+    )]
+    store: String,
+    /// The policy directory [default: ./policies if present, else the built-in policies].
+    #[arg(long, global = true, env = "CUSTODY_POLICIES")]
+    policies: Option<PathBuf>,
+    /// The collector's Ed25519 private key (PKCS#8 PEM) [default: a per-user key, created on first use].
+    #[arg(long, global = true, env = "CUSTODY_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
+    /// An S3-compatible endpoint URL for s3:// stores [default: AWS, or $AWS_ENDPOINT_URL].
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    s3_endpoint: Option<String>,
+    /// Address S3 buckets by path (endpoint/bucket), as most S3-compatible stores need.
+    #[arg(long, global = true, env = "CUSTODY_S3_PATH_STYLE")]
+    s3_path_style: bool,
+    /// Print the result as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Preserve, analyse and seal log files, or a Kubernetes workload's logs, into a new case.
+    Collect {
+        /// Log files to preserve; `-` reads standard input.
+        #[arg(long, num_args = 1.., required_unless_present = "namespace", conflicts_with = "namespace")]
+        logs: Vec<PathBuf>,
+        /// Kubernetes: the namespace of the workload (the cluster from KUBECONFIG, or in-cluster).
+        #[arg(long, requires = "workload")]
+        namespace: Option<String>,
+        /// Kubernetes: every pod of this Deployment (its selector, so both ReplicaSets mid-rollout).
+        #[arg(long, group = "workload")]
+        deployment: Option<String>,
+        /// Kubernetes: every pod matching this label selector (`app=api,tier in (web)`).
+        #[arg(long, group = "workload")]
+        selector: Option<String>,
+        /// Kubernetes: only log lines newer than this (90s, 15m, 2h, 7d).
+        #[arg(long, conflicts_with = "since_time")]
+        since: Option<String>,
+        /// Kubernetes: only log lines from this time on (RFC 3339).
+        #[arg(long)]
+        since_time: Option<String>,
+        /// Kubernetes: only this container of each pod.
+        #[arg(long)]
+        container: Option<String>,
+        /// Kubernetes: the kubeconfig context [default: the current one].
+        #[arg(long)]
+        context: Option<String>,
+        /// Who asked for the collection [default: $USER].
+        #[arg(long)]
+        requested_by: Option<String>,
+        /// How many of the busiest clients to list.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+        /// The log format: auto (detected per file), combined, json, json-fields, nginx-json,
+        /// envoy, traefik, or custom:NAME from the formats policy.
+        #[arg(long, default_value = "auto")]
+        format: FormatChoice,
+    },
+    /// Analyse log files without sealing anything.
+    Analyze {
+        /// Log files; `-` reads standard input.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// How many of the busiest clients to list.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+        /// The log format: auto (detected per file), combined, json, json-fields, nginx-json,
+        /// envoy, traefik, or custom:NAME from the formats policy.
+        #[arg(long, default_value = "auto")]
+        format: FormatChoice,
+    },
+    /// Verify a store, a case or one bundle, on disk or in S3.
+    Verify {
+        /// A store directory, cases/<case>, or cases/<case>/bundles/<bundle>.tar.zst; or the
+        /// same under s3://BUCKET/PREFIX.
+        target: String,
+        /// The collector's public key (SPKI PEM) from a trusted source.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Generate an Ed25519 key pair: PREFIX.key (PKCS#8 PEM, 0600) and PREFIX.pub (SPKI PEM).
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Run the daemon: Alertmanager webhook, case API, metrics, collection workers.
+    Serve {
+        /// The daemon's configuration (YAML; see docs/DAEMON.md).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The evidence store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+    /// Policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Check that an S3 store can hold evidence: reachable, versioning and Object Lock on, and
+    /// custody's calls allowed (proven by making them on a probe object kept for one day).
+    Check {
+        /// The store [default: --store].
+        uri: Option<String>,
+    },
+    /// Upload the cases waiting in the local spool for an S3 store.
+    Flush {
+        /// The store [default: --store].
+        uri: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate every policy file in DIR [default: --policies, or ./policies].
+    Lint { dir: Option<PathBuf> },
+}
+
+/// The exit code for evidence that is sealed (or verified intact) but known to be incomplete.
+const INCOMPLETE: u8 = 3;
+
+/// Runs the command `cli` names and returns its exit code; an error is exit code 2, which
+/// `main` reports.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Collect { .. } => collect::run(&cli),
+        Command::Analyze { files, top, format } => analyze(&cli, files, *top, format),
+        Command::Verify { target, public_key } => verify(&cli, target, public_key.as_deref()),
+        Command::Keygen { out } => {
+            let key = SigningKey::generate();
+            let (private, public) = keys::write_key_pair(&key, out)?;
+            output::keygen(&private, &public, key.public().id().as_str(), cli.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { config } => serve(config),
+        Command::Store {
+            command: StoreCommand::Check { uri },
+        } => store::check(&cli, uri.as_deref().unwrap_or(&cli.store)),
+        Command::Store {
+            command: StoreCommand::Flush { uri },
+        } => store::flush(&cli, uri.as_deref().unwrap_or(&cli.store)),
+        Command::Policy {
+            command: PolicyCommand::Lint { dir },
+        } => {
+            use anyhow::Context;
+            let dir = dir.clone().or_else(|| policy_dir(&cli)).context(
+                "no policy directory: give DIR, --policies, or run where ./policies exists",
+            )?;
+            let files = policy::lint(&dir)?;
+            output::lint(&dir, &files, cli.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Whether the command is the daemon (which logs JSON lines).
+pub fn is_daemon(cli: &Cli) -> bool {
+    matches!(cli.command, Command::Serve { .. })
+}
+
+/// Whether the command prints its result as JSON (and so its failure too).
+pub fn wants_json(cli: &Cli) -> bool {
+    cli.json
+}
+
+/// The error and its causes, each cause once: most messages already name their cause.
+pub fn error_message(e: &anyhow::Error) -> String {
+    let mut message = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message.push_str(": ");
+            message.push_str(&cause);
+        }
+    }
+    message
+}
+
+fn analyze(cli: &Cli, files: &[PathBuf], top: usize, format: &FormatChoice) -> Result<ExitCode> {
+    let policies = policy::load(policy_dir(cli).as_deref())?;
+    let mut analyzer = parallel::analyze_paths(&Job {
+        paths: files,
+        format: format.clone(),
+        formats: std::sync::Arc::new(policies.formats.clone()),
+        threads: parallel::threads(),
+        progress: !cli.json,
+        memory_budget: policies.collection.analysis.memory_budget_bytes,
+    })?;
+    let summary = analyzer.summary(&policies.detection, top);
+    output::analysis(&summary, cli.json)?;
+    // Past its memory budget the analysis did not count every client: not a success.
+    Ok(if summary.limit.is_some() {
+        ExitCode::from(INCOMPLETE)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn verify(cli: &Cli, target: &str, public_key: Option<&Path>) -> Result<ExitCode> {
+    let public_key = public_key.map(PublicKey::load).transpose()?;
+    let options = verify::Options {
+        public_key,
+        ..verify::Options::default()
+    };
+    // Anything but an S3 URI is a path: `verify` says what it cannot make out.
+    let report = if StoreUri::is_s3(target) {
+        verify::verify_s3(target, &s3_options(cli), &options)?
+    } else {
+        verify::verify_path(Path::new(target), &options)?
+    };
+    output::verification(&report, cli.json)?;
+    Ok(if !report.ok {
+        ExitCode::from(1)
+    } else if !report.complete {
+        ExitCode::from(INCOMPLETE)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The daemon, on the store its configuration names.
+fn serve(config: &Path) -> Result<ExitCode> {
+    let loaded = crate::serve::config::load(config)?;
+    let mut options = OpenOptions {
+        create: true,
+        s3: S3Options {
+            endpoint: loaded.config.s3.endpoint.clone(),
+            path_style: loaded.config.s3.path_style,
+            ..S3Options::default()
+        },
+        staging: Some(crate::spool::default_root().join("serve-staging")),
+        ..OpenOptions::default()
+    };
+    // Objects in S3 are locked as the storage policy says; a local store locks nothing.
+    if let StoreUri::S3(_) = StoreUri::parse(&loaded.config.store)? {
+        options.lock = policy::load(loaded.config.policies.as_deref())?
+            .storage
+            .object_lock;
+    }
+    let store = crate::store::open(&loaded.config.store, &options)?.into_store();
+    crate::serve::serve(store, loaded)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn s3_options(cli: &Cli) -> S3Options {
+    S3Options {
+        endpoint: cli.s3_endpoint.clone().filter(|e| !e.is_empty()),
+        path_style: cli.s3_path_style,
+        ..S3Options::default()
+    }
+}
+
+/// `--policies`, or `./policies` when it exists.
+fn policy_dir(cli: &Cli) -> Option<PathBuf> {
+    cli.policies.clone().or_else(|| {
+        let default = Path::new("policies");
+        default.is_dir().then(|| default.to_owned())
+    })
+}

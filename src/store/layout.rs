@@ -1,0 +1,260 @@
+//! The store layout (docs/EVIDENCE_FORMAT.md): the one place that maps a `StoreKey` to its path
+//! and a path back to its key, and that reads the listings of a store (cases, a case's journal
+//! and bundles) from the names a backend lists. Backends, the spool and `verify` all go through
+//! here, so the layout is written once.
+
+use std::collections::BTreeSet;
+
+use crate::id::{BundleId, CaseId, KeyId};
+
+/// One object in the store layout (see docs/EVIDENCE_FORMAT.md).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum StoreKey {
+    CaseHeader(CaseId),
+    JournalEntry(CaseId, u64),
+    Archive(CaseId, BundleId),
+    ArchiveSidecar(CaseId, BundleId),
+    Seal(CaseId, BundleId),
+    SealSignature(CaseId, BundleId),
+    PublicKey(KeyId),
+    /// An object written by `store check` to prove the bucket takes custody's writes.
+    Probe(String),
+    /// The record that an alert episode was received (`<sha256 hex>.json`), created once: the
+    /// conditional create that makes one case per episode, across replicas.
+    Episode(String),
+}
+
+impl StoreKey {
+    /// The object's path relative to the store root, with `/` separators.
+    pub fn path(&self) -> String {
+        match self {
+            Self::CaseHeader(c) => format!("cases/{c}/case.json"),
+            Self::JournalEntry(c, seq) => format!("cases/{c}/journal/{}", journal_name(*seq)),
+            Self::Archive(c, b) => format!("cases/{c}/bundles/{}", archive_name(b)),
+            Self::ArchiveSidecar(c, b) => format!("cases/{c}/bundles/{}.sha256", archive_name(b)),
+            Self::Seal(c, b) => format!("cases/{c}/bundles/{b}.seal.json"),
+            Self::SealSignature(c, b) => format!("cases/{c}/bundles/{b}.seal.json.sig"),
+            Self::PublicKey(k) => format!("keys/{k}.pub"),
+            Self::Probe(name) => format!("probes/{name}"),
+            Self::Episode(name) => format!("episodes/{name}"),
+        }
+    }
+
+    /// The key of an evidence object (case header, journal entry, bundle file, public key) at
+    /// `path`; `None` for any other path. Probes and episodes are not evidence and never parsed.
+    pub fn parse(path: &str) -> Option<Self> {
+        if let Some(name) = path.strip_prefix("keys/") {
+            return key_file_id(name).map(Self::PublicKey);
+        }
+        let rest = path.strip_prefix("cases/")?;
+        let (case, rest) = rest.split_once('/')?;
+        let case = CaseId::new(case).ok()?;
+        if rest == "case.json" {
+            return Some(Self::CaseHeader(case));
+        }
+        if let Some(name) = rest.strip_prefix("journal/") {
+            return parse_journal_name(name).map(|seq| Self::JournalEntry(case, seq));
+        }
+        let name = rest.strip_prefix("bundles/")?;
+        let bundle = parse_bundle_file_name(name)?;
+        let file = name.strip_prefix(bundle.as_str())?;
+        Some(match file {
+            ".tar.zst" => Self::Archive(case, bundle),
+            ".tar.zst.sha256" => Self::ArchiveSidecar(case, bundle),
+            ".seal.json" => Self::Seal(case, bundle),
+            ".seal.json.sig" => Self::SealSignature(case, bundle),
+            _ => return None,
+        })
+    }
+
+    /// The directory part of the object's path (`cases/<case>/journal`; empty at the root).
+    pub fn dir(&self) -> String {
+        let path = self.path();
+        match path.rsplit_once('/') {
+            Some((dir, _)) => dir.to_owned(),
+            None => String::new(),
+        }
+    }
+}
+
+/// A place in the layout whose objects can be listed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum StorePrefix {
+    /// `cases/`: one name per case.
+    Cases,
+    /// `cases/<case>/journal/`.
+    Journal(CaseId),
+    /// `cases/<case>/bundles/`.
+    Bundles(CaseId),
+    /// `keys/`.
+    Keys,
+}
+
+impl StorePrefix {
+    /// The prefix's path relative to the store root, without a trailing `/`.
+    pub fn path(&self) -> String {
+        match self {
+            Self::Cases => "cases".to_owned(),
+            Self::Journal(c) => format!("cases/{c}/journal"),
+            Self::Bundles(c) => format!("cases/{c}/bundles"),
+            Self::Keys => "keys".to_owned(),
+        }
+    }
+}
+
+/// The file name of a bundle's archive.
+pub fn archive_name(bundle: &BundleId) -> String {
+    format!("{bundle}.tar.zst")
+}
+
+/// The file name of journal entry `seq` (`0000000012.json`).
+fn journal_name(seq: u64) -> String {
+    format!("{seq:010}.json")
+}
+
+/// `0000000012.json` → 12.
+pub fn parse_journal_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".json")?;
+    if digits.len() != 10 || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The bundle a file in `bundles/` belongs to, if its name is one of a bundle's four files.
+pub fn parse_bundle_file_name(name: &str) -> Option<BundleId> {
+    let stem = [
+        ".tar.zst.sha256",
+        ".tar.zst",
+        ".seal.json.sig",
+        ".seal.json",
+    ]
+    .iter()
+    .find_map(|suffix| name.strip_suffix(suffix))?;
+    BundleId::new(stem).ok()
+}
+
+/// `<id>.pub` → the key id it names.
+pub fn key_file_id(name: &str) -> Option<KeyId> {
+    name.strip_suffix(".pub").and_then(|id| KeyId::new(id).ok())
+}
+
+/// Whether `name` (relative to `cases/<case>/`) is one of a case's objects in the layout.
+pub fn is_case_object(name: &str) -> bool {
+    name == "case.json"
+        || name
+            .strip_prefix("journal/")
+            .is_some_and(|n| parse_journal_name(n).is_some())
+        || name
+            .strip_prefix("bundles/")
+            .is_some_and(|n| !n.contains('/') && parse_bundle_file_name(n).is_some())
+}
+
+/// The sequence numbers among the names listed under `StorePrefix::Journal`, sorted, and the
+/// names that are not journal entries.
+pub fn journal_entries(names: Vec<String>) -> (Vec<u64>, Vec<String>) {
+    let mut seqs = Vec::new();
+    let mut strays = Vec::new();
+    for name in names {
+        match parse_journal_name(&name) {
+            Some(seq) => seqs.push(seq),
+            None => strays.push(name),
+        }
+    }
+    seqs.sort_unstable();
+    (seqs, strays)
+}
+
+/// The bundles among the names listed under `StorePrefix::Bundles`, sorted, and the names that
+/// belong to no bundle.
+pub fn bundles(names: Vec<String>) -> (Vec<BundleId>, Vec<String>) {
+    let mut bundles = BTreeSet::new();
+    let mut strays = Vec::new();
+    for name in names {
+        match parse_bundle_file_name(&name) {
+            Some(id) => {
+                bundles.insert(id);
+            }
+            None => strays.push(name),
+        }
+    }
+    (bundles.into_iter().collect(), strays)
+}
+
+/// The cases among the names listed under `StorePrefix::Cases`, sorted (oldest first), and the
+/// names that are not cases, as `cases/<name>`. A backend without directories lists the whole
+/// rest of each key (`<case>/journal/…`): its first segment names the case.
+pub fn cases(names: Vec<String>) -> (Vec<CaseId>, Vec<String>) {
+    let mut cases = BTreeSet::new();
+    let mut strays = Vec::new();
+    for name in names {
+        let id = name.split('/').next().unwrap_or_default();
+        match CaseId::new(id) {
+            Ok(id) => {
+                cases.insert(id);
+            }
+            Err(_) => strays.push(format!("cases/{name}")),
+        }
+    }
+    (cases.into_iter().collect(), strays)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case() -> CaseId {
+        CaseId::new("20261126-145448-00000001").unwrap()
+    }
+
+    #[test]
+    fn every_evidence_key_parses_back_from_its_path() {
+        let b = BundleId::new("20261126-145448-0000000b").unwrap();
+        let k = KeyId::new("0123456789abcdef").unwrap();
+        for key in [
+            StoreKey::CaseHeader(case()),
+            StoreKey::JournalEntry(case(), 12),
+            StoreKey::Archive(case(), b.clone()),
+            StoreKey::ArchiveSidecar(case(), b.clone()),
+            StoreKey::Seal(case(), b.clone()),
+            StoreKey::SealSignature(case(), b),
+            StoreKey::PublicKey(k),
+        ] {
+            assert_eq!(StoreKey::parse(&key.path()), Some(key.clone()), "{key:?}");
+        }
+        assert_eq!(
+            StoreKey::JournalEntry(case(), 12).path(),
+            format!("cases/{}/journal/0000000012.json", case())
+        );
+        for other in [
+            "probes/x.txt",
+            "episodes/a.json",
+            "cases/Not_An_Id/case.json",
+            "cases/20261126-145448-00000001/journal/12.json",
+            "cases/20261126-145448-00000001/bundles/x.tar",
+            "keys/x",
+        ] {
+            assert_eq!(StoreKey::parse(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn listings_separate_evidence_from_strays() {
+        let (seqs, strays) = journal_entries(vec![
+            "0000000002.json".into(),
+            "0000000001.json".into(),
+            "x".into(),
+        ]);
+        assert_eq!(seqs, vec![1, 2]);
+        assert_eq!(strays, vec!["x".to_string()]);
+        let (cases, strays) = cases(vec![
+            format!("{}/case.json", case()),
+            format!("{}/journal/0000000001.json", case()),
+            "notes.txt".into(),
+        ]);
+        assert_eq!(cases, vec![case()]);
+        assert_eq!(strays, vec!["cases/notes.txt".to_string()]);
+        assert!(is_case_object("journal/0000000001.json"));
+        assert!(!is_case_object("journal/x/0000000001.json"));
+    }
+}
