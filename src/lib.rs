@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod collect;
+pub mod daemon;
 pub mod digest;
 pub mod id;
 pub mod interrupt;
@@ -15,7 +16,7 @@ pub mod keys;
 pub mod policy;
 pub mod progress;
 pub mod seal;
-pub mod serve;
+pub mod server;
 pub mod source;
 pub mod store;
 pub mod terminal;

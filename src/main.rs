@@ -383,7 +383,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { config } => {
-            let loaded = custody::serve::config::load(config)?;
+            let loaded = custody::daemon::config::load(config)?;
             let store: Box<dyn Store> = if loaded.config.store.starts_with("s3://") {
                 let location = S3Location::parse(&loaded.config.store)?;
                 let policies = policy::load(loaded.config.policies.as_deref())?;
@@ -401,7 +401,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 store::open_store(&loaded.config.store, true)?
             };
-            custody::serve::serve(store, loaded)?;
+            custody::server::serve(store, loaded)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Store {

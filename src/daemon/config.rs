@@ -1,4 +1,5 @@
-//! `custody serve --config FILE`: the daemon's configuration, validated whole at start-up.
+//! `custody serve --config FILE`: the daemon's configuration (its HTTP side's too), validated
+//! whole at start-up.
 //! Relative paths are relative to the configuration file. Tokens are read from files and never
 //! logged.
 
@@ -75,6 +76,16 @@ pub struct Limits {
     /// Collections run at once.
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// Connections served at once; further ones wait, unaccepted, until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (from the connection's start or the
+    /// previous response); the connection is closed after that.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_seconds: u64,
+    /// Seconds a client has to send a whole request body; answered 408 after that.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_seconds: u64,
 }
 
 impl Default for Limits {
@@ -83,6 +94,9 @@ impl Default for Limits {
             max_body_bytes: default_max_body(),
             queue: default_queue(),
             workers: default_workers(),
+            max_connections: default_max_connections(),
+            header_timeout_seconds: default_header_timeout(),
+            body_timeout_seconds: default_body_timeout(),
         }
     }
 }
@@ -97,6 +111,18 @@ fn default_queue() -> usize {
 
 fn default_workers() -> usize {
     2
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+fn default_header_timeout() -> u64 {
+    10
+}
+
+fn default_body_timeout() -> u64 {
+    30
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +210,20 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         return Err(err(format!(
             "limits.queue must be 1 to 100000 and limits.workers 1 to 64 (got {} and {})",
             l.queue, l.workers
+        )));
+    }
+    if !(1..=65_536).contains(&l.max_connections) {
+        return Err(err(format!(
+            "limits.max_connections must be 1 to 65536, not {}",
+            l.max_connections
+        )));
+    }
+    if !(1..=3600).contains(&l.header_timeout_seconds)
+        || !(1..=3600).contains(&l.body_timeout_seconds)
+    {
+        return Err(err(format!(
+            "limits.header_timeout_seconds and limits.body_timeout_seconds must be 1 to 3600 (got {} and {})",
+            l.header_timeout_seconds, l.body_timeout_seconds
         )));
     }
     if let Some(tls) = &mut config.tls {
