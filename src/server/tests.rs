@@ -140,7 +140,16 @@ async fn error_bodies_are_as_documented() {
         "/api/v1/cases/{}",
         crate::id::CaseId::generate(time::OffsetDateTime::now_utc())
     );
-    let cases: [(&str, &str, Option<&str>, &[u8], StatusCode, &str); 5] = [
+    // Method, path, token, body; the status and body expected ("" for any body).
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        &'a [u8],
+        StatusCode,
+        &'a str,
+    );
+    let cases: [Case; 5] = [
         (
             "GET",
             "/api/v1/cases/not_an_id",
