@@ -149,7 +149,7 @@ async fn error_bodies_are_as_documented() {
         StatusCode,
         &'a str,
     );
-    let cases: [Case; 5] = [
+    let cases: [Case<'_>; 5] = [
         (
             "GET",
             "/api/v1/cases/not_an_id",
