@@ -192,7 +192,11 @@ async fn error_bodies_are_as_documented() {
         ),
     ];
     for (method, path, token, body, code, expected) in cases {
-        let (status, got) = send(&app, request(method, path, token, Body::from(body))).await;
+        let (status, got) = send(
+            &app,
+            request(method, path, token, Body::from(body.to_vec())),
+        )
+        .await;
         assert_eq!(status, code, "{method} {path}: {got}");
         if !expected.is_empty() {
             assert_eq!(got, expected, "{method} {path}");
