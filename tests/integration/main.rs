@@ -13,6 +13,9 @@
 //!   passed off as whole; endless inputs, signals, dead runs, the analysis's memory budget.
 //! - `integrity_store`: the S3 spool and uploads: a spooled case changed after sealing is refused
 //!   before any PUT, one spool for two endpoints, multipart locks read back, large archives recorded.
+//! - `server`: the daemon's HTTP side under hostile clients: bodies not read before the token,
+//!   declared lengths over the limit, slow headers and bodies, the connection cap, plain HTTP off
+//!   loopback.
 //! - `integrity_verify`: key ids against keys, tar headers custody never writes, links in the
 //!   store, terminal escapes in what is printed.
 
@@ -31,5 +34,6 @@ mod integrity_verify;
 mod interop;
 mod k8s;
 mod s3;
+mod server;
 mod tamper;
 mod util;
