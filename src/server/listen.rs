@@ -32,31 +32,7 @@ const DRAIN: Duration = Duration::from_secs(30);
 /// Serves `app` on `listener` until SIGTERM or SIGINT, then lets open requests finish (for up
 /// to 30 s).
 pub async fn serve(listener: TcpListener, app: Router, how: Listening) -> Result<(), ServeError> {
-    let tls = match &how.tls {
-        None => {
-            if !how.listen.ip().is_loopback() {
-                tracing::warn!(
-                    listen = %how.listen,
-                    "plain HTTP on a non-loopback address: bearer tokens and alerts cross the network unencrypted; configure tls"
-                );
-            }
-            tracing::info!(listen = %how.listen, "custody serve listening (HTTP)");
-            None
-        }
-        Some(tls) => {
-            let config = RustlsConfig::from_pem_file(&tls.cert_file, &tls.key_file)
-                .await
-                .map_err(|e| {
-                    ServeError::Tls(format!(
-                        "{} / {}: {e}",
-                        tls.cert_file.display(),
-                        tls.key_file.display()
-                    ))
-                })?;
-            tracing::info!(listen = %how.listen, "custody serve listening (HTTPS)");
-            Some(RustlsAcceptor::new(config))
-        }
-    };
+    let tls = acceptor(&how).await?;
     let connections = Arc::new(tokio::sync::Semaphore::new(how.max_connections));
     let graceful = GracefulShutdown::new();
     let stop = shutdown_signal();
@@ -111,6 +87,31 @@ pub async fn serve(listener: TcpListener, app: Router, how: Listening) -> Result
         }
     }
     Ok(())
+}
+
+/// Logs how the daemon listens; with `tls`, the acceptor of its certificate and key.
+async fn acceptor(how: &Listening) -> Result<Option<RustlsAcceptor>, ServeError> {
+    let Some(tls) = &how.tls else {
+        if !how.listen.ip().is_loopback() {
+            tracing::warn!(
+                listen = %how.listen,
+                "plain HTTP on a non-loopback address: bearer tokens and alerts cross the network unencrypted; configure tls"
+            );
+        }
+        tracing::info!(listen = %how.listen, "custody serve listening (HTTP)");
+        return Ok(None);
+    };
+    let config = RustlsConfig::from_pem_file(&tls.cert_file, &tls.key_file)
+        .await
+        .map_err(|e| {
+            ServeError::Tls(format!(
+                "{} / {}: {e}",
+                tls.cert_file.display(),
+                tls.key_file.display()
+            ))
+        })?;
+    tracing::info!(listen = %how.listen, "custody serve listening (HTTPS)");
+    Ok(Some(RustlsAcceptor::new(config)))
 }
 
 /// One HTTP/1.1 connection, to its end.
