@@ -267,7 +267,7 @@ fn verify(cli: &Cli, target: &str, public_key: Option<&Path>) -> Result<ExitCode
 
 /// The daemon, on the store its configuration names.
 fn serve(config: &Path) -> Result<ExitCode> {
-    let loaded = crate::serve::config::load(config)?;
+    let loaded = crate::daemon::config::load(config)?;
     let mut options = OpenOptions {
         create: true,
         s3: S3Options {
@@ -278,14 +278,14 @@ fn serve(config: &Path) -> Result<ExitCode> {
         staging: Some(crate::spool::default_root().join("serve-staging")),
         ..OpenOptions::default()
     };
-    // Objects in S3 are locked as the storage policy says; a local store locks nothing.
+    // The policies, loaded once: the daemon's, and the storage policy's Object Lock for S3 (a
+    // local store locks nothing).
+    let policies = policy::load(loaded.config.policies.as_deref())?;
     if let StoreUri::S3(_) = StoreUri::parse(&loaded.config.store)? {
-        options.lock = policy::load(loaded.config.policies.as_deref())?
-            .storage
-            .object_lock;
+        options.lock = policies.storage.object_lock.clone();
     }
     let store = crate::store::open(&loaded.config.store, &options)?.into_store();
-    crate::serve::serve(store, loaded)?;
+    crate::server::serve(store, loaded, policies)?;
     Ok(ExitCode::SUCCESS)
 }
 

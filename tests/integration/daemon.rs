@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use crate::fake_kube::{FakeContainer, FakeKube, FakePod, NOW};
 use crate::util::{line, Sandbox};
 
-const WEBHOOK_TOKEN: &str = "webhook-token-0123456789abcdef";
-const ANALYST_TOKEN: &str = "analyst-token-0123456789abcdef";
+pub const WEBHOOK_TOKEN: &str = "webhook-token-0123456789abcdef";
+pub const ANALYST_TOKEN: &str = "analyst-token-0123456789abcdef";
 
 /// A minimal HTTP/1.1 client: (status, body).
 pub fn http(
@@ -48,7 +48,7 @@ pub fn http(
     (status, body)
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -110,10 +110,13 @@ pub fn daemon_config(sb: &Sandbox, store: &str, kube: Option<&FakeKube>, extra: 
 /// Starts `custody serve` and waits until it is ready.
 pub fn start(sb: &Sandbox, config: &Path, name: &str) -> Daemon {
     let text = std::fs::read_to_string(config).unwrap();
+    // Any address; it is reached on loopback.
     let port: u16 = text
         .lines()
-        .find_map(|l| l.strip_prefix("listen: 127.0.0.1:"))
+        .find_map(|l| l.strip_prefix("listen: "))
+        .and_then(|a| a.rsplit_once(':'))
         .unwrap()
+        .1
         .parse()
         .unwrap();
     let log = sb.path(&format!("{name}.log"));

@@ -16,6 +16,9 @@
 //!   before any PUT, one spool for two endpoints, multipart locks read back, large archives recorded.
 //! - `shipped`: every shipped policy and configuration (files, docs' examples, deploy/) parses;
 //!   a bad configuration is refused naming its file, line and field.
+//! - `server`: the daemon's HTTP side under hostile clients: bodies not read before the token,
+//!   declared lengths over the limit, slow headers and bodies, the connection cap, plain HTTP off
+//!   loopback.
 //! - `integrity_verify`: key ids against keys, tar headers custody never writes, links in the
 //!   store, terminal escapes in what is printed.
 
@@ -35,6 +38,7 @@ mod interop;
 mod k8s;
 mod layout;
 mod s3;
+mod server;
 mod shipped;
 mod tamper;
 mod util;

@@ -5,10 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
+use custody::daemon::config::ServeConfig;
 use custody::policy::{
     self, CollectionPolicy, DetectionPolicy, FormatsPolicy, StoragePolicy, KNOWN_FILES,
 };
-use custody::serve::config::ServeConfig;
 
 use crate::util::{stderr, Sandbox};
 

@@ -1,4 +1,5 @@
-//! `custody serve --config FILE`: the daemon's configuration, validated whole at start-up.
+//! `custody serve --config FILE`: the daemon's configuration (its HTTP side's too), validated
+//! whole at start-up.
 //! Relative paths are relative to the configuration file. Tokens are read from files and never
 //! logged.
 
@@ -75,6 +76,16 @@ pub struct Limits {
     /// Collections run at once.
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// Connections served at once; further ones wait, unaccepted, until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (from the connection's start or the
+    /// previous response); the connection is closed after that.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_seconds: u64,
+    /// Seconds a client has to send a whole request body; answered 408 after that.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_seconds: u64,
 }
 
 impl Default for Limits {
@@ -83,6 +94,9 @@ impl Default for Limits {
             max_body_bytes: default_max_body(),
             queue: default_queue(),
             workers: default_workers(),
+            max_connections: default_max_connections(),
+            header_timeout_seconds: default_header_timeout(),
+            body_timeout_seconds: default_body_timeout(),
         }
     }
 }
@@ -97,6 +111,18 @@ fn default_queue() -> usize {
 
 fn default_workers() -> usize {
     2
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+fn default_header_timeout() -> u64 {
+    10
+}
+
+fn default_body_timeout() -> u64 {
+    30
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +163,37 @@ fn read_token(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     Ok(token.into_bytes())
 }
 
+/// The limits, each within what the daemon can honour.
+fn check_limits(l: &Limits) -> Result<(), String> {
+    if !(1024..=256 * 1024 * 1024).contains(&l.max_body_bytes) {
+        return Err(format!(
+            "limits.max_body_bytes must be 1 KiB to 256 MiB, not {}",
+            l.max_body_bytes
+        ));
+    }
+    if !(1..=100_000).contains(&l.queue) || !(1..=64).contains(&l.workers) {
+        return Err(format!(
+            "limits.queue must be 1 to 100000 and limits.workers 1 to 64 (got {} and {})",
+            l.queue, l.workers
+        ));
+    }
+    if !(1..=65_536).contains(&l.max_connections) {
+        return Err(format!(
+            "limits.max_connections must be 1 to 65536, not {}",
+            l.max_connections
+        ));
+    }
+    if !(1..=3600).contains(&l.header_timeout_seconds)
+        || !(1..=3600).contains(&l.body_timeout_seconds)
+    {
+        return Err(format!(
+            "limits.header_timeout_seconds and limits.body_timeout_seconds must be 1 to 3600 (got {} and {})",
+            l.header_timeout_seconds, l.body_timeout_seconds
+        ));
+    }
+    Ok(())
+}
+
 /// Reads and validates the configuration at `path`.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let err = |message: String| ConfigError {
@@ -173,19 +230,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
             "the webhook and analyst tokens are the same: give each its own".into(),
         ));
     }
-    let l = &config.limits;
-    if !(1024..=256 * 1024 * 1024).contains(&l.max_body_bytes) {
-        return Err(err(format!(
-            "limits.max_body_bytes must be 1 KiB to 256 MiB, not {}",
-            l.max_body_bytes
-        )));
-    }
-    if !(1..=100_000).contains(&l.queue) || !(1..=64).contains(&l.workers) {
-        return Err(err(format!(
-            "limits.queue must be 1 to 100000 and limits.workers 1 to 64 (got {} and {})",
-            l.queue, l.workers
-        )));
-    }
+    check_limits(&config.limits).map_err(err)?;
     if let Some(tls) = &mut config.tls {
         tls.cert_file = resolve(base, &tls.cert_file);
         tls.key_file = resolve(base, &tls.key_file);
@@ -212,4 +257,62 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         webhook_token,
         analyst_token,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with(dir: &Path, limits: &str) -> Result<Loaded, ConfigError> {
+        std::fs::write(dir.join("w.token"), "webhook-token-0123456789").unwrap();
+        std::fs::write(dir.join("a.token"), "analyst-token-0123456789").unwrap();
+        let path = dir.join("custody.yaml");
+        std::fs::write(
+            &path,
+            format!("listen: 127.0.0.1:8080\nstore: ./evidence\nsigning_key: k\nauth:\n  webhook_token_file: w.token\n  analyst_token_file: a.token\n{limits}"),
+        )
+        .unwrap();
+        load(&path)
+    }
+
+    #[test]
+    fn the_connection_limits_have_documented_defaults_and_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = config_with(dir.path(), "").unwrap().config.limits;
+        // As docs/DAEMON.md gives them.
+        assert_eq!(
+            (
+                l.max_connections,
+                l.header_timeout_seconds,
+                l.body_timeout_seconds
+            ),
+            (256, 10, 30)
+        );
+        let set = config_with(
+            dir.path(),
+            "limits:\n  max_connections: 8\n  header_timeout_seconds: 2\n  body_timeout_seconds: 3\n",
+        )
+        .unwrap()
+        .config
+        .limits;
+        assert_eq!(
+            (
+                set.max_connections,
+                set.header_timeout_seconds,
+                set.body_timeout_seconds
+            ),
+            (8, 2, 3)
+        );
+        for bad in [
+            "limits:\n  max_connections: 0\n",
+            "limits:\n  body_timeout_seconds: 0\n",
+            "limits:\n  header_timeout: 5\n",
+        ] {
+            let e = config_with(dir.path(), bad).err().unwrap();
+            assert!(
+                e.message.contains("limits") || e.message.contains("unknown field"),
+                "{bad}: {e}"
+            );
+        }
+    }
 }

@@ -1,0 +1,280 @@
+//! `custody serve`'s work, apart from HTTP: alert episodes, the collection queue, its workers, and
+//! the restart of collections a previous run left unfinished. The HTTP side (`server`) calls in
+//! here; nothing here knows about HTTP.
+//!
+//! The store is the only state. Each alert episode (fingerprint and `startsAt`) is recorded once
+//! with a conditional create (`episodes/<sha256>.json`: create-new on disk, `If-None-Match: *` on
+//! S3), so resends, retries and several replicas sharing one store open exactly one case per
+//! episode without a leader or a database. A notification is answered 2xx only once its cases
+//! are durably opened; collection is asynchronous. At start-up, every case whose journal shows an
+//! unfinished collection is collected again, the interruption journaled.
+
+pub mod alerts;
+pub mod config;
+mod episodes;
+mod job;
+pub mod metrics;
+mod queue;
+mod state;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::case::{self as journal, EntryKind, Journal};
+use crate::collect::{self, Request, Trigger};
+use crate::id::{BundleId, CaseId};
+use crate::keys::SigningKey;
+use crate::policy::Policies;
+use crate::source::k8s::{K8sRequest, Since, Target};
+use crate::store::{Store, StoreError, StoreKey};
+
+pub use job::{Job, RecordedTarget};
+pub use queue::{requeue_unfinished, run_workers, Jobs};
+
+use metrics::Metrics;
+
+/// Why the daemon could not take a request: both are worth a retry (HTTP 503).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The store could not record or answer.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("the collection queue is full")]
+    QueueFull,
+}
+
+impl From<StoreError> for DaemonError {
+    fn from(e: StoreError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+pub struct Daemon {
+    store: Box<dyn Store>,
+    policies: Policies,
+    key: SigningKey,
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    queue: tokio::sync::mpsc::Sender<Job>,
+    queued: AtomicUsize,
+    metrics: Metrics,
+    ready: AtomicBool,
+    staging: PathBuf,
+}
+
+impl Daemon {
+    /// A daemon over `store` with a queue of `queue` collections; the jobs go to `run_workers`.
+    pub fn new(
+        store: Box<dyn Store>,
+        policies: Policies,
+        key: SigningKey,
+        kubernetes: &config::KubernetesSettings,
+        queue: usize,
+    ) -> (Self, Jobs) {
+        let staging = store.staging_dir().to_owned();
+        let (sender, jobs) = tokio::sync::mpsc::channel::<Job>(queue);
+        let daemon = Self {
+            store,
+            policies,
+            key,
+            kubeconfig: kubernetes.kubeconfig.clone(),
+            context: kubernetes.context.clone(),
+            queue: sender,
+            queued: AtomicUsize::new(0),
+            metrics: Metrics::new(),
+            ready: AtomicBool::new(false),
+            staging,
+        };
+        (daemon, Jobs(jobs))
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The metrics in Prometheus text, the queue depth brought up to date.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.queue_depth(self.queued.load(Ordering::SeqCst));
+        self.metrics.render()
+    }
+
+    /// Whether the unfinished collections of a previous run are all queued again.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// One cheap call that needs the store to answer (a HEAD on S3, a stat on disk).
+    pub fn probe_store(&self) -> Result<(), StoreError> {
+        self.store
+            .exists(&StoreKey::Probe("readiness".into()))
+            .map(|_| ())
+    }
+
+    /// What to collect in the cluster this daemon is configured for.
+    pub fn k8s_request(
+        &self,
+        namespace: String,
+        target: Target,
+        since: Since,
+        container: Option<String>,
+    ) -> K8sRequest {
+        K8sRequest {
+            namespace,
+            target,
+            since,
+            container,
+            context: self.context.clone(),
+            kubeconfig: self.kubeconfig.clone(),
+        }
+    }
+
+    /// Opens a case an analyst asked for and queues its collection.
+    pub fn open_requested(
+        &self,
+        target: K8sRequest,
+        requested_by: String,
+    ) -> Result<CaseId, DaemonError> {
+        let Ok(permit) = self.queue.try_reserve() else {
+            self.metrics.overloaded();
+            return Err(DaemonError::QueueFull);
+        };
+        let case = CaseId::generate(OffsetDateTime::now_utc());
+        let trigger = Trigger {
+            kind: "api".into(),
+            requested_by,
+        };
+        self.open_and_queue(
+            permit,
+            case.clone(),
+            target,
+            trigger,
+            serde_json::Value::Null,
+            None,
+        )?;
+        Ok(case)
+    }
+
+    /// Every case, as the case API shows it.
+    pub fn case_views(&self) -> Result<Vec<serde_json::Value>, StoreError> {
+        let mut out = Vec::new();
+        for case in self.store.list_cases()? {
+            out.push(self.case_view(&case)?);
+        }
+        Ok(out)
+    }
+
+    /// One case, as the case API shows it; `None` if there is no such case.
+    pub fn case(&self, case: &CaseId) -> Result<Option<serde_json::Value>, StoreError> {
+        if !self.store.exists(&StoreKey::CaseHeader(case.clone()))? {
+            return Ok(None);
+        }
+        self.case_view(case).map(Some)
+    }
+
+    /// Opens a case durably and queues its collection; the queue slot is taken first, so that a
+    /// full queue refuses the work before anything is written.
+    fn open_and_queue(
+        &self,
+        permit: tokio::sync::mpsc::Permit<'_, Job>,
+        case: CaseId,
+        target: K8sRequest,
+        trigger: Trigger,
+        details: serde_json::Value,
+        payload: Option<Vec<u8>>,
+    ) -> Result<bool, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let request = Request {
+            case_id: case.clone(),
+            bundle_id: BundleId::generate(now),
+            at: now,
+            trigger: trigger.clone(),
+            top: 20,
+            format: crate::analysis::format::FormatChoice::Auto,
+            progress: false,
+            trigger_payload: None,
+            staging: None,
+        };
+        let mut details = details;
+        details["target"] = RecordedTarget::of(&target).to_json();
+        match collect::open_case(self.store.as_ref(), &request, details.clone()) {
+            Ok(_) => {}
+            Err(collect::CollectError::OpenCase(StoreError::AlreadyExists { .. })) => {
+                if !self.finish_opening(&case, &trigger, &details)? {
+                    return Ok(false);
+                }
+            }
+            // Another replica finished opening it between this one's two writes.
+            Err(collect::CollectError::Journal(journal::JournalError::Append {
+                source: StoreError::AlreadyExists { .. },
+                ..
+            })) => return Ok(false),
+            Err(collect::CollectError::OpenCase(e)) => return Err(e),
+            Err(e) => {
+                return Err(StoreError::Remote {
+                    uri: self.store.uri(),
+                    message: e.to_string(),
+                })
+            }
+        }
+        self.metrics.case_opened(&trigger.kind);
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        self.metrics.queue_depth(self.queued.load(Ordering::SeqCst));
+        let episode = details
+            .get("episode")
+            .and_then(|e| e.as_str())
+            .map(str::to_owned);
+        permit.send(Job {
+            case,
+            target,
+            trigger,
+            payload,
+            restarted: None,
+            episode,
+        });
+        Ok(true)
+    }
+
+    /// The header is there. If the first journal entry is too, the case is open and its
+    /// collection is someone else's (or the restart's): false. If not, its opener died in
+    /// between, and this finishes opening it: true.
+    fn finish_opening(
+        &self,
+        case: &CaseId,
+        trigger: &Trigger,
+        details: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        if self.case_open(case)? {
+            return Ok(false);
+        }
+        let header = self.store.get(&StoreKey::CaseHeader(case.clone()))?;
+        let mut first = json!({
+            "trigger": trigger,
+            "case_header_sha256": crate::digest::Sha256Digest::of(&header),
+        });
+        if !details.is_null() {
+            first["trigger_details"] = details.clone();
+        }
+        let mut journal = Journal::new_case(self.store.as_ref(), case.clone());
+        match journal.append_json(&trigger.requested_by, EntryKind::CaseOpened, first) {
+            Ok(_) => Ok(true),
+            Err(journal::JournalError::Append {
+                source: StoreError::AlreadyExists { .. },
+                ..
+            }) => Ok(false),
+            Err(e) => Err(StoreError::Remote {
+                uri: self.store.uri(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Whether a case is open: its first journal entry is stored (a header alone is a case
+    /// whose opener died in between).
+    fn case_open(&self, case: &CaseId) -> Result<bool, StoreError> {
+        self.store.exists(&StoreKey::JournalEntry(case.clone(), 1))
+    }
+}

@@ -1,0 +1,196 @@
+//! Alert episodes: one case per firing episode, however often and to however many replicas
+//! Alertmanager sends it, by a conditional create of `episodes/<sha256>.json`; a resolve kept in
+//! `episodes/<sha256>.resolved.json` and journaled on its case once.
+
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::case::{self as journal, EntryKind};
+use crate::collect::Trigger;
+use crate::id::CaseId;
+use crate::store::{Store, StoreError, StoreKey};
+
+use super::alerts::{self, Alert};
+use super::state::collection_over;
+use super::worker::append;
+use super::{Daemon, DaemonError};
+
+/// Journals the resolve of `episode` on `case` once, from its record.
+pub(super) fn journal_resolve(
+    store: &dyn Store,
+    case: &CaseId,
+    episode: &str,
+) -> Result<(), String> {
+    let record = match store.get(&StoreKey::Episode(format!("{episode}.resolved.json"))) {
+        Ok(r) => r,
+        Err(StoreError::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let chain = journal::check_chain(store, case).map_err(|e| e.to_string())?;
+    if chain
+        .entries
+        .iter()
+        .any(|(e, _)| e.kind() == EntryKind::AlertResolved)
+    {
+        return Ok(());
+    }
+    let details: serde_json::Value = serde_json::from_slice(&record).unwrap_or_default();
+    append(store, case, EntryKind::AlertResolved, details)
+}
+
+/// The case an episode record names.
+fn case_of(record: &[u8]) -> Option<CaseId> {
+    let v: serde_json::Value = serde_json::from_slice(record).ok()?;
+    CaseId::new(v.get("case_id")?.as_str()?).ok()
+}
+
+impl Daemon {
+    /// One alert of a notification; returns what became of it.
+    pub fn handle_alert(&self, alert: &Alert) -> Result<serde_json::Value, DaemonError> {
+        if alert.status == "resolved" {
+            return self.handle_resolve(alert);
+        }
+        let episode = alert.episode();
+        let marker_key = StoreKey::Episode(format!("{episode}.json"));
+        let Some(route) = alerts::route(&self.policies.collection.alerts, alert) else {
+            let record = json!({"ignored": true, "reason": "no alert route matches", "alertname": alert.name(),
+                                "fingerprint": alert.fingerprint(), "starts_at": alert.starts_at,
+                                "received_at": crate::timefmt::rfc3339(OffsetDateTime::now_utc())});
+            match self.store.put_new(
+                &marker_key,
+                &serde_json::to_vec_pretty(&record).unwrap_or_default(),
+            ) {
+                Ok(_) => {
+                    tracing::info!(alertname = alert.name(), "alert ignored: no route matches")
+                }
+                Err(StoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            return Ok(json!({"fingerprint": alert.fingerprint(), "outcome": "ignored"}));
+        };
+        let target = match alerts::target(route, alert, (&self.kubeconfig, &self.context)) {
+            Ok(t) => t,
+            Err(why) => {
+                // Recorded, and the other alerts of the notification still handled.
+                let record = json!({"ignored": true, "reason": why, "alertname": alert.name(),
+                                    "fingerprint": alert.fingerprint(), "starts_at": alert.starts_at});
+                match self.store.put_new(
+                    &marker_key,
+                    &serde_json::to_vec_pretty(&record).unwrap_or_default(),
+                ) {
+                    Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                tracing::warn!(alertname = alert.name(), reason = %why, "alert not collected");
+                return Ok(
+                    json!({"fingerprint": alert.fingerprint(), "outcome": "error", "error": why}),
+                );
+            }
+        };
+        self.open_episode(alert, &episode, &marker_key, target)
+    }
+
+    /// A firing alert with a target: its episode's case, opened and queued by the first
+    /// notification of the episode only.
+    fn open_episode(
+        &self,
+        alert: &Alert,
+        episode: &str,
+        marker_key: &StoreKey,
+        target: crate::source::k8s::K8sRequest,
+    ) -> Result<serde_json::Value, DaemonError> {
+        // A resend of an episode whose case is open is answered without a queue slot.
+        if let Ok(existing) = self.store.get(marker_key) {
+            if let Some(case) = case_of(&existing) {
+                if self.case_open(&case)? {
+                    return Ok(
+                        json!({"fingerprint": alert.fingerprint(), "outcome": "duplicate", "case_id": case}),
+                    );
+                }
+            }
+        }
+        let Ok(permit) = self.queue.try_reserve() else {
+            self.metrics.overloaded();
+            return Err(DaemonError::QueueFull);
+        };
+        let now = OffsetDateTime::now_utc();
+        let fresh = CaseId::generate(now);
+        let record = json!({"case_id": fresh, "alertname": alert.name(), "fingerprint": alert.fingerprint(),
+                            "starts_at": alert.starts_at, "received_at": crate::timefmt::rfc3339(now)});
+        let case = match self.store.put_new(
+            marker_key,
+            &serde_json::to_vec_pretty(&record).unwrap_or_default(),
+        ) {
+            Ok(_) => fresh,
+            Err(StoreError::AlreadyExists { .. }) => {
+                // A resend (or another replica got it first): the same case, never a second.
+                let existing = self.store.get(marker_key)?;
+                let Some(case) = case_of(&existing) else {
+                    return Ok(json!({"fingerprint": alert.fingerprint(), "outcome": "ignored"}));
+                };
+                // The case is open once its first journal entry is stored; if its opener died
+                // before that, it is opened (and collected) now.
+                if self.case_open(&case)? {
+                    return Ok(
+                        json!({"fingerprint": alert.fingerprint(), "outcome": "duplicate", "case_id": case}),
+                    );
+                }
+                case
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let payload = serde_json::to_vec_pretty(alert).unwrap_or_default();
+        let trigger = Trigger {
+            kind: "alert".into(),
+            requested_by: "alertmanager".into(),
+        };
+        let details =
+            json!({"alert": alert, "fingerprint": alert.fingerprint(), "episode": episode});
+        let queued = self.open_and_queue(
+            permit,
+            case.clone(),
+            target,
+            trigger,
+            details,
+            Some(payload),
+        )?;
+        // "opened" by the one request that queued the collection; every other one is a duplicate.
+        let outcome = if queued { "opened" } else { "duplicate" };
+        Ok(json!({"fingerprint": alert.fingerprint(), "outcome": outcome, "case_id": case}))
+    }
+
+    /// A resolved alert: kept first, so the resolve is never lost; journaled on the case once it
+    /// is no longer being collected (the collection journals it at its end otherwise).
+    fn handle_resolve(&self, alert: &Alert) -> Result<serde_json::Value, DaemonError> {
+        let episode = alert.episode();
+        let marker = match self
+            .store
+            .get(&StoreKey::Episode(format!("{episode}.json")))
+        {
+            Ok(m) => m,
+            Err(StoreError::NotFound { .. }) => {
+                return Ok(
+                    json!({"fingerprint": alert.fingerprint(), "outcome": "resolved-unknown"}),
+                )
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(case) = case_of(&marker) else {
+            return Ok(json!({"fingerprint": alert.fingerprint(), "outcome": "ignored"}));
+        };
+        let once = StoreKey::Episode(format!("{episode}.resolved.json"));
+        let record =
+            serde_json::to_vec_pretty(&json!({"alert": alert, "fingerprint": alert.fingerprint()}))
+                .unwrap_or_default();
+        match self.store.put_new(&once, &record) {
+            Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let chain = journal::check_chain(self.store.as_ref(), &case)?;
+        if collection_over(&chain) {
+            journal_resolve(self.store.as_ref(), &case, &episode)
+                .map_err(DaemonError::Unavailable)?;
+        }
+        Ok(json!({"fingerprint": alert.fingerprint(), "outcome": "resolved", "case_id": case}))
+    }
+}
