@@ -21,18 +21,18 @@ mod worker;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::case::{self as journal, EntryKind, Journal};
-use crate::collect::{self, Request, Trigger};
-use crate::id::{BundleId, CaseId};
+use crate::case::entry::TriggerDetails;
+use crate::case::{self as journal, CaseError, CaseHeader, Journal};
+use crate::collect::Trigger;
+use crate::id::CaseId;
 use crate::keys::SigningKey;
 use crate::policy::Policies;
 use crate::source::k8s::{K8sRequest, Since, Target};
 use crate::store::{Store, StoreError, StoreKey};
 
-pub use job::{Job, RecordedTarget};
+pub use job::{recorded_target, request_of, Job};
 pub use queue::{requeue_unfinished, run_workers, Jobs};
 
 use metrics::Metrics;
@@ -152,7 +152,7 @@ impl Daemon {
             case.clone(),
             target,
             trigger,
-            serde_json::Value::Null,
+            TriggerDetails::default(),
             None,
         )?;
         Ok(case)
@@ -183,36 +183,27 @@ impl Daemon {
         case: CaseId,
         target: K8sRequest,
         trigger: Trigger,
-        details: serde_json::Value,
+        details: TriggerDetails,
         payload: Option<Vec<u8>>,
     ) -> Result<bool, StoreError> {
-        let now = OffsetDateTime::now_utc();
-        let request = Request {
-            case_id: case.clone(),
-            bundle_id: BundleId::generate(now),
-            at: now,
-            trigger: trigger.clone(),
-            top: 20,
-            format: crate::analysis::format::FormatChoice::Auto,
-            progress: false,
-            trigger_payload: None,
-            staging: None,
+        let details = TriggerDetails {
+            target: Some(recorded_target(&target)),
+            ..details
         };
-        let mut details = details;
-        details["target"] = RecordedTarget::of(&target).to_json();
-        match collect::open_case(self.store.as_ref(), &request, details.clone()) {
+        let header = CaseHeader::new(case.clone(), OffsetDateTime::now_utc(), trigger.clone());
+        match journal::open(self.store.as_ref(), &header, Some(details.clone())) {
             Ok(_) => {}
-            Err(collect::CollectError::OpenCase(StoreError::AlreadyExists { .. })) => {
+            Err(CaseError::WriteHeader(StoreError::AlreadyExists { .. })) => {
                 if !self.finish_opening(&case, &trigger, &details)? {
                     return Ok(false);
                 }
             }
             // Another replica finished opening it between this one's two writes.
-            Err(collect::CollectError::Journal(journal::JournalError::Append {
+            Err(CaseError::Journal(journal::JournalError::Append {
                 source: StoreError::AlreadyExists { .. },
                 ..
             })) => return Ok(false),
-            Err(collect::CollectError::OpenCase(e)) => return Err(e),
+            Err(CaseError::WriteHeader(e)) => return Err(e),
             Err(e) => {
                 return Err(StoreError::Remote {
                     uri: self.store.uri(),
@@ -221,21 +212,25 @@ impl Daemon {
             }
         }
         self.metrics.case_opened(&trigger.kind);
+        self.queue_job(
+            permit,
+            Job {
+                case,
+                target,
+                trigger,
+                payload,
+                restarted: None,
+                episode: details.episode,
+            },
+        );
+        Ok(true)
+    }
+
+    /// Sends a job into the slot taken for it, counting it queued.
+    fn queue_job(&self, permit: tokio::sync::mpsc::Permit<'_, Job>, job: Job) {
         self.queued.fetch_add(1, Ordering::SeqCst);
         self.metrics.queue_depth(self.queued.load(Ordering::SeqCst));
-        let episode = details
-            .get("episode")
-            .and_then(|e| e.as_str())
-            .map(str::to_owned);
-        permit.send(Job {
-            case,
-            target,
-            trigger,
-            payload,
-            restarted: None,
-            episode,
-        });
-        Ok(true)
+        permit.send(job);
     }
 
     /// The header is there. If the first journal entry is too, the case is open and its
@@ -245,21 +240,15 @@ impl Daemon {
         &self,
         case: &CaseId,
         trigger: &Trigger,
-        details: &serde_json::Value,
+        details: &TriggerDetails,
     ) -> Result<bool, StoreError> {
         if self.case_open(case)? {
             return Ok(false);
         }
         let header = self.store.get(&StoreKey::CaseHeader(case.clone()))?;
-        let mut first = json!({
-            "trigger": trigger,
-            "case_header_sha256": crate::digest::Sha256Digest::of(&header),
-        });
-        if !details.is_null() {
-            first["trigger_details"] = details.clone();
-        }
+        let first = journal::opened_entry(trigger, &header, Some(details.clone()));
         let mut journal = Journal::new_case(self.store.as_ref(), case.clone());
-        match journal.append_json(&trigger.requested_by, EntryKind::CaseOpened, first) {
+        match journal.append(&trigger.requested_by, first) {
             Ok(_) => Ok(true),
             Err(journal::JournalError::Append {
                 source: StoreError::AlreadyExists { .. },

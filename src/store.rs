@@ -231,14 +231,6 @@ pub trait Store: Send + Sync {
     fn receipt_of(&self, _key: &StoreKey) -> Result<Option<Receipt>, StoreError> {
         Ok(None)
     }
-
-    /// For stores that keep versions: what the store holds for each of the case's objects
-    /// (version id, lock, checksum), for an `objects_stored` journal entry. `None` elsewhere.
-    /// Rebuilt by listing the store; a writer that has the receipts of its `put_new` calls
-    /// records those instead (`Receipt::record`).
-    fn stored_objects(&self, _case: &CaseId) -> Result<Option<serde_json::Value>, StoreError> {
-        Ok(None)
-    }
 }
 
 /// A store URI, told apart in this one place: a directory path or `file://PATH`, or

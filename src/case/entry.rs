@@ -315,14 +315,6 @@ impl Entry {
     pub fn kind(&self) -> EntryKind {
         self.details.kind()
     }
-
-    /// The details as JSON, as stored: for readers not yet reading the typed details (or the
-    /// case state, `case::state`). Encoding these types cannot fail (every map key is a
-    /// string), so an empty value is never returned in practice.
-    #[doc(hidden)]
-    pub fn details_json(&self) -> serde_json::Value {
-        serde_json::to_value(Inner(&self.details)).unwrap_or_default()
-    }
 }
 
 impl Serialize for Entry {

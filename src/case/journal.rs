@@ -89,21 +89,6 @@ impl<'a> Journal<'a> {
     }
 }
 
-impl Journal<'_> {
-    /// Appends an entry whose details are given as JSON, read as `kind`'s: for writers not yet
-    /// building the typed details.
-    #[doc(hidden)]
-    pub fn append_json(
-        &mut self,
-        actor: &str,
-        kind: EntryKind,
-        details: serde_json::Value,
-    ) -> Result<Head, JournalError> {
-        let details = Details::from_json(kind, details).map_err(JournalError::Encode)?;
-        self.append(actor, details)
-    }
-}
-
 /// The stored form of an entry: pretty JSON and a final line feed.
 pub fn encode(entry: &Entry) -> Result<Vec<u8>, JournalError> {
     let mut bytes = serde_json::to_vec_pretty(entry).map_err(JournalError::Encode)?;

@@ -5,17 +5,22 @@
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::case::{self as journal, EntryKind};
+use crate::case::entry::{AlertResolved, CollectionRestarted, TriggerDetails};
+use crate::case::{self as journal, CaseState, Details, Status};
 use crate::collect::Trigger;
 use crate::id::CaseId;
 use crate::store::{Store, StoreError, StoreKey};
 
 use super::alerts::{self, Alert};
-use super::state::collection_over;
-use super::worker::append;
+use super::worker::append_unless;
 use super::{Daemon, DaemonError};
 
-/// Journals the resolve of `episode` on `case` once, from its record.
+/// Why a resend of a failed episode collects its case again.
+const RESENT: &str = "the alert was sent again after its collection failed; collecting again";
+
+/// Journals the resolve of `episode` on `case` once, from its record: whether it is journaled
+/// already is checked again after every append that lost a race, so the collection's end and a
+/// resolve arriving just then cannot both journal it.
 pub(super) fn journal_resolve(
     store: &dyn Store,
     case: &CaseId,
@@ -26,16 +31,11 @@ pub(super) fn journal_resolve(
         Err(StoreError::NotFound { .. }) => return Ok(()),
         Err(e) => return Err(e.to_string()),
     };
-    let chain = journal::check_chain(store, case).map_err(|e| e.to_string())?;
-    if chain
-        .entries
-        .iter()
-        .any(|(e, _)| e.kind() == EntryKind::AlertResolved)
-    {
-        return Ok(());
-    }
-    let details: serde_json::Value = serde_json::from_slice(&record).unwrap_or_default();
-    append(store, case, EntryKind::AlertResolved, details)
+    let details: AlertResolved = serde_json::from_slice(&record).unwrap_or_default();
+    append_unless(store, case, Details::AlertResolved(details), |s| {
+        s.alert_resolved
+    })
+    .map(|_| ())
 }
 
 /// The case an episode record names.
@@ -99,13 +99,12 @@ impl Daemon {
         marker_key: &StoreKey,
         target: crate::source::k8s::K8sRequest,
     ) -> Result<serde_json::Value, DaemonError> {
-        // A resend of an episode whose case is open is answered without a queue slot.
+        // A resend of an episode whose case is open is answered without a queue slot, unless
+        // the case's collection failed: then it is collected again.
         if let Ok(existing) = self.store.get(marker_key) {
             if let Some(case) = case_of(&existing) {
                 if self.case_open(&case)? {
-                    return Ok(
-                        json!({"fingerprint": alert.fingerprint(), "outcome": "duplicate", "case_id": case}),
-                    );
+                    return self.resend(alert, &case);
                 }
             }
         }
@@ -131,9 +130,7 @@ impl Daemon {
                 // The case is open once its first journal entry is stored; if its opener died
                 // before that, it is opened (and collected) now.
                 if self.case_open(&case)? {
-                    return Ok(
-                        json!({"fingerprint": alert.fingerprint(), "outcome": "duplicate", "case_id": case}),
-                    );
+                    return self.resend(alert, &case);
                 }
                 case
             }
@@ -144,8 +141,12 @@ impl Daemon {
             kind: "alert".into(),
             requested_by: "alertmanager".into(),
         };
-        let details =
-            json!({"alert": alert, "fingerprint": alert.fingerprint(), "episode": episode});
+        let details = TriggerDetails {
+            alert: serde_json::to_value(alert).ok(),
+            episode: Some(episode.to_owned()),
+            fingerprint: Some(alert.fingerprint()),
+            target: None,
+        };
         let queued = self.open_and_queue(
             permit,
             case.clone(),
@@ -157,6 +158,44 @@ impl Daemon {
         // "opened" by the one request that queued the collection; every other one is a duplicate.
         let outcome = if queued { "opened" } else { "duplicate" };
         Ok(json!({"fingerprint": alert.fingerprint(), "outcome": outcome, "case_id": case}))
+    }
+
+    /// A resend of an episode whose case is open: a duplicate, unless the case's collection
+    /// failed (or was interrupted). Then `collection_restarted` is journaled, by one request
+    /// only (the state is read again after every lost race), and the case collected again.
+    fn resend(&self, alert: &Alert, case: &CaseId) -> Result<serde_json::Value, DaemonError> {
+        let answer = |outcome: &str| {
+            Ok(json!({"fingerprint": alert.fingerprint(), "outcome": outcome, "case_id": case}))
+        };
+        let failed = |s: &CaseState| matches!(s.status, Status::Failed | Status::Interrupted);
+        let chain = journal::check_chain(self.store.as_ref(), case)?;
+        let state = CaseState::of(&chain);
+        if !failed(&state) {
+            return answer("duplicate");
+        }
+        let Some(job) = state
+            .opened
+            .as_ref()
+            .and_then(|o| self.job_of(case, o, None))
+        else {
+            return answer("duplicate");
+        };
+        let Ok(permit) = self.queue.try_reserve() else {
+            self.metrics.overloaded();
+            return Err(DaemonError::QueueFull);
+        };
+        let restarted = Details::CollectionRestarted(CollectionRestarted {
+            reason: RESENT.into(),
+        });
+        let store = self.store.as_ref();
+        match append_unless(store, case, restarted, |s| !failed(s)) {
+            Ok(true) => {}
+            Ok(false) => return answer("duplicate"),
+            Err(e) => return Err(DaemonError::Unavailable(e)),
+        }
+        tracing::info!(case = %case, "a failed case's alert was sent again: collecting again");
+        self.queue_job(permit, job);
+        answer("restarted")
     }
 
     /// A resolved alert: kept first, so the resolve is never lost; journaled on the case once it
@@ -187,7 +226,7 @@ impl Daemon {
             Err(e) => return Err(e.into()),
         }
         let chain = journal::check_chain(self.store.as_ref(), &case)?;
-        if collection_over(&chain) {
+        if CaseState::of(&chain).collection_over() {
             journal_resolve(self.store.as_ref(), &case, &episode)
                 .map_err(DaemonError::Unavailable)?;
         }

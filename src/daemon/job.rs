@@ -1,8 +1,8 @@
 //! One collection for a worker, and what a case collects as its `case_opened` entry records it
-//! (`trigger_details.target`), so that a restart collects the same.
+//! (`trigger_details.target`, a `case::entry::CollectionTarget`), so that a restart collects the
+//! same.
 
-use serde::{Deserialize, Serialize};
-
+use crate::case::entry::CollectionTarget;
 use crate::collect::Trigger;
 use crate::id::CaseId;
 use crate::source::k8s::{K8sRequest, Since, Target};
@@ -15,83 +15,60 @@ pub struct Job {
     pub trigger: Trigger,
     /// The alert, for `data/trigger/alert.json`.
     pub payload: Option<Vec<u8>>,
-    /// Why this is a second attempt, if it is.
+    /// Why this is a second attempt, if it is (journaled as `collection_restarted` first).
     pub restarted: Option<String>,
     /// The alert episode, whose resolve (if it came during the collection) is journaled at
     /// the end.
     pub episode: Option<String>,
 }
 
-/// A collection's target as journaled. Every field is written, `null` when it does not apply;
-/// `deployment` wins over `selector` and `since_seconds` over `since_time` when reading back.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RecordedTarget {
-    pub namespace: String,
-    #[serde(default)]
-    pub deployment: Option<String>,
-    #[serde(default)]
-    pub selector: Option<String>,
-    #[serde(default)]
-    pub since_seconds: Option<u64>,
-    #[serde(default)]
-    pub since_time: Option<String>,
-    #[serde(default)]
-    pub container: Option<String>,
+/// A collection's target as journaled. Every field is written, `null` when it does not apply.
+pub fn recorded_target(t: &K8sRequest) -> CollectionTarget {
+    let (deployment, selector) = match &t.target {
+        Target::Deployment(d) => (Some(d.clone()), None),
+        Target::Selector(s) => (None, Some(s.clone())),
+    };
+    let (since_seconds, since_time) = match &t.since {
+        Since::Seconds(s) => (Some(*s), None),
+        Since::Time(s) => (None, Some(s.clone())),
+        Since::All => (None, None),
+    };
+    CollectionTarget {
+        container: t.container.clone(),
+        deployment,
+        namespace: t.namespace.clone(),
+        selector,
+        since_seconds,
+        since_time,
+    }
 }
 
-impl RecordedTarget {
-    pub fn of(t: &K8sRequest) -> Self {
-        let (deployment, selector) = match &t.target {
-            Target::Deployment(d) => (Some(d.clone()), None),
-            Target::Selector(s) => (None, Some(s.clone())),
-        };
-        let (since_seconds, since_time) = match &t.since {
-            Since::Seconds(s) => (Some(*s), None),
-            Since::Time(s) => (None, Some(s.clone())),
-            Since::All => (None, None),
-        };
-        Self {
-            namespace: t.namespace.clone(),
-            deployment,
-            selector,
-            since_seconds,
-            since_time,
-            container: t.container.clone(),
-        }
-    }
-
-    /// As it goes into the journal: an object whose keys are written in sorted order, like
-    /// every other object of the entry.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
-
-    /// The target, for the cluster given by `kubernetes` (kubeconfig and context); `None` if
-    /// it names neither a deployment nor a selector.
-    pub fn into_request(
-        self,
-        kubeconfig: Option<std::path::PathBuf>,
-        context: Option<String>,
-    ) -> Option<K8sRequest> {
-        let target = match (self.deployment, self.selector) {
-            (Some(dep), _) => Target::Deployment(dep),
-            (None, Some(sel)) => Target::Selector(sel),
-            (None, None) => return None,
-        };
-        let since = match (self.since_seconds, self.since_time) {
-            (Some(s), _) => Since::Seconds(s),
-            (None, Some(t)) => Since::Time(t),
-            (None, None) => Since::All,
-        };
-        Some(K8sRequest {
-            namespace: self.namespace,
-            target,
-            since,
-            container: self.container,
-            context,
-            kubeconfig,
-        })
-    }
+/// The journaled target, for the cluster given by `kubeconfig` and `context`; `None` if it
+/// names neither a deployment nor a selector. `deployment` wins over `selector` and
+/// `since_seconds` over `since_time`.
+pub fn request_of(
+    t: CollectionTarget,
+    kubeconfig: Option<std::path::PathBuf>,
+    context: Option<String>,
+) -> Option<K8sRequest> {
+    let target = match (t.deployment, t.selector) {
+        (Some(dep), _) => Target::Deployment(dep),
+        (None, Some(sel)) => Target::Selector(sel),
+        (None, None) => return None,
+    };
+    let since = match (t.since_seconds, t.since_time) {
+        (Some(s), _) => Since::Seconds(s),
+        (None, Some(t)) => Since::Time(t),
+        (None, None) => Since::All,
+    };
+    Some(K8sRequest {
+        namespace: t.namespace,
+        target,
+        since,
+        container: t.container,
+        context,
+        kubeconfig,
+    })
 }
 
 #[cfg(test)]
@@ -108,19 +85,40 @@ mod tests {
             context: None,
             kubeconfig: None,
         };
-        let json = RecordedTarget::of(&request).to_json();
+        let recorded = recorded_target(&request);
         // The bytes the hand-written JSON of earlier builds gave.
+        let bytes = serde_json::to_string(&recorded).unwrap();
         assert_eq!(
-            serde_json::to_string(&json).unwrap(),
+            bytes,
             r#"{"container":null,"deployment":"api-gateway","namespace":"waqiti","selector":null,"since_seconds":3600,"since_time":null}"#
         );
-        let back: RecordedTarget = serde_json::from_value(json).unwrap();
-        let again = back.into_request(None, None).unwrap();
+        let back: CollectionTarget = serde_json::from_str(&bytes).unwrap();
+        assert_eq!(back, recorded);
+        let again = request_of(back, None, None).unwrap();
         assert_eq!(again.namespace, "waqiti");
         assert!(matches!(again.target, Target::Deployment(d) if d == "api-gateway"));
         assert!(matches!(again.since, Since::Seconds(3600)));
+        // A selector and a time, and the case_opened entry's bytes as a whole.
+        let selected = K8sRequest {
+            namespace: "w".into(),
+            target: Target::Selector("app=x".into()),
+            since: Since::Time("2026-11-26T14:00:00Z".into()),
+            container: Some("gateway".into()),
+            context: None,
+            kubeconfig: None,
+        };
+        let details = crate::case::entry::TriggerDetails {
+            alert: None,
+            episode: Some("e".into()),
+            fingerprint: Some("f".into()),
+            target: Some(recorded_target(&selected)),
+        };
+        assert_eq!(
+            serde_json::to_string(&details).unwrap(),
+            r#"{"episode":"e","fingerprint":"f","target":{"container":"gateway","deployment":null,"namespace":"w","selector":"app=x","since_seconds":null,"since_time":"2026-11-26T14:00:00Z"}}"#
+        );
         // Neither a deployment nor a selector: nothing to collect.
-        let none: RecordedTarget = serde_json::from_str(r#"{"namespace": "w"}"#).unwrap();
-        assert!(none.into_request(None, None).is_none());
+        let none: CollectionTarget = serde_json::from_str(r#"{"namespace": "w"}"#).unwrap();
+        assert!(request_of(none, None, None).is_none());
     }
 }

@@ -1,52 +1,27 @@
-//! A case's state as the daemon reads it from the journal: whether its collection is unfinished
-//! or over, and the view the case API shows.
+//! A case's state as the daemon reads it (`case::CaseState`, folded from the journal): the
+//! collections to do again, and the view the case API shows.
 
 use serde_json::json;
 
-use crate::case::{self as journal, EntryKind};
-use crate::collect::Trigger;
+use crate::case::state::{CaseState, Opened, Status};
+use crate::case::{self as journal};
 use crate::id::CaseId;
 use crate::store::StoreError;
 
-use super::{Daemon, Job, RecordedTarget};
+use super::{request_of, Daemon, Job};
 
-/// Whether `journal`'s case still needs its collection: opened by an alert or the API, and no
-/// bundle sealed nor failure recorded since its last (re)start.
-fn unfinished(chain: &journal::CheckedChain) -> Option<serde_json::Value> {
-    let first = &chain.entries.first()?.0;
-    let details = first.details_json();
-    let kind = details.get("trigger")?.get("kind")?.as_str()?;
-    if first.kind() != EntryKind::CaseOpened || !matches!(kind, "alert" | "api") {
-        return None;
+/// Why a restart collects a case again.
+const RESTARTED: &str = "the daemon stopped before this collection was sealed; collecting again";
+
+/// The opening of a daemon case whose collection did not end: never ended, or collected again
+/// (after a failure) and not ended since.
+fn unfinished(state: &CaseState) -> Option<&Opened> {
+    if let Some(opened) = state.unfinished() {
+        return Some(opened);
     }
-    let done = chain.entries.iter().any(|(e, _)| {
-        matches!(
-            e.kind(),
-            EntryKind::BundleSealed
-                | EntryKind::CollectionFailed
-                | EntryKind::CollectionInterrupted
-        )
-    });
-    (!done).then(|| first.details_json())
-}
-
-/// Whether the case's collection has ended (sealed with its findings, or failed): entries can
-/// then be added without getting in the way of a seal that pins the journal's head.
-pub(super) fn collection_over(chain: &journal::CheckedChain) -> bool {
-    chain
-        .entries
-        .iter()
-        .rev()
-        .find(|(e, _)| {
-            matches!(
-                e.kind(),
-                EntryKind::Findings
-                    | EntryKind::CollectionFailed
-                    | EntryKind::CollectionInterrupted
-                    | EntryKind::CollectionRestarted
-            )
-        })
-        .is_some_and(|(e, _)| e.kind() != EntryKind::CollectionRestarted)
+    let opened = state.opened.as_ref()?;
+    let daemon = matches!(opened.trigger.kind.as_str(), "alert" | "api");
+    (daemon && state.status == Status::Collecting).then_some(opened)
 }
 
 impl Daemon {
@@ -55,81 +30,63 @@ impl Daemon {
         let mut jobs = Vec::new();
         for case in self.store.list_cases()? {
             let chain = journal::check_chain(self.store.as_ref(), &case)?;
-            let Some(opened) = unfinished(&chain) else {
+            let state = CaseState::of(&chain);
+            let Some(opened) = unfinished(&state) else {
                 continue;
             };
-            let Some(target) = opened
-                .get("trigger_details")
-                .and_then(|d| d.get("target"))
-                .and_then(|t| serde_json::from_value::<RecordedTarget>(t.clone()).ok())
-                .and_then(|t| t.into_request(self.kubeconfig.clone(), self.context.clone()))
-            else {
-                tracing::warn!(case = %case, "an unfinished case without a recorded target is left alone");
-                continue;
-            };
-            let trigger: Trigger =
-                serde_json::from_value(opened["trigger"].clone()).unwrap_or(Trigger {
-                    kind: "alert".into(),
-                    requested_by: "custody".into(),
-                });
-            let payload = opened
-                .get("trigger_details")
-                .and_then(|d| d.get("alert"))
-                .and_then(|a| serde_json::to_vec_pretty(a).ok());
-            let episode = opened
-                .get("trigger_details")
-                .and_then(|d| d.get("episode"))
-                .and_then(|e| e.as_str())
-                .map(str::to_owned);
-            jobs.push(Job {
-                case,
-                target,
-                trigger,
-                payload,
-                episode,
-                restarted: Some(
-                    "the daemon stopped before this collection was sealed; collecting again".into(),
-                ),
-            });
+            match self.job_of(&case, opened, Some(RESTARTED.into())) {
+                Some(job) => jobs.push(job),
+                None => {
+                    tracing::warn!(case = %case, "an unfinished case without a recorded target is left alone")
+                }
+            }
         }
         Ok(jobs)
     }
 
+    /// The collection a case's opening records; `None` without a target to collect.
+    pub(super) fn job_of(
+        &self,
+        case: &CaseId,
+        opened: &Opened,
+        restarted: Option<String>,
+    ) -> Option<Job> {
+        let details = opened.trigger_details.clone()?;
+        let target = request_of(
+            details.target?,
+            self.kubeconfig.clone(),
+            self.context.clone(),
+        )?;
+        Some(Job {
+            case: case.clone(),
+            target,
+            trigger: opened.trigger.clone(),
+            payload: details
+                .alert
+                .as_ref()
+                .and_then(|a| serde_json::to_vec_pretty(a).ok()),
+            episode: details.episode,
+            restarted,
+        })
+    }
+
     pub(super) fn case_view(&self, case: &CaseId) -> Result<serde_json::Value, StoreError> {
         let chain = journal::check_chain(self.store.as_ref(), case)?;
-        let mut state = "collecting";
-        let mut bundles = Vec::new();
-        let mut findings = serde_json::Value::Null;
-        let mut resolved = false;
-        let (mut trigger, mut opened_at) = (serde_json::Value::Null, serde_json::Value::Null);
-        for (e, _) in &chain.entries {
-            match e.kind() {
-                EntryKind::CaseOpened => {
-                    trigger = e.details_json().get("trigger").cloned().unwrap_or_default();
-                    opened_at = json!(e.at);
-                }
-                EntryKind::BundleSealed => {
-                    state = "storing";
-                    bundles.push(
-                        json!({"bundle_id": e.details_json()["bundle_id"], "archive": e.details_json()["archive"],
-                                        "seal": e.details_json()["seal"], "sealed_at": e.at}),
-                    );
-                }
-                EntryKind::CollectionFailed | EntryKind::CollectionInterrupted => state = "failed",
-                EntryKind::CollectionRestarted if state != "sealed" => state = "collecting",
-                // The last step of a collection.
-                EntryKind::Findings => {
-                    findings = e.details_json();
-                    state = "sealed";
-                }
-                EntryKind::AlertResolved => resolved = true,
-                _ => {}
-            }
-        }
+        let state = CaseState::of(&chain);
+        let (trigger, opened_at) = match &state.opened {
+            Some(o) => (json!(o.trigger), json!(o.at)),
+            None => (serde_json::Value::Null, serde_json::Value::Null),
+        };
+        let bundles: Vec<_> = state
+            .bundles()
+            .map(|(_, at, b)| {
+                json!({"bundle_id": b.bundle_id, "archive": b.archive, "seal": b.seal, "sealed_at": at})
+            })
+            .collect();
         Ok(
-            json!({"case_id": case, "state": state, "opened_at": opened_at, "trigger": trigger,
-                  "alert_resolved": resolved, "journal_entries": chain.entries.len(),
-                  "bundles": bundles, "findings": findings}),
+            json!({"case_id": case, "state": state.status.api_name(), "opened_at": opened_at,
+                  "trigger": trigger, "alert_resolved": state.alert_resolved,
+                  "journal_entries": state.entries, "bundles": bundles, "findings": state.findings}),
         )
     }
 }

@@ -178,10 +178,12 @@ fn an_upload_stores_every_object_records_them_and_empties_the_spool() {
     let last = StoreKey::JournalEntry(case.clone(), *seqs.last().unwrap());
     let entry: journal::Entry = serde_json::from_slice(&remote.get(&last).unwrap()).unwrap();
     assert_eq!(entry.kind(), EntryKind::ObjectsStored);
-    assert_eq!(
-        entry.details_json(),
-        serde_json::json!({ "objects": uploaded.objects })
-    );
+    let crate::case::Details::ObjectsStored(stored) = &entry.details else {
+        panic!("not an objects_stored entry: {entry:?}");
+    };
+    let receipts: Vec<crate::case::entry::ObjectReceipt> =
+        uploaded.objects.iter().map(Into::into).collect();
+    assert_eq!(stored.objects, receipts);
     assert_eq!(uploaded.journal_entry.uri, remote.object_uri(&last));
     assert!(spool.cases().unwrap().is_empty(), "the case left the spool");
     assert!(journal::check_chain(&remote, &case)

@@ -93,13 +93,6 @@ impl Store for Recording<'_> {
     fn receipt_of(&self, key: &StoreKey) -> Result<Option<Receipt>, StoreError> {
         self.inner.receipt_of(key)
     }
-
-    fn stored_objects(
-        &self,
-        case: &crate::id::CaseId,
-    ) -> Result<Option<serde_json::Value>, StoreError> {
-        self.inner.stored_objects(case)
-    }
 }
 
 #[cfg(test)]

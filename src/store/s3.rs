@@ -32,7 +32,6 @@ use tokio::runtime::Runtime;
 
 pub use super::ObjectRecord as PutReceipt;
 use super::{Receipt, StagedFile, Store, StoreError, StoreKey, StorePrefix};
-use crate::id::CaseId;
 use crate::policy::storage::{LockMode, ObjectLockPolicy};
 pub use pinned::{PinnedS3, Pins};
 pub use read::same_checksum;
@@ -174,8 +173,8 @@ pub struct S3Store {
     staging: PathBuf,
     multipart_threshold: u64,
     part_size: u64,
-    /// The receipt of every object this store wrote, by object key: what `stored_objects`
-    /// records for them, since a multipart archive's SHA-256 cannot be read back from S3.
+    /// The receipt of every object this store wrote, by object key: what `receipt_of`
+    /// reports of them, since a multipart archive's SHA-256 cannot be read back from S3.
     written: Mutex<HashMap<String, PutReceipt>>,
 }
 
@@ -296,11 +295,6 @@ impl Store for S3Store {
 
     fn receipt_of(&self, key: &StoreKey) -> Result<Option<Receipt>, StoreError> {
         self.first_receipt(key).map(|r| r.map(Receipt::from))
-    }
-
-    fn stored_objects(&self, case: &CaseId) -> Result<Option<serde_json::Value>, StoreError> {
-        let objects = self.stored_receipts(case)?;
-        Ok(Some(serde_json::json!({ "objects": objects })))
     }
 }
 

@@ -10,7 +10,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-use custody::case::{self as journal, EntryKind};
+use custody::case::{self as journal, Details, EntryKind};
 use custody::digest::Sha256Digest;
 use custody::policy::StoragePolicy;
 use custody::store::s3::{PutReceipt, S3Location, S3Options, S3Store};
@@ -229,7 +229,15 @@ fn objects_stored(endpoint: &str, store: &str, case: &str) -> Vec<PutReceipt> {
         .filter(|(e, _)| e.kind() == EntryKind::ObjectsStored)
         .collect();
     assert_eq!(entries.len(), 1);
-    serde_json::from_value(entries[0].0.details_json()["objects"].clone()).unwrap()
+    let Details::ObjectsStored(stored) = &entries[0].0.details else {
+        unreachable!("filtered by kind")
+    };
+    stored
+        .objects
+        .iter()
+        .cloned()
+        .map(PutReceipt::from)
+        .collect()
 }
 
 fn s3_client(endpoint: &str, store: &str, options: S3Options) -> S3Store {
@@ -469,23 +477,29 @@ fn multipart_uploads_refuse_a_lock_without_its_date_or_legal_hold() {
 #[test]
 fn a_multipart_archive_is_recorded_among_the_stored_objects() {
     // The daemon rebuilt objects_stored by re-reading objects; a multipart archive over the
-    // small-object cap could not be re-read, was left out, and verify said s3_unrecorded.
+    // small-object cap could not be re-read, was left out, and verify said s3_unrecorded. The
+    // daemon now records the receipts of its own PUTs, as the CLI does.
     let moto = moto();
     let bucket = moto.bucket(true);
     let store_uri = format!("s3://{bucket}/p");
     let dir = tempfile::tempdir().unwrap();
-    let (path, sha, size) = big_file(dir.path(), 17);
+    let (path, sha256, size) = big_file(dir.path(), 17);
     let store = s3_client(&moto.endpoint, &store_uri, SMALL_PARTS);
+    let recording = custody::store::Recording::new(&store);
     let (case, bundle) = case_and_bundle();
-    store
+    recording
         .put_new(&StoreKey::CaseHeader(case.clone()), b"{}\n")
         .unwrap();
     let archive = StoreKey::Archive(case.clone(), bundle);
-    let receipt = store.put_path(&archive, &path, size, sha).unwrap();
+    let staged = custody::store::StagedFile { path, sha256, size };
+    let receipt = recording
+        .put_new_file(&archive, staged)
+        .unwrap()
+        .record()
+        .unwrap();
     assert!(receipt.s3_checksum.contains('-'), "a multipart upload");
 
-    let objects = store.stored_objects(&case).unwrap().unwrap();
-    let objects: Vec<PutReceipt> = serde_json::from_value(objects["objects"].clone()).unwrap();
+    let objects = recording.records();
     assert_eq!(objects.len(), 2, "{objects:?}");
     let recorded = objects
         .iter()
@@ -496,7 +510,7 @@ fn a_multipart_archive_is_recorded_among_the_stored_objects() {
     // A store that did not write it (a restarted daemon) cannot establish its SHA-256: it
     // says so instead of leaving the archive out.
     let fresh = s3_client(&moto.endpoint, &store_uri, SMALL_PARTS);
-    match fresh.stored_objects(&case) {
+    match fresh.receipt_of(&archive) {
         Err(e) => assert!(e.to_string().contains("cannot record"), "{e}"),
         Ok(v) => panic!("an object was left out silently: {v:?}"),
     }

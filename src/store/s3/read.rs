@@ -14,7 +14,7 @@ use tokio::runtime::Runtime;
 use super::error::store_error;
 use super::{KeyVersions, ObjectState, PutReceipt, S3Store};
 use crate::digest::Sha256Digest;
-use crate::id::{CaseId, KeyId};
+use crate::id::CaseId;
 use crate::store::{layout, Store, StoreError, StoreKey, StorePrefix};
 
 impl S3Store {
@@ -65,32 +65,6 @@ impl S3Store {
             Some(first) => Ok(Some(self.receipt_of_version(&path, first.clone())?)),
             None => Ok(None),
         }
-    }
-
-    /// What S3 holds for each of the case's objects, rebuilt by listing: each object's first
-    /// version (custody writes each key once), the case's own objects and the public keys its
-    /// seals name, nothing else of the bucket. A writer that has the receipts of its own PUTs
-    /// records those instead; this is for one that lost them (a restarted daemon).
-    pub fn stored_receipts(&self, case: &CaseId) -> Result<Vec<PutReceipt>, StoreError> {
-        let prefix = format!("cases/{case}/");
-        let mut keys: Vec<(String, String)> = self
-            .versions(&prefix)?
-            .into_iter()
-            .filter_map(|(k, v)| Some((k, v.versions.last()?.clone())))
-            .collect();
-        let all_keys = self.versions("keys/")?;
-        for id in self.seal_key_ids(case)? {
-            let path = StoreKey::PublicKey(id).path();
-            if let Some(first) = all_keys.get(&path).and_then(|v| v.versions.last()) {
-                keys.push((path, first.clone()));
-            }
-        }
-        keys.sort();
-        let mut objects = Vec::new();
-        for (path, version) in keys {
-            objects.push(self.receipt_of_version(&path, version)?);
-        }
-        Ok(objects)
     }
 
     pub(super) fn head_object(
@@ -249,33 +223,6 @@ impl S3Store {
             retain_until: state.retain_until.unwrap_or_default(),
             legal_hold: state.legal_hold,
         })
-    }
-
-    /// The ids of the keys the seals of `case` name.
-    fn seal_key_ids(&self, case: &CaseId) -> Result<Vec<KeyId>, StoreError> {
-        /// The one field of a seal record (docs/EVIDENCE_FORMAT.md) the store needs: the
-        /// store reads no more of a seal than that, and knows nothing of how one is made.
-        #[derive(serde::Deserialize)]
-        struct SealKey {
-            key_id: KeyId,
-        }
-        let (bundles, _) = self.list_bundles(case)?;
-        let mut ids = Vec::new();
-        for bundle in bundles {
-            let key = StoreKey::Seal(case.clone(), bundle);
-            let bytes = match self.get(&key) {
-                Ok(b) => b,
-                // A bundle whose seal was never written has no key to record.
-                Err(StoreError::NotFound { .. }) => continue,
-                Err(e) => return Err(e),
-            };
-            if let Ok(seal) = serde_json::from_slice::<SealKey>(&bytes) {
-                if !ids.contains(&seal.key_id) {
-                    ids.push(seal.key_id);
-                }
-            }
-        }
-        Ok(ids)
     }
 
     pub(super) fn open_version(
