@@ -390,7 +390,8 @@ fn check_case_opened(store: &dyn Store, case: &CaseId, chain: &CheckedChain, rep
 /// What the journal says is missing. A collection runs from the case's opening (or a restart)
 /// to a sealed bundle, a recorded failure or a recorded interruption; the sources it could not
 /// capture whole are journaled on the way. Entries after the end (uploads, findings, resolves)
-/// change nothing: a case uploaded after an interrupted collection is still interrupted. For
+/// change nothing: a case uploaded after an interrupted collection is still interrupted. A failed
+/// or interrupted collection followed by one that sealed a bundle is superseded by it. For
 /// one bundle (`only`), only what its own collection recorded is reported. `run`: what a local
 /// store's staging directory shows of the case's collecting process.
 fn check_completeness(
@@ -402,7 +403,14 @@ fn check_completeness(
 ) {
     let whole_case = only.is_none();
     let state = CaseState::of(chain);
-    for outcome in &state.outcomes {
+    // A collection that failed or was interrupted and sealed nothing is superseded by a later
+    // collection of the case that sealed a bundle (the daemon collects a failed case again).
+    let last_sealed = state
+        .outcomes
+        .iter()
+        .rposition(|o| matches!(o, Outcome::Sealed { .. }));
+    for (i, outcome) in state.outcomes.iter().enumerate() {
+        let superseded = last_sealed.is_some_and(|last| i < last);
         match outcome {
             Outcome::Sealed {
                 bundle, failures, ..
@@ -418,7 +426,7 @@ fn check_completeness(
                     );
                 }
             }
-            Outcome::Failed { seq, details } if whole_case => report.incomplete(
+            Outcome::Failed { seq, details } if whole_case && !superseded => report.incomplete(
                 "collection_failed",
                 StoreKey::JournalEntry(case.clone(), *seq).path(),
                 format!(
@@ -426,7 +434,7 @@ fn check_completeness(
                     details.error
                 ),
             ),
-            Outcome::Interrupted { seq, details } if whole_case => {
+            Outcome::Interrupted { seq, details } if whole_case && !superseded => {
                 let message = match &details.signal {
                     Some(signal) => format!(
                         "the operator stopped the collection ({signal}); nothing was sealed by it"

@@ -205,6 +205,18 @@ pub fn gateway_cluster() -> FakeKube {
 
 /// Polls the case API until the case is sealed (or failed), returning its view.
 pub fn wait_sealed(port: u16, case: &str, within: Duration) -> serde_json::Value {
+    wait_case(port, case, within, |v| {
+        v["state"] != "collecting" && v["state"] != "storing"
+    })
+}
+
+/// Polls the case API until the case's view satisfies `done`, returning it.
+pub fn wait_case(
+    port: u16,
+    case: &str,
+    within: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + within;
     loop {
         let (code, body) = http(
@@ -216,13 +228,13 @@ pub fn wait_sealed(port: u16, case: &str, within: Duration) -> serde_json::Value
         );
         if code == 200 {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-            if v["state"] != "collecting" && v["state"] != "storing" {
+            if done(&v) {
                 return v;
             }
         }
         assert!(
             Instant::now() < deadline,
-            "case {case} not sealed in time: {code} {body}"
+            "case {case} not as awaited in time: {code} {body}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -975,7 +987,7 @@ fn with_a_certificate_it_serves_https_only() {
     assert_ne!(http(d.port, "GET", "/readyz", None, b"").0, 200);
 }
 
-fn journal_kinds(store: &Path, case: &str) -> Vec<String> {
+pub fn journal_kinds(store: &Path, case: &str) -> Vec<String> {
     let mut entries: Vec<(u64, String)> =
         std::fs::read_dir(store.join("cases").join(case).join("journal"))
             .unwrap()
@@ -1026,6 +1038,11 @@ fn a_resolve_during_the_collection_waits_for_it_and_is_journaled_once() {
         view["state"], "sealed",
         "the resolve did not disturb the seal: {view}"
     );
+    // The collection journals the resolve it kept aside just after its findings: wait for it.
+    let view = wait_case(d.port, &case, Duration::from_secs(30), |v| {
+        v["alert_resolved"] == true
+    });
+    assert_eq!(view["state"], "sealed", "{view}");
     let kinds = journal_kinds(&store, &case);
     assert_eq!(
         kinds.iter().filter(|k| *k == "alert_resolved").count(),

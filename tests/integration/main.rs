@@ -16,6 +16,8 @@
 //!   before any PUT, one spool for two endpoints, multipart locks read back, large archives recorded.
 //! - `shipped`: every shipped policy and configuration (files, docs' examples, deploy/) parses;
 //!   a bad configuration is refused naming its file, line and field.
+//! - `daemon_recovery`: the daemon and transient faults: a failed case collected again when its
+//!   alert is resent, a short API outage ridden out, nothing left staged by a failed collection.
 //! - `server`: the daemon's HTTP side under hostile clients: bodies not read before the token,
 //!   declared lengths over the limit, slow headers and bodies, the connection cap, plain HTTP off
 //!   loopback.
@@ -28,6 +30,7 @@
 mod cli;
 mod compat;
 mod daemon;
+mod daemon_recovery;
 mod determinism;
 mod fake_kube;
 mod formats;

@@ -1,0 +1,129 @@
+//! `custody serve` and transient faults, over real HTTP: an incident is not lost to a failed
+//! collection (a resend of its alert collects it again, and `verify` then passes it whole), a
+//! short Kubernetes API outage is ridden out, and a failed collection leaves nothing staged.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::daemon::{
+    daemon_config, gateway_cluster, http, journal_kinds, notification, start, wait_sealed,
+    WEBHOOK_TOKEN,
+};
+use crate::util::Sandbox;
+
+const BREACH: &str = "WaqitiSecurityBreachDetected";
+const STARTS: &str = "2026-11-26T14:50:00.123456789Z";
+
+/// Posts the breach alert; returns the answer for its one alert.
+fn fire(port: u16) -> serde_json::Value {
+    let (code, body) = http(
+        port,
+        "POST",
+        "/api/v1/alerts",
+        Some(WEBHOOK_TOKEN),
+        &notification("firing", BREACH, STARTS, &[]),
+    );
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["alerts"][0].clone()
+}
+
+/// What the store's staging directory holds.
+fn staged(store: &Path) -> Vec<String> {
+    match std::fs::read_dir(store.join(".staging")) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn a_failed_collection_is_collected_again_when_its_alert_is_resent() {
+    let sb = Sandbox::new();
+    let kube = gateway_cluster();
+    let deployments = "/apis/apps/v1/namespaces/waqiti/deployments".to_owned();
+    kube.faults(|f| f.forbidden.push(deployments));
+    let store = sb.store();
+    let config = daemon_config(&sb, store.to_str().unwrap(), Some(&kube), "");
+    let d = start(&sb, &config, "daemon");
+    let first = fire(d.port);
+    assert_eq!(first["outcome"], "opened", "{first}");
+    let case = first["case_id"].as_str().unwrap().to_owned();
+    let view = wait_sealed(d.port, &case, Duration::from_secs(60));
+    assert_eq!(view["state"], "failed", "{view}");
+    // The incident is not lost: the next notification of the episode collects it again.
+    kube.faults(|f| f.forbidden.clear());
+    let resent = fire(d.port);
+    assert_eq!(resent["outcome"], "restarted", "{resent}");
+    assert_eq!(resent["case_id"], case.as_str(), "the same case");
+    let again = fire(d.port);
+    assert_eq!(again["outcome"], "duplicate", "collected once: {again}");
+    let view = wait_sealed(d.port, &case, Duration::from_secs(60));
+    assert_eq!(view["state"], "sealed", "{view}");
+    let kinds = journal_kinds(&store, &case);
+    let restarted = kinds
+        .iter()
+        .filter(|k| *k == "collection_restarted")
+        .count();
+    assert_eq!(restarted, 1, "{kinds:?}");
+    let failed = kinds.iter().position(|k| k == "collection_failed");
+    let sealed = kinds.iter().position(|k| k == "bundle_sealed");
+    assert!(failed < sealed && failed.is_some(), "{kinds:?}");
+    // The failed attempt sealed nothing and the second one superseded it: whole, exit 0.
+    let out = sb.run(&["--json", "verify", store.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(staged(&store).is_empty(), "{:?}", staged(&store));
+}
+
+#[test]
+fn a_two_second_api_outage_during_the_first_delivery_is_ridden_out() {
+    let sb = Sandbox::new();
+    let kube = gateway_cluster();
+    let store = sb.store();
+    let config = daemon_config(&sb, store.to_str().unwrap(), Some(&kube), "");
+    let d = start(&sb, &config, "daemon");
+    kube.faults(|f| f.unavailable_until = Some(Instant::now() + Duration::from_secs(2)));
+    let first = fire(d.port);
+    assert_eq!(first["outcome"], "opened", "{first}");
+    let case = first["case_id"].as_str().unwrap().to_owned();
+    let view = wait_sealed(d.port, &case, Duration::from_secs(60));
+    assert_eq!(view["state"], "sealed", "{view}");
+    let kinds = journal_kinds(&store, &case);
+    assert!(
+        !kinds
+            .iter()
+            .any(|k| k == "collection_failed" || k == "collection_restarted"),
+        "{kinds:?}"
+    );
+    assert!(sb
+        .run(&["verify", store.to_str().unwrap()])
+        .status
+        .success());
+}
+
+#[test]
+fn a_failed_collection_leaves_nothing_staged() {
+    let sb = Sandbox::new();
+    let kube = gateway_cluster();
+    // The logs come slowly, so that the store can be broken while they stream.
+    kube.faults(|f| f.log_delay = Some(Duration::from_secs(2)));
+    let store = sb.store();
+    let config = daemon_config(&sb, store.to_str().unwrap(), Some(&kube), "");
+    let d = start(&sb, &config, "daemon");
+    let case = fire(d.port)["case_id"].as_str().unwrap().to_owned();
+    // A file where the case's bundles go: the bundle cannot be stored.
+    std::fs::write(store.join("cases").join(&case).join("bundles"), b"").unwrap();
+    let view = wait_sealed(d.port, &case, Duration::from_secs(60));
+    assert_eq!(view["state"], "failed", "{view}");
+    let kinds = journal_kinds(&store, &case);
+    assert!(
+        kinds.iter().any(|k| k == "source_captured"),
+        "it streamed first: {kinds:?}"
+    );
+    assert!(staged(&store).is_empty(), "{:?}", staged(&store));
+}
