@@ -233,3 +233,50 @@ impl Daemon {
         Ok(json!({"fingerprint": alert.fingerprint(), "outcome": "resolved", "case_id": case}))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::case::{CaseHeader, EntryKind};
+    use crate::store::LocalStore;
+
+    #[test]
+    fn a_resolve_racing_the_end_of_a_collection_is_journaled_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path(), true).unwrap();
+        let case = CaseId::new("20261126-145448-00000001").unwrap();
+        let trigger = Trigger {
+            kind: "alert".into(),
+            requested_by: "alertmanager".into(),
+        };
+        let header = CaseHeader::new(case.clone(), OffsetDateTime::now_utc(), trigger);
+        crate::case::open(&store, &header, None).unwrap();
+        let record = br#"{"fingerprint": "f"}"#;
+        store
+            .put_new(&StoreKey::Episode("e.resolved.json".into()), record)
+            .unwrap();
+        // The collection's end and several resolves, all at once, each losing races to the
+        // others; a collection step is journaled in between to move the head.
+        std::thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| journal_resolve(&store, &case, "e").unwrap());
+            }
+            s.spawn(|| {
+                let step = Details::CollectionFailed(crate::case::entry::CollectionFailed {
+                    error: "x".into(),
+                });
+                super::super::worker::append(&store, &case, step).unwrap();
+            });
+        });
+        let chain = journal::check_chain(&store, &case).unwrap();
+        assert!(chain.problems.is_empty(), "{:?}", chain.problems);
+        let resolved = chain
+            .entries
+            .iter()
+            .filter(|(e, _)| e.kind() == EntryKind::AlertResolved)
+            .count();
+        assert_eq!(resolved, 1);
+        let state = CaseState::of(&chain);
+        assert!(state.alert_resolved);
+    }
+}
