@@ -140,6 +140,8 @@ async fn a_body_that_does_not_arrive_in_time_is_answered_408() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+// One request per documented error body, in a row as docs/DAEMON.md lists them: longer than
+// ~80 lines because the table is, not because it does several things.
 #[tokio::test]
 async fn error_bodies_are_as_documented() {
     let dir = tempfile::tempdir().unwrap();
