@@ -1,13 +1,15 @@
 //! `custody serve` and transient faults, over real HTTP: an incident is not lost to a failed
 //! collection (a resend of its alert collects it again, and `verify` then passes it whole), a
-//! short Kubernetes API outage is ridden out, and a failed collection leaves nothing staged.
+//! short Kubernetes API outage is ridden out, a collection that fails on a transient S3 fault is
+//! tried again, and a failed collection leaves nothing staged.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::daemon::{
-    daemon_config, gateway_cluster, http, journal_kinds, notification, start, wait_sealed,
-    WEBHOOK_TOKEN,
+    daemon_config, gateway_cluster, http, journal_kinds, notification, s3_extra, start, start_s3,
+    wait_sealed, WEBHOOK_TOKEN,
 };
 use crate::util::Sandbox;
 
@@ -126,4 +128,59 @@ fn a_failed_collection_leaves_nothing_staged() {
         "it streamed first: {kinds:?}"
     );
     assert!(staged(&store).is_empty(), "{:?}", staged(&store));
+}
+
+#[test]
+fn a_collection_that_fails_on_a_transient_s3_fault_is_tried_again() {
+    let moto = crate::s3::moto();
+    let bucket = moto.bucket(true);
+    let proxy = crate::s3::outage(&moto.endpoint, i64::MAX / 2);
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let kube = gateway_cluster();
+    // The logs come slowly, so that S3 can be taken away before the collection writes.
+    kube.faults(|f| f.log_delay = Some(Duration::from_secs(2)));
+    let sb = Sandbox::new();
+    let store = format!("s3://{bucket}/custody");
+    let config = daemon_config(&sb, &store, Some(&kube), &s3_extra(&endpoint));
+    let d = start_s3(&sb, &config, "daemon");
+    let case = fire(d.port)["case_id"].as_str().unwrap().to_owned();
+    proxy.budget.store(0, Ordering::SeqCst);
+    // S3 comes back once the first attempt has failed on it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&d.log)
+        .unwrap_or_default()
+        .contains("transient store fault")
+    {
+        assert!(Instant::now() < deadline, "no transient failure logged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    proxy.budget.store(i64::MAX / 2, Ordering::SeqCst);
+    let view = wait_sealed(d.port, &case, Duration::from_secs(60));
+    assert_eq!(view["state"], "sealed", "{view}");
+    // The evidence verifies from S3, every object locked and recorded, and whole.
+    let out = sb
+        .custody(&[
+            "--s3-endpoint",
+            &moto.endpoint,
+            "--s3-path-style",
+            "--json",
+            "verify",
+            &store,
+        ])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let journal = moto
+        .keys(&bucket)
+        .into_iter()
+        .filter(|k| k.contains(&format!("{case}/journal/")))
+        .count();
+    assert!(journal > 3, "{journal} journal entries");
 }

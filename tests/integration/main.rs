@@ -17,7 +17,8 @@
 //! - `shipped`: every shipped policy and configuration (files, docs' examples, deploy/) parses;
 //!   a bad configuration is refused naming its file, line and field.
 //! - `daemon_recovery`: the daemon and transient faults: a failed case collected again when its
-//!   alert is resent, a short API outage ridden out, nothing left staged by a failed collection.
+//!   alert is resent, a short API outage ridden out, a transient S3 fault retried, nothing left
+//!   staged by a failed collection.
 //! - `server`: the daemon's HTTP side under hostile clients: bodies not read before the token,
 //!   declared lengths over the limit, slow headers and bodies, the connection cap, plain HTTP off
 //!   loopback.
