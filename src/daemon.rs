@@ -7,7 +7,10 @@
 //! S3), so resends, retries and several replicas sharing one store open exactly one case per
 //! episode without a leader or a database. A notification is answered 2xx only once its cases
 //! are durably opened; collection is asynchronous. At start-up, every case whose journal shows an
-//! unfinished collection is collected again, the interruption journaled.
+//! unfinished collection is collected again, the interruption journaled. A resend of an alert
+//! whose case's collection failed collects it again; a collection that fails on a transient
+//! store fault is retried by its worker. Cases are read through `case::CaseState` and journaled
+//! with typed `case::Details`.
 
 pub mod alerts;
 pub mod config;
