@@ -81,8 +81,10 @@ impl Daemon {
                 .and_then(|d| d.get("episode"))
                 .and_then(|e| e.as_str())
                 .map(str::to_owned);
+            let journal_seen = chain.head().map_or(0, |h| h.seq);
             jobs.push(Job {
                 case,
+                journal_seen,
                 target,
                 trigger,
                 payload,

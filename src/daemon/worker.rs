@@ -13,6 +13,7 @@ use crate::source::Source;
 use crate::store::{Store, StoreError, StoreKey};
 
 use super::episodes::journal_resolve;
+use super::lease::Retry;
 use super::{Daemon, Job};
 
 /// Appends to a case's journal, re-reading the head when another writer got there first.
@@ -41,10 +42,18 @@ pub(super) fn append(
 }
 
 impl Daemon {
-    /// Runs one collection to its end, journaling how it ended.
-    pub(super) fn run(&self, job: Job) {
+    /// Runs one collection under the case's claim (`lease`), so that one replica at a time
+    /// collects a case; what to queue again later if another replica holds the case.
+    pub(super) fn run(&self, job: Job) -> Option<Retry> {
+        self.leases.collect(self.store.as_ref(), job, |store, job| {
+            self.collect(store, job)
+        })
+    }
+
+    /// Runs one collection to its end, journaling how it ended, writing through `store` (the
+    /// daemon's store under the case's claim).
+    fn collect(&self, store: &dyn Store, job: Job) {
         let started = Instant::now();
-        let store = self.store.as_ref();
         if let Some(why) = &job.restarted {
             if let Err(e) = append(
                 store,
