@@ -494,12 +494,12 @@ fn a_collection_killed_midway_is_done_again_after_a_restart() {
 }
 
 /// The S3 settings of a daemon config for a moto bucket (through `endpoint`).
-fn s3_extra(endpoint: &str) -> String {
+pub fn s3_extra(endpoint: &str) -> String {
     format!("s3:\n  endpoint: {endpoint}\n  path_style: true\n")
 }
 
 /// `custody serve` with the S3 test credentials in its environment.
-fn start_s3(sb: &Sandbox, config: &Path, name: &str) -> Daemon {
+pub fn start_s3(sb: &Sandbox, config: &Path, name: &str) -> Daemon {
     // The daemon reads credentials from the standard chain: the environment it inherits.
     std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
