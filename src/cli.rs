@@ -282,7 +282,7 @@ fn serve(config: &Path) -> Result<ExitCode> {
     // local store locks nothing).
     let policies = policy::load(loaded.config.policies.as_deref())?;
     if let StoreUri::S3(_) = StoreUri::parse(&loaded.config.store)? {
-        options.lock = policies.storage.object_lock.clone();
+        options.lock = policies.storage.object_lock;
     }
     let store = crate::store::open(&loaded.config.store, &options)?.into_store();
     crate::server::serve(store, loaded, policies)?;

@@ -16,6 +16,7 @@ pub mod alerts;
 pub mod config;
 mod episodes;
 mod job;
+mod lease;
 pub mod metrics;
 mod queue;
 mod state;
@@ -67,6 +68,7 @@ pub struct Daemon {
     metrics: Metrics,
     ready: AtomicBool,
     staging: PathBuf,
+    leases: lease::Leases,
 }
 
 impl Daemon {
@@ -91,8 +93,14 @@ impl Daemon {
             metrics: Metrics::new(),
             ready: AtomicBool::new(false),
             staging,
+            leases: lease::Leases::new(config::default_replica(None)),
         };
         (daemon, Jobs(jobs))
+    }
+
+    /// Names this replica in the claims it takes on cases (`replica:` in the configuration).
+    pub fn set_replica(&mut self, replica: String) {
+        self.leases = lease::Leases::new(replica);
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -224,6 +232,8 @@ impl Daemon {
                 payload,
                 restarted: None,
                 episode: details.episode,
+                // The case was just opened: `case_opened` is its first entry.
+                journal_seen: 1,
             },
         );
         Ok(true)

@@ -170,13 +170,14 @@ pub fn serve(
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
-    let (daemon, jobs) = Daemon::new(
+    let (mut daemon, jobs) = Daemon::new(
         store,
         policies,
         key,
         &config.kubernetes,
         config.limits.queue,
     );
+    daemon.set_replica(loaded.replica.clone());
     let daemon = Arc::new(daemon);
     let state = AppState::new(
         daemon.clone(),

@@ -28,6 +28,10 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// Serve HTTPS with this certificate chain and key (PEM); plain HTTP without it.
     pub tls: Option<TlsSettings>,
+    /// This replica's name in the claims it takes on cases, so that one replica at a time
+    /// collects a case; a replica restarted under the same name takes its claims back at once
+    /// [default: the host name and the listen address, `host:127.0.0.1:8080`].
+    pub replica: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +142,35 @@ pub struct Loaded {
     pub listen: SocketAddr,
     pub webhook_token: Vec<u8>,
     pub analyst_token: Vec<u8>,
+    /// `replica`, or its default.
+    pub replica: String,
+}
+
+/// The host name and `listen` (`host:127.0.0.1:8080`; two daemons on one machine listen on
+/// different addresses), or the host name alone.
+pub fn default_replica(listen: Option<&SocketAddr>) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "custody".into());
+    match listen {
+        Some(l) => format!("{host}:{l}"),
+        None => host,
+    }
+}
+
+/// A replica name: 1 to 200 printable characters, no spaces (it is logged and stored).
+fn check_replica(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.chars().count() > 200
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "replica {name:?} must be 1 to 200 characters without spaces or control characters"
+        ));
+    }
+    Ok(())
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {
@@ -231,6 +264,11 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         ));
     }
     check_limits(&config.limits).map_err(err)?;
+    let replica = config
+        .replica
+        .clone()
+        .unwrap_or_else(|| default_replica(Some(&listen)));
+    check_replica(&replica).map_err(err)?;
     if let Some(tls) = &mut config.tls {
         tls.cert_file = resolve(base, &tls.cert_file);
         tls.key_file = resolve(base, &tls.key_file);
@@ -256,6 +294,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         listen,
         webhook_token,
         analyst_token,
+        replica,
     })
 }
 
@@ -303,14 +342,26 @@ mod tests {
             ),
             (8, 2, 3)
         );
+        let named = config_with(dir.path(), "replica: custody-0\n").unwrap();
+        assert_eq!(named.replica, "custody-0");
+        let default = config_with(dir.path(), "").unwrap();
+        assert!(
+            default.replica.ends_with(":127.0.0.1:8080"),
+            "{}",
+            default.replica
+        );
         for bad in [
             "limits:\n  max_connections: 0\n",
             "limits:\n  body_timeout_seconds: 0\n",
             "limits:\n  header_timeout: 5\n",
+            "replica: \"a b\"\n",
+            "replica: \"\"\n",
         ] {
             let e = config_with(dir.path(), bad).err().unwrap();
             assert!(
-                e.message.contains("limits") || e.message.contains("unknown field"),
+                e.message.contains("limits")
+                    || e.message.contains("unknown field")
+                    || e.message.contains("replica"),
                 "{bad}: {e}"
             );
         }

@@ -173,10 +173,10 @@ impl Daemon {
         if !failed(&state) {
             return answer("duplicate");
         }
-        let Some(job) = state
+        let Some(mut job) = state
             .opened
             .as_ref()
-            .and_then(|o| self.job_of(case, o, None))
+            .and_then(|o| self.job_of(case, o, None, 0))
         else {
             return answer("duplicate");
         };
@@ -193,6 +193,11 @@ impl Daemon {
             Ok(false) => return answer("duplicate"),
             Err(e) => return Err(DaemonError::Unavailable(e)),
         }
+        // The collection is decided on at the restart just journaled: one that ends after it
+        // (another replica's, under the case's claim) does this one's work.
+        job.journal_seen = journal::check_chain(store, case)?
+            .head()
+            .map_or(0, |h| h.seq);
         tracing::info!(case = %case, "a failed case's alert was sent again: collecting again");
         self.queue_job(permit, job);
         answer("restarted")

@@ -20,6 +20,9 @@ pub struct Job {
     /// The alert episode, whose resolve (if it came during the collection) is journaled at
     /// the end.
     pub episode: Option<String>,
+    /// The last journal entry when this collection was decided on: a collection that ended
+    /// after it (another replica's) did this one's work (`lease`).
+    pub journal_seen: u64,
 }
 
 /// A collection's target as journaled. Every field is written, `null` when it does not apply.

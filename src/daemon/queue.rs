@@ -34,7 +34,9 @@ pub async fn run_workers(
         daemon.queued.fetch_sub(1, Ordering::SeqCst);
         let d = daemon.clone();
         running.spawn_blocking(move || {
-            d.run(job);
+            if let Some(retry) = d.run(job) {
+                super::lease::retry_later(d, retry);
+            }
             drop(permit);
         });
         // Reap what has finished, so the set stays small.

@@ -34,7 +34,8 @@ impl Daemon {
             let Some(opened) = unfinished(&state) else {
                 continue;
             };
-            match self.job_of(&case, opened, Some(RESTARTED.into())) {
+            let seen = chain.head().map_or(0, |h| h.seq);
+            match self.job_of(&case, opened, Some(RESTARTED.into()), seen) {
                 Some(job) => jobs.push(job),
                 None => {
                     tracing::warn!(case = %case, "an unfinished case without a recorded target is left alone")
@@ -50,6 +51,7 @@ impl Daemon {
         case: &CaseId,
         opened: &Opened,
         restarted: Option<String>,
+        journal_seen: u64,
     ) -> Option<Job> {
         let details = opened.trigger_details.clone()?;
         let target = request_of(
@@ -67,6 +69,7 @@ impl Daemon {
                 .and_then(|a| serde_json::to_vec_pretty(a).ok()),
             episode: details.episode,
             restarted,
+            journal_seen,
         })
     }
 

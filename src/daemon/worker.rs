@@ -19,6 +19,7 @@ use crate::source::Source;
 use crate::store::{Recording, Store, StoreError, StoreKey};
 
 use super::episodes::journal_resolve;
+use super::lease::Retry;
 use super::{Daemon, Job};
 
 /// How many times in all a collection is tried when it fails on a transient store fault.
@@ -81,10 +82,18 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 impl Daemon {
-    /// Runs one collection to its end, journaling how it ended.
-    pub(super) fn run(&self, job: Job) {
+    /// Runs one collection under the case's claim (`lease`), so that one replica at a time
+    /// collects a case; what to queue again later if another replica holds the case.
+    pub(super) fn run(&self, job: Job) -> Option<Retry> {
+        self.leases.collect(self.store.as_ref(), job, |store, job| {
+            self.collect(store, job)
+        })
+    }
+
+    /// Runs one collection to its end, journaling how it ended, writing through `store` (the
+    /// daemon's store under the case's claim).
+    fn collect(&self, store: &dyn Store, job: Job) {
         let started = Instant::now();
-        let store = self.store.as_ref();
         if let Some(why) = &job.restarted {
             let restarted = Details::CollectionRestarted(CollectionRestarted {
                 reason: why.clone(),
@@ -117,7 +126,7 @@ impl Daemon {
                     }
                 }
                 Err(e) => {
-                    self.failed(&job.case, &e);
+                    self.failed(store, &job.case, &e);
                     break;
                 }
             }
@@ -180,7 +189,7 @@ impl Daemon {
     }
 
     /// Journals a collection's failure, unless the collection did so itself.
-    fn failed(&self, case: &CaseId, e: &CollectError) {
+    fn failed(&self, store: &dyn Store, case: &CaseId, e: &CollectError) {
         self.metrics.collection("failed");
         tracing::error!(case = %case, error = %e, "collection failed");
         // A failure once the collection began is journaled by the collection itself.
@@ -188,7 +197,7 @@ impl Daemon {
             let failed = Details::CollectionFailed(CollectionFailed {
                 error: e.to_string(),
             });
-            if let Err(j) = append(self.store.as_ref(), case, failed) {
+            if let Err(j) = append(store, case, failed) {
                 tracing::error!(case = %case, error = %j, "cannot journal the failure");
             }
         }

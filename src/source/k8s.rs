@@ -443,7 +443,7 @@ impl K8sSource {
         let pods_path = format!(
             "/api/v1/namespaces/{}/pods?labelSelector={}",
             encode(&ns),
-            encode(&selector)
+            encode(selector)
         );
         let pods_bytes = cluster
             .list(&pods_path)
@@ -452,7 +452,7 @@ impl K8sSource {
         let pods: k8s_openapi::List<Pod> = serde_json::from_slice(&pods_bytes)
             .map_err(|e| k8s_error(format!("the pod list is not a PodList: {e}")))?;
         self.snapshots.push(("pods.json".into(), pods_bytes));
-        for (name, path) in snapshot_paths(&ns, &selector) {
+        for (name, path) in snapshot_paths(&ns, selector) {
             match cluster.list(&path).await {
                 Ok(bytes) => self.snapshots.push((name.to_owned(), bytes)),
                 Err(e) => self.failures.push(json!({

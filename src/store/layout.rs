@@ -22,6 +22,10 @@ pub enum StoreKey {
     /// The record that an alert episode was received (`<sha256 hex>.json`), created once: the
     /// conditional create that makes one case per episode, across replicas.
     Episode(String),
+    /// Generation `n` of the claim on a case (`leases/<case>/<n, 10 digits>.json`), created
+    /// once: the record with the highest generation says which replica works on the case and
+    /// until when (`daemon::lease`). Operational, not evidence.
+    Lease(CaseId, u64),
 }
 
 impl StoreKey {
@@ -37,14 +41,21 @@ impl StoreKey {
             Self::PublicKey(k) => format!("keys/{k}.pub"),
             Self::Probe(name) => format!("probes/{name}"),
             Self::Episode(name) => format!("episodes/{name}"),
+            Self::Lease(c, generation) => format!("leases/{c}/{}", journal_name(*generation)),
         }
     }
 
     /// The key of an evidence object (case header, journal entry, bundle file, public key) at
-    /// `path`; `None` for any other path. Probes and episodes are not evidence and never parsed.
+    /// `path`, or of a case's claim record; `None` for any other path. Probes and episodes are
+    /// not evidence and never parsed.
     pub fn parse(path: &str) -> Option<Self> {
         if let Some(name) = path.strip_prefix("keys/") {
             return key_file_id(name).map(Self::PublicKey);
+        }
+        if let Some(rest) = path.strip_prefix("leases/") {
+            let (case, name) = rest.split_once('/')?;
+            let case = CaseId::new(case).ok()?;
+            return parse_journal_name(name).map(|generation| Self::Lease(case, generation));
         }
         let rest = path.strip_prefix("cases/")?;
         let (case, rest) = rest.split_once('/')?;
@@ -88,6 +99,8 @@ pub enum StorePrefix {
     Bundles(CaseId),
     /// `keys/`.
     Keys,
+    /// `leases/<case>/`: the generations of the claim on a case.
+    Leases(CaseId),
 }
 
 impl StorePrefix {
@@ -98,6 +111,7 @@ impl StorePrefix {
             Self::Journal(c) => format!("cases/{c}/journal"),
             Self::Bundles(c) => format!("cases/{c}/bundles"),
             Self::Keys => "keys".to_owned(),
+            Self::Leases(c) => format!("leases/{c}"),
         }
     }
 }
@@ -107,7 +121,7 @@ pub fn archive_name(bundle: &BundleId) -> String {
     format!("{bundle}.tar.zst")
 }
 
-/// The file name of journal entry `seq` (`0000000012.json`).
+/// The file name of journal entry `seq` (`0000000012.json`), and of a claim's generation.
 fn journal_name(seq: u64) -> String {
     format!("{seq:010}.json")
 }
@@ -165,6 +179,12 @@ pub fn journal_entries(names: Vec<String>) -> (Vec<u64>, Vec<String>) {
     (seqs, strays)
 }
 
+/// The generations among the names listed under `StorePrefix::Leases`, sorted; other names are
+/// not claim records and are left out.
+pub fn lease_generations(names: Vec<String>) -> Vec<u64> {
+    journal_entries(names).0
+}
+
 /// The bundles among the names listed under `StorePrefix::Bundles`, sorted, and the names that
 /// belong to no bundle.
 pub fn bundles(names: Vec<String>) -> (Vec<BundleId>, Vec<String>) {
@@ -219,12 +239,25 @@ mod tests {
             StoreKey::Seal(case(), b.clone()),
             StoreKey::SealSignature(case(), b),
             StoreKey::PublicKey(k),
+            StoreKey::Lease(case(), 3),
         ] {
             assert_eq!(StoreKey::parse(&key.path()), Some(key.clone()), "{key:?}");
         }
         assert_eq!(
             StoreKey::JournalEntry(case(), 12).path(),
             format!("cases/{}/journal/0000000012.json", case())
+        );
+        assert_eq!(
+            StoreKey::Lease(case(), 3).path(),
+            format!("leases/{}/0000000003.json", case())
+        );
+        assert_eq!(
+            lease_generations(vec![
+                "0000000002.json".into(),
+                "x".into(),
+                "0000000001.json".into()
+            ]),
+            vec![1, 2]
         );
         for other in [
             "probes/x.txt",
@@ -233,6 +266,8 @@ mod tests {
             "cases/20261126-145448-00000001/journal/12.json",
             "cases/20261126-145448-00000001/bundles/x.tar",
             "keys/x",
+            "leases/20261126-145448-00000001/3.json",
+            "leases/Not_An_Id/0000000003.json",
         ] {
             assert_eq!(StoreKey::parse(other), None, "{other}");
         }

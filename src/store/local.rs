@@ -21,7 +21,7 @@ use crate::digest::Sha256Digest;
 /// Where staged files wait before they are linked into place; ignored by verification.
 pub const STAGING: &str = ".staging";
 /// The directories at the top of a store (see `layout`).
-const TOP_LEVEL: [&str; 4] = ["cases", "keys", "probes", "episodes"];
+const TOP_LEVEL: [&str; 5] = ["cases", "keys", "probes", "episodes", "leases"];
 
 pub struct LocalStore {
     root: PathBuf,

@@ -22,6 +22,8 @@
 //! - `server`: the daemon's HTTP side under hostile clients: bodies not read before the token,
 //!   declared lengths over the limit, slow headers and bodies, the connection cap, plain HTTP off
 //!   loopback.
+//! - `daemon_replicas`: replicas sharing a store collect a case one at a time (the case's claim):
+//!   one started mid-collection waits, one restarted after `kill -9` takes its case back at once.
 //! - `integrity_verify`: key ids against keys, tar headers custody never writes, links in the
 //!   store, terminal escapes in what is printed.
 
@@ -32,6 +34,7 @@ mod cli;
 mod compat;
 mod daemon;
 mod daemon_recovery;
+mod daemon_replicas;
 mod determinism;
 mod fake_kube;
 mod formats;

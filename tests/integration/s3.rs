@@ -135,6 +135,21 @@ impl Moto {
             .collect()
     }
 
+    /// The latest version of `key`'s bytes.
+    pub fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
+        self.runtime.block_on(async {
+            let out = self
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            out.body.collect().await.unwrap().into_bytes().to_vec()
+        })
+    }
+
     pub fn keys(&self, bucket: &str) -> Vec<String> {
         let mut keys: Vec<String> = self
             .versions(bucket, "")
