@@ -5,7 +5,7 @@
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::case::entry::{AlertResolved, CollectionRestarted, TriggerDetails};
+use crate::case::entry::{AlertResolved, TriggerDetails};
 use crate::case::{self as journal, CaseState, Details, Status};
 use crate::collect::Trigger;
 use crate::id::CaseId;
@@ -32,8 +32,10 @@ pub(super) fn journal_resolve(
         Err(e) => return Err(e.to_string()),
     };
     let details: AlertResolved = serde_json::from_slice(&record).unwrap_or_default();
+    // Never in the middle of a collection (its seal pins the journal's head): the worker
+    // journals the resolve when the collection ends.
     append_unless(store, case, Details::AlertResolved(details), |s| {
-        s.alert_resolved
+        s.alert_resolved || !s.collection_over()
     })
     .map(|_| ())
 }
@@ -161,8 +163,7 @@ impl Daemon {
     }
 
     /// A resend of an episode whose case is open: a duplicate, unless the case's collection
-    /// failed (or was interrupted). Then `collection_restarted` is journaled, by one request
-    /// only (the state is read again after every lost race), and the case collected again.
+    /// failed (or was interrupted). Then the case is queued to be collected again.
     fn resend(&self, alert: &Alert, case: &CaseId) -> Result<serde_json::Value, DaemonError> {
         let answer = |outcome: &str| {
             Ok(json!({"fingerprint": alert.fingerprint(), "outcome": outcome, "case_id": case}))
@@ -184,20 +185,12 @@ impl Daemon {
             self.metrics.overloaded();
             return Err(DaemonError::QueueFull);
         };
-        let restarted = Details::CollectionRestarted(CollectionRestarted {
-            reason: RESENT.into(),
-        });
-        let store = self.store.as_ref();
-        match append_unless(store, case, restarted, |s| !failed(s)) {
-            Ok(true) => {}
-            Ok(false) => return answer("duplicate"),
-            Err(e) => return Err(DaemonError::Unavailable(e)),
-        }
-        // The collection is decided on at the restart just journaled: one that ends after it
-        // (another replica's, under the case's claim) does this one's work.
-        job.journal_seen = journal::check_chain(store, case)?
-            .head()
-            .map_or(0, |h| h.seq);
+        // `collection_restarted` is journaled by the worker, under the case's claim, so that it
+        // never lands inside another replica's collection; of several resends queued at once,
+        // the first collects and the others find the collection done since they were decided
+        // on (`journal_seen`) and leave the case alone.
+        job.restarted = Some(RESENT.into());
+        job.journal_seen = chain.head().map_or(0, |h| h.seq);
         tracing::info!(case = %case, "a failed case's alert was sent again: collecting again");
         self.queue_job(permit, job);
         answer("restarted")

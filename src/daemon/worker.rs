@@ -13,7 +13,6 @@ use crate::case::entry::{
 use crate::case::{self as journal, CaseState, Details, Journal, JournalError};
 use crate::collect::{self, CollectError, Request};
 use crate::id::{BundleId, CaseId};
-use crate::seal::SealError;
 use crate::source::k8s::K8sSource;
 use crate::source::Source;
 use crate::store::{Recording, Store, StoreError, StoreKey};
@@ -68,9 +67,10 @@ pub(super) fn append_unless(
 fn transient(e: &CollectError) -> bool {
     let store = match e {
         CollectError::Journaled(inner) => return transient(inner),
-        CollectError::OpenCase(s) | CollectError::Seal(SealError::StoreBundle(s)) => s,
-        CollectError::Journal(JournalError::Append { source, .. })
-        | CollectError::Seal(SealError::Journal(JournalError::Append { source, .. })) => source,
+        CollectError::OpenCase(s) => s,
+        CollectError::Journal(JournalError::Append { source, .. }) => source,
+        // Not a fault while sealing: by then the archive may be stored and locked, and a
+        // second attempt would leave it without its seal or `bundle_sealed` entry for good.
         _ => return false,
     };
     store.is_transient()
@@ -121,8 +121,12 @@ impl Daemon {
                     let again = Details::CollectionRestarted(CollectionRestarted {
                         reason: RETRIED.into(),
                     });
+                    // The retry's sources must follow its own marker in the journal; without
+                    // it they would read as the failed attempt's.
                     if let Err(j) = append(store, &job.case, again) {
-                        tracing::warn!(case = %job.case, error = %j, "cannot journal the retry");
+                        tracing::error!(case = %job.case, error = %j, "cannot journal the retry; the collection stops here");
+                        self.metrics.collection("error");
+                        break;
                     }
                 }
                 Err(e) => {
@@ -296,6 +300,7 @@ fn findings(o: &collect::Outcome) -> Findings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::seal::SealError;
 
     fn transient_store() -> StoreError {
         StoreError::Transient {
@@ -305,10 +310,21 @@ mod tests {
     }
 
     #[test]
-    fn only_transient_store_faults_are_tried_again() {
+    fn only_transient_store_faults_before_the_seal_are_tried_again() {
         assert!(transient(&CollectError::OpenCase(transient_store())));
         assert!(transient(&CollectError::Journaled(Box::new(
+            CollectError::OpenCase(transient_store())
+        ))));
+        // Regression: a fault while the bundle was stored was retried under a new bundle id,
+        // leaving the first (locked) archive without its seal or journal entry.
+        assert!(!transient(&CollectError::Journaled(Box::new(
             CollectError::Seal(SealError::StoreBundle(transient_store()))
+        ))));
+        assert!(!transient(&CollectError::Seal(SealError::Journal(
+            JournalError::Append {
+                case: CaseId::new("20261126-145448-00000001").unwrap(),
+                source: transient_store(),
+            }
         ))));
         assert!(transient(&CollectError::Journal(JournalError::Append {
             case: CaseId::new("20261126-145448-00000001").unwrap(),

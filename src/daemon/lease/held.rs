@@ -197,6 +197,10 @@ impl Leases {
     }
 }
 
+/// A claim with less than this left (or a sixth of its lifetime, if shorter) is not written
+/// under: clocks of replicas differ a little.
+const EXPIRY_MARGIN_SECONDS: u64 = 5;
+
 /// The store as a collection under a claim sees it.
 pub struct Held<'a> {
     store: &'a dyn Store,
@@ -234,7 +238,9 @@ impl Held<'_> {
             match claim.renew(self.store, self.ttl) {
                 Ok(()) => {}
                 Err(e @ LeaseError::Lost { .. }) => return self.lose(&e),
-                Err(e) if now() >= claim.expires_at => return self.lose(&e),
+                // Expired unrenewed: writes are refused from now on (`may_write`), but renewing
+                // goes on, since a sealing under way must keep the case as long as it can.
+                Err(e) if now() >= claim.expires_at => self.lose(&e),
                 Err(e) => {
                     tracing::warn!(case = %self.case, error = %e, "cannot renew the claim on the case; trying again")
                 }
@@ -261,7 +267,10 @@ impl Held<'_> {
                 }
             }
         }
-        if self.lost.load(Ordering::SeqCst) {
+        // A claim about to expire is as good as lost: another replica may take it any moment.
+        let margin = EXPIRY_MARGIN_SECONDS.min(self.ttl.as_secs() / 6);
+        let expiring = lock(&self.claim).expires_at <= now() + margin;
+        if self.lost.load(Ordering::SeqCst) || expiring {
             return Err(StoreError::Remote {
                 uri: self.store.object_uri(key),
                 message: format!(

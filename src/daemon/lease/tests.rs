@@ -189,7 +189,9 @@ fn a_held_claim_is_renewed_every_third_of_its_lifetime() {
             std::thread::sleep(std::time::Duration::from_millis(2300))
         })
         .unwrap();
-    // Taken (1), renewed twice (2, 3), given up (4).
+    // Taken (1), renewed at least once (about twice in 2.3 s; fewer on a loaded machine),
+    // given up (last).
     let last = latest(&s, &case()).unwrap().unwrap();
-    assert_eq!((last.generation, last.expires_at), (4, 0));
+    assert!(last.generation >= 3, "{last:?}");
+    assert_eq!(last.expires_at, 0, "given up at the end");
 }
