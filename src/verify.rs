@@ -274,19 +274,7 @@ pub fn verify_case(
     options: &Options,
     report: &mut Report,
 ) -> Result<(), VerifyError> {
-    let header_key = StoreKey::CaseHeader(case.clone());
-    match store.get(&header_key) {
-        Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
-            Ok(v) if v.get("id").and_then(|i| i.as_str()) == Some(case.as_str()) => {}
-            Ok(_) => report.problem(
-                "case_header",
-                header_key.path(),
-                "the case header names another case",
-            ),
-            Err(e) => report.problem("case_header", header_key.path(), format!("not JSON: {e}")),
-        },
-        Err(e) => report.problem("case_header", header_key.path(), e.to_string()),
-    }
+    check_case_header(store, case, report);
     let chain = match journal::check_chain(store, case) {
         // A linked journal directory is reported, and the case read as having no journal.
         Err(StoreError::Symlink(path)) => {
@@ -303,6 +291,58 @@ pub fn verify_case(
         report.problem("journal", p.key.clone(), p.message.clone());
     }
     check_case_opened(store, case, &chain, report);
+    let bundles = bundles_to_verify(store, case, only, &chain, report)?;
+    let run = match staging {
+        Some(dir) => crate::collect::run::state_of(dir, case),
+        None => crate::collect::run::RunState::None,
+    };
+    check_completeness(&chain, case, only, run, report);
+    let mut case_report = CaseReport {
+        case_id: case.clone(),
+        journal_entries: chain.entries.len(),
+        journal_head: chain.head(),
+        bundles: Vec::new(),
+    };
+    for b in &bundles {
+        let (br, problems, warnings) = bundle::verify_bundle(store, case, b, &chain, options);
+        report.problems.extend(problems);
+        for w in warnings {
+            if !report.warnings.contains(&w) {
+                report.warnings.push(w);
+            }
+        }
+        case_report.bundles.push(br);
+    }
+    report.cases.push(case_report);
+    Ok(())
+}
+
+/// `case.json` must be JSON naming this case.
+fn check_case_header(store: &dyn Store, case: &CaseId, report: &mut Report) {
+    let header_key = StoreKey::CaseHeader(case.clone());
+    match store.get(&header_key) {
+        Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(v) if v.get("id").and_then(|i| i.as_str()) == Some(case.as_str()) => {}
+            Ok(_) => report.problem(
+                "case_header",
+                header_key.path(),
+                "the case header names another case",
+            ),
+            Err(e) => report.problem("case_header", header_key.path(), format!("not JSON: {e}")),
+        },
+        Err(e) => report.problem("case_header", header_key.path(), e.to_string()),
+    }
+}
+
+/// The case's bundles to verify (all of them, or only `only`), with what the listing shows amiss:
+/// stray files, a bundle asked for that is not there, a sealed bundle the store does not hold.
+fn bundles_to_verify(
+    store: &dyn Store,
+    case: &CaseId,
+    only: Option<&BundleId>,
+    chain: &CheckedChain,
+    report: &mut Report,
+) -> Result<Vec<BundleId>, VerifyError> {
     let (mut bundles, strays) = match store.list_bundles(case) {
         Err(StoreError::Symlink(path)) => {
             report.problem(
@@ -331,31 +371,9 @@ pub fn verify_case(
         }
         bundles = vec![b.clone()];
     } else {
-        check_sealed_entries(&chain, case, &bundles, report);
+        check_sealed_entries(chain, case, &bundles, report);
     }
-    let run = match staging {
-        Some(dir) => crate::collect::run::state_of(dir, case),
-        None => crate::collect::run::RunState::None,
-    };
-    check_completeness(&chain, case, only, run, report);
-    let mut case_report = CaseReport {
-        case_id: case.clone(),
-        journal_entries: chain.entries.len(),
-        journal_head: chain.head(),
-        bundles: Vec::new(),
-    };
-    for b in &bundles {
-        let (br, problems, warnings) = bundle::verify_bundle(store, case, b, &chain, options);
-        report.problems.extend(problems);
-        for w in warnings {
-            if !report.warnings.contains(&w) {
-                report.warnings.push(w);
-            }
-        }
-        case_report.bundles.push(br);
-    }
-    report.cases.push(case_report);
-    Ok(())
+    Ok(bundles)
 }
 
 /// Journal entry 1 opens the case and records the SHA-256 of `case.json` as it was written.

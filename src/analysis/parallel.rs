@@ -59,26 +59,7 @@ pub fn analyze_paths(job: &Job<'_>) -> Result<Analyzer, SourceError> {
     if paths.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
         return Err(SourceError::StdinTwice);
     }
-    // Open everything first: a missing file fails before any work.
-    let mut inputs = Vec::new();
-    for path in paths {
-        let name = path.display().to_string();
-        if path.as_os_str() == "-" {
-            inputs.push((name, None));
-            continue;
-        }
-        let err = |source| SourceError::OpenLog {
-            path: name.clone(),
-            source,
-        };
-        let file = File::open(path).map_err(err)?;
-        let meta = file.metadata().map_err(err)?;
-        if meta.is_dir() {
-            return Err(SourceError::IsDirectory(name));
-        }
-        let size = meta.is_file().then_some(meta.len());
-        inputs.push((name, Some((file, size))));
-    }
+    let inputs = open_inputs(paths)?;
     let done = AtomicU64::new(0);
     let mut total = Analyzer::new(job.formats.clone());
     let mut bytes = 0u64;
@@ -89,20 +70,7 @@ pub fn analyze_paths(job: &Job<'_>) -> Result<Analyzer, SourceError> {
             source,
         };
         let part = match input {
-            None => {
-                let mut stdin = io::stdin();
-                let mut first = Vec::new();
-                (&mut stdin)
-                    .take(SNIFF as u64)
-                    .read_to_end(&mut first)
-                    .map_err(read_err)?;
-                let format = resolve(job, &first, &name)?;
-                let mut a = job.analyzer(job.memory_budget);
-                a.begin_source(&name, format);
-                a.feed(&first);
-                done.fetch_add(first.len() as u64, Ordering::Relaxed);
-                read_stream(a, &mut stdin, &name, &done)?
-            }
+            None => analyze_stdin(job, &name, &done)?,
             Some((mut file, size)) => {
                 let mut first = vec![0u8; SNIFF];
                 let n = read_at_most(&file, &mut first).map_err(read_err)?;
@@ -133,6 +101,53 @@ pub fn analyze_paths(job: &Job<'_>) -> Result<Analyzer, SourceError> {
         return Err(SourceError::EmptyInput(names.join(", ")));
     }
     Ok(total)
+}
+
+/// An input to analyse: its name, and the file with its size (when it is a regular file), or
+/// `None` for standard input.
+type Input = (String, Option<(File, Option<u64>)>);
+
+/// Opens every input first, so that a missing file fails before any work.
+fn open_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, SourceError> {
+    let mut inputs = Vec::new();
+    for path in paths {
+        let name = path.display().to_string();
+        if path.as_os_str() == "-" {
+            inputs.push((name, None));
+            continue;
+        }
+        let err = |source| SourceError::OpenLog {
+            path: name.clone(),
+            source,
+        };
+        let file = File::open(path).map_err(err)?;
+        let meta = file.metadata().map_err(err)?;
+        if meta.is_dir() {
+            return Err(SourceError::IsDirectory(name));
+        }
+        let size = meta.is_file().then_some(meta.len());
+        inputs.push((name, Some((file, size))));
+    }
+    Ok(inputs)
+}
+
+/// Standard input, read as one stream after its first bytes have chosen the format.
+fn analyze_stdin(job: &Job<'_>, name: &str, done: &AtomicU64) -> Result<Analyzer, SourceError> {
+    let mut stdin = io::stdin();
+    let mut first = Vec::new();
+    (&mut stdin)
+        .take(SNIFF as u64)
+        .read_to_end(&mut first)
+        .map_err(|source| SourceError::OpenLog {
+            path: name.to_owned(),
+            source,
+        })?;
+    let format = resolve(job, &first, name)?;
+    let mut a = job.analyzer(job.memory_budget);
+    a.begin_source(name, format);
+    a.feed(&first);
+    done.fetch_add(first.len() as u64, Ordering::Relaxed);
+    read_stream(a, &mut stdin, name, done)
 }
 
 fn resolve(job: &Job<'_>, sample: &[u8], name: &str) -> Result<Format, SourceError> {

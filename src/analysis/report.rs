@@ -39,8 +39,25 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .warn{color:#a40000}code{background:#f6f6f6;padding:0 .2em}";
 
+/// The HTML report of a bundle's analysis: the same summary, for a person to read.
 pub fn render(summary: &Summary, ctx: &ReportContext<'_>) -> String {
     let mut h = String::new();
+    head(&mut h, summary, ctx);
+    overview(&mut h, summary);
+    h.push_str("<h2>Requests over time</h2>\n");
+    h.push_str(&chart::timeline(&summary.timeline));
+    auth_failures_table(&mut h, summary);
+    suspicious_table(&mut h, summary);
+    paths_table(&mut h, summary);
+    clients_table(&mut h, summary);
+    status_table(&mut h, summary);
+    unparsed_table(&mut h, summary);
+    h.push_str("</body></html>\n");
+    h
+}
+
+/// The document's head, title, and the sources with their formats.
+fn head(h: &mut String, summary: &Summary, ctx: &ReportContext<'_>) {
     let _ = write!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -65,6 +82,10 @@ pub fn render(summary: &Summary, ctx: &ReportContext<'_>) -> String {
         );
     }
     h.push_str("</ul>\n");
+}
+
+/// Lines, parsed and unparsed, distinct clients, first and last request.
+fn overview(h: &mut String, summary: &Summary) {
     let _ = write!(
         h,
         "<h2>Overview</h2>\n<table><tr><th>lines</th><td class=n>{}</td></tr>\
@@ -78,8 +99,10 @@ pub fn render(summary: &Summary, ctx: &ReportContext<'_>) -> String {
         escape(summary.first_seen.as_deref().unwrap_or("-")),
         escape(summary.last_seen.as_deref().unwrap_or("-")),
     );
-    h.push_str("<h2>Requests over time</h2>\n");
-    h.push_str(&chart::timeline(&summary.timeline));
+}
+
+/// Authentication failures by status.
+fn auth_failures_table(h: &mut String, summary: &Summary) {
     h.push_str(
         "<h2>Authentication failures</h2>\n<table><tr><th>status</th><th>responses</th></tr>\n",
     );
@@ -87,8 +110,10 @@ pub fn render(summary: &Summary, ctx: &ReportContext<'_>) -> String {
         let _ = writeln!(h, "<tr><td>{}</td><td class=n>{n}</td></tr>", escape(code));
     }
     h.push_str("</table>\n");
-    suspicious_table(&mut h, summary);
-    paths_table(&mut h, summary);
+}
+
+/// The busiest clients, charted and tabled.
+fn clients_table(h: &mut String, summary: &Summary) {
     h.push_str("<h2>Top client addresses</h2>\n");
     let top: Vec<(String, u64, u64)> = summary
         .top_ips
@@ -112,7 +137,12 @@ pub fn render(summary: &Summary, ctx: &ReportContext<'_>) -> String {
             escape(ip.last_seen.as_deref().unwrap_or("-")),
         );
     }
-    h.push_str("</table>\n<h2>Responses by status</h2>\n");
+    h.push_str("</table>\n");
+}
+
+/// Responses by status, charted and tabled.
+fn status_table(h: &mut String, summary: &Summary) {
+    h.push_str("<h2>Responses by status</h2>\n");
     let statuses: Vec<(String, u64, u64)> = summary
         .status
         .iter()
@@ -130,6 +160,10 @@ pub fn render(summary: &Summary, ctx: &ReportContext<'_>) -> String {
         let _ = writeln!(h, "<tr><td>{}</td><td class=n>{n}</td></tr>", escape(code));
     }
     h.push_str("</table>\n");
+}
+
+/// The first few lines no format could parse.
+fn unparsed_table(h: &mut String, summary: &Summary) {
     if !summary.unparsed_samples.is_empty() {
         h.push_str("<h2>Unparsed lines (first few)</h2>\n<table><tr><th>source</th><th>byte offset</th><th>text</th></tr>\n");
         for s in &summary.unparsed_samples {
@@ -143,8 +177,6 @@ pub fn render(summary: &Summary, ctx: &ReportContext<'_>) -> String {
         }
         h.push_str("</table>\n");
     }
-    h.push_str("</body></html>\n");
-    h
 }
 
 fn paths_table(h: &mut String, summary: &Summary) {

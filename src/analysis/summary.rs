@@ -136,6 +136,50 @@ fn time(t: Option<i64>) -> Option<String> {
 }
 
 pub(super) fn build(a: &Analyzer, policy: &DetectionPolicy, top: usize) -> Summary {
+    let mut auth_failures = BTreeMap::new();
+    for (i, code) in AUTH_FAILURE_CODES.iter().enumerate() {
+        let n: u64 = a.failing.values().map(|f| f.auth[i]).sum::<u64>() + a.untracked_auth[i];
+        auth_failures.insert(code.to_string(), n);
+    }
+    Summary {
+        lines: a.lines,
+        parsed: a.parsed,
+        unparsed: a.unparsed,
+        unique_ips: a.clients.len() as u64,
+        status: a
+            .status
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, n)| ((i + 100).to_string(), *n))
+            .collect(),
+        auth_failures,
+        first_seen: time(a.clients.iter().filter_map(|(_, c)| c.first_seen()).min()),
+        last_seen: time(a.clients.iter().filter_map(|(_, c)| c.last_seen()).max()),
+        top_ips: top_ips(a, top),
+        suspicious: suspicious(a, policy),
+        auth_failure_paths: paths(a),
+        timeline: timeline(a),
+        sources: a
+            .sources
+            .iter()
+            .map(|(source, format)| SourceFormat {
+                source: source.clone(),
+                format: format.clone(),
+            })
+            .collect(),
+        unparsed_samples: a.samples.clone(),
+        limit: a.frozen.then(|| AnalysisLimit {
+            clients_tracked: a.clients.len() as u64,
+            requests_not_attributed: a.clients.untracked(),
+            ..a.limit.clone()
+        }),
+        analysis_failed: false,
+    }
+}
+
+/// The `top` busiest clients.
+fn top_ips(a: &Analyzer, top: usize) -> Vec<TopIp> {
     let auth_total = |ip: &ClientKey| a.failing.get(ip).map_or(0, Failures::total);
     let mut by_requests: Vec<(&ClientKey, &ClientStats)> = a.clients.iter().collect();
     // Only the top entries need full order.
@@ -153,7 +197,7 @@ pub(super) fn build(a: &Analyzer, policy: &DetectionPolicy, top: usize) -> Summa
             .cmp(&x.1.requests)
             .then_with(|| x.0.addr().cmp(&y.0.addr()))
     });
-    let top_ips = by_requests
+    by_requests
         .iter()
         .take(top)
         .map(|(ip, c)| TopIp {
@@ -163,58 +207,23 @@ pub(super) fn build(a: &Analyzer, policy: &DetectionPolicy, top: usize) -> Summa
             first_seen: time(c.first_seen()),
             last_seen: time(c.last_seen()),
         })
-        .collect();
-    let mut auth_failures = BTreeMap::new();
-    for (i, code) in AUTH_FAILURE_CODES.iter().enumerate() {
-        let n: u64 = a.failing.values().map(|f| f.auth[i]).sum::<u64>() + a.untracked_auth[i];
-        auth_failures.insert(code.to_string(), n);
-    }
+        .collect()
+}
+
+/// Requests per minute, in time order.
+fn timeline(a: &Analyzer) -> Vec<Minute> {
     let mut timeline: Vec<(&i64, _)> = a.timeline.iter().collect();
     timeline.sort_unstable_by_key(|(m, _)| **m);
-    Summary {
-        lines: a.lines,
-        parsed: a.parsed,
-        unparsed: a.unparsed,
-        unique_ips: a.clients.len() as u64,
-        status: a
-            .status
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| **n > 0)
-            .map(|(i, n)| ((i + 100).to_string(), *n))
-            .collect(),
-        auth_failures,
-        first_seen: time(a.clients.iter().filter_map(|(_, c)| c.first_seen()).min()),
-        last_seen: time(a.clients.iter().filter_map(|(_, c)| c.last_seen()).max()),
-        top_ips,
-        suspicious: suspicious(a, policy),
-        auth_failure_paths: paths(a),
-        timeline: timeline
-            .into_iter()
-            .map(|(m, c)| Minute {
-                minute: timefmt::unix_rfc3339(m * 60),
-                requests: c.requests,
-                client_errors: c.client_errors,
-                server_errors: c.server_errors,
-                auth_failures: c.auth_failures,
-            })
-            .collect(),
-        sources: a
-            .sources
-            .iter()
-            .map(|(source, format)| SourceFormat {
-                source: source.clone(),
-                format: format.clone(),
-            })
-            .collect(),
-        unparsed_samples: a.samples.clone(),
-        limit: a.frozen.then(|| AnalysisLimit {
-            clients_tracked: a.clients.len() as u64,
-            requests_not_attributed: a.clients.untracked(),
-            ..a.limit.clone()
-        }),
-        analysis_failed: false,
-    }
+    timeline
+        .into_iter()
+        .map(|(m, c)| Minute {
+            minute: timefmt::unix_rfc3339(m * 60),
+            requests: c.requests,
+            client_errors: c.client_errors,
+            server_errors: c.server_errors,
+            auth_failures: c.auth_failures,
+        })
+        .collect()
 }
 
 fn by_code(counts: &[u64; 4]) -> BTreeMap<String, u64> {

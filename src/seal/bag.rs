@@ -293,107 +293,18 @@ impl BagBuilder {
     pub fn finish(mut self, info: &BagInfo) -> Result<SealedArchive, BagError> {
         self.entries
             .sort_by(|a, b| a.captured.path.cmp(&b.captured.path));
-        let payload_bytes: u64 = self.entries.iter().map(|e| e.captured.size).sum();
-        let payload_oxum = format!("{payload_bytes}.{}", self.entries.len());
-        let mut manifest256 = String::new();
-        let mut manifest512 = String::new();
-        for e in &self.entries {
-            manifest256.push_str(&format!("{}  {}\n", e.captured.sha256, e.captured.path.0));
-            manifest512.push_str(&format!("{}  {}\n", e.captured.sha512, e.captured.path.0));
-        }
-        let bagit = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n".to_string();
-        let mut bag_info = format!(
-            "Bagging-Date: {}\nPayload-Oxum: {payload_oxum}\nExternal-Identifier: {}\n",
-            info.bagging_date, info.external_identifier
-        );
-        for (k, v) in &info.custody_labels {
-            bag_info.push_str(&format!("Custody-{k}: {v}\n"));
-        }
-        let tag_files = [
-            ("bag-info.txt", bag_info),
-            ("bagit.txt", bagit),
-            ("manifest-sha256.txt", manifest256),
-            ("manifest-sha512.txt", manifest512),
-        ];
-        let mut tagmanifest = String::new();
-        for (name, text) in &tag_files {
-            tagmanifest.push_str(&format!("{}  {name}\n", Sha256Digest::of(text.as_bytes())));
-        }
-        let manifest_sha256 = Sha256Digest::of(tag_files[2].1.as_bytes());
-        let tagmanifest_sha256 = Sha256Digest::of(tagmanifest.as_bytes());
-
-        // Every entry of the tar, in name order: tag files sort around `data/`.
-        let mut order: Vec<(String, &[u8], Option<&Body>, u64)> = Vec::new();
-        for (name, text) in &tag_files {
-            order.push((name.to_string(), text.as_bytes(), None, text.len() as u64));
-        }
-        order.push((
-            "tagmanifest-sha256.txt".into(),
-            tagmanifest.as_bytes(),
-            None,
-            tagmanifest.len() as u64,
-        ));
-        for e in &self.entries {
-            let inline: &[u8] = match &e.body {
-                Body::Inline(b) => b,
-                Body::Spooled { .. } => &[],
-            };
-            order.push((
-                e.captured.path.0.clone(),
-                inline,
-                Some(&e.body),
-                e.captured.size,
-            ));
-        }
-        order.sort_by(|a, b| a.0.cmp(&b.0));
+        let tags = TagFiles::of(&self.entries, info);
+        let manifest_sha256 = Sha256Digest::of(tags.files[2].1.as_bytes());
+        let tagmanifest_sha256 = Sha256Digest::of(tags.tagmanifest.as_bytes());
+        let order = tar_order(&tags, &self.entries);
 
         let (path, file) =
             new_staging_file(&self.staging_dir).map_err(|source| BagError::Stage {
                 dir: self.staging_dir.clone(),
                 source,
             })?;
-        let result = (|| -> io::Result<(HashingWriter<BufWriter<File>>, u64)> {
-            let mut out = HashingWriter::new(BufWriter::with_capacity(CHUNK, file));
-            let mut pending: Vec<u8> = Vec::new();
-            let mut unpacked = 0u64;
-            for (name, inline, body, size) in &order {
-                let full = format!("{}/{name}", self.bundle);
-                pending.extend_from_slice(&tar_header(&full, *size, self.mtime)?);
-                unpacked += 512;
-                match body {
-                    Some(Body::Spooled {
-                        offset,
-                        len,
-                        sha256,
-                    }) => {
-                        write_frame(&mut out, &mut pending)?;
-                        self.spool.seek(SeekFrom::Start(*offset))?;
-                        let mut frame = HashingReader::new((&mut self.spool).take(*len));
-                        let copied = io::copy(&mut frame, &mut out)?;
-                        let (found, _) = frame.finish()?;
-                        if copied != *len || found != *sha256 {
-                            return Err(io::Error::other(StagingChanged {
-                                path: name.clone(),
-                                expected: *sha256,
-                                found,
-                            }));
-                        }
-                    }
-                    _ => {
-                        pending.extend_from_slice(inline);
-                        pending.extend_from_slice(&[0u8; 512][..padding(*size)]);
-                    }
-                }
-                unpacked += *size + padding(*size) as u64;
-            }
-            // The end-of-archive marker: two zero blocks.
-            pending.extend_from_slice(&[0u8; 1024]);
-            unpacked += 1024;
-            write_frame(&mut out, &mut pending)?;
-            out.flush()?;
-            Ok((out, unpacked))
-        })();
-        let (out, unpacked_size) = match result {
+        let written = write_archive(&order, &self.bundle, self.mtime, &mut self.spool, file);
+        let (out, unpacked_size) = match written {
             Ok(r) => r,
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
@@ -419,11 +330,141 @@ impl BagBuilder {
         Ok(SealedArchive {
             staged: StagedFile { path, sha256, size },
             unpacked_size,
-            payload_oxum,
+            payload_oxum: tags.payload_oxum,
             manifest_sha256,
             tagmanifest_sha256,
         })
     }
+}
+
+/// The tag files of a bag, computed from its payload (sorted by path) and its labels.
+struct TagFiles {
+    /// In name order: `bag-info.txt`, `bagit.txt`, `manifest-sha256.txt`, `manifest-sha512.txt`.
+    files: [(&'static str, String); 4],
+    /// `tagmanifest-sha256.txt`, over the four above.
+    tagmanifest: String,
+    /// `<payload bytes>.<payload files>`, as in `bag-info.txt`.
+    payload_oxum: String,
+}
+
+impl TagFiles {
+    fn of(entries: &[Entry], info: &BagInfo) -> Self {
+        let payload_bytes: u64 = entries.iter().map(|e| e.captured.size).sum();
+        let payload_oxum = format!("{payload_bytes}.{}", entries.len());
+        let mut manifest256 = String::new();
+        let mut manifest512 = String::new();
+        for e in entries {
+            manifest256.push_str(&format!("{}  {}\n", e.captured.sha256, e.captured.path.0));
+            manifest512.push_str(&format!("{}  {}\n", e.captured.sha512, e.captured.path.0));
+        }
+        let bagit = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n".to_string();
+        let mut bag_info = format!(
+            "Bagging-Date: {}\nPayload-Oxum: {payload_oxum}\nExternal-Identifier: {}\n",
+            info.bagging_date, info.external_identifier
+        );
+        for (k, v) in &info.custody_labels {
+            bag_info.push_str(&format!("Custody-{k}: {v}\n"));
+        }
+        let files = [
+            ("bag-info.txt", bag_info),
+            ("bagit.txt", bagit),
+            ("manifest-sha256.txt", manifest256),
+            ("manifest-sha512.txt", manifest512),
+        ];
+        let mut tagmanifest = String::new();
+        for (name, text) in &files {
+            tagmanifest.push_str(&format!("{}  {name}\n", Sha256Digest::of(text.as_bytes())));
+        }
+        TagFiles {
+            files,
+            tagmanifest,
+            payload_oxum,
+        }
+    }
+}
+
+/// One tar entry to write: its name inside the bag, its inline bytes (empty for a spooled
+/// body), the body, and its size.
+type TarEntry<'a> = (String, &'a [u8], Option<&'a Body>, u64);
+
+/// Every entry of the tar, in name order: tag files sort around `data/`.
+fn tar_order<'a>(tags: &'a TagFiles, entries: &'a [Entry]) -> Vec<TarEntry<'a>> {
+    let mut order: Vec<TarEntry<'a>> = Vec::new();
+    for (name, text) in &tags.files {
+        order.push((name.to_string(), text.as_bytes(), None, text.len() as u64));
+    }
+    order.push((
+        "tagmanifest-sha256.txt".into(),
+        tags.tagmanifest.as_bytes(),
+        None,
+        tags.tagmanifest.len() as u64,
+    ));
+    for e in entries {
+        let inline: &[u8] = match &e.body {
+            Body::Inline(b) => b,
+            Body::Spooled { .. } => &[],
+        };
+        order.push((
+            e.captured.path.0.clone(),
+            inline,
+            Some(&e.body),
+            e.captured.size,
+        ));
+    }
+    order.sort_by(|a, b| a.0.cmp(&b.0));
+    order
+}
+
+/// Writes the tar of `order` (under the bag directory `bundle`) to `file`: small entries
+/// compressed where they fall, each spooled frame copied from `spool` and checked against the
+/// SHA-256 it had when it was written. Returns the writer (to finish and sync) and the tar's
+/// unpacked size.
+fn write_archive(
+    order: &[TarEntry<'_>],
+    bundle: &BundleId,
+    mtime: u64,
+    spool: &mut File,
+    file: File,
+) -> io::Result<(HashingWriter<BufWriter<File>>, u64)> {
+    let mut out = HashingWriter::new(BufWriter::with_capacity(CHUNK, file));
+    let mut pending: Vec<u8> = Vec::new();
+    let mut unpacked = 0u64;
+    for (name, inline, body, size) in order {
+        let full = format!("{bundle}/{name}");
+        pending.extend_from_slice(&tar_header(&full, *size, mtime)?);
+        unpacked += 512;
+        match body {
+            Some(Body::Spooled {
+                offset,
+                len,
+                sha256,
+            }) => {
+                write_frame(&mut out, &mut pending)?;
+                spool.seek(SeekFrom::Start(*offset))?;
+                let mut frame = HashingReader::new((&mut *spool).take(*len));
+                let copied = io::copy(&mut frame, &mut out)?;
+                let (found, _) = frame.finish()?;
+                if copied != *len || found != *sha256 {
+                    return Err(io::Error::other(StagingChanged {
+                        path: name.clone(),
+                        expected: *sha256,
+                        found,
+                    }));
+                }
+            }
+            _ => {
+                pending.extend_from_slice(inline);
+                pending.extend_from_slice(&[0u8; 512][..padding(*size)]);
+            }
+        }
+        unpacked += *size + padding(*size) as u64;
+    }
+    // The end-of-archive marker: two zero blocks.
+    pending.extend_from_slice(&[0u8; 1024]);
+    unpacked += 1024;
+    write_frame(&mut out, &mut pending)?;
+    out.flush()?;
+    Ok((out, unpacked))
 }
 
 /// A spooled frame found changed while it was copied (carried inside an `io::Error`).

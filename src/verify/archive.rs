@@ -150,14 +150,40 @@ fn read_entries<R: Read>(
     contents: &mut Contents,
     c: &mut Checker,
 ) -> io::Result<()> {
-    let prefix = format!("{bundle}/");
-    let mut seen = BTreeSet::new();
+    let mut names = EntryNames {
+        bundle,
+        prefix: format!("{bundle}/"),
+        subject,
+        seen: BTreeSet::new(),
+    };
     // Raw entries: custody writes plain ustar, so pax and GNU long-name headers are refused
     // rather than interpreted (a long-name header could otherwise demand any amount of memory).
     for entry in archive.entries()?.raw(true) {
         let mut entry = entry?;
         let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let kind = entry.header().entry_type();
+        let Some(rel) = names.admit(entry.header(), &raw_path, c) else {
+            continue;
+        };
+        read_member(&mut entry, &rel, bundle, subject, contents, c)?;
+    }
+    Ok(())
+}
+
+/// The entries of one archive as they are walked, and the names seen so far.
+struct EntryNames<'a> {
+    bundle: &'a BundleId,
+    /// `<bundle>/`, the bag directory every entry must be under.
+    prefix: String,
+    subject: &'a str,
+    seen: BTreeSet<String>,
+}
+
+impl EntryNames<'_> {
+    /// The path inside the bag of an entry whose content is to be read; `None` for one that is
+    /// not (reported, or a directory of the bag).
+    fn admit(&mut self, header: &tar::Header, raw_path: &str, c: &mut Checker) -> Option<String> {
+        let (bundle, subject) = (self.bundle, self.subject);
+        let kind = header.entry_type();
         if kind.is_gnu_longname()
             || kind.is_gnu_longlink()
             || kind.is_pax_local_extensions()
@@ -168,17 +194,17 @@ fn read_entries<R: Read>(
                 subject,
                 format!("tar extension header ({kind:?}) before {raw_path:?}: custody archives are plain ustar"),
             );
-            continue;
+            return None;
         }
-        if let Some(reason) = unsafe_path(&raw_path) {
+        if let Some(reason) = unsafe_path(raw_path) {
             c.add(
                 "unsafe_entry",
                 subject,
                 format!("tar entry {raw_path:?}: {reason}"),
             );
-            continue;
+            return None;
         }
-        let deviations = header_deviations(entry.header(), &raw_path);
+        let deviations = header_deviations(header, raw_path);
         if !deviations.is_empty() {
             c.add(
                 "tar_entry",
@@ -190,19 +216,19 @@ fn read_entries<R: Read>(
             );
         }
         let path = raw_path.trim_end_matches('/').to_owned();
-        if !seen.insert(path.clone()) {
+        if !self.seen.insert(path.clone()) {
             c.add(
                 "duplicate_entry",
                 subject,
                 format!("tar entry {path:?} appears more than once"),
             );
-            continue;
+            return None;
         }
-        let inside = path.strip_prefix(&prefix).is_some() || path == bundle.as_str();
+        let inside = path.strip_prefix(&self.prefix).is_some() || path == bundle.as_str();
         // Reported above; a directory holds nothing to hash, and `tar -x` makes a directory of
         // a regular file named with a final '/', so its bytes are no file's content.
         if inside && (kind.is_dir() || raw_path.ends_with('/')) {
-            continue;
+            return None;
         }
         if !(kind.is_file() || kind.is_dir() || kind == tar::EntryType::Continuous) {
             c.add(
@@ -210,41 +236,52 @@ fn read_entries<R: Read>(
                 subject,
                 format!("tar entry {path:?} is a {kind:?}, not a regular file"),
             );
-            continue;
+            return None;
         }
-        let Some(rel) = path.strip_prefix(&prefix) else {
+        let Some(rel) = path.strip_prefix(&self.prefix) else {
             c.add(
                 "extra_file",
                 subject,
                 format!("tar entry {path:?} is outside the bag directory {bundle}/"),
             );
-            continue;
+            return None;
         };
-        if rel.starts_with("data/") {
-            let digests = hash_entry(&mut entry)?;
-            contents.payload.insert(rel.to_owned(), digests);
-        } else if !REQUIRED_TAGS.contains(&rel) {
-            // Only the known tag files are read into memory; anything else is reported unread.
+        Some(rel.to_owned())
+    }
+}
+
+/// One admitted entry, at `rel` inside the bag: a payload file is hashed, a known tag file read
+/// (capped), anything else reported unread.
+fn read_member(
+    entry: &mut dyn Read,
+    rel: &str,
+    bundle: &BundleId,
+    subject: &str,
+    contents: &mut Contents,
+    c: &mut Checker,
+) -> io::Result<()> {
+    if rel.starts_with("data/") {
+        let digests = hash_entry(entry)?;
+        contents.payload.insert(rel.to_owned(), digests);
+    } else if !REQUIRED_TAGS.contains(&rel) {
+        // Only the known tag files are read into memory; anything else is reported unread.
+        c.add(
+            "extra_file",
+            format!("{bundle}/{rel}"),
+            "unexpected tag file in the bag",
+        );
+    } else {
+        let mut bytes = Vec::new();
+        entry.take(MAX_TAG_FILE + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > MAX_TAG_FILE {
             c.add(
-                "extra_file",
-                format!("{bundle}/{rel}"),
-                "unexpected tag file in the bag",
+                "tag_file_invalid",
+                subject,
+                format!("tag file {rel} is larger than 64 MiB"),
             );
-        } else {
-            let mut bytes = Vec::new();
-            (&mut entry)
-                .take(MAX_TAG_FILE + 1)
-                .read_to_end(&mut bytes)?;
-            if bytes.len() as u64 > MAX_TAG_FILE {
-                c.add(
-                    "tag_file_invalid",
-                    subject,
-                    format!("tag file {rel} is larger than 64 MiB"),
-                );
-                continue;
-            }
-            contents.tags.insert(rel.to_owned(), bytes);
+            return Ok(());
         }
+        contents.tags.insert(rel.to_owned(), bytes);
     }
     Ok(())
 }

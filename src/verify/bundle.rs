@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::archive::{fallback_cap, stream_archive, CAP_SLACK};
 use super::bag::{check_bag, payload_oxum};
 use super::{Options, Problem};
+use crate::case::entry::BundleSealed;
 use crate::case::{CaseState, CheckedChain, Details, EntryKind};
 use crate::digest::Sha256Digest;
 use crate::id::{BundleId, CaseId, KeyId};
@@ -74,27 +75,7 @@ pub fn verify_bundle(
     let seal_key = StoreKey::Seal(case.clone(), bundle.clone());
 
     let sidecar = read_sidecar(store, case, bundle, &mut c);
-    let seal_bytes = match store.get(&seal_key) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            c.add("missing_file", seal_key.path(), e.to_string());
-            None
-        }
-    };
-    let seal: Option<SealRecord> =
-        seal_bytes
-            .as_ref()
-            .and_then(|b| match serde_json::from_slice(b) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    c.add(
-                        "seal_invalid",
-                        seal_key.path(),
-                        format!("not a seal record: {e}"),
-                    );
-                    None
-                }
-            });
+    let (seal_bytes, seal) = read_seal(store, &seal_key, &mut c);
     let signature = check_signature(
         store,
         case,
@@ -143,6 +124,37 @@ pub fn verify_bundle(
         payload_bytes: contents.payload.values().map(|p| p.0).sum(),
     };
     (report, c.problems, warnings)
+}
+
+/// The seal's bytes (as signed) and the seal record they hold, each reported when it cannot be
+/// had.
+fn read_seal(
+    store: &dyn Store,
+    seal_key: &StoreKey,
+    c: &mut Checker,
+) -> (Option<Vec<u8>>, Option<SealRecord>) {
+    let seal_bytes = match store.get(seal_key) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            c.add("missing_file", seal_key.path(), e.to_string());
+            None
+        }
+    };
+    let seal: Option<SealRecord> =
+        seal_bytes
+            .as_ref()
+            .and_then(|b| match serde_json::from_slice(b) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    c.add(
+                        "seal_invalid",
+                        seal_key.path(),
+                        format!("not a seal record: {e}"),
+                    );
+                    None
+                }
+            });
+    (seal_bytes, seal)
 }
 
 fn read_sidecar(
@@ -215,47 +227,8 @@ fn check_signature(
     let Some(seal_bytes) = seal_bytes else {
         return none;
     };
-    let (key, trusted) = match (&options.public_key, seal) {
-        (Some(k), seal) => {
-            if let Some(seal) = seal.filter(|s| &s.key_id != k.id()) {
-                c.add(
-                    "key_mismatch",
-                    StoreKey::Seal(case.clone(), bundle.clone()).path(),
-                    format!(
-                        "the seal names key {}, but the key given to verify it (--public-key) is key {}: the seal was signed by another key, or the wrong key was given",
-                        seal.key_id,
-                        k.id()
-                    ),
-                );
-            }
-            (k.clone(), true)
-        }
-        (None, Some(seal)) => match load_store_key(store, &seal.key_id) {
-            Ok(key) => {
-                warnings.push(format!(
-                    "signatures were checked against the store's own copy of key {id} (keys/{id}.pub), which was not independently trusted: pass --public-key with the collector's key from a trusted source",
-                    id = seal.key_id
-                ));
-                (key, false)
-            }
-            Err(KeyFileProblem::Missing(e)) => {
-                c.add(
-                    "key_missing",
-                    StoreKey::PublicKey(seal.key_id.clone()).path(),
-                    format!("cannot load the seal's key: {e}"),
-                );
-                return none;
-            }
-            Err(KeyFileProblem::Mismatch(key, message)) => {
-                c.add(
-                    "key_mismatch",
-                    StoreKey::PublicKey(seal.key_id.clone()).path(),
-                    message,
-                );
-                (*key, false)
-            }
-        },
-        (None, None) => return none,
+    let Some((key, trusted)) = signing_key(store, case, bundle, seal, options, c, warnings) else {
+        return none;
     };
     let valid = key.verify(seal_bytes, &signature);
     if !valid {
@@ -273,6 +246,62 @@ fn check_signature(
         valid,
         key_id: Some(key.id().clone()),
         trusted,
+    }
+}
+
+/// The key to check the seal's signature with, and whether it is trusted: the one given to
+/// `verify` (which the seal must name), else the store's own copy of the key the seal names
+/// (untrusted, with a warning). `None` when there is none to check with.
+fn signing_key(
+    store: &dyn Store,
+    case: &CaseId,
+    bundle: &BundleId,
+    seal: Option<&SealRecord>,
+    options: &Options,
+    c: &mut Checker,
+    warnings: &mut Vec<String>,
+) -> Option<(PublicKey, bool)> {
+    match (&options.public_key, seal) {
+        (Some(k), seal) => {
+            if let Some(seal) = seal.filter(|s| &s.key_id != k.id()) {
+                c.add(
+                    "key_mismatch",
+                    StoreKey::Seal(case.clone(), bundle.clone()).path(),
+                    format!(
+                        "the seal names key {}, but the key given to verify it (--public-key) is key {}: the seal was signed by another key, or the wrong key was given",
+                        seal.key_id,
+                        k.id()
+                    ),
+                );
+            }
+            Some((k.clone(), true))
+        }
+        (None, Some(seal)) => match load_store_key(store, &seal.key_id) {
+            Ok(key) => {
+                warnings.push(format!(
+                    "signatures were checked against the store's own copy of key {id} (keys/{id}.pub), which was not independently trusted: pass --public-key with the collector's key from a trusted source",
+                    id = seal.key_id
+                ));
+                Some((key, false))
+            }
+            Err(KeyFileProblem::Missing(e)) => {
+                c.add(
+                    "key_missing",
+                    StoreKey::PublicKey(seal.key_id.clone()).path(),
+                    format!("cannot load the seal's key: {e}"),
+                );
+                None
+            }
+            Err(KeyFileProblem::Mismatch(key, message)) => {
+                c.add(
+                    "key_mismatch",
+                    StoreKey::PublicKey(seal.key_id.clone()).path(),
+                    message,
+                );
+                Some((*key, false))
+            }
+        },
+        (None, None) => None,
     }
 }
 
@@ -376,26 +405,7 @@ fn check_journal(
     let head = seal.journal_head;
     check_captured_sources(head.seq, chain, contents, bundle, c);
     let subject = seal_key.path();
-    match chain.digest_of(head.seq) {
-        Some(d) if d == head.sha256 => {}
-        Some(d) => c.add(
-            "journal",
-            subject.clone(),
-            format!(
-                "the seal pins journal entry {} with SHA-256 {}, but that entry's SHA-256 is {d}",
-                head.seq, head.sha256
-            ),
-        ),
-        None => c.add(
-            "journal",
-            subject.clone(),
-            format!(
-                "the seal pins journal entry {}, which is missing (journal truncated?)",
-                head.seq
-            ),
-        ),
-    }
-    let seal_sha = Sha256Digest::of(seal_bytes).to_hex();
+    check_pinned_head(seal, chain, &subject, c);
     let state = CaseState::of(chain);
     let recorded = state.bundles().find(|(_, _, b)| &b.bundle_id == bundle);
     let Some((seq, _, sealed)) = recorded else {
@@ -406,10 +416,49 @@ fn check_journal(
         );
         return;
     };
+    check_sealing_entry(seq, sealed, seal, seal_bytes, &subject, c);
+}
+
+/// The journal entry the seal pins as the head must be there, with the digest the seal names.
+fn check_pinned_head(seal: &SealRecord, chain: &CheckedChain, subject: &str, c: &mut Checker) {
+    let head = seal.journal_head;
+    match chain.digest_of(head.seq) {
+        Some(d) if d == head.sha256 => {}
+        Some(d) => c.add(
+            "journal",
+            subject,
+            format!(
+                "the seal pins journal entry {} with SHA-256 {}, but that entry's SHA-256 is {d}",
+                head.seq, head.sha256
+            ),
+        ),
+        None => c.add(
+            "journal",
+            subject,
+            format!(
+                "the seal pins journal entry {}, which is missing (journal truncated?)",
+                head.seq
+            ),
+        ),
+    }
+}
+
+/// The `bundle_sealed` entry (at `seq`) must directly follow the pinned head and record this
+/// seal: its key, its archive's size and digest, and the seal's own digest.
+fn check_sealing_entry(
+    seq: u64,
+    sealed: &BundleSealed,
+    seal: &SealRecord,
+    seal_bytes: &[u8],
+    subject: &str,
+    c: &mut Checker,
+) {
+    let head = seal.journal_head;
+    let seal_sha = Sha256Digest::of(seal_bytes).to_hex();
     if seq != head.seq + 1 {
         c.add(
             "journal",
-            subject.clone(),
+            subject,
             format!(
                 "journal entry {seq} records the sealing, but it must directly follow entry {}, the head the seal pins",
                 head.seq
@@ -419,7 +468,7 @@ fn check_journal(
     if sealed.key_id != seal.key_id {
         c.add(
             "journal",
-            subject.clone(),
+            subject,
             format!(
                 "journal entry {seq} records key {}, the seal names key {}",
                 sealed.key_id, seal.key_id
@@ -429,7 +478,7 @@ fn check_journal(
     if sealed.archive.size != seal.archive.size {
         c.add(
             "journal",
-            subject.clone(),
+            subject,
             format!(
                 "journal entry {seq} records another archive size ({}), the seal says {}",
                 sealed.archive.size, seal.archive.size
@@ -439,7 +488,7 @@ fn check_journal(
     if sealed.seal.sha256.to_hex() != seal_sha {
         c.add(
             "journal",
-            subject.clone(),
+            subject,
             format!(
                 "journal entry {seq} records another seal (SHA-256 {}), this seal's is {seal_sha}",
                 sealed.seal.sha256

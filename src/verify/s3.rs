@@ -11,7 +11,7 @@ use crate::digest::Sha256Digest;
 use crate::id::{BundleId, CaseId};
 use crate::policy::StoragePolicy;
 use crate::store::s3::{
-    same_checksum, KeyVersions, Pins, PutReceipt, S3Location, S3Options, S3Store,
+    same_checksum, KeyVersions, ObjectState, Pins, PutReceipt, S3Location, S3Options, S3Store,
 };
 use crate::store::{Store, StoreError};
 
@@ -175,45 +175,11 @@ fn check_case_objects(
     let versions = store.versions(&prefix)?;
     check_versions(store, &versions, &prefix, pins, report);
     let pinned = store.pinned(pins);
-    for key in versions.keys() {
-        let name = key.strip_prefix(&prefix).unwrap_or(key);
-        if !crate::store::layout::is_case_object(name) {
-            report.problem(
-                "unexpected_file",
-                key.clone(),
-                "not part of the evidence layout",
-            );
-        }
-    }
+    check_layout(&versions, &prefix, report);
     // What custody recorded when it stored the objects.
     let chain = journal::check_chain(&pinned, case)?;
-    let mut recorded: BTreeMap<String, PutReceipt> = BTreeMap::new();
-    let mut recording_entries: Vec<String> = Vec::new();
-    for (entry, _) in &chain.entries {
-        let Details::ObjectsStored(stored) = &entry.details else {
-            continue;
-        };
-        for o in stored.objects.iter().cloned().map(PutReceipt::from) {
-            match recorded.get(&o.uri) {
-                // The first record stands; a later one that differs is suspect (journal
-                // entries are chained, not signed).
-                Some(first) if first != &o => report.problem(
-                    "s3_version",
-                    o.uri.clone(),
-                    format!(
-                        "journal entry {} records it differently from an earlier entry",
-                        entry.seq
-                    ),
-                ),
-                Some(_) => {}
-                None => {
-                    recorded.insert(o.uri.clone(), o);
-                }
-            }
-        }
-        recording_entries.push(format!("{prefix}journal/{:010}.json", entry.seq));
-    }
-    if recorded.is_empty() {
+    let recorded = Recorded::of(&chain, &prefix, report);
+    if recorded.receipts.is_empty() {
         report.problem(
             "s3_unrecorded",
             format!(
@@ -224,135 +190,197 @@ fn check_case_objects(
             "no objects_stored journal entry: custody never finished uploading this case",
         );
     }
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let base = format!("s3://{}/", store.location().bucket);
-    let own = store.location().key("");
-    let relative_of = |uri: &str| -> Option<String> {
-        let key = uri.strip_prefix(&base)?;
-        Some(key.strip_prefix(&own)?.to_owned())
+    let objects = CaseObjects {
+        store,
+        pinned: &pinned,
+        case,
+        versions: &versions,
+        base: format!("s3://{}/", store.location().bucket),
+        own: store.location().key(""),
+        now: time::OffsetDateTime::now_utc().unix_timestamp(),
     };
-    for (uri, receipt) in &recorded {
-        let Some(rel) = relative_of(uri) else {
+    for (uri, receipt) in &recorded.receipts {
+        objects.check_recorded(uri, receipt, report)?;
+    }
+    // Every object of the case must be one custody recorded as stored (or a journal entry that
+    // records them): anything else was added afterwards.
+    if !recorded.receipts.is_empty() {
+        objects.check_unrecorded(&recorded, &prefix, report);
+    }
+    Ok(())
+}
+
+/// Every object under the case's prefix must have a place in the evidence layout.
+fn check_layout(versions: &HashMap<String, KeyVersions>, prefix: &str, report: &mut Report) {
+    for key in versions.keys() {
+        let name = key.strip_prefix(prefix).unwrap_or(key);
+        if !crate::store::layout::is_case_object(name) {
+            report.problem(
+                "unexpected_file",
+                key.clone(),
+                "not part of the evidence layout",
+            );
+        }
+    }
+}
+
+/// What the case's `objects_stored` entries recorded: one receipt per URI (the first record
+/// stands), and the store paths of the journal entries that recorded them.
+struct Recorded {
+    receipts: BTreeMap<String, PutReceipt>,
+    entries: Vec<String>,
+}
+
+impl Recorded {
+    fn of(chain: &journal::CheckedChain, prefix: &str, report: &mut Report) -> Self {
+        let mut receipts: BTreeMap<String, PutReceipt> = BTreeMap::new();
+        let mut entries: Vec<String> = Vec::new();
+        for (entry, _) in &chain.entries {
+            let Details::ObjectsStored(stored) = &entry.details else {
+                continue;
+            };
+            for o in stored.objects.iter().cloned().map(PutReceipt::from) {
+                match receipts.get(&o.uri) {
+                    // The first record stands; a later one that differs is suspect (journal
+                    // entries are chained, not signed).
+                    Some(first) if first != &o => report.problem(
+                        "s3_version",
+                        o.uri.clone(),
+                        format!(
+                            "journal entry {} records it differently from an earlier entry",
+                            entry.seq
+                        ),
+                    ),
+                    Some(_) => {}
+                    None => {
+                        receipts.insert(o.uri.clone(), o);
+                    }
+                }
+            }
+            entries.push(format!("{prefix}journal/{:010}.json", entry.seq));
+        }
+        Recorded { receipts, entries }
+    }
+}
+
+/// One case's objects in S3, to check each recorded receipt against.
+struct CaseObjects<'a> {
+    store: &'a S3Store,
+    /// The store read at the versions custody wrote.
+    pinned: &'a dyn Store,
+    case: &'a CaseId,
+    versions: &'a HashMap<String, KeyVersions>,
+    /// `s3://<bucket>/`.
+    base: String,
+    /// The store's own key prefix inside the bucket.
+    own: String,
+    /// Unix seconds, for retention that has lapsed.
+    now: i64,
+}
+
+impl CaseObjects<'_> {
+    /// The store path of a recorded URI, when it is one of this store's.
+    fn relative_of(&self, uri: &str) -> Option<String> {
+        let key = uri.strip_prefix(&self.base)?;
+        Some(key.strip_prefix(&self.own)?.to_owned())
+    }
+
+    /// One recorded object: its first version, lock, retention, checksum and content.
+    fn check_recorded(
+        &self,
+        uri: &str,
+        receipt: &PutReceipt,
+        report: &mut Report,
+    ) -> Result<(), VerifyError> {
+        let Some(rel) = self.relative_of(uri) else {
             report.problem(
                 "s3_version",
-                uri.clone(),
+                uri.to_owned(),
                 "recorded for another bucket or prefix",
             );
-            continue;
+            return Ok(());
         };
-        let first = versions.get(&rel).and_then(|v| v.versions.last());
-        let in_keys = rel.starts_with("keys/");
-        if !in_keys {
-            match (first, &receipt.version_id) {
-                (None, _) => {
-                    report.problem(
-                        "s3_missing",
-                        uri.clone(),
-                        "recorded as stored, but S3 has no version of it",
-                    );
-                    continue;
-                }
-                (Some(first), Some(recorded)) if first != recorded => report.problem(
-                    "s3_version",
-                    uri.clone(),
-                    format!("the first version in S3 is {first}, custody stored {recorded}"),
-                ),
-                _ => {}
-            }
+        if !rel.starts_with("keys/") && !self.check_first_version(uri, &rel, receipt, report) {
+            return Ok(());
         }
-        let state = match store.head_path(&rel, receipt.version_id.as_deref()) {
+        let state = match self.store.head_path(&rel, receipt.version_id.as_deref()) {
             Ok(s) => s,
             Err(StoreError::NotFound { .. }) => {
                 report.problem(
                     "s3_missing",
-                    uri.clone(),
+                    uri.to_owned(),
                     format!("version {:?} is gone", receipt.version_id),
                 );
-                continue;
+                return Ok(());
             }
             Err(e) => return Err(e.into()),
         };
-        match state.lock_mode.as_deref() {
-            Some(mode) if mode == receipt.lock_mode => {}
-            other => report.problem(
-                "s3_lock",
-                uri.clone(),
-                format!(
-                    "lock mode {other:?}, custody stored it {}",
-                    receipt.lock_mode
-                ),
-            ),
-        }
-        match state.retain_until {
-            None => report.problem("s3_lock", uri.clone(), "no retain-until date"),
-            Some(t) if t <= now => report.problem(
-                "s3_retention_lapsed",
-                uri.clone(),
-                format!("retention ended at {}", crate::timefmt::unix_rfc3339(t)),
-            ),
-            Some(t) if t < receipt.retain_until => report.problem(
-                "s3_retention_shortened",
-                uri.clone(),
-                format!(
-                    "retained until {}, custody stored it until {}",
-                    crate::timefmt::unix_rfc3339(t),
-                    crate::timefmt::unix_rfc3339(receipt.retain_until)
-                ),
-            ),
-            Some(_) => {}
-        }
-        if receipt.legal_hold && !state.legal_hold {
-            report.problem(
-                "s3_lock",
-                uri.clone(),
-                "custody stored it under a legal hold, which has been lifted",
-            );
-        }
-        let single = aws_smithy_types::base64::encode(receipt.sha256.as_bytes());
-        let consistent = receipt.s3_checksum == single || receipt.s3_checksum.contains('-');
-        if !same_checksum(state.s3_checksum.as_deref(), &receipt.s3_checksum) || !consistent {
-            report.problem(
-                "s3_checksum",
-                uri.clone(),
-                format!(
-                    "S3's SHA-256 checksum is {}, custody stored {} (SHA-256 {})",
-                    state.s3_checksum.as_deref().unwrap_or("absent"),
-                    receipt.s3_checksum,
-                    receipt.sha256
-                ),
-            );
-        }
+        check_lock(&state, receipt, uri, self.now, report);
+        check_checksum(&state, receipt, uri, report);
         // The bytes themselves, for the small objects; the archive is hashed while it is
         // verified, against the seal.
         if !rel.ends_with(".tar.zst") {
-            match store.get_path(&rel, receipt.version_id.as_deref()) {
+            match self.store.get_path(&rel, receipt.version_id.as_deref()) {
                 Ok(bytes) if Sha256Digest::of(&bytes) == receipt.sha256 => {}
                 Ok(bytes) => report.problem(
                     "s3_checksum",
-                    uri.clone(),
+                    uri.to_owned(),
                     format!(
                         "the content's SHA-256 is {}, custody stored {}",
                         Sha256Digest::of(&bytes),
                         receipt.sha256
                     ),
                 ),
-                Err(e) => report.problem("s3_missing", uri.clone(), e.to_string()),
+                Err(e) => report.problem("s3_missing", uri.to_owned(), e.to_string()),
             }
         } else {
-            check_archive_against_seal(&pinned, case, &rel, receipt, report);
+            check_archive_against_seal(self.pinned, self.case, &rel, receipt, report);
         }
+        Ok(())
     }
-    // Every object of the case must be one custody recorded as stored (or a journal entry that
-    // records them): anything else was added afterwards.
-    if !recorded.is_empty() {
-        let mut keys: Vec<&String> = versions.keys().collect();
+
+    /// The first version in S3 must be the one custody stored (keys are shared across cases and
+    /// are not checked this way). False when S3 has no version at all: nothing more to check.
+    fn check_first_version(
+        &self,
+        uri: &str,
+        rel: &str,
+        receipt: &PutReceipt,
+        report: &mut Report,
+    ) -> bool {
+        let first = self.versions.get(rel).and_then(|v| v.versions.last());
+        match (first, &receipt.version_id) {
+            (None, _) => {
+                report.problem(
+                    "s3_missing",
+                    uri.to_owned(),
+                    "recorded as stored, but S3 has no version of it",
+                );
+                return false;
+            }
+            (Some(first), Some(recorded)) if first != recorded => report.problem(
+                "s3_version",
+                uri.to_owned(),
+                format!("the first version in S3 is {first}, custody stored {recorded}"),
+            ),
+            _ => {}
+        }
+        true
+    }
+
+    /// Objects of the case that no `objects_stored` entry records.
+    fn check_unrecorded(&self, recorded: &Recorded, prefix: &str, report: &mut Report) {
+        let mut keys: Vec<&String> = self.versions.keys().collect();
         keys.sort();
         for key in keys {
-            let uri = format!("{base}{own}{key}");
+            let uri = format!("{}{}{key}", self.base, self.own);
             // Journal entries written after the record (a resolve, say) are held by the chain
             // and checked there; anything else unrecorded was added behind custody's back.
             let later_entry = key.starts_with(&format!("{prefix}journal/"));
-            if !recorded.contains_key(&uri) && !recording_entries.contains(key) && !later_entry {
+            if !recorded.receipts.contains_key(&uri)
+                && !recorded.entries.contains(key)
+                && !later_entry
+            {
                 report.problem(
                     "s3_unrecorded",
                     uri,
@@ -361,7 +389,65 @@ fn check_case_objects(
             }
         }
     }
-    Ok(())
+}
+
+/// The object's lock mode, retention and legal hold against what custody stored it with.
+fn check_lock(state: &ObjectState, receipt: &PutReceipt, uri: &str, now: i64, report: &mut Report) {
+    match state.lock_mode.as_deref() {
+        Some(mode) if mode == receipt.lock_mode => {}
+        other => report.problem(
+            "s3_lock",
+            uri.to_owned(),
+            format!(
+                "lock mode {other:?}, custody stored it {}",
+                receipt.lock_mode
+            ),
+        ),
+    }
+    match state.retain_until {
+        None => report.problem("s3_lock", uri.to_owned(), "no retain-until date"),
+        Some(t) if t <= now => report.problem(
+            "s3_retention_lapsed",
+            uri.to_owned(),
+            format!("retention ended at {}", crate::timefmt::unix_rfc3339(t)),
+        ),
+        Some(t) if t < receipt.retain_until => report.problem(
+            "s3_retention_shortened",
+            uri.to_owned(),
+            format!(
+                "retained until {}, custody stored it until {}",
+                crate::timefmt::unix_rfc3339(t),
+                crate::timefmt::unix_rfc3339(receipt.retain_until)
+            ),
+        ),
+        Some(_) => {}
+    }
+    if receipt.legal_hold && !state.legal_hold {
+        report.problem(
+            "s3_lock",
+            uri.to_owned(),
+            "custody stored it under a legal hold, which has been lifted",
+        );
+    }
+}
+
+/// S3's SHA-256 checksum against the recorded one (which must itself match the recorded digest,
+/// unless it is a multipart checksum).
+fn check_checksum(state: &ObjectState, receipt: &PutReceipt, uri: &str, report: &mut Report) {
+    let single = aws_smithy_types::base64::encode(receipt.sha256.as_bytes());
+    let consistent = receipt.s3_checksum == single || receipt.s3_checksum.contains('-');
+    if !same_checksum(state.s3_checksum.as_deref(), &receipt.s3_checksum) || !consistent {
+        report.problem(
+            "s3_checksum",
+            uri.to_owned(),
+            format!(
+                "S3's SHA-256 checksum is {}, custody stored {} (SHA-256 {})",
+                state.s3_checksum.as_deref().unwrap_or("absent"),
+                receipt.s3_checksum,
+                receipt.sha256
+            ),
+        );
+    }
 }
 
 /// The archive's recorded SHA-256 must be the seal's (read at its pinned version).
