@@ -266,6 +266,8 @@ mod tests {
                 super::super::worker::append(&store, &case, step).unwrap();
             });
         });
+        // … and the worker's own, once the collection has ended.
+        journal_resolve(&store, &case, "e").unwrap();
         let chain = journal::check_chain(&store, &case).unwrap();
         assert!(chain.problems.is_empty(), "{:?}", chain.problems);
         let resolved = chain
@@ -274,6 +276,12 @@ mod tests {
             .filter(|(e, _)| e.kind() == EntryKind::AlertResolved)
             .count();
         assert_eq!(resolved, 1);
+        // Never before the collection's end: its seal would pin a head that then moved.
+        let kinds: Vec<EntryKind> = chain.entries.iter().map(|(e, _)| e.kind()).collect();
+        assert_eq!(
+            kinds[1..],
+            [EntryKind::CollectionFailed, EntryKind::AlertResolved]
+        );
         let state = CaseState::of(&chain);
         assert!(state.alert_resolved);
     }
