@@ -167,6 +167,35 @@ pub fn store_bundle(
     )?;
     publish_key(store, key)?;
     let seal_sha256 = Sha256Digest::of(&seal_bytes);
+    journal_sealing(
+        journal,
+        key,
+        bundle,
+        &archive,
+        &stored_archive,
+        seal_sha256,
+        &stored_seal,
+    )?;
+    Ok(StoredBundle {
+        bundle_id: bundle.clone(),
+        archive: stored_archive,
+        archive_sha256: archive.sha256,
+        archive_size: archive.size,
+        seal: stored_seal,
+        seal_sha256,
+    })
+}
+
+/// The `bundle_sealed` entry: the stored archive and seal, and the key that signed.
+fn journal_sealing(
+    journal: &mut Journal<'_>,
+    key: &SigningKey,
+    bundle: &BundleId,
+    archive: &ArchiveRecord,
+    stored_archive: &Stored,
+    seal_sha256: Sha256Digest,
+    stored_seal: &Stored,
+) -> Result<(), SealError> {
     journal.append(
         "custody",
         Details::BundleSealed(BundleSealed {
@@ -185,14 +214,7 @@ pub fn store_bundle(
             },
         }),
     )?;
-    Ok(StoredBundle {
-        bundle_id: bundle.clone(),
-        archive: stored_archive,
-        archive_sha256: archive.sha256,
-        archive_size: archive.size,
-        seal: stored_seal,
-        seal_sha256,
-    })
+    Ok(())
 }
 
 /// Copies the public key into the store's `keys/` (a convenience for verifiers, not trust).

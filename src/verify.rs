@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::case::state::Outcome;
-use crate::case::{self as journal, CaseState, CheckedChain, Details};
+use crate::case::{self as journal, CaseState, CheckedChain, Details, EntryKind};
 use crate::id::{BundleId, CaseId};
 use crate::keys::PublicKey;
 use crate::store::{LocalStore, Store, StoreError, StoreKey};
@@ -471,11 +471,23 @@ fn check_completeness(
             Outcome::Failed { .. } | Outcome::Interrupted { .. } => {}
         }
     }
-    let open = state.open_step;
+    if whole_case {
+        check_unfinished(state.open_step, case, run, report);
+    }
+}
+
+/// A collection with no recorded end (`open`: its last step): still running, its process dead
+/// (as a local store's staging shows), or — with neither to tell — a problem.
+fn check_unfinished(
+    open: Option<(u64, EntryKind)>,
+    case: &CaseId,
+    run: crate::collect::run::RunState,
+    report: &mut Report,
+) {
     // Without a record of how it ended, an unfinished collection cannot be told from a bundle
     // removed together with its journal entries, so it is a problem, not a state. (A collection
     // whose process died is journaled as interrupted by the next collection in the store.)
-    let Some((seq, kind)) = open.filter(|_| whole_case) else {
+    let Some((seq, kind)) = open else {
         return;
     };
     let subject = StoreKey::JournalEntry(case.clone(), seq).path();

@@ -13,6 +13,7 @@ use crate::case::entry::{
 use crate::case::{self as journal, CaseState, Details, Journal, JournalError};
 use crate::collect::{self, CollectError, Request};
 use crate::id::{BundleId, CaseId};
+use crate::seal::SealError;
 use crate::source::k8s::K8sSource;
 use crate::source::Source;
 use crate::store::{Recording, Store, StoreError, StoreKey};
@@ -67,10 +68,9 @@ pub(super) fn append_unless(
 fn transient(e: &CollectError) -> bool {
     let store = match e {
         CollectError::Journaled(inner) => return transient(inner),
-        CollectError::OpenCase(s) => s,
-        CollectError::Journal(JournalError::Append { source, .. }) => source,
-        // Not a fault while sealing: by then the archive may be stored and locked, and a
-        // second attempt would leave it without its seal or `bundle_sealed` entry for good.
+        CollectError::OpenCase(s) | CollectError::Seal(SealError::StoreBundle(s)) => s,
+        CollectError::Journal(JournalError::Append { source, .. })
+        | CollectError::Seal(SealError::Journal(JournalError::Append { source, .. })) => source,
         _ => return false,
     };
     store.is_transient()
@@ -107,7 +107,8 @@ impl Daemon {
         let mut attempt = 1;
         loop {
             let recording = Recording::new(store);
-            let outcome = self.collect_once(&job, &recording);
+            let bundle = BundleId::generate(OffsetDateTime::now_utc());
+            let outcome = self.collect_once(&job, &bundle, &recording);
             self.metrics.sealed_in(started.elapsed());
             match outcome {
                 Ok(o) => {
@@ -118,6 +119,14 @@ impl Daemon {
                     attempt += 1;
                     tracing::warn!(case = %job.case, error = %e, attempt, "collection failed on a transient store fault; trying again");
                     std::thread::sleep(backoff(attempt));
+                    // An archive that reached the store is locked there: it keeps its own seal
+                    // and entry (or the lack of them, for `verify` to report), never a second
+                    // bundle beside it. Only an attempt whose archive is known absent is redone.
+                    let archive = StoreKey::Archive(job.case.clone(), bundle.clone());
+                    if !matches!(store.exists(&archive), Ok(false)) {
+                        self.failed(store, &job.case, &e);
+                        break;
+                    }
                     let again = Details::CollectionRestarted(CollectionRestarted {
                         reason: RETRIED.into(),
                     });
@@ -148,12 +157,13 @@ impl Daemon {
     fn collect_once(
         &self,
         job: &Job,
+        bundle: &BundleId,
         store: &Recording<'_>,
     ) -> Result<collect::Outcome, CollectError> {
         let now = OffsetDateTime::now_utc();
         let request = Request {
             case_id: job.case.clone(),
-            bundle_id: BundleId::generate(now),
+            bundle_id: bundle.clone(),
             at: now,
             trigger: job.trigger.clone(),
             top: 20,
@@ -300,7 +310,6 @@ fn findings(o: &collect::Outcome) -> Findings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::seal::SealError;
 
     fn transient_store() -> StoreError {
         StoreError::Transient {
@@ -310,21 +319,10 @@ mod tests {
     }
 
     #[test]
-    fn only_transient_store_faults_before_the_seal_are_tried_again() {
+    fn only_transient_store_faults_are_tried_again() {
         assert!(transient(&CollectError::OpenCase(transient_store())));
         assert!(transient(&CollectError::Journaled(Box::new(
-            CollectError::OpenCase(transient_store())
-        ))));
-        // Regression: a fault while the bundle was stored was retried under a new bundle id,
-        // leaving the first (locked) archive without its seal or journal entry.
-        assert!(!transient(&CollectError::Journaled(Box::new(
             CollectError::Seal(SealError::StoreBundle(transient_store()))
-        ))));
-        assert!(!transient(&CollectError::Seal(SealError::Journal(
-            JournalError::Append {
-                case: CaseId::new("20261126-145448-00000001").unwrap(),
-                source: transient_store(),
-            }
         ))));
         assert!(transient(&CollectError::Journal(JournalError::Append {
             case: CaseId::new("20261126-145448-00000001").unwrap(),

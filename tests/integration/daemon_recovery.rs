@@ -59,8 +59,13 @@ fn a_failed_collection_is_collected_again_when_its_alert_is_resent() {
     let resent = fire(d.port);
     assert_eq!(resent["outcome"], "restarted", "{resent}");
     assert_eq!(resent["case_id"], case.as_str(), "the same case");
+    // A second resend before the collection began may be queued too; under the case's claim
+    // it finds the collection done and leaves the case alone (one restart, below).
     let again = fire(d.port);
-    assert_eq!(again["outcome"], "duplicate", "collected once: {again}");
+    assert!(
+        again["outcome"] == "duplicate" || again["outcome"] == "restarted",
+        "{again}"
+    );
     let view = wait_sealed(d.port, &case, Duration::from_secs(60));
     assert_eq!(view["state"], "sealed", "{view}");
     let kinds = journal_kinds(&store, &case);
