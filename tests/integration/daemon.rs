@@ -576,25 +576,7 @@ fn two_replicas_on_one_bucket_open_one_case_per_episode() {
         .count();
     assert_eq!(case_headers, 1);
     // The evidence verifies from S3, every object locked and recorded.
-    let out = sb
-        .custody(&[
-            "--s3-endpoint",
-            &moto.endpoint,
-            "--s3-path-style",
-            "--json",
-            "verify",
-            &store,
-        ])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_verifies_from_s3(&sb, &moto.endpoint, &store);
 }
 
 #[test]
@@ -1058,4 +1040,27 @@ fn a_resolve_during_the_collection_waits_for_it_and_is_journaled_once() {
         .run(&["verify", store.to_str().unwrap()])
         .status
         .success());
+}
+
+/// `custody verify s3://…` of `store` at `endpoint` passes: every object locked and recorded.
+pub(crate) fn assert_verifies_from_s3(sb: &Sandbox, endpoint: &str, store: &str) {
+    let out = sb
+        .custody(&[
+            "--s3-endpoint",
+            endpoint,
+            "--s3-path-style",
+            "--json",
+            "verify",
+            store,
+        ])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::daemon::{
-    daemon_config, free_port, gateway_cluster, http, notification, s3_extra, start, start_s3,
-    wait_sealed, WEBHOOK_TOKEN,
+    assert_verifies_from_s3, daemon_config, free_port, gateway_cluster, http, notification,
+    s3_extra, start, start_s3, wait_sealed, WEBHOOK_TOKEN,
 };
 use crate::util::Sandbox;
 
@@ -105,25 +105,7 @@ fn a_replica_started_mid_collection_leaves_the_case_to_the_one_collecting_it() {
     assert!(keys
         .iter()
         .any(|k| k.starts_with(&format!("custody/leases/{case}/"))));
-    let out = sb
-        .custody(&[
-            "--s3-endpoint",
-            &moto.endpoint,
-            "--s3-path-style",
-            "--json",
-            "verify",
-            &store,
-        ])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_verifies_from_s3(&sb, &moto.endpoint, &store);
     drop(b);
 }
 
