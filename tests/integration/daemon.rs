@@ -1064,3 +1064,23 @@ pub(crate) fn assert_verifies_from_s3(sb: &Sandbox, endpoint: &str, store: &str)
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Posts the breach alert (one firing `WaqitiSecurityBreachDetected`, always the same episode);
+/// returns the answer for its one alert.
+pub(crate) fn fire_breach(port: u16) -> serde_json::Value {
+    let (code, body) = http(
+        port,
+        "POST",
+        "/api/v1/alerts",
+        Some(WEBHOOK_TOKEN),
+        &notification(
+            "firing",
+            "WaqitiSecurityBreachDetected",
+            "2026-11-26T14:50:00.123456789Z",
+            &[],
+        ),
+    );
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["alerts"][0].clone()
+}

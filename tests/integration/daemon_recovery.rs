@@ -8,27 +8,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::daemon::{
-    assert_verifies_from_s3, daemon_config, gateway_cluster, http, journal_kinds, notification,
-    s3_extra, start, start_s3, wait_sealed, WEBHOOK_TOKEN,
+    assert_verifies_from_s3, daemon_config, gateway_cluster, journal_kinds, s3_extra, start,
+    start_s3, wait_sealed,
 };
 use crate::util::Sandbox;
 
-const BREACH: &str = "WaqitiSecurityBreachDetected";
-const STARTS: &str = "2026-11-26T14:50:00.123456789Z";
-
-/// Posts the breach alert; returns the answer for its one alert.
-fn fire(port: u16) -> serde_json::Value {
-    let (code, body) = http(
-        port,
-        "POST",
-        "/api/v1/alerts",
-        Some(WEBHOOK_TOKEN),
-        &notification("firing", BREACH, STARTS, &[]),
-    );
-    assert_eq!(code, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["alerts"][0].clone()
-}
+use crate::daemon::fire_breach as fire;
 
 /// What the store's staging directory holds.
 fn staged(store: &Path) -> Vec<String> {

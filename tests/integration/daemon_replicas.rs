@@ -8,26 +8,17 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::daemon::{
-    assert_verifies_from_s3, daemon_config, free_port, gateway_cluster, http, notification,
-    s3_extra, start, start_s3, wait_sealed, WEBHOOK_TOKEN,
+    assert_verifies_from_s3, daemon_config, free_port, gateway_cluster, s3_extra, start, start_s3,
+    wait_sealed,
 };
 use crate::util::Sandbox;
 
-const BREACH: &str = "WaqitiSecurityBreachDetected";
-const STARTS: &str = "2026-11-26T14:50:00.123456789Z";
-
 /// Posts the breach alert; the case it opened.
 fn alert(port: u16) -> String {
-    let (code, body) = http(
-        port,
-        "POST",
-        "/api/v1/alerts",
-        Some(WEBHOOK_TOKEN),
-        &notification("firing", BREACH, STARTS, &[]),
-    );
-    assert_eq!(code, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["alerts"][0]["case_id"].as_str().unwrap().to_owned()
+    crate::daemon::fire_breach(port)["case_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// Waits until `log` contains `text`.
