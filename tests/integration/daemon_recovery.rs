@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::daemon::{
     assert_verifies_from_s3, daemon_config, gateway_cluster, journal_kinds, s3_extra, start,
-    start_s3, wait_sealed,
+    start_s3, wait_case, wait_sealed,
 };
 use crate::util::Sandbox;
 
@@ -51,7 +51,12 @@ fn a_failed_collection_is_collected_again_when_its_alert_is_resent() {
         again["outcome"] == "duplicate" || again["outcome"] == "restarted",
         "{again}"
     );
-    let view = wait_sealed(d.port, &case, Duration::from_secs(60));
+    // The worker journals the restart when it takes the case: until then the case still
+    // reads `failed`, so wait for the collection after it to end.
+    let view = wait_case(d.port, &case, Duration::from_secs(60), |v| {
+        v["state"] == "sealed"
+            || v["journal_entries"].as_u64().unwrap_or(0) > 3 && v["state"] == "failed"
+    });
     assert_eq!(view["state"], "sealed", "{view}");
     let kinds = journal_kinds(&store, &case);
     let restarted = kinds
