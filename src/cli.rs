@@ -284,8 +284,29 @@ fn serve(config: &Path) -> Result<ExitCode> {
     if let StoreUri::S3(_) = StoreUri::parse(&loaded.config.store)? {
         options.lock = policies.storage.object_lock;
     }
-    let store = crate::store::open(&loaded.config.store, &options)?.into_store();
-    crate::server::serve(store, loaded, policies)?;
+    // With S3, collections are sealed into the local spool first and uploaded from there.
+    let (store, spooling): (Box<dyn crate::store::Store>, _) =
+        match crate::store::open(&loaded.config.store, &options)? {
+            crate::store::Opened::S3(s3) => {
+                let s3 = std::sync::Arc::new(s3);
+                let StoreUri::S3(location) = StoreUri::parse(&loaded.config.store)? else {
+                    anyhow::bail!("{} is not an S3 store", loaded.config.store);
+                };
+                let root = loaded
+                    .config
+                    .spool
+                    .clone()
+                    .unwrap_or_else(crate::spool::default_root);
+                let spool = crate::spool::SpoolStore::open(&root, location, &options.s3)?;
+                let spooling = crate::daemon::Spooling {
+                    spool,
+                    s3: s3.clone(),
+                };
+                (Box::new(s3), Some(spooling))
+            }
+            local => (local.into_store(), None),
+        };
+    crate::server::serve(store, spooling, loaded, policies)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -19,6 +19,7 @@ mod job;
 mod lease;
 pub mod metrics;
 mod queue;
+mod spooled;
 mod state;
 mod worker;
 
@@ -37,7 +38,8 @@ use crate::source::k8s::{K8sRequest, Since, Target};
 use crate::store::{Store, StoreError, StoreKey};
 
 pub use job::{recorded_target, request_of, Job};
-pub use queue::{requeue_unfinished, run_workers, Jobs};
+pub use queue::{flush_spool_every, requeue_unfinished, run_workers, Jobs};
+pub use spooled::Spooling;
 
 use metrics::Metrics;
 
@@ -69,6 +71,8 @@ pub struct Daemon {
     ready: AtomicBool,
     staging: PathBuf,
     leases: lease::Leases,
+    /// With an S3 store, the local spool collections are sealed into before they are uploaded.
+    spooling: Option<Spooling>,
 }
 
 impl Daemon {
@@ -94,6 +98,7 @@ impl Daemon {
             ready: AtomicBool::new(false),
             staging,
             leases: lease::Leases::new(config::default_replica(None)),
+            spooling: None,
         };
         (daemon, Jobs(jobs))
     }
@@ -101,6 +106,12 @@ impl Daemon {
     /// Names this replica in the claims it takes on cases (`replica:` in the configuration).
     pub fn set_replica(&mut self, replica: String) {
         self.leases = lease::Leases::new(replica);
+    }
+
+    /// Seals collections into `spooling`'s spool and uploads them to its S3 store (the
+    /// daemon's store), as `custody collect` does.
+    pub fn set_spool(&mut self, spooling: Spooling) {
+        self.spooling = Some(spooling);
     }
 
     pub fn metrics(&self) -> &Metrics {

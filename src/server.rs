@@ -160,6 +160,7 @@ pub enum ServeError {
 /// configuration names) until SIGTERM or SIGINT.
 pub fn serve(
     store: Box<dyn Store>,
+    spooling: Option<daemon::Spooling>,
     loaded: config::Loaded,
     policies: crate::policy::Policies,
 ) -> Result<(), ServeError> {
@@ -178,6 +179,9 @@ pub fn serve(
         config.limits.queue,
     );
     daemon.set_replica(loaded.replica.clone());
+    if let Some(spooling) = spooling {
+        daemon.set_spool(spooling);
+    }
     let daemon = Arc::new(daemon);
     let state = AppState::new(
         daemon.clone(),
@@ -186,6 +190,7 @@ pub fn serve(
         &config.limits,
     );
     let workers = config.limits.workers;
+    let spool_flush = Duration::from_secs(config.limits.spool_flush_seconds);
     let listening = listen::Listening {
         listen: loaded.listen,
         tls: config.tls.as_ref().map(|t| config::TlsSettings {
@@ -208,6 +213,11 @@ pub fn serve(
             })?;
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let workers = tokio::spawn(daemon::run_workers(daemon.clone(), jobs, workers, stopping));
+        tokio::spawn(daemon::flush_spool_every(
+            daemon.clone(),
+            spool_flush,
+            stop.subscribe(),
+        ));
         tokio::spawn(daemon::requeue_unfinished(daemon));
         listen::serve(listener, router(state), listening).await?;
         tracing::info!("draining: finishing the running collections");

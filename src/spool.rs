@@ -605,7 +605,7 @@ fn write_receipt(path: &Path, receipt: &PutReceipt) -> Result<(), StoreError> {
 
 /// Removes an uploaded case from the spool: first moved aside in one rename each (so a crash
 /// never leaves a half-deleted case to upload again), then deleted.
-fn remove_case(spool: &SpoolStore, case: &CaseId) -> Result<(), StoreError> {
+pub(crate) fn remove_case(spool: &SpoolStore, case: &CaseId) -> Result<(), StoreError> {
     let done = spool.dir().join(DONE);
     let err = |path: &Path, source| StoreError::Write {
         uri: path.display().to_string(),

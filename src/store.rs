@@ -233,6 +233,64 @@ pub trait Store: Send + Sync {
     }
 }
 
+/// Stores `bytes` under `key` create-new, where a key that already holds exactly these bytes
+/// counts as stored: a try whose answer was lost and whose retry was refused (an S3 PUT that
+/// landed, retried by the SDK and answered 412). Other bytes there are `AlreadyExists`.
+pub fn put_new_or_same(store: &dyn Store, key: &StoreKey, bytes: &[u8]) -> Result<(), StoreError> {
+    match store.put_new(key, bytes) {
+        Ok(_) => Ok(()),
+        Err(StoreError::AlreadyExists { uri }) => match store.get(key) {
+            Ok(existing) if existing == bytes => Ok(()),
+            _ => Err(StoreError::AlreadyExists { uri }),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// A shared store is the store it shares: the daemon holds its S3 store once, for its workers
+/// and for the uploads of its spool.
+impl<T: Store + ?Sized> Store for std::sync::Arc<T> {
+    fn uri(&self) -> String {
+        (**self).uri()
+    }
+    fn object_uri(&self, key: &StoreKey) -> String {
+        (**self).object_uri(key)
+    }
+    fn staging_dir(&self) -> &Path {
+        (**self).staging_dir()
+    }
+    fn put_new(&self, key: &StoreKey, bytes: &[u8]) -> Result<Receipt, StoreError> {
+        (**self).put_new(key, bytes)
+    }
+    fn put_new_file(&self, key: &StoreKey, staged: StagedFile) -> Result<Receipt, StoreError> {
+        (**self).put_new_file(key, staged)
+    }
+    fn get(&self, key: &StoreKey) -> Result<Vec<u8>, StoreError> {
+        (**self).get(key)
+    }
+    fn open(&self, key: &StoreKey) -> Result<Box<dyn Read + Send>, StoreError> {
+        (**self).open(key)
+    }
+    fn exists(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        (**self).exists(key)
+    }
+    fn list(&self, prefix: &StorePrefix) -> Result<Vec<String>, StoreError> {
+        (**self).list(prefix)
+    }
+    fn list_journal(&self, case: &CaseId) -> Result<(Vec<u64>, Vec<String>), StoreError> {
+        (**self).list_journal(case)
+    }
+    fn list_bundles(&self, case: &CaseId) -> Result<(Vec<BundleId>, Vec<String>), StoreError> {
+        (**self).list_bundles(case)
+    }
+    fn list_cases(&self) -> Result<Vec<CaseId>, StoreError> {
+        (**self).list_cases()
+    }
+    fn receipt_of(&self, key: &StoreKey) -> Result<Option<Receipt>, StoreError> {
+        (**self).receipt_of(key)
+    }
+}
+
 /// A store URI, told apart in this one place: a directory path or `file://PATH`, or
 /// `s3://BUCKET/PREFIX`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -71,15 +71,14 @@ impl<'a> Journal<'a> {
             details,
         };
         let bytes = encode(&entry)?;
-        self.store
-            .put_new(
-                &StoreKey::JournalEntry(self.case.clone(), entry.seq),
-                &bytes,
-            )
-            .map_err(|source| JournalError::Append {
+        // The entry carries its time to the millisecond: the same bytes there are this append's.
+        let key = StoreKey::JournalEntry(self.case.clone(), entry.seq);
+        crate::store::put_new_or_same(self.store, &key, &bytes).map_err(|source| {
+            JournalError::Append {
                 case: self.case.clone(),
                 source,
-            })?;
+            }
+        })?;
         let head = Head {
             seq: entry.seq,
             sha256: Sha256Digest::of(&bytes),
@@ -258,5 +257,77 @@ mod tests {
         assert_eq!(chain.problems.len(), 1, "{:?}", chain.problems);
         assert!(chain.problems[0].key.ends_with("0000000003.json"));
         assert!(chain.problems[0].message.contains("chain broken"));
+    }
+
+    /// A store whose writes land but are answered "already exists", as an S3 PUT is when the
+    /// SDK's retry of a PUT that landed meets `If-None-Match: *`.
+    struct LostAnswers(LocalStore);
+
+    impl Store for LostAnswers {
+        fn uri(&self) -> String {
+            self.0.uri()
+        }
+        fn object_uri(&self, key: &StoreKey) -> String {
+            self.0.object_uri(key)
+        }
+        fn staging_dir(&self) -> &std::path::Path {
+            self.0.staging_dir()
+        }
+        fn put_new(
+            &self,
+            key: &StoreKey,
+            bytes: &[u8],
+        ) -> Result<crate::store::Receipt, StoreError> {
+            self.0.put_new(key, bytes)?;
+            Err(StoreError::AlreadyExists {
+                uri: self.object_uri(key),
+            })
+        }
+        fn put_new_file(
+            &self,
+            key: &StoreKey,
+            staged: crate::store::StagedFile,
+        ) -> Result<crate::store::Receipt, StoreError> {
+            self.0.put_new_file(key, staged)
+        }
+        fn get(&self, key: &StoreKey) -> Result<Vec<u8>, StoreError> {
+            self.0.get(key)
+        }
+        fn open(&self, key: &StoreKey) -> Result<Box<dyn std::io::Read + Send>, StoreError> {
+            self.0.open(key)
+        }
+        fn exists(&self, key: &StoreKey) -> Result<bool, StoreError> {
+            self.0.exists(key)
+        }
+        fn list(&self, prefix: &crate::store::StorePrefix) -> Result<Vec<String>, StoreError> {
+            self.0.list(prefix)
+        }
+    }
+
+    #[test]
+    fn an_append_whose_answer_was_lost_is_its_own_and_another_writers_entry_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LostAnswers(LocalStore::open(dir.path(), true).unwrap());
+        let case = CaseId::new("c1").unwrap();
+        let mut j = Journal::new_case(&store, case.clone());
+        // Landed, answered 412: the entry there has this append's bytes, so it is appended.
+        let head = j.append("custody", failed()).unwrap();
+        assert_eq!(head.seq, 1);
+        let chain = check_chain(&store.0, &case).unwrap();
+        assert_eq!(chain.head(), Some(head));
+        // Another writer's entry 2 is not taken for this one's.
+        let mut other = Journal::resume(&store.0, case.clone(), head);
+        other.append("other", captured(7)).unwrap();
+        let err = j.append("custody", failed()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                JournalError::Append {
+                    source: StoreError::AlreadyExists { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

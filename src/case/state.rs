@@ -83,6 +83,9 @@ pub struct CaseState {
     pub entries: usize,
     /// The last collection step, if it is not an end (sealed, failed, interrupted).
     pub open_step: Option<(u64, EntryKind)>,
+    /// Whether an `objects_stored` entry follows the last `bundle_sealed`: on S3, the last
+    /// bundle's objects are all stored and their versions recorded.
+    pub stored_recorded: bool,
     /// The last of findings, failure, interruption or restart.
     last_marker: Option<EntryKind>,
     /// Failures journaled since the current collection began.
@@ -100,6 +103,7 @@ impl CaseState {
             alert_resolved: false,
             entries: 0,
             open_step: None,
+            stored_recorded: false,
             last_marker: None,
             pending: Vec::new(),
         };
@@ -153,6 +157,7 @@ impl CaseState {
             }
             Details::BundleSealed(b) => {
                 self.status = Status::Storing;
+                self.stored_recorded = false;
                 self.outcomes.push(Outcome::Sealed {
                     seq,
                     at: entry.at.clone(),
@@ -187,7 +192,7 @@ impl CaseState {
                 self.last_marker = Some(kind);
             }
             Details::AlertResolved(_) => self.alert_resolved = true,
-            Details::ObjectsStored(_) => {}
+            Details::ObjectsStored(_) => self.stored_recorded = true,
         }
     }
 

@@ -178,3 +178,20 @@ fn failures_interruptions_and_resolves_are_told_apart() {
     // Entries after the end change nothing about the collection being over.
     assert!(!s.collection_unfinished());
 }
+
+#[test]
+fn the_objects_of_the_last_bundle_are_recorded_only_by_an_objects_stored_entry_after_it() {
+    let stored = || Details::ObjectsStored(crate::case::entry::ObjectsStored { objects: vec![] });
+    // Sealed into the spool: the findings come before the upload's record.
+    let s = fold(vec![opened("alert"), sealed(B1), findings(B1)]);
+    assert_eq!(s.status, Status::Sealed);
+    assert!(!s.stored_recorded);
+    let s = fold(vec![opened("alert"), sealed(B1), findings(B1), stored()]);
+    assert!(s.stored_recorded);
+    // Straight into S3: the record, then the findings.
+    let s = fold(vec![opened("alert"), sealed(B1), stored(), findings(B1)]);
+    assert!(s.stored_recorded);
+    // A record before a later bundle does not cover it.
+    let s = fold(vec![opened("alert"), stored(), sealed(B1), findings(B1)]);
+    assert!(!s.stored_recorded);
+}

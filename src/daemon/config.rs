@@ -32,6 +32,11 @@ pub struct ServeConfig {
     /// collects a case; a replica restarted under the same name takes its claims back at once
     /// [default: the host name and the listen address, `host:127.0.0.1:8080`].
     pub replica: Option<String>,
+    /// With an S3 store: the local spool a collection is sealed into before it is uploaded, so
+    /// that an S3 outage keeps the sealed case here, to be uploaded when S3 answers again. Keep
+    /// it on a persistent volume [default: `$CUSTODY_SPOOL`, else
+    /// `$XDG_STATE_HOME/custody/spool`, else `~/.local/state/custody/spool`].
+    pub spool: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +95,9 @@ pub struct Limits {
     /// Seconds a client has to send a whole request body; answered 408 after that.
     #[serde(default = "default_body_timeout")]
     pub body_timeout_seconds: u64,
+    /// With an S3 store: seconds between offers of the cases waiting in the local spool to S3.
+    #[serde(default = "default_spool_flush")]
+    pub spool_flush_seconds: u64,
 }
 
 impl Default for Limits {
@@ -101,8 +109,13 @@ impl Default for Limits {
             max_connections: default_max_connections(),
             header_timeout_seconds: default_header_timeout(),
             body_timeout_seconds: default_body_timeout(),
+            spool_flush_seconds: default_spool_flush(),
         }
     }
+}
+
+fn default_spool_flush() -> u64 {
+    30
 }
 
 fn default_max_body() -> usize {
@@ -216,6 +229,12 @@ fn check_limits(l: &Limits) -> Result<(), String> {
             l.max_connections
         ));
     }
+    if !(1..=3600).contains(&l.spool_flush_seconds) {
+        return Err(format!(
+            "limits.spool_flush_seconds must be 1 to 3600, not {}",
+            l.spool_flush_seconds
+        ));
+    }
     if !(1..=3600).contains(&l.header_timeout_seconds)
         || !(1..=3600).contains(&l.body_timeout_seconds)
     {
@@ -242,6 +261,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         .map_err(|e| err(format!("listen {:?}: {e}", config.listen)))?;
     config.signing_key = resolve(base, &config.signing_key);
     config.policies = config.policies.as_ref().map(|p| resolve(base, p));
+    config.spool = config.spool.as_ref().map(|p| resolve(base, p));
     config.auth.webhook_token_file = resolve(base, &config.auth.webhook_token_file);
     config.auth.analyst_token_file = resolve(base, &config.auth.analyst_token_file);
     config.kubernetes.kubeconfig = config

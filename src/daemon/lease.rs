@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::id::CaseId;
 use crate::store::{layout, Store, StoreError, StoreKey, StorePrefix};
 
-pub(super) use held::{retry_later, Leases, Retry};
+pub(super) use held::{retry_later, Held, Leases, Retry};
 
 /// How long a claim lasts unless renewed; the holder renews it every third of this.
 pub const TTL: Duration = Duration::from_secs(60);
@@ -105,8 +105,9 @@ fn create(store: &dyn Store, record: &Record) -> Result<bool, LeaseError> {
         why: e.to_string(),
     })?;
     bytes.push(b'\n');
-    match store.put_new(&key, &bytes) {
-        Ok(_) => Ok(true),
+    // The same record there is this create's own, stored by a try whose answer was lost.
+    match crate::store::put_new_or_same(store, &key, &bytes) {
+        Ok(()) => Ok(true),
         Err(StoreError::AlreadyExists { .. }) => Ok(false),
         Err(e) => Err(e.into()),
     }

@@ -21,6 +21,8 @@ pub struct Metrics {
     collection_seconds: Histogram,
     queue_depth: Gauge,
     overloaded: Counter,
+    spool_uploads: Family<Labels, Counter>,
+    spooled_cases: Gauge,
 }
 
 impl Default for Metrics {
@@ -39,6 +41,8 @@ impl Metrics {
         let collection_seconds = Histogram::new(exponential_buckets(0.25, 2.0, 12));
         let queue_depth = Gauge::default();
         let overloaded = Counter::default();
+        let spool_uploads = Family::<Labels, Counter>::default();
+        let spooled_cases = Gauge::default();
         registry.register(
             "cases_opened",
             "Cases opened, by trigger",
@@ -74,6 +78,16 @@ impl Metrics {
             "Requests refused because the collection queue was full",
             overloaded.clone(),
         );
+        registry.register(
+            "spool_uploads",
+            "Uploads of sealed cases from the local spool to S3, by outcome (stored, kept)",
+            spool_uploads.clone(),
+        );
+        registry.register(
+            "spooled_cases",
+            "Cases sealed into the local spool and not yet in S3",
+            spooled_cases.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             cases_opened,
@@ -83,6 +97,8 @@ impl Metrics {
             collection_seconds,
             queue_depth,
             overloaded,
+            spool_uploads,
+            spooled_cases,
         }
     }
 
@@ -118,6 +134,16 @@ impl Metrics {
 
     pub fn overloaded(&self) {
         self.overloaded.inc();
+    }
+
+    pub fn spool_upload(&self, outcome: &str) {
+        self.spool_uploads
+            .get_or_create(&vec![("outcome".into(), outcome.into())])
+            .inc();
+    }
+
+    pub fn spooled_cases(&self, n: usize) {
+        self.spooled_cases.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     pub fn render(&self) -> String {

@@ -68,3 +68,23 @@ pub async fn requeue_unfinished(daemon: Arc<Daemon>) {
     }
     daemon.ready.store(true, Ordering::SeqCst);
 }
+
+/// Offers the cases waiting in the spool to S3 at start-up and every `every` until `stopping`
+/// turns true. Without a spool (a local store) it returns at once.
+pub async fn flush_spool_every(
+    daemon: Arc<Daemon>,
+    every: std::time::Duration,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    if daemon.spooling.is_none() {
+        return;
+    }
+    loop {
+        let d = daemon.clone();
+        let _ = tokio::task::spawn_blocking(move || d.flush_spool()).await;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopping.changed() => return,
+        }
+    }
+}

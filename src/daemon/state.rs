@@ -86,8 +86,15 @@ impl Daemon {
                 json!({"bundle_id": b.bundle_id, "archive": b.archive, "seal": b.seal, "sealed_at": at})
             })
             .collect();
+        // On S3 a sealed case is stored once its objects' versions are recorded; sealed into
+        // the spool, its entries reach S3 before that record does.
+        let s3 = crate::store::StoreUri::is_s3(&self.store.uri());
+        let status = match state.status {
+            Status::Sealed if s3 && !state.stored_recorded => Status::Storing,
+            status => status,
+        };
         Ok(
-            json!({"case_id": case, "state": state.status.api_name(), "opened_at": opened_at,
+            json!({"case_id": case, "state": status.api_name(), "opened_at": opened_at,
                   "trigger": trigger, "alert_resolved": state.alert_resolved,
                   "journal_entries": state.entries, "bundles": bundles, "findings": state.findings}),
         )

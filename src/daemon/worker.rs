@@ -85,14 +85,19 @@ impl Daemon {
     /// Runs one collection under the case's claim (`lease`), so that one replica at a time
     /// collects a case; what to queue again later if another replica holds the case.
     pub(super) fn run(&self, job: Job) -> Option<Retry> {
-        self.leases.collect(self.store.as_ref(), job, |store, job| {
-            self.collect(store, job)
-        })
+        self.leases
+            .collect(self.store.as_ref(), job, |held, job| match &self.spooling {
+                Some(spooling) => self.collect_spooled(held, spooling, job),
+                None => {
+                    self.collect(held, job);
+                    None
+                }
+            })
     }
 
     /// Runs one collection to its end, journaling how it ended, writing through `store` (the
     /// daemon's store under the case's claim).
-    fn collect(&self, store: &dyn Store, job: Job) {
+    pub(super) fn collect(&self, store: &dyn Store, job: Job) {
         let started = Instant::now();
         if let Some(why) = &job.restarted {
             let restarted = Details::CollectionRestarted(CollectionRestarted {
@@ -154,11 +159,11 @@ impl Daemon {
 
     /// One attempt at the collection, through `store` (which records the receipts); what the
     /// source staged is removed when it ends, sealed or not.
-    fn collect_once(
+    pub(super) fn collect_once(
         &self,
         job: &Job,
         bundle: &BundleId,
-        store: &Recording<'_>,
+        store: &dyn Store,
     ) -> Result<collect::Outcome, CollectError> {
         let now = OffsetDateTime::now_utc();
         let request = Request {
@@ -203,7 +208,7 @@ impl Daemon {
     }
 
     /// Journals a collection's failure, unless the collection did so itself.
-    fn failed(&self, store: &dyn Store, case: &CaseId, e: &CollectError) {
+    pub(super) fn failed(&self, store: &dyn Store, case: &CaseId, e: &CollectError) {
         self.metrics.collection("failed");
         tracing::error!(case = %case, error = %e, "collection failed");
         // A failure once the collection began is journaled by the collection itself.
@@ -286,7 +291,7 @@ impl Daemon {
 }
 
 /// The `findings` entry of a sealed collection.
-fn findings(o: &collect::Outcome) -> Findings {
+pub(super) fn findings(o: &collect::Outcome) -> Findings {
     Findings {
         auth_failures: o.summary.auth_failures.clone(),
         bundle_id: o.bundle.bundle_id.clone(),

@@ -986,6 +986,25 @@ pub fn journal_kinds(store: &Path, case: &str) -> Vec<String> {
     entries.into_iter().map(|(_, k)| k).collect()
 }
 
+/// The kinds of a case's journal entries in a moto bucket (under the `custody` prefix), in order.
+pub fn journal_kinds_s3(moto: &crate::s3::Moto, bucket: &str, case: &str) -> Vec<String> {
+    let prefix = format!("custody/cases/{case}/journal/");
+    let mut entries: Vec<(u64, String)> = moto
+        .keys(bucket)
+        .into_iter()
+        .filter(|k| k.starts_with(&prefix))
+        .map(|k| {
+            let v: serde_json::Value = serde_json::from_slice(&moto.get(bucket, &k)).unwrap();
+            (
+                v["seq"].as_u64().unwrap(),
+                v["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    entries.sort();
+    entries.into_iter().map(|(_, k)| k).collect()
+}
+
 #[test]
 fn a_resolve_during_the_collection_waits_for_it_and_is_journaled_once() {
     let sb = Sandbox::new();

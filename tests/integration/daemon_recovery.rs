@@ -144,8 +144,11 @@ fn a_collection_that_fails_on_a_transient_s3_fault_is_tried_again() {
     // (tried again by the worker), or the case's claim or journal read before it (the job is
     // queued again for later).
     let deadline = Instant::now() + Duration::from_secs(60);
-    let failed_on_s3 =
-        |log: &str| log.contains("transient store fault") || log.contains("trying again later");
+    let failed_on_s3 = |log: &str| {
+        log.contains("transient store fault")
+            || log.contains("transient fault")
+            || log.contains("trying again later")
+    };
     while !failed_on_s3(&std::fs::read_to_string(&d.log).unwrap_or_default()) {
         assert!(Instant::now() < deadline, "no transient failure logged");
         std::thread::sleep(Duration::from_millis(50));

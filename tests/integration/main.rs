@@ -24,6 +24,8 @@
 //!   loopback.
 //! - `daemon_replicas`: replicas sharing a store collect a case one at a time (the case's claim):
 //!   one started mid-collection waits, one restarted after `kill -9` takes its case back at once.
+//! - `daemon_spool`: the daemon on S3 seals into its local spool: a case sealed while S3 is
+//!   down is kept, whole, and uploaded when S3 answers (or at the next start), never collected twice.
 //! - `integrity_verify`: key ids against keys, tar headers custody never writes, links in the
 //!   store, terminal escapes in what is printed.
 
@@ -35,6 +37,7 @@ mod compat;
 mod daemon;
 mod daemon_recovery;
 mod daemon_replicas;
+mod daemon_spool;
 mod determinism;
 mod fake_kube;
 mod formats;

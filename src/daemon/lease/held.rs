@@ -102,7 +102,7 @@ impl Leases {
         &self,
         store: &dyn Store,
         mut job: Job,
-        work: impl FnOnce(&dyn Store, Job),
+        work: impl FnOnce(&Held<'_>, Job) -> Option<Job>,
     ) -> Option<Retry> {
         let case = job.case.clone();
         let retry = |job: Job, after: Duration| Some(Retry { job, after });
@@ -110,7 +110,7 @@ impl Leases {
             match since(held, &case, job.journal_seen) {
                 Ok(Since::Ended) => {
                     tracing::info!(case = %case, "the case's collection was done by another replica");
-                    return Ok(false);
+                    return Ok((false, None));
                 }
                 Ok(Since::Unfinished) if job.restarted.is_none() => {
                     job.restarted = Some(
@@ -121,12 +121,13 @@ impl Leases {
                 Ok(_) => {}
                 Err(e) => return Err(e),
             }
-            work(held, job.clone());
-            Ok(held.lost())
+            let again = work(held, job.clone());
+            Ok((held.lost(), again))
         });
         match held {
-            Ok(Ok(false)) => None,
-            Ok(Ok(true)) => {
+            Ok(Ok((false, None))) => None,
+            Ok(Ok((false, Some(again)))) => retry(again, self.ttl / 3),
+            Ok(Ok((true, _))) => {
                 tracing::warn!(case = %case, "the claim on the case was lost during its collection; nothing more was journaled");
                 job.restarted = Some("the claim on the case was lost; collecting again".into());
                 retry(job, self.ttl / 3)
@@ -217,6 +218,16 @@ impl Held<'_> {
     /// Whether the claim was lost before the archive was stored.
     pub fn lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst) && !self.committed.load(Ordering::SeqCst)
+    }
+
+    /// Renews the claim before an upload of the case from the spool, which writes to the
+    /// store directly: from here on the upload must follow whatever becomes of the claim, as
+    /// the seal follows a stored archive. Refused if the claim is lost or cannot be renewed now.
+    pub fn commit(&self) -> Result<(), LeaseError> {
+        let mut claim = lock(&self.claim);
+        claim.renew(self.store, self.ttl)?;
+        self.committed.store(true, Ordering::SeqCst);
+        Ok(())
     }
 
     fn lose(&self, e: &LeaseError) {

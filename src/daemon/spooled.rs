@@ -1,0 +1,401 @@
+//! With an S3 store, the daemon seals into its local spool, as `custody collect` does, and uploads
+//! from there: an S3 outage during a collection keeps the sealed case on local disk, complete,
+//! and the upload is tried again (by the worker a few times, then every
+//! `limits.spool_flush_seconds` and at start-up) without going back to the cluster, whose logs
+//! may be gone by then.
+//!
+//! A case is collected into the spool as a continuation of the case in S3: its header and
+//! journal are copied into the spool first (the seal pins the journal's head), the collection
+//! appends there (its restart marker, sources, seal, findings, or its failure), and the upload
+//! (`spool::upload_case`) sends each object create-new, adopting those S3 holds already with the
+//! same bytes, then journals `objects_stored` in S3. Everything happens under the case's claim,
+//! renewed right before the upload (`Held::commit`), so no other replica journals in between;
+//! and under the spool's case lock, so no flush uploads a case still being written.
+//!
+//! A case found in the spool when its collection comes up again (the daemon stopped, or S3
+//! failed for longer than the retries) is uploaded before anything else; if the spooled attempt
+//! ended, that was the collection, and if it stopped unfinished, the case is collected again
+//! after it, as a restart, like any collection that stopped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::case::entry::CollectionRestarted;
+use crate::case::{self as journal, CaseState, Details};
+use crate::id::{BundleId, CaseId};
+use crate::spool::{self, FlushError, SpoolStore};
+use crate::store::s3::S3Store;
+use crate::store::{Store, StoreError, StoreKey};
+
+use super::episodes::journal_resolve;
+use super::lease::Held;
+use super::worker::{append, findings};
+use super::{Daemon, Job};
+
+/// How many times in all a worker tries an upload that fails on a transient fault, before the
+/// case is left to the periodic flush.
+const UPLOAD_ATTEMPTS: u32 = 3;
+/// The wait before the second upload attempt; doubled before each later one.
+const UPLOAD_BACKOFF: Duration = Duration::from_secs(2);
+/// Why a case is collected again after the spooled attempt that stopped unfinished.
+const SPOOLED_UNFINISHED: &str =
+    "the collection sealed into the local spool stopped before it ended; collecting again";
+
+/// The daemon's spool in front of its S3 store, and that store, for the uploads.
+pub struct Spooling {
+    pub spool: SpoolStore,
+    pub s3: Arc<S3Store>,
+}
+
+/// What an upload found the case's collection to be once it was in S3.
+#[derive(Debug, PartialEq, Eq)]
+enum Uploaded {
+    /// The spooled collection ended (sealed, failed or interrupted).
+    Ended,
+    /// It stopped unfinished: the case is to be collected again.
+    Unfinished,
+}
+
+/// Why a spooled case is not in S3 yet: it stays in the spool either way.
+#[derive(Debug, thiserror::Error)]
+enum UploadError {
+    #[error("the claim on the case cannot be renewed before the upload: {0}")]
+    Claim(#[from] super::lease::LeaseError),
+    #[error(transparent)]
+    Flush(#[from] FlushError),
+    #[error("cannot read the case's journal in S3 after the upload: {0}")]
+    Read(#[from] StoreError),
+}
+
+impl UploadError {
+    /// Whether trying again soon may succeed.
+    fn transient(&self) -> bool {
+        match self {
+            Self::Flush(FlushError::Store(e)) | Self::Read(e) => e.is_transient(),
+            Self::Flush(FlushError::Journal(journal::JournalError::Append { source, .. })) => {
+                source.is_transient()
+            }
+            Self::Claim(super::lease::LeaseError::Store(e)) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// Why a spooled case is still in the spool after a worker's upload.
+enum Kept {
+    /// S3 failed transiently: the periodic flush uploads it.
+    ForNow,
+    /// S3 refused it for a reason that will not pass by itself (reported).
+    ForGood,
+}
+
+/// What seeding the spool found.
+enum Seeded {
+    /// The case's header and journal are in the spool.
+    Ready,
+    /// The case has sealed bundles already, which a spooled continuation would need in the
+    /// spool too: it is collected straight into S3.
+    HasBundles,
+}
+
+impl Daemon {
+    /// A collection sealed into the spool and uploaded, under the case's claim (`held`); a job
+    /// to queue again if S3 could not be read before anything was collected.
+    pub(super) fn collect_spooled(
+        &self,
+        held: &Held<'_>,
+        spooling: &Spooling,
+        mut job: Job,
+    ) -> Option<Job> {
+        let case = job.case.clone();
+        let spool = &spooling.spool;
+        let lock = || match spool.lock_case(&case) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                tracing::error!(case = %case, error = %e, "cannot lock the case in the spool; trying again later");
+                None
+            }
+        };
+        let Some(mut _lock) = lock() else {
+            return Some(job);
+        };
+        // An earlier attempt's case waiting in the spool goes to S3 first.
+        match spooled(held, spool, &case) {
+            Ok(true) => match self.upload_retrying(held, spooling, &case) {
+                Ok(Uploaded::Ended) => return None,
+                Ok(Uploaded::Unfinished) => {
+                    job.restarted
+                        .get_or_insert_with(|| SPOOLED_UNFINISHED.into());
+                    // The upload removed the case from the spool, and its lock file with it.
+                    let Some(again) = lock() else {
+                        return Some(job);
+                    };
+                    _lock = again;
+                }
+                // S3 is down: the spooled case is the collection, and the flush uploads it.
+                Err(Kept::ForNow) => return None,
+                // The spooled copy cannot go to S3 as it is (kept, and reported): the case is
+                // collected straight into S3 instead.
+                Err(Kept::ForGood) => {
+                    self.collect(held, job);
+                    return None;
+                }
+            },
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(case = %case, error = %e, "cannot read the case in the spool; trying again later");
+                return Some(job);
+            }
+        }
+        match seed(held, spool, &case) {
+            Ok(Seeded::Ready) => {}
+            Ok(Seeded::HasBundles) => {
+                tracing::info!(case = %case, "the case has sealed bundles in S3; collecting into S3 directly");
+                self.collect(held, job);
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(case = %case, error = %e, "cannot copy the case from S3 into the spool; trying again later");
+                discard(spool, &case);
+                return Some(job);
+            }
+        }
+        if !self.collect_into_spool(spool, &job) {
+            discard(spool, &case);
+            return None;
+        }
+        let _ = self.upload_retrying(held, spooling, &case);
+        None
+    }
+
+    /// Collects `job` into the spool, its end journaled there (the findings of a seal, or the
+    /// failure); false if not even the restart marker could be written.
+    fn collect_into_spool(&self, spool: &SpoolStore, job: &Job) -> bool {
+        let case = &job.case;
+        let started = std::time::Instant::now();
+        if let Some(why) = &job.restarted {
+            let restarted = Details::CollectionRestarted(CollectionRestarted {
+                reason: why.clone(),
+            });
+            if let Err(e) = append(spool, case, restarted) {
+                tracing::error!(case = %case, error = %e, "cannot journal the restart in the spool");
+                self.metrics.collection("error");
+                return false;
+            }
+        }
+        let bundle = BundleId::generate(OffsetDateTime::now_utc());
+        let outcome = self.collect_once(job, &bundle, spool);
+        self.metrics.sealed_in(started.elapsed());
+        match outcome {
+            Ok(o) => {
+                let bytes: u64 = o.sources.iter().map(|s| s.bytes).sum();
+                self.metrics.bytes(bytes);
+                self.metrics.collection("sealed");
+                // Journaled before the upload, so that the spool holds the whole collection and
+                // `objects_stored` (appended by the upload) records the findings entry too.
+                if let Err(e) = append(spool, case, Details::Findings(findings(&o))) {
+                    tracing::warn!(case = %case, error = %e, "cannot journal the findings");
+                }
+                tracing::info!(case = %case, bundle = %o.bundle.bundle_id, bytes, "collection sealed into the spool");
+            }
+            Err(e) => self.failed(spool, case, &e),
+        }
+        true
+    }
+
+    /// Uploads the spooled `case`, trying again a few times with backoff on transient faults;
+    /// `Err` once it is left in the spool for the periodic flush (logged).
+    fn upload_retrying(
+        &self,
+        held: &Held<'_>,
+        spooling: &Spooling,
+        case: &CaseId,
+    ) -> Result<Uploaded, Kept> {
+        let mut attempt = 1;
+        loop {
+            match self.upload(held, spooling, case) {
+                Ok(done) => return Ok(done),
+                Err(e) if attempt < UPLOAD_ATTEMPTS && e.transient() => {
+                    tracing::warn!(case = %case, error = %e, attempt, "the upload of the sealed case failed on a transient fault; trying again");
+                    std::thread::sleep(UPLOAD_BACKOFF * 2u32.pow(attempt - 1));
+                    attempt += 1;
+                }
+                Err(e) if e.transient() => {
+                    self.metrics.spool_upload("kept");
+                    tracing::error!(case = %case, error = %e, spool = %spooling.spool.dir().display(), "the sealed case is kept in the local spool and uploaded when S3 answers");
+                    return Err(Kept::ForNow);
+                }
+                Err(e) => {
+                    self.metrics.spool_upload("kept");
+                    tracing::error!(case = %case, error = %e, spool = %spooling.spool.dir().display(), "the sealed case cannot be uploaded as it is; it is kept in the local spool");
+                    return Err(Kept::ForGood);
+                }
+            }
+        }
+    }
+
+    /// One upload of the spooled `case` under its claim; then what the case's journal in S3
+    /// says of its collection, and the alert's resolve journaled if it came meanwhile.
+    fn upload(
+        &self,
+        held: &Held<'_>,
+        spooling: &Spooling,
+        case: &CaseId,
+    ) -> Result<Uploaded, UploadError> {
+        held.commit()?;
+        let uploaded = spool::upload_case(&spooling.spool, spooling.s3.as_ref(), case)?;
+        self.metrics.spool_upload("stored");
+        tracing::info!(case = %case, objects = uploaded.objects.len(), "the sealed case is stored in S3");
+        let chain = journal::check_chain(held, case)?;
+        let state = CaseState::of(&chain);
+        let episode = state
+            .opened
+            .as_ref()
+            .and_then(|o| o.trigger_details.as_ref())
+            .and_then(|d| d.episode.clone());
+        if let Some(episode) = episode {
+            if let Err(e) = journal_resolve(held, case, &episode) {
+                tracing::warn!(case = %case, error = %e, "cannot journal the resolve");
+            }
+        }
+        Ok(if state.collection_unfinished() || !state.ended() {
+            Uploaded::Unfinished
+        } else {
+            Uploaded::Ended
+        })
+    }
+
+    /// Offers every case waiting in the spool to S3 once, each under its claim; a case a
+    /// worker (or another process) holds is left to it.
+    pub fn flush_spool(&self) {
+        let Some(spooling) = &self.spooling else {
+            return;
+        };
+        let spool = &spooling.spool;
+        let cases = match spool.cases() {
+            Ok(cases) => cases,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list the cases in the spool");
+                return;
+            }
+        };
+        for case in &cases {
+            let Ok(Some(_lock)) = spool.try_lock_case(case) else {
+                continue;
+            };
+            match spooled(self.store.as_ref(), spool, case) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::error!(case = %case, error = %e, "cannot read the case in the spool");
+                    continue;
+                }
+            }
+            let held = self.leases.hold(self.store.as_ref(), case, |held| {
+                self.upload(held, spooling, case)
+            });
+            match held {
+                Ok(Ok(Uploaded::Ended)) => {}
+                Ok(Ok(Uploaded::Unfinished)) => self.queue_restart(case),
+                Ok(Err(e)) => {
+                    self.metrics.spool_upload("kept");
+                    tracing::warn!(case = %case, error = %e, "the sealed case is still kept in the local spool");
+                }
+                Err(e) => {
+                    tracing::info!(case = %case, error = %e, "the spooled case is not uploaded now")
+                }
+            }
+        }
+        self.metrics
+            .spooled_cases(spool.cases().map_or(0, |c| c.len()));
+    }
+}
+
+impl Daemon {
+    /// Queues the collection of a case whose spooled attempt stopped unfinished, now that what
+    /// it did is in S3; a restart of the daemon finds it too if the queue is full.
+    fn queue_restart(&self, case: &CaseId) {
+        let job = journal::check_chain(self.store.as_ref(), case)
+            .ok()
+            .and_then(|chain| {
+                let seen = chain.head().map_or(0, |h| h.seq);
+                let state = CaseState::of(&chain);
+                let opened = state.opened.as_ref()?;
+                self.job_of(case, opened, Some(SPOOLED_UNFINISHED.into()), seen)
+            });
+        let Some(job) = job else {
+            tracing::warn!(case = %case, "the case's unfinished collection cannot be queued again; the next start resumes it");
+            return;
+        };
+        self.queued
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.queue.try_send(job).is_err() {
+            self.queued
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            tracing::warn!(case = %case, "the queue is full; the case's unfinished collection resumes at the next start");
+        }
+    }
+}
+
+/// Whether the spool holds something of `case` that S3 does not: a collection to upload. A
+/// case in the spool that is only a copy of what S3 holds (a copy cut short, or one nothing
+/// was appended to) is removed; one whose entries differ from S3's is kept, for the upload to
+/// report.
+fn spooled(s3: &dyn Store, spool: &SpoolStore, case: &CaseId) -> Result<bool, StoreError> {
+    let (mine, _) = spool.list_journal(case)?;
+    let header = StoreKey::CaseHeader(case.clone());
+    if mine.is_empty() && !spool.exists(&header)? && !spool.cases()?.contains(case) {
+        return Ok(false);
+    }
+    if !spool.list_bundles(case)?.0.is_empty() {
+        return Ok(true);
+    }
+    let local = journal::check_chain(spool, case)?;
+    let remote = journal::check_chain(s3, case)?;
+    let only_a_copy = local
+        .entries
+        .iter()
+        .all(|(e, digest)| remote.digest_of(e.seq) == Some(*digest));
+    if !only_a_copy || !local.problems.is_empty() {
+        return Ok(true);
+    }
+    discard(spool, case);
+    Ok(false)
+}
+
+/// Copies the case's header and journal from S3 into the spool, byte for byte, after checking
+/// the chain; a case with sealed bundles is not copied.
+fn seed(s3: &dyn Store, spool: &SpoolStore, case: &CaseId) -> Result<Seeded, StoreError> {
+    let header_key = StoreKey::CaseHeader(case.clone());
+    let header = s3.get(&header_key)?;
+    let mut entries = Vec::new();
+    let (seqs, strays) = s3.list_journal(case)?;
+    let chain = journal::check_entries(case, seqs, strays, |key| {
+        let bytes = s3.get(key)?;
+        entries.push((key.clone(), bytes.clone()));
+        Ok(bytes)
+    });
+    if let Some(problem) = chain.problems.first() {
+        return Err(StoreError::Remote {
+            uri: s3.object_uri(&header_key),
+            message: format!("the case's journal in S3 is broken: {}", problem.message),
+        });
+    }
+    if CaseState::of(&chain).bundles().next().is_some() {
+        return Ok(Seeded::HasBundles);
+    }
+    spool.put_new(&header_key, &header)?;
+    for (key, bytes) in entries {
+        spool.put_new(&key, &bytes)?;
+    }
+    Ok(Seeded::Ready)
+}
+
+/// Removes what a collection left of `case` in the spool when nothing of it is to be uploaded.
+fn discard(spool: &SpoolStore, case: &CaseId) {
+    if let Err(e) = spool::remove_case(spool, case) {
+        tracing::warn!(case = %case, error = %e, "cannot remove the case's copy from the spool");
+    }
+}

@@ -1,0 +1,186 @@
+//! `custody serve` on S3 seals into its local spool and uploads from there, over real HTTP with
+//! S3 taken away mid-collection by a proxy: a case sealed while S3 is down is kept in the spool,
+//! whole, and uploaded when S3 answers again (by the periodic flush, or at the next start after
+//! a crash), without a second trip to the cluster; the evidence then verifies from S3.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::daemon::{
+    assert_verifies_from_s3, daemon_config, gateway_cluster, http, journal_kinds_s3, s3_extra,
+    start_s3, wait_sealed, Daemon,
+};
+use crate::fake_kube::FakeKube;
+use crate::s3::{Moto, Outage};
+use crate::util::Sandbox;
+
+use crate::daemon::fire_breach as fire;
+
+/// The cases waiting in the daemon's spool (under the sandbox's home).
+fn spooled_cases(sb: &Sandbox) -> Vec<PathBuf> {
+    let root = sb.path("home/.local/state/custody/spool");
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        for case in std::fs::read_dir(dir.path().join("cases"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            out.push(case.path());
+        }
+    }
+    out
+}
+
+/// The log requests the cluster has answered.
+fn log_requests(kube: &FakeKube) -> usize {
+    kube.requests()
+        .iter()
+        .filter(|r| r.contains("/log"))
+        .count()
+}
+
+fn wait_log(d: &Daemon, what: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !std::fs::read_to_string(&d.log)
+        .unwrap_or_default()
+        .contains(what)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not logged: {what}\n{}",
+            std::fs::read_to_string(&d.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Setup {
+    moto: Moto,
+    bucket: String,
+    proxy: Outage,
+    kube: FakeKube,
+    sb: Sandbox,
+    store: String,
+    config: PathBuf,
+}
+
+/// A daemon's config on a bucket reached through a proxy that can take S3 away, with a flush
+/// of the spool every second, and a cluster whose logs come slowly.
+fn setup() -> Setup {
+    let moto = crate::s3::moto();
+    let bucket = moto.bucket(true);
+    let proxy = crate::s3::outage(&moto.endpoint, i64::MAX / 2);
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let kube = gateway_cluster();
+    kube.faults(|f| f.log_delay = Some(Duration::from_secs(2)));
+    let sb = Sandbox::new();
+    let store = format!("s3://{bucket}/custody");
+    let extra = format!("{}limits:\n  spool_flush_seconds: 1\n", s3_extra(&endpoint));
+    let config = daemon_config(&sb, &store, Some(&kube), &extra);
+    Setup {
+        moto,
+        bucket,
+        proxy,
+        kube,
+        sb,
+        store,
+        config,
+    }
+}
+
+/// Fires the breach alert and takes S3 away once the cluster is streaming the logs: the
+/// collection seals into the spool, and its upload fails for longer than the worker's retries.
+fn seal_while_s3_is_down(s: &Setup, d: &Daemon) -> String {
+    let case = fire(d.port)["case_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while log_requests(&s.kube) == 0 {
+        assert!(Instant::now() < deadline, "no logs were asked for");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.proxy.budget.store(0, Ordering::SeqCst);
+    wait_log(d, "kept in the local spool", Duration::from_secs(60));
+    case
+}
+
+/// The case is in S3, whole, sealed once: it verifies, the spool is empty, and the cluster was
+/// asked for the logs only by the first collection.
+fn assert_uploaded_once(s: &Setup, d: &Daemon, case: &str, logs_asked: usize) {
+    let view = wait_sealed(d.port, case, Duration::from_secs(60));
+    assert_eq!(view["state"], "sealed", "{view}");
+    assert_eq!(view["bundles"].as_array().unwrap().len(), 1, "{view}");
+    assert_verifies_from_s3(&s.sb, &s.moto.endpoint, &s.store);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !spooled_cases(&s.sb).is_empty() {
+        assert!(Instant::now() < deadline, "{:?}", spooled_cases(&s.sb));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        log_requests(&s.kube),
+        logs_asked,
+        "collected from the cluster again"
+    );
+    let kinds = journal_kinds_s3(&s.moto, &s.bucket, case);
+    for kind in [
+        "source_captured",
+        "bundle_sealed",
+        "findings",
+        "objects_stored",
+    ] {
+        assert_eq!(
+            kinds.iter().filter(|k| *k == kind).count(),
+            1,
+            "{kind} in {kinds:?}"
+        );
+    }
+    assert!(!kinds.iter().any(|k| k == "collection_failed"), "{kinds:?}");
+}
+
+/// Whether the spooled case holds its sealed archive.
+fn holds_archive(case_dir: &Path) -> bool {
+    std::fs::read_dir(case_dir.join("bundles"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().ends_with(".tar.zst"))
+}
+
+#[test]
+fn a_case_sealed_while_s3_is_down_is_kept_in_the_spool_and_uploaded_when_s3_answers() {
+    let s = setup();
+    let d = start_s3(&s.sb, &s.config, "daemon");
+    let case = seal_while_s3_is_down(&s, &d);
+    let logs_asked = log_requests(&s.kube);
+    let spooled = spooled_cases(&s.sb);
+    assert_eq!(spooled.len(), 1, "{spooled:?}");
+    assert!(
+        holds_archive(&spooled[0]),
+        "the sealed archive is in the spool"
+    );
+    // S3 still down: the periodic flush keeps it, and says so.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(spooled_cases(&s.sb).len(), 1);
+    let (code, metrics) = http(d.port, "GET", "/metrics", None, b"");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("custody_spooled_cases 1"), "{metrics}");
+    assert!(
+        metrics.contains("custody_spool_uploads_total{outcome=\"kept\"}"),
+        "{metrics}"
+    );
+    s.proxy.budget.store(i64::MAX / 2, Ordering::SeqCst);
+    assert_uploaded_once(&s, &d, &case, logs_asked);
+}
+
+#[test]
+fn a_case_in_the_spool_when_the_daemon_dies_is_uploaded_at_the_next_start() {
+    let s = setup();
+    let d = start_s3(&s.sb, &s.config, "daemon");
+    let case = seal_while_s3_is_down(&s, &d);
+    let logs_asked = log_requests(&s.kube);
+    d.kill9();
+    assert_eq!(spooled_cases(&s.sb).len(), 1);
+    s.proxy.budget.store(i64::MAX / 2, Ordering::SeqCst);
+    let again = start_s3(&s.sb, &s.config, "daemon-again");
+    assert_uploaded_once(&s, &again, &case, logs_asked);
+}
