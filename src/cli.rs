@@ -275,7 +275,14 @@ fn serve(config: &Path) -> Result<ExitCode> {
             path_style: loaded.config.s3.path_style,
             ..S3Options::default()
         },
-        staging: Some(crate::spool::default_root().join("serve-staging")),
+        staging: Some(
+            loaded
+                .config
+                .spool
+                .clone()
+                .unwrap_or_else(crate::spool::default_root)
+                .join("serve-staging"),
+        ),
         ..OpenOptions::default()
     };
     // The policies, loaded once: the daemon's, and the storage policy's Object Lock for S3 (a

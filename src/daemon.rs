@@ -38,7 +38,7 @@ use crate::source::k8s::{K8sRequest, Since, Target};
 use crate::store::{Store, StoreError, StoreKey};
 
 pub use job::{recorded_target, request_of, Job};
-pub use queue::{flush_spool_every, requeue_unfinished, run_workers, Jobs};
+pub use queue::{housekeeping_every, requeue_unfinished, run_workers, Jobs};
 pub use spooled::Spooling;
 
 use metrics::Metrics;
@@ -73,6 +73,8 @@ pub struct Daemon {
     leases: lease::Leases,
     /// With an S3 store, the local spool collections are sealed into before they are uploaded.
     spooling: Option<Spooling>,
+    /// Resolves kept to journal once their case is no longer being collected, by case.
+    pending_resolves: std::sync::Mutex<std::collections::BTreeMap<CaseId, String>>,
 }
 
 impl Daemon {
@@ -99,6 +101,7 @@ impl Daemon {
             staging,
             leases: lease::Leases::new(config::default_replica(None)),
             spooling: None,
+            pending_resolves: Default::default(),
         };
         (daemon, Jobs(jobs))
     }

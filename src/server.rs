@@ -213,7 +213,7 @@ pub fn serve(
             })?;
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let workers = tokio::spawn(daemon::run_workers(daemon.clone(), jobs, workers, stopping));
-        tokio::spawn(daemon::flush_spool_every(
+        tokio::spawn(daemon::housekeeping_every(
             daemon.clone(),
             spool_flush,
             stop.subscribe(),

@@ -436,6 +436,10 @@ pub fn upload_case<R: Remote>(
     for object in &checked.keys {
         objects.push(store_shared(s3, object)?);
     }
+    // The journal last: its entries record the evidence above, which is in S3 by now.
+    for object in &checked.journal {
+        objects.push(upload_object(spool, s3, object)?);
+    }
 
     let local_head =
         journal::check_chain(spool, case)?
@@ -601,6 +605,30 @@ fn write_receipt(path: &Path, receipt: &PutReceipt) -> Result<(), StoreError> {
         .and_then(|f| f.sync_all())
         .map_err(err)?;
     fs::rename(&tmp, path).map_err(err)
+}
+
+/// A spooled case that cannot be uploaded as it is (its journal no longer continues the one in
+/// S3, or it is not what was sealed) is moved here whole, out of the uploads' way, for a person
+/// to look at; nothing under it is ever deleted by custody.
+pub const REFUSED: &str = ".refused";
+
+/// Moves a spooled case that cannot be uploaded into `REFUSED`, with its receipts; the caller
+/// holds the case's lock. Returns where it now is.
+pub fn set_aside(spool: &SpoolStore, case: &CaseId) -> Result<PathBuf, String> {
+    let refused = spool.dir().join(REFUSED);
+    fs::create_dir_all(&refused).map_err(|e| format!("{}: {e}", refused.display()))?;
+    let suffix = crate::id::BundleId::generate(time::OffsetDateTime::now_utc());
+    let to = refused.join(format!("{case}-{suffix}"));
+    let from = spool.dir().join(format!("cases/{case}"));
+    fs::rename(&from, &to).map_err(|e| format!("{}: {e}", from.display()))?;
+    let receipts = spool.dir().join(RECEIPTS).join(format!("cases/{case}"));
+    match fs::rename(&receipts, to.with_extension("receipts")) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("{}: {e}", receipts.display())),
+    }
+    let _ = fs::remove_file(spool.lock_path(case));
+    Ok(to)
 }
 
 /// Removes an uploaded case from the spool: first moved aside in one rename each (so a crash

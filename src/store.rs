@@ -241,7 +241,9 @@ pub fn put_new_or_same(store: &dyn Store, key: &StoreKey, bytes: &[u8]) -> Resul
         Ok(_) => Ok(()),
         Err(StoreError::AlreadyExists { uri }) => match store.get(key) {
             Ok(existing) if existing == bytes => Ok(()),
-            _ => Err(StoreError::AlreadyExists { uri }),
+            Ok(_) => Err(StoreError::AlreadyExists { uri }),
+            // Unknown whether the bytes there are these: say why, not that another wrote.
+            Err(e) => Err(e),
         },
         Err(e) => Err(e),
     }

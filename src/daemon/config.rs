@@ -95,7 +95,8 @@ pub struct Limits {
     /// Seconds a client has to send a whole request body; answered 408 after that.
     #[serde(default = "default_body_timeout")]
     pub body_timeout_seconds: u64,
-    /// With an S3 store: seconds between offers of the cases waiting in the local spool to S3.
+    /// Seconds between housekeeping rounds: the cases waiting in the local spool (with an S3
+    /// store) offered to S3 again, and resolves kept for later journaled.
     #[serde(default = "default_spool_flush")]
     pub spool_flush_seconds: u64,
 }

@@ -12,6 +12,7 @@ use crate::id::CaseId;
 use crate::store::{Store, StoreError, StoreKey};
 
 use super::alerts::{self, Alert};
+use super::lease::LeaseError;
 use super::worker::append_unless;
 use super::{Daemon, DaemonError};
 
@@ -21,23 +22,27 @@ const RESENT: &str = "the alert was sent again after its collection failed; coll
 /// Journals the resolve of `episode` on `case` once, from its record: whether it is journaled
 /// already is checked again after every append that lost a race, so the collection's end and a
 /// resolve arriving just then cannot both journal it.
+/// True when the resolve is journaled now or was already, or there is no resolve to journal;
+/// false while the case's collection has not ended.
 pub(super) fn journal_resolve(
     store: &dyn Store,
     case: &CaseId,
     episode: &str,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let record = match store.get(&StoreKey::Episode(format!("{episode}.resolved.json"))) {
         Ok(r) => r,
-        Err(StoreError::NotFound { .. }) => return Ok(()),
+        Err(StoreError::NotFound { .. }) => return Ok(true),
         Err(e) => return Err(e.to_string()),
     };
     let details: AlertResolved = serde_json::from_slice(&record).unwrap_or_default();
     // Never in the middle of a collection (its seal pins the journal's head): the worker
     // journals the resolve when the collection ends.
+    let over = std::cell::Cell::new(true);
     append_unless(store, case, Details::AlertResolved(details), |s| {
+        over.set(s.collection_over());
         s.alert_resolved || !s.collection_over()
-    })
-    .map(|_| ())
+    })?;
+    Ok(over.get())
 }
 
 /// The case an episode record names.
@@ -223,12 +228,87 @@ impl Daemon {
             Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let chain = journal::check_chain(self.store.as_ref(), &case)?;
-        if CaseState::of(&chain).collection_over() {
-            journal_resolve(self.store.as_ref(), &case, &episode)
-                .map_err(DaemonError::Unavailable)?;
+        if !self.resolve_now(&case, &episode) {
+            self.resolve_later(case.clone(), episode);
         }
         Ok(json!({"fingerprint": alert.fingerprint(), "outcome": "resolved", "case_id": case}))
+    }
+
+    /// Journals the kept resolve of `episode` on `case` under the case's claim, so that it never
+    /// lands inside a collection (whose seal pins the journal's head, and whose spooled copy of
+    /// the journal must still continue the one in the store when it is uploaded). True when it
+    /// is journaled, or there is nothing to journal; false while the case is being collected, or
+    /// the store cannot be written (the resolve is tried again later: `resolve_pending`).
+    pub(super) fn resolve_now(&self, case: &CaseId, episode: &str) -> bool {
+        // Most cases' alerts have no kept resolve, or it is journaled: no claim is taken then.
+        let record = StoreKey::Episode(format!("{episode}.resolved.json"));
+        match self.store.exists(&record) {
+            Ok(false) => return true,
+            Ok(true) => {}
+            Err(e) => {
+                tracing::warn!(case = %case, error = %e, "cannot read the kept resolve; trying again later");
+                return false;
+            }
+        }
+        match journal::check_chain(self.store.as_ref(), case) {
+            Ok(chain) if CaseState::of(&chain).alert_resolved => return true,
+            _ => {}
+        }
+        let done = self.leases.hold(self.store.as_ref(), case, |held| {
+            journal_resolve(held, case, episode)
+        });
+        match done {
+            Ok(Ok(journaled)) => journaled,
+            Ok(Err(e)) => {
+                tracing::warn!(case = %case, error = %e, "cannot journal the resolve; trying again later");
+                false
+            }
+            Err(LeaseError::Busy { .. }) => false,
+            Err(e) => {
+                tracing::warn!(case = %case, error = %e, "cannot claim the case to journal the resolve; trying again later");
+                false
+            }
+        }
+    }
+
+    /// Keeps a resolve to journal once the case's collection has ended.
+    pub(super) fn resolve_later(&self, case: CaseId, episode: String) {
+        self.pending_resolves
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(case, episode);
+    }
+
+    /// Journals the resolve kept for later on `case`, if one is kept.
+    pub(super) fn resolve_kept(&self, case: &CaseId) {
+        let episode = self
+            .pending_resolves
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(case)
+            .cloned();
+        if let Some(episode) = episode {
+            if self.resolve_now(case, &episode) {
+                self.pending_resolves
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(case);
+            }
+        }
+    }
+
+    /// Journals the resolves kept for later whose cases are no longer being collected.
+    pub fn resolve_pending(&self) {
+        let pending: Vec<(CaseId, String)> = self
+            .pending_resolves
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(c, e)| (c.clone(), e.clone()))
+            .collect();
+        for (case, _) in pending {
+            self.resolve_kept(&case);
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::id::CaseId;
 use crate::store::{layout, Store, StoreError, StoreKey, StorePrefix};
 
-pub(super) use held::{retry_later, Held, Leases, Retry};
+pub(super) use held::{retry_later, since, Held, Leases, Retry, Since};
 
 /// How long a claim lasts unless renewed; the holder renews it every third of this.
 pub const TTL: Duration = Duration::from_secs(60);

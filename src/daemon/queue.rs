@@ -46,42 +46,60 @@ pub async fn run_workers(
 }
 
 /// Queues the collections a previous run did not finish, in the background so that the server
-/// answers (and /healthz passes) however many there are; the daemon is ready once all are in.
+/// answers (and /healthz passes) however many there are; the daemon is ready once the store is
+/// listed and every case read is queued. A store that cannot be listed, or a case whose journal cannot be read, is looked at again
+/// with backoff (1 s doubling to 30 s) until it can: an outage at start-up loses no case.
 pub async fn requeue_unfinished(daemon: Arc<Daemon>) {
-    let scan = {
-        let d = daemon.clone();
-        tokio::task::spawn_blocking(move || d.unfinished_jobs()).await
-    };
-    match scan {
-        Ok(Ok(pending)) => {
-            for job in pending {
-                tracing::info!(case = %job.case, "resuming an unfinished collection");
-                daemon.queued.fetch_add(1, Ordering::SeqCst);
-                if daemon.queue.send(job).await.is_err() {
-                    daemon.queued.fetch_sub(1, Ordering::SeqCst);
-                    break;
+    let mut wait = std::time::Duration::from_secs(1);
+    let mut cases: Option<Vec<crate::id::CaseId>> = None;
+    loop {
+        let scan = {
+            let d = daemon.clone();
+            let cases = cases.clone();
+            tokio::task::spawn_blocking(move || d.unfinished_jobs(cases)).await
+        };
+        match scan {
+            Ok(Ok((pending, unread))) => {
+                for job in pending {
+                    tracing::info!(case = %job.case, "resuming an unfinished collection");
+                    daemon.queued.fetch_add(1, Ordering::SeqCst);
+                    if daemon.queue.send(job).await.is_err() {
+                        daemon.queued.fetch_sub(1, Ordering::SeqCst);
+                        return;
+                    }
                 }
+                // Every case listed is queued or being looked at again: ready.
+                daemon.ready.store(true, Ordering::SeqCst);
+                if unread.is_empty() {
+                    return;
+                }
+                cases = Some(unread);
             }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot list the cases; looking again");
+            }
+            Err(e) => tracing::error!(error = %e, "cannot list unfinished cases"),
         }
-        Ok(Err(e)) => tracing::error!(error = %e, "cannot list unfinished cases"),
-        Err(e) => tracing::error!(error = %e, "cannot list unfinished cases"),
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_secs(30));
     }
-    daemon.ready.store(true, Ordering::SeqCst);
 }
 
-/// Offers the cases waiting in the spool to S3 at start-up and every `every` until `stopping`
-/// turns true. Without a spool (a local store) it returns at once.
-pub async fn flush_spool_every(
+/// The daemon's housekeeping, at start-up and every `every` until `stopping` turns true: the
+/// cases waiting in the spool are offered to S3 (with an S3 store), and the resolves kept for
+/// later are journaled on the cases no longer being collected.
+pub async fn housekeeping_every(
     daemon: Arc<Daemon>,
     every: std::time::Duration,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
-    if daemon.spooling.is_none() {
-        return;
-    }
     loop {
         let d = daemon.clone();
-        let _ = tokio::task::spawn_blocking(move || d.flush_spool()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            d.flush_spool();
+            d.resolve_pending();
+        })
+        .await;
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stopping.changed() => return,

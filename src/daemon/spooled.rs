@@ -30,7 +30,7 @@ use crate::store::s3::S3Store;
 use crate::store::{Store, StoreError, StoreKey};
 
 use super::episodes::journal_resolve;
-use super::lease::Held;
+use super::lease::{since, Held, Since};
 use super::worker::{append, findings};
 use super::{Daemon, Job};
 
@@ -42,6 +42,10 @@ const UPLOAD_BACKOFF: Duration = Duration::from_secs(2);
 /// Why a case is collected again after the spooled attempt that stopped unfinished.
 const SPOOLED_UNFINISHED: &str =
     "the collection sealed into the local spool stopped before it ended; collecting again";
+
+/// Why a case is collected again after its spooled copy was refused.
+const SPOOLED_REFUSED: &str =
+    "the collection sealed into the local spool could not be uploaded as it was; collecting again";
 
 /// The daemon's spool in front of its S3 store, and that store, for the uploads.
 pub struct Spooling {
@@ -56,6 +60,8 @@ enum Uploaded {
     Ended,
     /// It stopped unfinished: the case is to be collected again.
     Unfinished,
+    /// Stored, but S3 could not be read back after: the case's state is decided later.
+    Unknown,
 }
 
 /// Why a spooled case is not in S3 yet: it stays in the spool either way.
@@ -87,8 +93,9 @@ impl UploadError {
 enum Kept {
     /// S3 failed transiently: the periodic flush uploads it.
     ForNow,
-    /// S3 refused it for a reason that will not pass by itself (reported).
-    ForGood,
+    /// It cannot go to S3 as it is (its journal no longer continues the one in S3, or it is not
+    /// what was sealed): moved aside in the spool, and reported.
+    Refused,
 }
 
 /// What seeding the spool found.
@@ -123,26 +130,38 @@ impl Daemon {
         };
         // An earlier attempt's case waiting in the spool goes to S3 first.
         match spooled(held, spool, &case) {
-            Ok(true) => match self.upload_retrying(held, spooling, &case) {
-                Ok(Uploaded::Ended) => return None,
-                Ok(Uploaded::Unfinished) => {
-                    job.restarted
-                        .get_or_insert_with(|| SPOOLED_UNFINISHED.into());
-                    // The upload removed the case from the spool, and its lock file with it.
-                    let Some(again) = lock() else {
-                        return Some(job);
-                    };
-                    _lock = again;
+            Ok(true) => {
+                match self.upload_retrying(held, spooling, &case) {
+                    Ok(Uploaded::Ended) => return None,
+                    Ok(Uploaded::Unfinished) => {
+                        job.restarted
+                            .get_or_insert_with(|| SPOOLED_UNFINISHED.into());
+                    }
+                    // Stored, but what S3 then holds could not be read: decided again later.
+                    Ok(Uploaded::Unknown) => return Some(job),
+                    // S3 is down: the spooled case is the collection, and the flush uploads it.
+                    Err(Kept::ForNow) => return None,
+                    // The spooled copy cannot go to S3 as it is: it is kept aside, reported, and
+                    // the case is collected again unless another collection ended meanwhile.
+                    Err(Kept::Refused) => match since(held, &case, job.journal_seen) {
+                        Ok(Since::Ended) => return None,
+                        Ok(_) => {
+                            job.restarted.get_or_insert_with(|| SPOOLED_REFUSED.into());
+                        }
+                        Err(e) => {
+                            tracing::warn!(case = %case, error = %e, "cannot read the case's journal; trying again later");
+                            return Some(job);
+                        }
+                    },
                 }
-                // S3 is down: the spooled case is the collection, and the flush uploads it.
-                Err(Kept::ForNow) => return None,
-                // The spooled copy cannot go to S3 as it is (kept, and reported): the case is
-                // collected straight into S3 instead.
-                Err(Kept::ForGood) => {
-                    self.collect(held, job);
-                    return None;
-                }
-            },
+                // The upload or the refusal took the case out of the spool, and its lock file
+                // with it: the lock is taken again on the file a new copy will use.
+                drop(_lock);
+                let Some(again) = lock() else {
+                    return Some(job);
+                };
+                _lock = again;
+            }
             Ok(false) => {}
             Err(e) => {
                 tracing::error!(case = %case, error = %e, "cannot read the case in the spool; trying again later");
@@ -157,17 +176,33 @@ impl Daemon {
                 return None;
             }
             Err(e) => {
-                tracing::warn!(case = %case, error = %e, "cannot copy the case from S3 into the spool; trying again later");
                 discard(spool, &case);
-                return Some(job);
+                if e.is_transient() {
+                    tracing::warn!(case = %case, error = %e, "cannot copy the case from S3 into the spool; trying again later");
+                    return Some(job);
+                }
+                self.metrics.collection("error");
+                tracing::error!(case = %case, error = %e, "cannot copy the case from S3 into the spool; the case is not collected");
+                return None;
             }
         }
         if !self.collect_into_spool(spool, &job) {
             discard(spool, &case);
+            // Nothing was collected; the failure goes into the case's journal in S3, under the
+            // claim, so the case does not read as being collected.
+            let failed = crate::case::entry::CollectionFailed {
+                error: "the collection could not be written into the local spool".into(),
+            };
+            if let Err(e) = append(held, &case, Details::CollectionFailed(failed)) {
+                tracing::error!(case = %case, error = %e, "cannot journal the failure");
+            }
             return None;
         }
-        let _ = self.upload_retrying(held, spooling, &case);
-        None
+        match self.upload_retrying(held, spooling, &case) {
+            // The spooled collection did not journal its end: collected again later.
+            Ok(Uploaded::Unfinished | Uploaded::Unknown) => Some(job),
+            Ok(Uploaded::Ended) | Err(_) => None,
+        }
     }
 
     /// Collects `job` into the spool, its end journaled there (the findings of a seal, or the
@@ -206,7 +241,7 @@ impl Daemon {
     }
 
     /// Uploads the spooled `case`, trying again a few times with backoff on transient faults;
-    /// `Err` once it is left in the spool for the periodic flush (logged).
+    /// `Err` when it is left in the spool (for the periodic flush, or refused and kept aside).
     fn upload_retrying(
         &self,
         held: &Held<'_>,
@@ -217,45 +252,65 @@ impl Daemon {
         loop {
             match self.upload(held, spooling, case) {
                 Ok(done) => return Ok(done),
-                Err(e) if attempt < UPLOAD_ATTEMPTS && e.transient() => {
+                Err(e) if e.transient() && attempt < UPLOAD_ATTEMPTS => {
                     tracing::warn!(case = %case, error = %e, attempt, "the upload of the sealed case failed on a transient fault; trying again");
                     std::thread::sleep(UPLOAD_BACKOFF * 2u32.pow(attempt - 1));
                     attempt += 1;
                 }
-                Err(e) if e.transient() => {
-                    self.metrics.spool_upload("kept");
-                    tracing::error!(case = %case, error = %e, spool = %spooling.spool.dir().display(), "the sealed case is kept in the local spool and uploaded when S3 answers");
-                    return Err(Kept::ForNow);
-                }
-                Err(e) => {
-                    self.metrics.spool_upload("kept");
-                    tracing::error!(case = %case, error = %e, spool = %spooling.spool.dir().display(), "the sealed case cannot be uploaded as it is; it is kept in the local spool");
-                    return Err(Kept::ForGood);
-                }
+                Err(e) => return Err(self.kept(spooling, case, &e)),
             }
         }
     }
 
+    /// Reports a spooled case the upload left in the spool; a refused one is moved aside.
+    fn kept(&self, spooling: &Spooling, case: &CaseId, e: &UploadError) -> Kept {
+        let spool = spooling.spool.dir().display().to_string();
+        if e.transient() {
+            self.metrics.spool_upload("kept");
+            tracing::error!(case = %case, error = %e, spool, "the sealed case is kept in the local spool and uploaded when S3 answers");
+            return Kept::ForNow;
+        }
+        self.metrics.spool_upload("refused");
+        match spool::set_aside(&spooling.spool, case) {
+            Ok(aside) => {
+                tracing::error!(case = %case, error = %e, kept_in = %aside.display(), "the spooled case cannot be uploaded as it is; it is kept aside in the spool for a person to look at")
+            }
+            Err(m) => {
+                tracing::error!(case = %case, error = %e, spool, "the spooled case cannot be uploaded as it is, nor set aside: {m}")
+            }
+        }
+        Kept::Refused
+    }
+
     /// One upload of the spooled `case` under its claim; then what the case's journal in S3
-    /// says of its collection, and the alert's resolve journaled if it came meanwhile.
+    /// says of its collection, and the alert's resolve journaled if it came meanwhile. Once the
+    /// case is stored it has left the spool: a failure to read S3 after that is `Unknown`,
+    /// never a second upload.
     fn upload(
         &self,
         held: &Held<'_>,
         spooling: &Spooling,
         case: &CaseId,
     ) -> Result<Uploaded, UploadError> {
-        held.commit()?;
-        let uploaded = spool::upload_case(&spooling.spool, spooling.s3.as_ref(), case)?;
+        let uploaded = {
+            let _committed = held.commit()?;
+            spool::upload_case(&spooling.spool, spooling.s3.as_ref(), case)?
+        };
         self.metrics.spool_upload("stored");
         tracing::info!(case = %case, objects = uploaded.objects.len(), "the sealed case is stored in S3");
-        let chain = journal::check_chain(held, case)?;
+        let chain = match journal::check_chain(held, case) {
+            Ok(chain) if chain.problems.is_empty() => chain,
+            Ok(chain) => {
+                tracing::warn!(case = %case, problem = ?chain.problems.first(), "cannot read the case's journal back after the upload");
+                return Ok(Uploaded::Unknown);
+            }
+            Err(e) => {
+                tracing::warn!(case = %case, error = %e, "cannot read the case's journal back after the upload");
+                return Ok(Uploaded::Unknown);
+            }
+        };
         let state = CaseState::of(&chain);
-        let episode = state
-            .opened
-            .as_ref()
-            .and_then(|o| o.trigger_details.as_ref())
-            .and_then(|d| d.episode.clone());
-        if let Some(episode) = episode {
+        if let Some(episode) = episode_in(&state) {
             if let Err(e) = journal_resolve(held, case, &episode) {
                 tracing::warn!(case = %case, error = %e, "cannot journal the resolve");
             }
@@ -296,12 +351,14 @@ impl Daemon {
             let held = self.leases.hold(self.store.as_ref(), case, |held| {
                 self.upload(held, spooling, case)
             });
+            self.resolve_kept(case);
             match held {
-                Ok(Ok(Uploaded::Ended)) => {}
-                Ok(Ok(Uploaded::Unfinished)) => self.queue_restart(case),
+                Ok(Ok(Uploaded::Ended | Uploaded::Unknown)) => {}
+                Ok(Ok(Uploaded::Unfinished)) => self.queue_restart(case, SPOOLED_UNFINISHED),
                 Ok(Err(e)) => {
-                    self.metrics.spool_upload("kept");
-                    tracing::warn!(case = %case, error = %e, "the sealed case is still kept in the local spool");
+                    if let Kept::Refused = self.kept(spooling, case, &e) {
+                        self.queue_restart(case, SPOOLED_REFUSED);
+                    }
                 }
                 Err(e) => {
                     tracing::info!(case = %case, error = %e, "the spooled case is not uploaded now")
@@ -314,18 +371,23 @@ impl Daemon {
 }
 
 impl Daemon {
-    /// Queues the collection of a case whose spooled attempt stopped unfinished, now that what
-    /// it did is in S3; a restart of the daemon finds it too if the queue is full.
-    fn queue_restart(&self, case: &CaseId) {
-        let job = journal::check_chain(self.store.as_ref(), case)
-            .ok()
-            .and_then(|chain| {
-                let seen = chain.head().map_or(0, |h| h.seq);
-                let state = CaseState::of(&chain);
-                let opened = state.opened.as_ref()?;
-                self.job_of(case, opened, Some(SPOOLED_UNFINISHED.into()), seen)
-            });
-        let Some(job) = job else {
+    /// Queues the collection of a case whose spooled attempt did not reach S3 whole (it stopped
+    /// unfinished, or was refused), if the case's journal in S3 shows no collection that ended
+    /// since; a restart of the daemon finds it too if the queue is full.
+    fn queue_restart(&self, case: &CaseId, why: &str) {
+        let chain = match journal::check_chain(self.store.as_ref(), case) {
+            Ok(chain) => chain,
+            Err(e) => {
+                tracing::warn!(case = %case, error = %e, "cannot read the case's journal; the next start resumes it");
+                return;
+            }
+        };
+        let seen = chain.head().map_or(0, |h| h.seq);
+        let state = CaseState::of(&chain);
+        let Some(opened) = super::state::unfinished(&state) else {
+            return;
+        };
+        let Some(job) = self.job_of(case, opened, Some(why.into()), seen) else {
             tracing::warn!(case = %case, "the case's unfinished collection cannot be queued again; the next start resumes it");
             return;
         };
@@ -337,6 +399,15 @@ impl Daemon {
             tracing::warn!(case = %case, "the queue is full; the case's unfinished collection resumes at the next start");
         }
     }
+}
+
+/// The alert episode a case was opened for, if an alert opened it.
+fn episode_in(state: &CaseState) -> Option<String> {
+    state
+        .opened
+        .as_ref()
+        .and_then(|o| o.trigger_details.as_ref())
+        .and_then(|d| d.episode.clone())
 }
 
 /// Whether the spool holds something of `case` that S3 does not: a collection to upload. A
@@ -358,7 +429,8 @@ fn spooled(s3: &dyn Store, spool: &SpoolStore, case: &CaseId) -> Result<bool, St
         .entries
         .iter()
         .all(|(e, digest)| remote.digest_of(e.seq) == Some(*digest));
-    if !only_a_copy || !local.problems.is_empty() {
+    // A copy cut short has fewer entries than S3 (or none): still only a copy.
+    if !only_a_copy {
         return Ok(true);
     }
     discard(spool, case);

@@ -15,7 +15,7 @@ const RESTARTED: &str = "the daemon stopped before this collection was sealed; c
 
 /// The opening of a daemon case whose collection did not end: never ended, or collected again
 /// (after a failure) and not ended since.
-fn unfinished(state: &CaseState) -> Option<&Opened> {
+pub(super) fn unfinished(state: &CaseState) -> Option<&Opened> {
     if let Some(opened) = state.unfinished() {
         return Some(opened);
     }
@@ -25,12 +25,39 @@ fn unfinished(state: &CaseState) -> Option<&Opened> {
 }
 
 impl Daemon {
-    /// The cases whose collection a previous run did not finish.
-    pub(super) fn unfinished_jobs(&self) -> Result<Vec<Job>, StoreError> {
+    /// The cases among `cases` (every case, if `None`) whose collection a previous run did not
+    /// finish, and the cases whose journal could not be read (to look at again). A case whose
+    /// collection ended but whose alert's resolve is not journaled keeps the resolve for later.
+    pub(super) fn unfinished_jobs(
+        &self,
+        cases: Option<Vec<CaseId>>,
+    ) -> Result<(Vec<Job>, Vec<CaseId>), StoreError> {
+        let cases = match cases {
+            Some(cases) => cases,
+            None => self.store.list_cases()?,
+        };
         let mut jobs = Vec::new();
-        for case in self.store.list_cases()? {
-            let chain = journal::check_chain(self.store.as_ref(), &case)?;
+        let mut unread = Vec::new();
+        for case in cases {
+            let chain = match journal::check_chain(self.store.as_ref(), &case) {
+                Ok(chain) => chain,
+                Err(e) => {
+                    tracing::warn!(case = %case, error = %e, "cannot read the case's journal at start-up; looking again later");
+                    unread.push(case);
+                    continue;
+                }
+            };
             let state = CaseState::of(&chain);
+            if state.collection_over() && !state.alert_resolved {
+                let episode = state
+                    .opened
+                    .as_ref()
+                    .and_then(|o| o.trigger_details.as_ref())
+                    .and_then(|d| d.episode.clone());
+                if let Some(episode) = episode {
+                    self.resolve_later(case.clone(), episode);
+                }
+            }
             let Some(opened) = unfinished(&state) else {
                 continue;
             };
@@ -42,7 +69,7 @@ impl Daemon {
                 }
             }
         }
-        Ok(jobs)
+        Ok((jobs, unread))
     }
 
     /// The collection a case's opening records; `None` without a target to collect.

@@ -85,14 +85,22 @@ impl Daemon {
     /// Runs one collection under the case's claim (`lease`), so that one replica at a time
     /// collects a case; what to queue again later if another replica holds the case.
     pub(super) fn run(&self, job: Job) -> Option<Retry> {
-        self.leases
-            .collect(self.store.as_ref(), job, |held, job| match &self.spooling {
-                Some(spooling) => self.collect_spooled(held, spooling, job),
-                None => {
-                    self.collect(held, job);
-                    None
-                }
-            })
+        let (case, episode) = (job.case.clone(), job.episode.clone());
+        let retry =
+            self.leases
+                .collect(self.store.as_ref(), job, |held, job| match &self.spooling {
+                    Some(spooling) => self.collect_spooled(held, spooling, job),
+                    None => {
+                        self.collect(held, job);
+                        None
+                    }
+                });
+        // A resolve that came while the claim was held, after the collection looked for one,
+        // was kept for later by its request: it is journaled now that the claim is given up.
+        if episode.is_some() {
+            self.resolve_kept(&case);
+        }
+        retry
     }
 
     /// Runs one collection to its end, journaling how it ended, writing through `store` (the
@@ -117,7 +125,7 @@ impl Daemon {
             self.metrics.sealed_in(started.elapsed());
             match outcome {
                 Ok(o) => {
-                    self.sealed(&job.case, &o, &recording);
+                    self.sealed(store, &job.case, &o, &recording);
                     break;
                 }
                 Err(e) if attempt < ATTEMPTS && transient(&e) => {
@@ -223,8 +231,13 @@ impl Daemon {
     }
 
     /// Journals what a sealed collection stored and found.
-    fn sealed(&self, case: &CaseId, o: &collect::Outcome, recording: &Recording<'_>) {
-        let store = self.store.as_ref();
+    fn sealed(
+        &self,
+        store: &dyn Store,
+        case: &CaseId,
+        o: &collect::Outcome,
+        recording: &Recording<'_>,
+    ) {
         let bytes: u64 = o.sources.iter().map(|s| s.bytes).sum();
         self.metrics.bytes(bytes);
         self.metrics.collection("sealed");

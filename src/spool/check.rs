@@ -17,12 +17,16 @@ use crate::keys::PublicKey;
 use crate::seal::{sidecar_text, SealRecord};
 use crate::store::{archive_name, Store, StoreError, StoreKey};
 
-/// A spooled case that matches what was sealed, ready to upload.
+/// A spooled case that matches what was sealed, ready to upload: the evidence first (the header
+/// and each bundle's archive, sidecar, seal and signature), then the keys its seals name, then
+/// the journal that records them, so that S3 never holds a record of evidence it lacks.
 pub struct CheckedCase {
-    /// The case's own objects, in upload order.
+    /// The case header and its bundles' objects, in upload order.
     pub objects: Vec<CheckedObject>,
     /// The public keys its seals name (shared with the store's other cases).
     pub keys: Vec<CheckedObject>,
+    /// The journal's entries, in sequence order.
+    pub journal: Vec<CheckedObject>,
 }
 
 /// One spooled object, read and hashed once.
@@ -82,6 +86,7 @@ pub fn spooled_case(spool: &SpoolStore, case: &CaseId) -> Result<CheckedCase, Ch
             format!("the journal chain is broken: {}", problem.message),
         ));
     }
+    let mut journal = Vec::new();
     for (key, size) in sizes {
         let StoreKey::JournalEntry(_, seq) = &key else {
             continue;
@@ -89,7 +94,7 @@ pub fn spooled_case(spool: &SpoolStore, case: &CaseId) -> Result<CheckedCase, Ch
         let Some(sha256) = chain.digest_of(*seq) else {
             continue;
         };
-        objects.push(CheckedObject {
+        journal.push(CheckedObject {
             path: spool.dir().join(key.path()),
             key,
             sha256,
@@ -110,7 +115,11 @@ pub fn spooled_case(spool: &SpoolStore, case: &CaseId) -> Result<CheckedCase, Ch
             keys.push(read_small(spool, &StoreKey::PublicKey(key_id))?.0);
         }
     }
-    Ok(CheckedCase { objects, keys })
+    Ok(CheckedCase {
+        objects,
+        keys,
+        journal,
+    })
 }
 
 /// `case.json` must be the header journal entry 1 recorded.

@@ -1,15 +1,17 @@
 //! `custody serve` on S3 seals into its local spool and uploads from there, over real HTTP with
 //! S3 taken away mid-collection by a proxy: a case sealed while S3 is down is kept in the spool,
 //! whole, and uploaded when S3 answers again (by the periodic flush, or at the next start after
-//! a crash), without a second trip to the cluster; the evidence then verifies from S3.
+//! a crash), without a second trip to the cluster; the evidence then verifies from S3. A resolve
+//! during a spooled collection waits for its upload; a spooled copy changed before its upload
+//! is set aside and the case collected again.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::daemon::{
-    assert_verifies_from_s3, daemon_config, gateway_cluster, http, journal_kinds_s3, s3_extra,
-    start_s3, wait_sealed, Daemon,
+    assert_verifies_from_s3, daemon_config, gateway_cluster, http, journal_kinds_s3, notification,
+    s3_extra, start_s3, wait_sealed, Daemon, WEBHOOK_TOKEN,
 };
 use crate::fake_kube::FakeKube;
 use crate::s3::{Moto, Outage};
@@ -100,7 +102,11 @@ fn seal_while_s3_is_down(s: &Setup, d: &Daemon) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
     s.proxy.budget.store(0, Ordering::SeqCst);
-    wait_log(d, "kept in the local spool", Duration::from_secs(60));
+    wait_log(
+        d,
+        "kept in the local spool and uploaded when S3 answers",
+        Duration::from_secs(60),
+    );
     case
 }
 
@@ -183,4 +189,111 @@ fn a_case_in_the_spool_when_the_daemon_dies_is_uploaded_at_the_next_start() {
     s.proxy.budget.store(i64::MAX / 2, Ordering::SeqCst);
     let again = start_s3(&s.sb, &s.config, "daemon-again");
     assert_uploaded_once(&s, &again, &case, logs_asked);
+}
+
+#[test]
+fn a_resolve_during_a_spooled_collection_is_journaled_once_after_its_upload() {
+    // The resolve must not land in S3's journal between the spool's copy and its upload: the
+    // upload would no longer continue it, and the case would never be recorded as stored.
+    let s = setup();
+    let d = start_s3(&s.sb, &s.config, "daemon");
+    let case = fire(d.port)["case_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while log_requests(&s.kube) == 0 {
+        assert!(Instant::now() < deadline, "no logs were asked for");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let resolved = notification(
+        "resolved",
+        "WaqitiSecurityBreachDetected",
+        "2026-11-26T14:50:00.123456789Z",
+        &[],
+    );
+    let (code, body) = http(
+        d.port,
+        "POST",
+        "/api/v1/alerts",
+        Some(WEBHOOK_TOKEN),
+        &resolved,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"resolved\""), "{body}");
+    let logs_asked = log_requests(&s.kube);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let kinds = journal_kinds_s3(&s.moto, &s.bucket, &case);
+        if kinds.iter().any(|k| k == "alert_resolved") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resolve was not journaled: {kinds:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_uploaded_once(&s, &d, &case, logs_asked);
+    let kinds = journal_kinds_s3(&s.moto, &s.bucket, &case);
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "alert_resolved").count(),
+        1,
+        "{kinds:?}"
+    );
+    let resolved_at = kinds.iter().position(|k| k == "alert_resolved").unwrap();
+    let stored_at = kinds.iter().position(|k| k == "objects_stored").unwrap();
+    assert!(resolved_at > stored_at, "{kinds:?}");
+}
+
+#[test]
+fn a_spooled_case_changed_before_its_upload_is_set_aside_and_the_case_collected_again() {
+    let s = setup();
+    let d = start_s3(&s.sb, &s.config, "daemon");
+    let case = seal_while_s3_is_down(&s, &d);
+    let first = log_requests(&s.kube);
+    let spooled = spooled_cases(&s.sb);
+    assert_eq!(spooled.len(), 1);
+    // Someone with the account's access rewrites the sealed archive in the spool.
+    let archive = std::fs::read_dir(spooled[0].join("bundles"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.zst"))
+        .unwrap();
+    let mut perms = std::fs::metadata(&archive).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&archive, perms).unwrap();
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&archive, bytes).unwrap();
+    s.proxy.budget.store(i64::MAX / 2, Ordering::SeqCst);
+    wait_log(&d, "kept aside in the spool", Duration::from_secs(30));
+    // Nothing of the changed copy reached S3, the copy is kept for a person, and the case is
+    // collected again from the cluster, whole.
+    let view = wait_sealed(d.port, &case, Duration::from_secs(60));
+    assert_eq!(view["state"], "sealed", "{view}");
+    assert_verifies_from_s3(&s.sb, &s.moto.endpoint, &s.store);
+    assert!(log_requests(&s.kube) > first, "not collected again");
+    let refused = s.sb.path("home/.local/state/custody/spool");
+    let aside: Vec<_> = std::fs::read_dir(&refused)
+        .unwrap()
+        .flatten()
+        .flat_map(|d| {
+            std::fs::read_dir(d.path().join(".refused"))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .collect();
+    assert!(!aside.is_empty(), "the changed copy is kept aside");
+    let kinds = journal_kinds_s3(&s.moto, &s.bucket, &case);
+    assert!(
+        kinds.iter().any(|k| k == "collection_restarted"),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "bundle_sealed").count(),
+        1,
+        "only the second collection's bundle is in S3: {kinds:?}"
+    );
 }

@@ -37,7 +37,7 @@ pub struct Retry {
 
 /// What the journal shows since the collection was decided on (`Job::journal_seen`).
 #[derive(Debug, PartialEq, Eq)]
-enum Since {
+pub(in crate::daemon) enum Since {
     /// Nothing: this collection is the case's next.
     Nothing,
     /// Another collection ended (sealed, failed or interrupted): the work is done.
@@ -46,7 +46,11 @@ enum Since {
     Unfinished,
 }
 
-fn since(store: &dyn Store, case: &CaseId, seen: u64) -> Result<Since, StoreError> {
+pub(in crate::daemon) fn since(
+    store: &dyn Store,
+    case: &CaseId,
+    seen: u64,
+) -> Result<Since, StoreError> {
     let chain = journal::check_chain(store, case)?;
     let after = || chain.entries.iter().filter(|(e, _)| e.seq > seen);
     if after().any(|(e, _)| {
@@ -214,7 +218,20 @@ pub struct Held<'a> {
     committed: AtomicBool,
 }
 
-impl Held<'_> {
+/// An upload under way under the claim (`Held::commit`).
+pub struct Committed<'h, 'a> {
+    held: Option<&'h Held<'a>>,
+}
+
+impl Drop for Committed<'_, '_> {
+    fn drop(&mut self) {
+        if let Some(held) = self.held {
+            held.committed.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+impl<'a> Held<'a> {
     /// Whether the claim was lost before the archive was stored.
     pub fn lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst) && !self.committed.load(Ordering::SeqCst)
@@ -223,11 +240,15 @@ impl Held<'_> {
     /// Renews the claim before an upload of the case from the spool, which writes to the
     /// store directly: from here on the upload must follow whatever becomes of the claim, as
     /// the seal follows a stored archive. Refused if the claim is lost or cannot be renewed now.
-    pub fn commit(&self) -> Result<(), LeaseError> {
+    /// Ended when the guard is dropped: after the upload the claim's checks apply again.
+    pub fn commit(&self) -> Result<Committed<'_, 'a>, LeaseError> {
         let mut claim = lock(&self.claim);
         claim.renew(self.store, self.ttl)?;
-        self.committed.store(true, Ordering::SeqCst);
-        Ok(())
+        if self.committed.swap(true, Ordering::SeqCst) {
+            // Already committed for good (an archive stored through this store): stays so.
+            return Ok(Committed { held: None });
+        }
+        Ok(Committed { held: Some(self) })
     }
 
     fn lose(&self, e: &LeaseError) {

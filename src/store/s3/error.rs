@@ -87,7 +87,9 @@ where
                         | "ThrottlingException"
                         | "RequestTimeout"
                         | "InternalError"
-                        | "ServiceUnavailable",
+                        | "ServiceUnavailable"
+                        // Two conditional writes of one key at once: the other may yet fail.
+                        | "ConditionalRequestConflict",
                     ),
                     _,
                 )
