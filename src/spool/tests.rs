@@ -155,6 +155,7 @@ fn spooled_keys(spool: &SpoolStore, case: &CaseId) -> Vec<StoreKey> {
         .objects
         .iter()
         .chain(&checked.keys)
+        .chain(&checked.journal)
         .map(|o| o.key.clone())
         .collect()
 }
