@@ -116,7 +116,7 @@ impl Cidr {
         value & mask
     }
 
-    fn from_number(&self, value: u128, prefix: u8) -> Self {
+    fn same_family(&self, value: u128, prefix: u8) -> Self {
         let addr = match self.addr {
             // Only ever called with values of this family, so the cast keeps every bit.
             IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::from(value as u32)),
@@ -128,14 +128,14 @@ impl Cidr {
     /// The canonical form of the range: host bits cleared (`10.1.2.3/8` is `10.0.0.0/8`), so
     /// that its text is what the API server's strict CIDR validation accepts.
     pub fn network(&self) -> Self {
-        self.from_number(self.first(), self.prefix)
+        self.same_family(self.first(), self.prefix)
     }
 
     /// The last address of the range.
     pub fn last_addr(&self) -> IpAddr {
         let host_bits = u32::from(self.bits() - self.prefix);
         let span = u128::MAX.checked_shr(128 - host_bits).unwrap_or(0);
-        self.from_number(self.first() | span, self.bits()).addr
+        self.same_family(self.first() | span, self.bits()).addr
     }
 
     /// Whether every address of `self` is in `other` (equal ranges included).
@@ -160,8 +160,8 @@ impl Cidr {
         let low = self.first();
         let high = low | (1u128 << u32::from(self.bits() - prefix));
         Some((
-            self.from_number(low, prefix),
-            self.from_number(high, prefix),
+            self.same_family(low, prefix),
+            self.same_family(high, prefix),
         ))
     }
 }

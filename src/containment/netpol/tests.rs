@@ -667,3 +667,5 @@ fn the_check_catches_a_widening_change() {
         .iter()
         .any(|v| matches!(v, eval::Violation::Widened { .. })));
 }
+
+mod prop;
