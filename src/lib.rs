@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod case;
 pub mod cli;
 pub mod collect;
+pub mod containment;
 pub mod daemon;
 pub mod digest;
 pub mod duration;
