@@ -105,6 +105,12 @@ id_type!(
     "key id"
 );
 
+id_type!(
+    /// Names a containment plan within a case.
+    PlanId,
+    "plan id"
+);
+
 impl CaseId {
     /// A fresh, time-sortable case id.
     pub fn generate(now: OffsetDateTime) -> Self {

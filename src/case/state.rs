@@ -187,7 +187,8 @@ impl CaseState {
                 self.last_marker = Some(kind);
             }
             Details::AlertResolved(_) => self.alert_resolved = true,
-            Details::ObjectsStored(_) => {}
+            // Approvals concern the case's plans, not its collection.
+            Details::ObjectsStored(_) | Details::ApprovalRecorded(_) => {}
         }
     }
 
