@@ -481,3 +481,96 @@ fn count(
     counter.counted += 1;
     Outcome::Counted
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    struct Fixture {
+        case: CaseId,
+        plan: PlanId,
+        roster: Roster,
+        proposer: Proposer,
+    }
+
+    fn fixture() -> Fixture {
+        let key = crate::keys::SigningKey::generate();
+        Fixture {
+            case: CaseId::new("case-1").unwrap(),
+            plan: PlanId::new("plan-1").unwrap(),
+            roster: Roster::parse("r", "# nobody\n").unwrap(),
+            proposer: Proposer::collector(key.public(), b"plan", &key.sign(b"plan")).unwrap(),
+        }
+    }
+
+    fn run(
+        f: &Fixture,
+        required: u32,
+        journaled: &[ApprovalRecorded],
+        now: OffsetDateTime,
+        date: Option<OffsetDateTime>,
+    ) -> Result<Approved, Refusal> {
+        evaluate(&QuorumInput {
+            plan: PlanFacts {
+                case: &f.case,
+                plan: &f.plan,
+                plan_sha256: Sha256Digest::of(b"plan"),
+                roster_sha256: f.roster.sha256(),
+                required,
+                proposer: &f.proposer,
+                not_after: datetime!(2026-12-02 12:00 UTC),
+            },
+            pinned_roster: &f.roster,
+            current_roster: &f.roster,
+            stored: &[],
+            journaled,
+            now,
+            api_server_date: date,
+        })
+    }
+
+    fn codes(r: Result<Approved, Refusal>) -> Vec<&'static str> {
+        r.unwrap_err().reasons.iter().map(Reason::code).collect()
+    }
+
+    #[test]
+    fn refuses_with_every_plan_level_reason() {
+        let f = fixture();
+        let now = datetime!(2026-12-02 11:00 UTC);
+        assert_eq!(codes(run(&f, 1, &[], now, None)), ["quorum_not_reached"]);
+        assert_eq!(codes(run(&f, 0, &[], now, None)), ["quorum_none"]);
+        let late = datetime!(2026-12-02 12:00:01 UTC);
+        let skewed = Some(late + time::Duration::seconds(61));
+        assert_eq!(
+            codes(run(&f, 1, &[], late, skewed)),
+            ["plan_expired", "clock_skew", "quorum_not_reached"]
+        );
+    }
+
+    #[test]
+    fn a_journaled_approval_missing_from_the_store_refuses() {
+        let f = fixture();
+        let record = ApprovalRecorded {
+            approval: 1,
+            decision: Decision::Approve,
+            key_fingerprint: "SHA256:0kqsQLaOGyL8rNQCsJ2iVsqstud4kQMLQgJlYu/usAE"
+                .parse()
+                .unwrap(),
+            plan: f.plan.clone(),
+            principal: Principal::new("alice").unwrap(),
+            statement_sha256: Sha256Digest::of(b"statement"),
+        };
+        let mut other = record.clone();
+        other.plan = PlanId::new("plan-2").unwrap();
+        let now = datetime!(2026-12-02 11:00 UTC);
+        let r = run(&f, 1, &[record, other], now, None).unwrap_err();
+        let codes: Vec<_> = r.reasons.iter().map(Reason::code).collect();
+        assert_eq!(codes, ["approval_not_stored", "quorum_not_reached"]);
+        assert_eq!(
+            r.tally.approvals.len(),
+            1,
+            "the other plan's record is not this plan's"
+        );
+    }
+}

@@ -291,6 +291,26 @@ fn ssh_keygen_verify_accepts_every_statement_custody_signs() {
     // private key file alone (its public half is stored in the clear).
     let alone = d.join("moved");
     std::fs::copy(&alice.private, &alone).unwrap();
+    // A passphrase-protected key alone too: no passphrase is needed for its public half.
+    let out = Command::new(tool("ssh-keygen"))
+        .args(["-q", "-t", "ed25519", "-N", "secret", "-C", "locked", "-f"])
+        .arg(d.join("locked"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let locked_pub = std::fs::read_to_string(d.join("locked.pub")).unwrap();
+    std::fs::remove_file(d.join("locked.pub")).unwrap();
+    let locked = sshsig::public_key_of(&d.join("locked")).unwrap();
+    assert_eq!(
+        locked
+            .to_openssh()
+            .unwrap()
+            .split(' ')
+            .take(2)
+            .collect::<Vec<_>>(),
+        locked_pub.split(' ').take(2).collect::<Vec<_>>()
+    );
     for file in [&alice.public, &alice.private, &alone] {
         let key = sshsig::public_key_of(file).unwrap();
         assert_eq!(KeyFingerprint::of(&key), alice.fingerprint, "{file:?}");

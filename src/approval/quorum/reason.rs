@@ -55,21 +55,21 @@ impl Reason {
     /// A stable code: the message may be reworded, the code is not.
     pub fn code(&self) -> &'static str {
         match self {
-            Reason::NoQuorum => "quorum-none",
-            Reason::NotEnough { .. } => "quorum-not-reached",
-            Reason::Vetoed { .. } => "quorum-vetoed",
-            Reason::Expired { .. } => "plan-expired",
-            Reason::ClockSkew { .. } => "clock-skew",
-            Reason::PinnedRoster { .. } => "roster-pin-mismatch",
-            Reason::ProposerOtherPlan => "proposer-other-plan",
-            Reason::NotJournaled { .. } => "approval-not-journaled",
-            Reason::NotStored { .. } => "approval-not-stored",
-            Reason::DuplicateNumber { .. } => "approval-duplicate-number",
-            Reason::JournalDisagrees { .. } => "approval-journal-mismatch",
-            Reason::BadStatement { .. } => "approval-bad-statement",
-            Reason::BadSignature { .. } => "approval-bad-signature",
-            Reason::OtherPlan { .. } => "approval-other-plan",
-            Reason::KeyMismatch { .. } => "approval-key-mismatch",
+            Reason::NoQuorum => "quorum_none",
+            Reason::NotEnough { .. } => "quorum_not_reached",
+            Reason::Vetoed { .. } => "quorum_vetoed",
+            Reason::Expired { .. } => "plan_expired",
+            Reason::ClockSkew { .. } => "clock_skew",
+            Reason::PinnedRoster { .. } => "roster_pin_mismatch",
+            Reason::ProposerOtherPlan => "proposer_other_plan",
+            Reason::NotJournaled { .. } => "approval_not_journaled",
+            Reason::NotStored { .. } => "approval_not_stored",
+            Reason::DuplicateNumber { .. } => "approval_duplicate_number",
+            Reason::JournalDisagrees { .. } => "approval_journal_mismatch",
+            Reason::BadStatement { .. } => "approval_bad_statement",
+            Reason::BadSignature { .. } => "approval_bad_signature",
+            Reason::OtherPlan { .. } => "approval_other_plan",
+            Reason::KeyMismatch { .. } => "approval_key_mismatch",
         }
     }
 }
@@ -105,11 +105,11 @@ impl NotCounted {
     pub fn code(&self) -> &'static str {
         match self {
             NotCounted::Invalid => "invalid",
-            NotCounted::PinnedRoster(_) => "not-in-pinned-roster",
-            NotCounted::CurrentRoster(_) => "not-in-current-roster",
+            NotCounted::PinnedRoster(_) => "not_in_pinned_roster",
+            NotCounted::CurrentRoster(_) => "not_in_current_roster",
             NotCounted::Proposer => "proposer",
-            NotCounted::SamePrincipal { .. } => "same-principal",
-            NotCounted::SameKey { .. } => "same-key",
+            NotCounted::SamePrincipal { .. } => "same_principal",
+            NotCounted::SameKey { .. } => "same_key",
         }
     }
 }
