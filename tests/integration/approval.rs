@@ -403,3 +403,42 @@ fn the_shipped_roster_is_empty_and_lint_clean() {
     let line = format!("alice@example.org {example}").replace("ssh-ed25519 AAAA…", &key.openssh);
     Roster::parse("example", &line).unwrap();
 }
+
+#[test]
+fn a_key_held_by_ssh_agent_signs_through_its_public_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let alice = ssh_key(d, "alice");
+    let socket = d.join("agent.sock");
+    let mut agent = Command::new(tool("ssh-agent"))
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let added = Command::new(tool("ssh-add"))
+        .arg(&alice.private)
+        .env("SSH_AUTH_SOCK", &socket)
+        .output()
+        .unwrap();
+    // Only the .pub is left on disk: the agent holds the private key.
+    std::fs::remove_file(&alice.private).unwrap();
+    // ssh-keygen finds the agent through the environment custody passes on to it.
+    std::env::set_var("SSH_AUTH_SOCK", &socket);
+    let signed = sshsig::sign(&alice.public, APPROVAL_NAMESPACE, b"statement");
+    std::env::remove_var("SSH_AUTH_SOCK");
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    assert!(added.status.success(), "{added:?}");
+    let sig = signed.unwrap();
+    let v = sshsig::verify(&sig, APPROVAL_NAMESPACE, b"statement").unwrap();
+    assert_eq!(v.fingerprint, alice.fingerprint);
+}
