@@ -158,7 +158,7 @@ pub struct QuorumInput<'a> {
 }
 
 /// What the quorum made of one approval.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Tallied {
     pub number: u64,
     /// From the statement, when it could be read.
@@ -170,7 +170,7 @@ pub struct Tallied {
 }
 
 /// Every approval of the plan and what it counted for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Tally {
     pub approvals: Vec<Tallied>,
     pub counted: u32,
@@ -207,7 +207,7 @@ impl Approved {
 }
 
 /// Why the plan is not approved (every reason), and what each approval counted for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Refusal {
     pub reasons: Vec<Reason>,
     pub tally: Tally,

@@ -113,3 +113,33 @@ impl NotCounted {
         }
     }
 }
+
+/// `{"code": …, "message": …}`, for `--json` and the API.
+impl serde::Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Reason", 2)?;
+        st.serialize_field("code", self.code())?;
+        st.serialize_field("message", &self.to_string())?;
+        st.end()
+    }
+}
+
+/// `{"outcome": "counted" | "veto" | "not_counted", "code": …, "message": …}` (the last two for
+/// `not_counted` only).
+impl serde::Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        match self {
+            Outcome::Counted => m.serialize_entry("outcome", "counted")?,
+            Outcome::Veto => m.serialize_entry("outcome", "veto")?,
+            Outcome::NotCounted(why) => {
+                m.serialize_entry("outcome", "not_counted")?;
+                m.serialize_entry("code", why.code())?;
+                m.serialize_entry("message", &why.to_string())?;
+            }
+        }
+        m.end()
+    }
+}
