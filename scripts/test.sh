@@ -36,6 +36,7 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v tar >/dev/null || missing+=(tar)
 command -v sha256sum >/dev/null || missing+=(coreutils)
 command -v python3 >/dev/null || missing+=(python3)
+command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 [ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
 if [ ${#missing[@]} -gt 0 ]; then
     apt_install "${missing[@]}"

@@ -7,6 +7,8 @@
 //! recording every step of a case.
 
 pub mod analysis;
+pub mod approval;
+pub mod canonical;
 pub mod case;
 pub mod cli;
 pub mod collect;

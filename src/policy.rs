@@ -33,6 +33,9 @@ pub const KNOWN_FILES: [&str; 4] = [
     "storage.yaml",
 ];
 
+/// The approvers' roster (OpenSSH `allowed_signers`), linted with the YAML files.
+pub const ROSTER_FILE: &str = "approvers.allowed_signers";
+
 /// The largest policy file read.
 const MAX_POLICY_FILE: u64 = 1024 * 1024;
 
@@ -52,6 +55,8 @@ pub enum PolicyError {
     TooLarge { path: PathBuf },
     #[error("{path}: {message}")]
     ParsePolicy { path: String, message: String },
+    #[error(transparent)]
+    Roster(#[from] crate::approval::roster::RosterError),
     #[error("{path}: unknown policy file (known: {known})", known = KNOWN_FILES.join(", "))]
     UnknownFile { path: PathBuf },
 }
@@ -129,7 +134,8 @@ pub fn load(dir: Option<&Path>) -> Result<Policies, PolicyError> {
     Ok(policies)
 }
 
-/// Validates every policy file in `dir`; returns the files checked.
+/// Validates every policy file in `dir`, and the approvers' roster if there is one; returns the
+/// files checked.
 pub fn lint(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
     let entries = fs::read_dir(dir).map_err(|source| PolicyError::ReadDir {
         path: dir.to_owned(),
@@ -142,6 +148,11 @@ pub fn lint(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
             source,
         })?;
         let path = entry.path();
+        if entry.file_name() == ROSTER_FILE {
+            crate::approval::Roster::read(&path)?;
+            files.push(path);
+            continue;
+        }
         let is_yaml = matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")
@@ -179,7 +190,7 @@ mod tests {
     fn shipped_policies_lint_clean() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
         let files = lint(&dir).unwrap();
-        assert_eq!(files.len(), KNOWN_FILES.len());
+        assert_eq!(files.len(), KNOWN_FILES.len() + 1);
         let p = load(Some(&dir)).unwrap();
         assert!(!p.detection.rules.is_empty());
         assert_eq!(p.formats.trusted_proxies().len(), 0);
@@ -217,6 +228,20 @@ mod tests {
             assert!(err.starts_with(&format!("{path}: ")), "{err}");
             assert!(err.contains(want) && err.contains("line"), "{err}");
         }
+    }
+
+    #[test]
+    fn lint_checks_the_roster_and_names_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join(ROSTER_FILE),
+            "# team\n*@example.org ssh-ed25519 AAAA\n",
+        )
+        .unwrap();
+        let err = lint(dir.path()).unwrap_err().to_string();
+        let path = dir.path().join(ROSTER_FILE).display().to_string();
+        assert!(err.starts_with(&format!("{path}:2: ")), "{err}");
+        assert!(err.contains("wildcard"), "{err}");
     }
 
     #[test]

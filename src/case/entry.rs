@@ -7,6 +7,7 @@ use serde::de::Error as _;
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use crate::approval::ApprovalRecorded;
 use crate::case::Trigger;
 use crate::digest::Sha256Digest;
 use crate::id::{BundleId, KeyId};
@@ -39,6 +40,9 @@ pub enum EntryKind {
     /// The operator stopped the collection (SIGINT or SIGTERM); details: the signal and the
     /// source being read. Nothing was sealed by it; what was staged was removed.
     CollectionInterrupted,
+    /// An approval of a containment plan was stored; details: the plan, the approval's number,
+    /// principal, key fingerprint, decision and the statement's SHA-256.
+    ApprovalRecorded,
 }
 
 /// What one step recorded: the `details` of an entry, by its `kind`.
@@ -54,6 +58,7 @@ pub enum Details {
     CollectionRestarted(CollectionRestarted),
     AlertResolved(AlertResolved),
     CollectionInterrupted(CollectionInterrupted),
+    ApprovalRecorded(ApprovalRecorded),
 }
 
 /// `case_opened`: entry 1 of every journal.
@@ -254,6 +259,7 @@ impl Details {
             Details::CollectionRestarted(_) => EntryKind::CollectionRestarted,
             Details::AlertResolved(_) => EntryKind::AlertResolved,
             Details::CollectionInterrupted(_) => EntryKind::CollectionInterrupted,
+            Details::ApprovalRecorded(_) => EntryKind::ApprovalRecorded,
         }
     }
 
@@ -271,6 +277,7 @@ impl Details {
             EntryKind::CollectionRestarted => Details::CollectionRestarted(v(value)?),
             EntryKind::AlertResolved => Details::AlertResolved(v(value)?),
             EntryKind::CollectionInterrupted => Details::CollectionInterrupted(v(value)?),
+            EntryKind::ApprovalRecorded => Details::ApprovalRecorded(v(value)?),
         })
     }
 }
@@ -291,6 +298,7 @@ impl Serialize for Inner<'_> {
             Details::CollectionRestarted(d) => d.serialize(s),
             Details::AlertResolved(d) => d.serialize(s),
             Details::CollectionInterrupted(d) => d.serialize(s),
+            Details::ApprovalRecorded(d) => d.serialize(s),
         }
     }
 }
@@ -354,5 +362,22 @@ impl<'de> Deserialize<'de> for Entry {
             actor: raw.actor,
             details,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The approval record's bytes are what the quorum matches statements against: it must read
+    // back exactly as written, with its fields in alphabetical order like every entry's.
+    #[test]
+    fn approval_recorded_round_trips_byte_for_byte() {
+        let text = r#"{"seq":7,"prev_sha256":null,"at":"2026-12-02T01:02:03.000Z","actor":"alice","kind":"approval_recorded","details":{"approval":1,"decision":"approve","key_fingerprint":"SHA256:0kqsQLaOGyL8rNQCsJ2iVsqstud4kQMLQgJlYu/usAE","plan":"plan-1","principal":"alice@example.org","statement_sha256":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}}"#;
+        let entry: Entry = serde_json::from_str(text).unwrap();
+        assert_eq!(entry.kind(), EntryKind::ApprovalRecorded);
+        assert_eq!(serde_json::to_string(&entry).unwrap(), text);
+        let unknown = text.replace(r#""approval":1,"#, r#""approval":1,"extra":2,"#);
+        assert!(serde_json::from_str::<Entry>(&unknown).is_err());
     }
 }

@@ -26,12 +26,17 @@
 //!   one started mid-collection waits, one restarted after `kill -9` takes its case back at once.
 //! - `daemon_spool`: the daemon on S3 seals into its local spool: a case sealed while S3 is
 //!   down is kept, whole, and uploaded when S3 answers (or at the next start), never collected twice.
+//! - `approval`: the roster and SSHSIG against `ssh-keygen -Y verify` / `-Y find-principals` as
+//!   the reference; `ssh-keygen -Y verify` accepts every statement custody signs.
+//! - `approval_quorum`: the quorum matrix, with real `ssh-keygen` keys and signatures.
 //! - `integrity_verify`: key ids against keys, tar headers custody never writes, links in the
 //!   store, terminal escapes in what is printed.
 
 // Test code unwraps freely: a panic here is a failing test, not a crash on outside input.
 #![allow(clippy::unwrap_used)]
 
+mod approval;
+mod approval_quorum;
 mod cli;
 mod compat;
 mod daemon;

@@ -59,7 +59,8 @@ fn shipped_policy_files_parse() {
     }
     assert_eq!(
         policy::lint(&repo("policies")).unwrap().len(),
-        KNOWN_FILES.len()
+        KNOWN_FILES.len() + 1,
+        "the YAML files and approvers.allowed_signers"
     );
 }
 

@@ -63,7 +63,14 @@ pub(in crate::daemon) fn since(
     }) {
         return Ok(Since::Ended);
     }
-    Ok(match after().next() {
+    // Resolves, stored objects and approvals are about the case, not a collection's steps.
+    let step = |kind: EntryKind| {
+        !matches!(
+            kind,
+            EntryKind::AlertResolved | EntryKind::ObjectsStored | EntryKind::ApprovalRecorded
+        )
+    };
+    Ok(match after().find(|(e, _)| step(e.kind())) {
         Some(_) => Since::Unfinished,
         None => Since::Nothing,
     })
