@@ -139,14 +139,19 @@ impl HeaderName {
             ));
         }
         let lower = value.to_ascii_lowercase();
-        if CONSUMED_BY_API_SERVER.contains(&lower.as_str())
-            || API_SERVER_PREFIXES.iter().any(|p| lower.starts_with(p))
-        {
+        if CONSUMED_BY_API_SERVER.contains(&lower.as_str()) {
             return Err(format!(
                 "{value:?} cannot carry the token: the API server consumes it on pods/proxy \
                  (it authenticates the proxy request with Authorization and does not pass it on), \
                  so the gateway would never see it; name a header of the gateway's own, such as \
                  X-Admin-Token"
+            ));
+        }
+        if API_SERVER_PREFIXES.iter().any(|p| lower.starts_with(p)) {
+            return Err(format!(
+                "{value:?} cannot carry the token: the API server consumes it on pods/proxy \
+                 (it reads Impersonate-* and X-Remote-* as the identity of the request); name a \
+                 header of the gateway's own, such as X-Admin-Token"
             ));
         }
         if NOT_A_TOKEN_HEADER.contains(&lower.as_str()) {
