@@ -6,11 +6,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 pub mod collection;
+pub mod containment;
 pub mod detection;
 pub mod formats;
 pub mod storage;
 
 pub use collection::CollectionPolicy;
+pub use containment::ContainmentPolicy;
 pub use detection::{DetectionPolicy, Rule};
 pub use formats::FormatsPolicy;
 pub use storage::StoragePolicy;
@@ -25,9 +27,14 @@ pub const DEFAULT_STORAGE: &str = include_str!("../policies/storage.yaml");
 /// The shipped collection policy, used when no policy directory is given.
 pub const DEFAULT_COLLECTION: &str = include_str!("../policies/collection.yaml");
 
+/// The shipped containment policy (no targets: nothing is contained until an operator names
+/// them), used when no policy directory is given.
+pub const DEFAULT_CONTAINMENT: &str = include_str!("../policies/containment.yaml");
+
 /// The files a policy directory may hold.
-pub const KNOWN_FILES: [&str; 4] = [
+pub const KNOWN_FILES: [&str; 5] = [
     "collection.yaml",
+    "containment.yaml",
     "detection.yaml",
     "formats.yaml",
     "storage.yaml",
@@ -68,6 +75,7 @@ pub struct Policies {
     pub formats: FormatsPolicy,
     pub storage: StoragePolicy,
     pub collection: CollectionPolicy,
+    pub containment: ContainmentPolicy,
 }
 
 /// Reads a policy file's text as a `T`; the error names the file, the field and the line.
@@ -131,6 +139,13 @@ pub fn load(dir: Option<&Path>) -> Result<Policies, PolicyError> {
         policies.storage =
             StoragePolicy::parse(&storage.display().to_string(), &read_policy_file(&storage)?)?;
     }
+    let containment = dir.join("containment.yaml");
+    if containment.exists() {
+        policies.containment = ContainmentPolicy::parse(
+            &containment.display().to_string(),
+            &read_policy_file(&containment)?,
+        )?;
+    }
     Ok(policies)
 }
 
@@ -174,6 +189,9 @@ pub fn lint(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
             "collection.yaml" => {
                 CollectionPolicy::parse(&path.display().to_string(), &read_policy_file(&path)?)?;
             }
+            "containment.yaml" => {
+                ContainmentPolicy::parse(&path.display().to_string(), &read_policy_file(&path)?)?;
+            }
             _ => return Err(PolicyError::UnknownFile { path }),
         }
         files.push(path);
@@ -194,6 +212,8 @@ mod tests {
         let p = load(Some(&dir)).unwrap();
         assert!(!p.detection.rules.is_empty());
         assert_eq!(p.formats.trusted_proxies().len(), 0);
+        assert!(p.containment.targets.is_empty());
+        assert_eq!(p.containment, ContainmentPolicy::default());
     }
 
     #[test]
@@ -218,6 +238,11 @@ mod tests {
                 "detection.yaml",
                 "rules:\n  - name: a\n    kind: count\n    codes: [401]\n    min_count: many\n",
                 "rules[0].min_count: invalid u64 at line 5",
+            ),
+            (
+                "containment.yaml",
+                "targets: []\nplan:\n  not_after: 1m\n",
+                "plan.not_after: 1m is out of range: give 5m to 7d at line 3",
             ),
         ];
         for (file, text, want) in cases {

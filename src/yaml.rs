@@ -3,6 +3,7 @@
 //! parser is chosen in one place.
 
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A YAML text that does not fit the type it is read as.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,34 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
     })
 }
 
+/// A value with the line it was written on, for the checks made after a whole file is read (a
+/// name used twice, a reference to a name defined elsewhere), whose errors must still name the
+/// line: read the text again with `Located<IgnoredAny>` where the lines are needed. (An error
+/// inside a `Located` value names its field with an extra `.value`, which is why it is for a
+/// second reading.) Read from anything but YAML, the line is 0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located<T> {
+    pub value: T,
+    /// The line, counted from 1.
+    pub line: u64,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Located<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned = serde_saphyr::Spanned::<T>::deserialize(deserializer)?;
+        Ok(Self {
+            value: spanned.value,
+            line: spanned.referenced.line(),
+        })
+    }
+}
+
+impl<T: Serialize> Serialize for Located<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(serializer)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +105,15 @@ mod tests {
         let e = from_str::<Outer>("inner: {count: 1}\ninner: {count: 2}\n").unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
         assert!(from_str::<Outer>("inner: {").is_err());
+    }
+
+    #[test]
+    fn located_values_know_their_line() {
+        let items: Vec<Located<Inner>> = from_str("- count: 1\n-\n  count: 2\n").unwrap();
+        assert_eq!(items.iter().map(|i| i.line).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(items[1].value.count, 2);
+        let lines: Vec<Located<serde::de::IgnoredAny>> =
+            from_str("- {count: 1}\n\n- [a, b]\n- x\n").unwrap();
+        assert_eq!(lines.iter().map(|i| i.line).collect::<Vec<_>>(), [1, 3, 4]);
     }
 }

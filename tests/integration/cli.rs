@@ -399,6 +399,29 @@ fn an_invalid_case_id_in_a_store_path_is_refused() {
 }
 
 #[test]
+fn policy_lint_checks_the_containment_policy() {
+    let sb = Sandbox::new();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let ok = sb.run(&["policy", "lint", shipped.to_str().unwrap()]);
+    assert_success(&ok);
+    assert!(stdout(&ok).contains("containment.yaml"), "{}", stdout(&ok));
+    let bad = sb.path("bad-policies");
+    std::fs::create_dir(&bad).unwrap();
+    let full = std::fs::read_to_string(data("policies/containment.yaml")).unwrap();
+    let text = full.replace("header: X-Custody-Admin-Token", "header: Authorization");
+    std::fs::write(bad.join("containment.yaml"), text).unwrap();
+    let out = sb.run(&["policy", "lint", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("invalidate_sessions[0].header")
+            && err.contains("consumes it on pods/proxy")
+            && err.contains("line 28"),
+        "{err}"
+    );
+}
+
+#[test]
 fn policy_lint_accepts_the_shipped_policies_and_names_bad_ones() {
     let sb = Sandbox::new();
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");

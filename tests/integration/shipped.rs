@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use custody::daemon::config::ServeConfig;
 use custody::policy::{
-    self, CollectionPolicy, DetectionPolicy, FormatsPolicy, StoragePolicy, KNOWN_FILES,
+    self, CollectionPolicy, ContainmentPolicy, DetectionPolicy, FormatsPolicy, StoragePolicy,
+    KNOWN_FILES,
 };
 
 use crate::util::{stderr, Sandbox};
@@ -48,6 +49,7 @@ fn parse_policy(file: &str, text: &str) -> Result<(), policy::PolicyError> {
         "formats.yaml" => FormatsPolicy::parse(file, text).map(drop),
         "storage.yaml" => StoragePolicy::parse(file, text).map(drop),
         "collection.yaml" => CollectionPolicy::parse(file, text).map(drop),
+        "containment.yaml" => ContainmentPolicy::parse(file, text).map(drop),
         other => panic!("{other} is not a policy file"),
     }
 }
@@ -62,6 +64,15 @@ fn shipped_policy_files_parse() {
         KNOWN_FILES.len() + 1,
         "the YAML files and approvers.allowed_signers"
     );
+}
+
+#[test]
+fn the_test_policies_lint_clean() {
+    // tests/data/policies holds complete policies other tests use; they must stay valid.
+    let files = policy::lint(&repo("tests/data/policies")).unwrap();
+    assert!(!files.is_empty());
+    let p = policy::load(Some(&repo("tests/data/policies"))).unwrap();
+    assert_eq!(p.containment.targets[0].name.as_str(), "api-gateway");
 }
 
 #[test]
