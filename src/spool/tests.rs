@@ -166,7 +166,7 @@ fn an_upload_stores_every_object_records_them_and_empties_the_spool() {
     let (spool, case) = spooled_case(dir.path());
     let keys = spooled_keys(&spool, &case);
     let remote = LocalRemote::new(&dir.path().join("remote"));
-    let uploaded = upload_case(&spool, &remote, &case).unwrap();
+    let uploaded = upload_case(&spool, &remote, &case, &SigningKey::generate()).unwrap();
     assert_eq!(uploaded.objects.len(), keys.len());
     for key in &keys {
         assert_eq!(
@@ -218,7 +218,7 @@ fn a_tampered_spooled_case_is_refused_whole() {
     fs::write(&header, text).unwrap();
 
     let remote = LocalRemote::new(&dir.path().join("remote"));
-    match upload_case(&spool, &remote, &case) {
+    match upload_case(&spool, &remote, &case, &SigningKey::generate()) {
         Err(FlushError::NotAsSealed { case: refused, .. }) => assert_eq!(refused, case),
         other => panic!(
             "a tampered case was not refused: {:?}",
@@ -237,7 +237,7 @@ fn an_upload_cut_off_midway_resumes_without_sending_anything_twice() {
     let total = spooled_keys(&spool, &case).len();
     let remote = LocalRemote::new(&dir.path().join("remote"));
     remote.fail_after.store(3, Ordering::SeqCst);
-    match upload_case(&spool, &remote, &case) {
+    match upload_case(&spool, &remote, &case, &SigningKey::generate()) {
         Err(FlushError::Store(e)) => assert!(e.is_transient(), "{e}"),
         other => panic!("the upload did not stop: {:?}", other.map(|u| u.case_id)),
     }
@@ -245,7 +245,7 @@ fn an_upload_cut_off_midway_resumes_without_sending_anything_twice() {
 
     remote.fail_after.store(usize::MAX, Ordering::SeqCst);
     remote.puts.store(0, Ordering::SeqCst);
-    let report = flush(&spool, &remote).unwrap();
+    let report = flush(&spool, &remote, &SigningKey::generate()).unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(report.uploaded.len(), 1);
     assert_eq!(report.uploaded[0].objects.len(), total);
