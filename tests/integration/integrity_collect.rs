@@ -512,11 +512,7 @@ fn wait_at_most(child: &mut Child, limit: Duration) -> std::process::ExitStatus 
 }
 
 fn last_entry(case: &Path) -> serde_json::Value {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(case.join("journal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
+    let entries: Vec<PathBuf> = crate::util::journal_entry_paths(&case.join("journal"));
     serde_json::from_slice(&std::fs::read(entries.last().unwrap()).unwrap()).unwrap()
 }
 
