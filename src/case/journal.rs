@@ -276,6 +276,23 @@ mod tests {
         let chain = check_chain(&store, &case).unwrap();
         assert!(chain.problems.is_empty(), "{:?}", chain.problems);
         assert_eq!(chain.head(), Some(head));
+        // Each entry is signed over its exact bytes, and the key is published.
+        for seq in 1..=3 {
+            let entry = store
+                .get(&StoreKey::JournalEntry(case.clone(), seq))
+                .unwrap();
+            let sig = store
+                .get(&StoreKey::JournalSignature(case.clone(), seq))
+                .unwrap();
+            assert!(key.public().verify(&entry, &sig), "entry {seq}");
+        }
+        let published = crate::keys::published(&store).unwrap();
+        assert_eq!(published.len(), 1);
+        assert_eq!(published[0].id(), key.public().id());
+        assert!(legacy_unsigned(1, false, None));
+        assert!(legacy_unsigned(1, false, Some(2)));
+        assert!(!legacy_unsigned(3, false, Some(2)));
+        assert!(!legacy_unsigned(1, true, None));
 
         // Rewrite entry 2 (as an attacker with write access would) and the chain breaks at 3.
         let path = store
@@ -350,6 +367,15 @@ mod tests {
         // Landed, answered 412: the entry there has this append's bytes, so it is appended.
         let head = j.append("custody", failed()).unwrap();
         assert_eq!(head.seq, 1);
+        let entry = store
+            .0
+            .get(&StoreKey::JournalEntry(case.clone(), 1))
+            .unwrap();
+        let sig = store
+            .0
+            .get(&StoreKey::JournalSignature(case.clone(), 1))
+            .unwrap();
+        assert!(key.public().verify(&entry, &sig));
         let chain = check_chain(&store.0, &case).unwrap();
         assert_eq!(chain.head(), Some(head));
         // Another writer's entry 2 is not taken for this one's.

@@ -231,6 +231,40 @@ fn a_tampered_spooled_case_is_refused_whole() {
 }
 
 #[test]
+fn a_spooled_case_with_an_entry_signature_removed_or_changed_is_refused() {
+    for change in ["remove", "flip"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, case) = spooled_case(dir.path());
+        // Every entry's signature is among the objects to upload.
+        let keys = spooled_keys(&spool, &case);
+        let (seqs, _) = spool.list_journal(&case).unwrap();
+        for seq in &seqs {
+            assert!(keys.contains(&StoreKey::JournalSignature(case.clone(), *seq)));
+        }
+        let sig = spool
+            .dir()
+            .join(StoreKey::JournalSignature(case.clone(), seqs[seqs.len() - 1]).path());
+        if change == "remove" {
+            fs::remove_file(&sig).unwrap();
+        } else {
+            let mut perms = fs::metadata(&sig).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            fs::set_permissions(&sig, perms).unwrap();
+            let mut bytes = fs::read(&sig).unwrap();
+            bytes[5] ^= 1;
+            fs::write(&sig, bytes).unwrap();
+        }
+        let remote = LocalRemote::new(&dir.path().join("remote"));
+        match upload_case(&spool, &remote, &case, &SigningKey::generate()) {
+            Err(FlushError::NotAsSealed { .. }) => {}
+            other => panic!("{change}: not refused: {:?}", other.map(|u| u.case_id)),
+        }
+        assert_eq!(remote.puts.load(Ordering::SeqCst), 0, "nothing was sent");
+    }
+}
+
+#[test]
 fn an_upload_cut_off_midway_resumes_without_sending_anything_twice() {
     let dir = tempfile::tempdir().unwrap();
     let (spool, case) = spooled_case(dir.path());
