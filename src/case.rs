@@ -18,6 +18,7 @@ pub use state::{CaseState, Status};
 
 use crate::digest::Sha256Digest;
 use crate::id::CaseId;
+use crate::keys::SigningKey;
 use crate::store::{Store, StoreError, StoreKey};
 use crate::timefmt;
 
@@ -69,17 +70,19 @@ impl CaseHeader {
 }
 
 /// Opens a case: its header (create-new, so a case id is taken once) and the journal's first
-/// entry, which pins the header's digest. `trigger_details` (the daemon's) go into that entry.
+/// entry, which pins the header's digest. `trigger_details` (the daemon's) go into that entry;
+/// `key` signs it and every entry the returned journal appends.
 pub fn open<'a>(
     store: &'a dyn Store,
     header: &CaseHeader,
     trigger_details: Option<entry::TriggerDetails>,
+    key: &'a SigningKey,
 ) -> Result<Journal<'a>, CaseError> {
     let bytes = header.encode()?;
     store
         .put_new(&StoreKey::CaseHeader(header.id.clone()), &bytes)
         .map_err(CaseError::WriteHeader)?;
-    let mut journal = Journal::new_case(store, header.id.clone());
+    let mut journal = Journal::new_case(store, header.id.clone(), key);
     journal.append(
         &header.trigger.requested_by,
         opened_entry(&header.trigger, &bytes, trigger_details),

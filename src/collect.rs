@@ -158,7 +158,7 @@ pub fn collect(
 ) -> Result<Outcome, CollectError> {
     // The sources are opened before the case: bad input is refused with nothing written.
     let opened = open_sources(policies, source, request)?;
-    let journal = open_case(store, request, serde_json::Value::Null)?;
+    let journal = open_case(store, key, request, serde_json::Value::Null)?;
     seal_case(store, key, policies, source, request, journal, opened)
 }
 
@@ -197,6 +197,7 @@ pub fn open_sources(
 /// entry; `null` for none.
 pub fn open_case<'a>(
     store: &'a dyn Store,
+    key: &'a SigningKey,
     request: &Request,
     trigger_details: serde_json::Value,
 ) -> Result<Journal<'a>, CollectError> {
@@ -210,7 +211,7 @@ pub fn open_case<'a>(
         ),
     };
     let header = CaseHeader::new(request.case_id.clone(), request.at, request.trigger.clone());
-    case::open(store, &header, details).map_err(|e| match e {
+    case::open(store, &header, details, key).map_err(|e| match e {
         CaseError::WriteHeader(e) => CollectError::OpenCase(e),
         CaseError::Journal(e) => CollectError::Journal(e),
         CaseError::Encode(source) => CollectError::Encode {

@@ -216,7 +216,12 @@ impl Daemon {
             ..details
         };
         let header = CaseHeader::new(case.clone(), OffsetDateTime::now_utc(), trigger.clone());
-        match journal::open(self.store.as_ref(), &header, Some(details.clone())) {
+        match journal::open(
+            self.store.as_ref(),
+            &header,
+            Some(details.clone()),
+            &self.key,
+        ) {
             Ok(_) => {}
             Err(CaseError::WriteHeader(StoreError::AlreadyExists { .. })) => {
                 if !self.finish_opening(&case, &trigger, &details)? {
@@ -274,7 +279,7 @@ impl Daemon {
         }
         let header = self.store.get(&StoreKey::CaseHeader(case.clone()))?;
         let first = journal::opened_entry(trigger, &header, Some(details.clone()));
-        let mut journal = Journal::new_case(self.store.as_ref(), case.clone());
+        let mut journal = Journal::new_case(self.store.as_ref(), case.clone(), &self.key);
         match journal.append(&trigger.requested_by, first) {
             Ok(_) => Ok(true),
             Err(journal::JournalError::Append {

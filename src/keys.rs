@@ -1,5 +1,6 @@
 //! Ed25519 keys: generation, PEM files that `openssl` reads and writes (PKCS#8 private keys, SPKI
-//! public keys), key ids, and the per-user collector key that `collect` uses when none is given.
+//! public keys), key ids, the per-user collector key that `collect` uses when none is given, and
+//! the copies of public keys published in a store's `keys/`.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -13,6 +14,7 @@ use rand_core::OsRng;
 
 use crate::digest::Sha256Digest;
 use crate::id::KeyId;
+use crate::store::{Store, StoreError, StoreKey, StorePrefix};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -36,6 +38,8 @@ pub enum KeyError {
         "no per-user key location: neither XDG_CONFIG_HOME nor HOME is set; pass --signing-key"
     )]
     NoKeyHome,
+    #[error("no collector key at {path} to sign journal entries with: pass --signing-key with the key that collected the cases")]
+    NoDefaultKey { path: PathBuf },
 }
 
 /// A key that signs seals and approvals.
@@ -242,6 +246,63 @@ pub fn load_or_create_default() -> Result<(SigningKey, Option<PathBuf>), KeyErro
     let key = SigningKey::generate();
     let (private_path, _) = write_key_pair(&key, &prefix)?;
     Ok((key, Some(private_path)))
+}
+
+/// Copies `key` into the store's `keys/` (a convenience for verifiers, not trust), unless it is
+/// there: the key of seals and journal entries alike.
+pub fn publish(store: &dyn Store, key: &PublicKey) -> Result<(), StoreError> {
+    let k = StoreKey::PublicKey(key.id().clone());
+    if store.exists(&k)? {
+        return Ok(());
+    }
+    let pem = key.to_pem().map_err(|e| StoreError::Remote {
+        uri: store.object_uri(&k),
+        message: e.to_string(),
+    })?;
+    match store.put_new(&k, pem.as_bytes()) {
+        Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The public keys published in a store's `keys/`, each one holding the key its name says
+/// (a file that does not is left out here; `verify` reports it). Not trust: a copy anyone with
+/// write access to the store could have put there.
+pub fn published(store: &dyn Store) -> Result<Vec<PublicKey>, StoreError> {
+    let mut keys = Vec::new();
+    for name in store.list(&StorePrefix::Keys)? {
+        let Some(id) = crate::store::layout::key_file_id(&name) else {
+            continue;
+        };
+        let Ok(bytes) = store.get(&StoreKey::PublicKey(id.clone())) else {
+            continue;
+        };
+        if let Ok(key) = PublicKey::from_pem(&String::from_utf8_lossy(&bytes)) {
+            if key.id() == &id {
+                keys.push(key);
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// The key among `keys` under which `signature` is a valid Ed25519 signature over `message`.
+pub fn signer<'k>(
+    keys: &'k [PublicKey],
+    message: &[u8],
+    signature: &[u8],
+) -> Option<&'k PublicKey> {
+    keys.iter().find(|k| k.verify(message, signature))
+}
+
+/// Loads the per-user collector key, never creating one: for writers that sign what others
+/// collected (`store flush`), where a new key would be an identity nobody knows.
+pub fn load_default() -> Result<SigningKey, KeyError> {
+    let private_path = with_suffix(&default_key_prefix()?, "key");
+    if !private_path.exists() {
+        return Err(KeyError::NoDefaultKey { path: private_path });
+    }
+    SigningKey::load(&private_path)
 }
 
 #[cfg(test)]

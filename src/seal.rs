@@ -37,6 +37,12 @@ pub struct SealRecord {
     pub storage: Stored,
     /// The last journal entry before the seal was made.
     pub journal_head: Head,
+    /// True when the case's journal is signed from its first entry on: every entry up to
+    /// `journal_head` must then carry a valid signature (`<seq>.json.sig`), so removing the
+    /// signatures cannot pass the case off as one written before entries were signed. Absent
+    /// in seals of older versions, and of cases opened by one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub journal_signed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +135,9 @@ pub fn store_bundle(
         size: sealed.staged.size,
         unpacked_size: sealed.unpacked_size,
     };
+    // A case opened by this version has a signed first entry; one opened by an older version
+    // and sealed by this one (an upgrade mid-case) keeps its older record.
+    let journal_signed = store.exists(&StoreKey::JournalSignature(case.clone(), 1))?;
     let stored_archive = store
         .put_new_file(
             &StoreKey::Archive(case.clone(), bundle.clone()),
@@ -154,6 +163,7 @@ pub fn store_bundle(
         tool: ToolRecord::current(),
         storage: stored_archive.clone(),
         journal_head,
+        journal_signed,
     };
     let mut seal_bytes = serde_json::to_vec_pretty(&record).map_err(SealError::Encode)?;
     seal_bytes.push(b'\n');
@@ -184,6 +194,26 @@ pub fn store_bundle(
         seal: stored_seal,
         seal_sha256,
     })
+}
+
+/// Whether one of the case's seals says its journal is signed from the first entry on
+/// (`journal_signed`). Seals that cannot be read or parsed count for nothing here: verifying
+/// their bundle reports them.
+pub fn journal_signed(store: &dyn Store, case: &CaseId) -> Result<bool, StoreError> {
+    let bundles = match store.list_bundles(case) {
+        Ok((bundles, _)) => bundles,
+        Err(StoreError::Symlink(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    for bundle in bundles {
+        let Ok(bytes) = store.get(&StoreKey::Seal(case.clone(), bundle)) else {
+            continue;
+        };
+        if serde_json::from_slice::<SealRecord>(&bytes).is_ok_and(|r| r.journal_signed) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The `bundle_sealed` entry: the stored archive and seal, and the key that signed.
@@ -219,12 +249,5 @@ fn journal_sealing(
 
 /// Copies the public key into the store's `keys/` (a convenience for verifiers, not trust).
 fn publish_key(store: &dyn Store, key: &SigningKey) -> Result<(), SealError> {
-    let k = StoreKey::PublicKey(key.public().id().clone());
-    if store.exists(&k)? {
-        return Ok(());
-    }
-    match store.put_new(&k, key.public().to_pem()?.as_bytes()) {
-        Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(crate::keys::publish(store, key.public())?)
 }

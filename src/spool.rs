@@ -27,6 +27,7 @@ use crate::case::entry::{ObjectReceipt, ObjectsStored};
 use crate::case::{self as journal, Details, Journal, JournalError};
 use crate::digest::Sha256Digest;
 use crate::id::CaseId;
+use crate::keys::SigningKey;
 use crate::store::s3::{self, ObjectState, PutReceipt, S3Location, S3Options, S3Store};
 use crate::store::{
     LocalStore, Receipt, Recording, StagedFile, Store, StoreError, StoreKey, StorePrefix, Stored,
@@ -392,15 +393,19 @@ pub struct FlushReport {
 }
 
 /// Uploads every case in the spool, oldest first. A case that fails stays in the spool and does
-/// not stop the others.
-pub fn flush<R: Remote>(spool: &SpoolStore, s3: &R) -> Result<FlushReport, StoreError> {
+/// not stop the others. `key` signs the `objects_stored` entries.
+pub fn flush<R: Remote>(
+    spool: &SpoolStore,
+    s3: &R,
+    key: &SigningKey,
+) -> Result<FlushReport, StoreError> {
     let mut report = FlushReport::default();
     for case in spool.cases()? {
         let Some(_lock) = spool.try_lock_case(&case)? else {
             report.busy.push(case);
             continue;
         };
-        match upload_case(spool, s3, &case) {
+        match upload_case(spool, s3, &case, key) {
             Ok(done) => report.uploaded.push(done),
             Err(e) => report.failed.push((case, e.to_string())),
         }
@@ -410,11 +415,12 @@ pub fn flush<R: Remote>(spool: &SpoolStore, s3: &R) -> Result<FlushReport, Store
 
 /// Uploads one spooled case, records the versions in its journal in S3, and removes it from the
 /// spool. The caller holds the case's lock. Nothing is sent unless the whole case is what was
-/// sealed.
+/// sealed. `key` signs the `objects_stored` entry.
 pub fn upload_case<R: Remote>(
     spool: &SpoolStore,
     s3: &R,
     case: &CaseId,
+    key: &SigningKey,
 ) -> Result<UploadedCase, FlushError> {
     let checked = match check::spooled_case(spool, case) {
         Ok(c) => c,
@@ -455,9 +461,14 @@ pub fn upload_case<R: Remote>(
     let journal_entry = if remote_last == local_head.seq {
         // The entry's own receipt, from its PUT, says where it is.
         let recording = Recording::new(s3);
-        let mut journal = Journal::resume(&recording, case.clone(), local_head);
+        let mut journal = Journal::resume(&recording, case.clone(), local_head, key);
         journal.append("custody", details)?;
-        match recording.receipts().pop() {
+        let entry_key = StoreKey::JournalEntry(case.clone(), local_head.seq + 1);
+        let receipt = recording
+            .receipts()
+            .into_iter()
+            .find(|(k, _)| *k == entry_key);
+        match receipt {
             Some((_, receipt)) => receipt.stored(),
             None => {
                 return Err(FlushError::Store(StoreError::NotFound {

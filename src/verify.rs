@@ -6,6 +6,7 @@ mod bag;
 mod bundle;
 mod layout;
 mod s3;
+mod signed;
 
 use std::path::{Path, PathBuf};
 
@@ -290,6 +291,7 @@ pub fn verify_case(
     for p in &chain.problems {
         report.problem("journal", p.key.clone(), p.message.clone());
     }
+    signed::check_entry_signatures(store, case, &chain, options, report)?;
     check_case_opened(store, case, &chain, report);
     let bundles = bundles_to_verify(store, case, only, &chain, report)?;
     let run = match staging {

@@ -1,6 +1,8 @@
 //! The custody journal: one immutable, hash-chained entry per step of a case. Each entry names
 //! the SHA-256 of the previous entry's exact bytes, so an entry changed, removed or reordered
-//! breaks the chain, and the seal pins the head so truncation is detectable too.
+//! breaks the chain, and the seal pins the head so truncation is detectable too. Each entry is
+//! signed by the writer's collector key (`<seq>.json.sig`, raw Ed25519 over the entry's bytes,
+//! as seals are), so write access to the store is not write access to the record.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -8,6 +10,7 @@ use time::OffsetDateTime;
 pub use super::entry::{Details, Entry, EntryKind};
 use crate::digest::Sha256Digest;
 use crate::id::CaseId;
+use crate::keys::SigningKey;
 use crate::store::{Store, StoreError, StoreKey};
 use crate::timefmt;
 
@@ -25,32 +28,46 @@ pub enum JournalError {
     Append { case: CaseId, source: StoreError },
     #[error("cannot encode a journal entry: {0}")]
     Encode(serde_json::Error),
+    #[error("cannot publish the journal's signing key: {0}")]
+    PublishKey(StoreError),
 }
 
-/// A writer that appends to one case's journal.
+/// A writer that appends to one case's journal, signing each entry with `key`.
 pub struct Journal<'a> {
     store: &'a dyn Store,
     case: CaseId,
     head: Option<Head>,
+    key: &'a SigningKey,
+    /// Whether `key` is known to be in the store's `keys/` (checked before the first append).
+    published: bool,
 }
 
 impl<'a> Journal<'a> {
     /// The journal of a new case, with no entries yet.
-    pub fn new_case(store: &'a dyn Store, case: CaseId) -> Self {
+    pub fn new_case(store: &'a dyn Store, case: CaseId, key: &'a SigningKey) -> Self {
         Self {
             store,
             case,
             head: None,
+            key,
+            published: false,
         }
     }
 
     /// The journal of a case whose last entry is `head`.
-    pub fn resume(store: &'a dyn Store, case: CaseId, head: Head) -> Self {
+    pub fn resume(store: &'a dyn Store, case: CaseId, head: Head, key: &'a SigningKey) -> Self {
         Self {
             store,
             case,
             head: Some(head),
+            key,
+            published: false,
         }
+    }
+
+    /// The key that signs this journal's entries.
+    pub fn key(&self) -> &SigningKey {
+        self.key
     }
 
     pub fn head(&self) -> Option<Head> {
@@ -61,8 +78,16 @@ impl<'a> Journal<'a> {
         &self.case
     }
 
-    /// Appends an entry; the write is create-new, so a concurrent writer cannot fork the chain.
+    /// Appends an entry, then its signature. The entry's write is create-new, so a concurrent
+    /// writer cannot fork the chain: it is the commit point. The signature follows it, also
+    /// create-new; Ed25519 is deterministic, so a retried append writes the same bytes. The
+    /// public key is published in `keys/` before the first entry this writer signs.
     pub fn append(&mut self, actor: &str, details: Details) -> Result<Head, JournalError> {
+        if !self.published {
+            crate::keys::publish(self.store, self.key.public())
+                .map_err(JournalError::PublishKey)?;
+            self.published = true;
+        }
         let entry = Entry {
             seq: self.head.map_or(1, |h| h.seq + 1),
             prev_sha256: self.head.map(|h| h.sha256),
@@ -73,12 +98,14 @@ impl<'a> Journal<'a> {
         let bytes = encode(&entry)?;
         // The entry carries its time to the millisecond: the same bytes there are this append's.
         let key = StoreKey::JournalEntry(self.case.clone(), entry.seq);
-        crate::store::put_new_or_same(self.store, &key, &bytes).map_err(|source| {
-            JournalError::Append {
-                case: self.case.clone(),
-                source,
-            }
-        })?;
+        let append_error = |source| JournalError::Append {
+            case: self.case.clone(),
+            source,
+        };
+        crate::store::put_new_or_same(self.store, &key, &bytes).map_err(append_error)?;
+        let signature = self.key.sign(&bytes);
+        let sig_key = StoreKey::JournalSignature(self.case.clone(), entry.seq);
+        crate::store::put_new_or_same(self.store, &sig_key, &signature).map_err(append_error)?;
         let head = Head {
             seq: entry.seq,
             sha256: Sha256Digest::of(&bytes),
@@ -86,6 +113,14 @@ impl<'a> Journal<'a> {
         self.head = Some(head);
         Ok(head)
     }
+}
+
+/// Whether entry `seq`, found without a signature, is a legacy entry rather than one whose
+/// signature was removed: never in a case signed from its start (`signed_from_start`: its first
+/// entry is signed, or a seal says `journal_signed`), and otherwise only before the case's first
+/// signed entry (`first_signed`), which pins it through the chain.
+pub fn legacy_unsigned(seq: u64, signed_from_start: bool, first_signed: Option<u64>) -> bool {
+    !signed_from_start && first_signed.is_none_or(|first| seq < first)
 }
 
 /// The stored form of an entry: pretty JSON and a final line feed.
@@ -233,13 +268,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path(), true).unwrap();
         let case = CaseId::new("c1").unwrap();
-        let mut j = Journal::new_case(&store, case.clone());
+        let key = SigningKey::generate();
+        let mut j = Journal::new_case(&store, case.clone(), &key);
         j.append("alice", failed()).unwrap();
         j.append("custody", captured(1)).unwrap();
         let head = j.append("custody", failed()).unwrap();
         let chain = check_chain(&store, &case).unwrap();
         assert!(chain.problems.is_empty(), "{:?}", chain.problems);
         assert_eq!(chain.head(), Some(head));
+        // Each entry is signed over its exact bytes, and the key is published.
+        for seq in 1..=3 {
+            let entry = store
+                .get(&StoreKey::JournalEntry(case.clone(), seq))
+                .unwrap();
+            let sig = store
+                .get(&StoreKey::JournalSignature(case.clone(), seq))
+                .unwrap();
+            assert!(key.public().verify(&entry, &sig), "entry {seq}");
+        }
+        let published = crate::keys::published(&store).unwrap();
+        assert_eq!(published.len(), 1);
+        assert_eq!(published[0].id(), key.public().id());
+        assert!(legacy_unsigned(1, false, None));
+        assert!(legacy_unsigned(1, false, Some(2)));
+        assert!(!legacy_unsigned(3, false, Some(2)));
+        assert!(!legacy_unsigned(1, true, None));
 
         // Rewrite entry 2 (as an attacker with write access would) and the chain breaks at 3.
         let path = store
@@ -309,14 +362,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LostAnswers(LocalStore::open(dir.path(), true).unwrap());
         let case = CaseId::new("c1").unwrap();
-        let mut j = Journal::new_case(&store, case.clone());
+        let key = SigningKey::generate();
+        let mut j = Journal::new_case(&store, case.clone(), &key);
         // Landed, answered 412: the entry there has this append's bytes, so it is appended.
         let head = j.append("custody", failed()).unwrap();
         assert_eq!(head.seq, 1);
+        let entry = store
+            .0
+            .get(&StoreKey::JournalEntry(case.clone(), 1))
+            .unwrap();
+        let sig = store
+            .0
+            .get(&StoreKey::JournalSignature(case.clone(), 1))
+            .unwrap();
+        assert!(key.public().verify(&entry, &sig));
         let chain = check_chain(&store.0, &case).unwrap();
         assert_eq!(chain.head(), Some(head));
         // Another writer's entry 2 is not taken for this one's.
-        let mut other = Journal::resume(&store.0, case.clone(), head);
+        let mut other = Journal::resume(&store.0, case.clone(), head, &key);
         other.append("other", captured(7)).unwrap();
         let err = j.append("custody", failed()).unwrap_err();
         assert!(

@@ -44,7 +44,7 @@ impl Prepared {
 
     /// Collects into `store`; the outcome, or the exit code of a collection that stopped.
     fn collect(&mut self, store: &dyn Store) -> Result<collect::Outcome, Result<ExitCode>> {
-        let mut run = begin_run(store, &mut self.request).map_err(Err)?;
+        let mut run = begin_run(store, &self.key, &mut self.request).map_err(Err)?;
         let mut source = self.source_for(run.dir());
         let result = collect::collect(
             store,
@@ -86,7 +86,12 @@ pub(super) fn run(cli: &Cli) -> Result<ExitCode> {
     let uploaded =
         super::store::s3_store(cli, location, &prepared.policies, &spool).and_then(|s3| {
             s3.check()?;
-            Ok(spool::upload_case(&spool, &s3, &outcome.case_id)?)
+            Ok(spool::upload_case(
+                &spool,
+                &s3,
+                &outcome.case_id,
+                &prepared.key,
+            )?)
         });
     match uploaded {
         Ok(uploaded) => {
@@ -236,14 +241,18 @@ fn finish_source(
 
 /// Starts the collection's staging directory, after cleaning what earlier runs that died
 /// left behind (and journaling their cases as interrupted).
-fn begin_run(store: &dyn Store, request: &mut Request) -> Result<collect::run::Run> {
-    let (run, swept) = collect::run::Run::begin(store, &request.case_id, &request.bundle_id)
+fn begin_run(
+    store: &dyn Store,
+    key: &SigningKey,
+    request: &mut Request,
+) -> Result<collect::run::Run> {
+    let (run, swept) = collect::run::Run::begin(store, key, &request.case_id, &request.bundle_id)
         .with_context(|| {
-            format!(
-                "cannot create a staging directory in {}",
-                store.staging_dir().display()
-            )
-        })?;
+        format!(
+            "cannot create a staging directory in {}",
+            store.staging_dir().display()
+        )
+    })?;
     report_swept(&swept);
     request.staging = Some(run.dir().to_owned());
     Ok(run)

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 
 use super::collect::report_swept;
 use super::{output, policy_dir, s3_options, Cli};
+use crate::keys::{self, SigningKey};
 use crate::policy;
 use crate::spool::{self, SpoolStore};
 use crate::store::s3::{S3Location, S3Store};
@@ -40,14 +41,22 @@ pub(super) fn flush(cli: &Cli, uri: &str) -> Result<ExitCode> {
         );
     }
     let spool = SpoolStore::open(&root, location.clone(), &s3_options(cli))?;
+    // The entries a flush appends are signed like every other: by the given key, else the
+    // per-user collector key; never by a key made up for the occasion. An empty spool has no
+    // journal to append to, and needs none (its sweep only cleans staging directories).
+    let key = match (&cli.signing_key, spool.cases()?.is_empty()) {
+        (Some(path), _) => SigningKey::load(path)?,
+        (None, false) => keys::load_default()?,
+        (None, true) => SigningKey::generate(),
+    };
     // A collection that died in the spool is journaled as such before it is uploaded.
-    report_swept(&crate::collect::run::sweep_dead_runs(&spool));
+    report_swept(&crate::collect::run::sweep_dead_runs(&spool, &key));
     let waiting = spool.cases()?;
     let s3 = s3_store(cli, location, &policies, &spool)?;
     if !waiting.is_empty() {
         s3.check()?;
     }
-    let report = spool::flush(&spool, &s3)?;
+    let report = spool::flush(&spool, &s3, &key)?;
     output::flushed(uri, &report, &elsewhere, cli.json)?;
     if report.failed.is_empty() && elsewhere.is_empty() {
         Ok(ExitCode::SUCCESS)

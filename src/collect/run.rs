@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::case::entry::CollectionInterrupted;
 use crate::case::{self, CaseState, Details, Journal};
 use crate::id::{BundleId, CaseId};
+use crate::keys::SigningKey;
 use crate::store::Store;
 
 const LOCK: &str = "lock";
@@ -51,9 +52,14 @@ pub struct Swept {
 impl Run {
     /// Sweeps what dead runs left in `store`'s staging directory, then starts a run for
     /// `case`'s bundle `bundle`.
-    pub fn begin(store: &dyn Store, case: &CaseId, bundle: &BundleId) -> io::Result<(Run, Swept)> {
+    pub fn begin(
+        store: &dyn Store,
+        key: &SigningKey,
+        case: &CaseId,
+        bundle: &BundleId,
+    ) -> io::Result<(Run, Swept)> {
         let staging = store.staging_dir().to_owned();
-        let swept = sweep_dead_runs(store);
+        let swept = sweep_dead_runs(store, key);
         let dir = staging.join(format!("run-{bundle}"));
         fs::create_dir_all(&staging)?;
         fs::create_dir(&dir)?;
@@ -104,7 +110,8 @@ impl Drop for Run {
 
 /// Journals and cleans what runs whose process died left in `store`'s staging directory; a run
 /// still locked is alive and left alone. Problems here never stop the caller: they are logged.
-pub fn sweep_dead_runs(store: &dyn Store) -> Swept {
+/// `key` signs the entries it journals.
+pub fn sweep_dead_runs(store: &dyn Store, key: &SigningKey) -> Swept {
     let mut swept = Swept::default();
     let Ok(entries) = fs::read_dir(store.staging_dir()) else {
         return swept;
@@ -130,7 +137,7 @@ pub fn sweep_dead_runs(store: &dyn Store) -> Swept {
         else {
             continue;
         };
-        match journal_died(store, &record) {
+        match journal_died(store, key, &record) {
             Ok(true) => swept.interrupted.push(record.case_id),
             Ok(false) => {}
             Err(e) => {
@@ -185,7 +192,7 @@ pub fn state_of(staging: &Path, case: &CaseId) -> RunState {
 }
 
 /// Journals `collection_interrupted` for the run's case if its collection is unfinished.
-fn journal_died(store: &dyn Store, record: &RunRecord) -> Result<bool, String> {
+fn journal_died(store: &dyn Store, key: &SigningKey, record: &RunRecord) -> Result<bool, String> {
     let chain = case::check_chain(store, &record.case_id).map_err(|e| e.to_string())?;
     let Some(head) = chain.head() else {
         return Ok(false);
@@ -194,7 +201,7 @@ fn journal_died(store: &dyn Store, record: &RunRecord) -> Result<bool, String> {
     if !unfinished || !chain.problems.is_empty() {
         return Ok(false);
     }
-    let mut journal = Journal::resume(store, record.case_id.clone(), head);
+    let mut journal = Journal::resume(store, record.case_id.clone(), head, key);
     journal
         .append(
             "custody",

@@ -9,6 +9,7 @@ use crate::case::entry::{AlertResolved, TriggerDetails};
 use crate::case::{self as journal, CaseState, Details, Status};
 use crate::collect::Trigger;
 use crate::id::CaseId;
+use crate::keys::SigningKey;
 use crate::store::{Store, StoreError, StoreKey};
 
 use super::alerts::{self, Alert};
@@ -26,6 +27,7 @@ const RESENT: &str = "the alert was sent again after its collection failed; coll
 /// false while the case's collection has not ended.
 pub(super) fn journal_resolve(
     store: &dyn Store,
+    key: &SigningKey,
     case: &CaseId,
     episode: &str,
 ) -> Result<bool, String> {
@@ -38,7 +40,7 @@ pub(super) fn journal_resolve(
     // Never in the middle of a collection (its seal pins the journal's head): the worker
     // journals the resolve when the collection ends.
     let over = std::cell::Cell::new(true);
-    append_unless(store, case, Details::AlertResolved(details), |s| {
+    append_unless(store, key, case, Details::AlertResolved(details), |s| {
         over.set(s.collection_over());
         s.alert_resolved || !s.collection_over()
     })?;
@@ -255,7 +257,7 @@ impl Daemon {
             _ => {}
         }
         let done = self.leases.hold(self.store.as_ref(), case, |held| {
-            journal_resolve(held, case, episode)
+            journal_resolve(held, &self.key, case, episode)
         });
         match done {
             Ok(Ok(journaled)) => journaled,
@@ -328,7 +330,8 @@ mod tests {
             requested_by: "alertmanager".into(),
         };
         let header = CaseHeader::new(case.clone(), OffsetDateTime::now_utc(), trigger);
-        crate::case::open(&store, &header, None).unwrap();
+        let key = crate::keys::SigningKey::generate();
+        crate::case::open(&store, &header, None, &key).unwrap();
         let record = br#"{"fingerprint": "f"}"#;
         store
             .put_new(&StoreKey::Episode("e.resolved.json".into()), record)
@@ -337,17 +340,17 @@ mod tests {
         // others; a collection step is journaled in between to move the head.
         std::thread::scope(|s| {
             for _ in 0..6 {
-                s.spawn(|| journal_resolve(&store, &case, "e").unwrap());
+                s.spawn(|| journal_resolve(&store, &key, &case, "e").unwrap());
             }
             s.spawn(|| {
                 let step = Details::CollectionFailed(crate::case::entry::CollectionFailed {
                     error: "x".into(),
                 });
-                super::super::worker::append(&store, &case, step).unwrap();
+                super::super::worker::append(&store, &key, &case, step).unwrap();
             });
         });
         // … and the worker's own, once the collection has ended.
-        journal_resolve(&store, &case, "e").unwrap();
+        journal_resolve(&store, &key, &case, "e").unwrap();
         let chain = journal::check_chain(&store, &case).unwrap();
         assert!(chain.problems.is_empty(), "{:?}", chain.problems);
         let resolved = chain

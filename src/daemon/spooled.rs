@@ -193,7 +193,7 @@ impl Daemon {
             let failed = crate::case::entry::CollectionFailed {
                 error: "the collection could not be written into the local spool".into(),
             };
-            if let Err(e) = append(held, &case, Details::CollectionFailed(failed)) {
+            if let Err(e) = append(held, &self.key, &case, Details::CollectionFailed(failed)) {
                 tracing::error!(case = %case, error = %e, "cannot journal the failure");
             }
             return None;
@@ -214,7 +214,7 @@ impl Daemon {
             let restarted = Details::CollectionRestarted(CollectionRestarted {
                 reason: why.clone(),
             });
-            if let Err(e) = append(spool, case, restarted) {
+            if let Err(e) = append(spool, &self.key, case, restarted) {
                 tracing::error!(case = %case, error = %e, "cannot journal the restart in the spool");
                 self.metrics.collection("error");
                 return false;
@@ -230,7 +230,7 @@ impl Daemon {
                 self.metrics.collection("sealed");
                 // Journaled before the upload, so that the spool holds the whole collection and
                 // `objects_stored` (appended by the upload) records the findings entry too.
-                if let Err(e) = append(spool, case, Details::Findings(findings(&o))) {
+                if let Err(e) = append(spool, &self.key, case, Details::Findings(findings(&o))) {
                     tracing::warn!(case = %case, error = %e, "cannot journal the findings");
                 }
                 tracing::info!(case = %case, bundle = %o.bundle.bundle_id, bytes, "collection sealed into the spool");
@@ -294,7 +294,7 @@ impl Daemon {
     ) -> Result<Uploaded, UploadError> {
         let uploaded = {
             let _committed = held.commit()?;
-            spool::upload_case(&spooling.spool, spooling.s3.as_ref(), case)?
+            spool::upload_case(&spooling.spool, spooling.s3.as_ref(), case, &self.key)?
         };
         self.metrics.spool_upload("stored");
         tracing::info!(case = %case, objects = uploaded.objects.len(), "the sealed case is stored in S3");
@@ -311,7 +311,7 @@ impl Daemon {
         };
         let state = CaseState::of(&chain);
         if let Some(episode) = episode_in(&state) {
-            if let Err(e) = journal_resolve(held, case, &episode) {
+            if let Err(e) = journal_resolve(held, &self.key, case, &episode) {
                 tracing::warn!(case = %case, error = %e, "cannot journal the resolve");
             }
         }
@@ -462,7 +462,36 @@ fn seed(s3: &dyn Store, spool: &SpoolStore, case: &CaseId) -> Result<Seeded, Sto
     for (key, bytes) in entries {
         spool.put_new(&key, &bytes)?;
     }
+    seed_signatures(s3, spool, case)?;
     Ok(Seeded::Ready)
+}
+
+/// Copies the signatures of the case's journal entries from S3 into the spool, byte for byte,
+/// with the public keys in S3 that made them: the upload checks every entry's signature against
+/// the spool's keys. A signature no key in S3 verifies is copied as it is, for the upload's check
+/// to refuse.
+fn seed_signatures(s3: &dyn Store, spool: &SpoolStore, case: &CaseId) -> Result<(), StoreError> {
+    let names = s3.list(&crate::store::StorePrefix::Journal(case.clone()))?;
+    let signed = crate::store::layout::journal_signatures(&names);
+    if signed.is_empty() {
+        return Ok(());
+    }
+    let published = crate::keys::published(s3)?;
+    for seq in signed {
+        let sig_key = StoreKey::JournalSignature(case.clone(), seq);
+        let signature = s3.get(&sig_key)?;
+        let entry = match spool.get(&StoreKey::JournalEntry(case.clone(), seq)) {
+            Ok(entry) => entry,
+            // A signature of no entry stays behind: the upload has no entry for it.
+            Err(StoreError::NotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        if let Some(signer) = crate::keys::signer(&published, &entry, &signature) {
+            crate::keys::publish(spool, signer)?;
+        }
+        spool.put_new(&sig_key, &signature)?;
+    }
+    Ok(())
 }
 
 /// Removes what a collection left of `case` in the spool when nothing of it is to be uploaded.

@@ -13,6 +13,7 @@ use crate::case::entry::{
 use crate::case::{self as journal, CaseState, Details, Journal, JournalError};
 use crate::collect::{self, CollectError, Request};
 use crate::id::{BundleId, CaseId};
+use crate::keys::SigningKey;
 use crate::seal::SealError;
 use crate::source::k8s::K8sSource;
 use crate::source::Source;
@@ -30,8 +31,13 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 const RETRIED: &str = "the store failed transiently during the collection; collecting again";
 
 /// Appends to a case's journal, re-reading the head when another writer got there first.
-pub(super) fn append(store: &dyn Store, case: &CaseId, details: Details) -> Result<(), String> {
-    append_unless(store, case, details, |_| false).map(|_| ())
+pub(super) fn append(
+    store: &dyn Store,
+    key: &SigningKey,
+    case: &CaseId,
+    details: Details,
+) -> Result<(), String> {
+    append_unless(store, key, case, details, |_| false).map(|_| ())
 }
 
 /// Appends to a case's journal unless `done` says the case's state already holds what the entry
@@ -39,6 +45,7 @@ pub(super) fn append(store: &dyn Store, case: &CaseId, details: Details) -> Resu
 /// appended while this one retried is seen. True if this call appended.
 pub(super) fn append_unless(
     store: &dyn Store,
+    key: &SigningKey,
     case: &CaseId,
     details: Details,
     done: impl Fn(&CaseState) -> bool,
@@ -51,7 +58,7 @@ pub(super) fn append_unless(
         let Some(head) = chain.head() else {
             return Err(format!("case {case} has no journal"));
         };
-        let mut journal = Journal::resume(store, case.clone(), head);
+        let mut journal = Journal::resume(store, case.clone(), head, key);
         match journal.append("custody", details.clone()) {
             Ok(_) => return Ok(true),
             Err(JournalError::Append {
@@ -111,7 +118,7 @@ impl Daemon {
             let restarted = Details::CollectionRestarted(CollectionRestarted {
                 reason: why.clone(),
             });
-            if let Err(e) = append(store, &job.case, restarted) {
+            if let Err(e) = append(store, &self.key, &job.case, restarted) {
                 tracing::error!(case = %job.case, error = %e, "cannot journal the restart");
                 self.metrics.collection("error");
                 return;
@@ -145,7 +152,7 @@ impl Daemon {
                     });
                     // The retry's sources must follow its own marker in the journal; without
                     // it they would read as the failed attempt's.
-                    if let Err(j) = append(store, &job.case, again) {
+                    if let Err(j) = append(store, &self.key, &job.case, again) {
                         tracing::error!(case = %job.case, error = %j, "cannot journal the retry; the collection stops here");
                         self.metrics.collection("error");
                         break;
@@ -159,7 +166,7 @@ impl Daemon {
         }
         // A resolve that arrived while this ran was kept aside; it goes into the journal now.
         if let Some(episode) = &job.episode {
-            if let Err(e) = journal_resolve(store, &job.case, episode) {
+            if let Err(e) = journal_resolve(store, &self.key, &job.case, episode) {
                 tracing::warn!(case = %job.case, error = %e, "cannot journal the resolve");
             }
         }
@@ -200,7 +207,7 @@ impl Daemon {
                         uri: store.object_uri(&StoreKey::JournalEntry(job.case.clone(), 1)),
                     })
                 })?;
-                let journal = Journal::resume(store, job.case.clone(), head);
+                let journal = Journal::resume(store, job.case.clone(), head, &self.key);
                 collect::seal_case(
                     store,
                     &self.key,
@@ -224,7 +231,7 @@ impl Daemon {
             let failed = Details::CollectionFailed(CollectionFailed {
                 error: e.to_string(),
             });
-            if let Err(j) = append(store, case, failed) {
+            if let Err(j) = append(store, &self.key, case, failed) {
                 tracing::error!(case = %case, error = %j, "cannot journal the failure");
             }
         }
@@ -245,7 +252,7 @@ impl Daemon {
         // the collection's own PUTs (so large multipart archives too).
         match self.stored_objects(case, recording) {
             Ok(Some(objects)) => {
-                if let Err(e) = append(store, case, Details::ObjectsStored(objects)) {
+                if let Err(e) = append(store, &self.key, case, Details::ObjectsStored(objects)) {
                     tracing::warn!(case = %case, error = %e, "cannot journal the stored objects");
                 }
             }
@@ -254,7 +261,7 @@ impl Daemon {
                 tracing::error!(case = %case, error = %e, "cannot record the stored objects: verify s3:// will report the case as unrecorded")
             }
         }
-        if let Err(e) = append(store, case, Details::Findings(findings(o))) {
+        if let Err(e) = append(store, &self.key, case, Details::Findings(findings(o))) {
             tracing::warn!(case = %case, error = %e, "cannot journal the findings");
         }
         tracing::info!(case = %case, bundle = %o.bundle.bundle_id, bytes, "collection sealed");
@@ -283,7 +290,10 @@ impl Daemon {
             .min()
             .unwrap_or(1);
         let mut before = vec![StoreKey::CaseHeader(case.clone())];
-        before.extend((1..first_entry).map(|seq| StoreKey::JournalEntry(case.clone(), seq)));
+        for seq in 1..first_entry {
+            before.push(StoreKey::JournalEntry(case.clone(), seq));
+            before.push(StoreKey::JournalSignature(case.clone(), seq));
+        }
         let mut objects = Vec::new();
         for key in before {
             if let Some(r) = self.store.receipt_of(&key)?.and_then(|r| r.record()) {

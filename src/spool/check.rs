@@ -115,6 +115,7 @@ pub fn spooled_case(spool: &SpoolStore, case: &CaseId) -> Result<CheckedCase, Ch
             keys.push(read_small(spool, &StoreKey::PublicKey(key_id))?.0);
         }
     }
+    check_entry_signatures(spool, case, &chain, &mut journal, &mut keys)?;
     Ok(CheckedCase {
         objects,
         keys,
@@ -304,6 +305,60 @@ fn check_sealed_entry(
             ));
         }
     }
+    Ok(())
+}
+
+/// Every entry's signature in the spool must verify over the entry's bytes under a key in the
+/// spool's `keys/`, and an entry may lack one only as `verify` allows (a legacy entry, before
+/// the case's first signed one). Puts each signature right after its entry in `journal`, and
+/// the keys that made them in `keys`.
+fn check_entry_signatures(
+    spool: &SpoolStore,
+    case: &CaseId,
+    chain: &CheckedChain,
+    journal: &mut Vec<CheckedObject>,
+    keys: &mut Vec<CheckedObject>,
+) -> Result<(), CheckError> {
+    let names = spool.list(&crate::store::StorePrefix::Journal(case.clone()))?;
+    let signed = crate::store::layout::journal_signatures(&names);
+    let strict = signed.contains(&1) || crate::seal::journal_signed(spool, case)?;
+    let first_signed = signed.first().copied();
+    let published = crate::keys::published(spool)?;
+    let mut with_signatures = Vec::new();
+    for entry in std::mem::take(journal) {
+        let StoreKey::JournalEntry(_, seq) = entry.key else {
+            with_signatures.push(entry);
+            continue;
+        };
+        let digest = chain.digest_of(seq);
+        if !signed.contains(&seq) {
+            if crate::case::journal::legacy_unsigned(seq, strict, first_signed) {
+                with_signatures.push(entry);
+                continue;
+            }
+            return Err(mismatch(
+                spooled(spool, &entry.key),
+                "the entry is not signed",
+            ));
+        }
+        let bytes = read_bytes(spool, &entry.key)?;
+        let sig_key = StoreKey::JournalSignature(case.clone(), seq);
+        let (signature, signature_bytes) = read_small(spool, &sig_key)?;
+        let signer = crate::keys::signer(&published, &bytes, &signature_bytes);
+        let Some(signer) = signer.filter(|_| Some(Sha256Digest::of(&bytes)) == digest) else {
+            return Err(mismatch(
+                spooled(spool, &sig_key),
+                "it does not verify over the entry under any key in the spool's keys/",
+            ));
+        };
+        let signer_key = StoreKey::PublicKey(signer.id().clone());
+        if !keys.iter().any(|k| k.key == signer_key) {
+            keys.push(read_small(spool, &signer_key)?.0);
+        }
+        with_signatures.push(entry);
+        with_signatures.push(signature);
+    }
+    *journal = with_signatures;
     Ok(())
 }
 

@@ -166,7 +166,7 @@ fn an_upload_stores_every_object_records_them_and_empties_the_spool() {
     let (spool, case) = spooled_case(dir.path());
     let keys = spooled_keys(&spool, &case);
     let remote = LocalRemote::new(&dir.path().join("remote"));
-    let uploaded = upload_case(&spool, &remote, &case).unwrap();
+    let uploaded = upload_case(&spool, &remote, &case, &SigningKey::generate()).unwrap();
     assert_eq!(uploaded.objects.len(), keys.len());
     for key in &keys {
         assert_eq!(
@@ -218,7 +218,7 @@ fn a_tampered_spooled_case_is_refused_whole() {
     fs::write(&header, text).unwrap();
 
     let remote = LocalRemote::new(&dir.path().join("remote"));
-    match upload_case(&spool, &remote, &case) {
+    match upload_case(&spool, &remote, &case, &SigningKey::generate()) {
         Err(FlushError::NotAsSealed { case: refused, .. }) => assert_eq!(refused, case),
         other => panic!(
             "a tampered case was not refused: {:?}",
@@ -231,13 +231,47 @@ fn a_tampered_spooled_case_is_refused_whole() {
 }
 
 #[test]
+fn a_spooled_case_with_an_entry_signature_removed_or_changed_is_refused() {
+    for change in ["remove", "flip"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, case) = spooled_case(dir.path());
+        // Every entry's signature is among the objects to upload.
+        let keys = spooled_keys(&spool, &case);
+        let (seqs, _) = spool.list_journal(&case).unwrap();
+        for seq in &seqs {
+            assert!(keys.contains(&StoreKey::JournalSignature(case.clone(), *seq)));
+        }
+        let sig = spool
+            .dir()
+            .join(StoreKey::JournalSignature(case.clone(), seqs[seqs.len() - 1]).path());
+        if change == "remove" {
+            fs::remove_file(&sig).unwrap();
+        } else {
+            let mut perms = fs::metadata(&sig).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            fs::set_permissions(&sig, perms).unwrap();
+            let mut bytes = fs::read(&sig).unwrap();
+            bytes[5] ^= 1;
+            fs::write(&sig, bytes).unwrap();
+        }
+        let remote = LocalRemote::new(&dir.path().join("remote"));
+        match upload_case(&spool, &remote, &case, &SigningKey::generate()) {
+            Err(FlushError::NotAsSealed { .. }) => {}
+            other => panic!("{change}: not refused: {:?}", other.map(|u| u.case_id)),
+        }
+        assert_eq!(remote.puts.load(Ordering::SeqCst), 0, "nothing was sent");
+    }
+}
+
+#[test]
 fn an_upload_cut_off_midway_resumes_without_sending_anything_twice() {
     let dir = tempfile::tempdir().unwrap();
     let (spool, case) = spooled_case(dir.path());
     let total = spooled_keys(&spool, &case).len();
     let remote = LocalRemote::new(&dir.path().join("remote"));
     remote.fail_after.store(3, Ordering::SeqCst);
-    match upload_case(&spool, &remote, &case) {
+    match upload_case(&spool, &remote, &case, &SigningKey::generate()) {
         Err(FlushError::Store(e)) => assert!(e.is_transient(), "{e}"),
         other => panic!("the upload did not stop: {:?}", other.map(|u| u.case_id)),
     }
@@ -245,7 +279,7 @@ fn an_upload_cut_off_midway_resumes_without_sending_anything_twice() {
 
     remote.fail_after.store(usize::MAX, Ordering::SeqCst);
     remote.puts.store(0, Ordering::SeqCst);
-    let report = flush(&spool, &remote).unwrap();
+    let report = flush(&spool, &remote, &SigningKey::generate()).unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(report.uploaded.len(), 1);
     assert_eq!(report.uploaded[0].objects.len(), total);

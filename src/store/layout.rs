@@ -12,6 +12,9 @@ use crate::id::{BundleId, CaseId, KeyId};
 pub enum StoreKey {
     CaseHeader(CaseId),
     JournalEntry(CaseId, u64),
+    /// The collector key's raw Ed25519 signature over journal entry `seq`'s exact bytes
+    /// (`journal/<seq>.json.sig`), written after the entry. Older stores have none.
+    JournalSignature(CaseId, u64),
     Archive(CaseId, BundleId),
     ArchiveSidecar(CaseId, BundleId),
     Seal(CaseId, BundleId),
@@ -34,6 +37,9 @@ impl StoreKey {
         match self {
             Self::CaseHeader(c) => format!("cases/{c}/case.json"),
             Self::JournalEntry(c, seq) => format!("cases/{c}/journal/{}", journal_name(*seq)),
+            Self::JournalSignature(c, seq) => {
+                format!("cases/{c}/journal/{}.sig", journal_name(*seq))
+            }
             Self::Archive(c, b) => format!("cases/{c}/bundles/{}", archive_name(b)),
             Self::ArchiveSidecar(c, b) => format!("cases/{c}/bundles/{}.sha256", archive_name(b)),
             Self::Seal(c, b) => format!("cases/{c}/bundles/{b}.seal.json"),
@@ -64,6 +70,9 @@ impl StoreKey {
             return Some(Self::CaseHeader(case));
         }
         if let Some(name) = rest.strip_prefix("journal/") {
+            if let Some(seq) = parse_journal_signature_name(name) {
+                return Some(Self::JournalSignature(case, seq));
+            }
             return parse_journal_name(name).map(|seq| Self::JournalEntry(case, seq));
         }
         let name = rest.strip_prefix("bundles/")?;
@@ -135,6 +144,11 @@ pub fn parse_journal_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// `0000000012.json.sig` → 12.
+pub fn parse_journal_signature_name(name: &str) -> Option<u64> {
+    name.strip_suffix(".sig").and_then(parse_journal_name)
+}
+
 /// The bundle a file in `bundles/` belongs to, if its name is one of a bundle's four files.
 pub fn parse_bundle_file_name(name: &str) -> Option<BundleId> {
     let stem = [
@@ -156,27 +170,40 @@ pub fn key_file_id(name: &str) -> Option<KeyId> {
 /// Whether `name` (relative to `cases/<case>/`) is one of a case's objects in the layout.
 pub fn is_case_object(name: &str) -> bool {
     name == "case.json"
-        || name
-            .strip_prefix("journal/")
-            .is_some_and(|n| parse_journal_name(n).is_some())
+        || name.strip_prefix("journal/").is_some_and(|n| {
+            parse_journal_name(n).is_some() || parse_journal_signature_name(n).is_some()
+        })
         || name
             .strip_prefix("bundles/")
             .is_some_and(|n| !n.contains('/') && parse_bundle_file_name(n).is_some())
 }
 
 /// The sequence numbers among the names listed under `StorePrefix::Journal`, sorted, and the
-/// names that are not journal entries.
+/// names that are neither journal entries nor their signatures (`journal_signatures` reads
+/// those).
 pub fn journal_entries(names: Vec<String>) -> (Vec<u64>, Vec<String>) {
     let mut seqs = Vec::new();
     let mut strays = Vec::new();
     for name in names {
         match parse_journal_name(&name) {
             Some(seq) => seqs.push(seq),
+            None if parse_journal_signature_name(&name).is_some() => {}
             None => strays.push(name),
         }
     }
     seqs.sort_unstable();
     (seqs, strays)
+}
+
+/// The sequence numbers of the entry signatures among the names listed under
+/// `StorePrefix::Journal`, sorted.
+pub fn journal_signatures(names: &[String]) -> Vec<u64> {
+    let mut seqs: Vec<u64> = names
+        .iter()
+        .filter_map(|n| parse_journal_signature_name(n))
+        .collect();
+    seqs.sort_unstable();
+    seqs
 }
 
 /// The generations among the names listed under `StorePrefix::Leases`, sorted; other names are
@@ -234,6 +261,7 @@ mod tests {
         for key in [
             StoreKey::CaseHeader(case()),
             StoreKey::JournalEntry(case(), 12),
+            StoreKey::JournalSignature(case(), 12),
             StoreKey::Archive(case(), b.clone()),
             StoreKey::ArchiveSidecar(case(), b.clone()),
             StoreKey::Seal(case(), b.clone()),
@@ -246,6 +274,10 @@ mod tests {
         assert_eq!(
             StoreKey::JournalEntry(case(), 12).path(),
             format!("cases/{}/journal/0000000012.json", case())
+        );
+        assert_eq!(
+            StoreKey::JournalSignature(case(), 12).path(),
+            format!("cases/{}/journal/0000000012.json.sig", case())
         );
         assert_eq!(
             StoreKey::Lease(case(), 3).path(),
@@ -264,6 +296,9 @@ mod tests {
             "episodes/a.json",
             "cases/Not_An_Id/case.json",
             "cases/20261126-145448-00000001/journal/12.json",
+            "cases/20261126-145448-00000001/journal/12.json.sig",
+            "cases/20261126-145448-00000001/journal/0000000012.sig",
+            "cases/20261126-145448-00000001/journal/0000000012.json.sig.sig",
             "cases/20261126-145448-00000001/bundles/x.tar",
             "keys/x",
             "leases/20261126-145448-00000001/3.json",
@@ -275,13 +310,17 @@ mod tests {
 
     #[test]
     fn listings_separate_evidence_from_strays() {
-        let (seqs, strays) = journal_entries(vec![
+        let names: Vec<String> = vec![
             "0000000002.json".into(),
+            "0000000001.json.sig".into(),
             "0000000001.json".into(),
             "x".into(),
-        ]);
+            "x.sig".into(),
+        ];
+        assert_eq!(journal_signatures(&names), vec![1]);
+        let (seqs, strays) = journal_entries(names);
         assert_eq!(seqs, vec![1, 2]);
-        assert_eq!(strays, vec!["x".to_string()]);
+        assert_eq!(strays, vec!["x".to_string(), "x.sig".to_string()]);
         let (cases, strays) = cases(vec![
             format!("{}/case.json", case()),
             format!("{}/journal/0000000001.json", case()),
@@ -290,6 +329,8 @@ mod tests {
         assert_eq!(cases, vec![case()]);
         assert_eq!(strays, vec!["cases/notes.txt".to_string()]);
         assert!(is_case_object("journal/0000000001.json"));
+        assert!(is_case_object("journal/0000000001.json.sig"));
+        assert!(!is_case_object("journal/0000000001.sig"));
         assert!(!is_case_object("journal/x/0000000001.json"));
     }
 }

@@ -241,8 +241,8 @@ impl Recorded {
             };
             for o in stored.objects.iter().cloned().map(PutReceipt::from) {
                 match receipts.get(&o.uri) {
-                    // The first record stands; a later one that differs is suspect (journal
-                    // entries are chained, not signed).
+                    // The first record stands; a later one that differs is suspect (an entry's
+                    // signature proves its writer held a key, not that the record is right).
                     Some(first) if first != &o => report.problem(
                         "s3_version",
                         o.uri.clone(),

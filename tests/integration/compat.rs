@@ -61,6 +61,17 @@ fn a_store_written_by_custody_0_1_verifies_with_the_same_verdict() {
             assert_eq!(b["signature_valid"], true, "{b}");
         }
     }
+    // 0.1 did not sign journal entries: each case's are legacy, a warning, not a problem.
+    let legacy = report["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| {
+            w.as_str()
+                .is_some_and(|w| w.starts_with("legacy: the journal entries of case"))
+        })
+        .count();
+    assert_eq!(legacy, 3, "{report:#}");
     // The whole case alone is whole.
     let whole = store.join("cases/20261201-222627-e0a3567b");
     let out = sandbox.run(&[

@@ -490,10 +490,10 @@ fn a_collection_killed_midway_is_done_again_after_a_restart() {
     let view = wait_sealed(d.port, &case, Duration::from_secs(60));
     assert_eq!(view["state"], "sealed", "{view}");
     let journal = store.join("cases").join(&case).join("journal");
-    let restarted = std::fs::read_dir(&journal)
-        .unwrap()
-        .filter(|e| {
-            std::fs::read_to_string(e.as_ref().unwrap().path())
+    let restarted = crate::util::journal_entry_paths(&journal)
+        .iter()
+        .filter(|p| {
+            std::fs::read_to_string(p)
                 .unwrap()
                 .contains("\"collection_restarted\"")
         })
@@ -828,9 +828,9 @@ fn sigterm_lets_the_running_collection_finish() {
     );
     // It stopped only after sealing what it was collecting.
     let journal = store.join("cases").join(&case).join("journal");
-    let entries: Vec<String> = std::fs::read_dir(&journal)
-        .unwrap()
-        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+    let entries: Vec<String> = crate::util::journal_entry_paths(&journal)
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
         .collect();
     assert!(
         entries.iter().any(|e| e.contains("\"bundle_sealed\"")),
@@ -971,11 +971,11 @@ fn with_a_certificate_it_serves_https_only() {
 
 pub fn journal_kinds(store: &Path, case: &str) -> Vec<String> {
     let mut entries: Vec<(u64, String)> =
-        std::fs::read_dir(store.join("cases").join(case).join("journal"))
-            .unwrap()
-            .map(|e| {
+        crate::util::journal_entry_paths(&store.join("cases").join(case).join("journal"))
+            .iter()
+            .map(|p| {
                 let v: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+                    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
                 (
                     v["seq"].as_u64().unwrap(),
                     v["kind"].as_str().unwrap().to_owned(),
@@ -992,7 +992,7 @@ pub fn journal_kinds_s3(moto: &crate::s3::Moto, bucket: &str, case: &str) -> Vec
     let mut entries: Vec<(u64, String)> = moto
         .keys(bucket)
         .into_iter()
-        .filter(|k| k.starts_with(&prefix))
+        .filter(|k| k.starts_with(&prefix) && k.ends_with(".json"))
         .map(|k| {
             let v: serde_json::Value = serde_json::from_slice(&moto.get(bucket, &k)).unwrap();
             (

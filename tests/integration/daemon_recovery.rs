@@ -122,6 +122,12 @@ fn a_failed_collection_leaves_nothing_staged() {
         kinds.iter().any(|k| k == "source_captured"),
         "it streamed first: {kinds:?}"
     );
+    // The state reads failed once the failure's entry is stored; its signature is written
+    // right after it, through the staging directory.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !staged(&store).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(staged(&store).is_empty(), "{:?}", staged(&store));
 }
 

@@ -81,7 +81,7 @@ fn a_replica_started_mid_collection_leaves_the_case_to_the_one_collecting_it() {
     let keys = moto.keys(&bucket);
     let kinds: Vec<String> = keys
         .iter()
-        .filter(|k| k.contains(&format!("cases/{case}/journal/")))
+        .filter(|k| k.contains(&format!("cases/{case}/journal/")) && k.ends_with(".json"))
         .map(|k| {
             let v: serde_json::Value = serde_json::from_slice(&moto.get(&bucket, k)).unwrap();
             v["kind"].as_str().unwrap().to_owned()

@@ -141,6 +141,20 @@ fn assert_uploaded_once(s: &Setup, d: &Daemon, case: &str, logs_asked: usize) {
         );
     }
     assert!(!kinds.iter().any(|k| k == "collection_failed"), "{kinds:?}");
+    // Every entry is signed in S3: those the daemon wrote there before the collection (copied
+    // into the spool with their signatures), and those the spool uploaded after it.
+    let keys = s.moto.keys(&s.bucket);
+    let entries: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.contains(&format!("cases/{case}/journal/")) && k.ends_with(".json"))
+        .collect();
+    assert_eq!(entries.len(), kinds.len(), "{keys:?}");
+    for entry in entries {
+        assert!(
+            keys.contains(&format!("{entry}.sig")),
+            "{entry} unsigned: {keys:?}"
+        );
+    }
 }
 
 /// Whether the spooled case holds its sealed archive.

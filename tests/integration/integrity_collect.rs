@@ -46,7 +46,7 @@ fn collect_with(
     let key = SigningKey::generate();
     let opened = collect::open_sources(&policies, source, request).unwrap();
     meddle();
-    let journal = collect::open_case(store, request, serde_json::Value::Null).unwrap();
+    let journal = collect::open_case(store, &key, request, serde_json::Value::Null).unwrap();
     collect::seal_case(store, &key, &policies, source, request, journal, opened).unwrap()
 }
 
@@ -512,11 +512,7 @@ fn wait_at_most(child: &mut Child, limit: Duration) -> std::process::ExitStatus 
 }
 
 fn last_entry(case: &Path) -> serde_json::Value {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(case.join("journal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
+    let entries: Vec<PathBuf> = crate::util::journal_entry_paths(&case.join("journal"));
     serde_json::from_slice(&std::fs::read(entries.last().unwrap()).unwrap()).unwrap()
 }
 
@@ -638,7 +634,8 @@ fn an_upload_record_does_not_make_an_unfinished_collection_look_finished() {
     let sandbox = Sandbox::new();
     let store = LocalStore::open(&sandbox.store(), true).unwrap();
     let req = request(None);
-    let mut journal = collect::open_case(&store, &req, serde_json::Value::Null).unwrap();
+    let key = SigningKey::generate();
+    let mut journal = collect::open_case(&store, &key, &req, serde_json::Value::Null).unwrap();
     journal
         .append(
             "custody",

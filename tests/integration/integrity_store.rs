@@ -202,6 +202,47 @@ fn flush_refuses_a_rewritten_spooled_journal_entry() {
 }
 
 #[test]
+fn flush_refuses_a_spooled_journal_signature_changed_or_removed() {
+    // A signature that no longer verifies, or none where the case is signed, is not uploaded.
+    flush_refuses(
+        |dir| {
+            rewrite(&dir.join("journal/0000000002.json.sig"), |b| b[0] ^= 0x01);
+        },
+        "0000000002.json.sig",
+    );
+    flush_refuses(
+        |dir| std::fs::remove_file(dir.join("journal/0000000003.json.sig")).unwrap(),
+        "the entry is not signed",
+    );
+}
+
+#[test]
+fn flush_without_a_collector_key_refuses_and_uploads_nothing() {
+    // The entry a flush appends is signed: with no key given and no per-user key, it stops
+    // before anything is sent, rather than making up a key nobody knows.
+    let moto = moto();
+    let bucket = moto.bucket(true);
+    let store = format!("s3://{bucket}/p");
+    let sandbox = Sandbox::new();
+    let proxy = outage(&moto.endpoint, 0);
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let spooled = spool_case(&sandbox, &proxy, &store);
+    std::fs::remove_file(sandbox.path("home/.config/custody/collector.key")).unwrap();
+    let out = s3_run(&sandbox, &endpoint, &["store", "flush", &store]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("no collector key"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(moto
+        .keys(&bucket)
+        .iter()
+        .all(|k| !k.contains(&spooled.case)));
+    assert!(spooled.dir.exists());
+}
+
+#[test]
 fn flush_refuses_a_rewritten_spooled_case_header() {
     // case.json is pinned by journal entry 1; a changed one was uploaded as it was.
     flush_refuses(

@@ -48,8 +48,8 @@ fn overwrite(path: &Path, bytes: &[u8]) {
 }
 
 /// Rewrites the seal with `edit`, signs it with `key`, and fixes the sealing journal entry (and
-/// the chain after it) to name the new seal, as an attacker with write access could: the journal
-/// is hash-chained but not signed.
+/// the chain after it) to name the new seal, re-signing every entry with `key` and publishing it
+/// in `keys/`, as an attacker with write access and a key of their own could.
 fn reseal(s: &Sealed, key: &SigningKey, edit: impl FnOnce(&mut serde_json::Value)) {
     let mut seal: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&s.files.seal).unwrap()).unwrap();
@@ -60,7 +60,7 @@ fn reseal(s: &Sealed, key: &SigningKey, edit: impl FnOnce(&mut serde_json::Value
     overwrite(&s.files.sig, &key.sign(&bytes));
     let seal_sha = Sha256Digest::of(&bytes).to_hex();
     let archive = seal["archive"].clone();
-    rewrite_journal(&s.files.case_dir.join("journal"), |entry| {
+    rewrite_journal(&s.files.case_dir.join("journal"), key, |entry| {
         if let Details::BundleSealed(b) = &mut entry.details {
             b.seal.sha256 = serde_json::from_value(seal_sha.clone().into()).unwrap();
             b.archive.sha256 = serde_json::from_value(archive["sha256"].clone()).unwrap();
@@ -69,13 +69,15 @@ fn reseal(s: &Sealed, key: &SigningKey, edit: impl FnOnce(&mut serde_json::Value
     });
 }
 
-/// Applies `edit` to every journal entry and re-links the chain over the new bytes.
-fn rewrite_journal(dir: &Path, mut edit: impl FnMut(&mut Entry)) {
-    let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    paths.sort();
+/// Applies `edit` to every journal entry, re-links the chain over the new bytes and signs each
+/// entry with `key`, whose public key it puts in the store's `keys/` (if not there).
+fn rewrite_journal(dir: &Path, key: &SigningKey, mut edit: impl FnMut(&mut Entry)) {
+    let keys = dir.join("../../../keys");
+    let published = keys.join(format!("{}.pub", key.public().id()));
+    if !published.exists() {
+        std::fs::write(&published, key.public().to_pem().unwrap()).unwrap();
+    }
+    let paths = crate::util::journal_entry_paths(dir);
     let mut prev: Option<Sha256Digest> = None;
     for path in paths {
         let mut entry: Entry = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -86,6 +88,7 @@ fn rewrite_journal(dir: &Path, mut edit: impl FnMut(&mut Entry)) {
         let bytes = journal::encode(&entry).unwrap();
         prev = Some(Sha256Digest::of(&bytes));
         overwrite(&path, &bytes);
+        overwrite(&path.with_extension("json.sig"), &key.sign(&bytes));
     }
 }
 

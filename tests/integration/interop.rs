@@ -58,6 +58,25 @@ fn standard_tools_verify_a_bundle() {
         verified.contains("Signature Verified Successfully"),
         "{verified}"
     );
+    // Every journal entry's signature, as an auditor checks it.
+    let journal = files.case_dir.join("journal");
+    let entries = crate::util::journal_entry_paths(&journal);
+    assert!(entries.len() >= 3, "{entries:?}");
+    for entry in &entries {
+        let name = entry.file_name().unwrap().to_str().unwrap();
+        let verified = sh(
+            &format!(
+                "{} pkeyutl -verify -pubin -inkey {} -rawin -in {name} -sigfile {name}.sig",
+                openssl.display(),
+                public.display(),
+            ),
+            &journal,
+        );
+        assert!(
+            verified.contains("Signature Verified Successfully"),
+            "{name}: {verified}"
+        );
+    }
 
     // The key id is computable from the public key with standard tools.
     let computed = sh(

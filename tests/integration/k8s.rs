@@ -480,10 +480,10 @@ fn faults_are_recorded_and_the_rest_is_sealed() {
         .join("cases")
         .join(result["case_id"].as_str().unwrap())
         .join("journal");
-    let failed = std::fs::read_dir(&journal)
-        .unwrap()
-        .filter(|e| {
-            std::fs::read_to_string(e.as_ref().unwrap().path())
+    let failed = crate::util::journal_entry_paths(&journal)
+        .iter()
+        .filter(|p| {
+            std::fs::read_to_string(p)
                 .unwrap()
                 .contains("\"source_failed\"")
         })

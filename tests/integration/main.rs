@@ -31,6 +31,8 @@
 //! - `approval_quorum`: the quorum matrix, with real `ssh-keygen` keys and signatures.
 //! - `integrity_verify`: key ids against keys, tar headers custody never writes, links in the
 //!   store, terminal escapes in what is printed.
+//! - `signed_journal`: every journal entry signed by the collector key; a signature removed or
+//!   changed, or all of a sealed case's removed, is caught.
 
 // Test code unwraps freely: a panic here is a failing test, not a crash on outside input.
 #![allow(clippy::unwrap_used)]
@@ -55,5 +57,6 @@ mod layout;
 mod s3;
 mod server;
 mod shipped;
+mod signed_journal;
 mod tamper;
 mod util;

@@ -275,13 +275,13 @@ fn a_collection_is_stored_locked_and_checksummed_and_verifies_from_s3() {
     // equal to the bytes'.
     let versions = moto.versions(&bucket, "evidence/prod/");
     let keys: Vec<&str> = versions.iter().map(|(k, _)| k.as_str()).collect();
-    // The case (header, four journal entries, the bundle's four files), the collector's public
-    // key, and the probe object of the bucket check.
+    // The case (header, four journal entries and their four signatures, the bundle's four
+    // files), the collector's public key, and the probe object of the bucket check.
     let in_case = keys
         .iter()
         .filter(|k| k.contains(&format!("/cases/{case}/")))
         .count();
-    assert_eq!(in_case, 9, "{keys:?}");
+    assert_eq!(in_case, 13, "{keys:?}");
     assert_eq!(
         keys.iter().filter(|k| k.contains("/keys/")).count(),
         1,
@@ -292,7 +292,7 @@ fn a_collection_is_stored_locked_and_checksummed_and_verifies_from_s3() {
         1,
         "{keys:?}"
     );
-    assert_eq!(keys.len(), 11, "{keys:?}");
+    assert_eq!(keys.len(), 15, "{keys:?}");
     let mut unique = keys.clone();
     unique.dedup();
     assert_eq!(unique.len(), keys.len(), "one version per key: {keys:?}");
@@ -348,13 +348,16 @@ fn a_collection_is_stored_locked_and_checksummed_and_verifies_from_s3() {
         );
         assert!(deleted.is_err(), "{key}: a locked version was deleted");
     }
-    // The journal records each version.
+    // The journal records each version; each entry is signed beside it.
     let journal: Vec<&String> = versions
         .iter()
         .map(|(k, _)| k)
-        .filter(|k| k.contains("/journal/"))
+        .filter(|k| k.contains("/journal/") && k.ends_with(".json"))
         .collect();
     assert_eq!(journal.len(), 4);
+    for entry in &journal {
+        assert!(keys.contains(&format!("{entry}.sig").as_str()), "{keys:?}");
+    }
     let verify = s3_run(
         &sandbox,
         &moto.endpoint,

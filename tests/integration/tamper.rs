@@ -327,11 +327,7 @@ fn an_altered_or_truncated_journal() {
 
     let t = sealed();
     let journal = t.files.case_dir.join("journal");
-    let mut entries: Vec<_> = std::fs::read_dir(&journal)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
+    let entries = crate::util::journal_entry_paths(&journal);
     std::fs::remove_file(entries.last().unwrap()).unwrap();
     let p = problems(&t, &[]);
     assert!(

@@ -162,3 +162,14 @@ pub fn sh(script: &str, dir: &Path) -> String {
 pub fn line(ip: &str, status: u16, path: &str) -> String {
     format!("{ip} - - [26/Nov/2026:14:54:48 +0000] \"POST {path} HTTP/1.1\" {status} 419 \"-\" \"curl/8.0\"\n")
 }
+
+/// The entries of a local journal directory (`<seq>.json`), sorted, without their signatures.
+pub fn journal_entry_paths(dir: &Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    paths
+}

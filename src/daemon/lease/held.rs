@@ -327,6 +327,7 @@ fn key_case(key: &StoreKey) -> Option<&CaseId> {
     match key {
         StoreKey::CaseHeader(c)
         | StoreKey::JournalEntry(c, _)
+        | StoreKey::JournalSignature(c, _)
         | StoreKey::Archive(c, _)
         | StoreKey::ArchiveSidecar(c, _)
         | StoreKey::Seal(c, _)
