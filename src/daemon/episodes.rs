@@ -231,7 +231,10 @@ impl Daemon {
             Err(e) => return Err(e.into()),
         }
         if !self.resolve_now(&case, &episode) {
+            // Kept first, then tried once more: a collection that gave up its claim in between
+            // has looked for kept resolves already, and one still holding it will find this.
             self.resolve_later(case.clone(), episode);
+            self.resolve_kept(&case);
         }
         Ok(json!({"fingerprint": alert.fingerprint(), "outcome": "resolved", "case_id": case}))
     }
