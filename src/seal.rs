@@ -249,5 +249,5 @@ fn journal_sealing(
 
 /// Copies the public key into the store's `keys/` (a convenience for verifiers, not trust).
 fn publish_key(store: &dyn Store, key: &SigningKey) -> Result<(), SealError> {
-    Ok(crate::keys::publish(store, key.public())?)
+    Ok(crate::store::published::publish(store, key.public())?)
 }

@@ -6,6 +6,7 @@
 
 pub mod layout;
 pub mod local;
+pub mod published;
 pub mod recording;
 pub mod s3;
 

@@ -84,7 +84,7 @@ impl<'a> Journal<'a> {
     /// public key is published in `keys/` before the first entry this writer signs.
     pub fn append(&mut self, actor: &str, details: Details) -> Result<Head, JournalError> {
         if !self.published {
-            crate::keys::publish(self.store, self.key.public())
+            crate::store::published::publish(self.store, self.key.public())
                 .map_err(JournalError::PublishKey)?;
             self.published = true;
         }
@@ -286,7 +286,7 @@ mod tests {
                 .unwrap();
             assert!(key.public().verify(&entry, &sig), "entry {seq}");
         }
-        let published = crate::keys::published(&store).unwrap();
+        let published = crate::store::published::published(&store).unwrap();
         assert_eq!(published.len(), 1);
         assert_eq!(published[0].id(), key.public().id());
         assert!(legacy_unsigned(1, false, None));

@@ -476,7 +476,7 @@ fn seed_signatures(s3: &dyn Store, spool: &SpoolStore, case: &CaseId) -> Result<
     if signed.is_empty() {
         return Ok(());
     }
-    let published = crate::keys::published(s3)?;
+    let published = crate::store::published::published(s3)?;
     for seq in signed {
         let sig_key = StoreKey::JournalSignature(case.clone(), seq);
         let signature = s3.get(&sig_key)?;
@@ -487,7 +487,7 @@ fn seed_signatures(s3: &dyn Store, spool: &SpoolStore, case: &CaseId) -> Result<
             Err(e) => return Err(e),
         };
         if let Some(signer) = crate::keys::signer(&published, &entry, &signature) {
-            crate::keys::publish(spool, signer)?;
+            crate::store::published::publish(spool, signer)?;
         }
         spool.put_new(&sig_key, &signature)?;
     }

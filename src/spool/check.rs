@@ -323,7 +323,7 @@ fn check_entry_signatures(
     let signed = crate::store::layout::journal_signatures(&names);
     let strict = signed.contains(&1) || crate::seal::journal_signed(spool, case)?;
     let first_signed = signed.first().copied();
-    let published = crate::keys::published(spool)?;
+    let published = crate::store::published::published(spool)?;
     let mut with_signatures = Vec::new();
     for entry in std::mem::take(journal) {
         let StoreKey::JournalEntry(_, seq) = entry.key else {

@@ -52,7 +52,7 @@ pub(super) fn check_entry_signatures(
     let first_signed = signed.intersection(&held).next().copied();
     let (keys, trusted) = match &options.public_key {
         Some(key) => (vec![key.clone()], true),
-        None => (keys::published(store)?, false),
+        None => (crate::store::published::published(store)?, false),
     };
     let mut legacy = Vec::new();
     let mut checked = 0usize;
