@@ -42,7 +42,8 @@ pub struct Cli {
     /// The policy directory [default: ./policies if present, else the built-in policies].
     #[arg(long, global = true, env = "CUSTODY_POLICIES")]
     policies: Option<PathBuf>,
-    /// The collector's Ed25519 private key (PKCS#8 PEM) [default: a per-user key, created on first use].
+    /// The collector's Ed25519 private key (PKCS#8 PEM) [default: a per-user key; `collect`
+    /// creates it on first use, `store flush` only uses one that exists].
     #[arg(long, global = true, env = "CUSTODY_SIGNING_KEY")]
     signing_key: Option<PathBuf>,
     /// An S3-compatible endpoint URL for s3:// stores [default: AWS, or $AWS_ENDPOINT_URL].
