@@ -6,4 +6,5 @@
 //! it expires or is rolled back). Reading the cluster, dry-runs, the plan document and execution
 //! live with their callers.
 
+pub mod cluster;
 pub mod netpol;

@@ -22,6 +22,7 @@ pub mod interrupt;
 pub mod keys;
 pub mod kube;
 pub mod net;
+pub mod plan;
 pub mod policy;
 pub mod progress;
 pub mod seal;
