@@ -125,6 +125,13 @@ impl BundleId {
     }
 }
 
+impl PlanId {
+    /// A fresh, time-sortable plan id (lowercase, so it can be part of a Kubernetes name).
+    pub fn generate(now: OffsetDateTime) -> Self {
+        Self(generate_id(now))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,199 @@
+//! The planner: from the sealed evidence's suspicious clients, the containment policy and one
+//! `ClusterView`, the plan document — which addresses to block (and which are left out, and
+//! why), then the steps in runbook order (block, rotate, invalidate), each with what it read,
+//! its exact changes, its preconditions, its warnings and, where CONTAINMENT.md says a step
+//! cannot be done safely, its refusals. A pure function: reading the cluster and the dry-runs
+//! are its callers'.
+
+mod addresses;
+mod block;
+mod rotate;
+mod sessions;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Pod;
+use time::OffsetDateTime;
+
+use super::document::{
+    Addresses, BlockedAddress, ClusterIdentity, DryRun, PinnedEvidence, PlanDoc, PlanKind,
+    ProposerClaim, QuorumNeed, Step, StepStatus, PLAN_FORMAT,
+};
+use crate::analysis::Suspicious;
+use crate::containment::cluster::{ClusterView, NamespaceView};
+use crate::containment::netpol::{Labels, Owners};
+use crate::digest::Sha256Digest;
+use crate::id::{CaseId, PlanId};
+use crate::net::Cidr;
+use crate::policy::containment::{ContainmentPolicy, StepKind, Target, Veto};
+use crate::timefmt;
+
+pub use addresses::{merge, Client};
+pub use rotate::{scan, Found, NEW_SECRET_PLACEHOLDER};
+
+/// Everything the planner needs.
+#[derive(Clone, Debug)]
+pub struct PlannerInput<'a> {
+    pub case: &'a CaseId,
+    pub plan: &'a PlanId,
+    pub policy: &'a ContainmentPolicy,
+    /// The detection allowlist: never blocked either.
+    pub detection_allowlist: &'a [Cidr],
+    /// The trusted proxies of `formats.yaml`: clients behind them came from `X-Forwarded-For`.
+    pub trusted_proxies: &'a [Cidr],
+    /// Each sealed bundle's id and its summary's suspicious clients.
+    pub suspicious: &'a [(String, Vec<Suspicious>)],
+    pub evidence: PinnedEvidence,
+    pub view: &'a ClusterView,
+    /// Per target, the owners the journal records for its custody block policy.
+    pub block_owners: &'a BTreeMap<String, Owners>,
+    pub proposer: ProposerClaim,
+    pub roster_sha256: Sha256Digest,
+    pub now: OffsetDateTime,
+}
+
+/// What the steps share.
+struct Ctx<'a> {
+    case: &'a CaseId,
+    plan: &'a PlanId,
+    view: &'a ClusterView,
+    ns: &'a NamespaceView,
+    target: &'a Target,
+    addresses: &'a [(IpAddr, BlockedAddress)],
+    block_owners: Option<&'a Owners>,
+    trusted_proxies: &'a [Cidr],
+    now: OffsetDateTime,
+}
+
+/// Builds the plan. Dry-run outcomes are `not_run` until the caller runs them.
+pub fn plan(input: &PlannerInput<'_>) -> PlanDoc {
+    let policy = input.policy;
+    let clients = merge(input.suspicious);
+    let forwarded = !input.trusted_proxies.is_empty();
+    let (blocked, left_out) = match &policy.block_ips {
+        Some(block) => {
+            let protected = addresses::Protected::new(block, input.detection_allowlist, input.view);
+            addresses::select(&clients, block, &protected, forwarded, input.now)
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    let empty = NamespaceView::default();
+    let mut steps: Vec<Step> = Vec::new();
+    if let Some(block) = &policy.block_ips {
+        for target in &policy.targets {
+            if let Some(ctx) = ctx_of(input, &target.name, &blocked, &empty) {
+                steps.push(block::step(&ctx, 0, block.method));
+            }
+        }
+    }
+    for rotation in &policy.rotate_secrets {
+        if let Some(ctx) = ctx_of(input, &rotation.target, &blocked, &empty) {
+            steps.push(rotate::step(&ctx, 0, rotation));
+        }
+    }
+    for call in &policy.invalidate_sessions {
+        if let Some(ctx) = ctx_of(input, &call.target, &blocked, &empty) {
+            steps.push(sessions::step(&ctx, 0, call));
+        }
+    }
+    for (i, step) in steps.iter_mut().enumerate() {
+        step.number = u32::try_from(i + 1).unwrap_or(u32::MAX);
+    }
+    let kinds: Vec<StepKind> = steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Planned)
+        .map(|s| s.kind)
+        .collect();
+    let by_kind = [
+        StepKind::BlockIps,
+        StepKind::RotateSecrets,
+        StepKind::InvalidateSessions,
+    ]
+    .into_iter()
+    .map(|k| (k, policy.quorum.for_kind(k)))
+    .collect();
+    let not_after = input.now
+        + time::Duration::seconds(i64::try_from(policy.plan.not_after.as_secs()).unwrap_or(7200));
+    PlanDoc {
+        format: PLAN_FORMAT.to_owned(),
+        case: input.case.clone(),
+        plan: input.plan.clone(),
+        kind: PlanKind::Containment,
+        evidence: input.evidence.clone(),
+        cluster: ClusterIdentity {
+            kube_system_uid: input.view.kube_system_uid.clone(),
+            server: input.view.server.clone(),
+        },
+        proposer: input.proposer.clone(),
+        created_at: timefmt::rfc3339(input.now),
+        not_after: timefmt::rfc3339(not_after),
+        quorum: QuorumNeed {
+            required: policy.quorum.required_for(&kinds),
+            by_kind,
+            veto: match policy.plan.veto {
+                Veto::AnyReject => "any_reject".to_owned(),
+            },
+        },
+        policy_sha256: policy.digest,
+        roster_sha256: input.roster_sha256,
+        addresses: Addresses {
+            block: blocked.into_iter().map(|(_, a)| a).collect(),
+            left_out,
+        },
+        steps,
+    }
+}
+
+fn ctx_of<'a>(
+    input: &'a PlannerInput<'a>,
+    target: &crate::policy::containment::DnsLabel,
+    blocked: &'a [(IpAddr, BlockedAddress)],
+    empty: &'a NamespaceView,
+) -> Option<Ctx<'a>> {
+    let target = input.policy.target(target)?;
+    Some(Ctx {
+        case: input.case,
+        plan: input.plan,
+        view: input.view,
+        ns: input
+            .view
+            .namespaces
+            .get(target.namespace.as_str())
+            .unwrap_or(empty),
+        target,
+        addresses: blocked,
+        block_owners: input.block_owners.get(target.name.as_str()),
+        trusted_proxies: input.trusted_proxies,
+        now: input.now,
+    })
+}
+
+/// A dry-run not run yet.
+fn not_run() -> DryRun {
+    DryRun::NotRun {
+        why: "not run yet".to_owned(),
+    }
+}
+
+fn labels_of(p: &Pod) -> Labels {
+    p.metadata.labels.clone().unwrap_or_default()
+}
+
+/// A pod in phase Running, not being deleted.
+fn is_running(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+}
+
+/// The pod's `Ready` condition is `True`.
+fn is_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}

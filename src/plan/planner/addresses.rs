@@ -1,0 +1,284 @@
+//! Which suspicious clients a plan blocks. Every address is normalised first (IPv4-mapped IPv6
+//! is IPv4); then, whatever the policy says, these are never blocked: `never_block` and the
+//! detection allowlist, Node addresses and pod CIDRs, the addresses of the pods read, Service
+//! ClusterIPs, external IPs and load-balancer addresses, and Ingress load-balancer addresses (an
+//! ingress controller in front of the target). Of the rest, the `max_addresses` with the most
+//! authentication failures are kept. Each address left out carries its reason.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use time::OffsetDateTime;
+
+use super::super::document::{BlockedAddress, LeftOut, LeftOutReason};
+use crate::analysis::Suspicious;
+use crate::containment::cluster::ClusterView;
+use crate::net::{normalise_ip, Cidr};
+use crate::policy::containment::BlockIps;
+use crate::timefmt;
+
+/// One suspicious client of the evidence, merged across bundles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Client {
+    /// As the evidence wrote it.
+    pub text: String,
+    pub rules: Vec<String>,
+    pub requests: u64,
+    pub auth_failures: u64,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub sources: Vec<String>,
+}
+
+/// Merges the suspicious clients of every bundle's summary (`bundle id`, its clients) into one
+/// entry per address text: rules and sources united, counts summed, first and last seen widened.
+pub fn merge(summaries: &[(String, Vec<Suspicious>)]) -> Vec<Client> {
+    let mut by_text: BTreeMap<String, Client> = BTreeMap::new();
+    for (bundle, suspicious) in summaries {
+        for s in suspicious {
+            let c = by_text.entry(s.ip.clone()).or_insert_with(|| Client {
+                text: s.ip.clone(),
+                rules: Vec::new(),
+                requests: 0,
+                auth_failures: 0,
+                first_seen: None,
+                last_seen: None,
+                sources: Vec::new(),
+            });
+            push_unique(&mut c.rules, &s.rule);
+            c.requests = c.requests.saturating_add(s.requests);
+            c.auth_failures = c.auth_failures.saturating_add(s.auth_failures);
+            c.first_seen = earliest(c.first_seen.take(), s.first_seen.clone());
+            c.last_seen = latest(c.last_seen.take(), s.last_seen.clone());
+            push_unique(&mut c.sources, &format!("bundle {bundle}"));
+            for pod in &s.pods {
+                push_unique(&mut c.sources, &format!("pod {pod}"));
+            }
+        }
+    }
+    by_text.into_values().collect()
+}
+
+fn push_unique(list: &mut Vec<String>, item: &str) {
+    if !list.iter().any(|x| x == item) {
+        list.push(item.to_owned());
+    }
+}
+
+// RFC 3339 UTC texts of one format compare in time order.
+fn earliest(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn latest(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The addresses never blocked because of what the cluster is, each with its reason.
+#[derive(Clone, Debug, Default)]
+pub struct Protected {
+    ranges: Vec<(Cidr, LeftOutReason, String)>,
+}
+
+impl Protected {
+    /// From the policy, the detection allowlist and the cluster view.
+    pub fn new(block: &BlockIps, allowlist: &[Cidr], view: &ClusterView) -> Self {
+        let mut p = Protected::default();
+        for c in &block.never_block {
+            p.add(
+                *c,
+                LeftOutReason::NeverBlock,
+                format!("in never_block ({c})"),
+            );
+        }
+        for c in allowlist {
+            p.add(
+                *c,
+                LeftOutReason::Allowlist,
+                format!("in the detection allowlist ({c})"),
+            );
+        }
+        for node in &view.nodes {
+            for a in &node.addresses {
+                let why = format!("an address of Node {}", node.name);
+                p.add(Cidr::host(*a), LeftOutReason::Node, why);
+            }
+            for c in &node.pod_cidrs {
+                let why = format!("inside pod CIDR {c} of Node {}", node.name);
+                p.add(*c, LeftOutReason::PodCidr, why);
+            }
+        }
+        for (ns, v) in &view.namespaces {
+            for pod in &v.pods {
+                let name = pod.metadata.name.as_deref().unwrap_or_default();
+                let ips = pod.status.as_ref().and_then(|s| s.pod_ips.as_ref());
+                for ip in ips.into_iter().flatten() {
+                    p.add_text(
+                        &ip.ip,
+                        LeftOutReason::Pod,
+                        format!("the address of pod {ns}/{name}"),
+                    );
+                }
+            }
+            for svc in &v.services {
+                p.add_service(ns, svc);
+            }
+            for ing in &v.ingresses {
+                let name = ing.metadata.name.as_deref().unwrap_or_default();
+                let lb = ing.status.as_ref().and_then(|s| s.load_balancer.as_ref());
+                for i in lb.and_then(|l| l.ingress.as_ref()).into_iter().flatten() {
+                    let why = format!("a load-balancer address of Ingress {ns}/{name}");
+                    p.add_text(
+                        i.ip.as_deref().unwrap_or_default(),
+                        LeftOutReason::LoadBalancer,
+                        why,
+                    );
+                }
+            }
+        }
+        p
+    }
+
+    fn add_service(&mut self, ns: &str, svc: &k8s_openapi::api::core::v1::Service) {
+        let name = svc.metadata.name.as_deref().unwrap_or_default();
+        if let Some(spec) = &svc.spec {
+            let ips = spec
+                .cluster_ips
+                .iter()
+                .flatten()
+                .chain(spec.cluster_ip.iter());
+            for ip in ips {
+                self.add_text(
+                    ip,
+                    LeftOutReason::Service,
+                    format!("a ClusterIP of Service {ns}/{name}"),
+                );
+            }
+            for ip in spec.external_ips.iter().flatten() {
+                let why = format!("an external IP of Service {ns}/{name}");
+                self.add_text(ip, LeftOutReason::LoadBalancer, why);
+            }
+        }
+        let lb = svc.status.as_ref().and_then(|s| s.load_balancer.as_ref());
+        for i in lb.and_then(|l| l.ingress.as_ref()).into_iter().flatten() {
+            let why = format!("a load-balancer address of Service {ns}/{name}");
+            self.add_text(
+                i.ip.as_deref().unwrap_or_default(),
+                LeftOutReason::LoadBalancer,
+                why,
+            );
+        }
+    }
+
+    fn add(&mut self, c: Cidr, reason: LeftOutReason, why: String) {
+        self.ranges.push((c, reason, why));
+    }
+
+    fn add_text(&mut self, text: &str, reason: LeftOutReason, why: String) {
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            self.add(Cidr::host(normalise_ip(ip)), reason, why);
+        }
+    }
+
+    /// The first reason `ip` is never blocked.
+    pub fn reason(&self, ip: &IpAddr) -> Option<(LeftOutReason, &str)> {
+        self.ranges
+            .iter()
+            .find(|(c, _, _)| c.contains(ip))
+            .map(|(_, r, why)| (*r, why.as_str()))
+    }
+}
+
+/// The addresses to block and those left out.
+pub fn select(
+    clients: &[Client],
+    block: &BlockIps,
+    protected: &Protected,
+    forwarded: bool,
+    now: OffsetDateTime,
+) -> (Vec<(IpAddr, BlockedAddress)>, Vec<LeftOut>) {
+    let expires_at = timefmt::rfc3339(
+        now + time::Duration::seconds(i64::try_from(block.ttl.as_secs()).unwrap_or(i64::MAX / 2)),
+    );
+    let mut left_out = Vec::new();
+    let mut kept: BTreeMap<IpAddr, Client> = BTreeMap::new();
+    for c in clients {
+        let Ok(ip) = c.text.trim().parse::<IpAddr>() else {
+            left_out.push(left(
+                c,
+                LeftOutReason::NotAnAddress,
+                "not an IP address".into(),
+            ));
+            continue;
+        };
+        let ip = normalise_ip(ip);
+        if let Some((reason, why)) = protected.reason(&ip) {
+            left_out.push(left(c, reason, format!("never blocked: {why}")));
+            continue;
+        }
+        // Two texts of one address (IPv4 and IPv4-mapped) are one client.
+        match kept.get_mut(&ip) {
+            Some(k) => {
+                k.requests = k.requests.saturating_add(c.requests);
+                k.auth_failures = k.auth_failures.saturating_add(c.auth_failures);
+                for r in &c.rules {
+                    push_unique(&mut k.rules, r);
+                }
+                for s in &c.sources {
+                    push_unique(&mut k.sources, s);
+                }
+                k.first_seen = earliest(k.first_seen.take(), c.first_seen.clone());
+                k.last_seen = latest(k.last_seen.take(), c.last_seen.clone());
+            }
+            None => {
+                kept.insert(ip, c.clone());
+            }
+        }
+    }
+    let mut ranked: Vec<(IpAddr, Client)> = kept.into_iter().collect();
+    // The most failing first; ties by address, so the choice is reproducible.
+    ranked.sort_by(|(a, x), (b, y)| {
+        (y.auth_failures, y.requests)
+            .cmp(&(x.auth_failures, x.requests))
+            .then(a.cmp(b))
+    });
+    let max = usize::try_from(block.max_addresses).unwrap_or(usize::MAX);
+    let mut blocked = Vec::new();
+    for (i, (ip, c)) in ranked.into_iter().enumerate() {
+        if i >= max {
+            let why = format!("over max_addresses ({max}): fewer failures than the {max} kept");
+            left_out.push(left(&c, LeftOutReason::OverMax, why));
+            continue;
+        }
+        blocked.push((
+            ip,
+            BlockedAddress {
+                address: ip.to_string(),
+                rules: c.rules,
+                requests: c.requests,
+                auth_failures: c.auth_failures,
+                first_seen: c.first_seen,
+                last_seen: c.last_seen,
+                sources: c.sources,
+                forwarded,
+                expires_at: expires_at.clone(),
+            },
+        ));
+    }
+    blocked.sort_by_key(|(ip, _)| *ip);
+    (blocked, left_out)
+}
+
+fn left(c: &Client, reason: LeftOutReason, message: String) -> LeftOut {
+    LeftOut {
+        address: c.text.clone(),
+        reason,
+        message,
+    }
+}
