@@ -3,5 +3,6 @@
 //! that passed the quorum check can be executed.
 
 pub mod document;
+pub mod show;
 
 pub use document::{PlanDoc, PLAN_FORMAT};
