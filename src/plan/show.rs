@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::approval::{Decision, KeyFingerprint, Principal};
 use crate::digest::Sha256Digest;
-use crate::plan::document::{PlanDoc, PlanKind, ProposerClaim, StepStatus};
+use crate::plan::document::{DryRun, PlanDoc, PlanKind, ProposerClaim, StepStatus};
 use crate::policy::containment::StepKind;
 use crate::terminal::{escape, quote};
 
@@ -214,25 +214,38 @@ fn write_header(out: &mut String, doc: &PlanDoc, digest: &Sha256Digest, status: 
     out.push('\n');
 }
 
-/// Every step's warnings, numbered, then every refusal: before anything else.
+/// Every step's warnings, numbered, then what the API server's dry-runs warned of or refused,
+/// then every refusal: before anything else.
 fn write_warnings(out: &mut String, doc: &PlanDoc) {
-    let warnings: Vec<(u32, StepKind, &String)> = doc
-        .steps
-        .iter()
-        .flat_map(|s| s.warnings.iter().map(move |w| (s.number, s.kind, w)))
-        .collect();
+    let mut warnings: Vec<String> = Vec::new();
+    for s in &doc.steps {
+        let at = format!("[step {} {}]", s.number, kind_name(s.kind));
+        warnings.extend(s.warnings.iter().map(|w| format!("{at} {}", escape(w))));
+    }
+    for s in &doc.steps {
+        let at = format!("[step {} {}]", s.number, kind_name(s.kind));
+        for (n, c) in s.changes.iter().enumerate() {
+            match &c.dry_run {
+                DryRun::Accepted { warnings: server } => {
+                    warnings.extend(server.iter().map(|w| {
+                        format!("{at} change {}: the API server warns: {}", n + 1, escape(w))
+                    }));
+                }
+                DryRun::Refused { code, reason, .. } => warnings.push(format!(
+                    "{at} change {}: the API server's dry-run REFUSED it ({code} {})",
+                    n + 1,
+                    escape(reason)
+                )),
+                DryRun::NotSupported { .. } | DryRun::NotRun { .. } => {}
+            }
+        }
+    }
     if warnings.is_empty() {
         let _ = writeln!(out, "WARNINGS: none");
     } else {
         let _ = writeln!(out, "WARNINGS ({}): read these first", warnings.len());
-        for (n, (step, kind, w)) in warnings.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "  {}. [step {step} {}] {}",
-                n + 1,
-                kind_name(*kind),
-                escape(w)
-            );
+        for (n, w) in warnings.iter().enumerate() {
+            let _ = writeln!(out, "  {}. {w}", n + 1);
         }
     }
     let refused: Vec<_> = doc
@@ -243,22 +256,12 @@ fn write_warnings(out: &mut String, doc: &PlanDoc) {
     if !refused.is_empty() {
         let _ = writeln!(out, "REFUSED STEPS ({}): they will not run", refused.len());
         for s in refused {
+            let at = format!("[step {} {}]", s.number, kind_name(s.kind));
             for r in &s.refusals {
-                let _ = writeln!(
-                    out,
-                    "  !! [step {} {}] {}",
-                    s.number,
-                    kind_name(s.kind),
-                    escape(r)
-                );
+                let _ = writeln!(out, "  !! {at} {}", escape(r));
             }
             if s.refusals.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "  !! [step {} {}] refused",
-                    s.number,
-                    kind_name(s.kind)
-                );
+                let _ = writeln!(out, "  !! {at} refused");
             }
         }
     }

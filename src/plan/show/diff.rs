@@ -24,11 +24,24 @@ const CONTEXT: usize = 3;
 const MAX_TABLE: usize = 4_000_000;
 
 /// `object` without the fields the server owns (`status`, and `metadata`'s `managedFields`,
-/// `resourceVersion`, `uid`, `creationTimestamp`, `generation`), as lines.
+/// `resourceVersion`, `uid`, `creationTimestamp`, `generation`), as lines. A Secret's `data`
+/// and `stringData` never reach a plan; should one arrive all the same, its keys are shown and
+/// its values are not.
 pub fn object_lines(object: &Value) -> Vec<String> {
     let mut shown = object.clone();
     if let Value::Object(map) = &mut shown {
         map.remove("status");
+        if map.get("kind").and_then(Value::as_str) == Some("Secret") {
+            for field in ["data", "stringData"] {
+                if let Some(Value::Object(values)) = map.get_mut(field) {
+                    for v in values.values_mut() {
+                        *v = Value::String("(redacted)".into());
+                    }
+                } else if map.contains_key(field) {
+                    map.insert(field.into(), Value::String("(redacted)".into()));
+                }
+            }
+        }
         if let Some(Value::Object(meta)) = map.get_mut("metadata") {
             for field in STRIPPED_METADATA {
                 meta.remove(field);
@@ -266,6 +279,40 @@ spec:
   podSelector: {}"#
             )
         );
+    }
+
+    #[test]
+    fn a_secret_shows_its_keys_never_its_values() {
+        let secret = json!({"kind": "Secret", "data": {"API_KEY": "c2VjcmV0"}, "stringData": "x"});
+        let text = object_lines(&secret).join("\n");
+        assert!(text.contains("API_KEY: \"(redacted)\""), "{text}");
+        assert!(text.contains("stringData: \"(redacted)\""), "{text}");
+        assert!(!text.contains("c2VjcmV0"));
+    }
+
+    proptest::proptest! {
+        // The edits are a true diff: the kept and removed lines are `a`, the kept and added `b`.
+        #[test]
+        fn edits_rebuild_both_sides(
+            a in proptest::collection::vec("[abc]", 0..12),
+            b in proptest::collection::vec("[abc]", 0..12),
+        ) {
+            let e = edits(&a, &b);
+            let left: Vec<&String> = e.iter().filter_map(|e| match *e {
+                Edit::Same(i, _) | Edit::Removed(i) => Some(&a[i]),
+                Edit::Added(_) => None,
+            }).collect();
+            let right: Vec<&String> = e.iter().filter_map(|e| match *e {
+                Edit::Same(_, j) | Edit::Added(j) => Some(&b[j]),
+                Edit::Removed(_) => None,
+            }).collect();
+            proptest::prop_assert_eq!(left, a.iter().collect::<Vec<_>>());
+            proptest::prop_assert_eq!(right, b.iter().collect::<Vec<_>>());
+            // A hunk's lines, without their marks, are lines of a and b in order.
+            for line in unified(&a, &b) {
+                proptest::prop_assert!(line.starts_with(['@', ' ', '-', '+']));
+            }
+        }
     }
 
     #[test]

@@ -469,3 +469,59 @@ fn a_person_proposer_and_a_create_are_shown() {
     );
     assert!(text.contains("  custody approve case-1 plan-1 --key ~/.ssh/id_ed25519\n"));
 }
+
+#[test]
+fn the_api_servers_dry_run_warnings_and_refusals_are_among_the_warnings() {
+    let mut d = doc();
+    d.steps[0].changes[0].dry_run = DryRun::Accepted {
+        warnings: vec!["spec.ingress[0]: deprecated\u{1b}".into()],
+    };
+    let mut refused = d.steps[0].changes[0].clone();
+    refused.dry_run = DryRun::Refused {
+        code: 422,
+        reason: "Invalid".into(),
+        message: "except must be a strict subset of cidr".into(),
+    };
+    d.steps[0].changes.push(refused);
+    let text = render_text(&d, &digest(9), &status(), &hint());
+    assert!(text.contains("WARNINGS (4): read these first"), "{text}");
+    assert!(text.contains("  3. [step 1 block_ips] change 1: the API server warns: spec.ingress[0]: deprecated\\x1b\n"));
+    assert!(text.contains(
+        "  4. [step 1 block_ips] change 2: the API server's dry-run REFUSED it (422 Invalid)\n"
+    ));
+    assert!(text.contains("    !! Dry-run (dryRun=All): REFUSED 422 Invalid: except must be a strict subset of cidr\n"));
+}
+
+/// The plan with `s` in every field that comes from outside.
+fn doc_holding(s: &str) -> PlanDoc {
+    let mut d = doc();
+    d.addresses.block[0].address = s.to_owned();
+    d.addresses.left_out[0].address = s.to_owned();
+    d.steps[0].warnings = vec![s.to_owned()];
+    d.steps[1].refusals = vec![s.to_owned()];
+    if let StepDetail::InvalidateSessions { call, .. } = &mut d.steps[2].detail {
+        call.path = s.to_owned();
+    }
+    if let Some(after) = &mut d.steps[0].changes[0].after {
+        // `k…` sorts before the existing `note`, so the diff's shape does not depend on `s`.
+        after["metadata"]["annotations"][format!("k{s}")] = serde_json::Value::String(s.to_owned());
+    }
+    d
+}
+
+proptest::proptest! {
+    // Whatever the logs and the cluster hold, nothing a terminal acts on is printed, and no
+    // field makes a line of its own.
+    #[test]
+    fn any_outside_text_is_printed_escaped(s in proptest::prelude::any::<String>()) {
+        let text = render_text(&doc_holding(&s), &digest(9), &status(), &hint());
+        let raw = text.chars().any(|c| {
+            c != '\n'
+                && (c.is_control()
+                    || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}'))
+        });
+        proptest::prop_assert!(!raw, "raw control character");
+        let plain = render_text(&doc_holding("x"), &digest(9), &status(), &hint());
+        proptest::prop_assert_eq!(text.lines().count(), plain.lines().count());
+    }
+}
