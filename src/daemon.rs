@@ -18,6 +18,7 @@ mod episodes;
 mod job;
 mod lease;
 pub mod metrics;
+pub mod notify;
 mod queue;
 mod spooled;
 mod state;

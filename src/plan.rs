@@ -4,5 +4,6 @@
 
 pub mod document;
 pub mod planner;
+pub mod show;
 
 pub use document::{PlanDoc, PLAN_FORMAT};

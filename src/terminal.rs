@@ -49,6 +49,23 @@ pub fn escape(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `s` in double quotes for a terminal, escaped as [`escape`] does and with `"` written `\"`,
+/// so that where a quoted value ends is never in doubt (an object's field, a request body).
+pub fn quote(s: &str) -> String {
+    let escaped = escape(s);
+    let mut out = String::with_capacity(escaped.len() + 2);
+    out.push('"');
+    for c in escaped.chars() {
+        if c == '"' {
+            out.push_str("\\\"");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// A path for a terminal: lossily decoded, then escaped.
 pub fn escape_path(path: &Path) -> String {
     escape(&path.to_string_lossy()).into_owned()
@@ -74,6 +91,13 @@ mod tests {
             escape("/api/v1/login 203.0.113.9 é ü 日本"),
             Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn quoted_text_shows_where_it_ends() {
+        assert_eq!(quote("plain"), "\"plain\"");
+        assert_eq!(quote("a\"b"), "\"a\\\"b\"");
+        assert_eq!(quote("x\u{1b}[2J\u{202e}"), "\"x\\x1b[2J\\u{202e}\"");
     }
 
     proptest! {

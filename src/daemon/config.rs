@@ -37,6 +37,43 @@ pub struct ServeConfig {
     /// it on a persistent volume [default: `$CUSTODY_SPOOL`, else
     /// `$XDG_STATE_HOME/custody/spool`, else `~/.local/state/custody/spool`].
     pub spool: Option<PathBuf>,
+    /// Tell the security team when a case is sealed, a plan awaits approval, and a plan reaches
+    /// its quorum, is rejected or expires [default: no notifications].
+    pub notify: Option<NotifySettings>,
+}
+
+/// The notification webhook: one POST per event with a Slack-compatible `text` and the
+/// event's details as JSON (`custody`). A failing receiver is retried with backoff and never
+/// holds up a case.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySettings {
+    /// The receiver's URL, `https://…` (a Slack incoming webhook or any JSON receiver; plain
+    /// `http://` for a receiver inside the cluster). Only its host is ever logged.
+    pub url: String,
+    /// A file holding a bearer token sent as `Authorization: Bearer …` [default: none].
+    pub token_file: Option<PathBuf>,
+    /// Seconds each attempt may take, from connecting to the end of the answer.
+    #[serde(default = "default_notify_timeout")]
+    pub timeout_seconds: u64,
+    /// Attempts per event, the first included; retries wait 1 s, 2 s, 4 s … up to 60 s.
+    #[serde(default = "default_notify_attempts")]
+    pub max_attempts: u32,
+    /// Events waiting for delivery; when full, new events are dropped with a warning.
+    #[serde(default = "default_notify_queue")]
+    pub queue: usize,
+}
+
+fn default_notify_timeout() -> u64 {
+    10
+}
+
+fn default_notify_attempts() -> u32 {
+    5
+}
+
+fn default_notify_queue() -> usize {
+    256
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,6 +195,8 @@ pub struct Loaded {
     pub analyst_token: Vec<u8>,
     /// `replica`, or its default.
     pub replica: String,
+    /// `notify`, checked, with its token read.
+    pub notify: Option<crate::daemon::notify::NotifyConfig>,
 }
 
 /// The host name and `listen` (`host:127.0.0.1:8080`; two daemons on one machine listen on
@@ -247,6 +286,31 @@ fn check_limits(l: &Limits) -> Result<(), String> {
     Ok(())
 }
 
+/// The notification settings as the notifier takes them, the token file read.
+fn notify_config(
+    base: &Path,
+    n: &mut NotifySettings,
+) -> Result<crate::daemon::notify::NotifyConfig, String> {
+    let mut config = crate::daemon::notify::NotifyConfig::new(&n.url).map_err(|e| e.to_string())?;
+    if !(1..=300).contains(&n.timeout_seconds)
+        || !(1..=20).contains(&n.max_attempts)
+        || !(1..=100_000).contains(&n.queue)
+    {
+        return Err(format!(
+            "notify.timeout_seconds must be 1 to 300, notify.max_attempts 1 to 20 and notify.queue 1 to 100000 (got {}, {} and {})",
+            n.timeout_seconds, n.max_attempts, n.queue
+        ));
+    }
+    config.timeout = std::time::Duration::from_secs(n.timeout_seconds);
+    config.max_attempts = n.max_attempts;
+    config.queue = n.queue;
+    if let Some(file) = &mut n.token_file {
+        *file = resolve(base, file);
+        config.token = Some(read_token(file, "notify.token_file")?);
+    }
+    Ok(config)
+}
+
 /// Reads and validates the configuration at `path`.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let err = |message: String| ConfigError {
@@ -310,12 +374,17 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
             )));
         }
     }
+    let notify = match &mut config.notify {
+        Some(n) => Some(notify_config(base, n).map_err(err)?),
+        None => None,
+    };
     Ok(Loaded {
         config,
         listen,
         webhook_token,
         analyst_token,
         replica,
+        notify,
     })
 }
 
@@ -383,6 +452,36 @@ mod tests {
                 e.message.contains("limits")
                     || e.message.contains("unknown field")
                     || e.message.contains("replica"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_notify_section_is_optional_checked_and_reads_its_token() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(config_with(dir.path(), "").unwrap().notify.is_none());
+        std::fs::write(dir.path().join("n.token"), "notify-token-0123456789\n").unwrap();
+        let n = config_with(
+            dir.path(),
+            "notify:\n  url: https://hooks.example.org/services/T0/B0/X\n  token_file: n.token\n  max_attempts: 3\n",
+        )
+        .unwrap()
+        .notify
+        .unwrap();
+        assert_eq!(n.url.host(), Some("hooks.example.org"));
+        assert_eq!(n.token.as_deref(), Some(&b"notify-token-0123456789"[..]));
+        assert_eq!((n.max_attempts, n.queue, n.timeout.as_secs()), (3, 256, 10));
+        for bad in [
+            "notify:\n  url: ftp://x/\n",
+            "notify:\n  url: https://x/\n  retries: 3\n",
+            "notify:\n  url: https://x/\n  max_attempts: 0\n",
+            "notify:\n  url: https://x/\n  timeout_seconds: 0\n",
+            "notify:\n  url: https://x/\n  token_file: missing.token\n",
+        ] {
+            let e = config_with(dir.path(), bad).err().unwrap();
+            assert!(
+                e.message.contains("notify") || e.message.contains("unknown field"),
                 "{bad}: {e}"
             );
         }
