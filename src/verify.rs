@@ -4,6 +4,7 @@
 mod archive;
 mod bag;
 mod bundle;
+pub mod extract;
 mod layout;
 mod s3;
 mod signed;
@@ -19,6 +20,7 @@ use crate::keys::PublicKey;
 use crate::store::{LocalStore, Store, StoreError, StoreKey};
 
 pub use bundle::BundleReport;
+pub use extract::{read_member, ExtractError};
 pub use s3::verify_s3;
 
 /// Options for verification.
