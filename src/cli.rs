@@ -144,6 +144,10 @@ enum Command {
     },
     /// The cases in the store: opened, trigger, state, bundles, suspicious clients, plans.
     Cases {
+        /// The collector's public key (SPKI PEM) from a trusted source, to check the journal's
+        /// and the seals' signatures with [default: the store's published keys].
+        #[arg(long, global = true)]
+        public_key: Option<PathBuf>,
         #[command(subcommand)]
         command: Option<CasesCommand>,
     },
@@ -165,9 +169,6 @@ enum CasesCommand {
         /// Overwrite --out if it exists.
         #[arg(long, requires = "out")]
         force: bool,
-        /// The collector's public key (SPKI PEM) from a trusted source.
-        #[arg(long)]
-        public_key: Option<PathBuf>,
     },
 }
 
@@ -226,10 +227,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             output::lint(&dir, &files, cli.json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Cases { command: None } => cases::list(&cli),
+        Command::Cases {
+            command: None,
+            public_key,
+        } => cases::list(&cli, public_key.as_deref()),
         Command::Cases {
             command: Some(CasesCommand::Show { case }),
-        } => cases::show(&cli, case),
+            public_key,
+        } => cases::show(&cli, case, public_key.as_deref()),
         Command::Cases {
             command:
                 Some(CasesCommand::Report {
@@ -237,8 +242,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     bundle,
                     out,
                     force,
-                    public_key,
                 }),
+            public_key,
         } => cases::report(
             &cli,
             &cases::ReportArgs {
@@ -246,8 +251,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 bundle: bundle.as_deref(),
                 out: out.as_deref(),
                 force: *force,
-                public_key: public_key.as_deref(),
             },
+            public_key.as_deref(),
         ),
     }
 }

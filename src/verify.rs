@@ -321,6 +321,20 @@ pub fn verify_case(
     Ok(())
 }
 
+/// The problems of a case's journal entries' signatures (`journal_signature_invalid`,
+/// `journal_entry_unsigned`), checked as `verify` checks them, for a view of a case's journal
+/// (`custody cases`) that does not verify its bundles.
+pub fn entry_signature_problems(
+    store: &dyn Store,
+    case: &CaseId,
+    chain: &CheckedChain,
+    options: &Options,
+) -> Result<Vec<Problem>, StoreError> {
+    let mut report = Report::default();
+    signed::check_entry_signatures(store, case, chain, options, &mut report)?;
+    Ok(report.problems)
+}
+
 /// `case.json` must be JSON naming this case.
 fn check_case_header(store: &dyn Store, case: &CaseId, report: &mut Report) {
     let header_key = StoreKey::CaseHeader(case.clone());

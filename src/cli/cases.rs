@@ -15,10 +15,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{s3_options, Cli};
-use crate::case::summary::{self, CaseSummary};
+use crate::case::summary::{self, CaseProblem, CaseSummary};
 use crate::id::{BundleId, CaseId};
 use crate::keys::PublicKey;
-use crate::store::{self, OpenOptions, Store};
+use crate::store::{self, OpenOptions, Store, StoreUri};
 use crate::terminal::escape as esc;
 use crate::verify::{self, ExtractError};
 
@@ -55,19 +55,51 @@ fn open_store(cli: &Cli) -> Result<Box<dyn Store>> {
     Ok(opened.into_store())
 }
 
+/// The case's summary from its journal, with the journal's signature problems (as `verify`
+/// reports them) among its problems.
+fn summarize(store: &dyn Store, case: &CaseId, options: &verify::Options) -> CaseSummary {
+    let Ok(chain) = crate::case::check_chain(store, case) else {
+        return summary::summarize(store, case);
+    };
+    let mut s = summary::of_chain(case, &chain, StoreUri::is_s3(&store.uri()));
+    let problems = match verify::entry_signature_problems(store, case, &chain, options) {
+        Ok(problems) => problems
+            .into_iter()
+            .map(|p| CaseProblem {
+                subject: p.subject,
+                message: format!("{}: {}", p.code, p.message),
+            })
+            .collect(),
+        Err(e) => vec![CaseProblem {
+            subject: format!("cases/{case}/journal"),
+            message: format!("cannot check the entries' signatures: {e}"),
+        }],
+    };
+    s.problems.extend(problems);
+    s
+}
+
+fn verify_options(public_key: Option<&Path>) -> Result<verify::Options> {
+    Ok(verify::Options {
+        public_key: public_key.map(PublicKey::load).transpose()?,
+        ..verify::Options::default()
+    })
+}
+
 fn parse_case(case: &str) -> Result<CaseId> {
     CaseId::new(case).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// `custody cases`: one line (or JSON object) per case; exit 1 if any journal does not check.
-pub(super) fn list(cli: &Cli) -> Result<ExitCode> {
+pub(super) fn list(cli: &Cli, public_key: Option<&Path>) -> Result<ExitCode> {
+    let options = verify_options(public_key)?;
     let store = open_store(cli)?;
     let cases = store.list_cases()?;
     let rows: Vec<(CaseSummary, Vec<PlanBrief>)> = cases
         .iter()
         .map(|c| {
             (
-                summary::summarize(store.as_ref(), c),
+                summarize(store.as_ref(), c, &options),
                 plans_of(store.as_ref(), c),
             )
         })
@@ -188,13 +220,14 @@ fn print_table(uri: &str, rows: &[(CaseSummary, Vec<PlanBrief>)]) -> Result<()> 
 }
 
 /// `custody cases show CASE`.
-pub(super) fn show(cli: &Cli, case: &str) -> Result<ExitCode> {
+pub(super) fn show(cli: &Cli, case: &str, public_key: Option<&Path>) -> Result<ExitCode> {
     let case = parse_case(case)?;
+    let options = verify_options(public_key)?;
     let store = open_store(cli)?;
     if !store.list_cases()?.contains(&case) {
         bail!("the store {} holds no case {case}", store.uri());
     }
-    let s = summary::summarize(store.as_ref(), &case);
+    let s = summarize(store.as_ref(), &case, &options);
     let plans = plans_of(store.as_ref(), &case);
     if cli.json {
         let mut value = serde_json::to_value(&s)?;
@@ -299,11 +332,14 @@ pub(super) struct ReportArgs<'a> {
     pub bundle: Option<&'a str>,
     pub out: Option<&'a Path>,
     pub force: bool,
-    pub public_key: Option<&'a Path>,
 }
 
 /// `custody cases report CASE [--bundle ID] [--out FILE] [--force]`.
-pub(super) fn report(cli: &Cli, args: &ReportArgs<'_>) -> Result<ExitCode> {
+pub(super) fn report(
+    cli: &Cli,
+    args: &ReportArgs<'_>,
+    public_key: Option<&Path>,
+) -> Result<ExitCode> {
     let case = parse_case(args.case)?;
     let to_stdout = args.out.is_none_or(|p| p == Path::new("-"));
     if to_stdout && cli.json {
@@ -312,7 +348,7 @@ pub(super) fn report(cli: &Cli, args: &ReportArgs<'_>) -> Result<ExitCode> {
     if to_stdout && std::io::stdout().is_terminal() {
         bail!("the report is HTML with text from the logs in it: give --out FILE, or redirect standard output");
     }
-    let public_key = args.public_key.map(PublicKey::load).transpose()?;
+    let options = verify_options(public_key)?;
     let store = open_store(cli)?;
     let s = summary::summarize(store.as_ref(), &case);
     let Some(bundle) = pick_bundle(&s, args.bundle)? else {
@@ -322,10 +358,6 @@ pub(super) fn report(cli: &Cli, args: &ReportArgs<'_>) -> Result<ExitCode> {
                 .map_or(String::new(), |b| format!(" {}", esc(b)))
         );
         return Ok(ExitCode::from(2));
-    };
-    let options = verify::Options {
-        public_key,
-        ..verify::Options::default()
     };
     let bytes = match verify::read_member(
         store.as_ref(),

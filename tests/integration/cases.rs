@@ -4,12 +4,14 @@
 //! report written only out of a bundle that verifies, byte for byte the bag's member.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use custody::case::entry::{Findings, SuspiciousClient};
 use custody::case::{self as journal, CaseHeader, Details, Journal, Trigger};
-use custody::id::CaseId;
+use custody::id::{BundleId, CaseId};
 use custody::keys::SigningKey;
-use custody::store::LocalStore;
+use custody::store::{LocalStore, Receipt, StagedFile, Store, StoreError, StoreKey, StorePrefix};
+use custody::verify::{self, ExtractError};
 
 use crate::s3::{collect_s3, json, moto, s3_run};
 use crate::util::{assert_code, assert_success, make_writable, sh, stderr, stdout, Sandbox};
@@ -471,4 +473,141 @@ fn cases_browse_an_s3_store() {
         sb.dir.path(),
     );
     assert!(reference.starts_with(&custody::digest::Sha256Digest::of(&report).to_hex()));
+}
+
+#[test]
+fn an_entry_signature_removed_lists_the_case_with_its_problem() {
+    let sb = Sandbox::new();
+    let collected = collect_as(&sb, "alice");
+    let case = collected["case_id"].as_str().unwrap();
+    let sig = sb
+        .store()
+        .join(format!("cases/{case}/journal/0000000002.json.sig"));
+    std::fs::remove_file(&sig).unwrap();
+    let out = run_in(&sb, &["--json", "cases"]);
+    assert_code(&out, 1);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = list[0]["problems"].to_string();
+    assert!(problems.contains("journal_entry_unsigned"), "{problems}");
+    // With another key given as the trusted one, every signature fails.
+    let sb2 = Sandbox::new();
+    let collected = collect_as(&sb2, "alice");
+    let other = sb2.path("other.pub");
+    std::fs::write(&other, SigningKey::generate().public().to_pem().unwrap()).unwrap();
+    let case = collected["case_id"].as_str().unwrap();
+    let out = run_in(
+        &sb2,
+        &[
+            "cases",
+            "show",
+            case,
+            "--public-key",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert_code(&out, 1);
+    assert!(
+        stdout(&out).contains("journal_signature_invalid"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// A store that serves other bytes for one archive from its second read on: the archive
+/// replaced between verification and extraction.
+struct Swapping {
+    inner: LocalStore,
+    archive: StoreKey,
+    replacement: Vec<u8>,
+    opens: AtomicUsize,
+}
+
+impl Store for Swapping {
+    fn uri(&self) -> String {
+        self.inner.uri()
+    }
+    fn object_uri(&self, key: &StoreKey) -> String {
+        self.inner.object_uri(key)
+    }
+    fn staging_dir(&self) -> &Path {
+        self.inner.staging_dir()
+    }
+    fn put_new(&self, key: &StoreKey, bytes: &[u8]) -> Result<Receipt, StoreError> {
+        self.inner.put_new(key, bytes)
+    }
+    fn put_new_file(&self, key: &StoreKey, staged: StagedFile) -> Result<Receipt, StoreError> {
+        self.inner.put_new_file(key, staged)
+    }
+    fn get(&self, key: &StoreKey) -> Result<Vec<u8>, StoreError> {
+        self.inner.get(key)
+    }
+    fn open(&self, key: &StoreKey) -> Result<Box<dyn std::io::Read + Send>, StoreError> {
+        if key == &self.archive && self.opens.fetch_add(1, Ordering::SeqCst) > 0 {
+            return Ok(Box::new(std::io::Cursor::new(self.replacement.clone())));
+        }
+        self.inner.open(key)
+    }
+    fn exists(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        self.inner.exists(key)
+    }
+    fn list(&self, prefix: &StorePrefix) -> Result<Vec<String>, StoreError> {
+        self.inner.list(prefix)
+    }
+}
+
+#[test]
+fn read_member_hands_out_only_verified_members() {
+    let sb = Sandbox::new();
+    let collected = collect_as(&sb, "alice");
+    let store = LocalStore::open(&sb.store(), false).unwrap();
+    let case = CaseId::new(collected["case_id"].as_str().unwrap()).unwrap();
+    let bundle = BundleId::new(collected["bundle_id"].as_str().unwrap()).unwrap();
+    let options = verify::Options::default();
+    let read = |store: &dyn Store, path: &str, max: u64| {
+        verify::read_member(store, &case, &bundle, path, max, &options)
+    };
+
+    // The planner's read: the sealed summary, as collect printed it.
+    let bytes = read(&store, "data/analysis/summary.json", 1 << 20).unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(summary["suspicious"], collected["summary"]["suspicious"]);
+
+    assert!(matches!(
+        read(&store, "data/analysis/nope.json", 1 << 20),
+        Err(ExtractError::NoSuchMember { .. })
+    ));
+    assert!(matches!(
+        read(&store, "bagit.txt", 1 << 20),
+        Err(ExtractError::BadPath(_))
+    ));
+    assert!(matches!(
+        read(&store, "data/analysis/summary.json", 10),
+        Err(ExtractError::TooLarge { max: 10, .. })
+    ));
+
+    // Replaced after it verified, by a valid archive of another bundle: refused.
+    let other = collect_as(&sb, "bob");
+    let other_archive = std::fs::read(collected_path(&other)).unwrap();
+    let swapping = Swapping {
+        inner: LocalStore::open(&sb.store(), false).unwrap(),
+        archive: StoreKey::Archive(case.clone(), bundle.clone()),
+        replacement: other_archive,
+        opens: AtomicUsize::new(0),
+    };
+    let e = read(&swapping, "data/analysis/summary.json", 1 << 20).unwrap_err();
+    assert!(matches!(e, ExtractError::ArchiveChanged { .. }), "{e}");
+    assert!(
+        e.to_string().contains("changed after it was verified"),
+        "{e}"
+    );
+}
+
+fn collected_path(collected: &serde_json::Value) -> PathBuf {
+    PathBuf::from(
+        collected["archive"]["uri"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("file://")
+            .unwrap(),
+    )
 }
