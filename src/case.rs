@@ -6,6 +6,7 @@
 pub mod entry;
 pub mod journal;
 pub mod state;
+pub mod summary;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;

@@ -1,11 +1,12 @@
 //! The `custody` commands: the command line (parsed by `main`), and what each command does,
 //! over the library: `collect` (into a local store, or sealed into the spool and uploaded to
-//! S3), `analyze`, `verify`, `keygen`, `serve`, `store check|flush`, `policy lint`. Each command
-//! returns its exit code: 0 success; 1 verification failed; 2 usage or I/O error, nothing
-//! sealed; 3 sealed (or verified intact) but incomplete; 130 or 143 when SIGINT or SIGTERM
-//! stopped a collection. This is the application's outer layer, so it reports errors with
-//! `anyhow`, as `main` does.
+//! S3), `analyze`, `verify`, `keygen`, `serve`, `store check|flush`, `policy lint`,
+//! `cases [show|report]`. Each command returns its exit code: 0 success; 1 verification
+//! failed; 2 usage or I/O error, nothing sealed; 3 sealed (or verified intact) but incomplete;
+//! 130 or 143 when SIGINT or SIGTERM stopped a collection. This is the application's outer
+//! layer, so it reports errors with `anyhow`, as `main` does.
 
+mod cases;
 mod collect;
 mod output;
 mod store;
@@ -141,6 +142,34 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The cases in the store: opened, trigger, state, bundles, suspicious clients, plans.
+    Cases {
+        /// The collector's public key (SPKI PEM) from a trusted source, to check the journal's
+        /// and the seals' signatures with [default: the store's published keys].
+        #[arg(long, global = true)]
+        public_key: Option<PathBuf>,
+        #[command(subcommand)]
+        command: Option<CasesCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CasesCommand {
+    /// One case: its trigger, journal timeline, bundles, findings, failures and plans.
+    Show { case: String },
+    /// Write the sealed report.html of a bundle, once the bundle verifies.
+    Report {
+        case: String,
+        /// The bundle [default: the case's last sealed bundle].
+        #[arg(long)]
+        bundle: Option<String>,
+        /// Where to write it (created new) [default: standard output, if not a terminal].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Overwrite --out if it exists.
+        #[arg(long, requires = "out")]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -198,6 +227,33 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             output::lint(&dir, &files, cli.json)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Cases {
+            command: None,
+            public_key,
+        } => cases::list(&cli, public_key.as_deref()),
+        Command::Cases {
+            command: Some(CasesCommand::Show { case }),
+            public_key,
+        } => cases::show(&cli, case, public_key.as_deref()),
+        Command::Cases {
+            command:
+                Some(CasesCommand::Report {
+                    case,
+                    bundle,
+                    out,
+                    force,
+                }),
+            public_key,
+        } => cases::report(
+            &cli,
+            &cases::ReportArgs {
+                case,
+                bundle: bundle.as_deref(),
+                out: out.as_deref(),
+                force: *force,
+            },
+            public_key.as_deref(),
+        ),
     }
 }
 

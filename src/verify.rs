@@ -4,6 +4,7 @@
 mod archive;
 mod bag;
 mod bundle;
+pub mod extract;
 mod layout;
 mod s3;
 mod signed;
@@ -19,6 +20,7 @@ use crate::keys::PublicKey;
 use crate::store::{LocalStore, Store, StoreError, StoreKey};
 
 pub use bundle::BundleReport;
+pub use extract::{read_member, ExtractError};
 pub use s3::verify_s3;
 
 /// Options for verification.
@@ -317,6 +319,20 @@ pub fn verify_case(
     }
     report.cases.push(case_report);
     Ok(())
+}
+
+/// The problems of a case's journal entries' signatures (`journal_signature_invalid`,
+/// `journal_entry_unsigned`), checked as `verify` checks them, for a view of a case's journal
+/// (`custody cases`) that does not verify its bundles.
+pub fn entry_signature_problems(
+    store: &dyn Store,
+    case: &CaseId,
+    chain: &CheckedChain,
+    options: &Options,
+) -> Result<Vec<Problem>, StoreError> {
+    let mut report = Report::default();
+    signed::check_entry_signatures(store, case, chain, options, &mut report)?;
+    Ok(report.problems)
 }
 
 /// `case.json` must be JSON naming this case.

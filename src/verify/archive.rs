@@ -18,7 +18,7 @@ use crate::store::{Store, StoreKey};
 /// The largest tag file read into memory.
 const MAX_TAG_FILE: u64 = 64 * 1024 * 1024;
 /// The largest zstd window accepted (128 MiB), so a crafted frame cannot demand huge memory.
-const MAX_WINDOW_LOG: u32 = 27;
+pub(super) const MAX_WINDOW_LOG: u32 = 27;
 /// How far past the sealed size an archive is read before decompression stops.
 pub(super) const CAP_SLACK: u64 = 64 * 1024 * 1024;
 /// Without a seal, how many times its compressed size an archive may decompress to.

@@ -89,14 +89,15 @@ pub fn verify_bundle(
 
     // The sealed size plus slack: enough to read an altered archive far enough to report what is
     // in it, while a decompression bomb still stops early.
-    let cap = seal
-        .as_ref()
-        .map_or(fallback_cap(store, case, bundle, options), |s| {
+    let cap = seal.as_ref().map_or_else(
+        || fallback_cap(store, case, bundle, options),
+        |s| {
             s.archive
                 .unpacked_size
                 .saturating_add(CAP_SLACK)
                 .min(options.max_unpacked)
-        });
+        },
+    );
     let contents = stream_archive(store, case, bundle, cap, &mut c);
     let archive_path = StoreKey::Archive(case.clone(), bundle.clone()).path();
     if let (Some(got), Some(want)) = (contents.compressed_sha256, sidecar) {

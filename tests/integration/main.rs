@@ -31,6 +31,9 @@
 //! - `approval_quorum`: the quorum matrix, with real `ssh-keygen` keys and signatures.
 //! - `integrity_verify`: key ids against keys, tar headers custody never writes, links in the
 //!   store, terminal escapes in what is printed.
+//! - `cases`: `custody cases`, `cases show`, `cases report` on collected stores (local and S3):
+//!   counts against the journal, `--json` fields, escaping, the report only out of a bundle that
+//!   verifies, byte for byte.
 //! - `signed_journal`: every journal entry signed by the collector key; a signature removed or
 //!   changed, or all of a sealed case's removed, is caught.
 
@@ -39,6 +42,7 @@
 
 mod approval;
 mod approval_quorum;
+mod cases;
 mod cli;
 mod compat;
 mod daemon;
