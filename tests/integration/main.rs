@@ -31,6 +31,8 @@
 //! - `approval_quorum`: the quorum matrix, with real `ssh-keygen` keys and signatures.
 //! - `integrity_verify`: key ids against keys, tar headers custody never writes, links in the
 //!   store, terminal escapes in what is printed.
+//! - `plans`: plans and approvals in a store: proposed by the collector key or an SSH key,
+//!   approved through `custody approve`, `plan status`, `verify --approvers`, and tampering.
 //! - `signed_journal`: every journal entry signed by the collector key; a signature removed or
 //!   changed, or all of a sealed case's removed, is caught.
 
@@ -54,6 +56,7 @@ mod integrity_verify;
 mod interop;
 mod k8s;
 mod layout;
+mod plans;
 mod s3;
 mod server;
 mod shipped;
