@@ -494,21 +494,27 @@ fn proposer_of(
     }
 }
 
-/// The approvals stored for a plan, by number, and the names in `approvals/` that are none. A
-/// missing signature reads as empty (it does not verify).
+/// The approvals stored for a plan, by number, and the names in `approvals/` that are none (a
+/// signature without its statement among them). A missing signature reads as empty (it does
+/// not verify).
 pub fn stored_approvals(
     store: &dyn Store,
     case: &CaseId,
     plan: &PlanId,
 ) -> Result<(Vec<StoredApproval>, Vec<String>), StoreError> {
     let names = store.list(&StorePrefix::Approvals(case.clone(), plan.clone()))?;
-    let (numbers, strays) = layout::approvals(names);
+    let (numbers, mut strays) = layout::approvals(names);
     let mut out = Vec::new();
     for number in numbers {
         let statement = match store.get(&StoreKey::Approval(case.clone(), plan.clone(), number)) {
             Ok(s) => s,
-            // A signature without its statement: the statement is missing.
-            Err(StoreError::NotFound { .. }) => Vec::new(),
+            // A signature without its statement: the approval is not stored (the quorum says
+            // so if the journal records it), and the signature is a stray.
+            Err(StoreError::NotFound { .. }) => {
+                let sig = StoreKey::ApprovalSignature(case.clone(), plan.clone(), number);
+                strays.push(sig.path().rsplit('/').next().unwrap_or_default().to_owned());
+                continue;
+            }
             Err(e) => return Err(e),
         };
         let signature = match store.get(&StoreKey::ApprovalSignature(

@@ -17,7 +17,7 @@ use custody::store::{LocalStore, Store, StoreKey};
 use time::{Duration, OffsetDateTime};
 
 use crate::approval::{ssh_key, SshKey};
-use crate::util::{assert_code, assert_success, make_writable, tool, Sandbox};
+use crate::util::{assert_success, make_writable, tool, Sandbox};
 
 /// A sealed case, a roster of four and a plan document for it.
 struct World {
@@ -42,7 +42,10 @@ impl World {
             ("alice", "alice@example.org"),
             ("bob", "bob@example.org"),
             ("carol", "carol@example.org"),
-            ("paula", "paula@example.org namespaces=\"custody-approval,custody-proposal\""),
+            (
+                "paula",
+                "paula@example.org namespaces=\"custody-approval,custody-proposal\"",
+            ),
         ] {
             let k = ssh_key(&keys_dir, name);
             roster.push_str(&format!("{who} {}\n", k.openssh));
@@ -52,7 +55,11 @@ impl World {
         World {
             case: CaseId::new(result["case_id"].as_str().unwrap()).unwrap(),
             bundle: BundleId::new(result["bundle_id"].as_str().unwrap()).unwrap(),
-            archive_sha256: result["archive"]["sha256"].as_str().unwrap().parse().unwrap(),
+            archive_sha256: result["archive"]["sha256"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
             sb,
             roster,
             keys,
@@ -117,9 +124,18 @@ impl World {
     fn propose(&self, id: &str) -> PlanId {
         let doc = self.doc(id, self.collector_claim());
         let key = self.collector();
-        let stored = plan::propose(&self.store(), &key, &doc, &self.roster, ProposalSigner::Collector(&key))
-            .unwrap();
-        assert_eq!(stored.plan_sha256, Sha256Digest::of(&custody::canonical::to_vec(&doc).unwrap()));
+        let stored = plan::propose(
+            &self.store(),
+            &key,
+            &doc,
+            &self.roster,
+            ProposalSigner::Collector(&key),
+        )
+        .unwrap();
+        assert_eq!(
+            stored.plan_sha256,
+            Sha256Digest::of(&custody::canonical::to_vec(&doc).unwrap())
+        );
         stored.plan
     }
 
@@ -127,8 +143,14 @@ impl World {
         let store = self.sb.store();
         let key = self.keys[who].private.to_str().unwrap().to_owned();
         let mut args = vec![
-            "--store", store.to_str().unwrap(), "--json", "approve", self.case.as_str(),
-            plan.as_str(), "--key", &key,
+            "--store",
+            store.to_str().unwrap(),
+            "--json",
+            "approve",
+            self.case.as_str(),
+            plan.as_str(),
+            "--key",
+            &key,
         ];
         args.extend_from_slice(extra);
         self.sb.run(&args)
@@ -138,23 +160,42 @@ impl World {
         let store = self.sb.store();
         let roster = self.sb.path("approvers.allowed_signers");
         let out = self.sb.run(&[
-            "--store", store.to_str().unwrap(), "--json", "plan", "status", self.case.as_str(),
-            plan.as_str(), "--approvers", roster.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+            "--json",
+            "plan",
+            "status",
+            self.case.as_str(),
+            plan.as_str(),
+            "--approvers",
+            roster.to_str().unwrap(),
         ]);
-        (out.status.code(), serde_json::from_slice(&out.stdout).unwrap_or_default())
+        (
+            out.status.code(),
+            serde_json::from_slice(&out.stdout).unwrap_or_default(),
+        )
     }
 
     fn verify(&self) -> (Option<i32>, serde_json::Value) {
         let store = self.sb.store();
         let roster = self.sb.path("approvers.allowed_signers");
         let out = self.sb.run(&[
-            "--json", "verify", store.to_str().unwrap(), "--approvers", roster.to_str().unwrap(),
+            "--json",
+            "verify",
+            store.to_str().unwrap(),
+            "--approvers",
+            roster.to_str().unwrap(),
         ]);
-        (out.status.code(), serde_json::from_slice(&out.stdout).unwrap())
+        (
+            out.status.code(),
+            serde_json::from_slice(&out.stdout).unwrap(),
+        )
     }
 
     fn plan_dir(&self, plan: &PlanId) -> PathBuf {
-        self.sb.store().join(format!("cases/{}/plans/{plan}", self.case))
+        self.sb
+            .store()
+            .join(format!("cases/{}/plans/{plan}", self.case))
     }
 }
 
@@ -178,7 +219,10 @@ fn a_collector_proposal_reaches_quorum_by_two_principals_approving_through_the_c
     let w = World::new();
     let id = w.propose("plan-1");
     let loaded = plan::load(&w.store(), &w.case, &id, None).unwrap();
-    assert_eq!(loaded.proposer().collector_key(), Some(w.collector().public().id()));
+    assert_eq!(
+        loaded.proposer().collector_key(),
+        Some(w.collector().public().id())
+    );
     assert_eq!(plan::list(&w.store(), &w.case).unwrap().0, vec![id.clone()]);
     let (code, s) = w.status(&id);
     assert_eq!(code, Some(4), "{s}");
@@ -205,7 +249,10 @@ fn a_collector_proposal_reaches_quorum_by_two_principals_approving_through_the_c
     let chain = custody::case::check_chain(&w.store(), &w.case).unwrap();
     let journaled = plan::store::journaled_approvals(&chain);
     assert_eq!(journaled.len(), 1);
-    assert_eq!(journaled[0].2.principal, Principal::new("alice@example.org").unwrap());
+    assert_eq!(
+        journaled[0].2.principal,
+        Principal::new("alice@example.org").unwrap()
+    );
     assert_eq!(plan::store::journaled_proposals(&chain, &id).count(), 1);
 
     // alice again does not count twice.
@@ -235,10 +282,25 @@ fn a_person_proposes_with_an_ssh_key_and_their_own_approval_never_counts() {
     let doc = w.doc("plan-p", claim);
     let key = w.collector();
     // Signed by someone other than the named proposer: refused.
-    let wrong = plan::propose(&w.store(), &key, &doc, &w.roster, ProposalSigner::Person(&w.keys["bob"].private));
-    assert!(matches!(wrong, Err(PlanError::Proposal { .. })), "{wrong:?}");
-    let stored = plan::propose(&w.store(), &key, &doc, &w.roster, ProposalSigner::Person(&w.keys["paula"].private))
-        .unwrap();
+    let wrong = plan::propose(
+        &w.store(),
+        &key,
+        &doc,
+        &w.roster,
+        ProposalSigner::Person(&w.keys["bob"].private),
+    );
+    assert!(
+        matches!(wrong, Err(PlanError::Proposal { .. })),
+        "{wrong:?}"
+    );
+    let stored = plan::propose(
+        &w.store(),
+        &key,
+        &doc,
+        &w.roster,
+        ProposalSigner::Person(&w.keys["paula"].private),
+    )
+    .unwrap();
     let loaded = plan::load(&w.store(), &w.case, &stored.plan, None).unwrap();
     assert!(loaded.proposer().person_key().is_some());
     assert!(w.plan_dir(&stored.plan).join("plan.json.sshsig").is_file());
@@ -283,39 +345,87 @@ fn the_library_refuses_what_the_cli_must_not_record() {
         OffsetDateTime::now_utc(),
     );
     let (bytes, sig) = s.sign(&w.keys["alice"].private).unwrap();
-    let err = loaded.record(&store, &w.collector(), &bytes, &sig, OffsetDateTime::now_utc()).unwrap_err();
+    let err = loaded
+        .record(
+            &store,
+            &w.collector(),
+            &bytes,
+            &sig,
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap_err();
     assert_eq!(err.http_status(), 422, "{err}");
-    let spaced = String::from_utf8(bytes.clone()).unwrap().replacen(',', ", ", 1);
-    let err = loaded.record(&store, &w.collector(), spaced.as_bytes(), &sig, OffsetDateTime::now_utc()).unwrap_err();
+    let spaced = String::from_utf8(bytes.clone())
+        .unwrap()
+        .replacen(',', ", ", 1);
+    let err = loaded
+        .record(
+            &store,
+            &w.collector(),
+            spaced.as_bytes(),
+            &sig,
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap_err();
     assert_eq!(err.http_status(), 400, "{err}");
     // A statement signed by a key speaking for another principal.
     let mut s2 = s.clone();
     s2.plan_sha256 = loaded.digest();
     s2.principal = Principal::new("bob@example.org").unwrap();
     let (bytes, sig) = s2.sign(&w.keys["alice"].private).unwrap();
-    let err = loaded.record(&store, &w.collector(), &bytes, &sig, OffsetDateTime::now_utc()).unwrap_err();
+    let err = loaded
+        .record(
+            &store,
+            &w.collector(),
+            &bytes,
+            &sig,
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap_err();
     assert!(matches!(err, plan::ApprovalError::NotAllowed(_)), "{err}");
     // Past not_after.
     s2.principal = Principal::new("alice@example.org").unwrap();
     let (bytes, sig) = s2.sign(&w.keys["alice"].private).unwrap();
     let late = OffsetDateTime::now_utc() + Duration::hours(3);
-    let err = loaded.record(&store, &w.collector(), &bytes, &sig, late).unwrap_err();
+    let err = loaded
+        .record(&store, &w.collector(), &bytes, &sig, late)
+        .unwrap_err();
     assert!(matches!(err, plan::ApprovalError::Expired(_)), "{err}");
     // Sent twice, recorded once.
     let now = OffsetDateTime::now_utc();
-    let first = loaded.record(&store, &w.collector(), &bytes, &sig, now).unwrap();
-    let again = loaded.record(&store, &w.collector(), &bytes, &sig, now).unwrap();
+    let first = loaded
+        .record(&store, &w.collector(), &bytes, &sig, now)
+        .unwrap();
+    let again = loaded
+        .record(&store, &w.collector(), &bytes, &sig, now)
+        .unwrap();
     assert_eq!(first, again);
-    assert!(store.get(&StoreKey::Approval(w.case.clone(), id.clone(), 2)).is_err());
+    assert!(store
+        .get(&StoreKey::Approval(w.case.clone(), id.clone(), 2))
+        .is_err());
     // A plan pinning evidence that was not sealed is refused.
     let mut doc = w.doc("plan-e", w.collector_claim());
     doc.evidence.bundles[0].archive_sha256 = Sha256Digest::of(b"other");
     let key = w.collector();
-    let err = plan::propose(&store, &key, &doc, &w.roster, ProposalSigner::Collector(&key)).unwrap_err();
+    let err = plan::propose(
+        &store,
+        &key,
+        &doc,
+        &w.roster,
+        ProposalSigner::Collector(&key),
+    )
+    .unwrap_err();
     assert_eq!(err.code(), "plan_proposal_refused", "{err}");
     // The plan id is taken.
     let doc = w.doc("plan-x", w.collector_claim());
-    let err = plan::propose(&store, &key, &doc, &w.roster, ProposalSigner::Collector(&key)).unwrap_err();
+    let err = plan::propose(
+        &store,
+        &key,
+        &doc,
+        &w.roster,
+        ProposalSigner::Collector(&key),
+    )
+    .unwrap_err();
     assert!(matches!(err, PlanError::Exists(_)), "{err}");
 }
 
@@ -339,7 +449,9 @@ fn load_and_verify_catch_each_kind_of_tampering() {
     assert_eq!(err.code(), "plan_not_canonical", "{err}");
     // b: the plan changed canonically and its sidecar updated: the signature no longer holds.
     let path = w.plan_dir(&b).join("plan.json");
-    let changed = std::fs::read_to_string(&path).unwrap().replace("\"required\":2", "\"required\":1");
+    let changed = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"required\":2", "\"required\":1");
     overwrite(&path, changed.as_bytes());
     let sidecar = plan::store::sidecar_text(&Sha256Digest::of(changed.as_bytes()));
     overwrite(&w.plan_dir(&b).join("plan.json.sha256"), sidecar.as_bytes());
@@ -348,20 +460,43 @@ fn load_and_verify_catch_each_kind_of_tampering() {
     // c: the sidecar, then the roster.
     let sidecar = w.plan_dir(&c).join("plan.json.sha256");
     let good = std::fs::read(&sidecar).unwrap();
-    overwrite(&sidecar, format!("{}  plan.json\n", "0".repeat(64)).as_bytes());
-    assert_eq!(plan::load(&w.store(), &w.case, &c, None).unwrap_err().code(), "plan_digest_mismatch");
+    overwrite(
+        &sidecar,
+        format!("{}  plan.json\n", "0".repeat(64)).as_bytes(),
+    );
+    assert_eq!(
+        plan::load(&w.store(), &w.case, &c, None)
+            .unwrap_err()
+            .code(),
+        "plan_digest_mismatch"
+    );
     let (_, report) = w.verify();
-    assert!(codes(&report).contains(&"plan_digest_mismatch".to_string()), "{report}");
+    assert!(
+        codes(&report).contains(&"plan_digest_mismatch".to_string()),
+        "{report}"
+    );
     overwrite(&sidecar, &good);
     let roster = w.plan_dir(&c).join("approvers.allowed_signers");
     let mut text = std::fs::read_to_string(&roster).unwrap();
-    text.push_str(&format!("mallory@example.org {}\n", w.keys["carol"].openssh));
+    text.push_str(&format!(
+        "mallory@example.org {}\n",
+        w.keys["carol"].openssh
+    ));
     overwrite(&roster, text.as_bytes());
-    assert_eq!(plan::load(&w.store(), &w.case, &c, None).unwrap_err().code(), "plan_roster_mismatch");
+    assert_eq!(
+        plan::load(&w.store(), &w.case, &c, None)
+            .unwrap_err()
+            .code(),
+        "plan_roster_mismatch"
+    );
     // d: an approval's signature replaced by another's; a copy not journaled; one removed.
     let approvals = w.plan_dir(&d).join("approvals");
     let sig2 = std::fs::read(approvals.join("0000000002.json.sig")).unwrap();
-    std::fs::copy(approvals.join("0000000002.json"), approvals.join("0000000009.json")).unwrap();
+    std::fs::copy(
+        approvals.join("0000000002.json"),
+        approvals.join("0000000009.json"),
+    )
+    .unwrap();
     std::fs::write(approvals.join("0000000009.json.sig"), &sig2).unwrap();
     overwrite(&approvals.join("0000000001.json.sig"), &sig2);
     let (code, report) = w.verify();
@@ -378,7 +513,10 @@ fn load_and_verify_catch_each_kind_of_tampering() {
     }
     std::fs::remove_file(approvals.join("0000000002.json")).unwrap();
     let (_, report) = w.verify();
-    assert!(codes(&report).contains(&"approval_missing".to_string()), "{report}");
+    assert!(
+        codes(&report).contains(&"approval_missing".to_string()),
+        "{report}"
+    );
 }
 
 #[test]
@@ -391,14 +529,35 @@ fn verify_reports_a_plan_whose_evidence_is_not_the_sealed_evidence() {
     let store = LocalStore::open(&w.sb.store(), false).unwrap();
     let (case, id) = (w.case.clone(), doc.plan.clone());
     let key = w.collector();
-    store.put_new(&StoreKey::PlanRoster(case.clone(), id.clone()), w.roster.as_bytes()).unwrap();
+    store
+        .put_new(
+            &StoreKey::PlanRoster(case.clone(), id.clone()),
+            w.roster.as_bytes(),
+        )
+        .unwrap();
     let sidecar = plan::store::sidecar_text(&Sha256Digest::of(&bytes));
-    store.put_new(&StoreKey::PlanSidecar(case.clone(), id.clone()), sidecar.as_bytes()).unwrap();
-    store.put_new(&StoreKey::PlanSignature(case.clone(), id.clone()), &key.sign(&bytes)).unwrap();
+    store
+        .put_new(
+            &StoreKey::PlanSidecar(case.clone(), id.clone()),
+            sidecar.as_bytes(),
+        )
+        .unwrap();
+    store
+        .put_new(
+            &StoreKey::PlanSignature(case.clone(), id.clone()),
+            &key.sign(&bytes),
+        )
+        .unwrap();
     store.put_new(&StoreKey::Plan(case, id), &bytes).unwrap();
     let (code, report) = w.verify();
     assert_eq!(code, Some(1), "{report}");
     let found = codes(&report);
-    assert!(found.contains(&"plan_evidence_mismatch".to_string()), "{found:?}");
-    assert!(found.contains(&"plan_not_journaled".to_string()), "{found:?}");
+    assert!(
+        found.contains(&"plan_evidence_mismatch".to_string()),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&"plan_not_journaled".to_string()),
+        "{found:?}"
+    );
 }
