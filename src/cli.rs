@@ -1,14 +1,16 @@
 //! The `custody` commands: the command line (parsed by `main`), and what each command does,
 //! over the library: `collect` (into a local store, or sealed into the spool and uploaded to
 //! S3), `analyze`, `verify`, `keygen`, `serve`, `store check|flush`, `policy lint`,
-//! `cases [show|report]`. Each command returns its exit code: 0 success; 1 verification
-//! failed; 2 usage or I/O error, nothing sealed; 3 sealed (or verified intact) but incomplete;
-//! 130 or 143 when SIGINT or SIGTERM stopped a collection. This is the application's outer
-//! layer, so it reports errors with `anyhow`, as `main` does.
+//! `cases [show|report]`, `plan status|list`, `approve`. Each command returns its exit code: 0
+//! success; 1 verification failed; 2 usage or I/O error, nothing sealed; 3 sealed (or verified
+//! intact) but incomplete; 4 (`plan status`) a plan without quorum; 130 or 143 when SIGINT or
+//! SIGTERM stopped a collection. This is the application's outer layer, so it reports errors
+//! with `anyhow`, as `main` does.
 
 mod cases;
 mod collect;
 mod output;
+mod plan;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -120,6 +122,10 @@ enum Command {
         /// The collector's public key (SPKI PEM) from a trusted source.
         #[arg(long)]
         public_key: Option<PathBuf>,
+        /// The approvers' roster in force (allowed_signers): the plans' quorum is evaluated
+        /// against it [default: each plan's pinned roster].
+        #[arg(long)]
+        approvers: Option<PathBuf>,
     },
     /// Generate an Ed25519 key pair: PREFIX.key (PKCS#8 PEM, 0600) and PREFIX.pub (SPKI PEM).
     Keygen {
@@ -151,6 +157,29 @@ enum Command {
         #[command(subcommand)]
         command: Option<CasesCommand>,
     },
+    /// Containment plans.
+    Plan {
+        #[command(subcommand)]
+        command: PlanCommand,
+    },
+    /// Sign an approval (or a reject) of a plan with an SSH key (ssh-keygen -Y sign) and record
+    /// it in the store.
+    Approve {
+        case: String,
+        plan: String,
+        /// The SSH key: a private key file, or the .pub of a key in ssh-agent or a FIDO key.
+        #[arg(long)]
+        key: PathBuf,
+        /// Reject the plan (a veto) instead of approving it.
+        #[arg(long)]
+        reject: bool,
+        /// Why, in the approver's words (recorded in the signed statement).
+        #[arg(long)]
+        reason: Option<String>,
+        /// The principal to sign as [default: the one the plan's roster gives the key].
+        #[arg(long)]
+        principal: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -170,6 +199,23 @@ enum CasesCommand {
         #[arg(long, requires = "out")]
         force: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum PlanCommand {
+    /// Whether a plan has quorum: every approval and what it counted for, or every reason it
+    /// is not approved. Exit 0 when quorum is reached (for every plan shown), 4 when not, 1
+    /// when a plan does not verify.
+    Status {
+        case: String,
+        /// The plan [default: every plan of the case].
+        plan: Option<String>,
+        /// The approvers' roster in force [default: approvers.allowed_signers in --policies].
+        #[arg(long)]
+        approvers: Option<PathBuf>,
+    },
+    /// The case's plans.
+    List { case: String },
 }
 
 #[derive(Subcommand)]
@@ -202,7 +248,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Collect { .. } => collect::run(&cli),
         Command::Analyze { files, top, format } => analyze(&cli, files, *top, format),
-        Command::Verify { target, public_key } => verify(&cli, target, public_key.as_deref()),
+        Command::Verify {
+            target,
+            public_key,
+            approvers,
+        } => verify(&cli, target, public_key.as_deref(), approvers.as_deref()),
         Command::Keygen { out } => {
             let key = SigningKey::generate();
             let (private, public) = keys::write_key_pair(&key, out)?;
@@ -254,6 +304,35 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             },
             public_key.as_deref(),
         ),
+        Command::Plan {
+            command:
+                PlanCommand::Status {
+                    case,
+                    plan,
+                    approvers,
+                },
+        } => plan::status(&cli, case, plan.as_deref(), approvers.as_deref()),
+        Command::Plan {
+            command: PlanCommand::List { case },
+        } => plan::list(&cli, case),
+        Command::Approve {
+            case,
+            plan: id,
+            key,
+            reject,
+            reason,
+            principal,
+        } => plan::approve(
+            &cli,
+            &plan::ApproveArgs {
+                case,
+                plan: id,
+                key,
+                reject: *reject,
+                reason: reason.as_deref(),
+                principal: principal.as_deref(),
+            },
+        ),
     }
 }
 
@@ -300,10 +379,17 @@ fn analyze(cli: &Cli, files: &[PathBuf], top: usize, format: &FormatChoice) -> R
     })
 }
 
-fn verify(cli: &Cli, target: &str, public_key: Option<&Path>) -> Result<ExitCode> {
+fn verify(
+    cli: &Cli,
+    target: &str,
+    public_key: Option<&Path>,
+    approvers: Option<&Path>,
+) -> Result<ExitCode> {
     let public_key = public_key.map(PublicKey::load).transpose()?;
+    let approvers = approvers.map(crate::approval::Roster::read).transpose()?;
     let options = verify::Options {
         public_key,
+        approvers,
         ..verify::Options::default()
     };
     // Anything but an S3 URI is a path: `verify` says what it cannot make out.
@@ -313,6 +399,9 @@ fn verify(cli: &Cli, target: &str, public_key: Option<&Path>) -> Result<ExitCode
         verify::verify_path(Path::new(target), &options)?
     };
     output::verification(&report, cli.json)?;
+    if !cli.json {
+        plan::verified_plans(&report.plans);
+    }
     Ok(if !report.ok {
         ExitCode::from(1)
     } else if !report.complete {

@@ -6,6 +6,7 @@ mod bag;
 mod bundle;
 pub mod extract;
 mod layout;
+mod plans;
 mod s3;
 mod signed;
 
@@ -21,6 +22,7 @@ use crate::store::{LocalStore, Store, StoreError, StoreKey};
 
 pub use bundle::BundleReport;
 pub use extract::{read_member, ExtractError};
+pub use plans::PlanReport;
 pub use s3::verify_s3;
 
 /// Options for verification.
@@ -30,6 +32,9 @@ pub struct Options {
     pub public_key: Option<PublicKey>,
     /// The most an archive may decompress to when its seal cannot be read.
     pub max_unpacked: u64,
+    /// The roster in force (`--approvers`), against which the plans' quorum is evaluated;
+    /// without it, each plan's pinned roster stands in for it.
+    pub approvers: Option<crate::approval::Roster>,
 }
 
 impl Default for Options {
@@ -37,6 +42,7 @@ impl Default for Options {
         Self {
             public_key: None,
             max_unpacked: 1 << 40,
+            approvers: None,
         }
     }
 }
@@ -68,6 +74,10 @@ pub struct Report {
     /// collection, what the journal shows).
     pub incomplete: Vec<Problem>,
     pub warnings: Vec<String>,
+    /// The case's containment plans and their quorum, as evaluated (information: a plan that
+    /// awaits approval is not a problem).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plans: Vec<PlanReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -224,7 +234,7 @@ fn verify_local_case(
 }
 
 fn is_case_entry(name: &str) -> bool {
-    matches!(name, "case.json" | "journal" | "bundles")
+    matches!(name, "case.json" | "journal" | "bundles" | "plans")
 }
 
 /// Reports every name in `root/dir` that `expected` does not accept: nothing but evidence belongs
@@ -316,6 +326,9 @@ pub fn verify_case(
             }
         }
         case_report.bundles.push(br);
+    }
+    if only.is_none() {
+        plans::check_plans(store, case, &chain, options, report)?;
     }
     report.cases.push(case_report);
     Ok(())

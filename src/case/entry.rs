@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use crate::approval::ApprovalRecorded;
 use crate::case::Trigger;
 use crate::digest::Sha256Digest;
-use crate::id::{BundleId, KeyId};
+use crate::id::{BundleId, KeyId, PlanId};
 use crate::source::Failure;
 
 /// What a journal entry records.
@@ -43,6 +43,9 @@ pub enum EntryKind {
     /// An approval of a containment plan was stored; details: the plan, the approval's number,
     /// principal, key fingerprint, decision and the statement's SHA-256.
     ApprovalRecorded,
+    /// A containment plan was stored; details: the plan, its digest, who proposed it, the
+    /// approvals it needs and its `not_after`.
+    PlanProposed,
 }
 
 /// What one step recorded: the `details` of an entry, by its `kind`.
@@ -59,6 +62,7 @@ pub enum Details {
     AlertResolved(AlertResolved),
     CollectionInterrupted(CollectionInterrupted),
     ApprovalRecorded(ApprovalRecorded),
+    PlanProposed(PlanProposed),
 }
 
 /// `case_opened`: entry 1 of every journal.
@@ -246,6 +250,34 @@ pub struct CollectionInterrupted {
     pub signal: Option<String>,
 }
 
+/// `plan_proposed`: the plan `plans/<plan>/plan.json` with these bytes was stored, signed by its
+/// proposer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanProposed {
+    /// RFC 3339 UTC, as in the plan.
+    pub not_after: String,
+    pub plan: PlanId,
+    /// The SHA-256 of `plan.json`: the plan digest.
+    pub plan_sha256: Sha256Digest,
+    pub proposer: ProposedBy,
+    /// The approvals the plan needs.
+    pub required: u32,
+}
+
+/// Who signed a proposal, as the plan names them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProposedBy {
+    /// The collector key (`plan.json.sig`).
+    Collector { key_id: KeyId },
+    /// A person's SSH key (`plan.json.sshsig`).
+    Person {
+        key_fingerprint: crate::approval::KeyFingerprint,
+        principal: crate::approval::Principal,
+    },
+}
+
 impl Details {
     pub fn kind(&self) -> EntryKind {
         match self {
@@ -260,6 +292,7 @@ impl Details {
             Details::AlertResolved(_) => EntryKind::AlertResolved,
             Details::CollectionInterrupted(_) => EntryKind::CollectionInterrupted,
             Details::ApprovalRecorded(_) => EntryKind::ApprovalRecorded,
+            Details::PlanProposed(_) => EntryKind::PlanProposed,
         }
     }
 
@@ -278,6 +311,7 @@ impl Details {
             EntryKind::AlertResolved => Details::AlertResolved(v(value)?),
             EntryKind::CollectionInterrupted => Details::CollectionInterrupted(v(value)?),
             EntryKind::ApprovalRecorded => Details::ApprovalRecorded(v(value)?),
+            EntryKind::PlanProposed => Details::PlanProposed(v(value)?),
         })
     }
 }
@@ -299,6 +333,7 @@ impl Serialize for Inner<'_> {
             Details::AlertResolved(d) => d.serialize(s),
             Details::CollectionInterrupted(d) => d.serialize(s),
             Details::ApprovalRecorded(d) => d.serialize(s),
+            Details::PlanProposed(d) => d.serialize(s),
         }
     }
 }

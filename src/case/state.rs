@@ -194,7 +194,7 @@ impl CaseState {
             Details::AlertResolved(_) => self.alert_resolved = true,
             Details::ObjectsStored(_) => self.stored_recorded = true,
             // Approvals concern the case's plans, not its collection.
-            Details::ApprovalRecorded(_) => {}
+            Details::ApprovalRecorded(_) | Details::PlanProposed(_) => {}
         }
     }
 

@@ -280,6 +280,10 @@ pub fn describe(details: &Details) -> String {
             Some(signal) => format!("collection interrupted by {signal}: {}", d.error),
             None => format!("collection interrupted: {}", d.error),
         },
+        Details::PlanProposed(p) => format!(
+            "plan {} proposed (SHA-256 {}), needs {} approvals by {}",
+            p.plan, p.plan_sha256, p.required, p.not_after
+        ),
         Details::ApprovalRecorded(a) => format!(
             "plan {}: {} by {} (key {}), approval {}",
             a.plan, a.decision, a.principal, a.key_fingerprint, a.approval

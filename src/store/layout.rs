@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::id::{BundleId, CaseId, KeyId};
+use crate::id::{BundleId, CaseId, KeyId, PlanId};
 
 /// One object in the store layout (see docs/EVIDENCE_FORMAT.md).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -29,6 +29,22 @@ pub enum StoreKey {
     /// once: the record with the highest generation says which replica works on the case and
     /// until when (`daemon::lease`). Operational, not evidence.
     Lease(CaseId, u64),
+    /// A containment plan (`plans/<plan>/plan.json`): canonical JSON; its SHA-256 is the plan
+    /// digest.
+    Plan(CaseId, PlanId),
+    /// `plans/<plan>/plan.json.sha256`, in sha256sum format.
+    PlanSidecar(CaseId, PlanId),
+    /// `plans/<plan>/plan.json.sig`: the collector key's raw Ed25519 signature (a daemon's
+    /// proposal).
+    PlanSignature(CaseId, PlanId),
+    /// `plans/<plan>/plan.json.sshsig`: a person's SSHSIG, namespace `custody-proposal`.
+    PlanSshSignature(CaseId, PlanId),
+    /// `plans/<plan>/approvers.allowed_signers`: the roster in force at proposal.
+    PlanRoster(CaseId, PlanId),
+    /// Approval `n` of a plan (`plans/<plan>/approvals/<n, 10 digits>.json`), from 1.
+    Approval(CaseId, PlanId, u64),
+    /// Its SSHSIG, namespace `custody-approval` (`approvals/<n>.json.sig`).
+    ApprovalSignature(CaseId, PlanId, u64),
 }
 
 impl StoreKey {
@@ -48,6 +64,17 @@ impl StoreKey {
             Self::Probe(name) => format!("probes/{name}"),
             Self::Episode(name) => format!("episodes/{name}"),
             Self::Lease(c, generation) => format!("leases/{c}/{}", journal_name(*generation)),
+            Self::Plan(c, p) => format!("cases/{c}/plans/{p}/{PLAN_FILE}"),
+            Self::PlanSidecar(c, p) => format!("cases/{c}/plans/{p}/{PLAN_FILE}.sha256"),
+            Self::PlanSignature(c, p) => format!("cases/{c}/plans/{p}/{PLAN_FILE}.sig"),
+            Self::PlanSshSignature(c, p) => format!("cases/{c}/plans/{p}/{PLAN_FILE}.sshsig"),
+            Self::PlanRoster(c, p) => format!("cases/{c}/plans/{p}/{ROSTER_FILE}"),
+            Self::Approval(c, p, n) => {
+                format!("cases/{c}/plans/{p}/approvals/{}", journal_name(*n))
+            }
+            Self::ApprovalSignature(c, p, n) => {
+                format!("cases/{c}/plans/{p}/approvals/{}.sig", journal_name(*n))
+            }
         }
     }
 
@@ -74,6 +101,9 @@ impl StoreKey {
                 return Some(Self::JournalSignature(case, seq));
             }
             return parse_journal_name(name).map(|seq| Self::JournalEntry(case, seq));
+        }
+        if let Some(rest) = rest.strip_prefix("plans/") {
+            return parse_plan_object(case, rest);
         }
         let name = rest.strip_prefix("bundles/")?;
         let bundle = parse_bundle_file_name(name)?;
@@ -110,6 +140,13 @@ pub enum StorePrefix {
     Keys,
     /// `leases/<case>/`: the generations of the claim on a case.
     Leases(CaseId),
+    /// `cases/<case>/plans/`: one name per plan (or, from a backend without directories, the
+    /// rest of each key: its first segment names the plan).
+    Plans(CaseId),
+    /// `cases/<case>/plans/<plan>/`: a plan's files.
+    Plan(CaseId, PlanId),
+    /// `cases/<case>/plans/<plan>/approvals/`.
+    Approvals(CaseId, PlanId),
 }
 
 impl StorePrefix {
@@ -121,8 +158,106 @@ impl StorePrefix {
             Self::Bundles(c) => format!("cases/{c}/bundles"),
             Self::Keys => "keys".to_owned(),
             Self::Leases(c) => format!("leases/{c}"),
+            Self::Plans(c) => format!("cases/{c}/plans"),
+            Self::Plan(c, p) => format!("cases/{c}/plans/{p}"),
+            Self::Approvals(c, p) => format!("cases/{c}/plans/{p}/approvals"),
         }
     }
+}
+
+/// The plan document's file name in its plan's directory.
+pub const PLAN_FILE: &str = "plan.json";
+/// The pinned roster's file name in its plan's directory.
+pub const ROSTER_FILE: &str = "approvers.allowed_signers";
+
+/// One of a plan's files, as named relative to `cases/<case>/plans/`.
+enum PlanFile {
+    Plan,
+    Sidecar,
+    Signature,
+    SshSignature,
+    Roster,
+    Approval(u64),
+    ApprovalSignature(u64),
+}
+
+/// The plan and file that `rest` (relative to `cases/<case>/plans/`) names, if it names one.
+fn plan_file(rest: &str) -> Option<(PlanId, PlanFile)> {
+    let (plan, name) = rest.split_once('/')?;
+    let plan = PlanId::new(plan).ok()?;
+    let file = if let Some(name) = name.strip_prefix("approvals/") {
+        match parse_journal_signature_name(name) {
+            Some(n) => PlanFile::ApprovalSignature(n),
+            None => PlanFile::Approval(parse_journal_name(name)?),
+        }
+    } else {
+        match name {
+            PLAN_FILE => PlanFile::Plan,
+            "plan.json.sha256" => PlanFile::Sidecar,
+            "plan.json.sig" => PlanFile::Signature,
+            "plan.json.sshsig" => PlanFile::SshSignature,
+            ROSTER_FILE => PlanFile::Roster,
+            _ => return None,
+        }
+    };
+    Some((plan, file))
+}
+
+/// The key of a plan's object at `rest` (relative to `cases/<case>/plans/`).
+fn parse_plan_object(case: CaseId, rest: &str) -> Option<StoreKey> {
+    let (p, file) = plan_file(rest)?;
+    Some(match file {
+        PlanFile::Plan => StoreKey::Plan(case, p),
+        PlanFile::Sidecar => StoreKey::PlanSidecar(case, p),
+        PlanFile::Signature => StoreKey::PlanSignature(case, p),
+        PlanFile::SshSignature => StoreKey::PlanSshSignature(case, p),
+        PlanFile::Roster => StoreKey::PlanRoster(case, p),
+        PlanFile::Approval(n) => StoreKey::Approval(case, p, n),
+        PlanFile::ApprovalSignature(n) => StoreKey::ApprovalSignature(case, p, n),
+    })
+}
+
+/// Whether `name` (relative to `cases/<case>/plans/<plan>/`) is one of a plan's files (not an
+/// approval).
+pub fn is_plan_file(name: &str) -> bool {
+    matches!(
+        name,
+        PLAN_FILE | "plan.json.sha256" | "plan.json.sig" | "plan.json.sshsig" | ROSTER_FILE
+    )
+}
+
+/// The plans among the names listed under `StorePrefix::Plans`, sorted, and the names that are
+/// not plans, as `plans/<name>`. A backend without directories lists the whole rest of each
+/// key: its first segment names the plan.
+pub fn plans(names: Vec<String>) -> (Vec<PlanId>, Vec<String>) {
+    let mut plans = BTreeSet::new();
+    let mut strays = Vec::new();
+    for name in names {
+        let id = name.split('/').next().unwrap_or_default();
+        match PlanId::new(id) {
+            Ok(id) => {
+                plans.insert(id);
+            }
+            Err(_) => strays.push(format!("plans/{name}")),
+        }
+    }
+    (plans.into_iter().collect(), strays)
+}
+
+/// The approval numbers among the names listed under `StorePrefix::Approvals` (a statement or
+/// its signature names its number), sorted and once each, and the names that are neither.
+pub fn approvals(names: Vec<String>) -> (Vec<u64>, Vec<String>) {
+    let mut numbers = BTreeSet::new();
+    let mut strays = Vec::new();
+    for name in names {
+        match parse_journal_name(&name).or_else(|| parse_journal_signature_name(&name)) {
+            Some(n) => {
+                numbers.insert(n);
+            }
+            None => strays.push(name),
+        }
+    }
+    (numbers.into_iter().collect(), strays)
 }
 
 /// The file name of a bundle's archive.
@@ -176,6 +311,9 @@ pub fn is_case_object(name: &str) -> bool {
         || name
             .strip_prefix("bundles/")
             .is_some_and(|n| !n.contains('/') && parse_bundle_file_name(n).is_some())
+        || name
+            .strip_prefix("plans/")
+            .is_some_and(|rest| plan_file(rest).is_some())
 }
 
 /// The sequence numbers among the names listed under `StorePrefix::Journal`, sorted, and the
@@ -268,6 +406,13 @@ mod tests {
             StoreKey::SealSignature(case(), b),
             StoreKey::PublicKey(k),
             StoreKey::Lease(case(), 3),
+            StoreKey::Plan(case(), plan()),
+            StoreKey::PlanSidecar(case(), plan()),
+            StoreKey::PlanSignature(case(), plan()),
+            StoreKey::PlanSshSignature(case(), plan()),
+            StoreKey::PlanRoster(case(), plan()),
+            StoreKey::Approval(case(), plan(), 2),
+            StoreKey::ApprovalSignature(case(), plan(), 2),
         ] {
             assert_eq!(StoreKey::parse(&key.path()), Some(key.clone()), "{key:?}");
         }
@@ -306,6 +451,81 @@ mod tests {
         ] {
             assert_eq!(StoreKey::parse(other), None, "{other}");
         }
+    }
+
+    fn plan() -> PlanId {
+        PlanId::new("20261126-150000-00000002").unwrap()
+    }
+
+    #[test]
+    fn plan_objects_have_their_paths_and_nothing_else_parses_as_one() {
+        let c = case();
+        let p = plan();
+        let dir = format!("cases/{c}/plans/{p}");
+        for (key, path) in [
+            (StoreKey::Plan(c.clone(), p.clone()), "plan.json"),
+            (
+                StoreKey::PlanSidecar(c.clone(), p.clone()),
+                "plan.json.sha256",
+            ),
+            (
+                StoreKey::PlanSignature(c.clone(), p.clone()),
+                "plan.json.sig",
+            ),
+            (
+                StoreKey::PlanSshSignature(c.clone(), p.clone()),
+                "plan.json.sshsig",
+            ),
+            (
+                StoreKey::PlanRoster(c.clone(), p.clone()),
+                "approvers.allowed_signers",
+            ),
+            (
+                StoreKey::Approval(c.clone(), p.clone(), 1),
+                "approvals/0000000001.json",
+            ),
+            (
+                StoreKey::ApprovalSignature(c.clone(), p.clone(), 1),
+                "approvals/0000000001.json.sig",
+            ),
+        ] {
+            assert_eq!(key.path(), format!("{dir}/{path}"));
+            assert!(is_case_object(&format!("plans/{p}/{path}")), "{path}");
+        }
+        assert_eq!(
+            StorePrefix::Approvals(c.clone(), p.clone()).path(),
+            format!("{dir}/approvals")
+        );
+        for other in [
+            "plan.json.bak",
+            "approvals/1.json",
+            "approvals/0000000001.sig",
+            "approvals/x/0000000001.json",
+            "notes/plan.json",
+        ] {
+            assert_eq!(StoreKey::parse(&format!("{dir}/{other}")), None, "{other}");
+            assert!(!is_case_object(&format!("plans/{p}/{other}")), "{other}");
+        }
+        assert_eq!(
+            StoreKey::parse(&format!("cases/{c}/plans/Bad_Id/plan.json")),
+            None
+        );
+        let (ids, strays) = plans(vec![
+            format!("{p}/plan.json"),
+            p.to_string(),
+            "Bad Id".into(),
+        ]);
+        assert_eq!(ids, vec![p]);
+        assert_eq!(strays, vec!["plans/Bad Id".to_string()]);
+        let (numbers, strays) = approvals(vec![
+            "0000000002.json".into(),
+            "0000000001.json.sig".into(),
+            "0000000001.json".into(),
+            "x.json".into(),
+        ]);
+        assert_eq!(numbers, vec![1, 2]);
+        assert_eq!(strays, vec!["x.json".to_string()]);
+        assert!(is_plan_file("plan.json") && !is_plan_file("approvals"));
     }
 
     #[test]

@@ -34,6 +34,8 @@
 //! - `cases`: `custody cases`, `cases show`, `cases report` on collected stores (local and S3):
 //!   counts against the journal, `--json` fields, escaping, the report only out of a bundle that
 //!   verifies, byte for byte.
+//! - `plans`: plans and approvals in a store: proposed by the collector key or an SSH key,
+//!   approved through `custody approve`, `plan status`, `verify --approvers`, and tampering.
 //! - `signed_journal`: every journal entry signed by the collector key; a signature removed or
 //!   changed, or all of a sealed case's removed, is caught.
 
@@ -58,6 +60,7 @@ mod integrity_verify;
 mod interop;
 mod k8s;
 mod layout;
+mod plans;
 mod s3;
 mod server;
 mod shipped;

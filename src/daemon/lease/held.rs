@@ -67,7 +67,10 @@ pub(in crate::daemon) fn since(
     let step = |kind: EntryKind| {
         !matches!(
             kind,
-            EntryKind::AlertResolved | EntryKind::ObjectsStored | EntryKind::ApprovalRecorded
+            EntryKind::AlertResolved
+                | EntryKind::ObjectsStored
+                | EntryKind::ApprovalRecorded
+                | EntryKind::PlanProposed
         )
     };
     Ok(match after().find(|(e, _)| step(e.kind())) {

@@ -1,0 +1,276 @@
+//! `custody plan status|list` (where a case's plans stand) and `custody approve` (sign an
+//! approval, or a reject, of a plan with an SSH key and record it in the store). Exit codes of
+//! `plan status`: 0 quorum reached (for every plan shown); 4 quorum not reached — awaiting
+//! approvals, vetoed or expired, every reason printed; 1 a plan does not verify; 2 usage or I/O.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use time::OffsetDateTime;
+
+use super::{policy_dir, s3_options, Cli};
+use crate::approval::statement::Statement;
+use crate::approval::{sshsig, Decision, KeyFingerprint, Principal, Roster};
+use crate::id::{CaseId, PlanId};
+use crate::keys::{self, SigningKey};
+use crate::plan::{self, Plan, PlanStatus, Proposed};
+use crate::store::{self, OpenOptions, Store};
+use crate::terminal::escape as esc;
+
+/// `plan status`: a plan that does not have quorum (yet, or ever: vetoed, expired).
+pub(super) const NO_QUORUM: u8 = 4;
+
+/// What `approve` is asked to do.
+pub(super) struct ApproveArgs<'a> {
+    pub case: &'a str,
+    pub plan: &'a str,
+    pub key: &'a Path,
+    pub reject: bool,
+    pub reason: Option<&'a str>,
+    pub principal: Option<&'a str>,
+}
+
+fn open(cli: &Cli) -> Result<Box<dyn Store>> {
+    let options = OpenOptions {
+        s3: s3_options(cli),
+        ..OpenOptions::default()
+    };
+    Ok(store::open(&cli.store, &options)?.into_store())
+}
+
+/// The roster in force: `--approvers`, else `approvers.allowed_signers` in the policy directory.
+fn current_roster(cli: &Cli, approvers: Option<&Path>) -> Result<Roster> {
+    let path = match approvers {
+        Some(p) => p.to_owned(),
+        None => policy_dir(cli)
+            .map(|d| d.join("approvers.allowed_signers"))
+            .filter(|p| p.is_file())
+            .context("no roster in force: give --approvers FILE, or --policies with approvers.allowed_signers")?,
+    };
+    Ok(Roster::read(&path)?)
+}
+
+pub(super) fn status(
+    cli: &Cli,
+    case: &str,
+    plan: Option<&str>,
+    approvers: Option<&Path>,
+) -> Result<ExitCode> {
+    let case = CaseId::new(case)?;
+    let store = open(cli)?;
+    let roster = current_roster(cli, approvers)?;
+    let plans = match plan {
+        Some(p) => vec![PlanId::new(p)?],
+        None => plan::list(store.as_ref(), &case)?.0,
+    };
+    if plans.is_empty() {
+        bail!("case {case} has no plans");
+    }
+    let now = OffsetDateTime::now_utc();
+    let mut statuses = Vec::new();
+    let mut failed = Vec::new();
+    for id in &plans {
+        match plan::load(store.as_ref(), &case, id, None) {
+            Ok(p) => statuses.push(plan::status_in(store.as_ref(), &p, &roster, now)?),
+            Err(e) => failed.push((id.clone(), e)),
+        }
+    }
+    if cli.json {
+        let failed: Vec<_> = failed
+            .iter()
+            .map(|(id, e)| serde_json::json!({"plan": id, "code": e.code(), "message": e.to_string()}))
+            .collect();
+        let value = serde_json::json!({"case": case, "plans": statuses, "invalid": failed});
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        for s in &statuses {
+            print!("{}", status_text(s));
+        }
+        for (id, e) in &failed {
+            println!(
+                "plan {id}: DOES NOT VERIFY ({}): {}",
+                e.code(),
+                esc(&e.to_string())
+            );
+        }
+    }
+    Ok(if !failed.is_empty() {
+        ExitCode::from(1)
+    } else if statuses.iter().all(|s| s.quorum_reached) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(NO_QUORUM)
+    })
+}
+
+/// A plan's status for people; every outside string escaped.
+pub fn status_text(s: &PlanStatus) -> String {
+    let mut out = format!(
+        "plan {} of case {}\n  digest    {}\n  proposer  {}\n  expires   {}{}\n  quorum    {} of {} {}\n",
+        s.plan,
+        s.case,
+        s.plan_sha256,
+        esc(&s.proposer),
+        s.not_after,
+        if s.expired { " (EXPIRED)" } else { "" },
+        s.counted,
+        s.required,
+        if s.quorum_reached { "REACHED" } else if s.rejected { "REJECTED" } else { "not reached" },
+    );
+    for a in &s.approvals {
+        out.push_str(&format!(
+            "  #{:<3} {} {} {}: {}\n",
+            a.number,
+            a.decision.map_or("?".into(), |d| d.to_string()),
+            a.principal
+                .as_ref()
+                .map_or("?".into(), |p| esc(p.as_str()).into_owned()),
+            a.key_fingerprint.map_or("?".into(), |f| f.to_string()),
+            esc(&a.why),
+        ));
+    }
+    for r in &s.reasons {
+        out.push_str(&format!("  - {}: {}\n", r.code(), esc(&r.to_string())));
+    }
+    out
+}
+
+pub(super) fn list(cli: &Cli, case: &str) -> Result<ExitCode> {
+    let case = CaseId::new(case)?;
+    let store = open(cli)?;
+    let (plans, strays) = plan::list(store.as_ref(), &case)?;
+    let mut rows = Vec::new();
+    for id in &plans {
+        rows.push(match plan::load(store.as_ref(), &case, id, None) {
+            Ok(p) => serde_json::json!({
+                "plan": id, "plan_sha256": p.digest(), "created_at": p.doc().created_at,
+                "not_after": p.doc().not_after, "required": p.required(), "valid": true,
+            }),
+            Err(e) => serde_json::json!({"plan": id, "valid": false, "code": e.code(), "message": e.to_string()}),
+        });
+    }
+    if cli.json {
+        let value = serde_json::json!({"case": case, "plans": rows, "strays": strays});
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        for r in &rows {
+            match r["valid"].as_bool() {
+                Some(true) => println!(
+                    "{}  {}  needs {}  expires {}",
+                    r["plan"].as_str().unwrap_or_default(),
+                    r["plan_sha256"].as_str().unwrap_or_default(),
+                    r["required"],
+                    r["not_after"].as_str().unwrap_or_default()
+                ),
+                _ => println!(
+                    "{}  DOES NOT VERIFY: {}",
+                    r["plan"].as_str().unwrap_or_default(),
+                    esc(r["message"].as_str().unwrap_or_default())
+                ),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the approver is shown before signing. A placeholder for `plan show`'s full view: the
+/// plan digest and each step's kind and target.
+pub fn shown_text(plan: &Plan<Proposed>) -> String {
+    let doc = plan.doc();
+    let mut out = format!(
+        "case {}\nplan {}\nplan digest {}\nneeds {} approvals; expires {}\n",
+        doc.case,
+        doc.plan,
+        plan.digest(),
+        doc.quorum.required,
+        doc.not_after
+    );
+    for step in &doc.steps {
+        out.push_str(&format!(
+            "  step {}: {:?} on {}/{} ({:?})\n",
+            step.number,
+            step.kind,
+            esc(&step.namespace),
+            esc(&step.target),
+            step.status
+        ));
+    }
+    out
+}
+
+pub(super) fn approve(cli: &Cli, args: &ApproveArgs<'_>) -> Result<ExitCode> {
+    let case = CaseId::new(args.case)?;
+    let id = PlanId::new(args.plan)?;
+    let store = open(cli)?;
+    let plan = plan::load(store.as_ref(), &case, &id, None)?;
+    eprint!("{}", shown_text(&plan));
+    let now = OffsetDateTime::now_utc();
+    let public = sshsig::public_key_of(args.key)?;
+    let fingerprint = KeyFingerprint::of(&public);
+    let principal = match args.principal {
+        Some(p) => Principal::new(p)?,
+        None => plan
+            .pinned_roster()
+            .principal_for(&fingerprint, now)
+            .cloned()
+            .with_context(|| format!("the plan's roster names no principal for key {fingerprint} now: give --principal, or use a key of the roster"))?,
+    };
+    let decision = if args.reject {
+        Decision::Reject
+    } else {
+        Decision::Approve
+    };
+    let statement = Statement::new(
+        case.clone(),
+        id.clone(),
+        plan.digest(),
+        decision,
+        principal,
+        fingerprint,
+        args.reason.unwrap_or_default().to_owned(),
+        now,
+    );
+    let (bytes, signature) = statement.sign(args.key)?;
+    let journal_key = match &cli.signing_key {
+        Some(path) => SigningKey::load(path)?,
+        None => keys::load_default().context(
+            "recording into the store journals the approval, signed by a collector key: give --signing-key",
+        )?,
+    };
+    let recorded = plan.record(store.as_ref(), &journal_key, &bytes, &signature, now)?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&recorded)?);
+    } else {
+        println!(
+            "recorded {} #{} of plan {} by {} ({})",
+            recorded.decision,
+            recorded.number,
+            recorded.plan,
+            esc(recorded.principal.as_str()),
+            recorded.key_fingerprint
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `verify --approvers`: the plans' lines of the report, for people.
+pub(super) fn verified_plans(plans: &[crate::verify::PlanReport]) {
+    for p in plans {
+        println!(
+            "plan {} of case {}: quorum {} of {} {}",
+            p.plan,
+            p.case,
+            p.counted,
+            p.required,
+            if p.quorum_reached {
+                "reached"
+            } else {
+                "not reached"
+            }
+        );
+        for r in &p.reasons {
+            println!("  - {}: {}", r.code(), esc(&r.to_string()));
+        }
+    }
+}

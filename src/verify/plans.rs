@@ -1,0 +1,196 @@
+//! A case's containment plans, verified (`custody verify --approvers FILE`): each plan's
+//! canonical bytes against its sidecar, its proposer's signature, the stored roster against its
+//! pinned digest, its evidence against the sealed evidence, its `plan_proposed` entry, every
+//! approval statement's signature (verified in Rust), the store's approvals against the
+//! journal's and back, and the quorum as evaluated — by `approval::evaluate`, with FILE as the
+//! roster in force (the pinned roster without it) at the journal time of the plan's last
+//! approval. A plan that awaits approval, was vetoed or expired is information, not a problem.
+
+use serde::Serialize;
+
+use super::{Options, Report};
+use crate::approval::quorum::Reason;
+use crate::approval::ApprovalRecorded;
+use crate::case::CheckedChain;
+use crate::digest::Sha256Digest;
+use crate::id::{CaseId, PlanId};
+use crate::plan::store::{self as plans, PlanError};
+use crate::store::{Store, StoreError, StoreKey, StorePrefix};
+
+/// What `verify` found of one plan's quorum.
+#[derive(Debug, Serialize)]
+pub struct PlanReport {
+    pub case: CaseId,
+    pub plan: PlanId,
+    pub plan_sha256: Sha256Digest,
+    pub required: u32,
+    pub counted: u32,
+    pub quorum_reached: bool,
+    /// The time the quorum was evaluated at (RFC 3339): the last approval's journal time, or now.
+    pub evaluated_at: String,
+    /// Whether the roster in force was given (`--approvers`); without it the pinned roster
+    /// stands in for it.
+    pub approvers_given: bool,
+    /// Every reason quorum is not reached (and the integrity faults, also reported as problems).
+    pub reasons: Vec<Reason>,
+}
+
+/// Checks every plan of `case` (see the module's header).
+pub(super) fn check_plans(
+    store: &dyn Store,
+    case: &CaseId,
+    chain: &CheckedChain,
+    options: &Options,
+    report: &mut Report,
+) -> Result<(), StoreError> {
+    let (ids, strays) = match plans::list(store, case) {
+        Ok(listed) => listed,
+        Err(PlanError::Store(e)) => return Err(e),
+        Err(e) => {
+            return Err(StoreError::Remote {
+                uri: StorePrefix::Plans(case.clone()).path(),
+                message: e.to_string(),
+            })
+        }
+    };
+    for name in strays {
+        report.problem(
+            "unexpected_file",
+            format!("cases/{case}/{name}"),
+            "not a plan",
+        );
+    }
+    for id in ids {
+        check_plan(store, case, &id, chain, options, report)?;
+    }
+    Ok(())
+}
+
+fn check_plan(
+    store: &dyn Store,
+    case: &CaseId,
+    id: &PlanId,
+    chain: &CheckedChain,
+    options: &Options,
+    report: &mut Report,
+) -> Result<(), StoreError> {
+    let subject = StoreKey::Plan(case.clone(), id.clone()).path();
+    check_plan_files(store, case, id, report)?;
+    let plan = match plans::load(store, case, id, options.public_key.as_ref()) {
+        Ok(p) => p,
+        Err(PlanError::Store(StoreError::NotFound { uri })) => {
+            report.problem("missing_file", subject, format!("{uri} is missing"));
+            return Ok(());
+        }
+        Err(PlanError::Store(e)) => return Err(e),
+        Err(e) => {
+            report.problem(e.code(), subject, e.to_string());
+            return Ok(());
+        }
+    };
+    if let Err(message) = plans::check_evidence(plan.doc(), chain) {
+        report.problem("plan_evidence_mismatch", subject.clone(), message);
+    }
+    if !plans::journaled_proposals(chain, id).any(|(_, p)| p.plan_sha256 == plan.digest()) {
+        report.problem(
+            "plan_not_journaled",
+            subject.clone(),
+            format!(
+                "no plan_proposed entry of the journal records plan {id} with digest {}",
+                plan.digest()
+            ),
+        );
+    }
+    let (stored, strays) = plans::stored_approvals(store, case, id)?;
+    for name in strays {
+        report.problem(
+            "unexpected_file",
+            format!(
+                "{}/{name}",
+                StorePrefix::Approvals(case.clone(), id.clone()).path()
+            ),
+            "not an approval",
+        );
+    }
+    let mine: Vec<(u64, String, ApprovalRecorded)> = plans::journaled_approvals(chain)
+        .into_iter()
+        .filter(|(_, _, r)| &r.plan == id)
+        .collect();
+    let at = mine
+        .last()
+        .and_then(|(_, at, _)| crate::timefmt::parse(at))
+        .unwrap_or_else(time::OffsetDateTime::now_utc);
+    let journaled: Vec<ApprovalRecorded> = mine.into_iter().map(|(_, _, r)| r).collect();
+    let current = options.approvers.as_ref().unwrap_or(plan.pinned_roster());
+    let (tally, reasons) = match plan.approve_check(current, &stored, &journaled, at, None) {
+        Ok(approved) => (approved.approval().tally().clone(), Vec::new()),
+        Err(refusal) => (refusal.tally, refusal.reasons),
+    };
+    for reason in &reasons {
+        if let Some((code, number)) = problem_code(reason) {
+            let subject = match number {
+                Some(n) => StoreKey::Approval(case.clone(), id.clone(), n).path(),
+                None => subject.clone(),
+            };
+            report.problem(code, subject, reason.to_string());
+        }
+    }
+    report.plans.push(PlanReport {
+        case: case.clone(),
+        plan: id.clone(),
+        plan_sha256: plan.digest(),
+        required: tally.required,
+        counted: tally.counted,
+        quorum_reached: reasons.is_empty(),
+        evaluated_at: crate::timefmt::rfc3339(at),
+        approvers_given: options.approvers.is_some(),
+        reasons,
+    });
+    Ok(())
+}
+
+/// Every file in the plan's directory must be one of a plan's.
+fn check_plan_files(
+    store: &dyn Store,
+    case: &CaseId,
+    id: &PlanId,
+    report: &mut Report,
+) -> Result<(), StoreError> {
+    for name in store.list(&StorePrefix::Plan(case.clone(), id.clone()))? {
+        // A backend without directories lists `approvals/…` whole; a local store, `approvals`.
+        let first = name.split('/').next().unwrap_or_default();
+        if first != "approvals" && !crate::store::layout::is_plan_file(&name) {
+            report.problem(
+                "unexpected_file",
+                format!(
+                    "{}/{name}",
+                    StorePrefix::Plan(case.clone(), id.clone()).path()
+                ),
+                "not part of a plan",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The problem code of a quorum reason that is a fault in the record (not a plan awaiting
+/// approval, vetoed or expired), and the approval it concerns.
+fn problem_code(reason: &Reason) -> Option<(&'static str, Option<u64>)> {
+    Some(match reason {
+        Reason::NotJournaled { number } => ("approval_not_journaled", Some(*number)),
+        Reason::NotStored { number } => ("approval_missing", Some(*number)),
+        Reason::BadSignature { number, .. } => ("approval_signature_invalid", Some(*number)),
+        Reason::BadStatement { number, .. } => ("approval_statement_invalid", Some(*number)),
+        Reason::JournalDisagrees { number, .. } => ("approval_journal_mismatch", Some(*number)),
+        Reason::DuplicateNumber { number } => ("approval_duplicate_number", Some(*number)),
+        Reason::OtherPlan { number, .. } => ("approval_other_plan", Some(*number)),
+        Reason::KeyMismatch { number, .. } => ("approval_key_mismatch", Some(*number)),
+        Reason::PinnedRoster { .. } => ("plan_roster_mismatch", None),
+        Reason::ProposerOtherPlan => ("plan_signature_invalid", None),
+        Reason::NoQuorum
+        | Reason::NotEnough { .. }
+        | Reason::Vetoed { .. }
+        | Reason::Expired { .. }
+        | Reason::ClockSkew { .. } => return None,
+    })
+}
