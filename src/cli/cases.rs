@@ -38,11 +38,46 @@ pub(super) struct PlanBrief {
     pub quorum: Option<usize>,
 }
 
-/// TO BE FILLED IN once the store lists `cases/<case>/plans/` (a `StorePrefix` for plans and the
-/// plan module's reader): every plan of `case`, in id order, with its state and quorum. Until
-/// then a case shows no plans. This is the one place `cases` and `cases show` learn of plans.
-fn plans_of(_store: &dyn Store, _case: &CaseId) -> Vec<PlanBrief> {
-    Vec::new()
+/// Every plan of `case`, in id order, with its state and quorum, judged with the roster each
+/// plan pins (`plan status --approvers` judges with the roster in force). A plan that does not
+/// load is listed as `invalid` with the reason's code. This is the one place `cases` and `cases
+/// show` learn of plans.
+fn plans_of(store: &dyn Store, case: &CaseId) -> Vec<PlanBrief> {
+    let Ok((ids, _)) = crate::plan::store::list(store, case) else {
+        return Vec::new();
+    };
+    let now = time::OffsetDateTime::now_utc();
+    ids.iter()
+        .map(|id| {
+            let brief = |state: String, approvals: usize, quorum: Option<usize>| PlanBrief {
+                plan_id: id.to_string(),
+                state,
+                approvals,
+                quorum,
+            };
+            let plan = match crate::plan::store::load(store, case, id, None) {
+                Ok(plan) => plan,
+                Err(e) => return brief(format!("invalid ({})", e.code()), 0, None),
+            };
+            let roster = plan.pinned_roster().clone();
+            match crate::plan::status::status_in(store, &plan, &roster, now) {
+                Ok(st) => {
+                    let state = if st.rejected {
+                        "rejected"
+                    } else if st.expired {
+                        "expired"
+                    } else if st.quorum_reached {
+                        "approved"
+                    } else {
+                        "awaiting approval"
+                    };
+                    let quorum = usize::try_from(st.required).ok();
+                    brief(state.to_owned(), st.counted as usize, quorum)
+                }
+                Err(e) => brief(format!("invalid ({})", e.code()), 0, None),
+            }
+        })
+        .collect()
 }
 
 fn open_store(cli: &Cli) -> Result<Box<dyn Store>> {
