@@ -31,6 +31,9 @@
 //! - `approval_quorum`: the quorum matrix, with real `ssh-keygen` keys and signatures.
 //! - `integrity_verify`: key ids against keys, tar headers custody never writes, links in the
 //!   store, terminal escapes in what is printed.
+//! - `planner_reads`: what the containment planner reads from the cluster (whole lists, every
+//!   kind, discovery with and without Cilium, the server's clock), its dry-runs judged like the
+//!   API server, and its Role and ClusterRole checked against every request.
 //! - `signed_journal`: every journal entry signed by the collector key; a signature removed or
 //!   changed, or all of a sealed case's removed, is caught.
 
@@ -54,6 +57,7 @@ mod integrity_verify;
 mod interop;
 mod k8s;
 mod layout;
+mod planner_reads;
 mod s3;
 mod server;
 mod shipped;
