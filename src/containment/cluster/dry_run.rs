@@ -90,7 +90,7 @@ impl DryRunRequest {
             ),
             DryRunRequest::Replace { target, object } => {
                 let rv = object.pointer("/metadata/resourceVersion");
-                if !rv.and_then(Value::as_str).is_some_and(|v| !v.is_empty()) {
+                if rv.and_then(Value::as_str).is_none_or(str::is_empty) {
                     return Err(DryRun::NotRun {
                         why: "a replace must carry the resourceVersion it was read at".into(),
                     });

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::validate::{apply_json_patch, merge_patch, validate, Invalid};
+use super::validate::{apply_json_patch, merge_patch, validate, FieldError};
 use super::{Reply, Request, State};
 
 /// A stored object's key: group/version, resource, namespace ("" when cluster-scoped), name.
@@ -245,7 +245,7 @@ fn conflict(gv: &str, res: &str, name: &str, why: &str) -> Reply {
     )
 }
 
-fn invalid(kind: &str, gv: &str, name: &str, errors: &[Invalid]) -> Reply {
+fn invalid(kind: &str, gv: &str, name: &str, errors: &[FieldError]) -> Reply {
     let group = gv.split_once('/').map_or("", |g| g.0);
     let qualified = if group.is_empty() {
         kind.to_owned()
@@ -358,7 +358,7 @@ fn create(st: &mut State, req: &Request, coll: Coll<'_>, dry_run: bool) -> Reply
             kind,
             gv,
             "",
-            &[Invalid::required(
+            &[FieldError::required(
                 "metadata.name",
                 "name or generateName is required",
             )],
@@ -417,7 +417,7 @@ fn replace(st: &mut State, req: &Request, coll: Coll<'_>, name: &str, dry_run: b
             kind,
             gv,
             name,
-            &[Invalid::invalid(
+            &[FieldError::invalid(
                 "metadata.resourceVersion",
                 "0",
                 "must be specified for an update",

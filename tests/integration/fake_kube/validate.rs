@@ -12,13 +12,13 @@ use std::net::IpAddr;
 use serde_json::{json, Value};
 
 /// One field error, as the API server reports it in `details.causes`.
-pub struct Invalid {
+pub struct FieldError {
     pub field: String,
     pub message: String,
     pub reason: &'static str,
 }
 
-impl Invalid {
+impl FieldError {
     pub fn invalid(field: &str, value: &str, why: &str) -> Self {
         Self {
             field: field.to_owned(),
@@ -79,7 +79,7 @@ fn is_label_1035(name: &str) -> bool {
 }
 
 /// Every field error of `obj` (a `kind`), and the warnings of an accepted one.
-pub fn validate(kind: &str, obj: &Value) -> (Vec<Invalid>, Vec<String>) {
+pub fn validate(kind: &str, obj: &Value) -> (Vec<FieldError>, Vec<String>) {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let name = obj
@@ -92,7 +92,7 @@ pub fn validate(kind: &str, obj: &Value) -> (Vec<Invalid>, Vec<String>) {
         (is_subdomain(name), SUBDOMAIN)
     };
     if !ok {
-        errors.push(Invalid::invalid("metadata.name", name, rule));
+        errors.push(FieldError::invalid("metadata.name", name, rule));
     }
     match kind {
         "NetworkPolicy" => network_policy(obj, &mut errors, &mut warnings),
@@ -150,11 +150,11 @@ fn canonical(ip: IpAddr, prefix: u8) -> String {
 fn check_cidr(
     field: &str,
     text: &str,
-    errors: &mut Vec<Invalid>,
+    errors: &mut Vec<FieldError>,
     warnings: &mut Vec<String>,
 ) -> Option<(IpAddr, u8)> {
     let Some((ip, prefix)) = parse_cidr(text) else {
-        errors.push(Invalid::invalid(field, text, CIDR));
+        errors.push(FieldError::invalid(field, text, CIDR));
         return None;
     };
     let canon = canonical(ip, prefix);
@@ -164,10 +164,10 @@ fn check_cidr(
     Some((ip, prefix))
 }
 
-fn ip_block(field: &str, block: &Value, errors: &mut Vec<Invalid>, warnings: &mut Vec<String>) {
+fn ip_block(field: &str, block: &Value, errors: &mut Vec<FieldError>, warnings: &mut Vec<String>) {
     let cidr = block["cidr"].as_str().unwrap_or_default();
     if cidr.is_empty() {
-        errors.push(Invalid::required(&format!("{field}.cidr"), ""));
+        errors.push(FieldError::required(&format!("{field}.cidr"), ""));
         return;
     }
     let outer = check_cidr(&format!("{field}.cidr"), cidr, errors, warnings);
@@ -184,7 +184,7 @@ fn ip_block(field: &str, block: &Value, errors: &mut Vec<Invalid>, warnings: &mu
         let inside =
             same_family && (bits(ip) & mask(oip, oprefix)) == (bits(oip) & mask(oip, oprefix));
         if !inside || oprefix >= prefix {
-            errors.push(Invalid::invalid(
+            errors.push(FieldError::invalid(
                 &f,
                 text,
                 "must be a strict subset of `cidr`",
@@ -193,10 +193,10 @@ fn ip_block(field: &str, block: &Value, errors: &mut Vec<Invalid>, warnings: &mu
     }
 }
 
-fn port(field: &str, p: &Value, errors: &mut Vec<Invalid>) {
+fn port(field: &str, p: &Value, errors: &mut Vec<FieldError>) {
     if let Some(proto) = p.get("protocol").and_then(Value::as_str) {
         if !["TCP", "UDP", "SCTP"].contains(&proto) {
-            errors.push(Invalid::unsupported(
+            errors.push(FieldError::unsupported(
                 &format!("{field}.protocol"),
                 proto,
                 "\"SCTP\", \"TCP\", \"UDP\"",
@@ -208,7 +208,7 @@ fn port(field: &str, p: &Value, errors: &mut Vec<Invalid>) {
         Some(Value::Number(n)) => {
             let n = n.as_i64().unwrap_or(0);
             if !(1..=65535).contains(&n) {
-                errors.push(Invalid::invalid(
+                errors.push(FieldError::invalid(
                     &format!("{field}.port"),
                     &n.to_string(),
                     "must be between 1 and 65535, inclusive",
@@ -226,7 +226,7 @@ fn port(field: &str, p: &Value, errors: &mut Vec<Invalid>) {
                 && !s.ends_with('-')
                 && !s.contains("--");
             if !ok {
-                errors.push(Invalid::invalid(
+                errors.push(FieldError::invalid(
                     &format!("{field}.port"),
                     s,
                     "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
@@ -235,7 +235,7 @@ fn port(field: &str, p: &Value, errors: &mut Vec<Invalid>) {
             None
         }
         Some(other) => {
-            errors.push(Invalid::invalid(
+            errors.push(FieldError::invalid(
                 &format!("{field}.port"),
                 &other.to_string(),
                 "must be a number or a name",
@@ -245,11 +245,11 @@ fn port(field: &str, p: &Value, errors: &mut Vec<Invalid>) {
     };
     if let Some(end) = p.get("endPort").and_then(Value::as_i64) {
         match number {
-            None => errors.push(Invalid::forbidden(
+            None => errors.push(FieldError::forbidden(
                 &format!("{field}.endPort"),
                 "may not be specified when `port` is non-numeric",
             )),
-            Some(start) if end < start => errors.push(Invalid::invalid(
+            Some(start) if end < start => errors.push(FieldError::invalid(
                 &format!("{field}.endPort"),
                 &end.to_string(),
                 "must be greater than or equal to `port`",
@@ -259,7 +259,7 @@ fn port(field: &str, p: &Value, errors: &mut Vec<Invalid>) {
     }
 }
 
-fn network_policy(obj: &Value, errors: &mut Vec<Invalid>, warnings: &mut Vec<String>) {
+fn network_policy(obj: &Value, errors: &mut Vec<FieldError>, warnings: &mut Vec<String>) {
     let spec = &obj["spec"];
     for (i, t) in spec["policyTypes"]
         .as_array()
@@ -269,7 +269,7 @@ fn network_policy(obj: &Value, errors: &mut Vec<Invalid>, warnings: &mut Vec<Str
     {
         let t = t.as_str().unwrap_or_default();
         if t != "Ingress" && t != "Egress" {
-            errors.push(Invalid::unsupported(
+            errors.push(FieldError::unsupported(
                 &format!("spec.policyTypes[{i}]"),
                 t,
                 "\"Ingress\", \"Egress\"",
@@ -290,9 +290,9 @@ fn network_policy(obj: &Value, errors: &mut Vec<Invalid>, warnings: &mut Vec<Str
                     .filter(|k| has(k))
                     .count();
                 if n == 0 {
-                    errors.push(Invalid::required(&field, "must specify a peer"));
+                    errors.push(FieldError::required(&field, "must specify a peer"));
                 } else if has("ipBlock") && n > 1 {
-                    errors.push(Invalid::forbidden(
+                    errors.push(FieldError::forbidden(
                         &field,
                         "may not specify both ipBlock and another peer",
                     ));
@@ -310,7 +310,7 @@ fn network_policy(obj: &Value, errors: &mut Vec<Invalid>, warnings: &mut Vec<Str
     }
 }
 
-fn cilium_policy(obj: &Value, errors: &mut Vec<Invalid>, warnings: &mut Vec<String>) {
+fn cilium_policy(obj: &Value, errors: &mut Vec<FieldError>, warnings: &mut Vec<String>) {
     for section in ["ingress", "ingressDeny"] {
         for (i, rule) in obj["spec"][section]
             .as_array()
