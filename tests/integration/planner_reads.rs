@@ -269,6 +269,27 @@ fn discovery_with_and_without_cilium() {
         assert_eq!(view.cilium.enable_default_deny, None);
     }
 
+    // Where the CRD lacks enableDefaultDeny the API server prunes it, with a warning: the
+    // reason the planner refuses the Cilium method there.
+    let kube = planned_cluster();
+    kube.cilium(false);
+    let (c, _dir) = connect(&rt, &kube);
+    let cnp = DryRunRequest::Create {
+        target: Target {
+            api_version: "cilium.io/v2".into(),
+            resource: "ciliumnetworkpolicies".into(),
+            namespace: NS.into(),
+            name: "custody-block-api-gateway".into(),
+        },
+        object: json!({"metadata": {"name": "custody-block-api-gateway"},
+            "spec": {"endpointSelector": {}, "enableDefaultDeny": {"ingress": false, "egress": false},
+                     "ingressDeny": [{"fromCIDRSet": [{"cidr": "203.0.113.7/32"}]}]}}),
+    };
+    let DryRun::Accepted { warnings } = rt.block_on(dry_run(&c, &cnp)) else {
+        panic!()
+    };
+    assert_eq!(warnings, [r#"unknown field "spec.enableDefaultDeny""#]);
+
     // The CRD may not be read: not known, and the read goes on.
     let kube = planned_cluster();
     kube.cilium(true);

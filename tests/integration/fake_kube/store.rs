@@ -289,9 +289,12 @@ fn judge(
     code: u16,
 ) -> Reply {
     let (gv, res, kind, ns) = coll;
-    let (errors, warnings) = validate(kind, &obj);
+    let (errors, mut warnings) = validate(kind, &obj);
     if !errors.is_empty() {
         return invalid(kind, gv, name, &errors);
+    }
+    if kind == "CiliumNetworkPolicy" {
+        prune_unknown_spec_fields(st, &mut obj, &mut warnings);
     }
     obj["apiVersion"] = json!(gv);
     obj["kind"] = json!(kind);
@@ -305,6 +308,37 @@ fn judge(
             .insert((gv.into(), res.into(), ns.into(), name.into()), obj.clone());
     }
     Reply::Warned(code, serde_json::to_vec(&obj).unwrap(), warnings)
+}
+
+/// A custom resource's fields that its CRD's structural schema does not know are pruned, with
+/// the warning server-side field validation (`Warn`, the default) gives: so a
+/// CiliumNetworkPolicy's `enableDefaultDeny` silently disappears where the CRD lacks it.
+fn prune_unknown_spec_fields(st: &State, obj: &mut Value, warnings: &mut Vec<String>) {
+    let key = (
+        "apiextensions.k8s.io/v1".to_owned(),
+        "customresourcedefinitions".to_owned(),
+        String::new(),
+        "ciliumnetworkpolicies.cilium.io".to_owned(),
+    );
+    let Some(crd) = st.objects.get(&key) else {
+        return;
+    };
+    let known = crd
+        .pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+        let unknown: Vec<String> = spec
+            .keys()
+            .filter(|k| !known.contains_key(*k))
+            .cloned()
+            .collect();
+        for field in unknown {
+            spec.remove(&field);
+            warnings.push(format!("unknown field \"spec.{field}\""));
+        }
+    }
 }
 
 fn body_object(req: &Request) -> Result<Value, Reply> {
