@@ -341,6 +341,96 @@ impl Cluster {
     }
 }
 
+/// An answer read whole, whatever its status: what `send` returns, so a caller can tell a
+/// refusal (a `Status` body) from a failure to ask, and read the headers custody needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    /// The `Date` header, as sent (the API server's clock).
+    pub date: Option<String>,
+    /// Every `Warning` header, as sent (may hold any text: escape it when shown).
+    pub warnings: Vec<String>,
+    /// At most `MAX_RESPONSE` bytes.
+    pub body: Vec<u8>,
+}
+
+impl Cluster {
+    /// Sends one request with `body` (JSON, or a JSON patch when `content_type` says so) and
+    /// reads the answer whole, at most `MAX_RESPONSE` bytes. Transient faults (no answer, 429,
+    /// 5xx) are retried like reads; any other answer, 4xx included, is returned as it is.
+    /// Only for requests that may be repeated: reads and `dryRun=All` writes.
+    pub async fn send(
+        &self,
+        method: &http::Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Answer, KubeError> {
+        let answer = self
+            .retried(path, || async {
+                let mut request = http::Request::builder().method(method.clone()).uri(path);
+                if let Some(ct) = content_type {
+                    request = request.header(http::header::CONTENT_TYPE, ct);
+                }
+                let request = request
+                    .body(kube::client::Body::from(body.to_vec()))
+                    .map_err(kube::Error::HttpError)?;
+                let response = self.client.send(request).await?;
+                let answer = read_answer(response).await?;
+                if answer.status == 429 || answer.status >= 500 {
+                    return Err(kube::Error::Api(status_of(&answer).boxed()));
+                }
+                Ok(answer)
+            })
+            .await
+            .map_err(|e| KubeError::of(&e))?;
+        if answer.body.len() as u64 > MAX_RESPONSE {
+            return Err(KubeError::local(format!(
+                "the answer to {path} is larger than {MAX_RESPONSE} bytes; not kept"
+            )));
+        }
+        Ok(answer)
+    }
+}
+
+async fn read_answer(response: http::Response<kube::client::Body>) -> Result<Answer, kube::Error> {
+    use futures_util::TryStreamExt;
+    use http_body_util::BodyExt;
+    let text = |v: &http::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+    let status = response.status().as_u16();
+    let headers = response.headers();
+    let date = headers.get(http::header::DATE).map(text);
+    let warnings = headers
+        .get_all(http::header::WARNING)
+        .iter()
+        .map(text)
+        .collect();
+    let mut body = Vec::new();
+    response
+        .into_body()
+        .into_data_stream()
+        .map_err(std::io::Error::other)
+        .into_async_read()
+        .take(MAX_RESPONSE + 1)
+        .read_to_end(&mut body)
+        .await
+        .map_err(kube::Error::ReadEvents)?;
+    Ok(Answer {
+        status,
+        date,
+        warnings,
+        body,
+    })
+}
+
+/// The `Status` an answer carries, or one made from its text when it carries none.
+fn status_of(answer: &Answer) -> kube::core::Status {
+    serde_json::from_slice::<kube::core::Status>(&answer.body).unwrap_or_else(|_| {
+        let text = String::from_utf8_lossy(&answer.body[..answer.body.len().min(512)]);
+        kube::core::Status::failure(&text, "").with_code(answer.status)
+    })
+}
+
 /// A list read in pages, written as one: each item as the bytes the server sent.
 #[derive(serde::Serialize)]
 struct WholeList<'a> {

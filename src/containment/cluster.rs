@@ -1,8 +1,17 @@
 //! What the planner reads from the live cluster before it proposes anything: `ClusterView`, one
 //! snapshot of the objects a plan depends on, each as the API server returned it (with its
 //! `resourceVersion`), plus the server's identity, its clock and whether the Cilium method is
-//! available. The planner is a pure function of this view; reading it (through `kube.rs`, with
-//! the planner's least-privilege Role) and the server-side dry-runs live here too.
+//! available. The planner is a pure function of this view; reading it (`read`, through
+//! `kube.rs`, with the planner's least-privilege Role in `deploy/role-planner.yaml`), what is
+//! parsed out of the objects read (`parse`) and the server-side dry-runs (`dry_run`) live here too.
+
+mod dry_run;
+mod parse;
+mod read;
+
+pub use dry_run::{dry_run, DryRunRequest, Target};
+pub use parse::{enable_default_deny, node_info, parse_http_date, served_resources, ParseError};
+pub use read::{read_view, ReadError};
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -71,4 +80,24 @@ pub struct NamespaceView {
     pub cilium_endpoints: Option<Vec<String>>,
     /// CiliumNetworkPolicies as read (raw JSON: no typed model), when served.
     pub cilium_policies: Option<Vec<serde_json::Value>>,
+}
+
+/// The server-side dry-run (`dryRun=All`) of one change, as recorded in the plan
+/// (`plan::document::DryRun` is this type).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DryRun {
+    /// The API server accepted it; its warnings (`Warning` headers), if any.
+    Accepted { warnings: Vec<String> },
+    /// The API server refused it: the Status code, reason and message.
+    Refused {
+        code: u16,
+        reason: String,
+        message: String,
+    },
+    /// The change cannot be dry-run (a `pods/proxy` call; a Secret whose values exist only at
+    /// execution).
+    NotSupported { why: String },
+    /// It could not be run (the step is refused, or the request failed): why.
+    NotRun { why: String },
 }

@@ -238,24 +238,8 @@ pub enum ChangeOp {
     Call,
 }
 
-/// The server-side dry-run (`dryRun=All`) of one change.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case", deny_unknown_fields)]
-pub enum DryRun {
-    /// The API server accepted it; its warnings (`Warning` headers), if any.
-    Accepted { warnings: Vec<String> },
-    /// The API server refused it: the Status code, reason and message.
-    Refused {
-        code: u16,
-        reason: String,
-        message: String,
-    },
-    /// The change cannot be dry-run (a `pods/proxy` call; a Secret whose values exist only at
-    /// execution).
-    NotSupported { why: String },
-    /// It could not be run (the step is refused, or the request failed): why.
-    NotRun { why: String },
-}
+/// The server-side dry-run (`dryRun=All`) of one change: defined beside the code that runs it.
+pub use crate::containment::cluster::DryRun;
 
 /// What execution checks again before it applies the step.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,23 @@
 //! `timestamps`, `sinceSeconds`, `sinceTime` and `limitBytes` (sent chunked), and the lists kept
 //! as snapshots. Faults are switched on per test: a pod gone (404), 403s, 500s, a log stream
 //! dropped mid-body. Every request is recorded, so tests can prove what was (never) asked.
+//!
+//! For the planner it also serves, as the API reference describes them (`store`): list (paged)
+//! and get of every kind the planner reads, Nodes and Namespaces cluster-wide, discovery (`/api`,
+//! `/apis`, `/apis/cilium.io/v2` only when Cilium is installed), the CiliumNetworkPolicy CRD and
+//! the `cilium.io/v2` kinds; POST/PUT/PATCH/DELETE judged like the real server (`validate`),
+//! with `dryRun=All` not stored and otherwise stored with a new `resourceVersion`. Every answer
+//! carries a `Date` header (the fake's clock, skewed on demand). Objects are added from JSON.
+
+// Paths relative to this file's directory, so `examples/fake_apiserver.rs` can include it too.
+#[path = "fake_kube/cluster.rs"]
+mod cluster;
+#[path = "fake_kube/store.rs"]
+mod store;
+#[path = "fake_kube/validate.rs"]
+mod validate;
+
+use cluster::{discovery, seed};
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
@@ -37,6 +54,8 @@ pub struct FakePod {
 
 #[derive(Default)]
 pub struct Faults {
+    /// The fake's clock (its `Date` header) runs this many seconds ahead of the real one.
+    pub clock_skew: i64,
     /// Pods whose logs answer 404, as if deleted after they were listed.
     pub gone: Vec<String>,
     /// Path prefixes answering 403.
@@ -51,16 +70,42 @@ pub struct Faults {
     pub unavailable_until: Option<std::time::Instant>,
 }
 
+/// One request as it was received.
+#[derive(Clone, Debug, Default)]
+pub struct Call {
+    pub method: String,
+    /// Path and query, as sent.
+    pub target: String,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+/// A request as the router sees it: the path decoded, the query split.
+struct Request {
+    method: String,
+    path: String,
+    query: HashMap<String, String>,
+    content_type: String,
+    body: Vec<u8>,
+}
+
 #[derive(Default)]
 struct State {
     namespace: String,
-    deployments: BTreeMap<String, Value>,
+    /// Every stored object (`store`), by group/version, resource, namespace and name.
+    objects: BTreeMap<store::Key, Value>,
+    /// The store's resourceVersion: bumped on every real write.
+    resource_version: u64,
+    /// Whether `cilium.io/v2` is served.
+    cilium: bool,
     pods: Vec<FakePod>,
     faults: Faults,
     /// Events beyond the one every namespace here has, to make lists longer than a page.
     extra_events: usize,
     /// Every request's path and query, in order.
     requests: Vec<String>,
+    /// Every request whole, in order.
+    calls: Vec<Call>,
     /// The exact body of every successful response, by path and query.
     served: HashMap<String, Vec<u8>>,
 }
@@ -76,8 +121,10 @@ impl FakeKube {
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State {
             namespace: namespace.to_owned(),
+            resource_version: 1300,
             ..State::default()
         }));
+        seed(&mut state.lock().unwrap());
         let s = state.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
@@ -110,7 +157,8 @@ impl FakeKube {
             "status": {"observedGeneration": 3, "replicas": 3, "readyReplicas": 3}
         });
         let ns = st.namespace.clone();
-        st.deployments.insert(format!("{ns}/{name}"), d);
+        st.objects
+            .insert(("apps/v1".into(), "deployments".into(), ns, name.into()), d);
     }
 
     pub fn pod(&self, pod: FakePod) {
@@ -128,6 +176,11 @@ impl FakeKube {
 
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
+    }
+
+    /// Every request with its method, content type and body, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.lock().unwrap().calls.clone()
     }
 
     /// The exact bytes served for the request whose path and query start with `prefix`.
@@ -301,11 +354,14 @@ pub fn selects(selector: &str, labels: &BTreeMap<String, String>) -> bool {
 
 enum Reply {
     Whole(u16, Vec<u8>),
+    /// An answer with `Warning` headers.
+    Warned(u16, Vec<u8>, Vec<String>),
     /// A log, sent chunked; cut after `Some(n)` bytes.
     Log(Vec<u8>, Option<usize>),
 }
 
-fn route(st: &mut State, path: &str, query: &HashMap<String, String>) -> Reply {
+fn route(st: &mut State, req: &Request) -> Reply {
+    let (path, query) = (req.path.as_str(), &req.query);
     let ns = st.namespace.clone();
     if path.contains("secrets") {
         let (c, b) = status(403, "Forbidden", "secrets are never for custody");
@@ -368,38 +424,24 @@ fn route(st: &mut State, path: &str, query: &HashMap<String, String>) -> Reply {
             serde_json::to_vec(&json!({"kind": kind, "apiVersion": api, "metadata": metadata, "items": items[start..end]})).unwrap(),
         )
     };
-    let selector = query.get("labelSelector").cloned().unwrap_or_default();
+    if let Some(reply) = store::route(st, req, &list) {
+        return reply;
+    }
+    if req.method != "GET" {
+        return store::status_with(
+            405,
+            "MethodNotAllowed",
+            &format!(
+                "the server does not allow this method on the requested resource ({} {path})",
+                req.method
+            ),
+            Value::Null,
+        );
+    }
+    if let Some(reply) = discovery(st, path) {
+        return reply;
+    }
     let core = format!("/api/v1/namespaces/{ns}/");
-    let apps = format!("/apis/apps/v1/namespaces/{ns}/");
-    if let Some(name) = path.strip_prefix(&format!("{apps}deployments/")) {
-        return match st.deployments.get(&format!("{ns}/{name}")) {
-            Some(d) => Reply::Whole(200, serde_json::to_vec(d).unwrap()),
-            None => {
-                let (c, b) = status(
-                    404,
-                    "NotFound",
-                    &format!("deployments.apps \"{name}\" not found"),
-                );
-                Reply::Whole(c, b)
-            }
-        };
-    }
-    if path == format!("{apps}replicasets") {
-        let items = vec![
-            json!({"metadata": {"name": "api-gateway-7d4b9c", "namespace": ns, "uid": uid("rs-new")}, "spec": {"replicas": 2}}),
-            json!({"metadata": {"name": "api-gateway-5f6a1b", "namespace": ns, "uid": uid("rs-old")}, "spec": {"replicas": 1}}),
-        ];
-        return list("ReplicaSetList", "apps/v1", items);
-    }
-    if path == format!("{core}pods") {
-        let items = st
-            .pods
-            .iter()
-            .filter(|p| selects(&selector, &p.labels))
-            .map(|p| pod_json(&ns, p))
-            .collect();
-        return list("PodList", "v1", items);
-    }
     if let Some(rest) = path.strip_prefix(&format!("{core}pods/")) {
         let Some(pod_name) = rest.strip_suffix("/log") else {
             let (c, b) = status(404, "NotFound", "not found");
@@ -487,13 +529,6 @@ fn route(st: &mut State, path: &str, query: &HashMap<String, String>) -> Reply {
         .or_else(|| path.strip_prefix(&format!("/apis/discovery.k8s.io/v1/namespaces/{ns}/")))
         .or_else(|| path.strip_prefix(&format!("/apis/networking.k8s.io/v1/namespaces/{ns}/")))
     {
-        Some("services") => list(
-            "ServiceList",
-            "v1",
-            vec![
-                json!({"metadata": {"name": "api-gateway", "namespace": ns}, "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 443}]}}),
-            ],
-        ),
         Some("endpoints") => list("EndpointsList", "v1", vec![]),
         Some("events") => {
             let mut events = vec![
@@ -505,14 +540,6 @@ fn route(st: &mut State, path: &str, query: &HashMap<String, String>) -> Reply {
             list("EventList", "v1", events)
         }
         Some("endpointslices") => list("EndpointSliceList", "discovery.k8s.io/v1", vec![]),
-        Some("ingresses") => list("IngressList", "networking.k8s.io/v1", vec![]),
-        Some("networkpolicies") => list(
-            "NetworkPolicyList",
-            "networking.k8s.io/v1",
-            vec![
-                json!({"metadata": {"name": "allow-gateway", "namespace": ns}, "spec": {"podSelector": {}}}),
-            ],
-        ),
         _ => {
             let (c, b) = status(
                 404,
@@ -524,17 +551,59 @@ fn route(st: &mut State, path: &str, query: &HashMap<String, String>) -> Reply {
     }
 }
 
-fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
-    let mut reader = BufReader::new(conn.try_clone()?);
+/// The request line, headers and body (by `Content-Length`, or chunked).
+fn read_request(
+    reader: &mut BufReader<TcpStream>,
+) -> std::io::Result<(String, String, String, Vec<u8>)> {
+    use std::io::Read;
     let mut first = String::new();
     reader.read_line(&mut first)?;
+    let (mut length, mut chunked, mut content_type) = (0usize, false, String::new());
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 || header == "\r\n" {
             break;
         }
+        let (name, value) = header.split_once(':').unwrap_or((&header, ""));
+        let value = value.trim();
+        match name.to_ascii_lowercase().as_str() {
+            "content-length" => length = value.parse().unwrap_or(0),
+            "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+            "content-type" => {
+                content_type = value.split(';').next().unwrap_or("").trim().to_owned()
+            }
+            _ => {}
+        }
     }
-    let target = first.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    while chunked {
+        let mut size = String::new();
+        reader.read_line(&mut size)?;
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        let mut chunk = vec![0; n + 2];
+        reader.read_exact(&mut chunk)?;
+        body.extend_from_slice(&chunk[..n]);
+        chunked = n > 0;
+    }
+    let mut parts = first.split_whitespace();
+    let method = parts.next().unwrap_or("GET").to_owned();
+    let target = parts.next().unwrap_or("/").to_owned();
+    Ok((method, target, content_type, body))
+}
+
+/// The fake's clock as an HTTP `Date` header.
+fn http_date(skew: i64) -> String {
+    let now = time::OffsetDateTime::now_utc() + time::Duration::seconds(skew);
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    now.format(&format).unwrap()
+}
+
+fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let (method, target, content_type, body) = read_request(&mut reader)?;
     let (path, query_text) = target.split_once('?').unwrap_or((&target, ""));
     let query: HashMap<String, String> = query_text
         .split('&')
@@ -544,10 +613,23 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             (decode(k), decode(v))
         })
         .collect();
-    let reply = {
+    let request = Request {
+        method: method.clone(),
+        path: decode(path),
+        query,
+        content_type: content_type.clone(),
+        body: body.clone(),
+    };
+    let (reply, date) = {
         let mut st = state.lock().unwrap();
         st.requests.push(target.clone());
-        let reply = route(&mut st, &decode(path), &query);
+        st.calls.push(Call {
+            method,
+            target: target.clone(),
+            content_type,
+            body,
+        });
+        let reply = route(&mut st, &request);
         match &reply {
             Reply::Whole(200, body) | Reply::Log(body, None) => {
                 st.served.insert(target.clone(), body.clone());
@@ -559,7 +641,7 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             }
             _ => {}
         }
-        reply
+        (reply, http_date(st.faults.clock_skew))
     };
     let mut out = conn;
     if matches!(reply, Reply::Log(..)) {
@@ -568,21 +650,46 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             std::thread::sleep(d);
         }
     }
+    let reply = match reply {
+        Reply::Whole(code, body) => Reply::Warned(code, body, Vec::new()),
+        other => other,
+    };
     match reply {
-        Reply::Whole(code, body) => {
+        Reply::Warned(code, body, warnings) => {
             let reason = match code {
                 200 => "OK",
+                201 => "Created",
                 400 => "Bad Request",
                 403 => "Forbidden",
                 404 => "Not Found",
+                405 => "Method Not Allowed",
+                409 => "Conflict",
+                415 => "Unsupported Media Type",
+                422 => "Unprocessable Entity",
                 503 => "Service Unavailable",
                 _ => "Internal Server Error",
             };
-            write!(out, "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+            write!(
+                out,
+                "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nDate: {date}\r\n"
+            )?;
+            for w in warnings {
+                // As the API server writes them: code 299, no agent, the text quoted.
+                write!(
+                    out,
+                    "Warning: 299 - {}\r\n",
+                    serde_json::to_string(&w).unwrap()
+                )?;
+            }
+            write!(
+                out,
+                "Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )?;
             out.write_all(&body)?;
         }
         Reply::Log(body, cut) => {
-            write!(out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")?;
+            write!(out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nDate: {date}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")?;
             let end = cut.unwrap_or(body.len()).min(body.len());
             for chunk in body[..end].chunks(16 * 1024) {
                 write!(out, "{:x}\r\n", chunk.len())?;
@@ -596,6 +703,7 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             }
             out.write_all(b"0\r\n\r\n")?;
         }
+        Reply::Whole(..) => unreachable!("made a Warned reply above"),
     }
     out.flush()
 }

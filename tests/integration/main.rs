@@ -36,6 +36,9 @@
 //!   verifies, byte for byte.
 //! - `plans`: plans and approvals in a store: proposed by the collector key or an SSH key,
 //!   approved through `custody approve`, `plan status`, `verify --approvers`, and tampering.
+//! - `planner_reads`: what the containment planner reads from the cluster (whole lists, every
+//!   kind, discovery with and without Cilium, the server's clock), its dry-runs judged like the
+//!   API server, and its Role and ClusterRole checked against every request.
 //! - `signed_journal`: every journal entry signed by the collector key; a signature removed or
 //!   changed, or all of a sealed case's removed, is caught.
 
@@ -61,6 +64,7 @@ mod interop;
 mod k8s;
 mod layout;
 mod plans;
+mod planner_reads;
 mod s3;
 mod server;
 mod shipped;

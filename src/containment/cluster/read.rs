@@ -1,0 +1,272 @@
+//! Reading the `ClusterView`: discovery, the cluster's identity and clock, Nodes, and every list
+//! of each target namespace, each read whole (every page) and parsed into its typed model. Any
+//! read that fails fails the whole view, naming what could not be read and the API's answer:
+//! the planner never plans from a partial view.
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use serde::de::DeserializeOwned;
+
+use crate::kube::{encode, Cluster, KubeError};
+
+use super::parse::{enable_default_deny, node_info, parse_http_date, served_resources};
+use super::{CiliumSupport, ClusterView, NamespaceView};
+
+/// The discovery document of the Cilium API group custody uses.
+pub(super) const CILIUM_DISCOVERY: &str = "/apis/cilium.io/v2";
+/// The CiliumNetworkPolicy CRD, read for its schema.
+pub(super) const CILIUM_CRD: &str =
+    "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/ciliumnetworkpolicies.cilium.io";
+
+/// What could not be read: the view is not made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The API server refused or failed the request, or nothing answered.
+    #[error("cannot read {what} ({path}): {source}")]
+    Request {
+        what: String,
+        path: String,
+        #[source]
+        source: KubeError,
+    },
+    /// It answered with something that is not the object or list asked for.
+    #[error("cannot read {what} ({path}): the answer is not what the API serves: {error}")]
+    Parse {
+        what: String,
+        path: String,
+        error: String,
+    },
+}
+
+impl ReadError {
+    /// The HTTP status the API server answered, when it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ReadError::Request { source, .. } => source.status,
+            ReadError::Parse { .. } => None,
+        }
+    }
+}
+
+fn request(what: &str, path: &str, source: KubeError) -> ReadError {
+    ReadError::Request {
+        what: what.to_owned(),
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn parse_error(what: &str, path: &str, error: impl std::fmt::Display) -> ReadError {
+    ReadError::Parse {
+        what: what.to_owned(),
+        path: path.to_owned(),
+        error: error.to_string(),
+    }
+}
+
+/// Reads everything a plan for `namespaces` depends on. Discovery says whether `cilium.io/v2` is
+/// served; CiliumEndpoints are read whenever they are served (they tell whether Cilium enforces
+/// a namespace, which the NetworkPolicy method must know), the CRD's schema and the
+/// CiliumNetworkPolicies only when `cilium_wanted` (the policy asks for the Cilium method).
+pub async fn read_view(
+    cluster: &Cluster,
+    namespaces: &[String],
+    cilium_wanted: bool,
+) -> Result<ClusterView, ReadError> {
+    let (kube_system_uid, server_date) = identity(cluster).await?;
+    let nodes: Vec<Node> = list(cluster, "Nodes", "/api/v1/nodes").await?;
+    let nodes = nodes
+        .iter()
+        .map(node_info)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| parse_error("Nodes", "/api/v1/nodes", e))?;
+    let cilium = cilium_support(cluster, cilium_wanted).await?;
+    let mut view = ClusterView {
+        server: cluster.server.clone(),
+        kube_system_uid,
+        server_date,
+        nodes,
+        cilium: cilium.clone(),
+        namespaces: Default::default(),
+    };
+    for ns in namespaces {
+        let read = namespace(cluster, ns, &cilium, cilium_wanted).await?;
+        view.namespaces.insert(ns.clone(), read);
+    }
+    Ok(view)
+}
+
+/// The `kube-system` Namespace's uid and the `Date` of the answer (the first request made).
+async fn identity(cluster: &Cluster) -> Result<(String, Option<time::OffsetDateTime>), ReadError> {
+    const WHAT: &str = "the kube-system Namespace";
+    const PATH: &str = "/api/v1/namespaces/kube-system";
+    let answer = cluster
+        .send(&http::Method::GET, PATH, None, &[])
+        .await
+        .map_err(|e| request(WHAT, PATH, e))?;
+    if !(200..300).contains(&answer.status) {
+        return Err(request(WHAT, PATH, refusal(&answer)));
+    }
+    let ns: Namespace =
+        serde_json::from_slice(&answer.body).map_err(|e| parse_error(WHAT, PATH, e))?;
+    let uid = ns
+        .metadata
+        .uid
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| parse_error(WHAT, PATH, "it has no uid"))?;
+    Ok((uid, answer.date.as_deref().and_then(parse_http_date)))
+}
+
+/// A 4xx answer as an error: the Status message when it sent one.
+fn refusal(answer: &crate::kube::Answer) -> KubeError {
+    let message = serde_json::from_slice::<serde_json::Value>(&answer.body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(&answer.body)
+                .chars()
+                .take(300)
+                .collect()
+        });
+    KubeError {
+        message: format!("{message} (HTTP {})", answer.status),
+        status: Some(answer.status),
+    }
+}
+
+async fn cilium_support(cluster: &Cluster, wanted: bool) -> Result<CiliumSupport, ReadError> {
+    const WHAT: &str = "the cilium.io/v2 discovery document";
+    let answer = cluster
+        .send(&http::Method::GET, CILIUM_DISCOVERY, None, &[])
+        .await
+        .map_err(|e| request(WHAT, CILIUM_DISCOVERY, e))?;
+    if answer.status == 404 {
+        return Ok(CiliumSupport::default());
+    }
+    if !(200..300).contains(&answer.status) {
+        return Err(request(WHAT, CILIUM_DISCOVERY, refusal(&answer)));
+    }
+    let served =
+        served_resources(&answer.body).map_err(|e| parse_error(WHAT, CILIUM_DISCOVERY, e))?;
+    let mut support = CiliumSupport {
+        served: served.iter().any(|r| r == "ciliumnetworkpolicies"),
+        endpoints_served: served.iter().any(|r| r == "ciliumendpoints"),
+        enable_default_deny: None,
+    };
+    if wanted && support.served {
+        support.enable_default_deny = crd_default_deny(cluster).await?;
+    }
+    Ok(support)
+}
+
+/// The CRD's answer on `enableDefaultDeny`; `None` when the CRD may not be read (403) or is not
+/// there (404): the planner then refuses the Cilium method rather than guess.
+async fn crd_default_deny(cluster: &Cluster) -> Result<Option<bool>, ReadError> {
+    const WHAT: &str = "the CiliumNetworkPolicy CRD";
+    match cluster.get(CILIUM_CRD).await {
+        Ok(bytes) => {
+            let crd: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| parse_error(WHAT, CILIUM_CRD, e))?;
+            Ok(enable_default_deny(&crd))
+        }
+        Err(e) if matches!(e.status, Some(403 | 404)) => Ok(None),
+        Err(e) => Err(request(WHAT, CILIUM_CRD, e)),
+    }
+}
+
+async fn namespace(
+    cluster: &Cluster,
+    ns: &str,
+    cilium: &CiliumSupport,
+    cilium_wanted: bool,
+) -> Result<NamespaceView, ReadError> {
+    let n = encode(ns);
+    let core = format!("/api/v1/namespaces/{n}");
+    let apps = format!("/apis/apps/v1/namespaces/{n}");
+    let batch = format!("/apis/batch/v1/namespaces/{n}");
+    let net = format!("/apis/networking.k8s.io/v1/namespaces/{n}");
+    let cil = format!("/apis/cilium.io/v2/namespaces/{n}");
+    let what = |kind: &str| format!("the {kind} of namespace {ns}");
+    let mut view = NamespaceView {
+        pods: list::<Pod>(cluster, &what("Pods"), &format!("{core}/pods")).await?,
+        network_policies: list::<NetworkPolicy>(
+            cluster,
+            &what("NetworkPolicies"),
+            &format!("{net}/networkpolicies"),
+        )
+        .await?,
+        services: list::<Service>(cluster, &what("Services"), &format!("{core}/services")).await?,
+        ingresses: list::<Ingress>(cluster, &what("Ingresses"), &format!("{net}/ingresses"))
+            .await?,
+        deployments: list::<Deployment>(
+            cluster,
+            &what("Deployments"),
+            &format!("{apps}/deployments"),
+        )
+        .await?,
+        replica_sets: list::<ReplicaSet>(
+            cluster,
+            &what("ReplicaSets"),
+            &format!("{apps}/replicasets"),
+        )
+        .await?,
+        stateful_sets: list::<StatefulSet>(
+            cluster,
+            &what("StatefulSets"),
+            &format!("{apps}/statefulsets"),
+        )
+        .await?,
+        daemon_sets: list::<DaemonSet>(cluster, &what("DaemonSets"), &format!("{apps}/daemonsets"))
+            .await?,
+        jobs: list::<Job>(cluster, &what("Jobs"), &format!("{batch}/jobs")).await?,
+        cron_jobs: list::<CronJob>(cluster, &what("CronJobs"), &format!("{batch}/cronjobs"))
+            .await?,
+        cilium_endpoints: None,
+        cilium_policies: None,
+    };
+    if cilium.endpoints_served {
+        let path = format!("{cil}/ciliumendpoints");
+        let items: Vec<serde_json::Value> = list(cluster, &what("CiliumEndpoints"), &path).await?;
+        let names = items
+            .iter()
+            .map(|e| {
+                e.pointer("/metadata/name")
+                    .and_then(|n| n.as_str())
+                    .map(str::to_owned)
+                    .ok_or_else(|| parse_error(&what("CiliumEndpoints"), &path, "one has no name"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        view.cilium_endpoints = Some(names);
+    }
+    if cilium.served && cilium_wanted {
+        let path = format!("{cil}/ciliumnetworkpolicies");
+        view.cilium_policies = Some(list(cluster, &what("CiliumNetworkPolicies"), &path).await?);
+    }
+    Ok(view)
+}
+
+/// One list, whole (every page, within `kube.rs`'s size caps), as typed items.
+async fn list<T: DeserializeOwned>(
+    cluster: &Cluster,
+    what: &str,
+    path: &str,
+) -> Result<Vec<T>, ReadError> {
+    #[derive(serde::Deserialize)]
+    struct Items<T> {
+        // `null` from some servers for an empty list.
+        #[serde(default = "none")]
+        items: Option<Vec<T>>,
+    }
+    let bytes = cluster
+        .list(path)
+        .await
+        .map_err(|e| request(what, path, e))?;
+    let whole: Items<T> = serde_json::from_slice(&bytes).map_err(|e| parse_error(what, path, e))?;
+    Ok(whole.items.unwrap_or_default())
+}
+
+fn none<T>() -> Option<T> {
+    None
+}
