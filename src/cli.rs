@@ -1,7 +1,7 @@
 //! The `custody` commands: the command line (parsed by `main`), and what each command does,
 //! over the library: `collect` (into a local store, or sealed into the spool and uploaded to
 //! S3), `analyze`, `verify`, `keygen`, `serve`, `store check|flush`, `policy lint`,
-//! `cases [show|report]`, `plan status|list`, `approve`. Each command returns its exit code: 0
+//! `cases [show|report]`, `plan propose|show|status|list`, `approve`. Each command returns its exit code: 0
 //! success; 1 verification failed; 2 usage or I/O error, nothing sealed; 3 sealed (or verified
 //! intact) but incomplete; 4 (`plan status`) a plan without quorum; 130 or 143 when SIGINT or
 //! SIGTERM stopped a collection. This is the application's outer layer, so it reports errors
@@ -203,6 +203,31 @@ enum CasesCommand {
 
 #[derive(Subcommand)]
 enum PlanCommand {
+    /// Propose a containment plan for a case: from its sealed, verified evidence, the
+    /// containment policy and the live cluster (read whole; every change dry-run on the API
+    /// server). Signed with the collector key, or with an SSH key (--key). Exit 2 when the case
+    /// has no sealed bundle, 1 when its evidence does not verify.
+    Propose {
+        case: String,
+        /// Propose as a person: an SSH key the approvers' roster names (SSHSIG, namespace
+        /// custody-proposal) [default: the collector key].
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// The kubeconfig context [default: the current one, or in-cluster].
+        #[arg(long)]
+        context: Option<String>,
+    },
+    /// What an approver reads before signing: warnings first, the addresses, each step as a
+    /// diff of the objects with its dry-run, the quorum collected, and the approve command.
+    Show {
+        case: String,
+        /// The plan [default: the case's newest plan].
+        plan: Option<String>,
+        /// The approvers' roster in force [default: approvers.allowed_signers in --policies, else
+        /// the plan's own].
+        #[arg(long)]
+        approvers: Option<PathBuf>,
+    },
     /// Whether a plan has quorum: every approval and what it counted for, or every reason it
     /// is not approved. Exit 0 when quorum is reached (for every plan shown), 4 when not, 1
     /// when a plan does not verify.
@@ -315,6 +340,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan {
             command: PlanCommand::List { case },
         } => plan::list(&cli, case),
+        Command::Plan {
+            command: PlanCommand::Propose { case, key, context },
+        } => plan::propose(&cli, case, key.as_deref(), context.as_deref()),
+        Command::Plan {
+            command:
+                PlanCommand::Show {
+                    case,
+                    plan,
+                    approvers,
+                },
+        } => plan::show(&cli, case, plan.as_deref(), approvers.as_deref()),
         Command::Approve {
             case,
             plan: id,

@@ -6,6 +6,7 @@
 pub mod approvals;
 pub mod document;
 pub mod planner;
+pub mod propose;
 pub mod show;
 pub mod state;
 pub mod status;

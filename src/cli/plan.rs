@@ -14,6 +14,7 @@ use crate::approval::statement::Statement;
 use crate::approval::{sshsig, Decision, KeyFingerprint, Principal, Roster};
 use crate::id::{CaseId, PlanId};
 use crate::keys::{self, SigningKey};
+use crate::plan::show::{self, ApproveHint, ShowStatus};
 use crate::plan::{self, Plan, PlanStatus, Proposed};
 use crate::store::{self, OpenOptions, Store};
 use crate::terminal::escape as esc;
@@ -174,29 +175,161 @@ pub(super) fn list(cli: &Cli, case: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What the approver is shown before signing. A placeholder for `plan show`'s full view: the
-/// plan digest and each step's kind and target.
-pub fn shown_text(plan: &Plan<Proposed>) -> String {
-    let doc = plan.doc();
-    let mut out = format!(
-        "case {}\nplan {}\nplan digest {}\nneeds {} approvals; expires {}\n",
-        doc.case,
-        doc.plan,
-        plan.digest(),
-        doc.quorum.required,
-        doc.not_after
-    );
-    for step in &doc.steps {
-        out.push_str(&format!(
-            "  step {}: {:?} on {}/{} ({:?})\n",
-            step.number,
-            step.kind,
-            esc(&step.namespace),
-            esc(&step.target),
-            step.status
-        ));
+/// What the approver is shown before signing: `plan show`'s view of exactly the stored plan,
+/// whose digest the statement signs.
+pub fn shown_text(
+    cli: &Cli,
+    store: &dyn Store,
+    plan: &Plan<Proposed>,
+    roster: &Roster,
+) -> Result<String> {
+    let now = OffsetDateTime::now_utc();
+    let status = plan::status_in(store, plan, roster, now)?;
+    let (stored, _) = plan::store::stored_approvals(store, plan.case(), plan.id())?;
+    Ok(show::render_text(
+        plan.doc(),
+        &plan.digest(),
+        &ShowStatus::of(&status, &stored),
+        &hint(cli),
+    ))
+}
+
+/// The approve command as this reader would type it.
+fn hint(cli: &Cli) -> ApproveHint {
+    let mut hint = ApproveHint::default();
+    if cli.store != "./evidence" {
+        hint.store_args = vec!["--store".to_owned(), cli.store.clone()];
     }
-    out
+    hint
+}
+
+/// The roster in force for showing: as `plan status`, else the plan's own.
+fn roster_for_show(cli: &Cli, approvers: Option<&Path>, plan: &Plan<Proposed>) -> Result<Roster> {
+    match current_roster(cli, approvers) {
+        Ok(r) => Ok(r),
+        Err(_) if approvers.is_none() => Ok(plan.pinned_roster().clone()),
+        Err(e) => Err(e),
+    }
+}
+
+pub(super) fn show(
+    cli: &Cli,
+    case: &str,
+    plan_id: Option<&str>,
+    approvers: Option<&Path>,
+) -> Result<ExitCode> {
+    let case = CaseId::new(case)?;
+    let store = open(cli)?;
+    let id = match plan_id {
+        Some(p) => PlanId::new(p)?,
+        None => plan::list(store.as_ref(), &case)?
+            .0
+            .into_iter()
+            .max()
+            .with_context(|| format!("case {case} has no plans"))?,
+    };
+    let plan = match plan::load(store.as_ref(), &case, &id, None) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!(
+                "plan {id} DOES NOT VERIFY ({}): {}",
+                e.code(),
+                esc(&e.to_string())
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let roster = roster_for_show(cli, approvers, &plan)?;
+    if cli.json {
+        let status = plan::status_in(store.as_ref(), &plan, &roster, OffsetDateTime::now_utc())?;
+        let (stored, _) = plan::store::stored_approvals(store.as_ref(), &case, &id)?;
+        let value = show::render_json(
+            plan.doc(),
+            &plan.digest(),
+            &ShowStatus::of(&status, &stored),
+        );
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", shown_text(cli, store.as_ref(), &plan, &roster)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn propose(
+    cli: &Cli,
+    case: &str,
+    key: Option<&Path>,
+    context: Option<&str>,
+) -> Result<ExitCode> {
+    let case = CaseId::new(case)?;
+    let store = open(cli)?;
+    let policies = crate::policy::load(policy_dir(cli).as_deref())?;
+    let roster_path = policy_dir(cli)
+        .map(|d| d.join(crate::store::layout::ROSTER_FILE))
+        .filter(|p| p.is_file())
+        .context("no approvers' roster: --policies must hold approvers.allowed_signers, the roster the plan pins")?;
+    let roster_text = std::fs::read_to_string(&roster_path)
+        .with_context(|| format!("cannot read {}", roster_path.display()))?;
+    let roster = Roster::parse(&roster_path.display().to_string(), &roster_text)?;
+    let collector = match &cli.signing_key {
+        Some(path) => SigningKey::load(path)?,
+        None => keys::load_default().context(
+            "a plan is journaled (and a daemon's plan signed) with a collector key: give --signing-key",
+        )?,
+    };
+    let now = OffsetDateTime::now_utc();
+    let fail = |e: plan::propose::ProposeError| {
+        eprintln!("error: {}", esc(&e.to_string()));
+        ExitCode::from(e.exit_code())
+    };
+    let evidence = match plan::propose::evidence(store.as_ref(), &case, &Default::default()) {
+        Ok(e) => e,
+        Err(e) => return Ok(fail(e)),
+    };
+    let proposer = match plan::propose::proposer_claim(&collector, key, &roster, now) {
+        Ok(p) => p,
+        Err(e) => return Ok(fail(e)),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the client runtime")?;
+    let built = runtime.block_on(async {
+        let cluster = crate::kube::connect(None, context)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the cluster: {e}"))?;
+        let input = plan::propose::BuildInput {
+            case: &case,
+            policies: &policies,
+            evidence: &evidence,
+            proposer,
+            roster_sha256: roster.sha256(),
+            now,
+        };
+        anyhow::Ok(plan::propose::build(&cluster, &input).await)
+    })?;
+    let doc = match built {
+        Ok(doc) => doc,
+        Err(e) => return Ok(fail(e)),
+    };
+    let signer = match key {
+        Some(path) => plan::store::ProposalSigner::Person(path),
+        None => plan::store::ProposalSigner::Collector(&collector),
+    };
+    let stored = plan::propose(store.as_ref(), &collector, &doc, &roster_text, signer)?;
+    let loaded = plan::load(store.as_ref(), &case, &stored.plan, None)?;
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "case": case, "plan": stored.plan, "plan_sha256": stored.plan_sha256,
+                "journal_seq": stored.journal_seq, "required": loaded.required(),
+            }))?
+        );
+    } else {
+        print!("{}", shown_text(cli, store.as_ref(), &loaded, &roster)?);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(super) fn approve(cli: &Cli, args: &ApproveArgs<'_>) -> Result<ExitCode> {
@@ -204,7 +337,8 @@ pub(super) fn approve(cli: &Cli, args: &ApproveArgs<'_>) -> Result<ExitCode> {
     let id = PlanId::new(args.plan)?;
     let store = open(cli)?;
     let plan = plan::load(store.as_ref(), &case, &id, None)?;
-    eprint!("{}", shown_text(&plan));
+    let roster = plan.pinned_roster().clone();
+    eprint!("{}", shown_text(cli, store.as_ref(), &plan, &roster)?);
     let now = OffsetDateTime::now_utc();
     let public = sshsig::public_key_of(args.key)?;
     let fingerprint = KeyFingerprint::of(&public);

@@ -36,6 +36,55 @@ pub struct ShowStatus {
     pub rejected: bool,
     /// `not_after` has passed on custody's clock.
     pub expired: bool,
+    /// Recorded approvals whose statement cannot be read: number, and why.
+    pub unreadable: Vec<(u64, String)>,
+    /// Every reason quorum is not reached, in words.
+    pub reasons: Vec<String>,
+}
+
+impl ShowStatus {
+    /// The view of `status`, with each approval's reason and claimed time read from its stored
+    /// statement (`stored`).
+    pub fn of(
+        status: &crate::plan::PlanStatus,
+        stored: &[crate::approval::StoredApproval],
+    ) -> Self {
+        let mut shown = ShowStatus {
+            required: status.required,
+            counted: status.counted,
+            approvals: Vec::new(),
+            reached: status.quorum_reached,
+            rejected: status.rejected,
+            expired: status.expired,
+            unreadable: Vec::new(),
+            reasons: status.reasons.iter().map(ToString::to_string).collect(),
+        };
+        for a in &status.approvals {
+            let statement = stored
+                .iter()
+                .find(|s| s.number == a.number)
+                .and_then(|s| crate::approval::Statement::parse(&s.statement).ok());
+            let (Some(principal), Some(fingerprint), Some(decision), Some(st)) = (
+                a.principal.clone(),
+                a.key_fingerprint,
+                a.decision,
+                statement,
+            ) else {
+                shown.unreadable.push((a.number, a.why.clone()));
+                continue;
+            };
+            shown.approvals.push(ShownApproval {
+                approval: a.number,
+                principal,
+                key_fingerprint: fingerprint,
+                decision,
+                reason: st.reason,
+                signed_at: st.signed_at,
+                not_counted: (a.outcome != "counted").then(|| a.why.clone()),
+            });
+        }
+        shown
+    }
 }
 
 /// One recorded approval.
@@ -354,6 +403,14 @@ fn write_quorum(out: &mut String, doc: &PlanDoc, status: &ShowStatus) {
         );
         if !a.reason.is_empty() {
             let _ = writeln!(out, "     reason: {}", quote(&a.reason));
+        }
+    }
+    for (n, why) in &status.unreadable {
+        let _ = writeln!(out, "  #{n} UNREADABLE, not counted: {}", escape(why));
+    }
+    if !status.reached {
+        for r in &status.reasons {
+            let _ = writeln!(out, "  - {}", escape(r));
         }
     }
     out.push('\n');

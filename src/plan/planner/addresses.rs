@@ -117,13 +117,12 @@ impl Protected {
         for (ns, v) in &view.namespaces {
             for pod in &v.pods {
                 let name = pod.metadata.name.as_deref().unwrap_or_default();
-                let ips = pod.status.as_ref().and_then(|s| s.pod_ips.as_ref());
-                for ip in ips.into_iter().flatten() {
-                    p.add_text(
-                        &ip.ip,
-                        LeftOutReason::Pod,
-                        format!("the address of pod {ns}/{name}"),
-                    );
+                let status = pod.status.as_ref();
+                let ips = status.and_then(|s| s.pod_ips.as_ref());
+                let texts = ips.into_iter().flatten().map(|ip| ip.ip.as_str());
+                for ip in texts.chain(status.and_then(|s| s.pod_ip.as_deref())) {
+                    let why = format!("the address of pod {ns}/{name}");
+                    p.add_text(ip, LeftOutReason::Pod, why);
                 }
             }
             for svc in &v.services {

@@ -264,6 +264,8 @@ fn status() -> ShowStatus {
         reached: false,
         rejected: false,
         expired: false,
+        unreadable: Vec::new(),
+        reasons: Vec::new(),
     }
 }
 
