@@ -34,6 +34,9 @@
 //! - `cases`: `custody cases`, `cases show`, `cases report` on collected stores (local and S3):
 //!   counts against the journal, `--json` fields, escaping, the report only out of a bundle that
 //!   verifies, byte for byte.
+//! - `plan_propose`: `plan propose` and `plan show` against the fake API server (reads and dry-runs
+//!   over real HTTP), approvals through `custody approve`, and the refusals (no bundle, bad evidence,
+//!   a cluster that cannot be read whole).
 //! - `plans`: plans and approvals in a store: proposed by the collector key or an SSH key,
 //!   approved through `custody approve`, `plan status`, `verify --approvers`, and tampering.
 //! - `planner_reads`: what the containment planner reads from the cluster (whole lists, every
@@ -63,6 +66,7 @@ mod integrity_verify;
 mod interop;
 mod k8s;
 mod layout;
+mod plan_propose;
 mod planner_reads;
 mod plans;
 mod s3;
