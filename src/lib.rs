@@ -24,6 +24,7 @@ pub mod kube;
 pub mod net;
 pub mod plan;
 pub mod policy;
+pub mod propose;
 pub mod progress;
 pub mod seal;
 pub mod server;

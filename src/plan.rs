@@ -6,7 +6,6 @@
 pub mod approvals;
 pub mod document;
 pub mod planner;
-pub mod propose;
 pub mod show;
 pub mod state;
 pub mod status;

@@ -278,15 +278,15 @@ pub(super) fn propose(
         )?,
     };
     let now = OffsetDateTime::now_utc();
-    let fail = |e: plan::propose::ProposeError| {
+    let fail = |e: crate::propose::ProposeError| {
         eprintln!("error: {}", esc(&e.to_string()));
         ExitCode::from(e.exit_code())
     };
-    let evidence = match plan::propose::evidence(store.as_ref(), &case, &Default::default()) {
+    let evidence = match crate::propose::evidence(store.as_ref(), &case, &Default::default()) {
         Ok(e) => e,
         Err(e) => return Ok(fail(e)),
     };
-    let proposer = match plan::propose::proposer_claim(&collector, key, &roster, now) {
+    let proposer = match crate::propose::proposer_claim(&collector, key, &roster, now) {
         Ok(p) => p,
         Err(e) => return Ok(fail(e)),
     };
@@ -298,7 +298,7 @@ pub(super) fn propose(
         let cluster = crate::kube::connect(None, context)
             .await
             .map_err(|e| anyhow::anyhow!("cannot reach the cluster: {e}"))?;
-        let input = plan::propose::BuildInput {
+        let input = crate::propose::BuildInput {
             case: &case,
             policies: &policies,
             evidence: &evidence,
@@ -306,7 +306,7 @@ pub(super) fn propose(
             roster_sha256: roster.sha256(),
             now,
         };
-        anyhow::Ok(plan::propose::build(&cluster, &input).await)
+        anyhow::Ok(crate::propose::build(&cluster, &input).await)
     })?;
     let doc = match built {
         Ok(doc) => doc,

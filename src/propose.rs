@@ -9,10 +9,10 @@ use std::path::Path;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::document::{
+use crate::plan::document::{
     ChangeOp, JournalHead, ObjectChange, PinnedBundle, PinnedEvidence, PlanDoc, ProposerClaim,
 };
-use super::planner::{self, PlannerInput, NEW_SECRET_PLACEHOLDER};
+use crate::plan::planner::{self, PlannerInput, NEW_SECRET_PLACEHOLDER};
 use crate::analysis::Summary;
 use crate::approval::{sshsig, KeyFingerprint, Roster};
 use crate::case::journal::check_chain;
