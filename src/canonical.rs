@@ -51,10 +51,23 @@ pub fn encode(value: &Value) -> Result<Vec<u8>, CanonicalError> {
 }
 
 /// Reads `bytes` as a `T`, refusing anything but the canonical encoding of a value without
-/// duplicate keys; unknown fields are refused by `T`'s own `deny_unknown_fields`.
-pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CanonicalError> {
+/// duplicate keys; unknown fields are refused by `T`'s own `deny_unknown_fields`. The record
+/// read back must encode to exactly `bytes` again, so one record has one encoding (a field
+/// written `null` and the same field left out are not two spellings of one plan).
+pub fn from_slice<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, CanonicalError> {
     let value = decode(bytes)?;
-    serde_json::from_value(value).map_err(|e| CanonicalError::Shape(e.to_string()))
+    let record: T =
+        serde_json::from_value(value).map_err(|e| CanonicalError::Shape(e.to_string()))?;
+    let again = to_vec(&record)?;
+    if again != bytes {
+        let at = again
+            .iter()
+            .zip(bytes)
+            .position(|(a, b)| a != b)
+            .unwrap_or(again.len().min(bytes.len()));
+        return Err(CanonicalError::NotCanonical { at });
+    }
+    Ok(record)
 }
 
 /// Reads `bytes` as a JSON value, refusing duplicate keys and non-canonical bytes.
@@ -314,16 +327,22 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused_by_the_type() {
-        #[derive(serde::Deserialize, Debug)]
+        #[derive(serde::Deserialize, serde::Serialize, Debug)]
         #[serde(deny_unknown_fields)]
         #[allow(dead_code)]
         struct T {
             a: u32,
+            b: Option<u32>,
         }
-        assert!(from_slice::<T>(br#"{"a":1}"#).is_ok());
+        assert!(from_slice::<T>(br#"{"a":1,"b":null}"#).is_ok());
         assert!(matches!(
-            from_slice::<T>(br#"{"a":1,"b":2}"#),
+            from_slice::<T>(br#"{"a":1,"b":2,"c":3}"#),
             Err(CanonicalError::Shape(_))
+        ));
+        // A field left out that the record writes as null is a second spelling: refused.
+        assert!(matches!(
+            from_slice::<T>(br#"{"a":1}"#),
+            Err(CanonicalError::NotCanonical { .. })
         ));
     }
 

@@ -209,10 +209,12 @@ enum PlanCommand {
     /// has no sealed bundle, 1 when its evidence does not verify.
     Propose {
         case: String,
-        /// Propose as a person: an SSH key the approvers' roster names (SSHSIG, namespace
-        /// custody-proposal) [default: the collector key].
+        /// The proposer's SSH key, which the approvers' roster names (SSHSIG, namespace
+        /// custody-proposal). A person always proposes as themselves: the proposer's principal
+        /// and key never count towards the plan's quorum. (Only the daemon proposes with the
+        /// collector key.)
         #[arg(long)]
-        key: Option<PathBuf>,
+        key: PathBuf,
         /// The kubeconfig context [default: the current one, or in-cluster].
         #[arg(long)]
         context: Option<String>,
@@ -342,7 +344,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => plan::list(&cli, case),
         Command::Plan {
             command: PlanCommand::Propose { case, key, context },
-        } => plan::propose(&cli, case, key.as_deref(), context.as_deref()),
+        } => plan::propose(&cli, case, key, context.as_deref()),
         Command::Plan {
             command:
                 PlanCommand::Show {

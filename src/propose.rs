@@ -9,10 +9,6 @@ use std::path::Path;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::plan::document::{
-    ChangeOp, JournalHead, ObjectChange, PinnedBundle, PinnedEvidence, PlanDoc, ProposerClaim,
-};
-use crate::plan::planner::{self, PlannerInput, NEW_SECRET_PLACEHOLDER};
 use crate::analysis::Summary;
 use crate::approval::{sshsig, KeyFingerprint, Roster};
 use crate::case::journal::check_chain;
@@ -21,6 +17,10 @@ use crate::containment::cluster::{self, DryRun, DryRunRequest, Target};
 use crate::id::{CaseId, PlanId};
 use crate::keys::SigningKey;
 use crate::kube::Cluster;
+use crate::plan::document::{
+    ChangeOp, JournalHead, ObjectChange, PinnedBundle, PinnedEvidence, PlanDoc, ProposerClaim,
+};
+use crate::plan::planner::{self, PlannerInput, NEW_SECRET_PLACEHOLDER};
 use crate::policy::containment::BlockMethod;
 use crate::policy::Policies;
 use crate::store::Store;

@@ -227,14 +227,19 @@ impl std::fmt::Display for Refusal {
 /// Decides the quorum of `input.plan` by the rules above.
 pub fn evaluate(input: &QuorumInput<'_>) -> Result<Approved, Refusal> {
     let mut reasons = plan_reasons(input);
-    let journaled = by_number(
-        input
-            .journaled
-            .iter()
-            .filter(|r| &r.plan == input.plan.plan)
-            .map(|r| (r.approval, r)),
-        &mut reasons,
-    );
+    // The same approval journaled twice (a retry racing itself) is one record; two different
+    // records under one number refuse the plan.
+    let mut seen: Vec<&ApprovalRecorded> = Vec::new();
+    for r in input
+        .journaled
+        .iter()
+        .filter(|r| &r.plan == input.plan.plan)
+    {
+        if !seen.contains(&r) {
+            seen.push(r);
+        }
+    }
+    let journaled = by_number(seen.into_iter().map(|r| (r.approval, r)), &mut reasons);
     let stored = by_number(input.stored.iter().map(|s| (s.number, s)), &mut reasons);
     let mut numbers: Vec<u64> = journaled.keys().chain(stored.keys()).copied().collect();
     numbers.sort_unstable();
@@ -287,6 +292,22 @@ fn plan_reasons(input: &QuorumInput<'_>) -> Vec<Reason> {
     }
     if p.proposer.plan_sha256() != p.plan_sha256 {
         reasons.push(Reason::ProposerOtherPlan);
+    }
+    // A person's proposal is checked against the pinned roster when the plan is read; the roster
+    // in force must list the proposer too, or a plan with a forged roster of its own could stand.
+    if let Some((principal, fingerprint)) = p.proposer.person_key() {
+        let listed = input.current_roster.signer(fingerprint).is_some_and(|s| {
+            &s.principal == principal
+                && s.namespaces
+                    .as_ref()
+                    .is_none_or(|ns| ns.iter().any(|n| n == PROPOSAL_NAMESPACE))
+        });
+        if !listed {
+            reasons.push(Reason::ProposerNotListed {
+                principal: principal.clone(),
+                fingerprint: *fingerprint,
+            });
+        }
     }
     if input.now > p.not_after {
         reasons.push(Reason::Expired {
@@ -434,6 +455,16 @@ fn check_binding(
     }
 }
 
+/// Whether `roster` lists `key` for `principal`, allowed in the approval namespace (any time).
+fn is_listed(roster: &Roster, key: &KeyFingerprint, principal: &Principal) -> bool {
+    roster.signer(key).is_some_and(|s| {
+        &s.principal == principal
+            && s.namespaces
+                .as_ref()
+                .is_none_or(|ns| ns.iter().any(|n| n == APPROVAL_NAMESPACE))
+    })
+}
+
 /// Whether a sound approval counts: both rosters, the proposer, one count per principal and key;
 /// a reject from a key that may speak vetoes.
 fn count(
@@ -445,6 +476,17 @@ fn count(
     reasons: &mut Vec<Reason>,
 ) -> Outcome {
     let at = input.now;
+    // A reject fails safe: it vetoes when the pinned roster lists its key for its principal in
+    // the approval namespace, whatever the time or the roster in force says now — a key that
+    // expires or is removed after rejecting must not lift the veto.
+    if s.decision == Decision::Reject && is_listed(input.pinned_roster, &key, &s.principal) {
+        reasons.push(Reason::Vetoed {
+            number,
+            principal: s.principal.clone(),
+            reason: s.reason.chars().take(200).collect(),
+        });
+        return Outcome::Veto;
+    }
     if let Err(e) = input
         .pinned_roster
         .check(&key, &s.principal, APPROVAL_NAMESPACE, at)

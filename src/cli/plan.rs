@@ -258,7 +258,7 @@ pub(super) fn show(
 pub(super) fn propose(
     cli: &Cli,
     case: &str,
-    key: Option<&Path>,
+    key: &Path,
     context: Option<&str>,
 ) -> Result<ExitCode> {
     let case = CaseId::new(case)?;
@@ -274,7 +274,7 @@ pub(super) fn propose(
     let collector = match &cli.signing_key {
         Some(path) => SigningKey::load(path)?,
         None => keys::load_default().context(
-            "a plan is journaled (and a daemon's plan signed) with a collector key: give --signing-key",
+            "the plan's journal entry is signed with a collector key: give --signing-key",
         )?,
     };
     let now = OffsetDateTime::now_utc();
@@ -286,7 +286,7 @@ pub(super) fn propose(
         Ok(e) => e,
         Err(e) => return Ok(fail(e)),
     };
-    let proposer = match crate::propose::proposer_claim(&collector, key, &roster, now) {
+    let proposer = match crate::propose::proposer_claim(&collector, Some(key), &roster, now) {
         Ok(p) => p,
         Err(e) => return Ok(fail(e)),
     };
@@ -312,10 +312,7 @@ pub(super) fn propose(
         Ok(doc) => doc,
         Err(e) => return Ok(fail(e)),
     };
-    let signer = match key {
-        Some(path) => plan::store::ProposalSigner::Person(path),
-        None => plan::store::ProposalSigner::Collector(&collector),
-    };
+    let signer = plan::store::ProposalSigner::Person(key);
     let stored = plan::propose(store.as_ref(), &collector, &doc, &roster_text, signer)?;
     let loaded = plan::load(store.as_ref(), &case, &stored.plan, None)?;
     if cli.json {

@@ -85,6 +85,8 @@ pub enum PlanError {
     Exists(PlanId),
     #[error("case {0} has no journal to record the plan in")]
     NoJournal(CaseId),
+    #[error("plan {0}: the journal records no proposal of this plan with this digest: it was not proposed through custody")]
+    NotJournaled(PlanId),
     #[error("plan {0}: cannot sign the proposal: {1}")]
     Sign(PlanId, SignError),
 }
@@ -105,6 +107,7 @@ impl PlanError {
             PlanError::Evidence { .. } => "plan_evidence_mismatch",
             PlanError::Proposal { .. } | PlanError::Sign(..) => "plan_proposal_refused",
             PlanError::Exists(_) => "plan_exists",
+            PlanError::NotJournaled(_) => "plan_not_journaled",
         }
     }
 }
@@ -360,7 +363,26 @@ pub fn list(store: &dyn Store, case: &CaseId) -> Result<(Vec<PlanId>, Vec<String
 /// in this format, naming this case and plan, its digest as its sidecar says, signed by the
 /// proposer it names (the collector key `trusted`, else the store's published copy of the key
 /// it names; or a person's SSH key in the pinned roster), and the pinned roster's digest.
+///
+/// The journal must record the plan's proposal with this digest (`plan_proposed`): a plan put
+/// into the store beside custody is not a plan.
 pub fn load(
+    store: &dyn Store,
+    case: &CaseId,
+    plan: &PlanId,
+    trusted: Option<&PublicKey>,
+) -> Result<Plan<Proposed>, PlanError> {
+    let loaded = load_record(store, case, plan, trusted)?;
+    let chain = journal::check_chain(store, case)?;
+    if !journaled_proposals(&chain, plan).any(|(_, p)| p.plan_sha256 == loaded.digest) {
+        return Err(PlanError::NotJournaled(plan.clone()));
+    }
+    Ok(loaded)
+}
+
+/// `load` without the journal's record of the proposal, for `verify`, which reports that
+/// separately (`plan_not_journaled`) beside what else is wrong with the plan.
+pub fn load_record(
     store: &dyn Store,
     case: &CaseId,
     plan: &PlanId,

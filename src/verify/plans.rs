@@ -76,7 +76,7 @@ fn check_plan(
 ) -> Result<(), StoreError> {
     let subject = StoreKey::Plan(case.clone(), id.clone()).path();
     check_plan_files(store, case, id, report)?;
-    let plan = match plans::load(store, case, id, options.public_key.as_ref()) {
+    let plan = match plans::load_record(store, case, id, options.public_key.as_ref()) {
         Ok(p) => p,
         Err(PlanError::Store(StoreError::NotFound { uri })) => {
             report.problem("missing_file", subject, format!("{uri} is missing"));
@@ -187,6 +187,7 @@ fn problem_code(reason: &Reason) -> Option<(&'static str, Option<u64>)> {
         Reason::KeyMismatch { number, .. } => ("approval_key_mismatch", Some(*number)),
         Reason::PinnedRoster { .. } => ("plan_roster_mismatch", None),
         Reason::ProposerOtherPlan => ("plan_signature_invalid", None),
+        Reason::ProposerNotListed { .. } => ("plan_proposer_not_in_roster", None),
         Reason::NoQuorum
         | Reason::NotEnough { .. }
         | Reason::Vetoed { .. }

@@ -510,11 +510,17 @@ fn store_and_journal_must_name_the_same_approvals() {
     let mut other = clone_world(&w);
     other.journaled[2].plan = PlanId::new("plan-2").unwrap();
     assert_eq!(codes(&other.refused()), ["approval_not_journaled"]);
-    // A number recorded twice.
+    // The same record journaled twice (a retry racing itself) is one record and counts once.
     let mut twice = clone_world(&w);
     let again = twice.journaled[0].clone();
     twice.journaled.push(again);
-    assert_eq!(codes(&twice.refused()), ["approval_duplicate_number"]);
+    assert_eq!(twice.evaluate().expect("one record").tally().counted, 3);
+    // Two different records under one number refuse the plan.
+    let mut differ = clone_world(&w);
+    let mut other = differ.journaled[0].clone();
+    other.statement_sha256 = Sha256Digest::of(b"another statement");
+    differ.journaled.push(other);
+    assert!(codes(&differ.refused()).contains(&"approval_duplicate_number"));
     assert!(w.evaluate().is_ok());
 }
 
@@ -607,6 +613,46 @@ fn any_reject_vetoes() {
     let s = w.statement("mallory@example.org", "mallory", Decision::Reject);
     w.record(s, "mallory");
     assert!(w.evaluate().is_ok());
+    // A veto stays when the rejecting key is later removed from the roster in force (or its
+    // validity ends): otherwise a reject could be lifted by editing the roster.
+    let mut w = World::team();
+    w.approve("alice@example.org", "alice");
+    w.approve("bob@example.org", "bob");
+    let s = w.statement("carol@example.org", "carol", Decision::Reject);
+    w.record(s, "carol");
+    let text = format!(
+        "alice@example.org {}\nbob@example.org {}\n",
+        w.key("alice").openssh,
+        w.key("bob").openssh
+    );
+    w.current = Roster::parse("policies/approvers.allowed_signers", &text).unwrap();
+    let r = w.refused();
+    assert_eq!(codes(&r), ["quorum_vetoed"]);
+}
+
+#[test]
+fn a_person_proposal_with_a_roster_of_its_own_is_refused() {
+    // The pinned roster names paula as proposer, but the roster in force does not list her.
+    let mut w = World::team();
+    let sig = sign_proposal(&w.key("paula").private, PLAN_JSON).unwrap();
+    w.proposer = Proposer::person(
+        &w.roster,
+        PLAN_JSON,
+        &sig,
+        &principal("paula@example.org"),
+        w.now,
+    )
+    .unwrap();
+    w.approve("alice@example.org", "alice");
+    w.approve("bob@example.org", "bob");
+    assert!(w.evaluate().is_ok());
+    let text = format!(
+        "alice@example.org {}\nbob@example.org {}\n",
+        w.key("alice").openssh,
+        w.key("bob").openssh
+    );
+    w.current = Roster::parse("policies/approvers.allowed_signers", &text).unwrap();
+    assert_eq!(codes(&w.refused()), ["proposer_not_in_roster"]);
 }
 
 #[test]

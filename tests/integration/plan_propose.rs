@@ -86,6 +86,12 @@ impl World {
         }
     }
 
+    /// `plan propose CASE`, by carol (the roster's third key).
+    fn propose(&self, case: &str) -> std::process::Output {
+        let key = self.keys[2].private.to_str().unwrap().to_owned();
+        self.run(&["plan", "propose", case, "--key", &key])
+    }
+
     fn kubeconfig(&self) -> PathBuf {
         self.kube.kubeconfig(self.sb.dir.path())
     }
@@ -138,7 +144,7 @@ fn planned() -> FakeKube {
 #[test]
 fn a_proposed_plan_is_shown_approved_by_two_and_verifies() {
     let w = World::new();
-    let out = w.run(&["plan", "propose", &w.case]);
+    let out = w.propose(&w.case);
     assert_success(&out);
     let shown = stdout(&out);
     std::fs::write("/tmp/x/plan-show.txt", &shown).ok();
@@ -258,7 +264,7 @@ fn a_case_with_no_sealed_bundle_exits_2_and_tampered_evidence_exits_1() {
         },
     );
     custody::case::open(&store, &header, None, &key).unwrap();
-    let out = w.run(&["plan", "propose", open.as_str()]);
+    let out = w.propose(open.as_str());
     assert_code(&out, 2);
     assert!(
         stderr(&out).contains("no sealed bundle"),
@@ -272,7 +278,7 @@ fn a_case_with_no_sealed_bundle_exits_2_and_tampered_evidence_exits_1() {
     let n = bytes.len();
     bytes[n / 2] ^= 0x55;
     std::fs::write(&files.archive, bytes).unwrap();
-    let out = w.run(&["plan", "propose", &w.case]);
+    let out = w.propose(&w.case);
     assert_code(&out, 1);
     assert!(stderr(&out).contains("does not verify"), "{}", stderr(&out));
     assert!(
@@ -288,7 +294,7 @@ fn a_cluster_list_that_fails_proposes_nothing() {
         f.forbidden
             .push("/apis/networking.k8s.io/v1/namespaces/waqiti/networkpolicies".into())
     });
-    let out = w.run(&["plan", "propose", &w.case]);
+    let out = w.propose(&w.case);
     assert_code(&out, 2);
     assert!(stderr(&out).contains("partial view"), "{}", stderr(&out));
     let plans = w.sb.store().join("cases").join(&w.case).join("plans");

@@ -29,6 +29,11 @@ pub enum Reason {
     },
     #[error("the proposer's signature is over other bytes than this plan.json")]
     ProposerOtherPlan,
+    #[error("the proposer {principal} ({fingerprint}) is not in the roster in force for custody-proposal: a plan proposed by someone the security team does not list cannot be approved")]
+    ProposerNotListed {
+        principal: Principal,
+        fingerprint: KeyFingerprint,
+    },
     #[error("approval {number} is in the store but the journal does not record it")]
     NotJournaled { number: u64 },
     #[error("the journal records approval {number} but the store does not hold it")]
@@ -62,6 +67,7 @@ impl Reason {
             Reason::ClockSkew { .. } => "clock_skew",
             Reason::PinnedRoster { .. } => "roster_pin_mismatch",
             Reason::ProposerOtherPlan => "proposer_other_plan",
+            Reason::ProposerNotListed { .. } => "proposer_not_in_roster",
             Reason::NotJournaled { .. } => "approval_not_journaled",
             Reason::NotStored { .. } => "approval_not_stored",
             Reason::DuplicateNumber { .. } => "approval_duplicate_number",
