@@ -179,6 +179,13 @@ enum Command {
         /// The principal to sign as [default: the one the plan's roster gives the key].
         #[arg(long)]
         principal: Option<String>,
+        /// Send the approval to the daemon at this URL (`http(s)://host:port`) instead of
+        /// recording it in the store.
+        #[arg(long, requires = "token_file")]
+        server: Option<String>,
+        /// The file holding the daemon's analyst token (with --server).
+        #[arg(long, requires = "server")]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -360,17 +367,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             reject,
             reason,
             principal,
-        } => plan::approve(
-            &cli,
-            &plan::ApproveArgs {
+            server,
+            token_file,
+        } => {
+            let args = plan::ApproveArgs {
                 case,
                 plan: id,
                 key,
                 reject: *reject,
                 reason: reason.as_deref(),
                 principal: principal.as_deref(),
-            },
-        ),
+            };
+            match (server, token_file) {
+                (Some(url), Some(token)) => plan::approve_on_server(&cli, &args, url, token),
+                _ => plan::approve(&cli, &args),
+            }
+        }
     }
 }
 

@@ -19,6 +19,7 @@ mod job;
 mod lease;
 pub mod metrics;
 pub mod notify;
+pub mod plans;
 mod queue;
 mod spooled;
 mod state;
@@ -76,6 +77,12 @@ pub struct Daemon {
     spooling: Option<Spooling>,
     /// Resolves kept to journal once their case is no longer being collected, by case.
     pending_resolves: std::sync::Mutex<std::collections::BTreeMap<CaseId, String>>,
+    /// The approvers' roster in force, if the policies directory has one (`plans`).
+    roster: Option<std::sync::Arc<plans::RosterInForce>>,
+    /// Where notifications go, if `notify:` is configured.
+    notifier: Option<notify::Notifier>,
+    /// The URL approvers reach the daemon at, for the approve commands it shows.
+    server_url: String,
 }
 
 impl Daemon {
@@ -103,6 +110,9 @@ impl Daemon {
             leases: lease::Leases::new(config::default_replica(None)),
             spooling: None,
             pending_resolves: Default::default(),
+            roster: None,
+            notifier: None,
+            server_url: "http://127.0.0.1:8080".into(),
         };
         (daemon, Jobs(jobs))
     }

@@ -9,6 +9,7 @@ mod body;
 mod cases;
 mod error;
 mod listen;
+mod plans;
 #[cfg(test)]
 mod tests;
 
@@ -94,6 +95,23 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/cases/{id}",
             get(cases::one).route_layer(body()).route_layer(analyst()),
         )
+        .route(
+            "/api/v1/cases/{id}/plans",
+            get(plans::list)
+                .post(plans::propose)
+                .route_layer(body())
+                .route_layer(analyst()),
+        )
+        .route(
+            "/api/v1/cases/{id}/plans/{plan}",
+            get(plans::one).route_layer(body()).route_layer(analyst()),
+        )
+        .route(
+            "/api/v1/cases/{id}/plans/{plan}/approvals",
+            post(plans::approve)
+                .route_layer(body())
+                .route_layer(analyst()),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { Json(json!({"ok": true})) }))
         .route("/readyz", get(readyz))
@@ -152,6 +170,30 @@ pub enum ServeError {
     Runtime(std::io::Error),
     #[error("cannot use the TLS certificate and key: {0}")]
     Tls(String),
+    #[error(transparent)]
+    Notify(#[from] daemon::notify::NotifyError),
+    #[error("{path}: {message}")]
+    Roster { path: String, message: String },
+}
+
+/// The approvers' roster in the policies directory, if there is one.
+fn roster_in_force(
+    policies: Option<&std::path::Path>,
+) -> Result<Option<daemon::plans::RosterInForce>, ServeError> {
+    let Some(path) = policies
+        .map(|d| d.join(crate::policy::ROSTER_FILE))
+        .filter(|p| p.is_file())
+    else {
+        return Ok(None);
+    };
+    let bad = |message: String| ServeError::Roster {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+    let roster = crate::approval::Roster::parse(&path.display().to_string(), &text)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(Some(daemon::plans::RosterInForce { text, roster }))
 }
 
 /// Runs the daemon until SIGTERM or SIGINT, then drains: the listener stops and the running
@@ -179,6 +221,26 @@ pub fn serve(
         config.limits.queue,
     );
     daemon.set_replica(loaded.replica.clone());
+    if let Some(roster) = roster_in_force(config.policies.as_deref())? {
+        daemon.set_roster(roster);
+    }
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    daemon.set_server_url(format!("{scheme}://{}", loaded.listen));
+    // Notifications: the notifier's delivery task starts with the runtime.
+    let delivery = match &loaded.notify {
+        Some(n) => {
+            let metrics = daemon::notify::NotifyMetrics::default();
+            daemon.metrics().register_notify(&metrics);
+            let (notifier, delivery) = daemon::notify::Notifier::new(n.clone(), metrics)?;
+            daemon.set_notifier(notifier);
+            Some(delivery)
+        }
+        None => None,
+    };
     if let Some(spooling) = spooling {
         daemon.set_spool(spooling);
     }
@@ -212,6 +274,9 @@ pub fn serve(
                 source,
             })?;
         let (stop, stopping) = tokio::sync::watch::channel(false);
+        if let Some(delivery) = delivery {
+            tokio::spawn(delivery.run());
+        }
         let workers = tokio::spawn(daemon::run_workers(daemon.clone(), jobs, workers, stopping));
         tokio::spawn(daemon::housekeeping_every(
             daemon.clone(),

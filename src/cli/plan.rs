@@ -1,7 +1,9 @@
 //! `custody plan status|list` (where a case's plans stand) and `custody approve` (sign an
-//! approval, or a reject, of a plan with an SSH key and record it in the store). Exit codes of
-//! `plan status`: 0 quorum reached (for every plan shown); 4 quorum not reached — awaiting
+//! approval, or a reject, of a plan with an SSH key and record it in the store, or send it to
+//! the daemon: `plan/server.rs`). Exit codes of `plan status`: 0 quorum reached (for every plan shown); 4 quorum not reached — awaiting
 //! approvals, vetoed or expired, every reason printed; 1 a plan does not verify; 2 usage or I/O.
+
+mod server;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -329,20 +331,23 @@ pub(super) fn propose(
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn approve(cli: &Cli, args: &ApproveArgs<'_>) -> Result<ExitCode> {
-    let case = CaseId::new(args.case)?;
-    let id = PlanId::new(args.plan)?;
-    let store = open(cli)?;
-    let plan = plan::load(store.as_ref(), &case, &id, None)?;
-    let roster = plan.pinned_roster().clone();
-    eprint!("{}", shown_text(cli, store.as_ref(), &plan, &roster)?);
+pub(super) use server::approve_on_server;
+
+/// The statement `args` ask for about plan `id` of `case` (digest `digest`), signed by the
+/// principal `--principal` names, else the one `roster` gives the key now.
+fn statement_for(
+    args: &ApproveArgs<'_>,
+    case: &CaseId,
+    id: &PlanId,
+    digest: crate::digest::Sha256Digest,
+    roster: &Roster,
+) -> Result<Statement> {
     let now = OffsetDateTime::now_utc();
     let public = sshsig::public_key_of(args.key)?;
     let fingerprint = KeyFingerprint::of(&public);
     let principal = match args.principal {
         Some(p) => Principal::new(p)?,
-        None => plan
-            .pinned_roster()
+        None => roster
             .principal_for(&fingerprint, now)
             .cloned()
             .with_context(|| format!("the plan's roster names no principal for key {fingerprint} now: give --principal, or use a key of the roster"))?,
@@ -352,16 +357,26 @@ pub(super) fn approve(cli: &Cli, args: &ApproveArgs<'_>) -> Result<ExitCode> {
     } else {
         Decision::Approve
     };
-    let statement = Statement::new(
+    Ok(Statement::new(
         case.clone(),
         id.clone(),
-        plan.digest(),
+        digest,
         decision,
         principal,
         fingerprint,
         args.reason.unwrap_or_default().to_owned(),
         now,
-    );
+    ))
+}
+
+pub(super) fn approve(cli: &Cli, args: &ApproveArgs<'_>) -> Result<ExitCode> {
+    let case = CaseId::new(args.case)?;
+    let id = PlanId::new(args.plan)?;
+    let store = open(cli)?;
+    let plan = plan::load(store.as_ref(), &case, &id, None)?;
+    let roster = plan.pinned_roster().clone();
+    eprint!("{}", shown_text(cli, store.as_ref(), &plan, &roster)?);
+    let statement = statement_for(args, &case, &id, plan.digest(), &roster)?;
     let (bytes, signature) = statement.sign(args.key)?;
     let journal_key = match &cli.signing_key {
         Some(path) => SigningKey::load(path)?,
@@ -369,6 +384,7 @@ pub(super) fn approve(cli: &Cli, args: &ApproveArgs<'_>) -> Result<ExitCode> {
             "recording into the store journals the approval, signed by a collector key: give --signing-key",
         )?,
     };
+    let now = OffsetDateTime::now_utc();
     let recorded = plan.record(store.as_ref(), &journal_key, &bytes, &signature, now)?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&recorded)?);

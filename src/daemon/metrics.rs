@@ -23,6 +23,9 @@ pub struct Metrics {
     overloaded: Counter,
     spool_uploads: Family<Labels, Counter>,
     spooled_cases: Gauge,
+    plans_proposed: Family<Labels, Counter>,
+    plan_proposals_failed: Family<Labels, Counter>,
+    approvals: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -43,6 +46,9 @@ impl Metrics {
         let overloaded = Counter::default();
         let spool_uploads = Family::<Labels, Counter>::default();
         let spooled_cases = Gauge::default();
+        let plans_proposed = Family::<Labels, Counter>::default();
+        let plan_proposals_failed = Family::<Labels, Counter>::default();
+        let approvals = Family::<Labels, Counter>::default();
         registry.register(
             "cases_opened",
             "Cases opened, by trigger",
@@ -88,6 +94,21 @@ impl Metrics {
             "Cases sealed into the local spool and not yet in S3",
             spooled_cases.clone(),
         );
+        registry.register(
+            "plans_proposed",
+            "Containment plans proposed, by trigger (api, alert)",
+            plans_proposed.clone(),
+        );
+        registry.register(
+            "plan_proposals_failed",
+            "Proposals that did not store a plan, by trigger (api, alert)",
+            plan_proposals_failed.clone(),
+        );
+        registry.register(
+            "approvals",
+            "Approvals sent to the daemon, by outcome (approve, reject, refused)",
+            approvals.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             cases_opened,
@@ -99,7 +120,35 @@ impl Metrics {
             overloaded,
             spool_uploads,
             spooled_cases,
+            plans_proposed,
+            plan_proposals_failed,
+            approvals,
         }
+    }
+
+    /// Registers the notifier's counters (`notifications_*`).
+    pub fn register_notify(&self, notify: &super::notify::NotifyMetrics) {
+        if let Ok(mut registry) = self.registry.lock() {
+            notify.register(&mut registry);
+        }
+    }
+
+    pub fn plan_proposed(&self, trigger: &str) {
+        self.plans_proposed
+            .get_or_create(&vec![("trigger".into(), trigger.into())])
+            .inc();
+    }
+
+    pub fn plan_proposal_failed(&self, trigger: &str) {
+        self.plan_proposals_failed
+            .get_or_create(&vec![("trigger".into(), trigger.into())])
+            .inc();
+    }
+
+    pub fn approval(&self, outcome: &str) {
+        self.approvals
+            .get_or_create(&vec![("outcome".into(), outcome.into())])
+            .inc();
     }
 
     pub fn case_opened(&self, trigger: &str) {

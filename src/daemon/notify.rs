@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 pub use message::{body, mrkdwn, text, Event};
+pub use post::{client_for, exchange, HttpClient};
 
 /// Why notifications cannot be set up.
 #[derive(Debug, thiserror::Error)]

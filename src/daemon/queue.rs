@@ -34,8 +34,16 @@ pub async fn run_workers(
         daemon.queued.fetch_sub(1, Ordering::SeqCst);
         let d = daemon.clone();
         running.spawn_blocking(move || {
-            if let Some(retry) = d.run(job) {
-                super::lease::retry_later(d, retry);
+            let (case, trigger, seen) =
+                (job.case.clone(), job.trigger.kind.clone(), job.journal_seen);
+            match d.run(job) {
+                Some(retry) => super::lease::retry_later(d, retry),
+                // Announced, and a plan proposed, off the worker: the permit is given back first.
+                None => {
+                    drop(permit);
+                    d.after_collection(&case, &trigger, seen);
+                    return;
+                }
             }
             drop(permit);
         });

@@ -33,6 +33,9 @@ pub enum ApiError {
     NotReady(String),
     #[error("internal failure: {0}")]
     Internal(String),
+    /// A plan request refused with its own status (409, 422, …) and reason.
+    #[error("{message}")]
+    Refused { status: StatusCode, message: String },
 }
 
 impl ApiError {
@@ -45,6 +48,7 @@ impl ApiError {
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable(_) | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Refused { status, .. } => *status,
         }
     }
 }

@@ -24,6 +24,9 @@
 //!   loopback.
 //! - `daemon_replicas`: replicas sharing a store collect a case one at a time (the case's claim):
 //!   one started mid-collection waits, one restarted after `kill -9` takes its case back at once.
+//! - `daemon_plans`: the daemon's plans: an alert's case sealed, a plan proposed by the daemon,
+//!   the notification received, approvals sent with `approve --server`, quorum reported; what
+//!   the plan endpoints refuse.
 //! - `daemon_spool`: the daemon on S3 seals into its local spool: a case sealed while S3 is
 //!   down is kept, whole, and uploaded when S3 answers (or at the next start), never collected twice.
 //! - `approval`: the roster and SSHSIG against `ssh-keygen -Y verify` / `-Y find-principals` as
@@ -54,6 +57,7 @@ mod cases;
 mod cli;
 mod compat;
 mod daemon;
+mod daemon_plans;
 mod daemon_recovery;
 mod daemon_replicas;
 mod daemon_spool;

@@ -1,7 +1,8 @@
 //! One POST to the receiver: HTTP/1.1 over rustls (the platform's roots) or plain HTTP, a
 //! timeout around the whole exchange, at most [`MAX_RESPONSE_BYTES`] of the answer read, and
 //! no redirect followed (a 3xx is an answer like any other, so a receiver cannot send the body,
-//! or the token, to another host).
+//! or the token, to another host). The client and the exchange (`client_for`, `exchange`) are
+//! also what `custody approve --server` sends with.
 
 use std::time::Duration;
 
@@ -30,8 +31,69 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// The HTTP/1.1 client notifications (and `custody approve --server`) send with.
+pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A client for `url`'s scheme: `https` verified against the platform's roots and never plain
+/// HTTP; `http` plain only (a machine may have no roots). Redirects are never followed.
+pub fn client_for(url: &Uri) -> Result<HttpClient, NotifyError> {
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let https = if url.scheme_str() == Some("https") {
+        builder
+            .with_provider_and_native_roots(provider)
+            .map_err(|e| NotifyError::Tls(e.to_string()))?
+            .https_only()
+    } else {
+        // Plain HTTP needs no roots; TLS is never used.
+        let config = rustls::ClientConfig::builder_with_provider(provider.into())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| NotifyError::Tls(e.to_string()))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        builder.with_tls_config(config).https_or_http()
+    };
+    let connector = https.enable_http1().build();
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector))
+}
+
+/// Sends `request` and reads the answer: its status and at most `max_bytes` of its body, all
+/// within `timeout`. `Err` says why there is no answer (the URL is not in it).
+pub async fn exchange(
+    client: &HttpClient,
+    request: Request<Full<Bytes>>,
+    timeout: Duration,
+    max_bytes: usize,
+) -> Result<(StatusCode, Result<Bytes, String>), String> {
+    let exchange = async {
+        let response = client.request(request).await.map_err(|e| {
+            // The error's source says why (refused, DNS, TLS).
+            let mut why = e.to_string();
+            if let Some(source) = std::error::Error::source(&e) {
+                why = format!("{why}: {source}");
+            }
+            why
+        })?;
+        let status = response.status();
+        let body = match Limited::new(response.into_body(), max_bytes)
+            .collect()
+            .await
+        {
+            Ok(b) => Ok(b.to_bytes()),
+            Err(_) => Err(String::from("(answer unreadable or too large)")),
+        };
+        Ok::<_, String>((status, body))
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Ok(answer) => answer,
+    }
+}
+
 pub struct Sender {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpClient,
     url: Uri,
     authorization: Option<HeaderValue>,
     timeout: Duration,
@@ -48,26 +110,7 @@ impl Sender {
                 Ok::<_, NotifyError>(v)
             })
             .transpose()?;
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let provider = rustls::crypto::aws_lc_rs::default_provider();
-        let https = if url.scheme_str() == Some("https") {
-            builder
-                .with_provider_and_native_roots(provider)
-                .map_err(|e| NotifyError::Tls(e.to_string()))?
-                .https_only()
-        } else {
-            // Plain HTTP needs no roots (a machine may have none); TLS is never used.
-            let config = rustls::ClientConfig::builder_with_provider(provider.into())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| NotifyError::Tls(e.to_string()))?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            builder.with_tls_config(config).https_or_http()
-        };
-        let connector = https.enable_http1().build();
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let client = client_for(&url)?;
         Ok(Self {
             client,
             url,
@@ -90,33 +133,16 @@ impl Sender {
             Ok(r) => r,
             Err(e) => return Outcome::Refused(StatusCode::BAD_REQUEST, e.to_string()),
         };
-        let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| {
-                // The error's source says why (refused, DNS, TLS); the URL is not in it.
-                let mut why = e.to_string();
-                if let Some(source) = std::error::Error::source(&e) {
-                    why = format!("{why}: {source}");
-                }
-                why
-            })?;
-            let status = response.status();
-            // Read what the receiver said, at most MAX_RESPONSE_BYTES, for the log.
-            let said = match Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-            {
-                Ok(b) => String::from_utf8_lossy(&b.to_bytes())
-                    .chars()
-                    .take(200)
-                    .collect(),
-                Err(_) => String::from("(answer unreadable or too large)"),
-            };
-            Ok::<_, String>((status, said))
-        };
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Err(_) => Outcome::Failed(format!("no answer within {:?}", self.timeout)),
-            Ok(Err(why)) => Outcome::Failed(why),
-            Ok(Ok((status, said))) => classify(status, terminal::escape(&said).into_owned()),
+        match exchange(&self.client, request, self.timeout, MAX_RESPONSE_BYTES).await {
+            Err(why) => Outcome::Failed(why),
+            Ok((status, body)) => {
+                // What the receiver said, for the log.
+                let said: String = match body {
+                    Ok(b) => String::from_utf8_lossy(&b).chars().take(200).collect(),
+                    Err(why) => why,
+                };
+                classify(status, terminal::escape(&said).into_owned())
+            }
         }
     }
 }
