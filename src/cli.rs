@@ -179,6 +179,11 @@ enum Command {
         /// The principal to sign as [default: the one the plan's roster gives the key].
         #[arg(long)]
         principal: Option<String>,
+        /// The SHA-256 of the plan you read (`plan show` prints it): the statement is signed
+        /// only if it is the plan's. Without it, approve asks on the terminal, and refuses when
+        /// there is none.
+        #[arg(long)]
+        sha256: Option<String>,
         /// Send the approval to the daemon at this URL (`http(s)://host:port`) instead of
         /// recording it in the store.
         #[arg(long, requires = "token_file")]
@@ -367,10 +372,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             reject,
             reason,
             principal,
+            sha256,
             server,
             token_file,
         } => {
             let args = plan::ApproveArgs {
+                sha256: sha256.as_deref(),
                 case,
                 plan: id,
                 key,

@@ -32,6 +32,8 @@ pub(super) struct ApproveArgs<'a> {
     pub reject: bool,
     pub reason: Option<&'a str>,
     pub principal: Option<&'a str>,
+    /// The plan digest the approver read (`--sha256`).
+    pub sha256: Option<&'a str>,
 }
 
 fn open(cli: &Cli) -> Result<Box<dyn Store>> {
@@ -335,6 +337,35 @@ pub(super) use server::approve_on_server;
 
 /// The statement `args` ask for about plan `id` of `case` (digest `digest`), signed by the
 /// principal `--principal` names, else the one `roster` gives the key now.
+/// The approver confirms the plan they read: `--sha256` must be its digest; without it the
+/// terminal asks for the digest's first 12 characters, and without a terminal nothing is signed.
+fn confirm(given: Option<&str>, digest: &crate::digest::Sha256Digest) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let hex = digest.to_string();
+    if let Some(given) = given {
+        let given = given
+            .trim()
+            .trim_start_matches("sha256:")
+            .to_ascii_lowercase();
+        if given != hex {
+            bail!("--sha256 {} is not this plan's SHA-256 ({hex}): nothing signed; read the plan again (plan show)", esc(&given));
+        }
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("give --sha256 {hex} (the plan's SHA-256, shown above) to sign it: without a terminal to confirm on, nothing is signed");
+    }
+    eprint!("To sign plan sha256 {hex}, type its first 12 characters: ");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let typed = line.trim().to_ascii_lowercase();
+    if typed.len() < 12 || !hex.starts_with(&typed) {
+        bail!("the characters typed are not the plan's SHA-256: nothing signed");
+    }
+    Ok(())
+}
+
 fn statement_for(
     args: &ApproveArgs<'_>,
     case: &CaseId,
@@ -342,6 +373,7 @@ fn statement_for(
     digest: crate::digest::Sha256Digest,
     roster: &Roster,
 ) -> Result<Statement> {
+    confirm(args.sha256, &digest)?;
     let now = OffsetDateTime::now_utc();
     let public = sshsig::public_key_of(args.key)?;
     let fingerprint = KeyFingerprint::of(&public);

@@ -21,10 +21,10 @@ use crate::case::{journal, CaseState, EntryKind, Status};
 use crate::id::{CaseId, PlanId};
 use crate::plan::approvals::{ApprovalRequest, Recorded};
 use crate::plan::document::{PlanDoc, ProposerClaim};
-use crate::propose::{BuildInput, Evidence, ProposeError};
 use crate::plan::show::{self, ApproveHint, ShowStatus};
 use crate::plan::store::{PlanError, ProposalSigner, StoredPlan};
 use crate::plan::{self, Plan, Proposed};
+use crate::propose::{BuildInput, Evidence, ProposeError};
 use crate::store::{StoreError, StoreKey};
 
 /// The approvers' roster in force (`approvers.allowed_signers` in the policies directory): the

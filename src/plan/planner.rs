@@ -102,6 +102,7 @@ pub fn plan(input: &PlannerInput<'_>) -> PlanDoc {
     for (i, step) in steps.iter_mut().enumerate() {
         step.number = u32::try_from(i + 1).unwrap_or(u32::MAX);
     }
+    refuse_shared_writes(&mut steps);
     let kinds: Vec<StepKind> = steps
         .iter()
         .filter(|s| s.status == StepStatus::Planned)
@@ -169,6 +170,45 @@ fn ctx_of<'a>(
         trusted_proxies: input.trusted_proxies,
         now: input.now,
     })
+}
+
+/// Refuses a step that writes an object an earlier step writes too (two targets in one
+/// namespace whose pods one policy selects): both writes would be guarded by the same
+/// `resourceVersion`, so the second would fail at execution after the first had applied.
+fn refuse_shared_writes(steps: &mut [Step]) {
+    use super::document::ChangeOp;
+    let mut written: BTreeMap<(Option<String>, String, String), u32> = BTreeMap::new();
+    for step in steps.iter_mut() {
+        let writes: Vec<(Option<String>, String, String)> = step
+            .changes
+            .iter()
+            .filter(|c| c.op != ChangeOp::Call)
+            .map(|c| {
+                (
+                    c.object.namespace.clone(),
+                    c.object.kind.clone(),
+                    c.object.name.clone(),
+                )
+            })
+            .collect();
+        let clashes: Vec<String> = writes
+            .iter()
+            .filter_map(|w| {
+                written.get(w).map(|n| {
+                    format!("{} {} is also written by step {n}: give the targets policies of their own, or make them one target", w.1, w.2)
+                })
+            })
+            .collect();
+        if clashes.is_empty() {
+            for w in writes {
+                written.insert(w, step.number);
+            }
+        } else {
+            step.refusals.extend(clashes);
+            step.status = StepStatus::Refused;
+            step.changes.clear();
+        }
+    }
 }
 
 /// A dry-run not run yet.

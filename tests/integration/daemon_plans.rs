@@ -216,11 +216,22 @@ fn an_alert_is_sealed_planned_notified_approved_through_the_daemon_and_reaches_q
     assert_eq!(code, 200, "{text}");
     assert!(text.contains("--server http://127.0.0.1"), "{text}");
 
+    let (code, body) = http(
+        d.port,
+        "GET",
+        &format!("/api/v1/cases/{case}/plans/{plan}"),
+        Some(ANALYST_TOKEN),
+        b"",
+    );
+    assert_eq!(code, 200, "{body}");
+    let digest = json_of(&body)["sha256"].as_str().unwrap().to_owned();
     for key in [&alice, &bob] {
         let out = sb.run(&[
             "approve",
             &case,
             &plan,
+            "--sha256",
+            &digest,
             "--key",
             key.private.to_str().unwrap(),
             "--server",

@@ -217,6 +217,26 @@ fn a_proposed_plan_is_shown_approved_by_two_and_verifies() {
 
     let out = w.run(&["plan", "status", &w.case, &plan]);
     assert_code(&out, 4);
+    let digest = v["sha256"].as_str().unwrap().to_owned();
+    let alice = w.keys[0].private.to_str().unwrap();
+    // Without the digest read, or with another, nothing is signed (and no terminal to ask on).
+    let out = w.run(&["approve", &w.case, &plan, "--key", alice]);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("give --sha256"), "{}", stderr(&out));
+    let wrong = "a".repeat(64);
+    let out = w.run(&[
+        "approve", &w.case, &plan, "--key", alice, "--sha256", &wrong,
+    ]);
+    assert_code(&out, 2);
+    assert!(!w
+        .sb
+        .store()
+        .join("cases")
+        .join(&w.case)
+        .join("plans")
+        .join(&plan)
+        .join("approvals")
+        .exists());
     for (i, k) in w.keys.iter().take(2).enumerate() {
         let out = w.run(&[
             "approve",
@@ -226,6 +246,8 @@ fn a_proposed_plan_is_shown_approved_by_two_and_verifies() {
             k.private.to_str().unwrap(),
             "--reason",
             &format!("approver {i}"),
+            "--sha256",
+            &digest,
         ]);
         assert_success(&out);
         assert!(

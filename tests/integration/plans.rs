@@ -142,6 +142,9 @@ impl World {
     fn approve(&self, plan: &PlanId, who: &str, extra: &[&str]) -> std::process::Output {
         let store = self.sb.store();
         let key = self.keys[who].private.to_str().unwrap().to_owned();
+        // The digest the approver read; a plan that does not load gets one that cannot match.
+        let digest = plan::load(&self.store(), &self.case, plan, None)
+            .map_or_else(|_| "0".repeat(64), |p| p.digest().to_string());
         let mut args = vec![
             "--store",
             store.to_str().unwrap(),
@@ -151,6 +154,8 @@ impl World {
             plan.as_str(),
             "--key",
             &key,
+            "--sha256",
+            &digest,
         ];
         args.extend_from_slice(extra);
         self.sb.run(&args)

@@ -25,6 +25,10 @@ const CILIUM_API: &str = "cilium.io/v2";
 /// Always true of an IP block, whatever the cluster: the approver must know it.
 const LIMITS: &str = "an IP block does not stop a client that changes address, and established connections may survive it on some CNIs";
 
+/// The block refuses addresses outside the pod network: a pod elsewhere in the cluster that is
+/// an offender is still admitted by the namespace and pod selectors of the rules.
+const IN_CLUSTER: &str = "an offender that is a pod in another namespace is not stopped: the rules' namespace and pod selectors still admit pods, whatever their address";
+
 /// The `block_ips` step for `ctx.target`.
 pub(super) fn step(ctx: &Ctx<'_>, number: u32, method: BlockMethod) -> Step {
     let mut step = Step {
@@ -50,6 +54,10 @@ pub(super) fn step(ctx: &Ctx<'_>, number: u32, method: BlockMethod) -> Step {
         BlockMethod::Cilium => cilium(ctx, &mut step),
     }
     step.warnings.push(LIMITS.to_owned());
+    step.warnings.push(IN_CLUSTER.to_owned());
+    if ctx.view.nodes.iter().all(|n| n.pod_cidrs.is_empty()) {
+        step.warnings.push("no Node reports a pod CIDR (spec.podCIDRs), so pod addresses outside the target's namespace — an ingress controller or proxy in front of the target — cannot be told apart from clients: check that no address to block is one of them".to_owned());
+    }
     step.status = if !step.refusals.is_empty() {
         step.changes.clear();
         StepStatus::Refused
@@ -423,10 +431,29 @@ fn cilium(ctx: &Ctx<'_>, step: &mut Step) {
             resource_version: p["metadata"]["resourceVersion"].as_str().map(str::to_owned),
         });
     }
+    let mut addrs: Vec<IpAddr> = owners.keys().copied().collect();
+    if let Some(p) = existing {
+        match existing_cidrs(ctx, p) {
+            Ok(held) => {
+                let unowned: Vec<String> = held
+                    .iter()
+                    .filter(|a| !owners.contains_key(a))
+                    .map(ToString::to_string)
+                    .collect();
+                if !unowned.is_empty() {
+                    step.warnings.push(format!("the custody CiliumNetworkPolicy {name} denies {unowned:?}, which no owner in the journal holds: kept"));
+                }
+                addrs.extend(held.iter().filter(|a| !owners.contains_key(a)));
+                addrs.sort();
+            }
+            Err(what) => step.refusals.push(format!(
+                "the custody CiliumNetworkPolicy {name} was changed outside custody ({what}); restore or delete it"
+            )),
+        }
+    }
     if !step.refusals.is_empty() || ctx.addresses.is_empty() {
         return;
     }
-    let addrs: Vec<IpAddr> = owners.keys().copied().collect();
     let after = cilium_policy(ctx, &name, &addrs);
     let rv = existing.and_then(|p| p["metadata"]["resourceVersion"].as_str().map(str::to_owned));
     if existing.is_some() && rv.is_none() {
@@ -455,6 +482,48 @@ fn cilium(ctx: &Ctx<'_>, step: &mut Step) {
             why: "not run yet".to_owned(),
         },
     });
+}
+
+/// The addresses an existing custody CiliumNetworkPolicy denies, if it has exactly the shape
+/// custody writes (the target's selector, default-deny off, one `ingressDeny` rule of host
+/// CIDRs and nothing else); else what differs.
+fn existing_cidrs(ctx: &Ctx<'_>, policy: &Value) -> Result<Vec<IpAddr>, String> {
+    let spec = policy["spec"].as_object().ok_or("it has no spec")?;
+    if let Some(extra) = spec.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "endpointSelector" | "enableDefaultDeny" | "ingressDeny"
+        )
+    }) {
+        return Err(format!("spec.{extra} is custody's no longer"));
+    }
+    let selector = serde_json::to_value(ctx.target.pod_selector.to_k8s()).unwrap_or(Value::Null);
+    if spec.get("endpointSelector") != Some(&selector) {
+        return Err("its endpointSelector is not the target's".to_owned());
+    }
+    if spec.get("enableDefaultDeny") != Some(&json!({"ingress": false, "egress": false})) {
+        return Err("enableDefaultDeny is not off for ingress and egress".to_owned());
+    }
+    let rules = spec["ingressDeny"]
+        .as_array()
+        .ok_or("ingressDeny is not a list")?;
+    let [rule] = rules.as_slice() else {
+        return Err("ingressDeny is not one rule".to_owned());
+    };
+    let rule = rule.as_object().ok_or("ingressDeny[0] is not an object")?;
+    if rule.keys().any(|k| k != "fromCIDRSet") {
+        return Err("ingressDeny[0] holds more than fromCIDRSet".to_owned());
+    }
+    let mut out = Vec::new();
+    for entry in rule["fromCIDRSet"].as_array().into_iter().flatten() {
+        let text = entry["cidr"].as_str().unwrap_or_default();
+        let cidr = crate::net::Cidr::parse(text)
+            .filter(|c| c.prefix() == if c.is_ipv4() { 32 } else { 128 })
+            .filter(|_| entry.as_object().is_some_and(|o| o.len() == 1))
+            .ok_or_else(|| format!("fromCIDRSet entry {entry} is not a host address"))?;
+        out.push(cidr.addr());
+    }
+    Ok(out)
 }
 
 fn strip_managed(mut v: Value) -> Value {

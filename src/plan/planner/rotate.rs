@@ -98,6 +98,59 @@ pub fn scan(spec: &PodSpec, prefix: &str, secret: &str) -> Vec<Found> {
     out
 }
 
+/// Every other field of `spec` that names `secret` where a Secret's name goes (`secretName`, or a
+/// `name` under a field about secrets: CSI `nodePublishSecretRef`, `imagePullSecrets`, an
+/// ephemeral container's `secretKeyRef`, …) beside the references `scan` found: custody cannot
+/// repoint those, so the step is refused.
+pub fn unrecognised(spec: &PodSpec, prefix: &str, secret: &str, found: &[Found]) -> Vec<String> {
+    fn walk(v: &Value, path: &mut Vec<String>, secret: &str, out: &mut Vec<Vec<String>>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    path.push(k.clone());
+                    walk(v, path, secret, out);
+                    path.pop();
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    path.push(i.to_string());
+                    walk(v, path, secret, out);
+                    path.pop();
+                }
+            }
+            Value::String(text) if text == secret => {
+                let last = path.last().map(String::as_str);
+                let about_secrets = path
+                    .iter()
+                    .rev()
+                    .skip(1)
+                    .take(2)
+                    .any(|p| p.to_ascii_lowercase().contains("secret"));
+                if last == Some("secretName") || (last == Some("name") && about_secrets) {
+                    out.push(path.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    let Ok(value) = serde_json::to_value(spec) else {
+        return vec![format!("{prefix}: the pod spec cannot be read")];
+    };
+    let mut hits = Vec::new();
+    walk(&value, &mut Vec::new(), secret, &mut hits);
+    hits.into_iter()
+        .map(|segments| {
+            let escaped: Vec<String> = segments
+                .iter()
+                .map(|s| s.replace('~', "~0").replace('/', "~1"))
+                .collect();
+            format!("{prefix}/{}", escaped.join("/"))
+        })
+        .filter(|path| !found.iter().any(|f| &f.path == path))
+        .collect()
+}
+
 /// The `rotate_secrets` step for one policy entry.
 pub(super) fn step(ctx: &Ctx<'_>, number: u32, rotation: &RotateSecret) -> Step {
     let secret = rotation.secret.to_string();
@@ -203,6 +256,12 @@ fn references(
         let found = spec
             .map(|s| scan(s, "/spec/template/spec", secret))
             .unwrap_or_default();
+        let other = spec
+            .map(|s| unrecognised(s, "/spec/template/spec", secret, &found))
+            .unwrap_or_default();
+        for path in other {
+            step.refusals.push(format!("Deployment {name} names Secret {secret} at {path}, a reference custody cannot repoint"));
+        }
         if found.is_empty() {
             if listed.contains(&name) {
                 step.warnings.push(format!("Deployment {name} is listed in rotate_secrets but does not reference Secret {secret}: nothing to repoint there"));
@@ -285,7 +344,10 @@ fn references(
     ];
     for (kind, specs) in others {
         for (name, spec) in specs {
-            if spec.is_some_and(|s| !scan(s, "", secret).is_empty()) {
+            let refers = |s: &PodSpec| {
+                !scan(s, "", secret).is_empty() || !unrecognised(s, "", secret, &[]).is_empty()
+            };
+            if spec.is_some_and(refers) {
                 step.refusals.push(format!("{kind} {name} references Secret {secret}: only Deployments can be repointed, so rotating would leave it on the old key"));
             }
         }
@@ -294,8 +356,14 @@ fn references(
         let name = pod.metadata.name.clone().unwrap_or_default();
         let Some(spec) = &pod.spec else { continue };
         let found = scan(spec, "/spec", secret);
-        if found.is_empty() {
+        let other = unrecognised(spec, "/spec", secret, &found);
+        if found.is_empty() && other.is_empty() {
             continue;
+        }
+        for path in other {
+            step.refusals.push(format!(
+                "Pod {name} names Secret {secret} at {path}, a reference custody cannot repoint"
+            ));
         }
         check_keys(&found, &format!("Pod {name}"), step);
         match owning_deployment(ns, pod) {

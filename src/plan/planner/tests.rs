@@ -476,3 +476,162 @@ fn the_plan_is_canonical_json_and_reads_back_strictly() {
     let extra = crate::canonical::to_vec(&v).expect("canonical");
     assert!(crate::canonical::from_slice::<PlanDoc>(&extra).is_err());
 }
+
+#[test]
+fn a_reference_custody_cannot_repoint_refuses_the_rotation() {
+    let mut v = view();
+    let ns = v.namespaces.get_mut("waqiti").expect("ns");
+    let mut d: Value = deployment("api-gateway");
+    d["spec"]["template"]["spec"]["imagePullSecrets"] = json!([{"name": "gateway-api-keys"}]);
+    d["spec"]["template"]["spec"]["volumes"][0]["name"] = json!("gateway-api-keys");
+    ns.deployments = vec![from(d)];
+    let doc = run(&v, vec![suspicious("198.51.100.7", 50)]);
+    let step = doc
+        .steps
+        .iter()
+        .find(|s| s.kind == StepKind::RotateSecrets)
+        .expect("rotate");
+    assert_eq!(step.status, StepStatus::Refused);
+    let all = step.refusals.join("\n");
+    assert!(
+        all.contains("/spec/template/spec/imagePullSecrets/0/name"),
+        "{all}"
+    );
+    // A volume named like the Secret is not a reference to it.
+    assert!(!all.contains("/volumes/0/name"), "{all}");
+}
+
+#[test]
+fn two_targets_writing_one_policy_refuse_the_second_step() {
+    let text = POLICY.replace(
+        "targets:\n",
+        "targets:\n  - name: api-gateway-b\n    namespace: waqiti\n    pod_selector:\n      matchLabels:\n        app: api-gateway\n",
+    );
+    let policy = ContainmentPolicy::parse("containment.yaml", &text).expect("parses");
+    let mut v = view();
+    v.namespaces
+        .get_mut("waqiti")
+        .expect("ns")
+        .network_policies
+        .push(from(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "all-in", "namespace": "waqiti", "resourceVersion": "9"},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{}]},
+        })));
+    let case = CaseId::new("c1").expect("id");
+    let plan = PlanId::new("p1").expect("id");
+    let owners = BTreeMap::new();
+    let s = vec![("b".to_owned(), vec![suspicious("198.51.100.7", 9)])];
+    let doc = plan_doc(&PlannerInput {
+        case: &case,
+        plan: &plan,
+        policy: &policy,
+        detection_allowlist: &[],
+        trusted_proxies: &[],
+        suspicious: &s,
+        evidence: PinnedEvidence {
+            bundles: Vec::new(),
+            journal_head: JournalHead {
+                seq: 1,
+                sha256: Sha256Digest::of(b""),
+            },
+        },
+        view: &v,
+        block_owners: &owners,
+        proposer: ProposerClaim::Collector {
+            key_id: crate::id::KeyId::new("0123456789abcdef").expect("id"),
+        },
+        roster_sha256: Sha256Digest::of(b""),
+        now: datetime!(2026-12-02 04:00 UTC),
+    });
+    let blocks: Vec<&Step> = doc
+        .steps
+        .iter()
+        .filter(|s| s.kind == StepKind::BlockIps)
+        .collect();
+    assert_eq!(blocks.len(), 2);
+    assert_eq!(
+        blocks[0].status,
+        StepStatus::Planned,
+        "{:?}",
+        blocks[0].refusals
+    );
+    assert_eq!(blocks[1].status, StepStatus::Refused);
+    assert!(
+        blocks[1].refusals[0].contains("also written by step 1"),
+        "{:?}",
+        blocks[1].refusals
+    );
+}
+
+#[test]
+fn an_existing_cilium_policy_keeps_its_addresses_or_is_refused_when_changed() {
+    let text = POLICY.replace("method: networkpolicy", "method: cilium");
+    let policy = ContainmentPolicy::parse("containment.yaml", &text).expect("parses");
+    let mut v = view();
+    v.cilium = crate::containment::cluster::CiliumSupport {
+        served: true,
+        endpoints_served: true,
+        enable_default_deny: Some(true),
+    };
+    let selector = serde_json::to_value(policy.targets[0].pod_selector.to_k8s()).expect("json");
+    let existing = json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": "custody-block-api-gateway", "namespace": "waqiti", "resourceVersion": "77"},
+        "spec": {"endpointSelector": selector, "enableDefaultDeny": {"ingress": false, "egress": false},
+                 "ingressDeny": [{"fromCIDRSet": [{"cidr": "192.0.2.99/32"}]}]}});
+    let ns = v.namespaces.get_mut("waqiti").expect("ns");
+    ns.cilium_endpoints = Some(vec!["api-gateway-1".to_owned(), "api-gateway-2".to_owned()]);
+    ns.cilium_policies = Some(vec![existing.clone()]);
+    let run_with = |v: &ClusterView| {
+        let case = CaseId::new("c1").expect("id");
+        let plan = PlanId::new("p1").expect("id");
+        let owners = BTreeMap::new();
+        let s = vec![("b".to_owned(), vec![suspicious("198.51.100.7", 9)])];
+        plan_doc(&PlannerInput {
+            case: &case,
+            plan: &plan,
+            policy: &policy,
+            detection_allowlist: &[],
+            trusted_proxies: &[],
+            suspicious: &s,
+            evidence: PinnedEvidence {
+                bundles: Vec::new(),
+                journal_head: JournalHead {
+                    seq: 1,
+                    sha256: Sha256Digest::of(b""),
+                },
+            },
+            view: v,
+            block_owners: &owners,
+            proposer: ProposerClaim::Collector {
+                key_id: crate::id::KeyId::new("0123456789abcdef").expect("id"),
+            },
+            roster_sha256: Sha256Digest::of(b""),
+            now: datetime!(2026-12-02 04:00 UTC),
+        })
+    };
+    let doc = run_with(&v);
+    let step = &doc.steps[0];
+    assert_eq!(step.status, StepStatus::Planned, "{:?}", step.refusals);
+    assert_eq!(step.changes[0].op, ChangeOp::Replace);
+    let after = step.changes[0].after.as_ref().expect("after");
+    assert_eq!(
+        after["spec"]["ingressDeny"][0]["fromCIDRSet"],
+        json!([{"cidr": "192.0.2.99/32"}, {"cidr": "198.51.100.7/32"}])
+    );
+    assert!(
+        step.warnings.iter().any(|w| w.contains("192.0.2.99")),
+        "{:?}",
+        step.warnings
+    );
+    let mut changed = existing;
+    changed["spec"]["ingress"] = json!([{"fromEntities": ["world"]}]);
+    v.namespaces.get_mut("waqiti").expect("ns").cilium_policies = Some(vec![changed]);
+    let doc = run_with(&v);
+    assert_eq!(doc.steps[0].status, StepStatus::Refused);
+    assert!(
+        doc.steps[0].refusals[0].contains("changed outside custody"),
+        "{:?}",
+        doc.steps[0].refusals
+    );
+}
