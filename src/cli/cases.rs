@@ -38,11 +38,21 @@ pub(super) struct PlanBrief {
     pub quorum: Option<usize>,
 }
 
-/// Every plan of `case`, in id order, with its state and quorum, judged with the roster each
-/// plan pins (`plan status --approvers` judges with the roster in force). A plan that does not
-/// load is listed as `invalid` with the reason's code. This is the one place `cases` and `cases
-/// show` learn of plans.
-fn plans_of(store: &dyn Store, case: &CaseId) -> Vec<PlanBrief> {
+/// The roster in force, `approvers.allowed_signers` in the policy directory, if there is one.
+fn roster_in_force(cli: &Cli) -> Option<crate::approval::Roster> {
+    let path = super::policy_dir(cli)?.join(crate::store::layout::ROSTER_FILE);
+    crate::approval::Roster::read(&path).ok()
+}
+
+/// Every plan of `case`, in id order, with its state and quorum, judged with the roster in
+/// force (`roster`); without one, with the roster each plan pins, and the state says so. A plan
+/// that does not load is listed as `invalid` with the reason's code. This is the one place
+/// `cases` and `cases show` learn of plans.
+fn plans_of(
+    store: &dyn Store,
+    case: &CaseId,
+    roster: Option<&crate::approval::Roster>,
+) -> Vec<PlanBrief> {
     let Ok((ids, _)) = crate::plan::store::list(store, case) else {
         return Vec::new();
     };
@@ -59,8 +69,8 @@ fn plans_of(store: &dyn Store, case: &CaseId) -> Vec<PlanBrief> {
                 Ok(plan) => plan,
                 Err(e) => return brief(format!("invalid ({})", e.code()), 0, None),
             };
-            let roster = plan.pinned_roster().clone();
-            match crate::plan::status::status_in(store, &plan, &roster, now) {
+            let judged = roster.unwrap_or(plan.pinned_roster());
+            match crate::plan::status::status_in(store, &plan, judged, now) {
                 Ok(st) => {
                     let state = if st.rejected {
                         "rejected"
@@ -72,7 +82,11 @@ fn plans_of(store: &dyn Store, case: &CaseId) -> Vec<PlanBrief> {
                         "awaiting approval"
                     };
                     let quorum = usize::try_from(st.required).ok();
-                    brief(state.to_owned(), st.counted as usize, quorum)
+                    let state = match roster {
+                        Some(_) => state.to_owned(),
+                        None => format!("{state} (by its own roster: no roster in force)"),
+                    };
+                    brief(state, st.counted as usize, quorum)
                 }
                 Err(e) => brief(format!("invalid ({})", e.code()), 0, None),
             }
@@ -130,12 +144,13 @@ pub(super) fn list(cli: &Cli, public_key: Option<&Path>) -> Result<ExitCode> {
     let options = verify_options(public_key)?;
     let store = open_store(cli)?;
     let cases = store.list_cases()?;
+    let roster = roster_in_force(cli);
     let rows: Vec<(CaseSummary, Vec<PlanBrief>)> = cases
         .iter()
         .map(|c| {
             (
                 summarize(store.as_ref(), c, &options),
-                plans_of(store.as_ref(), c),
+                plans_of(store.as_ref(), c, roster.as_ref()),
             )
         })
         .collect();
@@ -263,7 +278,7 @@ pub(super) fn show(cli: &Cli, case: &str, public_key: Option<&Path>) -> Result<E
         bail!("the store {} holds no case {case}", store.uri());
     }
     let s = summarize(store.as_ref(), &case, &options);
-    let plans = plans_of(store.as_ref(), &case);
+    let plans = plans_of(store.as_ref(), &case, roster_in_force(cli).as_ref());
     if cli.json {
         let mut value = serde_json::to_value(&s)?;
         value["ok"] = json!(s.ok());

@@ -290,6 +290,7 @@ pub(super) fn propose(
         Ok(e) => e,
         Err(e) => return Ok(fail(e)),
     };
+    refuse_while_collecting(store.as_ref(), &case)?;
     let proposer = match crate::propose::proposer_claim(&collector, Some(key), &roster, now) {
         Ok(p) => p,
         Err(e) => return Ok(fail(e)),
@@ -337,6 +338,16 @@ pub(super) use server::approve_on_server;
 
 /// The statement `args` ask for about plan `id` of `case` (digest `digest`), signed by the
 /// principal `--principal` names, else the one `roster` gives the key now.
+/// A collection of the case under way (the daemon's, say) appends to its journal: an approval
+/// or a proposal appended now would break that collection's next append, so none is.
+fn refuse_while_collecting(store: &dyn Store, case: &CaseId) -> Result<()> {
+    let chain = crate::case::journal::check_chain(store, case)?;
+    if crate::case::CaseState::of(&chain).collection_unfinished() {
+        bail!("case {case} is being collected: record the approval or the plan once its collection is over");
+    }
+    Ok(())
+}
+
 /// The approver confirms the plan they read: `--sha256` must be its digest; without it the
 /// terminal asks for the digest's first 12 characters, and without a terminal nothing is signed.
 fn confirm(given: Option<&str>, digest: &crate::digest::Sha256Digest) -> Result<()> {
@@ -406,8 +417,10 @@ pub(super) fn approve(cli: &Cli, args: &ApproveArgs<'_>) -> Result<ExitCode> {
     let id = PlanId::new(args.plan)?;
     let store = open(cli)?;
     let plan = plan::load(store.as_ref(), &case, &id, None)?;
+    refuse_while_collecting(store.as_ref(), &case)?;
+    let in_force = roster_for_show(cli, None, &plan)?;
+    eprint!("{}", shown_text(cli, store.as_ref(), &plan, &in_force)?);
     let roster = plan.pinned_roster().clone();
-    eprint!("{}", shown_text(cli, store.as_ref(), &plan, &roster)?);
     let statement = statement_for(args, &case, &id, plan.digest(), &roster)?;
     let (bytes, signature) = statement.sign(args.key)?;
     let journal_key = match &cli.signing_key {

@@ -50,7 +50,7 @@
 //! holds stays, and the custody block policy is deleted when no owner is left.
 //!
 //! `eval::admits` evaluates a set of policies as the API reference defines it, and
-//! `eval::check_no_widening` proves a proposed change refuses the offenders and changes nothing
+//! `eval::check_no_widening` checks at sample points that a proposed change refuses the offenders and changes nothing
 //! else for sample sources, pods and ports: the planner runs it on its own output.
 
 mod block;

@@ -232,6 +232,9 @@ impl Daemon {
         let (p, status) = self.plan_status(case, id)?;
         let mut value = show::render_json(p.doc(), &p.digest(), &status);
         value["pinned_roster"] = Value::String(p.pinned_roster_text().to_owned());
+        // The exact bytes whose SHA-256 approvals sign: `approve --server` hashes and shows
+        // these itself rather than trusting the daemon's digest or text.
+        value["plan_json"] = Value::String(String::from_utf8_lossy(p.bytes()).into_owned());
         Ok(value)
     }
 

@@ -227,10 +227,19 @@ impl Plan<Proposed> {
             case.clone(),
             plan.clone(),
         ))?;
-        let first = crate::store::layout::approvals(names)
-            .0
-            .last()
-            .map_or(1, |n| n + 1);
+        let numbers = crate::store::layout::approvals(names).0;
+        // These very bytes stored by an attempt that never reached the journal (a crash, a
+        // failed append): that number is this approval's, so the record is repaired rather
+        // than left as a statement the journal does not name.
+        for &number in &numbers {
+            let key = StoreKey::Approval(case.clone(), plan.clone(), number);
+            if store.get(&key)? == statement {
+                let sig = StoreKey::ApprovalSignature(case.clone(), plan.clone(), number);
+                crate::store::put_new_or_same(store, &sig, signature)?;
+                return Ok(number);
+            }
+        }
+        let first = numbers.last().map_or(1, |n| n + 1);
         for number in first..first + NUMBER_ATTEMPTS {
             let key = StoreKey::Approval(case.clone(), plan.clone(), number);
             match crate::store::put_new_or_same(store, &key, statement) {

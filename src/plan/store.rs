@@ -374,6 +374,12 @@ pub fn load(
 ) -> Result<Plan<Proposed>, PlanError> {
     let loaded = load_record(store, case, plan, trusted)?;
     let chain = journal::check_chain(store, case)?;
+    if let Some(p) = chain.problems.first() {
+        return Err(PlanError::Proposal {
+            plan: plan.clone(),
+            message: format!("the case's journal does not check ({}: {}), so neither does its record of the plan", p.key, p.message),
+        });
+    }
     if !journaled_proposals(&chain, plan).any(|(_, p)| p.plan_sha256 == loaded.digest) {
         return Err(PlanError::NotJournaled(plan.clone()));
     }

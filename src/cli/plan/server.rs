@@ -1,5 +1,5 @@
-//! `custody approve … --server URL --token-file FILE`: the plan is read from the daemon (its
-//! text view, shown before signing, and its digest and pinned roster), the statement is signed
+//! `custody approve … --server URL --token-file FILE`: the plan is read from the daemon (its exact
+//! `plan.json` bytes, hashed and shown from here, and its pinned roster), the statement is signed
 //! here with `ssh-keygen -Y sign` as for the store, and the statement's exact bytes and armored
 //! signature are POSTed to `…/plans/{plan}/approvals` with the analyst token. The daemon checks
 //! the signature (the token only admits the request) and records it; a refusal exits 1 with the
@@ -22,6 +22,8 @@ use crate::daemon::notify::{client_for, exchange, HttpClient};
 use crate::digest::Sha256Digest;
 use crate::id::{CaseId, PlanId};
 use crate::plan::approvals::ApprovalRequest;
+use crate::plan::show::{render_text, ApproveHint, ShowStatus};
+use crate::plan::PlanDoc;
 use crate::terminal::escape as esc;
 
 /// Each request's limit, from connecting to the end of the answer.
@@ -45,6 +47,7 @@ impl Daemon {
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             bail!("--server {url}: give an http:// or https:// URL with a host");
         }
+        check_scheme(&uri, url)?;
         let token = std::fs::read(token_file)
             .with_context(|| format!("cannot read --token-file {}", token_file.display()))?;
         let token = token.trim_ascii();
@@ -101,17 +104,82 @@ fn reason(text: &str) -> String {
         .unwrap_or_else(|| text.chars().take(2000).collect())
 }
 
-/// What the daemon says of the plan: its digest and its pinned roster.
-fn plan_facts(json: &str) -> Result<(Sha256Digest, Roster)> {
+/// The plan as the daemon serves it, checked here: the exact `plan.json` bytes (hashed here:
+/// the digest signed is this SHA-256, never the daemon's word for it), decoded strictly and
+/// naming this case and plan, and the pinned roster, whose SHA-256 must be the plan's
+/// `roster_sha256`. The view shown is rendered here from those bytes.
+fn plan_facts(json: &str, case: &CaseId, id: &PlanId) -> Result<(Sha256Digest, Roster, String)> {
     let v: serde_json::Value =
         serde_json::from_str(json).context("the daemon's view of the plan is not JSON")?;
-    let digest: Sha256Digest = serde_json::from_value(v["sha256"].clone())
-        .context("the daemon's view of the plan has no sha256")?;
+    let bytes = v["plan_json"]
+        .as_str()
+        .context("the daemon's view of the plan has no plan_json")?
+        .as_bytes();
+    let digest = Sha256Digest::of(bytes);
+    let doc: PlanDoc = crate::canonical::from_slice(bytes)
+        .context("the daemon's plan.json is not a canonical plan")?;
+    if &doc.case != case || &doc.plan != id {
+        bail!(
+            "the daemon served plan {} of case {}, not the one asked for",
+            doc.plan,
+            doc.case
+        );
+    }
     let text = v["pinned_roster"]
         .as_str()
         .context("the daemon's view of the plan has no pinned_roster")?;
+    if Sha256Digest::of(text.as_bytes()) != doc.roster_sha256 {
+        bail!("the roster the daemon served is not the one the plan pins");
+    }
     let roster = Roster::parse("the plan's pinned roster", text)?;
-    Ok((digest, roster))
+    let st = &v["status"];
+    let count = |k: &str| {
+        st[k]
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0)
+    };
+    let status = ShowStatus {
+        required: doc.quorum.required,
+        counted: count("counted"),
+        approvals: Vec::new(),
+        reached: st["reached"].as_bool().unwrap_or(false),
+        rejected: st["rejected"].as_bool().unwrap_or(false),
+        expired: st["expired"].as_bool().unwrap_or(false),
+        unreadable: Vec::new(),
+        reasons: vec![
+            "the approvals as the daemon counts them: plan status on the store has each one"
+                .to_owned(),
+        ],
+    };
+    let hint = ApproveHint {
+        store_args: vec![
+            "--server".to_owned(),
+            "URL".to_owned(),
+            "--token-file".to_owned(),
+            "FILE".to_owned(),
+        ],
+        ..ApproveHint::default()
+    };
+    Ok((digest, roster, render_text(&doc, &digest, &status, &hint)))
+}
+
+/// Plain HTTP only to this machine: elsewhere the plan and the token would cross the network
+/// unprotected.
+fn check_scheme(uri: &Uri, url: &str) -> Result<()> {
+    let host = uri.host().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if uri.scheme_str() == Some("http") && !loopback {
+        bail!(
+            "--server {url}: plain http is accepted only for this machine (localhost); use https"
+        );
+    }
+    Ok(())
 }
 
 pub(in crate::cli) fn approve_on_server(
@@ -128,17 +196,9 @@ pub(in crate::cli) fn approve_on_server(
         .context("cannot start the client runtime")?;
     let daemon = Daemon::new(url, token_file)?;
     let path = format!("/api/v1/cases/{case}/plans/{id}");
-    let (text, json) = runtime.block_on(async {
-        let text = daemon.get(&format!("{path}?format=text")).await?;
-        let json = daemon.get(&path).await?;
-        anyhow::Ok((text, json))
-    })?;
-    // The daemon escapes the view for a terminal; each line is escaped here too, so that a
-    // daemon (or what is between) cannot write control characters to this terminal.
-    for line in text.lines() {
-        eprintln!("{}", esc(line));
-    }
-    let (digest, roster) = plan_facts(&json)?;
+    let json = runtime.block_on(daemon.get(&path))?;
+    let (digest, roster, text) = plan_facts(&json, &case, &id)?;
+    eprint!("{text}");
     let statement = statement_for(args, &case, &id, digest, &roster)?;
     let (bytes, signature) = statement.sign(args.key)?;
     let request = ApprovalRequest {

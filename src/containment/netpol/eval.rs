@@ -1,7 +1,7 @@
 //! The union evaluator: whether a set of NetworkPolicies admits ingress from a source to a pod
 //! on a port, as the API reference defines it — a pod that no policy selects for Ingress admits
 //! everything; a selected pod admits what any ingress rule of any selecting policy admits. The
-//! planner uses it to prove its own changes (`check_no_widening`) and the tests to judge them.
+//! planner uses it to check its own changes at sample points (`check_no_widening`) and the tests to judge them.
 //!
 //! Sources are either an address outside the pod network (matched by `ipBlock`s only) or a pod
 //! with its namespace's labels (matched by pod and namespace selectors only): the API leaves
@@ -168,7 +168,7 @@ pub enum Violation {
     },
 }
 
-/// Proves, for every pod, sample source and sample port (plus every offender as a source and
+/// Checks, for every pod, sample source and sample port (plus every offender as a source and
 /// every named port of the pod), that `after` refuses the offenders to the target pods, admits
 /// every non-offending source `before` admitted, and admits nothing `before` refused.
 pub fn check_no_widening(

@@ -159,7 +159,7 @@ pub fn text(event: &Event) -> String {
             approve_command,
         } => format!(
             "custody: plan {plan} of case {case} awaits approval.\n```\n{}\n```\nTo approve: `{}`",
-            mrkdwn_block(&truncated(summary_text, MAX_SUMMARY_CHARS)),
+            truncated(&mrkdwn_block(summary_text), MAX_SUMMARY_CHARS),
             mrkdwn(approve_command).replace('`', "'"),
         ),
         Event::QuorumReached { case, plan } => {
