@@ -107,17 +107,41 @@ impl Plan<Proposed> {
         }
     }
 
-    /// Decides the quorum by CONTAINMENT.md's rules (`approval::evaluate`): the approved plan,
-    /// or every reason it is not approved.
+    /// Where the quorum stands, by the same rules (`approval::evaluate`), without the clock
+    /// check against the API server: for `plan status`, `show` and `verify`, which report it.
+    /// Only `approve_check` makes an approved plan.
+    pub fn tally(
+        &self,
+        current_roster: &Roster,
+        stored: &[StoredApproval],
+        journaled: &[ApprovalRecorded],
+        now: OffsetDateTime,
+    ) -> (approval::quorum::Tally, Vec<approval::Reason>) {
+        let input = self.quorum_input(current_roster, stored, journaled, now, None);
+        match approval::evaluate(&input) {
+            Ok(approved) => (approved.tally().clone(), Vec::new()),
+            Err(refusal) => (refusal.tally, refusal.reasons),
+        }
+    }
+
+    /// Decides the quorum by CONTAINMENT.md's rules (`approval::evaluate`), custody's clock
+    /// checked against the API server's `Date` (`api_server_date`): the approved plan, or every
+    /// reason it is not approved.
     pub fn approve_check(
         &self,
         current_roster: &Roster,
         stored: &[StoredApproval],
         journaled: &[ApprovalRecorded],
         now: OffsetDateTime,
-        api_server_date: Option<OffsetDateTime>,
+        api_server_date: OffsetDateTime,
     ) -> Result<Plan<Approved>, Refusal> {
-        let input = self.quorum_input(current_roster, stored, journaled, now, api_server_date);
+        let input = self.quorum_input(
+            current_roster,
+            stored,
+            journaled,
+            now,
+            Some(api_server_date),
+        );
         let approved = approval::evaluate(&input)?;
         Ok(Plan {
             doc: self.doc.clone(),

@@ -1,6 +1,6 @@
 //! A plan's approval status, for `plan status`, `plan show` and the daemon's API: what it needs,
 //! what each recorded approval counted for (or why not), and whether quorum is reached — or
-//! every reason it is not. Decided by `approval::evaluate` (through `Plan::approve_check`), never
+//! every reason it is not. Decided by `approval::evaluate` (through `Plan::tally`, the same rules `Plan::approve_check` applies), never
 //! by rules of its own.
 
 use serde::Serialize;
@@ -56,10 +56,7 @@ pub fn status(
     journaled: &[ApprovalRecorded],
     now: OffsetDateTime,
 ) -> PlanStatus {
-    let (tally, reasons) = match plan.approve_check(current_roster, stored, journaled, now, None) {
-        Ok(approved) => (approved.approval().tally().clone(), Vec::new()),
-        Err(refusal) => (refusal.tally, refusal.reasons),
-    };
+    let (tally, reasons) = plan.tally(current_roster, stored, journaled, now);
     view(plan, tally, reasons, now)
 }
 

@@ -124,10 +124,7 @@ fn check_plan(
         .unwrap_or_else(time::OffsetDateTime::now_utc);
     let journaled: Vec<ApprovalRecorded> = mine.into_iter().map(|(_, _, r)| r).collect();
     let current = options.approvers.as_ref().unwrap_or(plan.pinned_roster());
-    let (tally, reasons) = match plan.approve_check(current, &stored, &journaled, at, None) {
-        Ok(approved) => (approved.approval().tally().clone(), Vec::new()),
-        Err(refusal) => (refusal.tally, refusal.reasons),
-    };
+    let (tally, reasons) = plan.tally(current, &stored, &journaled, at);
     for reason in &reasons {
         if let Some((code, number)) = problem_code(reason) {
             let subject = match number {
