@@ -60,14 +60,19 @@ pub fn from_slice<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, Ca
         serde_json::from_value(value).map_err(|e| CanonicalError::Shape(e.to_string()))?;
     let again = to_vec(&record)?;
     if again != bytes {
-        let at = again
-            .iter()
-            .zip(bytes)
-            .position(|(a, b)| a != b)
-            .unwrap_or(again.len().min(bytes.len()));
-        return Err(CanonicalError::NotCanonical { at });
+        return Err(CanonicalError::NotCanonical {
+            at: first_difference(&again, bytes),
+        });
     }
     Ok(record)
+}
+
+/// Where `a` and `b` first differ.
+fn first_difference(a: &[u8], b: &[u8]) -> usize {
+    a.iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()))
 }
 
 /// Reads `bytes` as a JSON value, refusing duplicate keys and non-canonical bytes.
@@ -82,12 +87,9 @@ pub fn decode(bytes: &[u8]) -> Result<Value, CanonicalError> {
     de.end().map_err(|e| CanonicalError::Parse(e.to_string()))?;
     let again = encode(&value)?;
     if again != bytes {
-        let at = again
-            .iter()
-            .zip(bytes)
-            .position(|(a, b)| a != b)
-            .unwrap_or(again.len().min(bytes.len()));
-        return Err(CanonicalError::NotCanonical { at });
+        return Err(CanonicalError::NotCanonical {
+            at: first_difference(&again, bytes),
+        });
     }
     Ok(value)
 }

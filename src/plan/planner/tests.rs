@@ -128,6 +128,40 @@ fn run(view: &ClusterView, suspicious: Vec<Suspicious>) -> PlanDoc {
 
 use super::plan as plan_doc;
 
+/// The plan of `suspicious` on `view` under `policy`.
+fn run_policy(
+    policy: &ContainmentPolicy,
+    view: &ClusterView,
+    suspicious: Vec<Suspicious>,
+) -> PlanDoc {
+    let case = CaseId::new("c1").expect("id");
+    let plan = PlanId::new("p1").expect("id");
+    let owners = BTreeMap::new();
+    let s = vec![("b".to_owned(), suspicious)];
+    plan_doc(&PlannerInput {
+        case: &case,
+        plan: &plan,
+        policy,
+        detection_allowlist: &[],
+        trusted_proxies: &[],
+        suspicious: &s,
+        evidence: PinnedEvidence {
+            bundles: Vec::new(),
+            journal_head: JournalHead {
+                seq: 1,
+                sha256: Sha256Digest::of(b""),
+            },
+        },
+        view,
+        block_owners: &owners,
+        proposer: ProposerClaim::Collector {
+            key_id: crate::id::KeyId::new("0123456789abcdef").expect("id"),
+        },
+        roster_sha256: Sha256Digest::of(b""),
+        now: datetime!(2026-12-02 04:00 UTC),
+    })
+}
+
 #[test]
 fn protected_addresses_are_left_out_with_their_reason() {
     let doc = run(
@@ -319,34 +353,7 @@ fn the_cilium_method_needs_enable_default_deny_and_endpoints() {
     };
     v.namespaces.get_mut("waqiti").expect("ns").cilium_endpoints =
         Some(vec!["api-gateway-1".to_owned()]);
-    let run_with = |v: &ClusterView| {
-        let case = CaseId::new("c1").expect("id");
-        let plan = PlanId::new("p1").expect("id");
-        let owners = BTreeMap::new();
-        let s = vec![("b".to_owned(), vec![suspicious("198.51.100.7", 9)])];
-        plan_doc(&PlannerInput {
-            case: &case,
-            plan: &plan,
-            policy: &policy,
-            detection_allowlist: &[],
-            trusted_proxies: &[],
-            suspicious: &s,
-            evidence: PinnedEvidence {
-                bundles: Vec::new(),
-                journal_head: JournalHead {
-                    seq: 1,
-                    sha256: Sha256Digest::of(b""),
-                },
-            },
-            view: v,
-            block_owners: &owners,
-            proposer: ProposerClaim::Collector {
-                key_id: crate::id::KeyId::new("0123456789abcdef").expect("id"),
-            },
-            roster_sha256: Sha256Digest::of(b""),
-            now: datetime!(2026-12-02 04:00 UTC),
-        })
-    };
+    let run_with = |v: &ClusterView| run_policy(&policy, v, vec![suspicious("198.51.100.7", 9)]);
     let doc = run_with(&v);
     let r = &doc.steps[0].refusals;
     assert!(r.iter().any(|x| x.contains("enableDefaultDeny")), "{r:?}");
@@ -518,32 +525,7 @@ fn two_targets_writing_one_policy_refuse_the_second_step() {
             "metadata": {"name": "all-in", "namespace": "waqiti", "resourceVersion": "9"},
             "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{}]},
         })));
-    let case = CaseId::new("c1").expect("id");
-    let plan = PlanId::new("p1").expect("id");
-    let owners = BTreeMap::new();
-    let s = vec![("b".to_owned(), vec![suspicious("198.51.100.7", 9)])];
-    let doc = plan_doc(&PlannerInput {
-        case: &case,
-        plan: &plan,
-        policy: &policy,
-        detection_allowlist: &[],
-        trusted_proxies: &[],
-        suspicious: &s,
-        evidence: PinnedEvidence {
-            bundles: Vec::new(),
-            journal_head: JournalHead {
-                seq: 1,
-                sha256: Sha256Digest::of(b""),
-            },
-        },
-        view: &v,
-        block_owners: &owners,
-        proposer: ProposerClaim::Collector {
-            key_id: crate::id::KeyId::new("0123456789abcdef").expect("id"),
-        },
-        roster_sha256: Sha256Digest::of(b""),
-        now: datetime!(2026-12-02 04:00 UTC),
-    });
+    let doc = run_policy(&policy, &v, vec![suspicious("198.51.100.7", 9)]);
     let blocks: Vec<&Step> = doc
         .steps
         .iter()
@@ -582,34 +564,7 @@ fn an_existing_cilium_policy_keeps_its_addresses_or_is_refused_when_changed() {
     let ns = v.namespaces.get_mut("waqiti").expect("ns");
     ns.cilium_endpoints = Some(vec!["api-gateway-1".to_owned(), "api-gateway-2".to_owned()]);
     ns.cilium_policies = Some(vec![existing.clone()]);
-    let run_with = |v: &ClusterView| {
-        let case = CaseId::new("c1").expect("id");
-        let plan = PlanId::new("p1").expect("id");
-        let owners = BTreeMap::new();
-        let s = vec![("b".to_owned(), vec![suspicious("198.51.100.7", 9)])];
-        plan_doc(&PlannerInput {
-            case: &case,
-            plan: &plan,
-            policy: &policy,
-            detection_allowlist: &[],
-            trusted_proxies: &[],
-            suspicious: &s,
-            evidence: PinnedEvidence {
-                bundles: Vec::new(),
-                journal_head: JournalHead {
-                    seq: 1,
-                    sha256: Sha256Digest::of(b""),
-                },
-            },
-            view: v,
-            block_owners: &owners,
-            proposer: ProposerClaim::Collector {
-                key_id: crate::id::KeyId::new("0123456789abcdef").expect("id"),
-            },
-            roster_sha256: Sha256Digest::of(b""),
-            now: datetime!(2026-12-02 04:00 UTC),
-        })
-    };
+    let run_with = |v: &ClusterView| run_policy(&policy, v, vec![suspicious("198.51.100.7", 9)]);
     let doc = run_with(&v);
     let step = &doc.steps[0];
     assert_eq!(step.status, StepStatus::Planned, "{:?}", step.refusals);
