@@ -80,6 +80,10 @@ impl From<StoreError> for PlansError {
     }
 }
 
+/// The most plans one case may hold: every plan is stored for good (locked, on S3), and each
+/// proposal reads the cluster and dry-runs on the API server.
+const MAX_PLANS_PER_CASE: usize = 50;
+
 const COLLECTING: &str =
     "the case is being collected: a plan is built from sealed evidence; ask again when the collection ends";
 const CLAIMED: &str =
@@ -92,6 +96,7 @@ fn plan_error(case: &CaseId, plan: &PlanId, e: PlanError) -> PlansError {
             plan: plan.clone(),
         },
         PlanError::Store(s) => s.into(),
+        PlanError::Journal(_) | PlanError::NoJournal(_) => PlansError::Unavailable(e.to_string()),
         PlanError::Exists(p) => PlansError::Busy(format!("plan {p} exists already")),
         other => PlansError::Refused(format!("{} ({})", other, other.code())),
     }
@@ -298,6 +303,17 @@ impl Daemon {
                 crate::policy::ROSTER_FILE
             )));
         };
+        let c = case.clone();
+        let plans = blocking(&self, move |d| plan::list(d.store.as_ref(), &c)).await?;
+        let count = plans
+            .map_err(|e| PlansError::Unavailable(e.to_string()))?
+            .0
+            .len();
+        if count >= MAX_PLANS_PER_CASE {
+            return Err(PlansError::Busy(format!(
+                "case {case} has {count} plans, the most one case may hold: each is kept for good, so no more are proposed"
+            )));
+        }
         let c = case.clone();
         let evidence = blocking(&self, move |d| d.evidence_for(&c)).await??;
         let cluster = crate::kube::connect(self.kubeconfig.as_deref(), self.context.as_deref())
