@@ -229,7 +229,11 @@ pub fn serve(
     } else {
         "http"
     };
-    daemon.set_server_url(format!("{scheme}://{}", loaded.listen));
+    let url = match &loaded.config.external_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("{scheme}://{}", loaded.listen),
+    };
+    daemon.set_server_url(url);
     // Notifications: the notifier's delivery task starts with the runtime.
     let delivery = match &loaded.notify {
         Some(n) => {

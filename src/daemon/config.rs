@@ -28,6 +28,10 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// Serve HTTPS with this certificate chain and key (PEM); plain HTTP without it.
     pub tls: Option<TlsSettings>,
+    /// The URL approvers reach the daemon at (`https://custody.security.example`), written
+    /// into the approve commands of the plan view and the notifications [default: the scheme
+    /// and `listen`].
+    pub external_url: Option<String>,
     /// This replica's name in the claims it takes on cases, so that one replica at a time
     /// collects a case; a replica restarted under the same name takes its claims back at once
     /// [default: the host name and the listen address, `host:127.0.0.1:8080`].
@@ -324,6 +328,16 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         .listen
         .parse()
         .map_err(|e| err(format!("listen {:?}: {e}", config.listen)))?;
+    if let Some(url) = &config.external_url {
+        let ok = url
+            .parse::<http::Uri>()
+            .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+        if !ok {
+            return Err(err(format!(
+                "external_url {url:?}: give an http:// or https:// URL with a host"
+            )));
+        }
+    }
     config.signing_key = resolve(base, &config.signing_key);
     config.policies = config.policies.as_ref().map(|p| resolve(base, p));
     config.spool = config.spool.as_ref().map(|p| resolve(base, p));
