@@ -397,14 +397,19 @@ impl Daemon {
         })?;
         self.case_exists(case)?;
         let held = self.leases.hold(self.store.as_ref(), case, |held| {
-            plan::approvals::record_approval(
-                held,
-                &self.key,
-                case,
-                id,
-                request.statement.as_bytes(),
-                request.signature.as_bytes(),
-            )
+            // The plan is checked with this daemon's own key, as when it is shown: a plan in
+            // the store signed by a key published beside it is not taken on the store's word.
+            plan::load(held, case, id, Some(self.key.public()))
+                .map_err(plan::ApprovalError::from)
+                .and_then(|p| {
+                    p.record(
+                        held,
+                        &self.key,
+                        request.statement.as_bytes(),
+                        request.signature.as_bytes(),
+                        OffsetDateTime::now_utc(),
+                    )
+                })
         });
         let recorded = match held {
             Ok(Ok(r)) => r,

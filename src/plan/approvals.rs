@@ -105,8 +105,9 @@ pub struct Recorded {
     pub journal_seq: u64,
 }
 
-/// Loads plan `plan` of `case` and records the approval `statement` / `signature` for it,
-/// journaled with `key`.
+/// Loads plan `plan` of `case` (a collector's proposal checked with `trusted`, else the store's
+/// published key) and records the approval `statement` / `signature` for it, journaled with
+/// `key`.
 pub fn record_approval(
     store: &dyn Store,
     key: &SigningKey,
@@ -114,8 +115,9 @@ pub fn record_approval(
     plan: &PlanId,
     statement: &[u8],
     signature: &[u8],
+    trusted: Option<&crate::keys::PublicKey>,
 ) -> Result<Recorded, ApprovalError> {
-    let loaded = store::load(store, case, plan, None)?;
+    let loaded = store::load(store, case, plan, trusted)?;
     loaded.record(store, key, statement, signature, OffsetDateTime::now_utc())
 }
 
