@@ -159,6 +159,10 @@ enum Command {
     },
     /// Containment plans.
     Plan {
+        /// The collector's public key (SPKI PEM) from a trusted source, to check the daemon's
+        /// proposals with [default: the store's published key, which proves nothing alone].
+        #[arg(long, global = true)]
+        public_key: Option<PathBuf>,
         #[command(subcommand)]
         command: PlanCommand,
     },
@@ -179,6 +183,10 @@ enum Command {
         /// The principal to sign as [default: the one the plan's roster gives the key].
         #[arg(long)]
         principal: Option<String>,
+        /// The collector's public key (SPKI PEM) from a trusted source, to check a daemon's
+        /// proposal with [default: the store's published key].
+        #[arg(long)]
+        public_key: Option<PathBuf>,
         /// The SHA-256 of the plan you read (`plan show` prints it): the statement is signed
         /// only if it is the plan's. Without it, approve asks on the terminal, and refuses when
         /// there is none.
@@ -350,12 +358,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     plan,
                     approvers,
                 },
-        } => plan::status(&cli, case, plan.as_deref(), approvers.as_deref()),
+            public_key,
+        } => plan::status(
+            &cli,
+            public_key.as_deref(),
+            case,
+            plan.as_deref(),
+            approvers.as_deref(),
+        ),
         Command::Plan {
             command: PlanCommand::List { case },
-        } => plan::list(&cli, case),
+            public_key,
+        } => plan::list(&cli, public_key.as_deref(), case),
         Command::Plan {
             command: PlanCommand::Propose { case, key, context },
+            ..
         } => plan::propose(&cli, case, key, context.as_deref()),
         Command::Plan {
             command:
@@ -364,7 +381,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     plan,
                     approvers,
                 },
-        } => plan::show(&cli, case, plan.as_deref(), approvers.as_deref()),
+            public_key,
+        } => plan::show(
+            &cli,
+            public_key.as_deref(),
+            case,
+            plan.as_deref(),
+            approvers.as_deref(),
+        ),
         Command::Approve {
             case,
             plan: id,
@@ -373,11 +397,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             reason,
             principal,
             sha256,
+            public_key,
             server,
             token_file,
         } => {
             let args = plan::ApproveArgs {
                 sha256: sha256.as_deref(),
+                public_key: public_key.as_deref(),
                 case,
                 plan: id,
                 key,

@@ -34,6 +34,8 @@ pub(super) struct ApproveArgs<'a> {
     pub principal: Option<&'a str>,
     /// The plan digest the approver read (`--sha256`).
     pub sha256: Option<&'a str>,
+    /// The collector key from a trusted source (`--public-key`).
+    pub public_key: Option<&'a Path>,
 }
 
 fn open(cli: &Cli) -> Result<Box<dyn Store>> {
@@ -58,11 +60,13 @@ fn current_roster(cli: &Cli, approvers: Option<&Path>) -> Result<Roster> {
 
 pub(super) fn status(
     cli: &Cli,
+    trusted: Option<&Path>,
     case: &str,
     plan: Option<&str>,
     approvers: Option<&Path>,
 ) -> Result<ExitCode> {
     let case = CaseId::new(case)?;
+    let trusted = trusted_key(trusted)?;
     let store = open(cli)?;
     let roster = current_roster(cli, approvers)?;
     let plans = match plan {
@@ -76,7 +80,7 @@ pub(super) fn status(
     let mut statuses = Vec::new();
     let mut failed = Vec::new();
     for id in &plans {
-        match plan::load(store.as_ref(), &case, id, None) {
+        match plan::load(store.as_ref(), &case, id, trusted.as_ref()) {
             Ok(p) => statuses.push(plan::status_in(store.as_ref(), &p, &roster, now)?),
             Err(e) => failed.push((id.clone(), e)),
         }
@@ -141,13 +145,14 @@ pub fn status_text(s: &PlanStatus) -> String {
     out
 }
 
-pub(super) fn list(cli: &Cli, case: &str) -> Result<ExitCode> {
+pub(super) fn list(cli: &Cli, trusted: Option<&Path>, case: &str) -> Result<ExitCode> {
     let case = CaseId::new(case)?;
+    let trusted = trusted_key(trusted)?;
     let store = open(cli)?;
     let (plans, strays) = plan::list(store.as_ref(), &case)?;
     let mut rows = Vec::new();
     for id in &plans {
-        rows.push(match plan::load(store.as_ref(), &case, id, None) {
+        rows.push(match plan::load(store.as_ref(), &case, id, trusted.as_ref()) {
             Ok(p) => serde_json::json!({
                 "plan": id, "plan_sha256": p.digest(), "created_at": p.doc().created_at,
                 "not_after": p.doc().not_after, "required": p.required(), "valid": true,
@@ -218,11 +223,13 @@ fn roster_for_show(cli: &Cli, approvers: Option<&Path>, plan: &Plan<Proposed>) -
 
 pub(super) fn show(
     cli: &Cli,
+    trusted: Option<&Path>,
     case: &str,
     plan_id: Option<&str>,
     approvers: Option<&Path>,
 ) -> Result<ExitCode> {
     let case = CaseId::new(case)?;
+    let trusted = trusted_key(trusted)?;
     let store = open(cli)?;
     let id = match plan_id {
         Some(p) => PlanId::new(p)?,
@@ -232,7 +239,7 @@ pub(super) fn show(
             .max()
             .with_context(|| format!("case {case} has no plans"))?,
     };
-    let plan = match plan::load(store.as_ref(), &case, &id, None) {
+    let plan = match plan::load(store.as_ref(), &case, &id, trusted.as_ref()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!(
@@ -348,6 +355,15 @@ fn refuse_while_collecting(store: &dyn Store, case: &CaseId) -> Result<()> {
     Ok(())
 }
 
+/// The collector key given from a trusted source (`--public-key`), if any.
+fn trusted_key(path: Option<&Path>) -> Result<Option<crate::keys::PublicKey>> {
+    path.map(|p| {
+        crate::keys::PublicKey::load(p)
+            .with_context(|| format!("cannot read --public-key {}", p.display()))
+    })
+    .transpose()
+}
+
 /// The approver confirms the plan they read: `--sha256` must be its digest; without it the
 /// terminal asks for the digest's first 12 characters, and without a terminal nothing is signed.
 fn confirm(given: Option<&str>, digest: &crate::digest::Sha256Digest) -> Result<()> {
@@ -416,7 +432,8 @@ pub(super) fn approve(cli: &Cli, args: &ApproveArgs<'_>) -> Result<ExitCode> {
     let case = CaseId::new(args.case)?;
     let id = PlanId::new(args.plan)?;
     let store = open(cli)?;
-    let plan = plan::load(store.as_ref(), &case, &id, None)?;
+    let trusted = trusted_key(args.public_key)?;
+    let plan = plan::load(store.as_ref(), &case, &id, trusted.as_ref())?;
     refuse_while_collecting(store.as_ref(), &case)?;
     let in_force = roster_for_show(cli, None, &plan)?;
     eprint!("{}", shown_text(cli, store.as_ref(), &plan, &in_force)?);

@@ -566,3 +566,33 @@ fn verify_reports_a_plan_whose_evidence_is_not_the_sealed_evidence() {
         "{found:?}"
     );
 }
+
+#[test]
+fn a_daemons_proposal_is_checked_with_a_trusted_key_when_one_is_given() {
+    let w = World::new();
+    let id = w.propose("plan-t");
+    let store = w.sb.store();
+    let good = w.sb.path("collector.pub");
+    std::fs::write(&good, w.collector().public().to_pem().unwrap()).unwrap();
+    let other = w.sb.path("other.pub");
+    std::fs::write(&other, SigningKey::generate().public().to_pem().unwrap()).unwrap();
+    let show = |key: &Path| {
+        w.sb.run(&[
+            "--store",
+            store.to_str().unwrap(),
+            "plan",
+            "show",
+            w.case.as_str(),
+            id.as_str(),
+            "--public-key",
+            key.to_str().unwrap(),
+        ])
+    };
+    assert_success(&show(&good));
+    let out = show(&other);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("DOES NOT VERIFY"),
+        "{out:?}"
+    );
+}
