@@ -262,6 +262,7 @@ pub(super) fn show(
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", shown_text(cli, store.as_ref(), &plan, &roster)?);
+        warn_untrusted(&plan, trusted.as_ref());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -355,6 +356,13 @@ fn refuse_while_collecting(store: &dyn Store, case: &CaseId) -> Result<()> {
     Ok(())
 }
 
+/// Says so when a daemon's proposal was checked only against the key the store publishes.
+fn warn_untrusted(plan: &Plan<Proposed>, trusted: Option<&crate::keys::PublicKey>) {
+    if trusted.is_none() && plan.proposer().collector_key().is_some() {
+        eprintln!("warning: the daemon's signature on this plan was checked with the collector key the store publishes, which proves nothing by itself: give --public-key FILE with the key from a trusted source");
+    }
+}
+
 /// The collector key given from a trusted source (`--public-key`), if any.
 fn trusted_key(path: Option<&Path>) -> Result<Option<crate::keys::PublicKey>> {
     path.map(|p| {
@@ -437,6 +445,7 @@ pub(super) fn approve(cli: &Cli, args: &ApproveArgs<'_>) -> Result<ExitCode> {
     refuse_while_collecting(store.as_ref(), &case)?;
     let in_force = roster_for_show(cli, None, &plan)?;
     eprint!("{}", shown_text(cli, store.as_ref(), &plan, &in_force)?);
+    warn_untrusted(&plan, trusted.as_ref());
     let roster = plan.pinned_roster().clone();
     let statement = statement_for(args, &case, &id, plan.digest(), &roster)?;
     let (bytes, signature) = statement.sign(args.key)?;

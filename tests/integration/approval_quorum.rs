@@ -79,6 +79,21 @@ impl World {
         ])
     }
 
+    /// The team, with paula's proposal (signed with her key, namespace custody-proposal).
+    fn proposed_by_paula() -> World {
+        let mut w = World::team();
+        let sig = sign_proposal(&w.key("paula").private, PLAN_JSON).unwrap();
+        w.proposer = Proposer::person(
+            &w.roster,
+            PLAN_JSON,
+            &sig,
+            &principal("paula@example.org"),
+            w.now,
+        )
+        .unwrap();
+        w
+    }
+
     fn key(&self, name: &str) -> SshKey {
         key_in(self.dir.path(), name)
     }
@@ -230,16 +245,7 @@ fn one_key_on_two_principals_is_refused_by_lint() {
 
 #[test]
 fn the_proposers_principal_and_key_never_count() {
-    let mut w = World::team();
-    let sig = sign_proposal(&w.key("paula").private, PLAN_JSON).unwrap();
-    w.proposer = Proposer::person(
-        &w.roster,
-        PLAN_JSON,
-        &sig,
-        &principal("paula@example.org"),
-        w.now,
-    )
-    .unwrap();
+    let mut w = World::proposed_by_paula();
     assert_eq!(
         w.proposer.person_key().map(|(p, k)| (p.as_str(), *k)),
         Some(("paula@example.org", w.key("paula").fingerprint))
@@ -633,16 +639,7 @@ fn any_reject_vetoes() {
 #[test]
 fn a_person_proposal_with_a_roster_of_its_own_is_refused() {
     // The pinned roster names paula as proposer, but the roster in force does not list her.
-    let mut w = World::team();
-    let sig = sign_proposal(&w.key("paula").private, PLAN_JSON).unwrap();
-    w.proposer = Proposer::person(
-        &w.roster,
-        PLAN_JSON,
-        &sig,
-        &principal("paula@example.org"),
-        w.now,
-    )
-    .unwrap();
+    let mut w = World::proposed_by_paula();
     w.approve("alice@example.org", "alice");
     w.approve("bob@example.org", "bob");
     assert!(w.evaluate().is_ok());
