@@ -138,6 +138,11 @@ impl ApproveHint {
     }
 
     fn command(&self, doc: &PlanDoc, extra: &[&str]) -> String {
+        // The plan's digest, so the command signs the plan shown and no other (one record has
+        // one canonical encoding, so this is the stored plan.json's SHA-256).
+        let digest = crate::canonical::to_vec(doc)
+            .map(|bytes| Sha256Digest::of(&bytes).to_string())
+            .ok();
         let mut args: Vec<&str> = vec![
             &self.program,
             "approve",
@@ -146,6 +151,9 @@ impl ApproveHint {
             "--key",
             &self.key,
         ];
+        if let Some(d) = &digest {
+            args.extend(["--sha256", d.as_str()]);
+        }
         args.extend(extra);
         args.extend(self.store_args.iter().map(String::as_str));
         args.iter()

@@ -395,12 +395,13 @@ fn the_quorum_and_the_exact_commands_are_shown() {
         fingerprint('A')
     )));
     assert!(text.contains("  NOT counted: key not in the roster in force\\x1b"));
-    assert!(text.contains(
-        "  custody approve case-1 plan-1 --key ~/.ssh/id_ed25519 --store 's3://evidence bucket/it'\\''s'\n"
-    ), "{text}");
-    assert!(text.contains(
-        "  custody approve case-1 plan-1 --key ~/.ssh/id_ed25519 --reject --reason WHY --store"
-    ));
+    let sha = canonical_digest(&doc());
+    assert!(text.contains(&format!(
+        "  custody approve case-1 plan-1 --key ~/.ssh/id_ed25519 --sha256 {sha} --store 's3://evidence bucket/it'\\''s'\n"
+    )), "{text}");
+    assert!(text.contains(&format!(
+        "  custody approve case-1 plan-1 --key ~/.ssh/id_ed25519 --sha256 {sha} --reject --reason WHY --store"
+    )));
 }
 
 #[test]
@@ -469,7 +470,15 @@ fn a_person_proposer_and_a_create_are_shown() {
         text.contains("    --- (none)\n    +++ after\n    @@ -0,0 +1,"),
         "{text}"
     );
-    assert!(text.contains("  custody approve case-1 plan-1 --key ~/.ssh/id_ed25519\n"));
+    let sha = canonical_digest(&d);
+    assert!(text.contains(&format!(
+        "  custody approve case-1 plan-1 --key ~/.ssh/id_ed25519 --sha256 {sha}\n"
+    )));
+}
+
+/// The SHA-256 of the plan's canonical bytes, which the approve command names.
+fn canonical_digest(d: &PlanDoc) -> Sha256Digest {
+    Sha256Digest::of(&crate::canonical::to_vec(d).unwrap())
 }
 
 #[test]
