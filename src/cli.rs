@@ -225,19 +225,29 @@ enum CasesCommand {
 enum PlanCommand {
     /// Propose a containment plan for a case: from its sealed, verified evidence, the
     /// containment policy and the live cluster (read whole; every change dry-run on the API
-    /// server). Signed with the collector key, or with an SSH key (--key). Exit 2 when the case
-    /// has no sealed bundle, 1 when its evidence does not verify.
+    /// server), signed with your SSH key (--key). With --server the daemon builds the plan and
+    /// this signs the exact bytes it shows. Exit 2 when the case has no sealed bundle, 1 when
+    /// its evidence does not verify (or the daemon refuses).
     Propose {
         case: String,
         /// The proposer's SSH key, which the approvers' roster names (SSHSIG, namespace
         /// custody-proposal). A person always proposes as themselves: the proposer's principal
         /// and key never count towards the plan's quorum. (Only the daemon proposes with the
-        /// collector key.)
+        /// collector key, on its own.)
         #[arg(long)]
         key: PathBuf,
-        /// The kubeconfig context [default: the current one, or in-cluster].
+        /// The principal you speak for [default: the one the roster gives the key].
         #[arg(long)]
+        principal: Option<String>,
+        /// The kubeconfig context [default: the current one, or in-cluster].
+        #[arg(long, conflicts_with = "server")]
         context: Option<String>,
+        /// Propose through the daemon at this URL (https, or http to localhost).
+        #[arg(long, requires = "token_file")]
+        server: Option<String>,
+        /// The file holding the daemon's analyst token (with --server).
+        #[arg(long, requires = "server")]
+        token_file: Option<PathBuf>,
     },
     /// What an approver reads before signing: warnings first, the addresses, each step as a
     /// diff of the objects with its dry-run, the quorum collected, and the approve command.
@@ -371,9 +381,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             public_key,
         } => plan::list(&cli, public_key.as_deref(), case),
         Command::Plan {
-            command: PlanCommand::Propose { case, key, context },
+            command:
+                PlanCommand::Propose {
+                    case,
+                    key,
+                    principal,
+                    context,
+                    server,
+                    token_file,
+                },
             ..
-        } => plan::propose(&cli, case, key, context.as_deref()),
+        } => match (server, token_file) {
+            (Some(url), Some(token)) => {
+                plan::propose_on_server(&cli, case, key, principal.as_deref(), url, token)
+            }
+            _ => plan::propose(&cli, case, key, principal.as_deref(), context.as_deref()),
+        },
         Command::Plan {
             command:
                 PlanCommand::Show {

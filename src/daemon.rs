@@ -14,6 +14,7 @@
 
 pub mod alerts;
 pub mod config;
+pub mod drafts;
 mod episodes;
 mod job;
 mod lease;

@@ -10,7 +10,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::analysis::Summary;
-use crate::approval::{sshsig, KeyFingerprint, Roster};
+use crate::approval::{sshsig, KeyFingerprint, Principal, Roster, PROPOSAL_NAMESPACE};
 use crate::case::journal::check_chain;
 use crate::case::CaseState;
 use crate::containment::cluster::{self, DryRun, DryRunRequest, Target};
@@ -136,6 +136,7 @@ pub fn evidence(
 pub fn proposer_claim(
     collector: &SigningKey,
     person_key: Option<&Path>,
+    principal: Option<&str>,
     roster: &Roster,
     now: OffsetDateTime,
 ) -> Result<ProposerClaim, ProposeError> {
@@ -146,13 +147,19 @@ pub fn proposer_claim(
     };
     let key = sshsig::public_key_of(path).map_err(|e| ProposeError::Proposer(e.to_string()))?;
     let fingerprint = KeyFingerprint::of(&key);
-    let principal = roster.principal_for(&fingerprint, now).ok_or_else(|| {
-        ProposeError::Proposer(format!(
-            "{fingerprint} speaks for no principal in the approvers' roster: a person proposes with a key the roster names"
-        ))
-    })?;
+    let principal = match principal {
+        Some(p) => Principal::new(p).map_err(|e| ProposeError::Proposer(e.to_string()))?,
+        None => roster.principal_for(&fingerprint, now).cloned().ok_or_else(|| {
+            ProposeError::Proposer(format!(
+                "{fingerprint} speaks for no principal in the approvers' roster: a person proposes with a key the roster names"
+            ))
+        })?,
+    };
+    roster
+        .check(&fingerprint, &principal, PROPOSAL_NAMESPACE, now)
+        .map_err(|e| ProposeError::Proposer(format!("{principal} may not propose plans: {e}")))?;
     Ok(ProposerClaim::Person {
-        principal: principal.clone(),
+        principal,
         key_fingerprint: fingerprint,
     })
 }

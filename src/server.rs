@@ -103,6 +103,12 @@ pub fn router(state: AppState) -> Router {
                 .route_layer(analyst()),
         )
         .route(
+            "/api/v1/cases/{id}/plans/drafts",
+            post(plans::draft)
+                .route_layer(body())
+                .route_layer(analyst()),
+        )
+        .route(
             "/api/v1/cases/{id}/plans/{plan}",
             get(plans::one).route_layer(body()).route_layer(analyst()),
         )

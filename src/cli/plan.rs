@@ -271,6 +271,7 @@ pub(super) fn propose(
     cli: &Cli,
     case: &str,
     key: &Path,
+    principal: Option<&str>,
     context: Option<&str>,
 ) -> Result<ExitCode> {
     let case = CaseId::new(case)?;
@@ -299,10 +300,11 @@ pub(super) fn propose(
         Err(e) => return Ok(fail(e)),
     };
     refuse_while_collecting(store.as_ref(), &case)?;
-    let proposer = match crate::propose::proposer_claim(&collector, Some(key), &roster, now) {
-        Ok(p) => p,
-        Err(e) => return Ok(fail(e)),
-    };
+    let proposer =
+        match crate::propose::proposer_claim(&collector, Some(key), principal, &roster, now) {
+            Ok(p) => p,
+            Err(e) => return Ok(fail(e)),
+        };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -342,7 +344,7 @@ pub(super) fn propose(
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) use server::approve_on_server;
+pub(super) use server::{approve_on_server, propose_on_server};
 
 /// The statement `args` ask for about plan `id` of `case` (digest `digest`), signed by the
 /// principal `--principal` names, else the one `roster` gives the key now.

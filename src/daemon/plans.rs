@@ -240,6 +240,26 @@ impl Daemon {
         // The exact bytes whose SHA-256 approvals sign: `approve --server` hashes and shows
         // these itself rather than trusting the daemon's digest or text.
         value["plan_json"] = Value::String(String::from_utf8_lossy(p.bytes()).into_owned());
+        // The proposer's signature over those bytes, for the client to check itself.
+        value["proposal_signature"] = match &p.doc().proposer {
+            ProposerClaim::Collector { key_id } => {
+                let sig = self
+                    .store
+                    .get(&StoreKey::PlanSignature(case.clone(), id.clone()))?;
+                let pem = self
+                    .key
+                    .public()
+                    .to_pem()
+                    .map_err(|e| PlansError::Internal(e.to_string()))?;
+                json!({"kind": "collector", "key_id": key_id, "public_key_pem": pem, "signature_hex": hex::encode(sig)})
+            }
+            ProposerClaim::Person { .. } => {
+                let sig = self
+                    .store
+                    .get(&StoreKey::PlanSshSignature(case.clone(), id.clone()))?;
+                json!({"kind": "person", "sshsig": String::from_utf8_lossy(&sig)})
+            }
+        };
         Ok(value)
     }
 
@@ -297,15 +317,27 @@ impl Daemon {
         case: CaseId,
         trigger: &'static str,
     ) -> Result<Option<Proposal>, PlansError> {
-        let Some(roster) = self.roster.clone() else {
-            return Err(PlansError::Refused(format!(
+        let proposer = ProposerClaim::Collector {
+            key_id: self.key.public().id().clone(),
+        };
+        let (doc, roster) = self.clone().build_plan(&case, proposer).await?;
+        let once = trigger == "alert";
+        blocking(&self, move |d| d.store_plan(&doc, &roster, once, None)).await?
+    }
+
+    /// The roster in force, which every plan the daemon builds pins.
+    pub(super) fn roster_in_force(&self) -> Result<Arc<RosterInForce>, PlansError> {
+        self.roster.clone().ok_or_else(|| {
+            PlansError::Refused(format!(
                 "the daemon has no approvers' roster ({} in its policies directory): a plan pins the roster its approvals are judged by",
                 crate::policy::ROSTER_FILE
-            )));
-        };
-        let c = case.clone();
-        let plans = blocking(&self, move |d| plan::list(d.store.as_ref(), &c)).await?;
-        let count = plans
+            ))
+        })
+    }
+
+    /// Refuses a case that holds as many plans as one case may.
+    pub(super) fn check_plan_count(&self, case: &CaseId) -> Result<(), PlansError> {
+        let count = plan::list(self.store.as_ref(), case)
             .map_err(|e| PlansError::Unavailable(e.to_string()))?
             .0
             .len();
@@ -314,34 +346,48 @@ impl Daemon {
                 "case {case} has {count} plans, the most one case may hold: each is kept for good, so no more are proposed"
             )));
         }
+        Ok(())
+    }
+
+    /// Builds, but does not store, a plan for `case` naming `proposer`: the evidence verified,
+    /// the cluster read and every change dry-run. Also the roster it pins.
+    pub(super) async fn build_plan(
+        self: Arc<Self>,
+        case: &CaseId,
+        proposer: ProposerClaim,
+    ) -> Result<(PlanDoc, Arc<RosterInForce>), PlansError> {
+        let roster = self.roster_in_force()?;
+        let c = case.clone();
+        blocking(&self, move |d| d.check_plan_count(&c)).await??;
         let c = case.clone();
         let evidence = blocking(&self, move |d| d.evidence_for(&c)).await??;
         let cluster = crate::kube::connect(self.kubeconfig.as_deref(), self.context.as_deref())
             .await
             .map_err(|e| PlansError::Unavailable(format!("cannot reach the cluster: {e}")))?;
         let input = BuildInput {
-            case: &case,
+            case,
             policies: &self.policies,
             evidence: &evidence,
-            proposer: ProposerClaim::Collector {
-                key_id: self.key.public().id().clone(),
-            },
+            proposer,
             roster_sha256: roster.roster.sha256(),
             now: OffsetDateTime::now_utc(),
         };
         let doc = crate::propose::build(&cluster, &input)
             .await
             .map_err(propose_error)?;
-        let once = trigger == "alert";
-        blocking(&self, move |d| d.store_plan(&doc, &roster, once)).await?
+        Ok((doc, roster))
     }
 
-    /// Stores and journals `doc` under the case's claim, then tells the approvers.
-    fn store_plan(
+    /// Stores and journals `doc` under the case's claim, then tells the approvers. The daemon's
+    /// own proposal is signed here with the collector key; a person's comes with `sshsig`, their
+    /// SSHSIG over the plan's exact bytes, checked against the pinned roster before anything is
+    /// stored.
+    pub(super) fn store_plan(
         &self,
         doc: &PlanDoc,
         roster: &RosterInForce,
         once: bool,
+        sshsig: Option<&[u8]>,
     ) -> Result<Option<Proposal>, PlansError> {
         let case = &doc.case;
         let held = self.leases.hold(self.store.as_ref(), case, |held| {
@@ -353,7 +399,10 @@ impl Daemon {
             if once && proposed_since_seal(&chain) {
                 return Ok(None);
             }
-            let signer = ProposalSigner::Collector(&self.key);
+            let signer = match sshsig {
+                Some(sig) => ProposalSigner::PersonSigned(sig),
+                None => ProposalSigner::Collector(&self.key),
+            };
             plan::propose(held, &self.key, doc, &roster.text, signer)
                 .map(Some)
                 .map_err(|e| plan_error(case, &doc.plan, e))

@@ -22,7 +22,7 @@ use crate::policy::containment::StepKind;
 use crate::terminal::{escape, quote};
 
 /// The plan's approvals as the quorum check saw them, for `plan show` and `plan status`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ShowStatus {
     /// The approvals the plan needs.
     pub required: u32,

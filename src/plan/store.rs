@@ -118,6 +118,9 @@ impl PlanError {
 pub enum ProposalSigner<'a> {
     Collector(&'a SigningKey),
     Person(&'a Path),
+    /// A person's SSHSIG already made over the plan's exact bytes (`POST …/plans`): checked
+    /// here as `Person`'s own would be, never taken on trust.
+    PersonSigned(&'a [u8]),
 }
 
 /// A plan as `propose` stored it.
@@ -272,10 +275,34 @@ fn sign(
                 principal.to_string(),
             ))
         }
+        (
+            ProposalSigner::PersonSigned(sig),
+            ProposerClaim::Person {
+                principal,
+                key_fingerprint,
+            },
+        ) => {
+            let created = parse_time(&plan, "created_at", &doc.created_at)?;
+            let proposer = Proposer::person(roster, bytes, sig, principal, created)
+                .map_err(|e| refuse(format!("the proposer's signature: {e}")))?;
+            if proposer.person_key().map(|(_, fp)| fp) != Some(key_fingerprint) {
+                return Err(refuse(format!(
+                    "the plan names key {key_fingerprint} as its proposer's, but another key signed it"
+                )));
+            }
+            Ok((
+                StoreKey::PlanSshSignature(case, id),
+                sig.to_vec(),
+                principal.to_string(),
+            ))
+        }
         (ProposalSigner::Collector(_), ProposerClaim::Person { .. }) => Err(refuse(
             "the plan names a person as its proposer, but the collector key signs".into(),
         )),
-        (ProposalSigner::Person(_), ProposerClaim::Collector { .. }) => Err(refuse(
+        (
+            ProposalSigner::Person(_) | ProposalSigner::PersonSigned(_),
+            ProposerClaim::Collector { .. },
+        ) => Err(refuse(
             "the plan names the collector key as its proposer, but a person's key signs".into(),
         )),
     }

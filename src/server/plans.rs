@@ -1,8 +1,9 @@
 //! The plan API, for analysts and approvers (analyst token): `GET /api/v1/cases/{id}/plans`
 //! lists a case's plans with their quorum, `GET …/plans/{plan}` shows one (`plan show --json`'s
-//! view; `?format=text` for the text an approver reads), `POST …/plans` proposes one (signed
-//! with the collector key), and `POST …/plans/{plan}/approvals` records a signed statement —
-//! the token only admits the request; the statement's signature is the authority.
+//! view; `?format=text` for the text an approver reads), `POST …/plans/drafts` builds a plan for
+//! a person to sign and `POST …/plans` proposes it signed (`daemon/drafts.rs`: a proposal
+//! through the API is a person's, as on the CLI), and `POST …/plans/{plan}/approvals` records a
+//! signed statement — the token only admits the request; the signatures are the authority.
 
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
@@ -37,13 +38,6 @@ fn case_id(id: String) -> Result<CaseId, ApiError> {
 fn ids(case: String, plan: String) -> Result<(CaseId, PlanId), ApiError> {
     let plan = PlanId::new(plan).map_err(|_| ApiError::BadRequest("not a plan id".into()))?;
     Ok((case_id(case)?, plan))
-}
-
-/// What `POST …/plans` takes: `{}`, or who asks.
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ProposeRequest {
-    requested_by: Option<String>,
 }
 
 pub(super) async fn list(
@@ -110,25 +104,24 @@ pub(super) async fn one(
     Ok(Json(value).into_response())
 }
 
+pub(super) async fn draft(
+    State(s): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let case = case_id(id)?;
+    let draft = s.daemon.clone().draft_plan(case, &body).await?;
+    let value = serde_json::to_value(&draft).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((StatusCode::CREATED, Json(value)))
+}
+
 pub(super) async fn propose(
     State(s): State<AppState>,
     UrlPath(id): UrlPath<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let case = case_id(id)?;
-    let request: ProposeRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ProposeRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?
-    };
-    let requested_by = request.requested_by.unwrap_or_else(|| "analyst".into());
-    tracing::info!(case = %case, requested_by = %crate::terminal::escape(&requested_by), "a plan is asked for");
-    let proposal = s
-        .daemon
-        .clone()
-        .propose_plan(case.clone(), "api")
-        .await?
-        .ok_or_else(|| ApiError::Internal("the proposal stored nothing".into()))?;
+    let proposal = s.daemon.clone().propose_signed(case.clone(), &body).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({

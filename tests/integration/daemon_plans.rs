@@ -25,13 +25,13 @@ use crate::daemon::{
 use crate::util::Sandbox;
 
 /// A notification receiver: every body POSTed to it, as JSON.
-struct Sink {
+pub(crate) struct Sink {
     port: u16,
     got: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Sink {
-    fn start() -> Sink {
+    pub(crate) fn start() -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -67,7 +67,7 @@ impl Sink {
     }
 
     /// Waits for an event named `name`, returning its body.
-    fn wait_for(&self, name: &str, within: Duration) -> Value {
+    pub(crate) fn wait_for(&self, name: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
             if let Some(v) = self
@@ -89,7 +89,7 @@ impl Sink {
     }
 }
 
-const CONTAINMENT: &str = "targets:
+pub(crate) const CONTAINMENT: &str = "targets:
   - name: api-gateway
     namespace: waqiti
     pod_selector:
@@ -120,7 +120,7 @@ fn policies(sb: &Sandbox) -> (SshKey, SshKey) {
     std::fs::create_dir_all(&keys).unwrap();
     let (alice, bob) = (ssh_key(&keys, "alice"), ssh_key(&keys, "bob"));
     let roster = format!(
-        "alice@example.org namespaces=\"custody-approval\" {}\nbob@example.org namespaces=\"custody-approval\" {}\n",
+        "alice@example.org namespaces=\"custody-approval,custody-proposal\" {}\nbob@example.org namespaces=\"custody-approval\" {}\n",
         alice.openssh, bob.openssh
     );
     std::fs::write(dir.join("approvers.allowed_signers"), roster).unwrap();
@@ -128,12 +128,12 @@ fn policies(sb: &Sandbox) -> (SshKey, SshKey) {
     (alice, bob)
 }
 
-fn json_of(body: &str) -> Value {
+pub(crate) fn json_of(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
 /// Polls the case's plans until there is one; its id.
-fn wait_plan(port: u16, case: &str, within: Duration) -> String {
+pub(crate) fn wait_plan(port: u16, case: &str, within: Duration) -> String {
     let deadline = Instant::now() + within;
     loop {
         let (code, body) = http(
@@ -300,12 +300,13 @@ fn an_alert_is_sealed_planned_notified_approved_through_the_daemon_and_reaches_q
     wait_case(d.port, &failed, Duration::from_secs(60), |v| {
         v["state"] == "failed"
     });
+    let draft = json!({"public_key": alice.openssh});
     let (code, body) = http(
         d.port,
         "POST",
-        &format!("/api/v1/cases/{failed}/plans"),
+        &format!("/api/v1/cases/{failed}/plans/drafts"),
         Some(ANALYST_TOKEN),
-        b"{}",
+        &serde_json::to_vec(&draft).unwrap(),
     );
     assert_eq!(code, 422, "{body}");
     assert!(body.contains("no sealed bundle"), "{body}");

@@ -58,6 +58,7 @@ mod cli;
 mod compat;
 mod daemon;
 mod daemon_plans;
+mod daemon_propose;
 mod daemon_recovery;
 mod daemon_replicas;
 mod daemon_spool;

@@ -1,9 +1,15 @@
 //! `custody approve … --server URL --token-file FILE`: the plan is read from the daemon (its exact
-//! `plan.json` bytes, hashed and shown from here, and its pinned roster), the statement is signed
-//! here with `ssh-keygen -Y sign` as for the store, and the statement's exact bytes and armored
-//! signature are POSTed to `…/plans/{plan}/approvals` with the analyst token. The daemon checks
-//! the signature (the token only admits the request) and records it; a refusal exits 1 with the
-//! daemon's reason. HTTP goes through the notifier's client (`daemon::notify::client_for`).
+//! `plan.json` bytes, hashed and shown from here, its pinned roster, and its proposer's
+//! signature over those bytes, checked here), the statement is signed here with `ssh-keygen -Y
+//! sign` as for the store, and the statement's exact bytes and armored signature are POSTed to
+//! `…/plans/{plan}/approvals` with the analyst token. The daemon checks the signature (the token
+//! only admits the request) and records it; a refusal exits 1 with the daemon's reason.
+//!
+//! `custody plan propose … --server URL --token-file FILE`: the daemon builds a draft naming the
+//! proposer's key (`POST …/plans/drafts`); its bytes are checked, shown and signed here
+//! (`ssh-keygen -Y sign -n custody-proposal`) and sent back (`POST …/plans`).
+//!
+//! HTTP goes through the notifier's client (`daemon::notify::client_for`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -16,12 +22,16 @@ use http::{HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::Full;
 
 use super::{statement_for, ApproveArgs};
-use crate::approval::Roster;
+use crate::approval::quorum::Proposer;
+use crate::approval::{sshsig, KeyFingerprint, Roster};
 use crate::cli::Cli;
+use crate::daemon::drafts::{Draft, SignedProposal};
 use crate::daemon::notify::{client_for, exchange, HttpClient};
 use crate::digest::Sha256Digest;
 use crate::id::{CaseId, PlanId};
+use crate::keys::PublicKey;
 use crate::plan::approvals::ApprovalRequest;
+use crate::plan::document::ProposerClaim;
 use crate::plan::show::{render_text, ApproveHint, ShowStatus};
 use crate::plan::PlanDoc;
 use crate::terminal::escape as esc;
@@ -108,7 +118,12 @@ fn reason(text: &str) -> String {
 /// the digest signed is this SHA-256, never the daemon's word for it), decoded strictly and
 /// naming this case and plan, and the pinned roster, whose SHA-256 must be the plan's
 /// `roster_sha256`. The view shown is rendered here from those bytes.
-fn plan_facts(json: &str, case: &CaseId, id: &PlanId) -> Result<(Sha256Digest, Roster, String)> {
+fn plan_facts(
+    json: &str,
+    case: &CaseId,
+    id: &PlanId,
+    trusted: Option<&PublicKey>,
+) -> Result<(Sha256Digest, Roster, String)> {
     let v: serde_json::Value =
         serde_json::from_str(json).context("the daemon's view of the plan is not JSON")?;
     let bytes = v["plan_json"]
@@ -132,6 +147,7 @@ fn plan_facts(json: &str, case: &CaseId, id: &PlanId) -> Result<(Sha256Digest, R
         bail!("the roster the daemon served is not the one the plan pins");
     }
     let roster = Roster::parse("the plan's pinned roster", text)?;
+    check_proposer(&v["proposal_signature"], &doc, bytes, &roster, trusted)?;
     let st = &v["status"];
     let count = |k: &str| {
         st[k]
@@ -164,6 +180,66 @@ fn plan_facts(json: &str, case: &CaseId, id: &PlanId) -> Result<(Sha256Digest, R
     Ok((digest, roster, render_text(&doc, &digest, &status, &hint)))
 }
 
+/// The proposer's signature over the plan's exact bytes, as the daemon serves it, checked here:
+/// a person's SSHSIG against the roster the plan pins (whose digest was checked); the daemon's
+/// Ed25519 signature against the collector key given from a trusted source (`--public-key`),
+/// else against the key the daemon serves beside it, with a warning that this proves only that
+/// the plan is the daemon's word.
+fn check_proposer(
+    served: &serde_json::Value,
+    doc: &PlanDoc,
+    bytes: &[u8],
+    roster: &Roster,
+    trusted: Option<&PublicKey>,
+) -> Result<()> {
+    match &doc.proposer {
+        ProposerClaim::Person {
+            principal,
+            key_fingerprint,
+        } => {
+            let sig = served["sshsig"]
+                .as_str()
+                .context("the daemon served no proposer's signature for the plan")?;
+            let created = crate::timefmt::parse(&doc.created_at)
+                .context("the plan's created_at is not a time")?;
+            let proposer = Proposer::person(roster, bytes, sig.as_bytes(), principal, created)
+                .context("the plan's proposer's signature does not check: nothing signed")?;
+            if proposer.person_key().map(|(_, fp)| fp) != Some(key_fingerprint) {
+                bail!("the plan names key {key_fingerprint} as its proposer's, but another key signed it: nothing signed");
+            }
+        }
+        ProposerClaim::Collector { key_id } => {
+            let served_key;
+            let key = match trusted {
+                Some(k) => k,
+                None => {
+                    let pem = served["public_key_pem"]
+                        .as_str()
+                        .context("the daemon served no collector key for the plan")?;
+                    served_key = PublicKey::from_pem(pem)
+                        .map_err(|e| anyhow::anyhow!("the daemon's collector key: {e}"))?;
+                    eprintln!("warning: the daemon's signature on this plan was checked with the collector key the daemon serves, which proves nothing by itself: give --public-key FILE with the key from a trusted source");
+                    &served_key
+                }
+            };
+            if key.id() != key_id {
+                bail!(
+                    "the plan names collector key {key_id} as its proposer, not {}: nothing signed",
+                    key.id()
+                );
+            }
+            let sig = served["signature_hex"]
+                .as_str()
+                .and_then(|h| hex::decode(h).ok())
+                .context("the daemon served no collector signature for the plan")?;
+            if !key.verify(bytes, &sig) {
+                bail!("the collector's signature on the plan does not verify with key {key_id}: nothing signed");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Plain HTTP only to this machine: elsewhere the plan and the token would cross the network
 /// unprotected.
 fn check_scheme(uri: &Uri, url: &str) -> Result<()> {
@@ -190,14 +266,12 @@ pub(in crate::cli) fn approve_on_server(
 ) -> Result<ExitCode> {
     let case = CaseId::new(args.case)?;
     let id = PlanId::new(args.plan)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the client runtime")?;
+    let runtime = runtime()?;
     let daemon = Daemon::new(url, token_file)?;
     let path = format!("/api/v1/cases/{case}/plans/{id}");
     let json = runtime.block_on(daemon.get(&path))?;
-    let (digest, roster, text) = plan_facts(&json, &case, &id)?;
+    let trusted = super::trusted_key(args.public_key)?;
+    let (digest, roster, text) = plan_facts(&json, &case, &id, trusted.as_ref())?;
     eprint!("{text}");
     let statement = statement_for(args, &case, &id, digest, &roster)?;
     let (bytes, signature) = statement.sign(args.key)?;
@@ -227,6 +301,120 @@ pub(in crate::cli) fn approve_on_server(
             esc(v["principal"].as_str().unwrap_or("?")),
             esc(v["key_fingerprint"].as_str().unwrap_or("?")),
             esc(&daemon.base),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the client runtime")
+}
+
+/// The draft the daemon built, checked: its bytes are a canonical plan of this case, naming
+/// this key as its proposer. The plan's view, rendered here from those bytes, and its digest.
+fn checked_draft(
+    draft: &Draft,
+    case: &CaseId,
+    fingerprint: &KeyFingerprint,
+    server: &str,
+) -> Result<(Sha256Digest, String)> {
+    let bytes = draft.plan_json.as_bytes();
+    let digest = Sha256Digest::of(bytes);
+    let doc: PlanDoc = crate::canonical::from_slice(bytes)
+        .context("the daemon's draft is not a canonical plan")?;
+    if &doc.case != case || doc.plan != draft.plan {
+        bail!(
+            "the daemon drafted plan {} of case {}, not a plan of {case}",
+            doc.plan,
+            doc.case
+        );
+    }
+    match &doc.proposer {
+        ProposerClaim::Person {
+            key_fingerprint, ..
+        } if key_fingerprint == fingerprint => {}
+        _ => bail!("the daemon's draft does not name key {fingerprint} as its proposer"),
+    }
+    let status = ShowStatus {
+        required: doc.quorum.required,
+        reasons: vec!["a draft: proposed once you sign it".to_owned()],
+        ..ShowStatus::default()
+    };
+    let hint = ApproveHint {
+        store_args: vec![
+            "--server".to_owned(),
+            server.to_owned(),
+            "--token-file".to_owned(),
+            "FILE".to_owned(),
+        ],
+        ..ApproveHint::default()
+    };
+    Ok((digest, render_text(&doc, &digest, &status, &hint)))
+}
+
+pub(in crate::cli) fn propose_on_server(
+    cli: &Cli,
+    case: &str,
+    key: &Path,
+    principal: Option<&str>,
+    url: &str,
+    token_file: &Path,
+) -> Result<ExitCode> {
+    let case = CaseId::new(case)?;
+    let public = sshsig::public_key_of(key)?;
+    let fingerprint = KeyFingerprint::of(&public);
+    let line = public
+        .to_openssh()
+        .context("cannot write the public key as an OpenSSH line")?;
+    let runtime = runtime()?;
+    let daemon = Daemon::new(url, token_file)?;
+    let mut request = serde_json::json!({ "public_key": line });
+    if let Some(p) = principal {
+        request["principal"] = p.into();
+    }
+    let plans = format!("/api/v1/cases/{case}/plans");
+    let refused = |what: &str, status: StatusCode, answer: &str| {
+        eprintln!(
+            "error: the daemon refused {what} ({status}): {}",
+            esc(&reason(answer))
+        );
+        Ok(ExitCode::from(1))
+    };
+    let (status, answer) = runtime.block_on(daemon.call(
+        Method::POST,
+        &format!("{plans}/drafts"),
+        serde_json::to_vec(&request)?,
+    ))?;
+    if !status.is_success() {
+        return refused("to draft a plan", status, &answer);
+    }
+    let draft: Draft =
+        serde_json::from_str(&answer).context("the daemon's answer is not a draft")?;
+    let (digest, text) = checked_draft(&draft, &case, &fingerprint, &daemon.base)?;
+    eprint!("{text}");
+    let signature = crate::approval::statement::sign_proposal(key, draft.plan_json.as_bytes())?;
+    let proposal = SignedProposal {
+        plan_json: draft.plan_json,
+        draft_signature: draft.draft_signature,
+        signature: String::from_utf8(signature).context("the signature is not armored text")?,
+    };
+    let (status, answer) =
+        runtime.block_on(daemon.call(Method::POST, &plans, serde_json::to_vec(&proposal)?))?;
+    if !status.is_success() {
+        return refused("the proposal", status, &answer);
+    }
+    if cli.json {
+        println!("{answer}");
+    } else {
+        println!(
+            "proposed plan {} of case {case} (sha256 {}) on {}: it needs {} approval(s), none of them yours",
+            draft.plan,
+            digest.to_hex(),
+            esc(&daemon.base),
+            draft.required,
         );
     }
     Ok(ExitCode::SUCCESS)
