@@ -1,7 +1,7 @@
 //! What the planner reads from the live cluster before it proposes anything: `ClusterView`, one
 //! snapshot of the objects a plan depends on, each as the API server returned it (with its
-//! `resourceVersion`), plus the server's identity, its clock and whether the Cilium method is
-//! available. The planner is a pure function of this view; reading it (`read`, through
+//! `resourceVersion`), plus the server's identity, its clock, the pod network the CNI publishes
+//! (Calico IPPools, CiliumNodes) and whether the Cilium method is available. The planner is a pure function of this view; reading it (`read`, through
 //! `kube.rs`, with the planner's least-privilege Role in `deploy/role-planner.yaml`), what is
 //! parsed out of the objects read (`parse`) and the server-side dry-runs (`dry_run`) live here too.
 
@@ -10,7 +10,10 @@ mod parse;
 mod read;
 
 pub use dry_run::{dry_run, DryRunRequest, Target};
-pub use parse::{enable_default_deny, node_info, parse_http_date, served_resources, ParseError};
+pub use parse::{
+    cilium_node_networks, enable_default_deny, ip_pool_networks, node_info, parse_http_date,
+    served_resources, ParseError,
+};
 pub use read::{read_view, ReadError};
 
 use std::collections::BTreeMap;
@@ -35,6 +38,9 @@ pub struct ClusterView {
     pub server_date: Option<OffsetDateTime>,
     /// Every Node's addresses and pod CIDRs: never blocked.
     pub nodes: Vec<NodeInfo>,
+    /// The pod network as the CNI publishes it where Nodes may not (Calico IPPools, CiliumNode
+    /// pod CIDRs), read when discovery serves them: never blocked either.
+    pub pod_networks: Vec<PodNetwork>,
     /// What discovery says about the Cilium method.
     pub cilium: CiliumSupport,
     /// Per target namespace, what was read there.
@@ -51,6 +57,14 @@ pub struct NodeInfo {
     pub pod_cidrs: Vec<Cidr>,
 }
 
+/// One range of the pod network, and what published it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodNetwork {
+    /// In words, for the plan: `Calico IPPool default-ipv4-ippool`, `CiliumNode node-a`.
+    pub source: String,
+    pub cidr: Cidr,
+}
+
 /// Whether the Cilium method can be used: `cilium.io/v2` served, and the CRD's schema has
 /// `enableDefaultDeny`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -59,6 +73,8 @@ pub struct CiliumSupport {
     pub served: bool,
     /// `ciliumendpoints` is served too.
     pub endpoints_served: bool,
+    /// `ciliumnodes` is served too (their pod CIDRs are read).
+    pub nodes_served: bool,
     /// The CiliumNetworkPolicy schema has `spec.enableDefaultDeny` (None: not known).
     pub enable_default_deny: Option<bool>,
 }

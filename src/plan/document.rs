@@ -150,7 +150,8 @@ pub enum LeftOutReason {
     Allowlist,
     /// A Node's address.
     Node,
-    /// Inside a Node's pod CIDR.
+    /// Inside the pod network the cluster publishes: a Node's pod CIDR, a Calico IPPool, a
+    /// CiliumNode's pod CIDRs.
     PodCidr,
     /// A pod's address.
     Pod,
@@ -158,6 +159,11 @@ pub enum LeftOutReason {
     Service,
     /// A LoadBalancer (Service or Ingress) ingress address.
     LoadBalancer,
+    /// Inside the policy's `block_ips.cluster_networks`.
+    ClusterNetwork,
+    /// A private or shared address while the pod network is not known: it may be a pod of
+    /// another namespace (an ingress controller).
+    PodNetworkUnknown,
     /// Beyond `max_addresses` (the most failing are kept).
     OverMax,
     /// Not an IP address.

@@ -65,6 +65,8 @@ struct Ctx<'a> {
     addresses: &'a [(IpAddr, BlockedAddress)],
     block_owners: Option<&'a Owners>,
     trusted_proxies: &'a [Cidr],
+    /// Whether the pod network is known (`addresses::pod_network_known`).
+    pod_network_known: bool,
     now: OffsetDateTime,
 }
 
@@ -168,6 +170,11 @@ fn ctx_of<'a>(
         addresses: blocked,
         block_owners: input.block_owners.get(target.name.as_str()),
         trusted_proxies: input.trusted_proxies,
+        pod_network_known: input
+            .policy
+            .block_ips
+            .as_ref()
+            .is_some_and(|b| addresses::pod_network_known(b, input.view)),
         now: input.now,
     })
 }

@@ -94,6 +94,12 @@ pub struct BlockIps {
     /// allowlist is always added (see `never_block_with`).
     #[serde(default)]
     pub never_block: Vec<Cidr>,
+    /// The cluster's pod and service networks as the operator knows them: never blocked (an
+    /// address there may be a pod of another namespace, such as an ingress controller). Needed
+    /// where the CNI publishes its pod network neither in Node `spec.podCIDRs` nor in
+    /// Calico IPPools or CiliumNodes.
+    #[serde(default)]
+    pub cluster_networks: Vec<Cidr>,
     /// The most addresses one plan blocks, 1 to 10000; the rest are left out, with the reason.
     #[serde(default = "default_max_addresses", deserialize_with = "max_addresses")]
     pub max_addresses: u32,

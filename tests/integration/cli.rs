@@ -419,6 +419,21 @@ fn policy_lint_checks_the_containment_policy() {
             && err.contains("line 28"),
         "{err}"
     );
+    // A cluster network that is no CIDR range.
+    let text = full.replace(
+        "  never_block: [203.0.113.0/24]\n",
+        "  never_block: [203.0.113.0/24]\n  cluster_networks: [10.244.0.0/16, 10.96.0.0/99]\n",
+    );
+    std::fs::write(bad.join("containment.yaml"), text).unwrap();
+    let out = sb.run(&["policy", "lint", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("block_ips.cluster_networks[1]")
+            && err.contains("\"10.96.0.0/99\" is not an address or CIDR range")
+            && err.contains("line 11"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -8,10 +8,12 @@
 //!
 //! For the planner it also serves, as the API reference describes them (`store`): list (paged)
 //! and get of every kind the planner reads, Nodes and Namespaces cluster-wide, discovery (`/api`,
-//! `/apis`, `/apis/cilium.io/v2` only when Cilium is installed), the CiliumNetworkPolicy CRD and
-//! the `cilium.io/v2` kinds; POST/PUT/PATCH/DELETE judged like the real server (`validate`),
-//! with `dryRun=All` not stored and otherwise stored with a new `resourceVersion`. Every answer
-//! carries a `Date` header (the fake's clock, skewed on demand). Objects are added from JSON.
+//! `/apis`, `/apis/cilium.io/v2` only when Cilium is installed, `/apis/crd.projectcalico.org/v1`
+//! only when Calico is), the CiliumNetworkPolicy CRD, the `cilium.io/v2` kinds (CiliumNodes
+//! cluster-wide) and Calico's cluster-wide IPPools; POST/PUT/PATCH/DELETE judged like the real
+//! server (`validate`), with `dryRun=All` not stored and otherwise stored with a new
+//! `resourceVersion`. Every answer carries a `Date` header (the fake's clock, skewed on demand).
+//! Objects are added from JSON.
 
 // Paths relative to this file's directory, so `examples/fake_apiserver.rs` can include it too.
 #[path = "fake_kube/cluster.rs"]
@@ -98,6 +100,8 @@ struct State {
     resource_version: u64,
     /// Whether `cilium.io/v2` is served.
     cilium: bool,
+    /// Whether `crd.projectcalico.org/v1` is served.
+    calico: bool,
     pods: Vec<FakePod>,
     faults: Faults,
     /// Events beyond the one every namespace here has, to make lists longer than a page.

@@ -3,7 +3,10 @@
 //! read across pages, a refused or failing list failing the whole read, discovery with and
 //! without `cilium.io/v2`, dry-runs accepted, refused (422, 409, a failed JSON patch `test`) or
 //! not run, and the planner's Role and ClusterRole (`deploy/role-planner.yaml`) checked against
-//! every request made: each one allowed, every grant used, nothing on Secrets.
+//! every request made: each one allowed, every grant used, nothing on Secrets. `pod_network`:
+//! Calico IPPools and CiliumNodes read as the pod network, and refused lists failing the read.
+
+mod pod_network;
 
 use std::path::Path;
 
@@ -577,6 +580,7 @@ fn real_writes_are_stored_and_guarded_like_the_api_server() {
 fn the_planner_role_allows_exactly_what_the_planner_does() {
     let kube = planned_cluster();
     kube.cilium(true);
+    kube.calico();
     let rt = runtime();
     let (c, _dir) = connect(&rt, &kube);
     rt.block_on(read_view(&c, &[NS.to_owned()], true)).unwrap();

@@ -1,5 +1,5 @@
 //! What the planner takes out of the objects it read, beyond their typed fields: a Node's
-//! addresses and pod CIDRs, whether the CiliumNetworkPolicy CRD's schema has
+//! addresses and pod CIDRs, a Calico IPPool's and a CiliumNode's pod network, whether the CiliumNetworkPolicy CRD's schema has
 //! `spec.enableDefaultDeny`, which resources a discovery document lists, and the API server's
 //! `Date` header. Pure functions, so each rule is tested on its own.
 
@@ -11,14 +11,15 @@ use time::OffsetDateTime;
 
 use crate::net::{normalise_ip, Cidr};
 
-use super::NodeInfo;
+use super::{NodeInfo, PodNetwork};
 
 /// A value the planner must understand and does not: the read fails rather than guess (a pod
 /// CIDR that cannot be parsed could not be kept out of a block).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("node {node}: {field} {value:?} is not {expected}")]
+#[error("{object}: {field} {value:?} is not {expected}")]
 pub struct ParseError {
-    pub node: String,
+    /// The object, in words: `node node-a`, `Calico IPPool default-ipv4-ippool`.
+    pub object: String,
     pub field: &'static str,
     pub value: String,
     pub expected: &'static str,
@@ -30,7 +31,7 @@ pub struct ParseError {
 pub fn node_info(node: &Node) -> Result<NodeInfo, ParseError> {
     let name = node.metadata.name.clone().unwrap_or_default();
     let bad = |field: &'static str, value: &str, expected: &'static str| ParseError {
-        node: name.clone(),
+        object: format!("node {name}"),
         field,
         value: value.to_owned(),
         expected,
@@ -68,6 +69,101 @@ pub fn node_info(node: &Node) -> Result<NodeInfo, ParseError> {
         addresses,
         pod_cidrs,
     })
+}
+
+/// A Calico IPPool's range (`crd.projectcalico.org/v1` `ippools`, `spec.cidr`). A disabled pool
+/// counts too: pods keep the addresses it gave them. A pool without a CIDR that parses is an
+/// error.
+pub fn ip_pool_networks(pool: &serde_json::Value) -> Result<Vec<PodNetwork>, ParseError> {
+    let source = format!("Calico IPPool {}", name_of(pool));
+    let cidr = match pool.pointer("/spec/cidr") {
+        Some(serde_json::Value::String(text)) => Cidr::parse(text).ok_or_else(|| ParseError {
+            object: source.clone(),
+            field: "spec.cidr",
+            value: text.clone(),
+            expected: "a CIDR",
+        })?,
+        other => {
+            return Err(ParseError {
+                object: source,
+                field: "spec.cidr",
+                value: other.map(ToString::to_string).unwrap_or_default(),
+                expected: "a CIDR",
+            })
+        }
+    };
+    Ok(vec![PodNetwork { source, cidr }])
+}
+
+/// A CiliumNode's pod CIDRs (`cilium.io/v2` `ciliumnodes`): `spec.ipam.podCIDRs` (cluster-pool
+/// IPAM) and `spec.ipam.pools.allocated[].cidrs` (multi-pool IPAM), without repeats. A node
+/// with neither has none (ENI and Azure IPAM hand out addresses of the VPC); a field of another
+/// shape, or an entry that does not parse, is an error.
+pub fn cilium_node_networks(node: &serde_json::Value) -> Result<Vec<PodNetwork>, ParseError> {
+    let source = format!("CiliumNode {}", name_of(node));
+    let bad = |field: &'static str, value: &serde_json::Value, expected: &'static str| {
+        let value = match value {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        ParseError {
+            object: source.clone(),
+            field,
+            value,
+            expected,
+        }
+    };
+    let strings = |field: &'static str, v: Option<&serde_json::Value>| {
+        let mut out = Vec::new();
+        match v {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::Array(items)) => {
+                for item in items {
+                    let text = item.as_str().ok_or_else(|| bad(field, item, "a CIDR"))?;
+                    out.push(Cidr::parse(text).ok_or_else(|| bad(field, item, "a CIDR"))?);
+                }
+            }
+            Some(other) => return Err(bad(field, other, "a list of CIDRs")),
+        }
+        Ok(out)
+    };
+    let ipam = node.pointer("/spec/ipam");
+    let mut cidrs = strings("spec.ipam.podCIDRs", ipam.and_then(|i| i.get("podCIDRs")))?;
+    match ipam.and_then(|i| i.pointer("/pools/allocated")) {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Array(allocations)) => {
+            for a in allocations {
+                cidrs.extend(strings(
+                    "spec.ipam.pools.allocated[].cidrs",
+                    a.get("cidrs"),
+                )?);
+            }
+        }
+        Some(other) => {
+            return Err(bad(
+                "spec.ipam.pools.allocated",
+                other,
+                "a list of allocations",
+            ))
+        }
+    }
+    let mut out: Vec<PodNetwork> = Vec::new();
+    for cidr in cidrs {
+        if !out.iter().any(|n| n.cidr == cidr) {
+            out.push(PodNetwork {
+                source: source.clone(),
+                cidr,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn name_of(object: &serde_json::Value) -> &str {
+    object
+        .pointer("/metadata/name")
+        .and_then(|n| n.as_str())
+        .unwrap_or_default()
 }
 
 /// Whether the CiliumNetworkPolicy CRD (`customresourcedefinitions/ciliumnetworkpolicies.cilium.io`,
@@ -168,6 +264,82 @@ mod tests {
             "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.300"}]}})))
         .unwrap_err();
         assert_eq!(e.field, "status.addresses");
+    }
+
+    #[test]
+    fn calico_ip_pools_give_their_cidr_and_refuse_what_does_not_parse() {
+        let pool = json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
+            "metadata": {"name": "default-ipv4-ippool"},
+            "spec": {"cidr": "192.168.0.0/16", "blockSize": 26, "ipipMode": "Always",
+                     "natOutgoing": true, "disabled": true, "nodeSelector": "all()"}});
+        let nets = ip_pool_networks(&pool).unwrap();
+        assert_eq!(
+            nets,
+            [PodNetwork {
+                source: "Calico IPPool default-ipv4-ippool".into(),
+                cidr: Cidr::parse("192.168.0.0/16").unwrap()
+            }]
+        );
+        let v6 = json!({"metadata": {"name": "v6"}, "spec": {"cidr": "fd00:10:244::/64"}});
+        assert!(!ip_pool_networks(&v6).unwrap()[0].cidr.is_ipv4());
+        for spec in [
+            json!({"cidr": "192.168.0.0/33"}),
+            json!({}),
+            json!({"cidr": 7}),
+        ] {
+            let pool = json!({"metadata": {"name": "p"}, "spec": spec});
+            let e = ip_pool_networks(&pool).unwrap_err();
+            assert_eq!(
+                (e.object.as_str(), e.field),
+                ("Calico IPPool p", "spec.cidr")
+            );
+        }
+        let e = ip_pool_networks(&json!({"metadata": {"name": "p"}, "spec": {"cidr": "pods"}}))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Calico IPPool p: spec.cidr \"pods\" is not a CIDR"
+        );
+    }
+
+    #[test]
+    fn cilium_nodes_give_their_pod_cidrs_of_every_ipam_mode() {
+        let node = json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNode",
+            "metadata": {"name": "node-a"},
+            "spec": {"addresses": [{"type": "InternalIP", "ip": "172.18.0.2"}],
+                     "ipam": {"podCIDRs": ["10.0.1.0/24", "fd00:10::/96"],
+                              "pools": {"allocated": [
+                                  {"pool": "default", "cidrs": ["10.0.1.0/24", "10.20.0.0/27"]},
+                                  {"pool": "empty"}]}}}});
+        let nets = cilium_node_networks(&node).unwrap();
+        let cidrs: Vec<String> = nets.iter().map(|n| n.cidr.to_string()).collect();
+        assert_eq!(cidrs, ["10.0.1.0/24", "fd00:10::/96", "10.20.0.0/27"]);
+        assert!(nets.iter().all(|n| n.source == "CiliumNode node-a"));
+        // ENI-style IPAM: no pod CIDRs at all.
+        let eni = json!({"metadata": {"name": "n"}, "spec": {"ipam": {"pool": {"10.1.2.3": {}}}}});
+        assert!(cilium_node_networks(&eni).unwrap().is_empty());
+        assert!(cilium_node_networks(&json!({"metadata": {"name": "n"}}))
+            .unwrap()
+            .is_empty());
+        let bad = |ipam: serde_json::Value| {
+            cilium_node_networks(&json!({"metadata": {"name": "n"}, "spec": {"ipam": ipam}}))
+                .unwrap_err()
+        };
+        let e = bad(json!({"podCIDRs": ["10.0.1.0/24", "10.0.2.0/40"]}));
+        assert_eq!(e.field, "spec.ipam.podCIDRs");
+        assert!(e.to_string().contains("CiliumNode n") && e.to_string().contains("10.0.2.0/40"));
+        assert_eq!(
+            bad(json!({"podCIDRs": "10.0.1.0/24"})).expected,
+            "a list of CIDRs"
+        );
+        assert_eq!(
+            bad(json!({"pools": {"allocated": [{"pool": "p", "cidrs": [1]}]}})).field,
+            "spec.ipam.pools.allocated[].cidrs"
+        );
+        assert_eq!(
+            bad(json!({"pools": {"allocated": {}}})).field,
+            "spec.ipam.pools.allocated"
+        );
     }
 
     #[test]

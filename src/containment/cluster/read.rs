@@ -1,4 +1,5 @@
-//! Reading the `ClusterView`: discovery, the cluster's identity and clock, Nodes, and every list
+//! Reading the `ClusterView`: discovery, the cluster's identity and clock, Nodes, the pod network
+//! the CNI publishes (Calico IPPools, CiliumNodes: where discovery serves them), and every list
 //! of each target namespace, each read whole (every page) and parsed into its typed model. Any
 //! read that fails fails the whole view, naming what could not be read and the API's answer:
 //! the planner never plans from a partial view.
@@ -11,11 +12,16 @@ use serde::de::DeserializeOwned;
 
 use crate::kube::{encode, Cluster, KubeError};
 
-use super::parse::{enable_default_deny, node_info, parse_http_date, served_resources};
-use super::{CiliumSupport, ClusterView, NamespaceView};
+use super::parse::{
+    cilium_node_networks, enable_default_deny, ip_pool_networks, node_info, parse_http_date,
+    served_resources, ParseError,
+};
+use super::{CiliumSupport, ClusterView, NamespaceView, PodNetwork};
 
 /// The discovery document of the Cilium API group custody uses.
 pub(super) const CILIUM_DISCOVERY: &str = "/apis/cilium.io/v2";
+/// The discovery document of Calico's CRD group (its IPPools).
+pub(super) const CALICO_DISCOVERY: &str = "/apis/crd.projectcalico.org/v1";
 /// The CiliumNetworkPolicy CRD, read for its schema.
 pub(super) const CILIUM_CRD: &str =
     "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/ciliumnetworkpolicies.cilium.io";
@@ -66,8 +72,9 @@ fn parse_error(what: &str, path: &str, error: impl std::fmt::Display) -> ReadErr
     }
 }
 
-/// Reads everything a plan for `namespaces` depends on. Discovery says whether `cilium.io/v2` is
-/// served; CiliumEndpoints are read whenever they are served (they tell whether Cilium enforces
+/// Reads everything a plan for `namespaces` depends on. Discovery says whether `cilium.io/v2` and
+/// `crd.projectcalico.org/v1` are served; Calico IPPools and CiliumNodes are read whenever they
+/// are (the pod network, never blocked), CiliumEndpoints too (they tell whether Cilium enforces
 /// a namespace, which the NetworkPolicy method must know), the CRD's schema and the
 /// CiliumNetworkPolicies only when `cilium_wanted` (the policy asks for the Cilium method).
 pub async fn read_view(
@@ -83,11 +90,13 @@ pub async fn read_view(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| parse_error("Nodes", "/api/v1/nodes", e))?;
     let cilium = cilium_support(cluster, cilium_wanted).await?;
+    let pod_networks = pod_networks(cluster, &cilium).await?;
     let mut view = ClusterView {
         server: cluster.server.clone(),
         kube_system_uid,
         server_date,
         nodes,
+        pod_networks,
         cilium: cilium.clone(),
         namespaces: Default::default(),
     };
@@ -136,29 +145,79 @@ fn refusal(answer: &crate::kube::Answer) -> KubeError {
     }
 }
 
-async fn cilium_support(cluster: &Cluster, wanted: bool) -> Result<CiliumSupport, ReadError> {
-    const WHAT: &str = "the cilium.io/v2 discovery document";
+/// The resources a discovery document lists, or `None` when the server does not have the group
+/// version (404). Any other failure fails the read: what is served must be known.
+async fn discover(
+    cluster: &Cluster,
+    what: &str,
+    path: &str,
+) -> Result<Option<Vec<String>>, ReadError> {
     let answer = cluster
-        .send(&http::Method::GET, CILIUM_DISCOVERY, None, &[])
+        .send(&http::Method::GET, path, None, &[])
         .await
-        .map_err(|e| request(WHAT, CILIUM_DISCOVERY, e))?;
+        .map_err(|e| request(what, path, e))?;
     if answer.status == 404 {
-        return Ok(CiliumSupport::default());
+        return Ok(None);
     }
     if !(200..300).contains(&answer.status) {
-        return Err(request(WHAT, CILIUM_DISCOVERY, refusal(&answer)));
+        return Err(request(what, path, refusal(&answer)));
     }
-    let served =
-        served_resources(&answer.body).map_err(|e| parse_error(WHAT, CILIUM_DISCOVERY, e))?;
+    served_resources(&answer.body)
+        .map(Some)
+        .map_err(|e| parse_error(what, path, e))
+}
+
+async fn cilium_support(cluster: &Cluster, wanted: bool) -> Result<CiliumSupport, ReadError> {
+    const WHAT: &str = "the cilium.io/v2 discovery document";
+    let Some(served) = discover(cluster, WHAT, CILIUM_DISCOVERY).await? else {
+        return Ok(CiliumSupport::default());
+    };
     let mut support = CiliumSupport {
         served: served.iter().any(|r| r == "ciliumnetworkpolicies"),
         endpoints_served: served.iter().any(|r| r == "ciliumendpoints"),
+        nodes_served: served.iter().any(|r| r == "ciliumnodes"),
         enable_default_deny: None,
     };
     if wanted && support.served {
         support.enable_default_deny = crd_default_deny(cluster).await?;
     }
     Ok(support)
+}
+
+/// The pod network the CNI publishes: every Calico IPPool's CIDR when discovery serves
+/// `crd.projectcalico.org/v1` `ippools`, and every CiliumNode's pod CIDRs when it serves
+/// `ciliumnodes`. Both are cluster-scoped lists; a list refused or failing fails the read.
+async fn pod_networks(
+    cluster: &Cluster,
+    cilium: &CiliumSupport,
+) -> Result<Vec<PodNetwork>, ReadError> {
+    const CALICO: &str = "the crd.projectcalico.org/v1 discovery document";
+    let mut out = Vec::new();
+    let calico = discover(cluster, CALICO, CALICO_DISCOVERY).await?;
+    if calico.is_some_and(|served| served.iter().any(|r| r == "ippools")) {
+        let path = format!("{CALICO_DISCOVERY}/ippools");
+        out.extend(networks(cluster, "the Calico IPPools", &path, ip_pool_networks).await?);
+    }
+    if cilium.nodes_served {
+        let path = format!("{CILIUM_DISCOVERY}/ciliumnodes");
+        out.extend(networks(cluster, "the CiliumNodes", &path, cilium_node_networks).await?);
+    }
+    Ok(out)
+}
+
+/// One cluster-scoped list, each item's ranges taken out by `parse`.
+async fn networks(
+    cluster: &Cluster,
+    what: &str,
+    path: &str,
+    parse: fn(&serde_json::Value) -> Result<Vec<PodNetwork>, ParseError>,
+) -> Result<Vec<PodNetwork>, ReadError> {
+    let items: Vec<serde_json::Value> = list(cluster, what, path).await?;
+    let mut out = Vec::new();
+    for item in &items {
+        out.extend(parse(item).map_err(|e| parse_error(what, path, e))?);
+    }
+    Ok(out)
 }
 
 /// The CRD's answer on `enableDefaultDeny`; `None` when the CRD may not be read (403) or is not

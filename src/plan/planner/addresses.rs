@@ -1,9 +1,13 @@
 //! Which suspicious clients a plan blocks. Every address is normalised first (IPv4-mapped IPv6
 //! is IPv4); then, whatever the policy says, these are never blocked: `never_block` and the
-//! detection allowlist, Node addresses and pod CIDRs, the addresses of the pods read, Service
-//! ClusterIPs, external IPs and load-balancer addresses, and Ingress load-balancer addresses (an
-//! ingress controller in front of the target). Of the rest, the `max_addresses` with the most
-//! authentication failures are kept. Each address left out carries its reason.
+//! detection allowlist, Node addresses and pod CIDRs, the pod network Calico IPPools and
+//! CiliumNodes publish, the addresses of the pods read, Service ClusterIPs, external IPs and
+//! load-balancer addresses, Ingress load-balancer addresses (an ingress controller in front of
+//! the target), and the policy's `cluster_networks`. While the pod network is not known at all
+//! (none of those publish it, and `cluster_networks` is empty), a private or shared address
+//! cannot be told apart from a pod of another namespace, so it is left out too. Of the rest, the
+//! `max_addresses` with the most authentication failures are kept. Each address left out
+//! carries its reason.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -80,10 +84,42 @@ fn latest(a: Option<String>, b: Option<String>) -> Option<String> {
     }
 }
 
+/// What a `pod_network_unknown` address's reason tells the operator.
+pub const POD_NETWORK_UNKNOWN: &str = "a private address while the pod network is not known (no Node spec.podCIDRs, Calico IPPool or CiliumNode pod CIDR was read, and block_ips.cluster_networks is empty): it may be a pod of another namespace, such as an ingress controller in front of the target; set block_ips.cluster_networks to the cluster's pod and service networks";
+
+/// The private and shared ranges a pod network is drawn from (RFC 1918, RFC 6598 shared
+/// address space, IPv6 unique local addresses). IPv4-mapped forms are normalised before.
+const PRIVATE: [&str; 5] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "fc00::/7",
+];
+
+/// Whether `ip` (normalised) is in a private or shared range.
+pub fn is_private(ip: &IpAddr) -> bool {
+    let ip = normalise_ip(*ip);
+    PRIVATE
+        .iter()
+        .filter_map(|c| Cidr::parse(c))
+        .any(|c| c.contains(&ip))
+}
+
+/// Whether anything tells the pod network: a Node's `spec.podCIDRs`, a Calico IPPool or a
+/// CiliumNode pod CIDR read, or the policy's `cluster_networks`.
+pub fn pod_network_known(block: &BlockIps, view: &ClusterView) -> bool {
+    !block.cluster_networks.is_empty()
+        || !view.pod_networks.is_empty()
+        || view.nodes.iter().any(|n| !n.pod_cidrs.is_empty())
+}
+
 /// The addresses never blocked because of what the cluster is, each with its reason.
 #[derive(Clone, Debug, Default)]
 pub struct Protected {
     ranges: Vec<(Cidr, LeftOutReason, String)>,
+    /// The pod network is not known: private addresses are left out too.
+    pod_network_unknown: bool,
 }
 
 impl Protected {
@@ -114,6 +150,10 @@ impl Protected {
                 p.add(*c, LeftOutReason::PodCidr, why);
             }
         }
+        for n in &view.pod_networks {
+            let why = format!("inside pod CIDR {} of {}", n.cidr, n.source);
+            p.add(n.cidr, LeftOutReason::PodCidr, why);
+        }
         for (ns, v) in &view.namespaces {
             for pod in &v.pods {
                 let name = pod.metadata.name.as_deref().unwrap_or_default();
@@ -141,6 +181,12 @@ impl Protected {
                 }
             }
         }
+        // The operator's ranges last: a more particular reason above is more telling.
+        for c in &block.cluster_networks {
+            let why = format!("inside block_ips.cluster_networks ({c})");
+            p.add(*c, LeftOutReason::ClusterNetwork, why);
+        }
+        p.pod_network_unknown = !pod_network_known(block, view);
         p
     }
 
@@ -185,12 +231,18 @@ impl Protected {
         }
     }
 
-    /// The first reason `ip` is never blocked.
+    /// The first reason `ip` (normalised) is never blocked; while the pod network is unknown, a
+    /// private address that nothing else protects is `pod_network_unknown`.
     pub fn reason(&self, ip: &IpAddr) -> Option<(LeftOutReason, &str)> {
-        self.ranges
+        let found = self
+            .ranges
             .iter()
             .find(|(c, _, _)| c.contains(ip))
-            .map(|(_, r, why)| (*r, why.as_str()))
+            .map(|(_, r, why)| (*r, why.as_str()));
+        found.or_else(|| {
+            (self.pod_network_unknown && is_private(ip))
+                .then_some((LeftOutReason::PodNetworkUnknown, POD_NETWORK_UNKNOWN))
+        })
     }
 }
 

@@ -91,6 +91,7 @@ fn view() -> ClusterView {
             addresses: vec!["192.0.2.10".parse().expect("ip")],
             pod_cidrs: vec![Cidr::parse("10.244.1.0/24").expect("cidr")],
         }],
+        pod_networks: Vec::new(),
         cilium: Default::default(),
         namespaces: [("waqiti".to_owned(), ns)].into(),
     }
@@ -349,6 +350,7 @@ fn the_cilium_method_needs_enable_default_deny_and_endpoints() {
     v.cilium = crate::containment::cluster::CiliumSupport {
         served: true,
         endpoints_served: true,
+        nodes_served: true,
         enable_default_deny: Some(false),
     };
     v.namespaces.get_mut("waqiti").expect("ns").cilium_endpoints =
@@ -554,6 +556,7 @@ fn an_existing_cilium_policy_keeps_its_addresses_or_is_refused_when_changed() {
     v.cilium = crate::containment::cluster::CiliumSupport {
         served: true,
         endpoints_served: true,
+        nodes_served: true,
         enable_default_deny: Some(true),
     };
     let selector = serde_json::to_value(policy.targets[0].pod_selector.to_k8s()).expect("json");
@@ -590,3 +593,5 @@ fn an_existing_cilium_policy_keeps_its_addresses_or_is_refused_when_changed() {
         doc.steps[0].refusals
     );
 }
+
+mod pod_network;

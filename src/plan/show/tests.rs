@@ -536,3 +536,48 @@ proptest::proptest! {
         proptest::prop_assert_eq!(text.lines().count(), plain.lines().count());
     }
 }
+
+#[test]
+fn every_left_out_reason_is_shown_by_its_name() {
+    let mut d = doc();
+    d.addresses.left_out = vec![
+        LeftOut {
+            address: "10.32.7.7".into(),
+            reason: LeftOutReason::ClusterNetwork,
+            message: "never blocked: inside block_ips.cluster_networks (10.0.0.0/8)".into(),
+        },
+        LeftOut {
+            address: "192.168.77.5".into(),
+            reason: LeftOutReason::PodNetworkUnknown,
+            message: "never blocked: a private address while the pod network is not known".into(),
+        },
+        LeftOut {
+            address: "192.168.1.9".into(),
+            reason: LeftOutReason::PodCidr,
+            message: "never blocked: inside pod CIDR 192.168.0.0/16 of Calico IPPool default"
+                .into(),
+        },
+    ];
+    let text = render_text(&d, &digest(9), &status(), &hint());
+    for line in [
+        "ADDRESSES LEFT OUT (3)\n",
+        "  \"10.32.7.7\"  cluster_network: never blocked: inside block_ips.cluster_networks (10.0.0.0/8)\n",
+        "  \"192.168.77.5\"  pod_network_unknown: never blocked: a private address while the pod network is not known\n",
+        "  \"192.168.1.9\"  pod_cidr: never blocked: inside pod CIDR 192.168.0.0/16 of Calico IPPool default\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing in:\n{text}");
+    }
+    let v = render_json(&d, &digest(9), &status());
+    let reasons: Vec<&str> = v["plan"]["addresses"]["left_out"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["cluster_network", "pod_network_unknown", "pod_cidr"]
+    );
+    let back: PlanDoc = serde_json::from_value(v["plan"].clone()).unwrap();
+    assert_eq!(back.addresses.left_out, d.addresses.left_out);
+}

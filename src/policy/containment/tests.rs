@@ -29,6 +29,7 @@ fn the_shipped_policy_contains_nothing() {
     let block = p.block_ips.as_ref().unwrap();
     assert_eq!(block.method, BlockMethod::Networkpolicy);
     assert_eq!((block.max_addresses, block.ttl.as_secs()), (100, 86_400));
+    assert!(block.cluster_networks.is_empty());
     assert_eq!(p.quorum, Quorum::default());
     assert_eq!(p.plan, PlanPolicy::default());
     assert!(!p.plan.propose_on_alert);
@@ -241,6 +242,27 @@ fn every_refusal_names_its_field_and_line() {
             "block_ips.never_block[1]",
             10,
             "not an address or CIDR range",
+        ),
+        (
+            "never_block: [203.0.113.0/24]",
+            "never_block: [203.0.113.0/24]\n  cluster_networks: [10.0.0.0/8, pods]",
+            "block_ips.cluster_networks[1]",
+            11,
+            "\"pods\" is not an address or CIDR range",
+        ),
+        (
+            "never_block: [203.0.113.0/24]",
+            "never_block: [203.0.113.0/24]\n  cluster_networks: 10.0.0.0/8",
+            "block_ips.cluster_networks",
+            11,
+            "line",
+        ),
+        (
+            "never_block: [203.0.113.0/24]",
+            "never_block: [203.0.113.0/24]\n  cluster_network: [10.0.0.0/8]",
+            "block_ips",
+            11,
+            "unknown field `cluster_network`",
         ),
         (
             "max_addresses: 100",

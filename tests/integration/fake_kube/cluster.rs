@@ -1,7 +1,7 @@
 //! What a fake cluster holds and how tests describe one: the objects every fake cluster starts
 //! with (the namespaces, and the Service, NetworkPolicy and ReplicaSets the collector's
-//! snapshots have always shown), objects added from JSON, Cilium installed with its CRD, and
-//! discovery of the groups served.
+//! snapshots have always shown), objects added from JSON, Cilium installed with its CRD, Calico
+//! installed, and discovery of the groups served.
 
 use serde_json::{json, Value};
 
@@ -86,6 +86,24 @@ impl FakeKube {
     }
 }
 
+impl FakeKube {
+    /// Installs Calico: `crd.projectcalico.org/v1` served, with its (cluster-scoped) IPPools.
+    pub fn calico(&self) {
+        self.state.lock().unwrap().calico = true;
+    }
+}
+
+/// Whether the group version `gv` is served: the CNIs' groups only once installed.
+pub(super) fn installed(st: &State, gv: &str) -> bool {
+    if gv.starts_with("cilium.io/") {
+        st.cilium
+    } else if gv.starts_with("crd.projectcalico.org/") {
+        st.calico
+    } else {
+        true
+    }
+}
+
 /// What every fake cluster holds before a test adds to it: the namespaces, and the Service,
 /// NetworkPolicy and ReplicaSets the collector's snapshots have always shown.
 pub(super) fn seed(st: &mut State) {
@@ -136,7 +154,8 @@ pub(super) fn seed(st: &mut State) {
 }
 
 /// Discovery, as the API server serves it: `/api`, `/apis`, and each group version the fake
-/// serves (`/apis/cilium.io/v2` only with Cilium installed; 404 otherwise, as for any group the
+/// serves (`/apis/cilium.io/v2` only with Cilium installed, `/apis/crd.projectcalico.org/v1`
+/// only with Calico; 404 otherwise, as for any group the
 /// server does not have).
 pub(super) fn discovery(st: &State, path: &str) -> Option<Reply> {
     let doc = match path {
@@ -152,6 +171,9 @@ pub(super) fn discovery(st: &State, path: &str) -> Option<Reply> {
             if st.cilium {
                 groups.push("cilium.io/v2");
             }
+            if st.calico {
+                groups.push("crd.projectcalico.org/v1");
+            }
             let groups: Vec<Value> = groups
                 .iter()
                 .map(|gv| {
@@ -166,7 +188,7 @@ pub(super) fn discovery(st: &State, path: &str) -> Option<Reply> {
             let gv = path
                 .strip_prefix("/apis/")
                 .or_else(|| path.strip_prefix("/api/"))?;
-            if gv.starts_with("cilium.io/") && !st.cilium {
+            if !installed(st, gv) {
                 return None;
             }
             let resources = store::resources_of(gv);

@@ -1,6 +1,7 @@
 //! The fake API server's objects, served as the API reference describes the REST interface:
 //! list (paged) and get for each kind the planner reads, cluster-wide Nodes and Namespaces, the
-//! CiliumNetworkPolicy CRD and the `cilium.io/v2` kinds when Cilium is installed; and writes —
+//! CiliumNetworkPolicy CRD and the `cilium.io/v2` kinds when Cilium is installed, Calico's
+//! IPPools when Calico is; and writes —
 //! POST to the collection, PUT, PATCH (JSON patch, merge patch) and DELETE on the object — with
 //! `dryRun=All` judged and answered but not stored, and without it stored with a new
 //! `resourceVersion`. Conflicts (stale `resourceVersion`: 409 `Conflict`; an existing name: 409
@@ -43,6 +44,8 @@ const KINDS: &[(&str, &str, &str, bool)] = &[
         true,
     ),
     ("cilium.io/v2", "ciliumendpoints", "CiliumEndpoint", true),
+    ("cilium.io/v2", "ciliumnodes", "CiliumNode", false),
+    ("crd.projectcalico.org/v1", "ippools", "IPPool", false),
     (
         "apiextensions.k8s.io/v1",
         "customresourcedefinitions",
@@ -123,7 +126,7 @@ pub fn route(
 ) -> Option<Reply> {
     let (gv, resource, ns, name) = parse_path(&req.path)?;
     let (kind, namespaced) = kind_of(&gv, &resource)?;
-    if gv.starts_with("cilium.io/") && !st.cilium {
+    if !super::cluster::installed(st, &gv) {
         return None;
     }
     // Cluster-scoped kinds have no namespace; namespaced ones are listed across namespaces only.
