@@ -206,6 +206,15 @@ enum Command {
 enum CasesCommand {
     /// One case: its trigger, journal timeline, bundles, findings, failures and plans.
     Show { case: String },
+    /// The incident timeline, from the case's journal alone: the alert, collection, sealing,
+    /// plans and approvals, with times and actors (text, --json, or --markdown for a
+    /// post-mortem). Exit 1 when the journal does not check.
+    Timeline {
+        case: String,
+        /// Markdown, to paste into a post-incident review.
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Write the sealed report.html of a bundle, once the bundle verifies.
     Report {
         case: String,
@@ -342,6 +351,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             command: Some(CasesCommand::Show { case }),
             public_key,
         } => cases::show(&cli, case, public_key.as_deref()),
+        Command::Cases {
+            command: Some(CasesCommand::Timeline { case, markdown }),
+            public_key,
+        } => cases::timeline(&cli, case, *markdown, public_key.as_deref()),
         Command::Cases {
             command:
                 Some(CasesCommand::Report {

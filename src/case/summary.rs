@@ -280,10 +280,21 @@ pub fn describe(details: &Details) -> String {
             Some(signal) => format!("collection interrupted by {signal}: {}", d.error),
             None => format!("collection interrupted: {}", d.error),
         },
-        Details::PlanProposed(p) => format!(
-            "plan {} proposed (SHA-256 {}), needs {} approvals by {}",
-            p.plan, p.plan_sha256, p.required, p.not_after
-        ),
+        Details::PlanProposed(p) => {
+            let by = match &p.proposer {
+                super::entry::ProposedBy::Collector { key_id } => {
+                    format!("the daemon (collector key {key_id})")
+                }
+                super::entry::ProposedBy::Person {
+                    principal,
+                    key_fingerprint,
+                } => format!("{principal} (key {key_fingerprint})"),
+            };
+            format!(
+                "plan {} proposed by {by} (SHA-256 {}), needs {} approvals by {}",
+                p.plan, p.plan_sha256, p.required, p.not_after
+            )
+        }
         Details::ApprovalRecorded(a) => format!(
             "plan {}: {} by {} (key {}), approval {}",
             a.plan, a.decision, a.principal, a.key_fingerprint, a.approval

@@ -6,6 +6,8 @@
 //! escaped for the terminal; `--json` is exact. Exit codes: 0; 1 when a journal does not check or
 //! the bundle does not verify; 2 for usage and I/O errors and a case with no sealed bundle.
 
+mod timeline;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,6 +23,8 @@ use crate::keys::PublicKey;
 use crate::store::{self, OpenOptions, Store, StoreUri};
 use crate::terminal::escape as esc;
 use crate::verify::{self, ExtractError};
+
+pub(super) use timeline::timeline;
 
 /// The bag member `cases report` writes out.
 pub(super) const REPORT_MEMBER: &str = "data/analysis/report.html";

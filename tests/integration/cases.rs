@@ -617,3 +617,75 @@ fn collected_path(collected: &serde_json::Value) -> PathBuf {
             .unwrap(),
     )
 }
+
+#[test]
+fn the_timeline_is_the_journal_in_text_json_and_markdown_with_outside_text_disarmed() {
+    let sb = Sandbox::new();
+    let collected = collect_as(&sb, "mallory [x](http://evil.example) | <b>");
+    let case = collected["case_id"].as_str().unwrap().to_owned();
+    journal_findings(&sb, &collected, &[]);
+    let journaled =
+        crate::util::journal_entry_paths(&sb.store().join("cases").join(&case).join("journal"))
+            .len();
+
+    let out = run_in(&sb, &["--json", "cases", "timeline", &case]);
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), journaled);
+    assert_eq!(entries[0]["kind"], "case_opened");
+    assert!(entries.iter().any(|e| e["kind"] == "bundle_sealed"));
+    assert_eq!(entries.last().unwrap()["kind"], "findings");
+    assert_eq!(v["started_at"], entries[0]["at"]);
+    assert_eq!(v["last_at"], entries.last().unwrap()["at"]);
+    assert_eq!(v["ok"], true);
+    // JSON is exact.
+    assert!(entries[0]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("mallory [x](http://evil.example) | <b>"));
+
+    let out = run_in(&sb, &["cases", "timeline", &case]);
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("bundle_sealed") && text.contains("findings"),
+        "{text}"
+    );
+
+    let out = run_in(&sb, &["cases", "timeline", &case, "--markdown"]);
+    assert_success(&out);
+    let md = stdout(&out);
+    assert!(
+        md.contains("| # | Time (UTC) | Event | What | Actor |"),
+        "{md}"
+    );
+    let rows = md
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| #"))
+        .count();
+    assert_eq!(rows, journaled, "{md}");
+    assert!(!md.contains("<b>") && !md.contains("](http"), "{md}");
+    assert!(md.contains("&lt;b&gt;") && md.contains("\\[x\\]"), "{md}");
+    // Every row has exactly the table's five cells: the `|` from outside is escaped.
+    for row in md.lines().filter(|l| l.starts_with("| ")) {
+        let cells = row.replace("\\|", "").matches('|').count();
+        assert_eq!(cells, 6, "{row}");
+    }
+
+    // A journal that does not check: printed with its problem, exit 1.
+    let entry = sb
+        .store()
+        .join(format!("cases/{case}/journal/0000000002.json"));
+    make_writable(&entry);
+    let changed = std::fs::read_to_string(&entry)
+        .unwrap()
+        .replace("custody", "cust0dy");
+    std::fs::write(&entry, changed).unwrap();
+    let out = run_in(&sb, &["cases", "timeline", &case, "--markdown"]);
+    assert_code(&out, 1);
+    assert!(stdout(&out).contains("does NOT check"), "{}", stdout(&out));
+    let out = run_in(&sb, &["cases", "timeline", &case]);
+    assert_code(&out, 1);
+    assert!(stdout(&out).contains("PROBLEM"), "{}", stdout(&out));
+}
