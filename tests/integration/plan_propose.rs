@@ -147,7 +147,10 @@ fn a_proposed_plan_is_shown_approved_by_two_and_verifies() {
     let out = w.propose(&w.case);
     assert_success(&out);
     let shown = stdout(&out);
-    std::fs::write("/tmp/x/plan-show.txt", &shown).ok();
+    // For a person who wants to read the view a real planned case gives.
+    if let Some(path) = std::env::var_os("CUSTODY_TEST_PLAN_SHOW_OUT") {
+        std::fs::write(path, &shown).unwrap();
+    }
     // Warnings come before the steps.
     let warn = shown
         .find("externalTrafficPolicy: Cluster")
