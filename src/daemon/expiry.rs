@@ -154,7 +154,10 @@ pub async fn watch_expiries(
     // The start-up scan (`requeue_unfinished`) seeds the plans; the first rescan comes later.
     let mut last_scan = tokio::time::Instant::now();
     loop {
-        let wait = daemon.expiries.sleep_from(OffsetDateTime::now_utc());
+        let wait = daemon
+            .expiries
+            .sleep_from(OffsetDateTime::now_utc())
+            .min(rescan.saturating_sub(last_scan.elapsed()));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             // A plan was added: the earliest may have changed.
