@@ -435,6 +435,28 @@ mod tests {
     }
 
     #[test]
+    fn the_plan_rescan_defaults_to_an_hour_and_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = config_with(dir.path(), "").unwrap().config.limits;
+        assert_eq!(l.plan_rescan_seconds, 3600);
+        let set = config_with(dir.path(), "limits:\n  plan_rescan_seconds: 10\n").unwrap();
+        assert_eq!(set.config.limits.plan_rescan_seconds, 10);
+        for bad in [0, 9, 86_401] {
+            let e = config_with(
+                dir.path(),
+                &format!("limits:\n  plan_rescan_seconds: {bad}\n"),
+            )
+            .err()
+            .unwrap();
+            assert!(
+                e.message
+                    .contains("plan_rescan_seconds must be 10 to 86400"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn the_connection_limits_have_documented_defaults_and_bounds() {
         let dir = tempfile::tempdir().unwrap();
         let l = config_with(dir.path(), "").unwrap().config.limits;
