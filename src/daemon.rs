@@ -10,12 +10,15 @@
 //! unfinished collection is collected again, the interruption journaled. A resend of an alert
 //! whose case's collection failed collects it again; a collection that fails on a transient
 //! store fault is retried by its worker. Cases are read through `case::CaseState` and journaled
-//! with typed `case::Details`.
+//! with typed `case::Details`. A sealed case is announced (and, for an alert, planned) by the
+//! daemon that stored it, once; plans that pass their `not_after` are journaled and announced
+//! as expired (`expiry`).
 
 pub mod alerts;
 pub mod config;
 pub mod drafts;
 mod episodes;
+pub mod expiry;
 mod job;
 mod lease;
 pub mod metrics;
@@ -40,6 +43,7 @@ use crate::policy::Policies;
 use crate::source::k8s::{K8sRequest, Since, Target};
 use crate::store::{Store, StoreError, StoreKey};
 
+pub use expiry::watch_expiries;
 pub use job::{recorded_target, request_of, Job};
 pub use queue::{housekeeping_every, requeue_unfinished, run_workers, Jobs};
 pub use spooled::Spooling;
@@ -84,6 +88,10 @@ pub struct Daemon {
     notifier: Option<notify::Notifier>,
     /// The URL approvers reach the daemon at, for the approve commands it shows.
     server_url: String,
+    /// The open plans, watched for expiry (`expiry`).
+    expiries: expiry::OpenPlans,
+    /// Sealed bundles stored by this daemon and not yet announced, by case (`plans`).
+    announcements: std::sync::Mutex<std::collections::BTreeMap<CaseId, crate::id::BundleId>>,
 }
 
 impl Daemon {
@@ -114,6 +122,8 @@ impl Daemon {
             roster: None,
             notifier: None,
             server_url: "http://127.0.0.1:8080".into(),
+            expiries: Default::default(),
+            announcements: Default::default(),
         };
         (daemon, Jobs(jobs))
     }

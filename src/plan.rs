@@ -1,10 +1,11 @@
 //! Containment plans: the plan document (`document`, `plan.json`), how plans and their
 //! approvals are stored beside the evidence (`store`, `approvals`), where a plan stands
-//! (`status`), and the typestate `Plan<S>` (`state`) by which only a plan that passed the quorum
-//! check can be executed.
+//! (`status`), when one expires unexecuted (`expiry`), and the typestate `Plan<S>` (`state`) by
+//! which only a plan that passed the quorum check can be executed.
 
 pub mod approvals;
 pub mod document;
+pub mod expiry;
 pub mod planner;
 pub mod show;
 pub mod state;

@@ -263,6 +263,7 @@ pub fn serve(
     );
     let workers = config.limits.workers;
     let spool_flush = Duration::from_secs(config.limits.spool_flush_seconds);
+    let plan_rescan = Duration::from_secs(config.limits.plan_rescan_seconds);
     let listening = listen::Listening {
         listen: loaded.listen,
         tls: config.tls.as_ref().map(|t| config::TlsSettings {
@@ -291,6 +292,11 @@ pub fn serve(
         tokio::spawn(daemon::housekeeping_every(
             daemon.clone(),
             spool_flush,
+            stop.subscribe(),
+        ));
+        tokio::spawn(daemon::watch_expiries(
+            daemon.clone(),
+            plan_rescan,
             stop.subscribe(),
         ));
         tokio::spawn(daemon::requeue_unfinished(daemon));

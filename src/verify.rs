@@ -4,6 +4,7 @@
 mod archive;
 mod bag;
 mod bundle;
+mod expiries;
 pub mod extract;
 mod layout;
 mod plans;
@@ -329,6 +330,7 @@ pub fn verify_case(
     }
     if only.is_none() {
         plans::check_plans(store, case, &chain, options, report)?;
+        expiries::check_expiries(case, &chain, report);
     }
     report.cases.push(case_report);
     Ok(())

@@ -46,6 +46,10 @@ pub enum EntryKind {
     /// A containment plan was stored; details: the plan, its digest, who proposed it, the
     /// approvals it needs and its `not_after`.
     PlanProposed,
+    /// A plan passed its `not_after` without being executed (the daemon noticed); details: the
+    /// plan, its digest and `not_after`, the approvals it needed and counted, and whether it had
+    /// reached its quorum.
+    PlanExpired,
 }
 
 /// What one step recorded: the `details` of an entry, by its `kind`.
@@ -63,6 +67,7 @@ pub enum Details {
     CollectionInterrupted(CollectionInterrupted),
     ApprovalRecorded(ApprovalRecorded),
     PlanProposed(PlanProposed),
+    PlanExpired(PlanExpired),
 }
 
 /// `case_opened`: entry 1 of every journal.
@@ -265,6 +270,25 @@ pub struct PlanProposed {
     pub required: u32,
 }
 
+/// `plan_expired`: plan `plan` with digest `plan_sha256` passed its `not_after` unexecuted. The
+/// quorum is as it stood at `not_after`, judged with the roster in force of the daemon that
+/// noticed (the plan's own roster without one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanExpired {
+    /// The approvals that counted.
+    pub counted: u32,
+    /// RFC 3339 UTC, as in the plan.
+    pub not_after: String,
+    pub plan: PlanId,
+    /// The SHA-256 of `plan.json`: the plan digest.
+    pub plan_sha256: Sha256Digest,
+    /// Whether the plan had reached its quorum (it was approved, and not executed in time).
+    pub quorum_reached: bool,
+    /// The approvals the plan needed.
+    pub required: u32,
+}
+
 /// Who signed a proposal, as the plan names them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -293,6 +317,7 @@ impl Details {
             Details::CollectionInterrupted(_) => EntryKind::CollectionInterrupted,
             Details::ApprovalRecorded(_) => EntryKind::ApprovalRecorded,
             Details::PlanProposed(_) => EntryKind::PlanProposed,
+            Details::PlanExpired(_) => EntryKind::PlanExpired,
         }
     }
 
@@ -312,6 +337,7 @@ impl Details {
             EntryKind::CollectionInterrupted => Details::CollectionInterrupted(v(value)?),
             EntryKind::ApprovalRecorded => Details::ApprovalRecorded(v(value)?),
             EntryKind::PlanProposed => Details::PlanProposed(v(value)?),
+            EntryKind::PlanExpired => Details::PlanExpired(v(value)?),
         })
     }
 }
@@ -334,6 +360,7 @@ impl Serialize for Inner<'_> {
             Details::CollectionInterrupted(d) => d.serialize(s),
             Details::ApprovalRecorded(d) => d.serialize(s),
             Details::PlanProposed(d) => d.serialize(s),
+            Details::PlanExpired(d) => d.serialize(s),
         }
     }
 }
@@ -414,5 +441,21 @@ mod tests {
         assert_eq!(serde_json::to_string(&entry).unwrap(), text);
         let unknown = text.replace(r#""approval":1,"#, r#""approval":1,"extra":2,"#);
         assert!(serde_json::from_str::<Entry>(&unknown).is_err());
+    }
+
+    #[test]
+    fn plan_expired_round_trips_byte_for_byte_and_refuses_unknown_fields() {
+        let text = r#"{"seq":9,"prev_sha256":null,"at":"2026-12-02T03:00:01.000Z","actor":"custody","kind":"plan_expired","details":{"counted":1,"not_after":"2026-12-02T03:00:00Z","plan":"plan-1","plan_sha256":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad","quorum_reached":false,"required":2}}"#;
+        let entry: Entry = serde_json::from_str(text).unwrap();
+        assert_eq!(entry.kind(), EntryKind::PlanExpired);
+        let Details::PlanExpired(d) = &entry.details else {
+            panic!("{entry:?}");
+        };
+        assert_eq!((d.counted, d.required, d.quorum_reached), (1, 2, false));
+        assert_eq!(serde_json::to_string(&entry).unwrap(), text);
+        let unknown = text.replace(r#""counted":1,"#, r#""counted":1,"extra":2,"#);
+        assert!(serde_json::from_str::<Entry>(&unknown).is_err());
+        let missing = text.replace(r#""quorum_reached":false,"#, "");
+        assert!(serde_json::from_str::<Entry>(&missing).is_err());
     }
 }

@@ -193,8 +193,8 @@ impl CaseState {
             }
             Details::AlertResolved(_) => self.alert_resolved = true,
             Details::ObjectsStored(_) => self.stored_recorded = true,
-            // Approvals concern the case's plans, not its collection.
-            Details::ApprovalRecorded(_) | Details::PlanProposed(_) => {}
+            // Plans and approvals concern the case's containment, not its collection.
+            Details::ApprovalRecorded(_) | Details::PlanProposed(_) | Details::PlanExpired(_) => {}
         }
     }
 

@@ -295,6 +295,19 @@ pub fn describe(details: &Details) -> String {
                 p.plan, p.plan_sha256, p.required, p.not_after
             )
         }
+        Details::PlanExpired(p) => format!(
+            "plan {} expired at {} unexecuted (SHA-256 {}), {} of {} approvals counted{}",
+            p.plan,
+            p.not_after,
+            p.plan_sha256,
+            p.counted,
+            p.required,
+            if p.quorum_reached {
+                ", quorum reached"
+            } else {
+                ""
+            }
+        ),
         Details::ApprovalRecorded(a) => format!(
             "plan {}: {} by {} (key {}), approval {}",
             a.plan, a.decision, a.principal, a.key_fingerprint, a.approval

@@ -140,6 +140,11 @@ pub struct Limits {
     /// store) offered to S3 again, and resolves kept for later journaled.
     #[serde(default = "default_spool_flush")]
     pub spool_flush_seconds: u64,
+    /// Seconds between reads of every case's journal for open plans written by others (another
+    /// replica, `custody plan propose`); the daemon's own proposals and the start-up scan need
+    /// none. Each rescan reads every case's journal: keep it long on a large store.
+    #[serde(default = "default_plan_rescan")]
+    pub plan_rescan_seconds: u64,
 }
 
 impl Default for Limits {
@@ -152,12 +157,17 @@ impl Default for Limits {
             header_timeout_seconds: default_header_timeout(),
             body_timeout_seconds: default_body_timeout(),
             spool_flush_seconds: default_spool_flush(),
+            plan_rescan_seconds: default_plan_rescan(),
         }
     }
 }
 
 fn default_spool_flush() -> u64 {
     30
+}
+
+fn default_plan_rescan() -> u64 {
+    3600
 }
 
 fn default_max_body() -> usize {
@@ -277,6 +287,12 @@ fn check_limits(l: &Limits) -> Result<(), String> {
         return Err(format!(
             "limits.spool_flush_seconds must be 1 to 3600, not {}",
             l.spool_flush_seconds
+        ));
+    }
+    if !(10..=86_400).contains(&l.plan_rescan_seconds) {
+        return Err(format!(
+            "limits.plan_rescan_seconds must be 10 to 86400, not {}",
+            l.plan_rescan_seconds
         ));
     }
     if !(1..=3600).contains(&l.header_timeout_seconds)
@@ -416,6 +432,28 @@ mod tests {
         )
         .unwrap();
         load(&path)
+    }
+
+    #[test]
+    fn the_plan_rescan_defaults_to_an_hour_and_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = config_with(dir.path(), "").unwrap().config.limits;
+        assert_eq!(l.plan_rescan_seconds, 3600);
+        let set = config_with(dir.path(), "limits:\n  plan_rescan_seconds: 10\n").unwrap();
+        assert_eq!(set.config.limits.plan_rescan_seconds, 10);
+        for bad in [0, 9, 86_401] {
+            let e = config_with(
+                dir.path(),
+                &format!("limits:\n  plan_rescan_seconds: {bad}\n"),
+            )
+            .err()
+            .unwrap();
+            assert!(
+                e.message
+                    .contains("plan_rescan_seconds must be 10 to 86400"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct Metrics {
     plans_proposed: Family<Labels, Counter>,
     plan_proposals_failed: Family<Labels, Counter>,
     approvals: Family<Labels, Counter>,
+    plans_expired: Counter,
+    plan_expiry_failures: Counter,
+    open_plans: Gauge,
 }
 
 impl Default for Metrics {
@@ -49,6 +52,9 @@ impl Metrics {
         let plans_proposed = Family::<Labels, Counter>::default();
         let plan_proposals_failed = Family::<Labels, Counter>::default();
         let approvals = Family::<Labels, Counter>::default();
+        let plans_expired = Counter::default();
+        let plan_expiry_failures = Counter::default();
+        let open_plans = Gauge::default();
         registry.register(
             "cases_opened",
             "Cases opened, by trigger",
@@ -109,6 +115,21 @@ impl Metrics {
             "Approvals sent to the daemon, by outcome (approve, reject, refused)",
             approvals.clone(),
         );
+        registry.register(
+            "plans_expired",
+            "Plans this replica journaled as expired unexecuted (plan_expired)",
+            plans_expired.clone(),
+        );
+        registry.register(
+            "plan_expiry_failures",
+            "Looks at open plans that failed (the store, the claim, a collection under way, an unreadable plan) and are tried again later",
+            plan_expiry_failures.clone(),
+        );
+        registry.register(
+            "open_plans",
+            "Plans watched for expiry: proposed, not expired, not rejected",
+            open_plans.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             cases_opened,
@@ -123,6 +144,9 @@ impl Metrics {
             plans_proposed,
             plan_proposals_failed,
             approvals,
+            plans_expired,
+            plan_expiry_failures,
+            open_plans,
         }
     }
 
@@ -149,6 +173,18 @@ impl Metrics {
         self.approvals
             .get_or_create(&vec![("outcome".into(), outcome.into())])
             .inc();
+    }
+
+    pub fn plan_expired(&self) {
+        self.plans_expired.inc();
+    }
+
+    pub fn plan_expiry_failed(&self) {
+        self.plan_expiry_failures.inc();
+    }
+
+    pub fn open_plans(&self, n: usize) {
+        self.open_plans.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     pub fn case_opened(&self, trigger: &str) {

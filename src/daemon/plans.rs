@@ -6,7 +6,9 @@
 //! never comes between a collection's journal head and its seal: while a collection holds the
 //! case the request is refused (409) and can be sent again. The notifications of sealed cases,
 //! plans awaiting approval, quorum reached and vetoes go out from here, never holding up a case
-//! or a request.
+//! or a request. A sealed case is announced by the daemon that stored it (`announce_later`,
+//! then `announce_pending` once the case's claim is given up), exactly once whether the worker
+//! or the spool's later upload stored it.
 
 use std::sync::Arc;
 
@@ -18,7 +20,7 @@ use super::notify::{Event, Notifier};
 use super::Daemon;
 use crate::approval::{Decision, Roster};
 use crate::case::{journal, CaseState, EntryKind, Status};
-use crate::id::{CaseId, PlanId};
+use crate::id::{BundleId, CaseId, PlanId};
 use crate::plan::approvals::{ApprovalRequest, Recorded};
 use crate::plan::document::{PlanDoc, ProposerClaim};
 use crate::plan::show::{self, ApproveHint, ShowStatus};
@@ -172,7 +174,7 @@ impl Daemon {
     }
 
     /// The roster to judge `p` with: the roster in force, else the plan's own.
-    fn roster_for<'a>(&'a self, p: &'a Plan<Proposed>) -> &'a Roster {
+    pub(super) fn roster_for<'a>(&'a self, p: &'a Plan<Proposed>) -> &'a Roster {
         self.roster
             .as_deref()
             .map_or(p.pinned_roster(), |r| &r.roster)
@@ -414,6 +416,15 @@ impl Daemon {
             Err(e) => return Err(PlansError::Unavailable(e.to_string())),
         };
         let required = doc.quorum.required;
+        match crate::timefmt::parse(&doc.not_after) {
+            Some(not_after) => {
+                self.expiries.watch(case, &stored.plan, not_after);
+                self.metrics.open_plans(self.expiries.len());
+            }
+            None => {
+                tracing::error!(case = %case, plan = %stored.plan, "the plan's not_after is not a time; its expiry is not watched")
+            }
+        }
         if self.notifier.is_some() {
             let hint = self.server_hint(&self.server_url);
             match self.plan_text(case, &stored.plan, &hint) {
@@ -517,50 +528,89 @@ impl Daemon {
         }
     }
 
-    /// After a worker's collection of `case` (triggered by `trigger`) ended: if it sealed a
-    /// bundle into the store (entries after `seen`), the case is announced and, for an alert's
-    /// case when the policy says so, a plan is proposed in the background. Never fails the
-    /// case: what goes wrong is logged and counted.
-    pub(super) fn after_collection(self: &Arc<Self>, case: &CaseId, trigger: &str, seen: u64) {
+    /// Records that this daemon stored sealed `bundle` of `case` (collected into the store, or
+    /// uploaded from the spool): it is announced once the case's claim is given up
+    /// (`announce_pending`). Only the daemon that stored a bundle announces it, so a case is
+    /// announced once however its bundle reached the store.
+    pub(super) fn announce_later(&self, case: &CaseId, bundle: &BundleId) {
+        lock(&self.announcements).insert(case.clone(), bundle.clone());
+    }
+
+    /// Announces what this daemon stored of `case` and is not announced yet; kept for the next
+    /// housekeeping round if the case's journal cannot be read now.
+    pub(super) fn announce_pending(self: &Arc<Self>, case: &CaseId) {
+        let Some(bundle) = lock(&self.announcements).remove(case) else {
+            return;
+        };
+        if !self.announce_sealed(case, &bundle) {
+            lock(&self.announcements)
+                .entry(case.clone())
+                .or_insert(bundle);
+        }
+    }
+
+    /// `announce_pending` for every case no worker of this daemon holds (housekeeping).
+    pub(super) fn announce_all_pending(self: &Arc<Self>) {
+        let cases: Vec<CaseId> = lock(&self.announcements).keys().cloned().collect();
+        for case in cases {
+            if !self.leases.is_active(&case) {
+                self.announce_pending(&case);
+            }
+        }
+    }
+
+    /// Announces sealed `bundle` of `case` and, for an alert's case when the policy says so,
+    /// proposes a plan in the background (`propose_plan` proposes once per sealed bundle).
+    /// Never fails the case: what goes wrong is logged and counted. False if the case's journal
+    /// cannot be read now (to try again later).
+    fn announce_sealed(self: &Arc<Self>, case: &CaseId, bundle: &BundleId) -> bool {
         let chain = match journal::check_chain(self.store.as_ref(), case) {
             Ok(chain) => chain,
             Err(e) => {
-                tracing::warn!(case = %case, error = %e, "cannot read the case's journal after its collection");
-                return;
+                tracing::warn!(case = %case, error = %e, "cannot read the case's journal to announce its sealed bundle; trying again later");
+                return false;
             }
         };
         let state = CaseState::of(&chain);
-        let Some((_, _, bundle)) = state.bundles().filter(|(seq, _, _)| *seq > seen).last() else {
-            return;
-        };
+        if !state.bundles().any(|(_, _, b)| &b.bundle_id == bundle) {
+            tracing::warn!(case = %case, bundle = %bundle, "the case's journal does not record the stored bundle as sealed; it is not announced");
+            return true;
+        }
         let suspicious = state
             .findings
             .as_ref()
+            .filter(|f| &f.bundle_id == bundle)
             .map(|f| f.suspicious.iter().map(|s| s.ip.clone()).collect())
             .unwrap_or_default();
         self.notify(Event::CaseSealed {
             case: case.clone(),
-            bundle: bundle.bundle_id.clone(),
+            bundle: bundle.clone(),
             suspicious,
         });
+        let trigger = state.opened.as_ref().map(|o| o.trigger.kind.as_str());
         let policy = &self.policies.containment;
-        if trigger != "alert" || !policy.plan.propose_on_alert || policy.targets.is_empty() {
-            return;
+        if trigger != Some("alert") || !policy.plan.propose_on_alert || policy.targets.is_empty() {
+            return true;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(case = %case, "no runtime to propose the plan on");
-            return;
+            return true;
         };
         let (d, case) = (self.clone(), case.clone());
         runtime.spawn(async move {
             // Logged and counted by `propose_plan`.
             let _ = d.propose_plan(case, "alert").await;
         });
+        true
     }
 }
 
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Whether a collection of the case is under way (or never ended).
-fn collecting(state: &CaseState) -> bool {
+pub(super) fn collecting(state: &CaseState) -> bool {
     state.collection_unfinished()
         || matches!(
             state.status,

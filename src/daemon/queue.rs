@@ -34,18 +34,15 @@ pub async fn run_workers(
         daemon.queued.fetch_sub(1, Ordering::SeqCst);
         let d = daemon.clone();
         running.spawn_blocking(move || {
-            let (case, trigger, seen) =
-                (job.case.clone(), job.trigger.kind.clone(), job.journal_seen);
-            match d.run(job) {
-                Some(retry) => super::lease::retry_later(d, retry),
-                // Announced, and a plan proposed, off the worker: the permit is given back first.
-                None => {
-                    drop(permit);
-                    d.after_collection(&case, &trigger, seen);
-                    return;
-                }
-            }
+            let case = job.case.clone();
+            let retry = d.run(job);
+            // Announced, and a plan proposed, off the worker: the permit is given back first,
+            // and the case's claim was given up by `run`.
             drop(permit);
+            if let Some(retry) = retry {
+                super::lease::retry_later(d.clone(), retry);
+            }
+            d.announce_pending(&case);
         });
         // Reap what has finished, so the set stays small.
         while running.try_join_next().is_some() {}
@@ -55,7 +52,8 @@ pub async fn run_workers(
 
 /// Queues the collections a previous run did not finish, in the background so that the server
 /// answers (and /healthz passes) however many there are; the daemon is ready once the store is
-/// listed and every case read is queued. A store that cannot be listed, or a case whose journal cannot be read, is looked at again
+/// listed and every case read is queued. The open plans of every case read are watched for
+/// expiry (`expiry`). A store that cannot be listed, or a case whose journal cannot be read, is looked at again
 /// with backoff (1 s doubling to 30 s) until it can: an outage at start-up loses no case.
 pub async fn requeue_unfinished(daemon: Arc<Daemon>) {
     let mut wait = std::time::Duration::from_secs(1);
@@ -94,8 +92,9 @@ pub async fn requeue_unfinished(daemon: Arc<Daemon>) {
 }
 
 /// The daemon's housekeeping, at start-up and every `every` until `stopping` turns true: the
-/// cases waiting in the spool are offered to S3 (with an S3 store), and the resolves kept for
-/// later are journaled on the cases no longer being collected.
+/// cases waiting in the spool are offered to S3 (with an S3 store), the resolves kept for
+/// later are journaled on the cases no longer being collected, and the sealed cases stored and
+/// not yet announced (uploaded by the flush, or whose journal could not be read) are announced.
 pub async fn housekeeping_every(
     daemon: Arc<Daemon>,
     every: std::time::Duration,
@@ -106,6 +105,7 @@ pub async fn housekeeping_every(
         let _ = tokio::task::spawn_blocking(move || {
             d.flush_spool();
             d.resolve_pending();
+            d.announce_all_pending();
         })
         .await;
         tokio::select! {

@@ -16,6 +16,10 @@
 //! failed for longer than the retries) is uploaded before anything else; if the spooled attempt
 //! ended, that was the collection, and if it stopped unfinished, the case is collected again
 //! after it, as a restart, like any collection that stopped.
+//!
+//! Whichever upload stores a sealed bundle (the worker's, the periodic flush's, the one at
+//! start-up) has it announced, and an alert's case planned, as a collection straight into the
+//! store has: once, by this daemon, after the case's claim is given up.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -292,10 +296,22 @@ impl Daemon {
         spooling: &Spooling,
         case: &CaseId,
     ) -> Result<Uploaded, UploadError> {
+        // The spool holds only the bundles its collection sealed (a case with bundles in S3 is
+        // collected straight into S3): those the upload stores, and this daemon announces.
+        let bundles = match spooling.spool.list_bundles(case) {
+            Ok((bundles, _)) => bundles,
+            Err(e) => {
+                tracing::warn!(case = %case, error = %e, "cannot list the spooled case's bundles; it is not announced once uploaded");
+                Vec::new()
+            }
+        };
         let uploaded = {
             let _committed = held.commit()?;
             spool::upload_case(&spooling.spool, spooling.s3.as_ref(), case, &self.key)?
         };
+        if let Some(bundle) = bundles.last() {
+            self.announce_later(case, bundle);
+        }
         self.metrics.spool_upload("stored");
         tracing::info!(case = %case, objects = uploaded.objects.len(), "the sealed case is stored in S3");
         let chain = match journal::check_chain(held, case) {

@@ -27,7 +27,8 @@ pub(super) fn unfinished(state: &CaseState) -> Option<&Opened> {
 impl Daemon {
     /// The cases among `cases` (every case, if `None`) whose collection a previous run did not
     /// finish, and the cases whose journal could not be read (to look at again). A case whose
-    /// collection ended but whose alert's resolve is not journaled keeps the resolve for later.
+    /// collection ended but whose alert's resolve is not journaled keeps the resolve for later;
+    /// the open plans of every case read are watched for expiry.
     pub(super) fn unfinished_jobs(
         &self,
         cases: Option<Vec<CaseId>>,
@@ -47,6 +48,7 @@ impl Daemon {
                     continue;
                 }
             };
+            self.expiries.watch_chain(&case, &chain);
             let state = CaseState::of(&chain);
             if state.collection_over() && !state.alert_resolved {
                 let episode = state
@@ -69,6 +71,7 @@ impl Daemon {
                 }
             }
         }
+        self.metrics.open_plans(self.expiries.len());
         Ok((jobs, unread))
     }
 

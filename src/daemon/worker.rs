@@ -133,6 +133,7 @@ impl Daemon {
             match outcome {
                 Ok(o) => {
                     self.sealed(store, &job.case, &o, &recording);
+                    self.announce_later(&job.case, &o.bundle.bundle_id);
                     break;
                 }
                 Err(e) if attempt < ATTEMPTS && transient(&e) => {

@@ -375,8 +375,12 @@ impl CaseObjects<'_> {
         for key in keys {
             let uri = format!("{}{}{key}", self.base, self.own);
             // Journal entries written after the record (a resolve, say) are held by the chain
-            // and checked there; anything else unrecorded was added behind custody's back.
-            let later_entry = key.starts_with(&format!("{prefix}journal/"));
+            // and checked there; so are plans and approvals, whose digests the journal records
+            // (`plan_proposed`, `approval_recorded`) and `check_plans` checks file by file. Their
+            // versions are checked above like every object's. Anything else unrecorded was
+            // added behind custody's back.
+            let later_entry = key.starts_with(&format!("{prefix}journal/"))
+                || key.starts_with(&format!("{prefix}plans/"));
             if !recorded.receipts.contains_key(&uri)
                 && !recorded.entries.contains(key)
                 && !later_entry

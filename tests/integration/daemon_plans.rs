@@ -2,7 +2,8 @@
 //! cluster and a local store: an alert's case sealed, a plan proposed by the daemon itself
 //! (`propose_on_alert`), the notification received by a local sink with the approve command,
 //! two approvals sent with `custody approve --server` signed by real `ssh-keygen` keys, and
-//! quorum reported by the API and notified. Also what the plan endpoints refuse: a bad
+//! quorum reported by the API and notified; the same flow with the daemon's store on S3 (moto).
+//! Also what the plan endpoints refuse: a bad
 //! statement (400), one for another plan (422), an oversized body (413), a plan for a case with
 //! no sealed bundle (422), a case or plan that does not exist (404).
 
@@ -20,18 +21,20 @@ use custody::id::{CaseId, PlanId};
 
 use crate::approval::{ssh_key, SshKey};
 use crate::daemon::{
-    daemon_config, fire_breach, gateway_cluster, http, start, wait_case, wait_sealed, ANALYST_TOKEN,
+    assert_verifies_from_s3, daemon_config, fire_breach, gateway_cluster, http, journal_kinds_s3,
+    s3_extra, start, start_s3, wait_case, wait_sealed, ANALYST_TOKEN,
 };
+use crate::fake_kube::FakeKube;
 use crate::util::Sandbox;
 
 /// A notification receiver: every body POSTed to it, as JSON.
-pub(crate) struct Sink {
-    port: u16,
+pub struct Sink {
+    pub port: u16,
     got: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Sink {
-    pub(crate) fn start() -> Sink {
+    pub fn start() -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -66,8 +69,19 @@ impl Sink {
         Sink { port, got }
     }
 
+    /// Every event named `name` received so far.
+    pub fn events(&self, name: &str) -> Vec<Value> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["custody"]["event"] == name)
+            .cloned()
+            .collect()
+    }
+
     /// Waits for an event named `name`, returning its body.
-    pub(crate) fn wait_for(&self, name: &str, within: Duration) -> Value {
+    pub fn wait_for(&self, name: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
             if let Some(v) = self
@@ -113,7 +127,7 @@ plan:
 ";
 
 /// The policies directory: the containment policy above and a roster of alice and bob.
-fn policies(sb: &Sandbox) -> (SshKey, SshKey) {
+pub fn policies(sb: &Sandbox) -> (SshKey, SshKey) {
     let dir = sb.path("daemon/policies");
     std::fs::create_dir_all(&dir).unwrap();
     let keys = sb.path("ssh");
@@ -128,12 +142,12 @@ fn policies(sb: &Sandbox) -> (SshKey, SshKey) {
     (alice, bob)
 }
 
-pub(crate) fn json_of(body: &str) -> Value {
+pub fn json_of(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
-/// Polls the case's plans until there is one; its id.
-pub(crate) fn wait_plan(port: u16, case: &str, within: Duration) -> String {
+/// Polls the case's plans until there is one, stored whole; its id.
+pub fn wait_plan(port: u16, case: &str, within: Duration) -> String {
     let deadline = Instant::now() + within;
     loop {
         let (code, body) = http(
@@ -145,23 +159,137 @@ pub(crate) fn wait_plan(port: u16, case: &str, within: Duration) -> String {
         );
         assert_eq!(code, 200, "{body}");
         if let Some(p) = json_of(&body)["plans"].as_array().and_then(|p| p.first()) {
-            assert_eq!(p["valid"], true, "{p}");
-            return p["plan"].as_str().unwrap().to_owned();
+            // A plan being stored is listed before its plan.json (written last) is there.
+            if p["valid"] == true {
+                return p["plan"].as_str().unwrap().to_owned();
+            }
         }
-        assert!(Instant::now() < deadline, "no plan proposed in time");
+        assert!(
+            Instant::now() < deadline,
+            "no plan proposed in time: {body}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
-#[test]
-fn an_alert_is_sealed_planned_notified_approved_through_the_daemon_and_reaches_quorum() {
-    let sb = Sandbox::new();
+/// The gateway's cluster with its Node, as the planner reads it.
+pub fn planned_cluster() -> FakeKube {
     let kube = gateway_cluster();
     kube.object(
         json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a"},
         "spec": {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"]},
         "status": {"addresses": [{"type": "InternalIP", "address": "172.18.0.2"}]}}),
     );
+    kube
+}
+
+/// Sends `key`'s approval (or reject) of `plan` to the daemon at `server` with `approve
+/// --server`, checking the digest it signs.
+pub fn approve_through(
+    sb: &Sandbox,
+    server: &str,
+    (case, plan, digest): (&str, &str, &str),
+    key: &SshKey,
+    reject: bool,
+) {
+    let token = sb.path("daemon/analyst.token");
+    let mut args = vec![
+        "approve",
+        case,
+        plan,
+        "--sha256",
+        digest,
+        "--key",
+        key.private.to_str().unwrap(),
+        "--server",
+        server,
+        "--token-file",
+        token.to_str().unwrap(),
+    ];
+    if reject {
+        args.extend(["--reject", "--reason", "not this one"]);
+    }
+    let out = sb.run(&args);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    let decision = if reject { "reject" } else { "approve" };
+    assert!(said.contains(&format!("recorded {decision}")), "{said}");
+}
+
+/// The plan's digest, as the daemon shows it.
+pub fn plan_digest(port: u16, case: &str, plan: &str) -> String {
+    let (code, body) = http(
+        port,
+        "GET",
+        &format!("/api/v1/cases/{case}/plans/{plan}"),
+        Some(ANALYST_TOKEN),
+        b"",
+    );
+    assert_eq!(code, 200, "{body}");
+    json_of(&body)["sha256"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn on_s3_an_alert_is_sealed_planned_notified_and_approved_through_the_daemon() {
+    let moto = crate::s3::moto();
+    let bucket = moto.bucket(true);
+    let store = format!("s3://{bucket}/custody");
+    let sb = Sandbox::new();
+    let kube = planned_cluster();
+    let sink = Sink::start();
+    let (alice, bob) = policies(&sb);
+    let extra = format!(
+        "{}policies: policies\nnotify:\n  url: http://127.0.0.1:{}/hook\n",
+        s3_extra(&moto.endpoint),
+        sink.port
+    );
+    let config = daemon_config(&sb, &store, Some(&kube), &extra);
+    let d = start_s3(&sb, &config, "daemon");
+    let server = format!("http://127.0.0.1:{}", d.port);
+
+    let case = fire_breach(d.port)["case_id"].as_str().unwrap().to_owned();
+    let sealed = wait_sealed(d.port, &case, Duration::from_secs(60));
+    assert_eq!(sealed["state"], "sealed", "{sealed}");
+    let announced = sink.wait_for("case_sealed", Duration::from_secs(30));
+    assert_eq!(announced["custody"]["case"], case.as_str());
+    let plan = wait_plan(d.port, &case, Duration::from_secs(60));
+    let awaiting = sink.wait_for("plan_awaiting_approval", Duration::from_secs(30));
+    assert_eq!(awaiting["custody"]["plan"], plan.as_str());
+    // The plan is in the bucket beside the evidence, and journaled there.
+    let keys = moto.keys(&bucket);
+    assert!(
+        keys.contains(&format!("custody/cases/{case}/plans/{plan}/plan.json")),
+        "{keys:?}"
+    );
+    let digest = plan_digest(d.port, &case, &plan);
+    for key in [&alice, &bob] {
+        approve_through(&sb, &server, (&case, &plan, &digest), key, false);
+    }
+    let reached = sink.wait_for("quorum_reached", Duration::from_secs(30));
+    assert_eq!(reached["custody"]["plan"], plan.as_str());
+    let kinds = journal_kinds_s3(&moto, &bucket, &case);
+    for (kind, n) in [("plan_proposed", 1), ("approval_recorded", 2)] {
+        assert_eq!(
+            kinds.iter().filter(|k| *k == kind).count(),
+            n,
+            "{kind} in {kinds:?}"
+        );
+    }
+    assert_eq!(sink.events("case_sealed").len(), 1);
+    let (_, metrics) = http(d.port, "GET", "/metrics", None, b"");
+    // The plan is watched for its expiry.
+    assert!(metrics.contains("custody_open_plans 1"), "{metrics}");
+    assert!(
+        metrics.contains("custody_approvals_total{outcome=\"approve\"} 2"),
+        "{metrics}"
+    );
+    assert_verifies_from_s3(&sb, &moto.endpoint, &store);
+}
+
+#[test]
+fn an_alert_is_sealed_planned_notified_approved_through_the_daemon_and_reaches_quorum() {
+    let sb = Sandbox::new();
+    let kube = planned_cluster();
     let sink = Sink::start();
     let (alice, bob) = policies(&sb);
     let store = sb.path("evidence");

@@ -3,7 +3,8 @@
 //! whole, and uploaded when S3 answers again (by the periodic flush, or at the next start after
 //! a crash), without a second trip to the cluster; the evidence then verifies from S3. A resolve
 //! during a spooled collection waits for its upload; a spooled copy changed before its upload
-//! is set aside and the case collected again.
+//! is set aside and the case collected again. A case uploaded after S3 returns is announced
+//! (`case_sealed`) and planned once, as a case collected straight into S3 is.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -13,6 +14,7 @@ use crate::daemon::{
     assert_verifies_from_s3, daemon_config, gateway_cluster, http, journal_kinds_s3, notification,
     s3_extra, start_s3, wait_sealed, Daemon, WEBHOOK_TOKEN,
 };
+use crate::daemon_plans::{planned_cluster, policies, Sink};
 use crate::fake_kube::FakeKube;
 use crate::s3::{Moto, Outage};
 use crate::util::Sandbox;
@@ -66,20 +68,41 @@ struct Setup {
     sb: Sandbox,
     store: String,
     config: PathBuf,
+    /// With `setup_planned`: the notification receiver.
+    sink: Option<Sink>,
 }
 
 /// A daemon's config on a bucket reached through a proxy that can take S3 away, with a flush
 /// of the spool every second, and a cluster whose logs come slowly.
 fn setup() -> Setup {
+    setup_with(false)
+}
+
+/// `setup`, and with `planned` notifications to a sink and the policies that propose a plan
+/// on an alert's sealed case.
+fn setup_with(planned: bool) -> Setup {
     let moto = crate::s3::moto();
     let bucket = moto.bucket(true);
     let proxy = crate::s3::outage(&moto.endpoint, i64::MAX / 2);
     let endpoint = format!("http://127.0.0.1:{}", proxy.port);
-    let kube = gateway_cluster();
+    let kube = if planned {
+        planned_cluster()
+    } else {
+        gateway_cluster()
+    };
     kube.faults(|f| f.log_delay = Some(Duration::from_secs(2)));
     let sb = Sandbox::new();
     let store = format!("s3://{bucket}/custody");
-    let extra = format!("{}limits:\n  spool_flush_seconds: 1\n", s3_extra(&endpoint));
+    let mut extra = format!("{}limits:\n  spool_flush_seconds: 1\n", s3_extra(&endpoint));
+    let sink = planned.then(|| {
+        policies(&sb);
+        let sink = Sink::start();
+        extra.push_str(&format!(
+            "policies: policies\nnotify:\n  url: http://127.0.0.1:{}/hook\n",
+            sink.port
+        ));
+        sink
+    });
     let config = daemon_config(&sb, &store, Some(&kube), &extra);
     Setup {
         moto,
@@ -89,6 +112,7 @@ fn setup() -> Setup {
         sb,
         store,
         config,
+        sink,
     }
 }
 
@@ -168,7 +192,8 @@ fn holds_archive(case_dir: &Path) -> bool {
 
 #[test]
 fn a_case_sealed_while_s3_is_down_is_kept_in_the_spool_and_uploaded_when_s3_answers() {
-    let s = setup();
+    let s = setup_with(true);
+    let sink = s.sink.as_ref().unwrap();
     let d = start_s3(&s.sb, &s.config, "daemon");
     let case = seal_while_s3_is_down(&s, &d);
     let logs_asked = log_requests(&s.kube);
@@ -188,8 +213,31 @@ fn a_case_sealed_while_s3_is_down_is_kept_in_the_spool_and_uploaded_when_s3_answ
         metrics.contains("custody_spool_uploads_total{outcome=\"kept\"}"),
         "{metrics}"
     );
+    // Nothing is announced of a case that is not in S3.
+    assert!(sink.events("case_sealed").is_empty());
     s.proxy.budget.store(i64::MAX / 2, Ordering::SeqCst);
     assert_uploaded_once(&s, &d, &case, logs_asked);
+    // Once uploaded, the case is announced and planned as a case collected straight into S3
+    // is, once: by the flush that uploaded it, not also by the worker whose upload failed.
+    let announced = sink.wait_for("case_sealed", Duration::from_secs(30));
+    assert_eq!(announced["custody"]["case"], case.as_str());
+    assert!(!announced["custody"]["suspicious"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let awaiting = sink.wait_for("plan_awaiting_approval", Duration::from_secs(60));
+    assert_eq!(awaiting["custody"]["case"], case.as_str());
+    // Several flush rounds later, still once.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(sink.events("case_sealed").len(), 1);
+    assert_eq!(sink.events("plan_awaiting_approval").len(), 1);
+    let kinds = journal_kinds_s3(&s.moto, &s.bucket, &case);
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "plan_proposed").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_verifies_from_s3(&s.sb, &s.moto.endpoint, &s.store);
 }
 
 #[test]

@@ -27,6 +27,8 @@
 //! - `daemon_plans`: the daemon's plans: an alert's case sealed, a plan proposed by the daemon,
 //!   the notification received, approvals sent with `approve --server`, quorum reported; what
 //!   the plan endpoints refuse.
+//! - `daemon_expiry`: plans past `not_after` journaled `plan_expired` and notified once by one of
+//!   two replicas; a rejected plan not announced; `verify` reports forged expiries.
 //! - `daemon_spool`: the daemon on S3 seals into its local spool: a case sealed while S3 is
 //!   down is kept, whole, and uploaded when S3 answers (or at the next start), never collected twice.
 //! - `approval`: the roster and SSHSIG against `ssh-keygen -Y verify` / `-Y find-principals` as
@@ -57,6 +59,7 @@ mod cases;
 mod cli;
 mod compat;
 mod daemon;
+mod daemon_expiry;
 mod daemon_plans;
 mod daemon_propose;
 mod daemon_recovery;

@@ -63,7 +63,8 @@ pub(in crate::daemon) fn since(
     }) {
         return Ok(Since::Ended);
     }
-    // Resolves, stored objects and approvals are about the case, not a collection's steps.
+    // Resolves, stored objects, plans and approvals are about the case, not a collection's
+    // steps.
     let step = |kind: EntryKind| {
         !matches!(
             kind,
@@ -71,6 +72,7 @@ pub(in crate::daemon) fn since(
                 | EntryKind::ObjectsStored
                 | EntryKind::ApprovalRecorded
                 | EntryKind::PlanProposed
+                | EntryKind::PlanExpired
         )
     };
     Ok(match after().find(|(e, _)| step(e.kind())) {
@@ -165,6 +167,11 @@ impl Leases {
                 retry(job, self.ttl / 3)
             }
         }
+    }
+
+    /// Whether a worker (or request) of this daemon holds `case` now.
+    pub fn is_active(&self, case: &CaseId) -> bool {
+        lock(&self.active).contains(case)
     }
 
     /// Takes the claim on `case` (`Busy` if another replica, or another worker of this daemon,

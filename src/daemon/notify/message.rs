@@ -7,6 +7,7 @@
 use serde::Serialize;
 
 use crate::approval::Principal;
+use crate::digest::Sha256Digest;
 use crate::id::{BundleId, CaseId, PlanId};
 use crate::terminal;
 
@@ -45,9 +46,16 @@ pub enum Event {
         plan: PlanId,
         by: Principal,
     },
+    /// A plan passed its `not_after` without being executed (journaled as `plan_expired`).
     PlanExpired {
         case: CaseId,
         plan: PlanId,
+        plan_sha256: Sha256Digest,
+        not_after: String,
+        /// The approvals it needed, and those that counted by `not_after`.
+        required: u32,
+        counted: u32,
+        quorum_reached: bool,
     },
 }
 
@@ -169,8 +177,24 @@ pub fn text(event: &Event) -> String {
             "custody: plan {plan} of case {case} was rejected by {}.",
             mrkdwn(by.as_str())
         ),
-        Event::PlanExpired { case, plan } => {
-            format!("custody: plan {plan} of case {case} expired without being executed.")
+        Event::PlanExpired {
+            case,
+            plan,
+            not_after,
+            required,
+            counted,
+            quorum_reached,
+            ..
+        } => {
+            let quorum = if *quorum_reached {
+                "it had reached its quorum"
+            } else {
+                "it had not reached its quorum"
+            };
+            format!(
+                "custody: plan {plan} of case {case} expired at {} without being executed; {counted} of {required} approvals counted, {quorum}. Propose again if containment is still needed.",
+                mrkdwn(not_after)
+            )
         }
     }
 }
@@ -226,6 +250,31 @@ mod tests {
             })
         );
         assert_eq!(e.name(), "plan_rejected");
+    }
+
+    #[test]
+    fn an_expiry_says_when_and_how_far_its_quorum_came() {
+        let e = Event::PlanExpired {
+            case: case(),
+            plan: PlanId::new("plan-1").unwrap(),
+            plan_sha256: Sha256Digest::of(b"plan"),
+            not_after: "2026-12-02T03:00:00Z".into(),
+            required: 2,
+            counted: 1,
+            quorum_reached: false,
+        };
+        let v: serde_json::Value = serde_json::from_slice(&body(&e)).unwrap();
+        assert_eq!(
+            v["text"],
+            "custody: plan plan-1 of case case-1 expired at 2026-12-02T03:00:00Z without being executed; 1 of 2 approvals counted, it had not reached its quorum. Propose again if containment is still needed."
+        );
+        assert_eq!(
+            v["custody"],
+            serde_json::json!({"event": "plan_expired", "case": "case-1", "plan": "plan-1",
+                "plan_sha256": Sha256Digest::of(b"plan").to_hex(), "not_after": "2026-12-02T03:00:00Z",
+                "required": 2, "counted": 1, "quorum_reached": false})
+        );
+        assert_eq!(e.name(), "plan_expired");
     }
 
     #[test]
