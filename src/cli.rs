@@ -506,9 +506,18 @@ fn verify(
 ) -> Result<ExitCode> {
     let public_key = public_key.map(PublicKey::load).transpose()?;
     let approvers = approvers.map(crate::approval::Roster::read).transpose()?;
+    // The containment policy in force, when the policy directory has one: each plan needs at
+    // least its quorum.
+    let containment = match policy_dir(cli) {
+        Some(dir) if dir.join("containment.yaml").is_file() => {
+            Some(crate::policy::load(Some(&dir))?.containment)
+        }
+        _ => None,
+    };
     let options = verify::Options {
         public_key,
         approvers,
+        containment,
         ..verify::Options::default()
     };
     // Anything but an S3 URI is a path: `verify` says what it cannot make out.

@@ -90,6 +90,9 @@ pub struct Daemon {
     server_url: String,
     /// The open plans, watched for expiry (`expiry`).
     expiries: expiry::OpenPlans,
+    /// Drafts being built now (`drafts`): each reads the whole cluster and dry-runs, so only
+    /// `drafts::MAX_DRAFTS_IN_FLIGHT` at once.
+    drafting: tokio::sync::Semaphore,
     /// Sealed bundles stored by this daemon and not yet announced, by case (`plans`).
     announcements: std::sync::Mutex<std::collections::BTreeMap<CaseId, crate::id::BundleId>>,
 }
@@ -120,6 +123,7 @@ impl Daemon {
             spooling: None,
             pending_resolves: Default::default(),
             roster: None,
+            drafting: tokio::sync::Semaphore::new(drafts::MAX_DRAFTS_IN_FLIGHT),
             notifier: None,
             server_url: "http://127.0.0.1:8080".into(),
             expiries: Default::default(),

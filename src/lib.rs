@@ -19,6 +19,7 @@ pub mod duration;
 pub mod filename;
 pub mod id;
 pub mod interrupt;
+pub mod journal_signatures;
 pub mod keys;
 pub mod kube;
 pub mod net;

@@ -36,6 +36,10 @@ pub struct Options {
     /// The roster in force (`--approvers`), against which the plans' quorum is evaluated;
     /// without it, each plan's pinned roster stands in for it.
     pub approvers: Option<crate::approval::Roster>,
+    /// The containment policy in force (`containment.yaml` of `--policies`), whose quorum each
+    /// plan needs at least and whose `plan.not_after` bounds its lifetime; without it, each plan
+    /// is judged by its own quorum.
+    pub containment: Option<crate::policy::containment::ContainmentPolicy>,
 }
 
 impl Default for Options {
@@ -44,6 +48,7 @@ impl Default for Options {
             public_key: None,
             max_unpacked: 1 << 40,
             approvers: None,
+            containment: None,
         }
     }
 }

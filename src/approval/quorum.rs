@@ -126,11 +126,29 @@ pub struct PlanFacts<'a> {
     pub plan_sha256: Sha256Digest,
     /// The SHA-256 of the roster the plan pins (`roster_sha256`).
     pub roster_sha256: Sha256Digest,
-    /// The approvals the plan needs (the largest among its steps).
+    /// The approvals the plan says it needs (the largest among its steps).
     pub required: u32,
+    /// The largest need among the plan's steps by the plan's own `by_kind` (`None` when a step's
+    /// kind has none): it must equal `required`.
+    pub steps_required: Option<u32>,
+    /// The approvals the containment policy in force demands for the plan's steps: the plan
+    /// needs at least as many, whatever it says.
+    pub policy_required: u32,
     pub proposer: &'a Proposer,
+    pub created_at: OffsetDateTime,
     pub not_after: OffsetDateTime,
+    /// The longest lifetime the policy in force allows a plan (`plan.not_after`).
+    pub max_lifetime: time::Duration,
+    /// When the journal recorded the plan's proposal (`None` when not known here: `verify`
+    /// reports an unjournaled plan itself).
+    pub journaled_at: Option<OffsetDateTime>,
 }
+
+/// How far a plan's `created_at` may be from when its proposal was journaled: before it, by a
+/// draft's lifetime (built, then signed by a person) and the clock skew allowed; after it, by
+/// the clock skew.
+const MAX_PROPOSAL_DELAY: time::Duration =
+    time::Duration::seconds(10 * 60 + MAX_CLOCK_SKEW_SECONDS);
 
 /// One approval as stored: `approvals/<number>.json` and its `.sig`, bytes as read.
 #[derive(Clone, Debug)]
@@ -257,7 +275,7 @@ pub fn evaluate(input: &QuorumInput<'_>) -> Result<Approved, Refusal> {
     let tally = Tally {
         approvals,
         counted: counter.counted,
-        required: input.plan.required,
+        required: input.plan.required.max(input.plan.policy_required),
     };
     if tally.counted < tally.required {
         reasons.push(Reason::NotEnough {
@@ -284,6 +302,28 @@ fn plan_reasons(input: &QuorumInput<'_>) -> Vec<Reason> {
     if p.required == 0 {
         reasons.push(Reason::NoQuorum);
     }
+    if p.steps_required != Some(p.required) {
+        reasons.push(Reason::QuorumInconsistent {
+            said: p.required,
+            steps: p.steps_required.unwrap_or(0),
+        });
+    }
+    let lifetime = p.not_after - p.created_at;
+    if lifetime > p.max_lifetime + time::Duration::seconds(MAX_CLOCK_SKEW_SECONDS) {
+        reasons.push(Reason::LifetimeTooLong {
+            lifetime_seconds: lifetime.whole_seconds(),
+            max_seconds: p.max_lifetime.whole_seconds(),
+        });
+    }
+    if let Some(at) = p.journaled_at {
+        let early = at - p.created_at;
+        if early > MAX_PROPOSAL_DELAY || -early > time::Duration::seconds(MAX_CLOCK_SKEW_SECONDS) {
+            reasons.push(Reason::CreatedAtMismatch {
+                created_at: crate::timefmt::rfc3339(p.created_at),
+                journaled_at: crate::timefmt::rfc3339(at),
+            });
+        }
+    }
     if input.pinned_roster.sha256() != p.roster_sha256 {
         reasons.push(Reason::PinnedRoster {
             pinned: p.roster_sha256,
@@ -296,12 +336,11 @@ fn plan_reasons(input: &QuorumInput<'_>) -> Vec<Reason> {
     // A person's proposal is checked against the pinned roster when the plan is read; the roster
     // in force must list the proposer too, or a plan with a forged roster of its own could stand.
     if let Some((principal, fingerprint)) = p.proposer.person_key() {
-        let listed = input.current_roster.signer(fingerprint).is_some_and(|s| {
-            &s.principal == principal
-                && s.namespaces
-                    .as_ref()
-                    .is_none_or(|ns| ns.iter().any(|n| n == PROPOSAL_NAMESPACE))
-        });
+        // Listed now, for custody-proposal, inside the key's validity window.
+        let listed = input
+            .current_roster
+            .check(fingerprint, principal, PROPOSAL_NAMESPACE, input.now)
+            .is_ok();
         if !listed {
             reasons.push(Reason::ProposerNotListed {
                 principal: principal.clone(),
@@ -560,8 +599,13 @@ mod tests {
                 plan_sha256: Sha256Digest::of(b"plan"),
                 roster_sha256: f.roster.sha256(),
                 required,
+                steps_required: Some(required),
+                policy_required: 0,
                 proposer: &f.proposer,
+                created_at: datetime!(2026-12-02 10:00 UTC),
                 not_after: datetime!(2026-12-02 12:00 UTC),
+                max_lifetime: time::Duration::hours(2),
+                journaled_at: None,
             },
             pinned_roster: &f.roster,
             current_roster: &f.roster,

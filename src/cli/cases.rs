@@ -48,6 +48,14 @@ fn roster_in_force(cli: &Cli) -> Option<crate::approval::Roster> {
     crate::approval::Roster::read(&path).ok()
 }
 
+/// The containment policy in force, if the policy directory reads (a plan needs at least its
+/// quorum); without it, each plan is judged by its own.
+fn containment_in_force(cli: &Cli) -> Option<crate::policy::containment::ContainmentPolicy> {
+    crate::policy::load(super::policy_dir(cli).as_deref())
+        .ok()
+        .map(|p| p.containment)
+}
+
 /// Every plan of `case`, in id order, with its state and quorum, judged with the roster in
 /// force (`roster`); without one, with the roster each plan pins, and the state says so. A plan
 /// that does not load is listed as `invalid` with the reason's code. This is the one place
@@ -56,6 +64,7 @@ fn plans_of(
     store: &dyn Store,
     case: &CaseId,
     roster: Option<&crate::approval::Roster>,
+    policy: Option<&crate::policy::containment::ContainmentPolicy>,
 ) -> Vec<PlanBrief> {
     let Ok((ids, _)) = crate::plan::store::list(store, case) else {
         return Vec::new();
@@ -74,7 +83,7 @@ fn plans_of(
                 Err(e) => return brief(format!("invalid ({})", e.code()), 0, None),
             };
             let judged = roster.unwrap_or(plan.pinned_roster());
-            match crate::plan::status::status_in(store, &plan, judged, now) {
+            match crate::plan::status::status_in(store, &plan, judged, policy, now) {
                 Ok(st) => {
                     let state = if st.rejected {
                         "rejected"
@@ -149,12 +158,13 @@ pub(super) fn list(cli: &Cli, public_key: Option<&Path>) -> Result<ExitCode> {
     let store = open_store(cli)?;
     let cases = store.list_cases()?;
     let roster = roster_in_force(cli);
+    let policy = containment_in_force(cli);
     let rows: Vec<(CaseSummary, Vec<PlanBrief>)> = cases
         .iter()
         .map(|c| {
             (
                 summarize(store.as_ref(), c, &options),
-                plans_of(store.as_ref(), c, roster.as_ref()),
+                plans_of(store.as_ref(), c, roster.as_ref(), policy.as_ref()),
             )
         })
         .collect();
@@ -282,7 +292,13 @@ pub(super) fn show(cli: &Cli, case: &str, public_key: Option<&Path>) -> Result<E
         bail!("the store {} holds no case {case}", store.uri());
     }
     let s = summarize(store.as_ref(), &case, &options);
-    let plans = plans_of(store.as_ref(), &case, roster_in_force(cli).as_ref());
+    let policy = containment_in_force(cli);
+    let plans = plans_of(
+        store.as_ref(),
+        &case,
+        roster_in_force(cli).as_ref(),
+        policy.as_ref(),
+    );
     if cli.json {
         let mut value = serde_json::to_value(&s)?;
         value["ok"] = json!(s.ok());

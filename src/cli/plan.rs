@@ -69,6 +69,7 @@ pub(super) fn status(
     let trusted = trusted_key(trusted)?;
     let store = open(cli)?;
     let roster = current_roster(cli, approvers)?;
+    let policy = containment_in_force(cli)?;
     let plans = match plan {
         Some(p) => vec![PlanId::new(p)?],
         None => plan::list(store.as_ref(), &case)?.0,
@@ -81,7 +82,13 @@ pub(super) fn status(
     let mut failed = Vec::new();
     for id in &plans {
         match plan::load(store.as_ref(), &case, id, trusted.as_ref()) {
-            Ok(p) => statuses.push(plan::status_in(store.as_ref(), &p, &roster, now)?),
+            Ok(p) => statuses.push(plan::status_in(
+                store.as_ref(),
+                &p,
+                &roster,
+                Some(&policy),
+                now,
+            )?),
             Err(e) => failed.push((id.clone(), e)),
         }
     }
@@ -184,6 +191,14 @@ pub(super) fn list(cli: &Cli, trusted: Option<&Path>, case: &str) -> Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+/// The containment policy in force: `containment.yaml` in the policy directory (the embedded
+/// default without one), whose quorum every plan needs at least.
+pub(super) fn containment_in_force(
+    cli: &Cli,
+) -> Result<crate::policy::containment::ContainmentPolicy> {
+    Ok(crate::policy::load(policy_dir(cli).as_deref())?.containment)
+}
+
 /// What the approver is shown before signing: `plan show`'s view of exactly the stored plan,
 /// whose digest the statement signs.
 pub fn shown_text(
@@ -193,7 +208,8 @@ pub fn shown_text(
     roster: &Roster,
 ) -> Result<String> {
     let now = OffsetDateTime::now_utc();
-    let status = plan::status_in(store, plan, roster, now)?;
+    let policy = containment_in_force(cli)?;
+    let status = plan::status_in(store, plan, roster, Some(&policy), now)?;
     let (stored, _) = plan::store::stored_approvals(store, plan.case(), plan.id())?;
     Ok(show::render_text(
         plan.doc(),
@@ -252,7 +268,14 @@ pub(super) fn show(
     };
     let roster = roster_for_show(cli, approvers, &plan)?;
     if cli.json {
-        let status = plan::status_in(store.as_ref(), &plan, &roster, OffsetDateTime::now_utc())?;
+        let policy = containment_in_force(cli)?;
+        let status = plan::status_in(
+            store.as_ref(),
+            &plan,
+            &roster,
+            Some(&policy),
+            OffsetDateTime::now_utc(),
+        )?;
         let (stored, _) = plan::store::stored_approvals(store.as_ref(), &case, &id)?;
         let value = show::render_json(
             plan.doc(),

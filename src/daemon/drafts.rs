@@ -31,6 +31,9 @@ use crate::id::{CaseId, PlanId};
 use crate::plan::document::{PlanDoc, ProposerClaim};
 use crate::timefmt;
 
+/// The drafts built at once; another request meanwhile is answered 409.
+pub const MAX_DRAFTS_IN_FLIGHT: usize = 2;
+
 /// How long after it was built a draft may be proposed.
 pub const DRAFT_LIFETIME: Duration = Duration::from_secs(10 * 60);
 
@@ -139,6 +142,11 @@ impl Daemon {
         let roster = self.roster_in_force()?;
         let now = OffsetDateTime::now_utc();
         let proposer = proposer_of(&request, &roster.roster, now)?;
+        let _slot = self.drafting.try_acquire().map_err(|_| {
+            PlansError::Busy(format!(
+                "{MAX_DRAFTS_IN_FLIGHT} drafts are being built (each reads the cluster and dry-runs every change): ask again shortly"
+            ))
+        })?;
         let built = self.clone().build_plan(&case, proposer).await;
         let (doc, _) = built.inspect_err(|e| {
             self.metrics.plan_proposal_failed("api");

@@ -267,6 +267,7 @@ impl Daemon {
                 &self.key,
                 &p,
                 self.roster_for(&p),
+                Some(&self.policies.containment),
                 now,
             )?)
         });

@@ -177,7 +177,7 @@ impl Plan<Proposed> {
         let (s, fingerprint) = self.check_statement(statement, signature, now)?;
         let statement_sha256 = Sha256Digest::of(statement);
         // The same statement sent again (a client's retry) is the approval already recorded.
-        let chain = crate::case::journal::check_chain(store, self.case())?;
+        let chain = store::trusted_chain(store, self.case(), self.trusted())?;
         let again = store::journaled_approvals(&chain)
             .into_iter()
             .find(|(_, _, r)| &r.plan == self.id() && r.statement_sha256 == statement_sha256);

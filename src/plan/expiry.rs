@@ -16,6 +16,7 @@ use crate::case::entry::PlanExpired;
 use crate::case::journal::{self, CheckedChain, Details, Journal, JournalError};
 use crate::id::PlanId;
 use crate::keys::SigningKey;
+use crate::policy::containment::ContainmentPolicy;
 use crate::store::{Store, StoreError};
 
 /// What `expire` found or did.
@@ -39,6 +40,7 @@ pub fn expire(
     key: &SigningKey,
     plan: &Plan<Proposed>,
     current_roster: &Roster,
+    policy: Option<&ContainmentPolicy>,
     now: OffsetDateTime,
 ) -> Result<Expiry, PlanError> {
     let chain = journal::check_chain(store, plan.case())?;
@@ -48,7 +50,7 @@ pub fn expire(
     if now <= plan.not_after() {
         return Ok(Expiry::NotYet);
     }
-    let status = status_in(store, plan, current_roster, plan.not_after())?;
+    let status = status_in(store, plan, current_roster, policy, plan.not_after())?;
     if status.rejected {
         return Ok(Expiry::Rejected);
     }

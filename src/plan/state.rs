@@ -7,10 +7,15 @@
 use time::OffsetDateTime;
 
 use super::document::PlanDoc;
+use super::document::StepStatus;
 use crate::approval::quorum::{PlanFacts, Refusal};
 use crate::approval::{self, ApprovalRecorded, Proposer, QuorumInput, Roster, StoredApproval};
 use crate::digest::Sha256Digest;
 use crate::id::{CaseId, PlanId};
+use crate::policy::containment::{ContainmentPolicy, StepKind};
+
+/// The longest lifetime any containment policy allows a plan (`plan.not_after`, 5m to 7d).
+const MAX_LIFETIME: time::Duration = time::Duration::days(7);
 
 /// A plan whose stored form was checked; not yet approved.
 #[derive(Clone, Debug)]
@@ -32,6 +37,11 @@ pub struct Plan<S> {
     pub(super) roster_text: String,
     pub(super) not_after: OffsetDateTime,
     pub(super) created_at: OffsetDateTime,
+    /// When the journal recorded the proposal (its `plan_proposed` entry), once looked up.
+    pub(super) journaled_at: Option<OffsetDateTime>,
+    /// The collector key the plan was checked with (`None`: the store's published keys); the
+    /// journal is read with it too.
+    pub(super) trusted: Option<crate::keys::PublicKey>,
     pub(super) state: S,
 }
 
@@ -75,6 +85,56 @@ impl<S> Plan<S> {
     pub fn required(&self) -> u32 {
         self.doc.quorum.required
     }
+
+    /// The kinds of the plan's planned steps (a refused step runs nothing).
+    pub fn step_kinds(&self) -> Vec<StepKind> {
+        self.doc
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Planned)
+            .map(|s| s.kind)
+            .collect()
+    }
+
+    /// The largest need among the plan's planned steps by its own `by_kind`, as the planner
+    /// works it out (a plan with no planned step: the largest of all kinds); `None` when a
+    /// kind has no entry there.
+    pub fn steps_required(&self) -> Option<u32> {
+        let mut kinds = self.step_kinds();
+        if kinds.is_empty() {
+            kinds = vec![
+                StepKind::BlockIps,
+                StepKind::RotateSecrets,
+                StepKind::InvalidateSessions,
+            ];
+        }
+        kinds
+            .iter()
+            .map(|k| self.doc.quorum.by_kind.get(k).copied())
+            .try_fold(0, |most, need| need.map(|n| most.max(n)))
+    }
+
+    /// The collector key the plan and its journal are checked with (`None`: the store's).
+    pub fn trusted(&self) -> Option<&crate::keys::PublicKey> {
+        self.trusted.as_ref()
+    }
+
+    /// When the journal recorded this plan's proposal (this digest), if it does.
+    pub fn journaled_at(&self) -> Option<OffsetDateTime> {
+        self.journaled_at
+    }
+
+    /// Looks up in `chain` when its `plan_proposed` entry for this digest was journaled.
+    pub fn find_journaled_at(&mut self, chain: &crate::case::CheckedChain) {
+        self.journaled_at = chain.entries.iter().find_map(|(e, _)| match &e.details {
+            crate::case::Details::PlanProposed(p)
+                if p.plan == self.doc.plan && p.plan_sha256 == self.digest =>
+            {
+                crate::timefmt::parse(&e.at)
+            }
+            _ => None,
+        });
+    }
 }
 
 impl Plan<Proposed> {
@@ -83,6 +143,7 @@ impl Plan<Proposed> {
     pub(super) fn quorum_input<'a>(
         &'a self,
         current_roster: &'a Roster,
+        policy: Option<&ContainmentPolicy>,
         stored: &'a [StoredApproval],
         journaled: &'a [ApprovalRecorded],
         now: OffsetDateTime,
@@ -95,8 +156,17 @@ impl Plan<Proposed> {
                 plan_sha256: self.digest,
                 roster_sha256: self.doc.roster_sha256,
                 required: self.doc.quorum.required,
+                steps_required: self.steps_required(),
+                policy_required: policy.map_or(0, |p| p.quorum.required_for(&self.step_kinds())),
                 proposer: &self.proposer,
+                created_at: self.created_at,
                 not_after: self.not_after,
+                max_lifetime: policy.map_or(MAX_LIFETIME, |p| {
+                    time::Duration::seconds(
+                        i64::try_from(p.plan.not_after.as_secs()).unwrap_or(i64::MAX),
+                    )
+                }),
+                journaled_at: self.journaled_at,
             },
             pinned_roster: &self.roster,
             current_roster,
@@ -113,11 +183,12 @@ impl Plan<Proposed> {
     pub fn tally(
         &self,
         current_roster: &Roster,
+        policy: Option<&ContainmentPolicy>,
         stored: &[StoredApproval],
         journaled: &[ApprovalRecorded],
         now: OffsetDateTime,
     ) -> (approval::quorum::Tally, Vec<approval::Reason>) {
-        let input = self.quorum_input(current_roster, stored, journaled, now, None);
+        let input = self.quorum_input(current_roster, policy, stored, journaled, now, None);
         match approval::evaluate(&input) {
             Ok(approved) => (approved.tally().clone(), Vec::new()),
             Err(refusal) => (refusal.tally, refusal.reasons),
@@ -130,6 +201,7 @@ impl Plan<Proposed> {
     pub fn approve_check(
         &self,
         current_roster: &Roster,
+        policy: Option<&ContainmentPolicy>,
         stored: &[StoredApproval],
         journaled: &[ApprovalRecorded],
         now: OffsetDateTime,
@@ -137,6 +209,7 @@ impl Plan<Proposed> {
     ) -> Result<Plan<Approved>, Refusal> {
         let input = self.quorum_input(
             current_roster,
+            policy,
             stored,
             journaled,
             now,
@@ -152,6 +225,8 @@ impl Plan<Proposed> {
             roster_text: self.roster_text.clone(),
             not_after: self.not_after,
             created_at: self.created_at,
+            journaled_at: self.journaled_at,
+            trusted: self.trusted.clone(),
             state: Approved(approved),
         })
     }

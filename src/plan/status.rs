@@ -13,6 +13,7 @@ use crate::approval::StoredApproval;
 use crate::approval::{ApprovalRecorded, Decision, KeyFingerprint, Principal, Roster};
 use crate::digest::Sha256Digest;
 use crate::id::{CaseId, PlanId};
+use crate::policy::containment::ContainmentPolicy;
 use crate::store::Store;
 
 /// One recorded approval, as the quorum saw it.
@@ -48,15 +49,17 @@ pub struct PlanStatus {
     pub rejected: bool,
 }
 
-/// The status of `plan` with `current_roster` as the roster in force, at `now`.
+/// The status of `plan` with `current_roster` as the roster in force and `policy` as the
+/// containment policy in force (whose quorum the plan needs at least), at `now`.
 pub fn status(
     plan: &Plan<Proposed>,
     current_roster: &Roster,
+    policy: Option<&ContainmentPolicy>,
     stored: &[StoredApproval],
     journaled: &[ApprovalRecorded],
     now: OffsetDateTime,
 ) -> PlanStatus {
-    let (tally, reasons) = plan.tally(current_roster, stored, journaled, now);
+    let (tally, reasons) = plan.tally(current_roster, policy, stored, journaled, now);
     view(plan, tally, reasons, now)
 }
 
@@ -65,15 +68,23 @@ pub fn status_in(
     store: &dyn Store,
     plan: &Plan<Proposed>,
     current_roster: &Roster,
+    policy: Option<&ContainmentPolicy>,
     now: OffsetDateTime,
 ) -> Result<PlanStatus, PlanError> {
     let (stored, _) = store::stored_approvals(store, plan.case(), plan.id())?;
-    let chain = crate::case::journal::check_chain(store, plan.case())?;
+    let chain = store::trusted_chain(store, plan.case(), plan.trusted())?;
     let journaled: Vec<ApprovalRecorded> = store::journaled_approvals(&chain)
         .into_iter()
         .map(|(_, _, r)| r)
         .collect();
-    Ok(status(plan, current_roster, &stored, &journaled, now))
+    Ok(status(
+        plan,
+        current_roster,
+        policy,
+        &stored,
+        &journaled,
+        now,
+    ))
 }
 
 fn view(

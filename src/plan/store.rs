@@ -81,6 +81,8 @@ pub enum PlanError {
     Evidence { plan: PlanId, message: String },
     #[error("plan {plan}: {message}")]
     Proposal { plan: PlanId, message: String },
+    #[error("case {case}: the journal does not check ({message}), so neither does its record of plans and approvals")]
+    JournalUnsound { case: CaseId, message: String },
     #[error("plan {0} already exists in the case")]
     Exists(PlanId),
     #[error("case {0} has no journal to record the plan in")]
@@ -107,6 +109,7 @@ impl PlanError {
             PlanError::Evidence { .. } => "plan_evidence_mismatch",
             PlanError::Proposal { .. } | PlanError::Sign(..) => "plan_proposal_refused",
             PlanError::Exists(_) => "plan_exists",
+            PlanError::JournalUnsound { .. } => "plan_journal_unsound",
             PlanError::NotJournaled(_) => "plan_not_journaled",
         }
     }
@@ -399,18 +402,38 @@ pub fn load(
     plan: &PlanId,
     trusted: Option<&PublicKey>,
 ) -> Result<Plan<Proposed>, PlanError> {
-    let loaded = load_record(store, case, plan, trusted)?;
-    let chain = journal::check_chain(store, case)?;
-    if let Some(p) = chain.problems.first() {
-        return Err(PlanError::Proposal {
-            plan: plan.clone(),
-            message: format!("the case's journal does not check ({}: {}), so neither does its record of the plan", p.key, p.message),
-        });
-    }
+    let mut loaded = load_record(store, case, plan, trusted)?;
+    let chain = trusted_chain(store, case, trusted)?;
     if !journaled_proposals(&chain, plan).any(|(_, p)| p.plan_sha256 == loaded.digest) {
         return Err(PlanError::NotJournaled(plan.clone()));
     }
+    loaded.find_journaled_at(&chain);
+    loaded.trusted = trusted.cloned();
     Ok(loaded)
+}
+
+/// The case's journal as everything that judges a plan reads it: its hash chain checked, and
+/// every entry's signature (`journal_signatures`) by `trusted`, or without it by a key the
+/// store publishes — so that writing to the store is not writing the record of who proposed
+/// and who approved. Any fault refuses.
+pub fn trusted_chain(
+    store: &dyn Store,
+    case: &CaseId,
+    trusted: Option<&PublicKey>,
+) -> Result<CheckedChain, PlanError> {
+    let chain = journal::check_chain(store, case)?;
+    let unsound = |message: String| PlanError::JournalUnsound {
+        case: case.clone(),
+        message,
+    };
+    if let Some(p) = chain.problems.first() {
+        return Err(unsound(format!("{}: {}", p.key, p.message)));
+    }
+    let signatures = crate::journal_signatures::check(store, case, &chain, trusted)?;
+    if let Some(p) = signatures.problems.first() {
+        return Err(unsound(format!("{} {}: {}", p.code, p.subject, p.message)));
+    }
+    Ok(chain)
 }
 
 /// `load` without the journal's record of the proposal, for `verify`, which reports that
@@ -473,6 +496,8 @@ pub fn load_record(
         roster_text,
         not_after,
         created_at,
+        journaled_at: None,
+        trusted: trusted.cloned(),
         state: Proposed,
     })
 }

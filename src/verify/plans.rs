@@ -78,7 +78,7 @@ fn check_plan(
 ) -> Result<(), StoreError> {
     let subject = StoreKey::Plan(case.clone(), id.clone()).path();
     check_plan_files(store, case, id, report)?;
-    let plan = match plans::load_record(store, case, id, options.public_key.as_ref()) {
+    let mut plan = match plans::load_record(store, case, id, options.public_key.as_ref()) {
         Ok(p) => p,
         Err(PlanError::Store(StoreError::NotFound { uri })) => {
             report.problem("missing_file", subject, format!("{uri} is missing"));
@@ -90,6 +90,7 @@ fn check_plan(
             return Ok(());
         }
     };
+    plan.find_journaled_at(chain);
     if let Err(message) = plans::check_evidence(plan.doc(), chain) {
         report.problem("plan_evidence_mismatch", subject.clone(), message);
     }
@@ -124,7 +125,13 @@ fn check_plan(
         .unwrap_or_else(time::OffsetDateTime::now_utc);
     let journaled: Vec<ApprovalRecorded> = mine.into_iter().map(|(_, _, r)| r).collect();
     let current = options.approvers.as_ref().unwrap_or(plan.pinned_roster());
-    let (tally, reasons) = plan.tally(current, &stored, &journaled, at);
+    let (tally, reasons) = plan.tally(
+        current,
+        options.containment.as_ref(),
+        &stored,
+        &journaled,
+        at,
+    );
     for reason in &reasons {
         if let Some((code, number)) = problem_code(reason) {
             let subject = match number {
@@ -187,6 +194,9 @@ fn problem_code(reason: &Reason) -> Option<(&'static str, Option<u64>)> {
         Reason::PinnedRoster { .. } => ("plan_roster_mismatch", None),
         Reason::ProposerOtherPlan => ("plan_signature_invalid", None),
         Reason::ProposerNotListed { .. } => ("plan_proposer_not_in_roster", None),
+        Reason::QuorumInconsistent { .. } => ("plan_quorum_inconsistent", None),
+        Reason::LifetimeTooLong { .. } => ("plan_lifetime_too_long", None),
+        Reason::CreatedAtMismatch { .. } => ("plan_created_at_mismatch", None),
         Reason::NoQuorum
         | Reason::NotEnough { .. }
         | Reason::Vetoed { .. }

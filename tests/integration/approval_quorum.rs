@@ -29,7 +29,13 @@ struct World {
     current: Roster,
     proposer: Proposer,
     required: u32,
+    /// The plan's own largest step need (`by_kind`), and the policy in force's.
+    steps_required: Option<u32>,
+    policy_required: u32,
+    created_at: OffsetDateTime,
     not_after: OffsetDateTime,
+    max_lifetime: Duration,
+    journaled_at: Option<OffsetDateTime>,
     stored: Vec<StoredApproval>,
     journaled: Vec<ApprovalRecorded>,
     api_server_date: Option<OffsetDateTime>,
@@ -58,7 +64,12 @@ impl World {
             roster,
             proposer,
             required: 2,
+            steps_required: Some(2),
+            policy_required: 2,
+            created_at: now - Duration::minutes(5),
             not_after: now + Duration::hours(2),
+            max_lifetime: Duration::hours(2) + Duration::minutes(5),
+            journaled_at: Some(now - Duration::minutes(4)),
             stored: Vec::new(),
             journaled: Vec::new(),
             api_server_date: Some(now),
@@ -147,8 +158,13 @@ impl World {
             plan_sha256: Sha256Digest::of(PLAN_JSON),
             roster_sha256: self.roster.sha256(),
             required: self.required,
+            steps_required: self.steps_required,
+            policy_required: self.policy_required,
             proposer: &self.proposer,
+            created_at: self.created_at,
             not_after: self.not_after,
+            max_lifetime: self.max_lifetime,
+            journaled_at: self.journaled_at,
         };
         evaluate(&QuorumInput {
             plan: facts,
@@ -540,7 +556,12 @@ fn clone_world(w: &World) -> World {
         current: w.current.clone(),
         proposer: w.proposer.clone(),
         required: w.required,
+        steps_required: w.steps_required,
+        policy_required: w.policy_required,
+        created_at: w.created_at,
         not_after: w.not_after,
+        max_lifetime: w.max_lifetime,
+        journaled_at: w.journaled_at,
         stored: w.stored.clone(),
         journaled: w.journaled.clone(),
         api_server_date: w.api_server_date,
@@ -662,6 +683,7 @@ fn every_reason_is_reported_not_the_first() {
     w.not_after = w.now - Duration::minutes(1);
     w.api_server_date = Some(w.now - Duration::minutes(2));
     w.required = 3;
+    w.steps_required = Some(3);
     let r = w.refused();
     assert_eq!(
         codes(&r),
@@ -700,8 +722,13 @@ fn a_roster_other_than_the_pinned_one_refuses_the_plan() {
         plan_sha256: Sha256Digest::of(PLAN_JSON),
         roster_sha256: facts_pin,
         required: 2,
+        steps_required: Some(2),
+        policy_required: 2,
         proposer: &w.proposer,
+        created_at: w.created_at,
         not_after: w.not_after,
+        max_lifetime: w.max_lifetime,
+        journaled_at: w.journaled_at,
     };
     let r = evaluate(&QuorumInput {
         plan: facts,
@@ -720,5 +747,62 @@ fn a_roster_other_than_the_pinned_one_refuses_the_plan() {
 fn a_plan_needing_no_approval_is_refused() {
     let mut w = World::team();
     w.required = 0;
+    w.steps_required = Some(0);
+    w.policy_required = 0;
     assert_eq!(codes(&w.refused()), ["quorum_none"]);
+}
+
+#[test]
+fn a_plan_needs_at_least_the_quorum_of_the_policy_in_force() {
+    // The plan says 1 (its own by_kind agrees), the policy in force says 3.
+    let mut w = World::team();
+    w.required = 1;
+    w.steps_required = Some(1);
+    w.policy_required = 3;
+    w.approve("alice@example.org", "alice");
+    w.approve("bob@example.org", "bob");
+    let r = w.refused();
+    assert_eq!(codes(&r), ["quorum_not_reached"]);
+    assert_eq!(r.tally.required, 3);
+    w.approve("carol@example.org", "carol");
+    assert!(w.evaluate().is_ok());
+}
+
+#[test]
+fn a_plan_whose_quorum_is_not_its_steps_largest_need_is_refused() {
+    let mut w = World::team();
+    w.required = 1;
+    w.steps_required = Some(2);
+    w.policy_required = 0;
+    w.approve("alice@example.org", "alice");
+    assert!(codes(&w.refused()).contains(&"plan_quorum_inconsistent"));
+    // A step kind with no need in by_kind at all.
+    w.steps_required = None;
+    assert!(codes(&w.refused()).contains(&"plan_quorum_inconsistent"));
+}
+
+#[test]
+fn a_plan_living_longer_than_the_policy_allows_is_refused() {
+    let mut w = World::team();
+    w.approve("alice@example.org", "alice");
+    w.approve("bob@example.org", "bob");
+    assert!(w.evaluate().is_ok());
+    w.not_after = w.created_at + Duration::days(30);
+    assert_eq!(codes(&w.refused()), ["plan_lifetime_too_long"]);
+}
+
+#[test]
+fn a_plan_made_long_before_its_proposal_was_journaled_is_refused() {
+    let mut w = World::team();
+    w.approve("alice@example.org", "alice");
+    w.approve("bob@example.org", "bob");
+    // Back-dated by a day (into a key window that has closed, say).
+    w.journaled_at = Some(w.created_at + Duration::days(1));
+    assert_eq!(codes(&w.refused()), ["plan_created_at_mismatch"]);
+    // Made after the journal says it was proposed.
+    w.journaled_at = Some(w.created_at - Duration::minutes(5));
+    assert_eq!(codes(&w.refused()), ["plan_created_at_mismatch"]);
+    // A person's draft signed within minutes is fine.
+    w.journaled_at = Some(w.created_at + Duration::minutes(9));
+    assert!(w.evaluate().is_ok());
 }

@@ -13,6 +13,7 @@ use custody::id::{BundleId, CaseId, PlanId};
 use custody::keys::SigningKey;
 use custody::plan::document::*;
 use custody::plan::{self, PlanError, ProposalSigner};
+use custody::policy::containment::StepKind;
 use custody::store::{LocalStore, Store, StoreKey};
 use time::{Duration, OffsetDateTime};
 
@@ -104,7 +105,13 @@ impl World {
             not_after: custody::timefmt::rfc3339(now + Duration::hours(2)),
             quorum: QuorumNeed {
                 required: 2,
-                by_kind: BTreeMap::new(),
+                by_kind: [
+                    (StepKind::BlockIps, 2),
+                    (StepKind::RotateSecrets, 2),
+                    (StepKind::InvalidateSessions, 2),
+                ]
+                .into_iter()
+                .collect::<BTreeMap<_, _>>(),
                 veto: "any_reject".into(),
             },
             policy_sha256: Sha256Digest::of(b"containment.yaml"),
@@ -594,5 +601,77 @@ fn a_daemons_proposal_is_checked_with_a_trusted_key_when_one_is_given() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("DOES NOT VERIFY"),
         "{out:?}"
+    );
+}
+
+/// paula, who may propose and write to the store, writes her own plan.
+fn paulas_plan(w: &World, id: &str, required: u32) -> custody::plan::document::PlanDoc {
+    let claim = ProposerClaim::Person {
+        principal: Principal::new("paula@example.org").unwrap(),
+        key_fingerprint: w.keys["paula"].fingerprint,
+    };
+    let mut doc = w.doc(id, claim);
+    doc.quorum.required = required;
+    for n in doc.quorum.by_kind.values_mut() {
+        *n = required;
+    }
+    doc
+}
+
+#[test]
+fn a_plan_that_asks_for_fewer_approvals_than_the_policy_needs_the_policys() {
+    let w = World::new();
+    // Consistent in itself (every kind needs 1), but containment.yaml in force needs 2.
+    let doc = paulas_plan(&w, "plan-q", 1);
+    let signer = ProposalSigner::Person(&w.keys["paula"].private);
+    let stored = plan::propose(&w.store(), &w.collector(), &doc, &w.roster, signer).unwrap();
+    assert_success(&w.approve(&stored.plan, "alice", &[]));
+    let (code, s) = w.status(&stored.plan);
+    assert_eq!(code, Some(4), "{s}");
+    assert_eq!(s["plans"][0]["required"], 2, "{s}");
+    assert_eq!(s["plans"][0]["quorum_reached"], false, "{s}");
+    assert_success(&w.approve(&stored.plan, "bob", &[]));
+    let (code, s) = w.status(&stored.plan);
+    assert_eq!(code, Some(0), "{s}");
+}
+
+#[test]
+fn a_plan_journaled_by_a_key_the_store_does_not_publish_is_not_a_plan() {
+    let w = World::new();
+    let doc = paulas_plan(&w, "plan-j", 2);
+    let stranger = SigningKey::generate();
+    let signer = ProposalSigner::Person(&w.keys["paula"].private);
+    let stored = plan::propose(&w.store(), &stranger, &doc, &w.roster, signer).unwrap();
+    // Checked with the collector's key from a trusted source, the stranger's entry refuses the
+    // plan (the store publishes every writer's key: without a trusted key it proves less).
+    let trusted = w.collector().public().clone();
+    let err = plan::load(&w.store(), &w.case, &stored.plan, Some(&trusted)).unwrap_err();
+    assert_eq!(err.code(), "plan_journal_unsound", "{err}");
+    let pem = w.sb.path("collector.pub");
+    std::fs::write(&pem, trusted.to_pem().unwrap()).unwrap();
+    let out = w.approve(
+        &stored.plan,
+        "alice",
+        &["--public-key", pem.to_str().unwrap()],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("journal does not check"),
+        "{out:?}"
+    );
+    // With the entry's signature removed, refused whatever key checks.
+    let sig = w.sb.store().join(format!(
+        "cases/{}/journal/{:010}.json.sig",
+        w.case, stored.journal_seq
+    ));
+    make_writable(sig.parent().unwrap());
+    std::fs::remove_file(&sig).unwrap();
+    let err = plan::load(&w.store(), &w.case, &stored.plan, None).unwrap_err();
+    assert_eq!(err.code(), "plan_journal_unsound", "{err}");
+    let (code, report) = w.verify();
+    assert_eq!(code, Some(1));
+    assert!(
+        codes(&report).contains(&"journal_entry_unsigned".to_owned()),
+        "{report}"
     );
 }

@@ -12,6 +12,18 @@ pub enum Reason {
     NoQuorum,
     #[error("{counted} of the {required} approvals needed count")]
     NotEnough { counted: u32, required: u32 },
+    #[error("the plan says it needs {said} approvals, but its steps' kinds need {steps} by its own quorum: a plan's quorum is the largest among its steps")]
+    QuorumInconsistent { said: u32, steps: u32 },
+    #[error("the plan may start for {lifetime_seconds} s after it was made, more than the {max_seconds} s containment.yaml allows (plan.not_after)")]
+    LifetimeTooLong {
+        lifetime_seconds: i64,
+        max_seconds: i64,
+    },
+    #[error("the plan says it was made at {created_at}, but the journal recorded its proposal at {journaled_at}: a plan is proposed within minutes of being built")]
+    CreatedAtMismatch {
+        created_at: String,
+        journaled_at: String,
+    },
     #[error("approval {number}: {principal} rejected the plan ({reason:?}); any reject ends it")]
     Vetoed {
         number: u64,
@@ -62,6 +74,9 @@ impl Reason {
         match self {
             Reason::NoQuorum => "quorum_none",
             Reason::NotEnough { .. } => "quorum_not_reached",
+            Reason::QuorumInconsistent { .. } => "plan_quorum_inconsistent",
+            Reason::LifetimeTooLong { .. } => "plan_lifetime_too_long",
+            Reason::CreatedAtMismatch { .. } => "plan_created_at_mismatch",
             Reason::Vetoed { .. } => "quorum_vetoed",
             Reason::Expired { .. } => "plan_expired",
             Reason::ClockSkew { .. } => "clock_skew",

@@ -320,7 +320,7 @@ fn checked_draft(
     case: &CaseId,
     fingerprint: &KeyFingerprint,
     server: &str,
-) -> Result<(Sha256Digest, String)> {
+) -> Result<(Sha256Digest, u32, String)> {
     let bytes = draft.plan_json.as_bytes();
     let digest = Sha256Digest::of(bytes);
     let doc: PlanDoc = crate::canonical::from_slice(bytes)
@@ -352,7 +352,8 @@ fn checked_draft(
         ],
         ..ApproveHint::default()
     };
-    Ok((digest, render_text(&doc, &digest, &status, &hint)))
+    let text = render_text(&doc, &digest, &status, &hint);
+    Ok((digest, doc.quorum.required, text))
 }
 
 pub(in crate::cli) fn propose_on_server(
@@ -393,8 +394,12 @@ pub(in crate::cli) fn propose_on_server(
     }
     let draft: Draft =
         serde_json::from_str(&answer).context("the daemon's answer is not a draft")?;
-    let (digest, text) = checked_draft(&draft, &case, &fingerprint, &daemon.base)?;
+    let (digest, required, text) = checked_draft(&draft, &case, &fingerprint, &daemon.base)?;
     eprint!("{text}");
+    // On a terminal the proposer confirms what they sign, as an approver does.
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        super::confirm(None, &digest)?;
+    }
     let signature = crate::approval::statement::sign_proposal(key, draft.plan_json.as_bytes())?;
     let proposal = SignedProposal {
         plan_json: draft.plan_json,
@@ -414,7 +419,7 @@ pub(in crate::cli) fn propose_on_server(
             draft.plan,
             digest.to_hex(),
             esc(&daemon.base),
-            draft.required,
+            required,
         );
     }
     Ok(ExitCode::SUCCESS)
