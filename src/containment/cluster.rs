@@ -28,14 +28,15 @@ use time::OffsetDateTime;
 use crate::net::Cidr;
 
 /// One snapshot of everything a plan reads.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ClusterView {
     /// The API server URL, for information.
     pub server: String,
     /// The `kube-system` namespace's uid: the cluster's identity, pinned in the plan.
     pub kube_system_uid: String,
-    /// The API server's `Date` header on the first read, to compare clocks.
-    pub server_date: Option<OffsetDateTime>,
+    /// The API server's `Date` header on the first read, to compare clocks: a view is never
+    /// read without it.
+    pub server_date: OffsetDateTime,
     /// Every Node's addresses and pod CIDRs: never blocked.
     pub nodes: Vec<NodeInfo>,
     /// The pod network as the CNI publishes it where Nodes may not (Calico IPPools, CiliumNode

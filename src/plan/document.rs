@@ -148,6 +148,10 @@ pub enum LeftOutReason {
     NeverBlock,
     /// In the detection allowlist.
     Allowlist,
+    /// A trusted proxy of `formats.yaml` (`trusted_proxies`): the analysis attributes a request
+    /// to the proxy itself when no `X-Forwarded-For` hop is untrusted, and blocking it would
+    /// refuse every client behind it.
+    TrustedProxy,
     /// A Node's address.
     Node,
     /// Inside the pod network the cluster publishes: a Node's pod CIDR, a Calico IPPool, a

@@ -7,6 +7,7 @@
 
 mod addresses;
 mod block;
+mod pod_network;
 mod rotate;
 mod sessions;
 #[cfg(test)]
@@ -32,6 +33,7 @@ use crate::policy::containment::{ContainmentPolicy, StepKind, Target, Veto};
 use crate::timefmt;
 
 pub use addresses::{merge, Client};
+use pod_network::PodNetworkState;
 pub use rotate::{scan, Found, NEW_SECRET_PLACEHOLDER};
 
 /// Everything the planner needs.
@@ -65,8 +67,8 @@ struct Ctx<'a> {
     addresses: &'a [(IpAddr, BlockedAddress)],
     block_owners: Option<&'a Owners>,
     trusted_proxies: &'a [Cidr],
-    /// Whether the pod network is known (`addresses::pod_network_known`).
-    pod_network_known: bool,
+    /// What is known of the pod network (`pod_network::PodNetworkState`), when the policy blocks.
+    pod_network: Option<&'a PodNetworkState>,
     now: OffsetDateTime,
 }
 
@@ -75,29 +77,44 @@ pub fn plan(input: &PlannerInput<'_>) -> PlanDoc {
     let policy = input.policy;
     let clients = merge(input.suspicious);
     let forwarded = !input.trusted_proxies.is_empty();
-    let (blocked, left_out) = match &policy.block_ips {
-        Some(block) => {
-            let protected = addresses::Protected::new(block, input.detection_allowlist, input.view);
+    let pod_network = policy
+        .block_ips
+        .as_ref()
+        .map(|b| PodNetworkState::of(b, input.view));
+    let (blocked, left_out) = match (&policy.block_ips, &pod_network) {
+        (Some(block), Some(pod_network)) => {
+            let protected = addresses::Protected::new(
+                block,
+                input.detection_allowlist,
+                input.trusted_proxies,
+                input.view,
+                pod_network,
+            );
             addresses::select(&clients, block, &protected, forwarded, input.now)
         }
-        None => (Vec::new(), Vec::new()),
+        _ => (Vec::new(), Vec::new()),
     };
     let empty = NamespaceView::default();
+    let shared = Shared {
+        blocked: &blocked,
+        empty: &empty,
+        pod_network: pod_network.as_ref(),
+    };
     let mut steps: Vec<Step> = Vec::new();
     if let Some(block) = &policy.block_ips {
         for target in &policy.targets {
-            if let Some(ctx) = ctx_of(input, &target.name, &blocked, &empty) {
+            if let Some(ctx) = ctx_of(input, &target.name, &shared) {
                 steps.push(block::step(&ctx, 0, block.method));
             }
         }
     }
     for rotation in &policy.rotate_secrets {
-        if let Some(ctx) = ctx_of(input, &rotation.target, &blocked, &empty) {
+        if let Some(ctx) = ctx_of(input, &rotation.target, &shared) {
             steps.push(rotate::step(&ctx, 0, rotation));
         }
     }
     for call in &policy.invalidate_sessions {
-        if let Some(ctx) = ctx_of(input, &call.target, &blocked, &empty) {
+        if let Some(ctx) = ctx_of(input, &call.target, &shared) {
             steps.push(sessions::step(&ctx, 0, call));
         }
     }
@@ -150,11 +167,17 @@ pub fn plan(input: &PlannerInput<'_>) -> PlanDoc {
     }
 }
 
+/// What every step's context shares, worked out once per plan.
+struct Shared<'a> {
+    blocked: &'a [(IpAddr, BlockedAddress)],
+    empty: &'a NamespaceView,
+    pod_network: Option<&'a PodNetworkState>,
+}
+
 fn ctx_of<'a>(
     input: &'a PlannerInput<'a>,
     target: &crate::policy::containment::DnsLabel,
-    blocked: &'a [(IpAddr, BlockedAddress)],
-    empty: &'a NamespaceView,
+    shared: &Shared<'a>,
 ) -> Option<Ctx<'a>> {
     let target = input.policy.target(target)?;
     Some(Ctx {
@@ -165,16 +188,12 @@ fn ctx_of<'a>(
             .view
             .namespaces
             .get(target.namespace.as_str())
-            .unwrap_or(empty),
+            .unwrap_or(shared.empty),
         target,
-        addresses: blocked,
+        addresses: shared.blocked,
         block_owners: input.block_owners.get(target.name.as_str()),
         trusted_proxies: input.trusted_proxies,
-        pod_network_known: input
-            .policy
-            .block_ips
-            .as_ref()
-            .is_some_and(|b| addresses::pod_network_known(b, input.view)),
+        pod_network: shared.pod_network,
         now: input.now,
     })
 }

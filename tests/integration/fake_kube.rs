@@ -12,7 +12,8 @@
 //! only when Calico is), the CiliumNetworkPolicy CRD, the `cilium.io/v2` kinds (CiliumNodes
 //! cluster-wide) and Calico's cluster-wide IPPools; POST/PUT/PATCH/DELETE judged like the real
 //! server (`validate`), with `dryRun=All` not stored and otherwise stored with a new
-//! `resourceVersion`. Every answer carries a `Date` header (the fake's clock, skewed on demand).
+//! `resourceVersion`. Every answer carries a `Date` header (the fake's clock, skewed on demand),
+//! unless a test leaves it out or sends one that is not a date.
 //! Objects are added from JSON.
 
 // Paths relative to this file's directory, so `examples/fake_apiserver.rs` can include it too.
@@ -58,6 +59,10 @@ pub struct FakePod {
 pub struct Faults {
     /// The fake's clock (its `Date` header) runs this many seconds ahead of the real one.
     pub clock_skew: i64,
+    /// Answers carry no `Date` header (a proxy in front of the API server that drops it).
+    pub no_date: bool,
+    /// Answers carry this `Date` header instead of the fake's clock.
+    pub date_text: Option<String>,
     /// Pods whose logs answer 404, as if deleted after they were listed.
     pub gone: Vec<String>,
     /// Path prefixes answering 403.
@@ -645,7 +650,16 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             }
             _ => {}
         }
-        (reply, http_date(st.faults.clock_skew))
+        let date = if st.faults.no_date {
+            String::new()
+        } else {
+            let text = st.faults.date_text.clone();
+            format!(
+                "Date: {}\r\n",
+                text.unwrap_or_else(|| http_date(st.faults.clock_skew))
+            )
+        };
+        (reply, date)
     };
     let mut out = conn;
     if matches!(reply, Reply::Log(..)) {
@@ -675,7 +689,7 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             };
             write!(
                 out,
-                "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nDate: {date}\r\n"
+                "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\n{date}"
             )?;
             for w in warnings {
                 // As the API server writes them: code 299, no agent, the text quoted.
@@ -693,7 +707,7 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             out.write_all(&body)?;
         }
         Reply::Log(body, cut) => {
-            write!(out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nDate: {date}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")?;
+            write!(out, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n{date}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")?;
             let end = cut.unwrap_or(body.len()).min(body.len());
             for chunk in body[..end].chunks(16 * 1024) {
                 write!(out, "{:x}\r\n", chunk.len())?;

@@ -325,3 +325,57 @@ fn a_cluster_list_that_fails_proposes_nothing() {
     let plans = w.sb.store().join("cases").join(&w.case).join("plans");
     assert!(!plans.exists() || std::fs::read_dir(&plans).unwrap().next().is_none());
 }
+
+#[test]
+fn an_api_server_clock_that_is_unknown_or_off_proposes_nothing() {
+    let w = World::new();
+    let plans = w.sb.store().join("cases").join(&w.case).join("plans");
+    let nothing_proposed = |w: &World| {
+        assert!(!plans.exists() || std::fs::read_dir(&plans).unwrap().next().is_none());
+        assert!(
+            w.kube.calls().iter().all(|c| !c.target.contains("dryRun")),
+            "nothing dry-run"
+        );
+    };
+    // No Date header: the clock check cannot be made, so it is not skipped but refused.
+    w.kube.faults(|f| f.no_date = true);
+    let out = w.propose(&w.case);
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains("the API server sent no usable Date")
+            && stderr(&out).contains("the answer has no Date header"),
+        "{}",
+        stderr(&out)
+    );
+    nothing_proposed(&w);
+    // A Date that does not parse is refused the same way.
+    w.kube.faults(|f| {
+        f.no_date = false;
+        f.date_text = Some("yesterday".into());
+    });
+    let out = w.propose(&w.case);
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains(r#"its Date header "yesterday" is not an HTTP date"#),
+        "{}",
+        stderr(&out)
+    );
+    nothing_proposed(&w);
+    // A clock an hour off.
+    w.kube.faults(|f| {
+        f.date_text = None;
+        f.clock_skew = 3600;
+    });
+    let out = w.propose(&w.case);
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains("s off the API server's Date: fix the clock before proposing"),
+        "{}",
+        stderr(&out)
+    );
+    nothing_proposed(&w);
+    // Within 60 s, the plan is proposed.
+    w.kube.faults(|f| f.clock_skew = 30);
+    assert_success(&w.propose(&w.case));
+    assert_eq!(std::fs::read_dir(&plans).unwrap().count(), 1);
+}

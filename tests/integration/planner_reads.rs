@@ -141,7 +141,7 @@ fn the_whole_view_is_read_with_every_kind_typed() {
     );
     assert!(ns.cilium_endpoints.is_none() && ns.cilium_policies.is_none());
     // The server's clock, from its Date header.
-    let date = view.server_date.unwrap();
+    let date = view.server_date;
     let now = time::OffsetDateTime::now_utc();
     assert!((date - now).whole_seconds().abs() <= 5, "{date} vs {now}");
     // Nothing but reads, and nothing on Secrets.
@@ -310,8 +310,41 @@ fn the_api_servers_date_is_recorded() {
     let rt = runtime();
     let (c, _dir) = connect(&rt, &kube);
     let view = rt.block_on(read_view(&c, &[NS.to_owned()], false)).unwrap();
-    let ahead = view.server_date.unwrap() - time::OffsetDateTime::now_utc();
+    let ahead = view.server_date - time::OffsetDateTime::now_utc();
     assert!((3595..=3605).contains(&ahead.whole_seconds()), "{ahead}");
+}
+
+#[test]
+fn an_answer_without_a_usable_date_fails_the_read() {
+    let rt = runtime();
+    // No Date header at all (a proxy in front of the API server that drops it).
+    let kube = planned_cluster();
+    kube.faults(|f| f.no_date = true);
+    let (c, _dir) = connect(&rt, &kube);
+    let e = rt
+        .block_on(read_view(&c, &[NS.to_owned()], false))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the API server sent no usable Date with the kube-system Namespace (/api/v1/namespaces/kube-system): the answer has no Date header; custody's clock cannot be checked against the API server's, so no plan is built on it"
+    );
+    assert_eq!(e.status(), None);
+    // Nothing else is read once the clock is unknown.
+    assert_eq!(kube.requests(), ["/api/v1/namespaces/kube-system"]);
+
+    // A Date that is not an HTTP date: quoted (escaped) in the error.
+    let kube = planned_cluster();
+    kube.faults(|f| f.date_text = Some("2026-11-26T14:54:48Z".into()));
+    let (c, _dir) = connect(&rt, &kube);
+    let e = rt
+        .block_on(read_view(&c, &[NS.to_owned()], false))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains(
+            r#"its Date header "2026-11-26T14:54:48Z" is not an HTTP date (IMF-fixdate)"#
+        ),
+        "{e}"
+    );
 }
 
 fn run(rt: &tokio::runtime::Runtime, c: &Cluster, change: DryRunRequest) -> DryRun {

@@ -44,6 +44,15 @@ pub enum ReadError {
         path: String,
         error: String,
     },
+    /// The answer carried no `Date` header custody can read, so custody's clock cannot be
+    /// checked against the API server's.
+    #[error("the API server sent no usable Date with {what} ({path}): {sent}; custody's clock cannot be checked against the API server's, so no plan is built on it")]
+    NoDate {
+        what: String,
+        path: String,
+        /// What was sent instead, in words (a header that was sent is quoted and escaped).
+        sent: String,
+    },
 }
 
 impl ReadError {
@@ -51,7 +60,7 @@ impl ReadError {
     pub fn status(&self) -> Option<u16> {
         match self {
             ReadError::Request { source, .. } => source.status,
-            ReadError::Parse { .. } => None,
+            ReadError::Parse { .. } | ReadError::NoDate { .. } => None,
         }
     }
 }
@@ -107,8 +116,9 @@ pub async fn read_view(
     Ok(view)
 }
 
-/// The `kube-system` Namespace's uid and the `Date` of the answer (the first request made).
-async fn identity(cluster: &Cluster) -> Result<(String, Option<time::OffsetDateTime>), ReadError> {
+/// The `kube-system` Namespace's uid and the `Date` of the answer (the first request made): an
+/// answer without a `Date` that parses is refused, since the clock check needs it.
+async fn identity(cluster: &Cluster) -> Result<(String, time::OffsetDateTime), ReadError> {
     const WHAT: &str = "the kube-system Namespace";
     const PATH: &str = "/api/v1/namespaces/kube-system";
     let answer = cluster
@@ -125,7 +135,19 @@ async fn identity(cluster: &Cluster) -> Result<(String, Option<time::OffsetDateT
         .uid
         .filter(|u| !u.is_empty())
         .ok_or_else(|| parse_error(WHAT, PATH, "it has no uid"))?;
-    Ok((uid, answer.date.as_deref().and_then(parse_http_date)))
+    let date = answer.date.as_deref().and_then(parse_http_date);
+    let date = date.ok_or_else(|| ReadError::NoDate {
+        what: WHAT.to_owned(),
+        path: PATH.to_owned(),
+        sent: match &answer.date {
+            None => "the answer has no Date header".to_owned(),
+            Some(text) => format!(
+                "its Date header {:?} is not an HTTP date (IMF-fixdate)",
+                text.chars().take(100).collect::<String>()
+            ),
+        },
+    })?;
+    Ok((uid, date))
 }
 
 /// A 4xx answer as an error: the Status message when it sent one.

@@ -1,13 +1,13 @@
 //! Which suspicious clients a plan blocks. Every address is normalised first (IPv4-mapped IPv6
-//! is IPv4); then, whatever the policy says, these are never blocked: `never_block` and the
-//! detection allowlist, Node addresses and pod CIDRs, the pod network Calico IPPools and
-//! CiliumNodes publish, the addresses of the pods read, Service ClusterIPs, external IPs and
-//! load-balancer addresses, Ingress load-balancer addresses (an ingress controller in front of
-//! the target), and the policy's `cluster_networks`. While the pod network is not known at all
-//! (none of those publish it, and `cluster_networks` is empty), a private or shared address
-//! cannot be told apart from a pod of another namespace, so it is left out too. Of the rest, the
-//! `max_addresses` with the most authentication failures are kept. Each address left out
-//! carries its reason.
+//! is IPv4); then, whatever the policy says, these are never blocked: `never_block`, the
+//! detection allowlist and the trusted proxies of `formats.yaml`, Node addresses and pod CIDRs,
+//! the pod network Calico IPPools and CiliumNodes publish, the addresses of the pods read,
+//! Service ClusterIPs, external IPs and load-balancer addresses, Ingress load-balancer addresses
+//! (an ingress controller in front of the target), and the policy's `cluster_networks`. While
+//! the pod network is not known (`pod_network`: nothing publishes it, or a pod read is outside
+//! every range published), a private or shared address cannot be told apart from a pod of
+//! another namespace, so it is left out too. Of the rest, the `max_addresses` with the most
+//! authentication failures are kept. Each address left out carries its reason.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use time::OffsetDateTime;
 
 use super::super::document::{BlockedAddress, LeftOut, LeftOutReason};
+use super::pod_network::{is_private, pod_addresses, PodNetworkState};
 use crate::analysis::Suspicious;
 use crate::containment::cluster::ClusterView;
 use crate::net::{normalise_ip, Cidr};
@@ -84,47 +85,24 @@ fn latest(a: Option<String>, b: Option<String>) -> Option<String> {
     }
 }
 
-/// What a `pod_network_unknown` address's reason tells the operator.
-pub const POD_NETWORK_UNKNOWN: &str = "a private address while the pod network is not known (no Node spec.podCIDRs, Calico IPPool or CiliumNode pod CIDR was read, and block_ips.cluster_networks is empty): it may be a pod of another namespace, such as an ingress controller in front of the target; set block_ips.cluster_networks to the cluster's pod and service networks";
-
-/// The private and shared ranges a pod network is drawn from (RFC 1918, RFC 6598 shared
-/// address space, IPv6 unique local addresses). IPv4-mapped forms are normalised before.
-const PRIVATE: [&str; 5] = [
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "100.64.0.0/10",
-    "fc00::/7",
-];
-
-/// Whether `ip` (normalised) is in a private or shared range.
-pub fn is_private(ip: &IpAddr) -> bool {
-    let ip = normalise_ip(*ip);
-    PRIVATE
-        .iter()
-        .filter_map(|c| Cidr::parse(c))
-        .any(|c| c.contains(&ip))
-}
-
-/// Whether anything tells the pod network: a Node's `spec.podCIDRs`, a Calico IPPool or a
-/// CiliumNode pod CIDR read, or the policy's `cluster_networks`.
-pub fn pod_network_known(block: &BlockIps, view: &ClusterView) -> bool {
-    !block.cluster_networks.is_empty()
-        || !view.pod_networks.is_empty()
-        || view.nodes.iter().any(|n| !n.pod_cidrs.is_empty())
-}
-
 /// The addresses never blocked because of what the cluster is, each with its reason.
 #[derive(Clone, Debug, Default)]
 pub struct Protected {
     ranges: Vec<(Cidr, LeftOutReason, String)>,
-    /// The pod network is not known: private addresses are left out too.
-    pod_network_unknown: bool,
+    /// While the pod network is not known, private addresses are left out too, with this reason.
+    pod_network_unknown: Option<String>,
 }
 
 impl Protected {
-    /// From the policy, the detection allowlist and the cluster view.
-    pub fn new(block: &BlockIps, allowlist: &[Cidr], view: &ClusterView) -> Self {
+    /// From the policy, the detection allowlist, the trusted proxies of `formats.yaml`, the
+    /// cluster view and what is known of its pod network (`PodNetworkState::of`).
+    pub fn new(
+        block: &BlockIps,
+        allowlist: &[Cidr],
+        trusted_proxies: &[Cidr],
+        view: &ClusterView,
+        pod_network: &PodNetworkState,
+    ) -> Self {
         let mut p = Protected::default();
         for c in &block.never_block {
             p.add(
@@ -138,6 +116,15 @@ impl Protected {
                 *c,
                 LeftOutReason::Allowlist,
                 format!("in the detection allowlist ({c})"),
+            );
+        }
+        // The analysis attributes a request to the proxy itself when it carries no
+        // X-Forwarded-For, or only trusted hops: blocking it would refuse every client behind it.
+        for c in trusted_proxies {
+            p.add(
+                *c,
+                LeftOutReason::TrustedProxy,
+                format!("a trusted proxy in formats.yaml's trusted_proxies ({c}): blocking it would refuse every client behind it"),
             );
         }
         for node in &view.nodes {
@@ -157,12 +144,9 @@ impl Protected {
         for (ns, v) in &view.namespaces {
             for pod in &v.pods {
                 let name = pod.metadata.name.as_deref().unwrap_or_default();
-                let status = pod.status.as_ref();
-                let ips = status.and_then(|s| s.pod_ips.as_ref());
-                let texts = ips.into_iter().flatten().map(|ip| ip.ip.as_str());
-                for ip in texts.chain(status.and_then(|s| s.pod_ip.as_deref())) {
+                for ip in pod_addresses(pod) {
                     let why = format!("the address of pod {ns}/{name}");
-                    p.add_text(ip, LeftOutReason::Pod, why);
+                    p.add(Cidr::host(ip), LeftOutReason::Pod, why);
                 }
             }
             for svc in &v.services {
@@ -186,7 +170,7 @@ impl Protected {
             let why = format!("inside block_ips.cluster_networks ({c})");
             p.add(*c, LeftOutReason::ClusterNetwork, why);
         }
-        p.pod_network_unknown = !pod_network_known(block, view);
+        p.pod_network_unknown = pod_network.left_out_message();
         p
     }
 
@@ -240,8 +224,8 @@ impl Protected {
             .find(|(c, _, _)| c.contains(ip))
             .map(|(_, r, why)| (*r, why.as_str()));
         found.or_else(|| {
-            (self.pod_network_unknown && is_private(ip))
-                .then_some((LeftOutReason::PodNetworkUnknown, POD_NETWORK_UNKNOWN))
+            let why = self.pod_network_unknown.as_deref()?;
+            is_private(ip).then_some((LeftOutReason::PodNetworkUnknown, why))
         })
     }
 }

@@ -29,10 +29,6 @@ const LIMITS: &str = "an IP block does not stop a client that changes address, a
 /// an offender is still admitted by the namespace and pod selectors of the rules.
 const IN_CLUSTER: &str = "an offender that is a pod in another namespace is not stopped: the rules' namespace and pod selectors still admit pods, whatever their address";
 
-/// Where nothing publishes the pod network, pod addresses outside the target's namespace cannot
-/// be told apart from clients.
-const POD_NETWORK_UNKNOWN: &str = "the pod network is not known: no Node reports a pod CIDR (spec.podCIDRs), no Calico IPPool or CiliumNode pod CIDR was read, and block_ips.cluster_networks is empty, so pod addresses outside the target's namespace — an ingress controller or proxy in front of the target — cannot be told apart from clients. Private and shared addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7) are therefore left out (pod_network_unknown) and only public ones blocked: set block_ips.cluster_networks to the cluster's pod and service networks";
-
 /// The `block_ips` step for `ctx.target`.
 pub(super) fn step(ctx: &Ctx<'_>, number: u32, method: BlockMethod) -> Step {
     let mut step = Step {
@@ -59,9 +55,8 @@ pub(super) fn step(ctx: &Ctx<'_>, number: u32, method: BlockMethod) -> Step {
     }
     step.warnings.push(LIMITS.to_owned());
     step.warnings.push(IN_CLUSTER.to_owned());
-    if !ctx.pod_network_known {
-        step.warnings.push(POD_NETWORK_UNKNOWN.to_owned());
-    }
+    step.warnings
+        .extend(ctx.pod_network.and_then(|p| p.warning()));
     step.status = if !step.refusals.is_empty() {
         step.changes.clear();
         StepStatus::Refused

@@ -85,12 +85,20 @@ fn view() -> ClusterView {
     ClusterView {
         server: "https://k8s.example:6443".to_owned(),
         kube_system_uid: "uid-kube-system".to_owned(),
-        server_date: None,
-        nodes: vec![NodeInfo {
-            name: "node-1".to_owned(),
-            addresses: vec!["192.0.2.10".parse().expect("ip")],
-            pod_cidrs: vec![Cidr::parse("10.244.1.0/24").expect("cidr")],
-        }],
+        server_date: datetime!(2026-12-02 04:00 UTC),
+        nodes: vec![
+            NodeInfo {
+                name: "node-1".to_owned(),
+                addresses: vec!["192.0.2.10".parse().expect("ip")],
+                pod_cidrs: vec![Cidr::parse("10.244.1.0/24").expect("cidr")],
+            },
+            // db-0's node.
+            NodeInfo {
+                name: "node-2".to_owned(),
+                addresses: vec!["192.0.2.11".parse().expect("ip")],
+                pod_cidrs: vec![Cidr::parse("10.244.2.0/24").expect("cidr")],
+            },
+        ],
         pod_networks: Vec::new(),
         cilium: Default::default(),
         namespaces: [("waqiti".to_owned(), ns)].into(),
@@ -218,7 +226,8 @@ fn max_addresses_keeps_the_most_failing() {
         ],
     )]);
     let block = policy.block_ips.as_ref().expect("block");
-    let protected = addresses::Protected::new(block, &[], &v);
+    let pod_network = super::pod_network::PodNetworkState::of(block, &v);
+    let protected = addresses::Protected::new(block, &[], &[], &v, &pod_network);
     let (kept, left) = addresses::select(
         &clients,
         block,
@@ -595,3 +604,4 @@ fn an_existing_cilium_policy_keeps_its_addresses_or_is_refused_when_changed() {
 }
 
 mod pod_network;
+mod trusted_proxies;

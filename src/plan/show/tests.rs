@@ -557,13 +557,19 @@ fn every_left_out_reason_is_shown_by_its_name() {
             message: "never blocked: inside pod CIDR 192.168.0.0/16 of Calico IPPool default"
                 .into(),
         },
+        LeftOut {
+            address: "198.51.100.250".into(),
+            reason: LeftOutReason::TrustedProxy,
+            message: "never blocked: a trusted proxy in formats.yaml's trusted_proxies (198.51.100.250/32)".into(),
+        },
     ];
     let text = render_text(&d, &digest(9), &status(), &hint());
     for line in [
-        "ADDRESSES LEFT OUT (3)\n",
+        "ADDRESSES LEFT OUT (4)\n",
         "  \"10.32.7.7\"  cluster_network: never blocked: inside block_ips.cluster_networks (10.0.0.0/8)\n",
         "  \"192.168.77.5\"  pod_network_unknown: never blocked: a private address while the pod network is not known\n",
         "  \"192.168.1.9\"  pod_cidr: never blocked: inside pod CIDR 192.168.0.0/16 of Calico IPPool default\n",
+        "  \"198.51.100.250\"  trusted_proxy: never blocked: a trusted proxy in formats.yaml's trusted_proxies (198.51.100.250/32)\n",
     ] {
         assert!(text.contains(line), "{line:?} missing in:\n{text}");
     }
@@ -576,7 +582,12 @@ fn every_left_out_reason_is_shown_by_its_name() {
         .collect();
     assert_eq!(
         reasons,
-        ["cluster_network", "pod_network_unknown", "pod_cidr"]
+        [
+            "cluster_network",
+            "pod_network_unknown",
+            "pod_cidr",
+            "trusted_proxy"
+        ]
     );
     let back: PlanDoc = serde_json::from_value(v["plan"].clone()).unwrap();
     assert_eq!(back.addresses.left_out, d.addresses.left_out);

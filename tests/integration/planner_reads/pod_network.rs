@@ -113,11 +113,12 @@ fn blocked(doc: &PlanDoc) -> Vec<&str> {
 
 #[test]
 fn an_address_inside_a_calico_pool_is_left_out() {
-    // The ingress controller's pod, in another namespace the planner does not read.
-    let controller = "192.168.77.5";
+    // The ingress controller's pod, in another namespace the planner does not read; the
+    // target's pods are at 10.244.0.7, in the pool too.
+    let controller = "10.244.77.5";
     let kube = no_node_cidrs();
     kube.calico();
-    kube.object(ip_pool("default-ipv4-ippool", "192.168.0.0/16"));
+    kube.object(ip_pool("default-ipv4-ippool", "10.244.0.0/16"));
     kube.object(ip_pool("v6", "fd00:10:244::/48"));
     let view = read(&kube).unwrap();
     assert_eq!(
@@ -125,7 +126,7 @@ fn an_address_inside_a_calico_pool_is_left_out() {
         [
             PodNetwork {
                 source: "Calico IPPool default-ipv4-ippool".into(),
-                cidr: Cidr::parse("192.168.0.0/16").unwrap()
+                cidr: Cidr::parse("10.244.0.0/16").unwrap()
             },
             PodNetwork {
                 source: "Calico IPPool v6".into(),
@@ -148,7 +149,7 @@ fn an_address_inside_a_calico_pool_is_left_out() {
     assert_eq!(reason, LeftOutReason::PodCidr);
     assert_eq!(
         message,
-        "never blocked: inside pod CIDR 192.168.0.0/16 of Calico IPPool default-ipv4-ippool"
+        "never blocked: inside pod CIDR 10.244.0.0/16 of Calico IPPool default-ipv4-ippool"
     );
     // The pod network is known: other addresses are blocked, and nothing warns it is not.
     assert_eq!(blocked(&doc), ["10.1.2.3", "198.51.100.7"]);
@@ -182,11 +183,11 @@ fn cilium_nodes_give_the_pod_network_of_cluster_pool_ipam() {
     let kube = no_node_cidrs();
     kube.cilium(true);
     kube.object(json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNode", "metadata": {"name": "node-a"},
-        "spec": {"addresses": [{"type": "InternalIP", "ip": "172.18.0.2"}, {"type": "CiliumInternalIP", "ip": "10.0.0.71"}],
-                 "ipam": {"podCIDRs": ["10.0.0.0/24"]}}}));
+        "spec": {"addresses": [{"type": "InternalIP", "ip": "172.18.0.2"}, {"type": "CiliumInternalIP", "ip": "10.244.0.71"}],
+                 "ipam": {"podCIDRs": ["10.244.0.0/24"]}}}));
     kube.object(
         json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNode", "metadata": {"name": "node-b"},
-        "spec": {"ipam": {"podCIDRs": ["10.0.1.0/24"]}}}),
+        "spec": {"ipam": {"podCIDRs": ["10.244.1.0/24"]}}}),
     );
     let view = read(&kube).unwrap();
     let got: Vec<(String, String)> = view
@@ -197,17 +198,52 @@ fn cilium_nodes_give_the_pod_network_of_cluster_pool_ipam() {
     assert_eq!(
         got,
         [
-            ("CiliumNode node-a".to_owned(), "10.0.0.0/24".to_owned()),
-            ("CiliumNode node-b".to_owned(), "10.0.1.0/24".to_owned())
+            ("CiliumNode node-a".to_owned(), "10.244.0.0/24".to_owned()),
+            ("CiliumNode node-b".to_owned(), "10.244.1.0/24".to_owned())
         ]
     );
     assert!(view.cilium.nodes_served);
-    let doc = plan_for(&view, &["10.0.1.30", "10.9.9.9"]);
-    assert_eq!(left_out(&doc, "10.0.1.30").0, LeftOutReason::PodCidr);
-    assert!(left_out(&doc, "10.0.1.30")
+    let doc = plan_for(&view, &["10.244.1.30", "10.9.9.9"]);
+    assert_eq!(left_out(&doc, "10.244.1.30").0, LeftOutReason::PodCidr);
+    assert!(left_out(&doc, "10.244.1.30")
         .1
         .ends_with("of CiliumNode node-b"));
     assert_eq!(blocked(&doc), ["10.9.9.9"]);
+}
+
+#[test]
+fn a_pool_that_misses_the_pods_read_leaves_the_pod_network_unknown() {
+    // Calico publishes 192.168.0.0/16, but the target's pods were given 10.244.0.7 (another
+    // pool the planner cannot see, or a second CNI): an ingress controller's pod could be
+    // anywhere private, so private addresses are left out and the plan names the pod.
+    let kube = no_node_cidrs();
+    kube.calico();
+    kube.object(ip_pool("default-ipv4-ippool", "192.168.0.0/16"));
+    let view = read(&kube).unwrap();
+    assert_eq!(view.pod_networks.len(), 1);
+    let doc = plan_for(&view, &["192.168.77.5", "10.1.2.3", "198.51.100.7"]);
+    // Inside the pool that was read: still told as such.
+    assert_eq!(left_out(&doc, "192.168.77.5").0, LeftOutReason::PodCidr);
+    let (reason, message) = left_out(&doc, "10.1.2.3");
+    assert_eq!(reason, LeftOutReason::PodNetworkUnknown);
+    assert!(
+        message.contains("has address 10.244.0.7")
+            && message.contains("set block_ips.cluster_networks"),
+        "{message}"
+    );
+    assert_eq!(blocked(&doc), ["198.51.100.7"]);
+    let warning = doc.steps[0]
+        .warnings
+        .iter()
+        .find(|w| w.contains("pod network is not known"))
+        .expect("warned");
+    let pod = &view.namespaces[NS].pods[0];
+    let name = format!("pod {NS}/{}", pod.metadata.name.as_deref().unwrap());
+    assert!(
+        warning.contains(&format!("{name} has address 10.244.0.7"))
+            && warning.contains("set block_ips.cluster_networks"),
+        "{warning}"
+    );
 }
 
 #[test]

@@ -15,11 +15,23 @@ fn policy_with(extra: &str) -> ContainmentPolicy {
     ContainmentPolicy::parse("containment.yaml", &text).expect("parses")
 }
 
-/// The view with no pod CIDR on its Node.
+/// The view with no pod CIDR on its Nodes.
 fn unknown_view() -> ClusterView {
     let mut v = view();
-    v.nodes[0].pod_cidrs.clear();
+    for n in &mut v.nodes {
+        n.pod_cidrs.clear();
+    }
     v
+}
+
+/// Gives the target namespace's pods these addresses, in order.
+fn pods_at(v: &mut ClusterView, ips: &[&str]) {
+    let ns = v.namespaces.get_mut("waqiti").expect("ns");
+    assert_eq!(ns.pods.len(), ips.len());
+    for (p, ip) in ns.pods.iter_mut().zip(ips) {
+        let st = p.status.as_mut().expect("status");
+        st.pod_ips = Some(vec![from(json!({ "ip": ip }))]);
+    }
 }
 
 fn reasons(doc: &PlanDoc) -> BTreeMap<&str, (LeftOutReason, &str)> {
@@ -48,6 +60,7 @@ fn pod_network_warning(doc: &PlanDoc) -> Option<&String> {
 #[test]
 fn calico_pools_and_cilium_nodes_protect_like_node_pod_cidrs() {
     let mut v = unknown_view();
+    pods_at(&mut v, &["192.168.1.5", "192.168.1.6", "fd00:10:1::2"]);
     v.pod_networks = vec![
         PodNetwork {
             source: "Calico IPPool default-ipv4-ippool".into(),
@@ -214,7 +227,7 @@ fn the_warning_says_how_to_make_the_pod_network_known() {
     let mut v = unknown_view();
     v.pod_networks.push(PodNetwork {
         source: "CiliumNode node-1".into(),
-        cidr: Cidr::parse("10.0.1.0/24").expect("cidr"),
+        cidr: Cidr::parse("10.244.0.0/16").expect("cidr"),
     });
     let doc = run_policy(&policy(), &v, vec![suspicious("198.51.100.7", 9)]);
     assert!(pod_network_warning(&doc).is_none());
@@ -224,5 +237,107 @@ fn the_warning_says_how_to_make_the_pod_network_known() {
         &unknown_view(),
         vec![suspicious("198.51.100.7", 9)],
     );
+    assert!(pod_network_warning(&doc).is_none());
+}
+
+#[test]
+fn pods_outside_every_published_range_make_the_pod_network_unknown() {
+    // The Nodes publish podCIDRs 10.244.1.0/24 and 10.244.2.0/24 (the controller-manager's
+    // allocation) but the CNI's IPAM hands out 192.168.0.0/16 (Weave, or Calico whose IPPools are
+    // not served): the target's pods sit outside every known range, so an ingress controller's
+    // pod in another namespace, at 192.168.7.7, cannot be told from a client.
+    let mut v = view();
+    pods_at(&mut v, &["192.168.1.10", "192.168.1.11", "192.168.1.12"]);
+    let clients = vec![
+        suspicious("192.168.7.7", 50),
+        suspicious("10.20.0.1", 40),
+        suspicious("192.168.1.10", 30),
+        suspicious("10.244.1.77", 20),
+        suspicious("198.51.100.7", 10),
+    ];
+    let doc = run(&v, clients.clone());
+    assert_eq!(blocked(&doc), ["198.51.100.7"]);
+    let r = reasons(&doc);
+    for a in ["192.168.7.7", "10.20.0.1"] {
+        assert_eq!(r[a].0, LeftOutReason::PodNetworkUnknown, "{a}");
+        assert_eq!(
+            r[a].1,
+            "never blocked: a private address while the pod network is not known (pod waqiti/api-gateway-1 has address 192.168.1.10 (and 2 more pod addresses) outside every Node spec.podCIDRs, Calico IPPool, CiliumNode pod CIDR and block_ips.cluster_networks range): it may be a pod of another namespace, such as an ingress controller in front of the target; set block_ips.cluster_networks to the cluster's pod and service networks"
+        );
+    }
+    // What is known is still told as such.
+    assert_eq!(r["192.168.1.10"].0, LeftOutReason::Pod);
+    assert_eq!(r["10.244.1.77"].0, LeftOutReason::PodCidr);
+    let w = pod_network_warning(&doc).expect("warned");
+    assert!(
+        w.contains("pod waqiti/api-gateway-1 has address 192.168.1.10 (and 2 more pod addresses)")
+            && w.contains("pod_network_unknown")
+            && w.contains("set block_ips.cluster_networks"),
+        "{w}"
+    );
+    assert!(!w.contains("no Node reports a pod CIDR"), "{w}");
+
+    // One pod outside is enough, and it is the one named.
+    let mut v = view();
+    pods_at(&mut v, &["10.244.1.5", "10.244.1.6", "192.168.2.9"]);
+    let doc = run(&v, clients.clone());
+    assert_eq!(blocked(&doc), ["198.51.100.7"]);
+    let w = pod_network_warning(&doc).expect("warned");
+    assert!(
+        w.contains("pod waqiti/db-0 has address 192.168.2.9 outside every pod range read"),
+        "{w}"
+    );
+
+    // The operator's cluster_networks take the pods in: the pod network is known again.
+    let policy = policy_with("cluster_networks: [192.168.0.0/16]");
+    let mut v = view();
+    pods_at(&mut v, &["192.168.1.10", "192.168.1.11", "192.168.1.12"]);
+    let doc = run_policy(&policy, &v, clients);
+    assert_eq!(blocked(&doc), ["10.20.0.1", "198.51.100.7"]);
+    assert_eq!(
+        reasons(&doc)["192.168.7.7"].0,
+        LeftOutReason::ClusterNetwork
+    );
+    assert!(pod_network_warning(&doc).is_none());
+}
+
+#[test]
+fn a_pod_address_of_the_other_family_outside_every_range_counts_too() {
+    // Dual stack: the Nodes publish IPv4 pod CIDRs only, the pods also hold IPv6 addresses.
+    let mut v = view();
+    let ns = v.namespaces.get_mut("waqiti").expect("ns");
+    let st = ns.pods[0].status.as_mut().expect("status");
+    st.pod_ips = Some(vec![
+        from(json!({"ip": "10.244.1.5"})),
+        from(json!({"ip": "fd00:10:244::5"})),
+    ]);
+    let doc = run(
+        &v,
+        vec![suspicious("fd00:99::1", 9), suspicious("10.20.0.1", 9)],
+    );
+    assert!(blocked(&doc).is_empty(), "{:?}", blocked(&doc));
+    let w = pod_network_warning(&doc).expect("warned");
+    assert!(
+        w.contains("pod waqiti/api-gateway-1 has address fd00:10:244::5 outside"),
+        "{w}"
+    );
+}
+
+#[test]
+fn host_network_pods_and_pods_without_an_address_do_not_count() {
+    let mut v = view();
+    let ns = v.namespaces.get_mut("waqiti").expect("ns");
+    // A hostNetwork pod has its Node's address, outside every pod range.
+    let spec = ns.pods[2].spec.as_mut().expect("spec");
+    spec.host_network = Some(true);
+    let st = ns.pods[2].status.as_mut().expect("status");
+    st.pod_ips = Some(vec![from(json!({"ip": "172.18.0.2"}))]);
+    st.pod_ip = Some("172.18.0.2".into());
+    // A pending pod has no address yet.
+    let st = ns.pods[1].status.as_mut().expect("status");
+    st.pod_ips = None;
+    st.pod_ip = None;
+    let doc = run(&v, vec![suspicious("10.20.0.1", 9)]);
+    assert_eq!(blocked(&doc), ["10.20.0.1"]);
     assert!(pod_network_warning(&doc).is_none());
 }

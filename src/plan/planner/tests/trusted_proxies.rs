@@ -1,0 +1,117 @@
+//! The trusted proxies of `formats.yaml` are never blocked: the analysis attributes a request to
+//! the proxy itself when it carries no `X-Forwarded-For` (or only trusted hops), and blocking the
+//! proxy would refuse every legitimate client behind it.
+
+use super::*;
+
+/// The plan of `suspicious` on `view` with these trusted proxies.
+fn run_behind(proxies: &[&str], view: &ClusterView, suspicious: Vec<Suspicious>) -> PlanDoc {
+    let policy = policy();
+    let case = CaseId::new("c1").expect("id");
+    let plan = PlanId::new("p1").expect("id");
+    let owners = BTreeMap::new();
+    let s = vec![("b".to_owned(), suspicious)];
+    let proxies: Vec<Cidr> = proxies
+        .iter()
+        .map(|p| Cidr::parse(p).expect("cidr"))
+        .collect();
+    plan_doc(&PlannerInput {
+        case: &case,
+        plan: &plan,
+        policy: &policy,
+        detection_allowlist: &[],
+        trusted_proxies: &proxies,
+        suspicious: &s,
+        evidence: PinnedEvidence {
+            bundles: Vec::new(),
+            journal_head: JournalHead {
+                seq: 1,
+                sha256: Sha256Digest::of(b""),
+            },
+        },
+        view,
+        block_owners: &owners,
+        proposer: ProposerClaim::Collector {
+            key_id: crate::id::KeyId::new("0123456789abcdef").expect("id"),
+        },
+        roster_sha256: Sha256Digest::of(b""),
+        now: datetime!(2026-12-02 04:00 UTC),
+    })
+}
+
+fn left_out(doc: &PlanDoc) -> BTreeMap<&str, (LeftOutReason, &str)> {
+    doc.addresses
+        .left_out
+        .iter()
+        .map(|l| (l.address.as_str(), (l.reason, l.message.as_str())))
+        .collect()
+}
+
+fn blocked(doc: &PlanDoc) -> Vec<&str> {
+    doc.addresses
+        .block
+        .iter()
+        .map(|a| a.address.as_str())
+        .collect()
+}
+
+#[test]
+fn a_trusted_proxy_is_left_out_naming_formats_yaml() {
+    // 198.51.100.250 is an L7 proxy / CDN edge in front of the gateway; 10.8.0.0/16 the load
+    // balancers' range (outside the pod network the Nodes publish). Failing requests that reached
+    // the gateway from them without X-Forwarded-For are attributed to the proxies themselves.
+    let doc = run_behind(
+        &["198.51.100.250", "10.8.0.0/16"],
+        &view(),
+        vec![
+            suspicious("198.51.100.250", 500),
+            suspicious("10.8.3.4", 400),
+            suspicious("::ffff:10.8.3.5", 300),
+            // never_block comes first in the table: still told as such.
+            suspicious("203.0.113.9", 30),
+            // Around the proxies: clients like any other.
+            suspicious("198.51.100.249", 20),
+            suspicious("10.9.0.1", 10),
+        ],
+    );
+    assert_eq!(blocked(&doc), ["10.9.0.1", "198.51.100.249"]);
+    let r = left_out(&doc);
+    assert_eq!(r["198.51.100.250"].0, LeftOutReason::TrustedProxy);
+    assert_eq!(
+        r["198.51.100.250"].1,
+        "never blocked: a trusted proxy in formats.yaml's trusted_proxies (198.51.100.250/32): blocking it would refuse every client behind it"
+    );
+    for a in ["10.8.3.4", "::ffff:10.8.3.5"] {
+        assert_eq!(r[a].0, LeftOutReason::TrustedProxy, "{a}");
+        assert!(
+            r[a].1.contains("trusted_proxies (10.8.0.0/16)"),
+            "{}",
+            r[a].1
+        );
+    }
+    assert_eq!(r["203.0.113.9"].0, LeftOutReason::NeverBlock);
+    // The step still says clients taken from X-Forwarded-For are not stopped by an IP block.
+    assert!(
+        doc.steps[0]
+            .warnings
+            .iter()
+            .any(|w| w.contains("X-Forwarded-For behind the trusted proxies")),
+        "{:?}",
+        doc.steps[0].warnings
+    );
+    // The reason reads back by its name.
+    let proxy = doc
+        .addresses
+        .left_out
+        .iter()
+        .find(|l| l.address == "198.51.100.250");
+    let text = serde_json::to_string(&proxy).expect("json");
+    assert!(text.contains(r#""reason":"trusted_proxy""#), "{text}");
+}
+
+#[test]
+fn without_trusted_proxies_the_same_address_is_blocked() {
+    let doc = run_behind(&[], &view(), vec![suspicious("198.51.100.250", 500)]);
+    assert_eq!(blocked(&doc), ["198.51.100.250"]);
+    assert!(doc.addresses.left_out.is_empty());
+}
