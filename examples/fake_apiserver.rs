@@ -7,8 +7,9 @@
 // Test code, shared with the test suite: a panic here ends a benchmark, not a collection.
 #![allow(clippy::unwrap_used)]
 
-// The module also carries what only the tests use (fault switches, request records).
-#[allow(dead_code)]
+// The module also carries what only the tests use (fault switches, request records, the pods'
+// admin endpoints).
+#[allow(dead_code, unused_imports)]
 #[path = "../tests/integration/fake_kube.rs"]
 mod fake_kube;
 

@@ -15,16 +15,32 @@
 //! `resourceVersion`. Every answer carries a `Date` header (the fake's clock, skewed on demand),
 //! unless a test leaves it out or sends one that is not a date.
 //! Objects are added from JSON.
+//!
+//! For containment's execution it serves, as the API server does: Secrets (`secrets`: base64
+//! `data`, `stringData` merged, `immutable` enforced; reads refused by default, as custody's
+//! Roles grant none — `Faults::forbidden_reads`), Deployments whose status follows a rollout
+//! after a spec change (`rollout`: lagging, paused, stalled), and `pods/proxy` to a stub admin
+//! endpoint per pod that records each call (`proxy`), pods in any phase (`pods`).
 
 // Paths relative to this file's directory, so `examples/fake_apiserver.rs` can include it too.
 #[path = "fake_kube/cluster.rs"]
 mod cluster;
+#[path = "fake_kube/pods.rs"]
+mod pods;
+#[path = "fake_kube/proxy.rs"]
+mod proxy;
+#[path = "fake_kube/rollout.rs"]
+mod rollout;
+#[path = "fake_kube/secrets.rs"]
+mod secrets;
 #[path = "fake_kube/store.rs"]
 mod store;
 #[path = "fake_kube/validate.rs"]
 mod validate;
 
 use cluster::{discovery, seed};
+pub use pods::PodPhase;
+pub use proxy::{Answer, Endpoint, ProxyCall};
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
@@ -67,6 +83,9 @@ pub struct Faults {
     pub gone: Vec<String>,
     /// Path prefixes answering 403.
     pub forbidden: Vec<String>,
+    /// Path prefixes whose reads (GET) answer 403 as RBAC would, writes going through; Secrets
+    /// (in the fake's namespace and cluster-wide) unless a test clears it.
+    pub forbidden_reads: Vec<String>,
     /// Path prefixes answering 500.
     pub broken: Vec<String>,
     /// (pod, container): the stream is cut after this many bytes.
@@ -90,9 +109,13 @@ pub struct Call {
 /// A request as the router sees it: the path decoded, the query split.
 struct Request {
     method: String,
+    /// Path and query, as sent.
+    target: String,
     path: String,
     query: HashMap<String, String>,
     content_type: String,
+    /// Every header as sent, in order.
+    headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
 
@@ -117,6 +140,14 @@ struct State {
     calls: Vec<Call>,
     /// The exact body of every successful response, by path and query.
     served: HashMap<String, Vec<u8>>,
+    /// Pods not Running and Ready, by name.
+    phases: HashMap<String, PodPhase>,
+    /// Pods' admin endpoints told to listen or answer otherwise than by default, by name.
+    endpoints: HashMap<String, Endpoint>,
+    /// Every call the pods' admin endpoints received.
+    proxied: Vec<ProxyCall>,
+    /// The Deployment controller's rollouts.
+    rollout: rollout::Controller,
 }
 
 pub struct FakeKube {
@@ -133,7 +164,14 @@ impl FakeKube {
             resource_version: 1300,
             ..State::default()
         }));
-        seed(&mut state.lock().unwrap());
+        {
+            let mut st = state.lock().unwrap();
+            seed(&mut st);
+            st.faults.forbidden_reads = vec![
+                "/api/v1/secrets".to_owned(),
+                format!("/api/v1/namespaces/{namespace}/secrets"),
+            ];
+        }
         let s = state.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
@@ -163,7 +201,12 @@ impl FakeKube {
                                   "matchExpressions": [{"key": "tier", "operator": "In", "values": tier_in}]},
                      "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "gateway", "image": "registry.example/gateway:2.4.1"}]}},
                      "strategy": {"type": "RollingUpdate"}},
-            "status": {"observedGeneration": 3, "replicas": 3, "readyReplicas": 3}
+            "status": {"observedGeneration": 3, "replicas": 3, "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3,
+                       "conditions": [
+                           {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability.",
+                            "lastUpdateTime": "2026-11-01T00:00:00Z", "lastTransitionTime": "2026-11-01T00:00:00Z"},
+                           {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": format!("ReplicaSet \"{name}-7d4b9c\" has successfully progressed."),
+                            "lastUpdateTime": "2026-11-01T00:00:00Z", "lastTransitionTime": "2026-11-01T00:00:00Z"}]}
         });
         let ns = st.namespace.clone();
         st.objects
@@ -244,38 +287,6 @@ fn rfc3339_nano(t: i64, i: usize) -> String {
         dt.second(),
         (i % 1000) * 1000
     )
-}
-
-fn pod_json(ns: &str, p: &FakePod) -> Value {
-    let statuses: Vec<Value> = p
-        .containers
-        .iter()
-        .map(|c| {
-            json!({
-                "name": c.name, "ready": true, "started": true,
-                "restartCount": if c.previous.is_some() { 1 } else { 0 },
-                "image": format!("registry.example/{}:2.4.1", c.name),
-                "imageID": format!("registry.example/{}@sha256:{}", c.name, custody::digest::Sha256Digest::of(c.name.as_bytes())),
-                "containerID": format!("containerd://{}", custody::digest::Sha256Digest::of(format!("{}/{}", p.name, c.name).as_bytes())),
-                "state": {"running": {"startedAt": "2026-11-26T10:00:00Z"}},
-                "lastState": if c.previous.is_some() { json!({"terminated": {"exitCode": 137, "reason": "OOMKilled", "startedAt": "2026-11-26T09:00:00Z", "finishedAt": "2026-11-26T10:00:00Z",
-                    "containerID": format!("containerd://{}", custody::digest::Sha256Digest::of(format!("{}/{}/previous", p.name, c.name).as_bytes()))}}) } else { json!({}) },
-            })
-        })
-        .collect();
-    json!({
-        "metadata": {"name": p.name, "generateName": format!("{}-", p.name.rsplit_once('-').map_or(p.name.as_str(), |x| x.0)),
-                     "namespace": ns, "uid": uid(&p.name), "resourceVersion": "1200",
-                     "creationTimestamp": "2026-11-26T09:00:00Z", "labels": p.labels},
-        "spec": {"containers": p.containers.iter().map(|c| json!({"name": c.name, "image": format!("registry.example/{}:2.4.1", c.name)})).collect::<Vec<_>>(),
-                 "initContainers": p.init_containers.iter().map(|c| json!({"name": c.name, "image": format!("registry.example/{}:2.4.1", c.name)})).collect::<Vec<_>>(),
-                 "nodeName": p.node, "restartPolicy": "Always"},
-        "status": {"phase": "Running", "podIP": "10.244.0.7", "startTime": "2026-11-26T09:00:00Z", "containerStatuses": statuses,
-                   "initContainerStatuses": p.init_containers.iter().map(|c| json!({"name": c.name, "ready": true, "restartCount": 0,
-                       "image": format!("registry.example/{}:2.4.1", c.name), "imageID": format!("registry.example/{}@sha256:0", c.name),
-                       "containerID": format!("containerd://init-{}", c.name),
-                       "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": "2026-11-26T08:59:00Z", "finishedAt": "2026-11-26T08:59:30Z"}}})).collect::<Vec<_>>()}
-    })
 }
 
 fn status(code: u16, reason: &str, message: &str) -> (u16, Vec<u8>) {
@@ -367,16 +378,25 @@ enum Reply {
     Warned(u16, Vec<u8>, Vec<String>),
     /// A log, sent chunked; cut after `Some(n)` bytes.
     Log(Vec<u8>, Option<usize>),
+    /// An answer sent only after this long.
+    Delayed(std::time::Duration, Box<Reply>),
+    /// No answer: the connection is closed.
+    Cut,
 }
 
 fn route(st: &mut State, req: &Request) -> Reply {
     let (path, query) = (req.path.as_str(), &req.query);
     let ns = st.namespace.clone();
-    if path.contains("secrets") {
-        let (c, b) = status(403, "Forbidden", "secrets are never for custody");
-        return Reply::Whole(c, b);
-    }
     let full = path.to_owned();
+    if req.method == "GET"
+        && st
+            .faults
+            .forbidden_reads
+            .iter()
+            .any(|p| full.starts_with(p))
+    {
+        return store::forbidden(st, req);
+    }
     if st.faults.forbidden.iter().any(|p| full.starts_with(p)) {
         let (c, b) = status(403, "Forbidden", &format!("{path} is forbidden: User \"system:serviceaccount:waqiti:custody\" cannot get this resource"));
         return Reply::Whole(c, b);
@@ -434,6 +454,9 @@ fn route(st: &mut State, req: &Request) -> Reply {
         )
     };
     if let Some(reply) = store::route(st, req, &list) {
+        return reply;
+    }
+    if let Some(reply) = proxy::route(st, req) {
         return reply;
     }
     if req.method != "GET" {
@@ -561,13 +584,12 @@ fn route(st: &mut State, req: &Request) -> Reply {
 }
 
 /// The request line, headers and body (by `Content-Length`, or chunked).
-fn read_request(
-    reader: &mut BufReader<TcpStream>,
-) -> std::io::Result<(String, String, String, Vec<u8>)> {
+fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<(Request, Call)> {
     use std::io::Read;
     let mut first = String::new();
     reader.read_line(&mut first)?;
     let (mut length, mut chunked, mut content_type) = (0usize, false, String::new());
+    let mut headers = Vec::new();
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 || header == "\r\n" {
@@ -575,6 +597,7 @@ fn read_request(
         }
         let (name, value) = header.split_once(':').unwrap_or((&header, ""));
         let value = value.trim();
+        headers.push((name.trim().to_owned(), value.to_owned()));
         match name.to_ascii_lowercase().as_str() {
             "content-length" => length = value.parse().unwrap_or(0),
             "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
@@ -598,7 +621,31 @@ fn read_request(
     let mut parts = first.split_whitespace();
     let method = parts.next().unwrap_or("GET").to_owned();
     let target = parts.next().unwrap_or("/").to_owned();
-    Ok((method, target, content_type, body))
+    let (path, query_text) = target.split_once('?').unwrap_or((&target, ""));
+    let query: HashMap<String, String> = query_text
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect();
+    let request = Request {
+        method: method.clone(),
+        target: target.clone(),
+        path: decode(path),
+        query,
+        content_type: content_type.clone(),
+        headers,
+        body: body.clone(),
+    };
+    let call = Call {
+        method,
+        target,
+        content_type,
+        body,
+    };
+    Ok((request, call))
 }
 
 /// The fake's clock as an HTTP `Date` header.
@@ -612,34 +659,18 @@ fn http_date(skew: i64) -> String {
 
 fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
-    let (method, target, content_type, body) = read_request(&mut reader)?;
-    let (path, query_text) = target.split_once('?').unwrap_or((&target, ""));
-    let query: HashMap<String, String> = query_text
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect();
-    let request = Request {
-        method: method.clone(),
-        path: decode(path),
-        query,
-        content_type: content_type.clone(),
-        body: body.clone(),
-    };
+    let (request, call) = read_request(&mut reader)?;
+    let target = request.target.clone();
     let (reply, date) = {
         let mut st = state.lock().unwrap();
         st.requests.push(target.clone());
-        st.calls.push(Call {
-            method,
-            target: target.clone(),
-            content_type,
-            body,
-        });
+        st.calls.push(call);
         let reply = route(&mut st, &request);
-        match &reply {
+        let whole = match &reply {
+            Reply::Delayed(_, r) => r,
+            r => r,
+        };
+        match whole {
             Reply::Whole(200, body) | Reply::Log(body, None) => {
                 st.served.insert(target.clone(), body.clone());
             }
@@ -669,6 +700,13 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         }
     }
     let reply = match reply {
+        Reply::Delayed(d, reply) => {
+            std::thread::sleep(d);
+            *reply
+        }
+        other => other,
+    };
+    let reply = match reply {
         Reply::Whole(code, body) => Reply::Warned(code, body, Vec::new()),
         other => other,
     };
@@ -678,13 +716,19 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                 200 => "OK",
                 201 => "Created",
                 400 => "Bad Request",
+                401 => "Unauthorized",
                 403 => "Forbidden",
                 404 => "Not Found",
                 405 => "Method Not Allowed",
                 409 => "Conflict",
                 415 => "Unsupported Media Type",
                 422 => "Unprocessable Entity",
+                429 => "Too Many Requests",
+                502 => "Bad Gateway",
                 503 => "Service Unavailable",
+                504 => "Gateway Timeout",
+                c if c < 300 => "OK",
+                c if c < 500 => "Bad Request",
                 _ => "Internal Server Error",
             };
             write!(
@@ -721,7 +765,11 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             }
             out.write_all(b"0\r\n\r\n")?;
         }
-        Reply::Whole(..) => unreachable!("made a Warned reply above"),
+        Reply::Cut => {
+            // The request was read; nothing is answered.
+            return out.shutdown(std::net::Shutdown::Both);
+        }
+        Reply::Whole(..) | Reply::Delayed(..) => unreachable!("made a Warned reply above"),
     }
     out.flush()
 }

@@ -47,6 +47,10 @@
 //! - `planner_reads`: what the containment planner reads from the cluster (whole lists, every
 //!   kind, discovery with and without Cilium, the server's clock), its dry-runs judged like the
 //!   API server, and its Role and ClusterRole checked against every request.
+//! - `fake_kube_exec`: the fake API server against what containment's execution sends: Secrets
+//!   (base64, `stringData`, `immutable`, reads refused), a failed JSON patch `test` answered as
+//!   the API server answers it, Deployments' generation and rollout status (lagging, paused,
+//!   stalled), `pods/proxy` calls recorded without `Authorization`, and how proxy calls fail.
 //! - `signed_journal`: every journal entry signed by the collector key; a signature removed or
 //!   changed, or all of a sealed case's removed, is caught.
 
@@ -67,6 +71,7 @@ mod daemon_replicas;
 mod daemon_spool;
 mod determinism;
 mod fake_kube;
+mod fake_kube_exec;
 mod formats;
 mod integrity_collect;
 mod integrity_store;

@@ -6,7 +6,13 @@
 //! `dryRun=All` judged and answered but not stored, and without it stored with a new
 //! `resourceVersion`. Conflicts (stale `resourceVersion`: 409 `Conflict`; an existing name: 409
 //! `AlreadyExists`), missing objects (404), unknown methods (405) and invalid objects (422
-//! `Invalid`, from `validate`) are answered with the API server's `Status` bodies.
+//! `Invalid`, from `validate`) are answered with the API server's `Status` bodies. A JSON patch
+//! that cannot be applied (a `test` that fails, a path that is missing) is 422 `Invalid` with
+//! the generic message and nothing else (`NewGenericServerResponse`: the reason is not sent).
+//! What the server keeps from a write: `uid`, `creationTimestamp`, `status` (a write to the
+//! object never changes it; a create clears it); `generation` moves with `spec` (for
+//! Deployments also with the annotations) and is not kept for Secrets (`secrets`); a stored
+//! write to a Deployment starts its rollout (`rollout`).
 
 use std::collections::BTreeMap;
 
@@ -21,6 +27,7 @@ pub type Key = (String, String, String, String);
 /// (group/version, resource, kind, namespaced): what the fake serves.
 const KINDS: &[(&str, &str, &str, bool)] = &[
     ("v1", "pods", "Pod", true),
+    ("v1", "secrets", "Secret", true),
     ("v1", "services", "Service", true),
     ("v1", "nodes", "Node", false),
     ("v1", "namespaces", "Namespace", false),
@@ -94,7 +101,7 @@ pub fn status_with(code: u16, reason: &str, message: &str, details: Value) -> Re
 }
 
 /// A request's path taken apart: (gv, resource, namespace, name).
-fn parse_path(path: &str) -> Option<(String, String, String, Option<String>)> {
+pub fn parse_path(path: &str) -> Option<(String, String, String, Option<String>)> {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (gv, rest) = match parts.as_slice() {
         ["api", v, rest @ ..] => (v.to_string(), rest),
@@ -137,6 +144,9 @@ pub fn route(
         return None;
     }
     let dry_run = req.query.get("dryRun").is_some_and(|v| v == "All");
+    if req.method == "GET" && gv == "apps/v1" && resource == "deployments" {
+        super::rollout::observe(st, &ns, name.as_deref());
+    }
     Some(match (req.method.as_str(), name) {
         ("GET", None) => {
             let selector = req.query.get("labelSelector").cloned().unwrap_or_default();
@@ -154,7 +164,7 @@ pub fn route(
                     .pods
                     .iter()
                     .filter(|p| super::selects(&selector, &p.labels))
-                    .map(|p| super::pod_json(&ns, p))
+                    .map(|p| super::pods::pod_json(st, &ns, p))
                     .collect();
                 items.splice(0..0, fake);
             }
@@ -206,7 +216,7 @@ fn labels_of(v: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn get(st: &State, gv: &str, res: &str, ns: &str, name: &str) -> Option<Value> {
+pub fn get(st: &State, gv: &str, res: &str, ns: &str, name: &str) -> Option<Value> {
     let key = (
         gv.to_owned(),
         res.to_owned(),
@@ -221,12 +231,12 @@ fn get(st: &State, gv: &str, res: &str, ns: &str, name: &str) -> Option<Value> {
             .pods
             .iter()
             .find(|p| p.name == name)
-            .map(|p| super::pod_json(ns, p));
+            .map(|p| super::pods::pod_json(st, ns, p));
     }
     None
 }
 
-fn not_found(gv: &str, res: &str, name: &str) -> Reply {
+pub fn not_found(gv: &str, res: &str, name: &str) -> Reply {
     let gr = group_resource(gv, res);
     let group = gv.split_once('/').map_or("", |g| g.0);
     status_with(
@@ -282,17 +292,23 @@ fn bad_request(message: &str) -> Reply {
 
 type Coll<'a> = (&'a str, &'a str, &'static str, &'a str);
 
-/// Checks what every write checks, then stores it (unless a dry-run) and answers the object.
+/// Checks what every write checks (an update also against `current`), then stores it (unless a
+/// dry-run) and answers the object.
 fn judge(
     st: &mut State,
     coll: Coll<'_>,
-    name: &str,
+    (name, current): (&str, Option<&Value>),
     mut obj: Value,
     dry_run: bool,
     code: u16,
 ) -> Reply {
     let (gv, res, kind, ns) = coll;
-    let (errors, mut warnings) = validate(kind, &obj);
+    let mut errors = Vec::new();
+    if let (Some(current), "Secret") = (current, kind) {
+        super::secrets::validate_update(current, &obj, &mut errors);
+    }
+    let (more, mut warnings) = validate(kind, &obj);
+    errors.extend(more);
     if !errors.is_empty() {
         return invalid(kind, gv, name, &errors);
     }
@@ -309,6 +325,9 @@ fn judge(
         obj["metadata"]["resourceVersion"] = json!(st.resource_version.to_string());
         st.objects
             .insert((gv.into(), res.into(), ns.into(), name.into()), obj.clone());
+        if kind == "Deployment" {
+            super::rollout::written(st, ns, name, current, &obj);
+        }
     }
     Reply::Warned(code, serde_json::to_vec(&obj).unwrap(), warnings)
 }
@@ -416,10 +435,19 @@ fn create(st: &mut State, req: &Request, coll: Coll<'_>, dry_run: bool) -> Reply
     {
         return bad_request("resourceVersion should not be set on objects to be created");
     }
+    if kind == "Secret" {
+        if let Err(r) = super::secrets::decode_secret(&mut obj, false) {
+            return r;
+        }
+    } else {
+        obj["metadata"]["generation"] = json!(1);
+    }
+    if has_status(kind) {
+        obj["status"] = json!({});
+    }
     obj["metadata"]["uid"] = json!(super::uid(&format!("{ns}/{res}/{name}")));
     obj["metadata"]["creationTimestamp"] = json!("2026-11-26T15:00:00Z");
-    obj["metadata"]["generation"] = json!(1);
-    judge(st, coll, &name, obj, dry_run, 201)
+    judge(st, coll, (&name, None), obj, dry_run, 201)
 }
 
 fn replace(st: &mut State, req: &Request, coll: Coll<'_>, name: &str, dry_run: bool) -> Reply {
@@ -468,27 +496,68 @@ fn replace(st: &mut State, req: &Request, coll: Coll<'_>, name: &str, dry_run: b
     if sent != now {
         return conflict(gv, res, name, "the object has been modified; please apply your changes to the latest version and try again");
     }
-    keep_server_fields(&current, &mut obj);
-    judge(st, coll, name, obj, dry_run, 200)
+    if kind == "Secret" {
+        if let Err(r) = super::secrets::decode_secret(&mut obj, false) {
+            return r;
+        }
+    }
+    keep_server_fields(kind, &current, &mut obj);
+    judge(st, coll, (name, Some(&current)), obj, dry_run, 200)
 }
 
-/// What a client cannot change: uid, creation time; the generation moves with the spec.
-fn keep_server_fields(current: &Value, obj: &mut Value) {
+/// Kinds with a `status` subresource: a write to the object leaves their status alone.
+fn has_status(kind: &str) -> bool {
+    [
+        "Deployment",
+        "ReplicaSet",
+        "StatefulSet",
+        "DaemonSet",
+        "Job",
+        "CronJob",
+        "Pod",
+        "Service",
+        "Node",
+        "Namespace",
+    ]
+    .contains(&kind)
+}
+
+/// What a client cannot change: uid, creation time, the status of a kind with a status
+/// subresource; the generation moves with the spec (a Deployment's also with its annotations,
+/// which it copies to its ReplicaSets); Secrets have none.
+fn keep_server_fields(kind: &str, current: &Value, obj: &mut Value) {
     for field in ["uid", "creationTimestamp"] {
         if let Some(v) = current["metadata"].get(field) {
             obj["metadata"][field] = v.clone();
         }
     }
+    if has_status(kind) {
+        match (current.get("status"), obj.as_object_mut()) {
+            (Some(s), _) => obj["status"] = s.clone(),
+            (None, Some(o)) => {
+                o.remove("status");
+            }
+            (None, None) => {}
+        }
+    }
+    if kind == "Secret" {
+        if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("generation");
+        }
+        return;
+    }
     let generation = current
         .pointer("/metadata/generation")
         .and_then(Value::as_i64)
         .unwrap_or(1);
-    let changed = current.get("spec") != obj.get("spec");
+    let annotations = |v: &Value| v.pointer("/metadata/annotations").cloned();
+    let changed = current.get("spec") != obj.get("spec")
+        || (kind == "Deployment" && annotations(current) != annotations(obj));
     obj["metadata"]["generation"] = json!(generation + i64::from(changed));
 }
 
 fn patch(st: &mut State, req: &Request, coll: Coll<'_>, name: &str, dry_run: bool) -> Reply {
-    let (gv, res, _, ns) = coll;
+    let (gv, res, kind, ns) = coll;
     let Some(current) = get(st, gv, res, ns, name) else {
         return not_found(gv, res, name);
     };
@@ -499,10 +568,12 @@ fn patch(st: &mut State, req: &Request, coll: Coll<'_>, name: &str, dry_run: boo
             };
             match apply_json_patch(&current, &ops) {
                 Ok(v) => v,
-                // As the API server answers a patch that cannot be applied (a failed `test`).
-                Err(e) => {
+                // As the API server answers a patch that cannot be applied (a failed `test`, a
+                // missing path): `NewGenericServerResponse(422, …)`, which keeps the reason to
+                // itself (no causes: `isUnexpectedResponse` is false).
+                Err(_) => {
                     return status_with(422, "Invalid", "the server rejected our request due to an error in our request",
-                        json!({"causes": [{"reason": "UnexpectedServerResponse", "message": e}]}))
+                        json!({}))
                 }
             }
         }
@@ -528,8 +599,13 @@ fn patch(st: &mut State, req: &Request, coll: Coll<'_>, name: &str, dry_run: boo
     if !sent.is_empty() && sent != now {
         return conflict(gv, res, name, "the object has been modified; please apply your changes to the latest version and try again");
     }
-    keep_server_fields(&current, &mut patched);
-    judge(st, coll, name, patched, dry_run, 200)
+    if kind == "Secret" {
+        if let Err(r) = super::secrets::decode_secret(&mut patched, true) {
+            return r;
+        }
+    }
+    keep_server_fields(kind, &current, &mut patched);
+    judge(st, coll, (name, Some(&current)), patched, dry_run, 200)
 }
 
 fn delete(
@@ -567,4 +643,66 @@ fn delete(
         st.resource_version += 1;
     }
     Reply::Whole(200, serde_json::to_vec(&current).unwrap())
+}
+
+/// A request RBAC refuses, answered as the API server's authorizer does: who may not do which
+/// verb on which resource where.
+pub fn forbidden(st: &State, req: &Request) -> Reply {
+    let user = format!("system:serviceaccount:{}:custody", st.namespace);
+    let Some((gv, resource, ns, name)) = parse_path(&req.path) else {
+        return status_with(
+            403,
+            "Forbidden",
+            &format!(
+                "forbidden: User {user:?} cannot {} path {:?}",
+                req.method.to_lowercase(),
+                req.path
+            ),
+            Value::Null,
+        );
+    };
+    let verb = match (req.method.as_str(), &name) {
+        ("GET", None) if req.query.get("watch").is_some_and(|w| w == "true") => "watch",
+        ("GET", None) => "list",
+        ("GET", Some(_)) => "get",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", None) => "deletecollection",
+        ("DELETE", Some(_)) => "delete",
+        (other, _) => {
+            return status_with(
+                405,
+                "MethodNotAllowed",
+                &format!(
+                    "the server does not allow this method on the requested resource ({other} {})",
+                    req.path
+                ),
+                Value::Null,
+            )
+        }
+    };
+    let group = gv.split_once('/').map_or("", |g| g.0);
+    let what = match &name {
+        Some(n) => format!("{} {n:?}", group_resource(&gv, &resource)),
+        None => group_resource(&gv, &resource),
+    };
+    let scope = if ns.is_empty() {
+        "at the cluster scope".to_owned()
+    } else {
+        format!("in the namespace {ns:?}")
+    };
+    let mut details = json!({"kind": resource});
+    if let Some(n) = &name {
+        details["name"] = json!(n);
+    }
+    if !group.is_empty() {
+        details["group"] = json!(group);
+    }
+    status_with(
+        403,
+        "Forbidden",
+        &format!("{what} is forbidden: User {user:?} cannot {verb} resource {resource:?} in API group {group:?} {scope}"),
+        details,
+    )
 }

@@ -5,7 +5,8 @@
 //! does today), each `except` a strict subset of its `cidr`; a peer names exactly one kind of
 //! peer, or an ipBlock alone; ports have a known protocol and a valid number or name, `endPort`
 //! only after a numeric `port` and not below it. CiliumNetworkPolicy CIDRs are checked too.
-//! And the two patch formats: JSON patch (RFC 6902) and JSON merge patch (RFC 7386).
+//! Secrets are checked in `secrets`. And the two patch formats: JSON patch (RFC 6902) and JSON
+//! merge patch (RFC 7386).
 
 use std::net::IpAddr;
 
@@ -37,7 +38,7 @@ impl FieldError {
         }
     }
 
-    fn forbidden(field: &str, why: &str) -> Self {
+    pub fn forbidden(field: &str, why: &str) -> Self {
         Self {
             field: field.to_owned(),
             message: format!("Forbidden: {why}"),
@@ -97,6 +98,7 @@ pub fn validate(kind: &str, obj: &Value) -> (Vec<FieldError>, Vec<String>) {
     match kind {
         "NetworkPolicy" => network_policy(obj, &mut errors, &mut warnings),
         "CiliumNetworkPolicy" => cilium_policy(obj, &mut errors, &mut warnings),
+        "Secret" => super::secrets::validate(obj, &mut errors),
         _ => {}
     }
     (errors, warnings)
