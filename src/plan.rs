@@ -8,6 +8,7 @@ pub mod document;
 pub mod expiry;
 pub mod planner;
 pub mod show;
+pub mod stale;
 pub mod state;
 pub mod status;
 pub mod store;
