@@ -16,6 +16,7 @@ pub mod containment;
 pub mod daemon;
 pub mod digest;
 pub mod duration;
+pub mod execute;
 pub mod filename;
 pub mod id;
 pub mod interrupt;

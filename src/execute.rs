@@ -1,0 +1,6 @@
+//! Carrying out an approved plan (CONTAINMENT.md, "Execution"): only a `Plan<Approved>` runs,
+//! on a cluster that has not changed since the plan was made (`plan::stale`), in runbook order,
+//! each step journaled before and after. This module holds what execution is built from; the
+//! values of the new Secret (`secret_values`) come first, because nothing about them may leak.
+
+pub mod secret_values;
