@@ -506,14 +506,9 @@ fn verify(
 ) -> Result<ExitCode> {
     let public_key = public_key.map(PublicKey::load).transpose()?;
     let approvers = approvers.map(crate::approval::Roster::read).transpose()?;
-    // The containment policy in force, when the policy directory has one: each plan needs at
-    // least its quorum.
-    let containment = match policy_dir(cli) {
-        Some(dir) if dir.join("containment.yaml").is_file() => {
-            Some(crate::policy::load(Some(&dir))?.containment)
-        }
-        _ => None,
-    };
+    // The containment policy in force (the embedded default without a policy directory), as
+    // `plan status` judges with it: each plan needs at least its quorum.
+    let containment = Some(crate::policy::load(policy_dir(cli).as_deref())?.containment);
     let options = verify::Options {
         public_key,
         approvers,

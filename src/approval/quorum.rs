@@ -315,9 +315,19 @@ fn plan_reasons(input: &QuorumInput<'_>) -> Vec<Reason> {
             max_seconds: p.max_lifetime.whole_seconds(),
         });
     }
-    if let Some(at) = p.journaled_at {
+    let skew = time::Duration::seconds(MAX_CLOCK_SKEW_SECONDS);
+    let future =
+        p.created_at > input.now + skew || p.journaled_at.is_some_and(|at| at > input.now + skew);
+    if future {
+        reasons.push(Reason::CreatedAtMismatch {
+            created_at: crate::timefmt::rfc3339(p.created_at),
+            journaled_at: p
+                .journaled_at
+                .map_or_else(|| "?".to_owned(), crate::timefmt::rfc3339),
+        });
+    } else if let Some(at) = p.journaled_at {
         let early = at - p.created_at;
-        if early > MAX_PROPOSAL_DELAY || -early > time::Duration::seconds(MAX_CLOCK_SKEW_SECONDS) {
+        if early > MAX_PROPOSAL_DELAY || -early > skew {
             reasons.push(Reason::CreatedAtMismatch {
                 created_at: crate::timefmt::rfc3339(p.created_at),
                 journaled_at: crate::timefmt::rfc3339(at),

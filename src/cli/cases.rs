@@ -50,10 +50,8 @@ fn roster_in_force(cli: &Cli) -> Option<crate::approval::Roster> {
 
 /// The containment policy in force, if the policy directory reads (a plan needs at least its
 /// quorum); without it, each plan is judged by its own.
-fn containment_in_force(cli: &Cli) -> Option<crate::policy::containment::ContainmentPolicy> {
-    crate::policy::load(super::policy_dir(cli).as_deref())
-        .ok()
-        .map(|p| p.containment)
+fn containment_in_force(cli: &Cli) -> Result<crate::policy::containment::ContainmentPolicy> {
+    Ok(crate::policy::load(super::policy_dir(cli).as_deref())?.containment)
 }
 
 /// Every plan of `case`, in id order, with its state and quorum, judged with the roster in
@@ -64,7 +62,8 @@ fn plans_of(
     store: &dyn Store,
     case: &CaseId,
     roster: Option<&crate::approval::Roster>,
-    policy: Option<&crate::policy::containment::ContainmentPolicy>,
+    policy: &crate::policy::containment::ContainmentPolicy,
+    trusted: Option<&PublicKey>,
 ) -> Vec<PlanBrief> {
     let Ok((ids, _)) = crate::plan::store::list(store, case) else {
         return Vec::new();
@@ -78,12 +77,12 @@ fn plans_of(
                 approvals,
                 quorum,
             };
-            let plan = match crate::plan::store::load(store, case, id, None) {
+            let plan = match crate::plan::store::load(store, case, id, trusted) {
                 Ok(plan) => plan,
                 Err(e) => return brief(format!("invalid ({})", e.code()), 0, None),
             };
             let judged = roster.unwrap_or(plan.pinned_roster());
-            match crate::plan::status::status_in(store, &plan, judged, policy, now) {
+            match crate::plan::status::status_in(store, &plan, judged, Some(policy), now) {
                 Ok(st) => {
                     let state = if st.rejected {
                         "rejected"
@@ -158,13 +157,19 @@ pub(super) fn list(cli: &Cli, public_key: Option<&Path>) -> Result<ExitCode> {
     let store = open_store(cli)?;
     let cases = store.list_cases()?;
     let roster = roster_in_force(cli);
-    let policy = containment_in_force(cli);
+    let policy = containment_in_force(cli)?;
     let rows: Vec<(CaseSummary, Vec<PlanBrief>)> = cases
         .iter()
         .map(|c| {
             (
                 summarize(store.as_ref(), c, &options),
-                plans_of(store.as_ref(), c, roster.as_ref(), policy.as_ref()),
+                plans_of(
+                    store.as_ref(),
+                    c,
+                    roster.as_ref(),
+                    &policy,
+                    options.public_key.as_ref(),
+                ),
             )
         })
         .collect();
@@ -292,12 +297,13 @@ pub(super) fn show(cli: &Cli, case: &str, public_key: Option<&Path>) -> Result<E
         bail!("the store {} holds no case {case}", store.uri());
     }
     let s = summarize(store.as_ref(), &case, &options);
-    let policy = containment_in_force(cli);
+    let policy = containment_in_force(cli)?;
     let plans = plans_of(
         store.as_ref(),
         &case,
         roster_in_force(cli).as_ref(),
-        policy.as_ref(),
+        &policy,
+        options.public_key.as_ref(),
     );
     if cli.json {
         let mut value = serde_json::to_value(&s)?;

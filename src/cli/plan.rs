@@ -313,7 +313,6 @@ pub(super) fn propose(
             "the plan's journal entry is signed with a collector key: give --signing-key",
         )?,
     };
-    let now = OffsetDateTime::now_utc();
     let fail = |e: crate::propose::ProposeError| {
         eprintln!("error: {}", esc(&e.to_string()));
         ExitCode::from(e.exit_code())
@@ -323,6 +322,9 @@ pub(super) fn propose(
         Err(e) => return Ok(fail(e)),
     };
     refuse_while_collecting(store.as_ref(), &case)?;
+    // The plan's clock starts now, after the evidence was verified (which may take minutes):
+    // its times, and the check against the API server's Date, are of the cluster read.
+    let now = OffsetDateTime::now_utc();
     let proposer =
         match crate::propose::proposer_claim(&collector, Some(key), principal, &roster, now) {
             Ok(p) => p,

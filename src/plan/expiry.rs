@@ -60,7 +60,10 @@ pub fn expire(
         plan: plan.id().clone(),
         plan_sha256: plan.digest(),
         quorum_reached: status.quorum_reached,
-        required: status.required,
+        // The plan's own need, as its proposal recorded it (`verify` compares the two); the
+        // quorum judged may have needed more (the policy in force's), which `counted` and
+        // `quorum_reached` reflect.
+        required: plan.required(),
     };
     // When another writer appended first, the head is read again; that writer may have been
     // another replica recording this very expiry, so the journal is checked each time.

@@ -62,6 +62,26 @@ pub(super) fn check_plans(
             "not a plan",
         );
     }
+    // A plan the journal records (proposed, or approved) must be in the store: deleting one is
+    // not a way to make its record vanish.
+    let mut recorded: Vec<PlanId> = chain
+        .entries
+        .iter()
+        .filter_map(|(e, _)| match &e.details {
+            crate::case::Details::PlanProposed(p) => Some(p.plan.clone()),
+            crate::case::Details::ApprovalRecorded(a) => Some(a.plan.clone()),
+            _ => None,
+        })
+        .collect();
+    recorded.sort();
+    recorded.dedup();
+    for id in recorded.iter().filter(|id| !ids.contains(id)) {
+        report.problem(
+            "plan_missing",
+            StoreKey::Plan(case.clone(), id.clone()).path(),
+            format!("the journal records plan {id} (its proposal or an approval), but the store holds no such plan"),
+        );
+    }
     for id in ids {
         check_plan(store, case, &id, chain, options, report)?;
     }
@@ -193,11 +213,13 @@ fn problem_code(reason: &Reason) -> Option<(&'static str, Option<u64>)> {
         Reason::KeyMismatch { number, .. } => ("approval_key_mismatch", Some(*number)),
         Reason::PinnedRoster { .. } => ("plan_roster_mismatch", None),
         Reason::ProposerOtherPlan => ("plan_signature_invalid", None),
-        Reason::ProposerNotListed { .. } => ("plan_proposer_not_in_roster", None),
         Reason::QuorumInconsistent { .. } => ("plan_quorum_inconsistent", None),
-        Reason::LifetimeTooLong { .. } => ("plan_lifetime_too_long", None),
         Reason::CreatedAtMismatch { .. } => ("plan_created_at_mismatch", None),
-        Reason::NoQuorum
+        // Judged against the roster and policy given today, not a fault of the record: a
+        // proposer since removed, a lifetime since shortened. Reported in the plan's reasons.
+        Reason::ProposerNotListed { .. }
+        | Reason::LifetimeTooLong { .. }
+        | Reason::NoQuorum
         | Reason::NotEnough { .. }
         | Reason::Vetoed { .. }
         | Reason::Expired { .. }

@@ -803,6 +803,13 @@ fn a_plan_made_long_before_its_proposal_was_journaled_is_refused() {
     w.journaled_at = Some(w.created_at - Duration::minutes(5));
     assert_eq!(codes(&w.refused()), ["plan_created_at_mismatch"]);
     // A person's draft signed within minutes is fine.
+    w.max_lifetime = Duration::hours(3);
+    w.created_at = w.now - Duration::minutes(10);
     w.journaled_at = Some(w.created_at + Duration::minutes(9));
     assert!(w.evaluate().is_ok());
+    // Dated ahead of custody's clock (to stay open longer), journal and plan alike.
+    w.created_at = w.now + Duration::hours(1);
+    w.journaled_at = Some(w.created_at);
+    w.not_after = w.created_at + Duration::hours(2);
+    assert_eq!(codes(&w.refused()), ["plan_created_at_mismatch"]);
 }

@@ -675,3 +675,25 @@ fn a_plan_journaled_by_a_key_the_store_does_not_publish_is_not_a_plan() {
         "{report}"
     );
 }
+
+#[test]
+fn a_plan_deleted_from_the_store_is_reported_by_verify() {
+    let w = World::new();
+    let id = w.propose("plan-d");
+    assert_success(&w.approve(&id, "alice", &[]));
+    let dir = w.sb.store().join(format!("cases/{}/plans/{id}", w.case));
+    let parent = dir.parent().unwrap().to_owned();
+    let chmod = Command::new("chmod")
+        .args(["-R", "u+rwX"])
+        .arg(&parent)
+        .status()
+        .unwrap();
+    assert!(chmod.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+    let (code, report) = w.verify();
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        codes(&report).contains(&"plan_missing".to_owned()),
+        "{report}"
+    );
+}

@@ -19,7 +19,7 @@ pub enum Reason {
         lifetime_seconds: i64,
         max_seconds: i64,
     },
-    #[error("the plan says it was made at {created_at}, but the journal recorded its proposal at {journaled_at}: a plan is proposed within minutes of being built")]
+    #[error("the plan says it was made at {created_at} (its proposal journaled at {journaled_at}): a plan is proposed within minutes of being built, and never after custody's clock now")]
     CreatedAtMismatch {
         created_at: String,
         journaled_at: String,

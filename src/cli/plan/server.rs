@@ -156,7 +156,8 @@ fn plan_facts(
             .unwrap_or(0)
     };
     let status = ShowStatus {
-        required: doc.quorum.required,
+        // What the daemon judged it needs (at least the policy's), never less than the plan's.
+        required: count("required").max(doc.quorum.required),
         counted: count("counted"),
         approvals: Vec::new(),
         reached: st["reached"].as_bool().unwrap_or(false),
