@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use time::OffsetDateTime;
 
 use super::super::document::{BlockedAddress, LeftOut, LeftOutReason};
-use super::pod_network::{is_private, pod_addresses, PodNetworkState};
+use super::pod_network::{host_network, is_private, pod_addresses, PodNetworkState};
 use crate::analysis::Suspicious;
 use crate::containment::cluster::ClusterView;
 use crate::net::{normalise_ip, Cidr};
@@ -91,6 +91,9 @@ pub struct Protected {
     ranges: Vec<(Cidr, LeftOutReason, String)>,
     /// While the pod network is not known, private addresses are left out too, with this reason.
     pod_network_unknown: Option<String>,
+    /// Whether a pod read has a public IPv4 (`.0`) or IPv6 (`.1`) address: while the pod network
+    /// is not known, every address of that family could then be a pod's.
+    public_pods: (bool, bool),
 }
 
 impl Protected {
@@ -171,6 +174,16 @@ impl Protected {
             p.add(*c, LeftOutReason::ClusterNetwork, why);
         }
         p.pod_network_unknown = pod_network.left_out_message();
+        for v in view.namespaces.values() {
+            for pod in v.pods.iter().filter(|pod| !host_network(pod)) {
+                for a in pod_addresses(pod).iter().filter(|a| !is_private(a)) {
+                    match normalise_ip(*a) {
+                        IpAddr::V4(_) => p.public_pods.0 = true,
+                        IpAddr::V6(_) => p.public_pods.1 = true,
+                    }
+                }
+            }
+        }
         p
     }
 
@@ -225,7 +238,13 @@ impl Protected {
             .map(|(_, r, why)| (*r, why.as_str()));
         found.or_else(|| {
             let why = self.pod_network_unknown.as_deref()?;
-            is_private(ip).then_some((LeftOutReason::PodNetworkUnknown, why))
+            // Pods with public addresses (IPv6 clusters, say) make every address of their
+            // family one a pod could have.
+            let public_family = match normalise_ip(*ip) {
+                IpAddr::V4(_) => self.public_pods.0,
+                IpAddr::V6(_) => self.public_pods.1,
+            };
+            (is_private(ip) || public_family).then_some((LeftOutReason::PodNetworkUnknown, why))
         })
     }
 }

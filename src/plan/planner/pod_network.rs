@@ -132,7 +132,7 @@ fn named(strays: &[Stray]) -> String {
     format!("pod {} has address {}{more}", first.pod, first.address)
 }
 
-fn host_network(p: &Pod) -> bool {
+pub fn host_network(p: &Pod) -> bool {
     p.spec
         .as_ref()
         .and_then(|s| s.host_network)

@@ -341,3 +341,28 @@ fn host_network_pods_and_pods_without_an_address_do_not_count() {
     assert_eq!(blocked(&doc), ["10.20.0.1"]);
     assert!(pod_network_warning(&doc).is_none());
 }
+
+#[test]
+fn pods_on_public_ipv6_addresses_make_every_ipv6_address_one_a_pod_could_have() {
+    // Nodes publish only an IPv4 range; the pods have global IPv6 addresses outside it.
+    let mut v = view();
+    pods_at(&mut v, &["10.244.1.5", "10.244.1.6", "2600:1f14:aa::7"]);
+    let doc = run(
+        &v,
+        vec![
+            suspicious("2600:1f14:bb::9", 50),
+            suspicious("198.51.100.77", 50),
+        ],
+    );
+    let left = reasons(&doc);
+    assert_eq!(
+        left.get("2600:1f14:bb::9").map(|(r, _)| *r),
+        Some(LeftOutReason::PodNetworkUnknown),
+        "{left:?}"
+    );
+    assert_eq!(blocked(&doc), ["198.51.100.77"]);
+    // With the IPv6 pod network named, the same address is blocked.
+    let policy = policy_with("cluster_networks: [2600:1f14:aa::/56]");
+    let doc = run_policy(&policy, &v, vec![suspicious("2600:1f14:bb::9", 50)]);
+    assert_eq!(blocked(&doc), ["2600:1f14:bb::9"]);
+}
