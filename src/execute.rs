@@ -3,4 +3,5 @@
 //! each step journaled before and after. This module holds what execution is built from; the
 //! values of the new Secret (`secret_values`) come first, because nothing about them may leak.
 
+pub mod admin_call;
 pub mod secret_values;
