@@ -44,6 +44,10 @@ pub struct ClusterView {
     pub pod_networks: Vec<PodNetwork>,
     /// What discovery says about the Cilium method.
     pub cilium: CiliumSupport,
+    /// The policies of other engines that can admit what a NetworkPolicy refuses
+    /// (AdminNetworkPolicies, Calico and Antrea policies), cluster-wide and in the target
+    /// namespaces, each as `<kind> [<namespace>/]<name>`: custody does not evaluate them.
+    pub other_policies: Vec<String>,
     /// Per target namespace, what was read there.
     pub namespaces: BTreeMap<String, NamespaceView>,
 }

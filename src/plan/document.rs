@@ -172,6 +172,10 @@ pub enum LeftOutReason {
     OverMax,
     /// Not an IP address.
     NotAnAddress,
+    /// An address no remote client has (loopback, unspecified, link-local, multicast,
+    /// broadcast): the traffic comes through something inside the pod or on its node (a
+    /// sidecar proxy), which a NetworkPolicy cannot refuse.
+    NotRemote,
 }
 
 /// One step of the plan.

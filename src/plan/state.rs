@@ -196,12 +196,14 @@ impl Plan<Proposed> {
     }
 
     /// Decides the quorum by CONTAINMENT.md's rules (`approval::evaluate`), custody's clock
-    /// checked against the API server's `Date` (`api_server_date`): the approved plan, or every
-    /// reason it is not approved.
+    /// checked against the API server's `Date` (`api_server_date`) and the containment policy in
+    /// force (required: its quorum is the floor): the approved plan, or every reason it is not
+    /// approved. `stored` and `journaled` must come from `store::stored_approvals` and a journal
+    /// read with `store::trusted_chain`.
     pub fn approve_check(
         &self,
         current_roster: &Roster,
-        policy: Option<&ContainmentPolicy>,
+        policy: &ContainmentPolicy,
         stored: &[StoredApproval],
         journaled: &[ApprovalRecorded],
         now: OffsetDateTime,
@@ -209,7 +211,7 @@ impl Plan<Proposed> {
     ) -> Result<Plan<Approved>, Refusal> {
         let input = self.quorum_input(
             current_roster,
-            policy,
+            Some(policy),
             stored,
             journaled,
             now,

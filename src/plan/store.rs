@@ -184,6 +184,17 @@ pub fn propose(
         source,
     })?;
     let (sig_key, signature, actor) = sign(doc, &bytes, &roster, signer)?;
+    // Signing may have waited on a passphrase or a touch: a plan stored now must still be
+    // within what the quorum accepts between building and journaling (else it is dead on
+    // arrival, and locked for good on S3).
+    let created = parse_time(&plan, "created_at", &doc.created_at)?;
+    let age = OffsetDateTime::now_utc() - created;
+    if age > time::Duration::minutes(10) {
+        return Err(refuse(format!(
+            "the plan was built {} s ago: it is no longer what the cluster was; propose again",
+            age.whole_seconds()
+        )));
+    }
     let case = doc.case.clone();
     if store.exists(&StoreKey::Plan(case.clone(), plan.clone()))? {
         return Err(PlanError::Exists(plan));

@@ -130,6 +130,10 @@ struct State {
     cilium: bool,
     /// Whether `crd.projectcalico.org/v1` is served.
     calico: bool,
+    /// Whether `policy.networking.k8s.io/v1alpha1` (AdminNetworkPolicies) is served.
+    admin_policies: bool,
+    /// Whether `crd.antrea.io/v1beta1` is served.
+    antrea: bool,
     pods: Vec<FakePod>,
     faults: Faults,
     /// Events beyond the one every namespace here has, to make lists longer than a page.

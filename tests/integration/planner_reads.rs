@@ -6,6 +6,7 @@
 //! every request made: each one allowed, every grant used, nothing on Secrets. `pod_network`:
 //! Calico IPPools and CiliumNodes read as the pod network, and refused lists failing the read.
 
+mod other_engines;
 mod pod_network;
 
 use std::path::Path;
@@ -620,6 +621,8 @@ fn the_planner_role_allows_exactly_what_the_planner_does() {
     let kube = planned_cluster();
     kube.cilium(true);
     kube.calico();
+    kube.admin_network_policies();
+    kube.antrea();
     let rt = runtime();
     let (c, _dir) = connect(&rt, &kube);
     rt.block_on(read_view(&c, &[NS.to_owned()], true)).unwrap();

@@ -4,6 +4,8 @@
 //! read that fails fails the whole view, naming what could not be read and the API's answer:
 //! the planner never plans from a partial view.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
@@ -100,6 +102,7 @@ pub async fn read_view(
         .map_err(|e| parse_error("Nodes", "/api/v1/nodes", e))?;
     let cilium = cilium_support(cluster, cilium_wanted).await?;
     let pod_networks = pod_networks(cluster, &cilium).await?;
+    let other_policies = other_policies(cluster, namespaces).await?;
     let mut view = ClusterView {
         server: cluster.server.clone(),
         kube_system_uid,
@@ -107,6 +110,7 @@ pub async fn read_view(
         nodes,
         pod_networks,
         cilium: cilium.clone(),
+        other_policies,
         namespaces: Default::default(),
     };
     for ns in namespaces {
@@ -223,6 +227,92 @@ async fn pod_networks(
     if cilium.nodes_served {
         let path = format!("{CILIUM_DISCOVERY}/ciliumnodes");
         out.extend(networks(cluster, "the CiliumNodes", &path, cilium_node_networks).await?);
+    }
+    Ok(out)
+}
+
+/// The policy engines besides NetworkPolicy whose rules can admit what a NetworkPolicy refuses:
+/// (discovery document, resource, kind, namespaced).
+const OTHER_ENGINES: [(&str, &str, &str, bool); 6] = [
+    (
+        "/apis/policy.networking.k8s.io/v1alpha1",
+        "adminnetworkpolicies",
+        "AdminNetworkPolicy",
+        false,
+    ),
+    (
+        "/apis/policy.networking.k8s.io/v1alpha1",
+        "baselineadminnetworkpolicies",
+        "BaselineAdminNetworkPolicy",
+        false,
+    ),
+    (
+        CALICO_DISCOVERY,
+        "globalnetworkpolicies",
+        "Calico GlobalNetworkPolicy",
+        false,
+    ),
+    (
+        CALICO_DISCOVERY,
+        "networkpolicies",
+        "Calico NetworkPolicy",
+        true,
+    ),
+    (
+        "/apis/crd.antrea.io/v1beta1",
+        "clusternetworkpolicies",
+        "Antrea ClusterNetworkPolicy",
+        false,
+    ),
+    (
+        "/apis/crd.antrea.io/v1beta1",
+        "networkpolicies",
+        "Antrea NetworkPolicy",
+        true,
+    ),
+];
+
+/// Every policy of another engine (`OTHER_ENGINES`) where discovery serves its kind:
+/// cluster-scoped ones cluster-wide, namespaced ones in `namespaces`. A list refused or failing
+/// fails the read, like every other.
+async fn other_policies(
+    cluster: &Cluster,
+    namespaces: &[String],
+) -> Result<Vec<String>, ReadError> {
+    let mut out = Vec::new();
+    let mut served: BTreeMap<&str, Option<Vec<String>>> = BTreeMap::new();
+    for (doc, resource, kind, namespaced) in OTHER_ENGINES {
+        if !served.contains_key(doc) {
+            let what = format!("the {doc} discovery document");
+            served.insert(doc, discover(cluster, &what, doc).await?);
+        }
+        if !served[doc]
+            .as_ref()
+            .is_some_and(|r| r.iter().any(|x| x == resource))
+        {
+            continue;
+        }
+        let paths: Vec<(String, String)> = if namespaced {
+            namespaces
+                .iter()
+                .map(|ns| {
+                    (
+                        format!("{doc}/namespaces/{}/{resource}", encode(ns)),
+                        format!("{ns}/"),
+                    )
+                })
+                .collect()
+        } else {
+            vec![(format!("{doc}/{resource}"), String::new())]
+        };
+        for (path, prefix) in paths {
+            let what = format!("the {kind} objects");
+            let items: Vec<serde_json::Value> = list(cluster, &what, &path).await?;
+            for item in items {
+                let name = item["metadata"]["name"].as_str().unwrap_or("?");
+                out.push(format!("{kind} {prefix}{name}"));
+            }
+        }
     }
     Ok(out)
 }

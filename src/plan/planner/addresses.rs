@@ -85,6 +85,62 @@ fn latest(a: Option<String>, b: Option<String>) -> Option<String> {
     }
 }
 
+/// The Services and Ingresses of the target namespaces whose load balancer reports a hostname
+/// and no address, each as `<kind> <namespace>/<name> (<hostname>)`.
+fn hostname_only_balancers(view: &ClusterView) -> Vec<String> {
+    let mut out = Vec::new();
+    for (ns, v) in &view.namespaces {
+        let services = v.services.iter().map(|s| {
+            let lb = s.status.as_ref().and_then(|st| st.load_balancer.as_ref());
+            let entries: Vec<(Option<String>, Option<String>)> = lb
+                .and_then(|l| l.ingress.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|i| (i.ip.clone(), i.hostname.clone()))
+                .collect();
+            ("Service", s.metadata.name.clone(), entries)
+        });
+        let ingresses = v.ingresses.iter().map(|g| {
+            let lb = g.status.as_ref().and_then(|st| st.load_balancer.as_ref());
+            let entries: Vec<(Option<String>, Option<String>)> = lb
+                .and_then(|l| l.ingress.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|i| (i.ip.clone(), i.hostname.clone()))
+                .collect();
+            ("Ingress", g.metadata.name.clone(), entries)
+        });
+        for (kind, name, entries) in services.chain(ingresses) {
+            for (ip, hostname) in entries {
+                if let (None, Some(h)) = (ip.filter(|i| !i.is_empty()), hostname) {
+                    out.push(format!(
+                        "{kind} {ns}/{} ({h})",
+                        name.as_deref().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Why `ip` (normalised) cannot be a remote client's address, if it cannot.
+fn not_remote(ip: &IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(a) if a.is_loopback() => Some("a loopback address"),
+        IpAddr::V4(a) if a.is_unspecified() => Some("the unspecified address"),
+        IpAddr::V4(a) if a.is_link_local() => Some("a link-local address"),
+        IpAddr::V4(a) if a.is_multicast() || a.is_broadcast() => {
+            Some("a multicast or broadcast address")
+        }
+        IpAddr::V6(a) if a.is_loopback() => Some("a loopback address"),
+        IpAddr::V6(a) if a.is_unspecified() => Some("the unspecified address"),
+        IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80 => Some("a link-local address"),
+        IpAddr::V6(a) if a.is_multicast() => Some("a multicast address"),
+        _ => None,
+    }
+}
+
 /// The addresses never blocked because of what the cluster is, each with its reason.
 #[derive(Clone, Debug, Default)]
 pub struct Protected {
@@ -94,6 +150,10 @@ pub struct Protected {
     /// Whether a pod read has a public IPv4 (`.0`) or IPv6 (`.1`) address: while the pod network
     /// is not known, every address of that family could then be a pod's.
     public_pods: (bool, bool),
+    /// When a load balancer in front of the target is known only by its hostname (an AWS ALB
+    /// or NLB, say), its private addresses are unknown: private addresses are left out, with
+    /// this reason.
+    hostname_only: Option<String>,
 }
 
 impl Protected {
@@ -174,6 +234,13 @@ impl Protected {
             p.add(*c, LeftOutReason::ClusterNetwork, why);
         }
         p.pod_network_unknown = pod_network.left_out_message();
+        let named: Vec<String> = hostname_only_balancers(view);
+        if !named.is_empty() {
+            p.hostname_only = Some(format!(
+                "a private address while {} reports its load balancer only by hostname: the balancer's own addresses are unknown, and every client behind it would arrive from one of them; add them to block_ips.never_block to block other private addresses",
+                named.join(", ")
+            ));
+        }
         for v in view.namespaces.values() {
             for pod in v.pods.iter().filter(|pod| !host_network(pod)) {
                 for a in pod_addresses(pod).iter().filter(|a| !is_private(a)) {
@@ -236,6 +303,10 @@ impl Protected {
             .iter()
             .find(|(c, _, _)| c.contains(ip))
             .map(|(_, r, why)| (*r, why.as_str()));
+        let found = found.or_else(|| {
+            let why = self.hostname_only.as_deref()?;
+            is_private(ip).then_some((LeftOutReason::LoadBalancer, why))
+        });
         found.or_else(|| {
             let why = self.pod_network_unknown.as_deref()?;
             // Pods with public addresses (IPv6 clusters, say) make every address of their
@@ -272,6 +343,14 @@ pub fn select(
             continue;
         };
         let ip = normalise_ip(ip);
+        if let Some(why) = not_remote(&ip) {
+            left_out.push(left(
+                c,
+                LeftOutReason::NotRemote,
+                format!("not a remote client: {why}; the requests come through something inside the pod or on its node (a sidecar proxy?), which an IP block cannot refuse"),
+            ));
+            continue;
+        }
         if let Some((reason, why)) = protected.reason(&ip) {
             left_out.push(left(c, reason, format!("never blocked: {why}")));
             continue;

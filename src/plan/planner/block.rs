@@ -90,6 +90,12 @@ fn offenders(ctx: &Ctx<'_>) -> Offenders {
 fn networkpolicy(ctx: &Ctx<'_>, step: &mut Step) {
     let ns = ctx.ns;
     let (target_pods, other_pods) = split_pods(ctx);
+    if !ctx.view.other_policies.is_empty() {
+        step.refusals.push(format!(
+            "policies of another engine are in force ({}): they can admit what this block refuses (an AdminNetworkPolicy Allow comes before every NetworkPolicy; Calico and Antrea policies are evaluated beside or before them) and custody does not evaluate them: block with that engine, or remove them",
+            crate::terminal::escape(&ctx.view.other_policies.join(", "))
+        ));
+    }
     if let Some(names) = cilium_enforced(ctx, &target_pods) {
         step.refusals.push(format!("Cilium enforces this namespace (pods {names:?} have CiliumEndpoints): NetworkPolicy ipBlock peers do not match node, host or API-server identities there, so a block could refuse them; use block_ips.method: cilium"));
     }
@@ -366,7 +372,7 @@ fn front_warnings(ctx: &Ctx<'_>) -> Vec<String> {
             .filter_map(|b| b.service.as_ref().map(|s| s.name.clone()));
         let hits: Vec<String> = backends.filter(|b| fronting.contains(b)).collect();
         if !hits.is_empty() {
-            out.push(format!("Ingress {name} routes to the target (Services {hits:?}) through an ingress controller: its clients arrive from the controller's pods, which are never blocked, so block them at the controller or the load balancer"));
+            out.push(format!("Ingress {name} routes to the target (Services {hits:?}) through an ingress controller: its clients may arrive from the controller's pods or its load balancer, whose addresses a block cannot tell from the clients': block them at the controller or the load balancer"));
         }
     }
     if !ctx.trusted_proxies.is_empty() {

@@ -101,6 +101,7 @@ fn view() -> ClusterView {
         ],
         pod_networks: Vec::new(),
         cilium: Default::default(),
+        other_policies: Vec::new(),
         namespaces: [("waqiti".to_owned(), ns)].into(),
     }
 }

@@ -91,6 +91,16 @@ impl FakeKube {
     pub fn calico(&self) {
         self.state.lock().unwrap().calico = true;
     }
+
+    /// Serves `policy.networking.k8s.io/v1alpha1` (AdminNetworkPolicies).
+    pub fn admin_network_policies(&self) {
+        self.state.lock().unwrap().admin_policies = true;
+    }
+
+    /// Installs Antrea: `crd.antrea.io/v1beta1` served.
+    pub fn antrea(&self) {
+        self.state.lock().unwrap().antrea = true;
+    }
 }
 
 /// Whether the group version `gv` is served: the CNIs' groups only once installed.
@@ -99,6 +109,10 @@ pub(super) fn installed(st: &State, gv: &str) -> bool {
         st.cilium
     } else if gv.starts_with("crd.projectcalico.org/") {
         st.calico
+    } else if gv.starts_with("policy.networking.k8s.io/") {
+        st.admin_policies
+    } else if gv.starts_with("crd.antrea.io/") {
+        st.antrea
     } else {
         true
     }
@@ -173,6 +187,12 @@ pub(super) fn discovery(st: &State, path: &str) -> Option<Reply> {
             }
             if st.calico {
                 groups.push("crd.projectcalico.org/v1");
+            }
+            if st.admin_policies {
+                groups.push("policy.networking.k8s.io/v1alpha1");
+            }
+            if st.antrea {
+                groups.push("crd.antrea.io/v1beta1");
             }
             let groups: Vec<Value> = groups
                 .iter()

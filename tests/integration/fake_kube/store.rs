@@ -54,6 +54,42 @@ const KINDS: &[(&str, &str, &str, bool)] = &[
     ("cilium.io/v2", "ciliumnodes", "CiliumNode", false),
     ("crd.projectcalico.org/v1", "ippools", "IPPool", false),
     (
+        "crd.projectcalico.org/v1",
+        "globalnetworkpolicies",
+        "GlobalNetworkPolicy",
+        false,
+    ),
+    (
+        "crd.projectcalico.org/v1",
+        "networkpolicies",
+        "NetworkPolicy",
+        true,
+    ),
+    (
+        "policy.networking.k8s.io/v1alpha1",
+        "adminnetworkpolicies",
+        "AdminNetworkPolicy",
+        false,
+    ),
+    (
+        "policy.networking.k8s.io/v1alpha1",
+        "baselineadminnetworkpolicies",
+        "BaselineAdminNetworkPolicy",
+        false,
+    ),
+    (
+        "crd.antrea.io/v1beta1",
+        "clusternetworkpolicies",
+        "ClusterNetworkPolicy",
+        false,
+    ),
+    (
+        "crd.antrea.io/v1beta1",
+        "networkpolicies",
+        "NetworkPolicy",
+        true,
+    ),
+    (
         "apiextensions.k8s.io/v1",
         "customresourcedefinitions",
         "CustomResourceDefinition",

@@ -52,7 +52,7 @@ fn read(kube: &FakeKube) -> Result<ClusterView, custody::containment::cluster::R
 }
 
 /// The plan for these suspicious clients on `view`.
-fn plan_for(view: &ClusterView, clients: &[&str]) -> PlanDoc {
+pub(super) fn plan_for(view: &ClusterView, clients: &[&str]) -> PlanDoc {
     let policy = ContainmentPolicy::parse("containment.yaml", POLICY).unwrap();
     let suspicious: Vec<custody::analysis::Suspicious> = clients
         .iter()

@@ -115,3 +115,82 @@ fn without_trusted_proxies_the_same_address_is_blocked() {
     assert_eq!(blocked(&doc), ["198.51.100.250"]);
     assert!(doc.addresses.left_out.is_empty());
 }
+
+#[test]
+fn addresses_no_remote_client_has_are_left_out_not_blocked() {
+    let doc = run(
+        &view(),
+        vec![
+            suspicious("127.0.0.6", 90),
+            suspicious("169.254.20.10", 80),
+            suspicious("::1", 70),
+            suspicious("fe80::1", 60),
+            suspicious("224.0.0.5", 50),
+            suspicious("198.51.100.7", 40),
+        ],
+    );
+    let left: BTreeMap<&str, LeftOutReason> = doc
+        .addresses
+        .left_out
+        .iter()
+        .map(|l| (l.address.as_str(), l.reason))
+        .collect();
+    for a in ["127.0.0.6", "169.254.20.10", "::1", "fe80::1", "224.0.0.5"] {
+        assert_eq!(
+            left.get(a),
+            Some(&LeftOutReason::NotRemote),
+            "{a}: {left:?}"
+        );
+    }
+    let blocked: Vec<&str> = doc
+        .addresses
+        .block
+        .iter()
+        .map(|b| b.address.as_str())
+        .collect();
+    assert_eq!(blocked, ["198.51.100.7"]);
+    assert_eq!(
+        serde_json::to_value(LeftOutReason::NotRemote).unwrap(),
+        "not_remote"
+    );
+}
+
+#[test]
+fn a_load_balancer_known_only_by_hostname_keeps_private_addresses_out() {
+    let mut v = view();
+    let ns = v.namespaces.get_mut("waqiti").expect("ns");
+    ns.services
+        .push(from(json!({"metadata": {"name": "gateway-alb"},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 443}]},
+        "status": {"loadBalancer": {"ingress": [{"hostname": "k8s-waqiti-abc.elb.example"}]}}})));
+    let doc = run(
+        &v,
+        vec![suspicious("10.0.5.20", 90), suspicious("198.51.100.7", 40)],
+    );
+    let left: BTreeMap<&str, (LeftOutReason, &str)> = doc
+        .addresses
+        .left_out
+        .iter()
+        .map(|l| (l.address.as_str(), (l.reason, l.message.as_str())))
+        .collect();
+    let (reason, why) = left["10.0.5.20"];
+    assert_eq!(reason, LeftOutReason::LoadBalancer);
+    assert!(
+        why.contains("gateway-alb") && why.contains("only by hostname"),
+        "{why}"
+    );
+    let blocked: Vec<&str> = doc
+        .addresses
+        .block
+        .iter()
+        .map(|b| b.address.as_str())
+        .collect();
+    assert_eq!(blocked, ["198.51.100.7"]);
+    // Without it, the same private address is blocked (the pod network is known here).
+    let doc = run(&view(), vec![suspicious("10.0.5.20", 90)]);
+    assert!(doc
+        .addresses
+        .left_out
+        .iter()
+        .all(|l| l.address != "10.0.5.20"));
+}
