@@ -288,8 +288,13 @@ fn print_table(uri: &str, rows: &[(CaseSummary, Vec<PlanBrief>)]) -> Result<()> 
     Ok(())
 }
 
-/// `custody cases show CASE`.
-pub(super) fn show(cli: &Cli, case: &str, public_key: Option<&Path>) -> Result<ExitCode> {
+/// One case of the store, summarized from its journal: the store, the case, the options its
+/// signatures were checked with, and the summary. A case the store does not hold is an error.
+fn one_case(
+    cli: &Cli,
+    case: &str,
+    public_key: Option<&Path>,
+) -> Result<(Box<dyn Store>, CaseId, verify::Options, CaseSummary)> {
     let case = parse_case(case)?;
     let options = verify_options(public_key)?;
     let store = open_store(cli)?;
@@ -297,6 +302,12 @@ pub(super) fn show(cli: &Cli, case: &str, public_key: Option<&Path>) -> Result<E
         bail!("the store {} holds no case {case}", store.uri());
     }
     let s = summarize(store.as_ref(), &case, &options);
+    Ok((store, case, options, s))
+}
+
+/// `custody cases show CASE`.
+pub(super) fn show(cli: &Cli, case: &str, public_key: Option<&Path>) -> Result<ExitCode> {
+    let (store, case, options, s) = one_case(cli, case, public_key)?;
     let policy = containment_in_force(cli)?;
     let plans = plans_of(
         store.as_ref(),

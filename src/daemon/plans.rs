@@ -200,14 +200,7 @@ impl Daemon {
             let loaded = plan::load(self.store.as_ref(), case, id, Some(self.key.public()));
             rows.push(match loaded {
                 Ok(p) => {
-                    let s = plan::status_in(
-                        self.store.as_ref(),
-                        &p,
-                        self.roster_for(&p),
-                        Some(&self.policies.containment),
-                        now,
-                    )
-                    .map_err(|e| plan_error(case, id, e))?;
+                    let s = self.judged(&p, now).map_err(|e| plan_error(case, id, e))?;
                     json!({
                         "plan": id, "plan_sha256": s.plan_sha256, "created_at": s.created_at,
                         "not_after": s.not_after, "required": s.required, "counted": s.counted,
@@ -223,6 +216,21 @@ impl Daemon {
         Ok(json!({"case": case, "plans": rows, "strays": strays}))
     }
 
+    /// Where `p` stands at `now`, judged with the roster and containment policy in force.
+    fn judged(
+        &self,
+        p: &Plan<Proposed>,
+        now: OffsetDateTime,
+    ) -> Result<plan::PlanStatus, PlanError> {
+        plan::status_in(
+            self.store.as_ref(),
+            p,
+            self.roster_for(p),
+            Some(&self.policies.containment),
+            now,
+        )
+    }
+
     /// A stored plan, its digest and its quorum status, judged with the roster in force.
     fn plan_status(
         &self,
@@ -233,14 +241,7 @@ impl Daemon {
         let p = plan::load(self.store.as_ref(), case, id, Some(self.key.public()))
             .map_err(|e| plan_error(case, id, e))?;
         let now = OffsetDateTime::now_utc();
-        let status = plan::status_in(
-            self.store.as_ref(),
-            &p,
-            self.roster_for(&p),
-            Some(&self.policies.containment),
-            now,
-        )
-        .map_err(|e| plan_error(case, id, e))?;
+        let status = self.judged(&p, now).map_err(|e| plan_error(case, id, e))?;
         let (stored, _) = plan::store::stored_approvals(self.store.as_ref(), case, id)?;
         Ok((p, ShowStatus::of(&status, &stored)))
     }

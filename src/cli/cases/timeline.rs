@@ -9,10 +9,10 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde_json::json;
 
-use super::{exit, open_store, parse_case, print_json, summarize, trigger_text, verify_options};
+use super::{exit, one_case, print_json, trigger_text};
 use crate::case::summary::CaseSummary;
 use crate::cli::Cli;
 use crate::terminal::escape as esc;
@@ -132,13 +132,7 @@ pub(in crate::cli) fn timeline(
     markdown_out: bool,
     public_key: Option<&Path>,
 ) -> Result<ExitCode> {
-    let case = parse_case(case)?;
-    let options = verify_options(public_key)?;
-    let store = open_store(cli)?;
-    if !store.list_cases()?.contains(&case) {
-        bail!("the store {} holds no case {case}", store.uri());
-    }
-    let s = summarize(store.as_ref(), &case, &options);
+    let (_, _, _, s) = one_case(cli, case, public_key)?;
     if cli.json {
         let (first, last) = span(&s);
         print_json(&json!({

@@ -85,6 +85,16 @@ fn latest(a: Option<String>, b: Option<String>) -> Option<String> {
     }
 }
 
+/// The hostnames of load-balancer entries `(ip, hostname)` that give no address.
+fn hostnames_only<'a>(
+    entries: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>,
+) -> Vec<&'a str> {
+    entries
+        .filter(|(ip, _)| ip.is_none_or(str::is_empty))
+        .filter_map(|(_, hostname)| hostname)
+        .collect()
+}
+
 /// The Services and Ingresses of the target namespaces whose load balancer reports a hostname
 /// and no address, each as `<kind> <namespace>/<name> (<hostname>)`.
 fn hostname_only_balancers(view: &ClusterView) -> Vec<String> {
@@ -92,32 +102,21 @@ fn hostname_only_balancers(view: &ClusterView) -> Vec<String> {
     for (ns, v) in &view.namespaces {
         let services = v.services.iter().map(|s| {
             let lb = s.status.as_ref().and_then(|st| st.load_balancer.as_ref());
-            let entries: Vec<(Option<String>, Option<String>)> = lb
-                .and_then(|l| l.ingress.as_ref())
-                .into_iter()
-                .flatten()
-                .map(|i| (i.ip.clone(), i.hostname.clone()))
-                .collect();
-            ("Service", s.metadata.name.clone(), entries)
+            let entries = lb.and_then(|l| l.ingress.as_ref()).into_iter().flatten();
+            let hostnames =
+                hostnames_only(entries.map(|i| (i.ip.as_deref(), i.hostname.as_deref())));
+            ("Service", s.metadata.name.as_deref(), hostnames)
         });
         let ingresses = v.ingresses.iter().map(|g| {
             let lb = g.status.as_ref().and_then(|st| st.load_balancer.as_ref());
-            let entries: Vec<(Option<String>, Option<String>)> = lb
-                .and_then(|l| l.ingress.as_ref())
-                .into_iter()
-                .flatten()
-                .map(|i| (i.ip.clone(), i.hostname.clone()))
-                .collect();
-            ("Ingress", g.metadata.name.clone(), entries)
+            let entries = lb.and_then(|l| l.ingress.as_ref()).into_iter().flatten();
+            let hostnames =
+                hostnames_only(entries.map(|i| (i.ip.as_deref(), i.hostname.as_deref())));
+            ("Ingress", g.metadata.name.as_deref(), hostnames)
         });
-        for (kind, name, entries) in services.chain(ingresses) {
-            for (ip, hostname) in entries {
-                if let (None, Some(h)) = (ip.filter(|i| !i.is_empty()), hostname) {
-                    out.push(format!(
-                        "{kind} {ns}/{} ({h})",
-                        name.as_deref().unwrap_or_default()
-                    ));
-                }
+        for (kind, name, hostnames) in services.chain(ingresses) {
+            for h in hostnames {
+                out.push(format!("{kind} {ns}/{} ({h})", name.unwrap_or_default()));
             }
         }
     }
@@ -237,7 +236,7 @@ impl Protected {
         let named: Vec<String> = hostname_only_balancers(view);
         if !named.is_empty() {
             p.hostname_only = Some(format!(
-                "a private address while {} reports its load balancer only by hostname: the balancer's own addresses are unknown, and every client behind it would arrive from one of them; add them to block_ips.never_block to block other private addresses",
+                "a private address while {} reports its load balancer only by hostname: the balancer's own addresses are unknown, and every client behind it would arrive from one of them, so no private address is blocked here: block such a client at the load balancer",
                 named.join(", ")
             ));
         }
