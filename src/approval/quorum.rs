@@ -148,7 +148,11 @@ pub struct PlanFacts<'a> {
 /// draft's lifetime (built, then signed by a person) and the clock skew allowed; after it, by
 /// the clock skew.
 const MAX_PROPOSAL_DELAY: time::Duration =
-    time::Duration::seconds(10 * 60 + MAX_CLOCK_SKEW_SECONDS);
+    time::Duration::seconds(MAX_PROPOSAL_AGE_SECONDS + MAX_CLOCK_SKEW_SECONDS);
+
+/// The longest a plan may wait between being built and being journaled (a draft's lifetime:
+/// read, dry-run, shown and signed): a plan older than this is never stored.
+pub const MAX_PROPOSAL_AGE_SECONDS: i64 = 10 * 60;
 
 /// One approval as stored: `approvals/<number>.json` and its `.sig`, bytes as read.
 #[derive(Clone, Debug)]

@@ -6,6 +6,7 @@
 //! parsed out of the objects read (`parse`) and the server-side dry-runs (`dry_run`) live here too.
 
 mod dry_run;
+mod engines;
 mod parse;
 mod read;
 
@@ -45,11 +46,33 @@ pub struct ClusterView {
     /// What discovery says about the Cilium method.
     pub cilium: CiliumSupport,
     /// The policies of other engines that can admit what a NetworkPolicy refuses
-    /// (AdminNetworkPolicies, Calico and Antrea policies), cluster-wide and in the target
-    /// namespaces, each as `<kind> [<namespace>/]<name>`: custody does not evaluate them.
-    pub other_policies: Vec<String>,
+    /// (AdminNetworkPolicies, Admin-tier ClusterNetworkPolicies, Calico and Antrea policies),
+    /// cluster-wide and in the target namespaces: custody does not evaluate them.
+    pub other_policies: Vec<OtherPolicy>,
     /// Per target namespace, what was read there.
     pub namespaces: BTreeMap<String, NamespaceView>,
+}
+
+/// A policy of another engine, as read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtherPolicy {
+    /// In words: `AdminNetworkPolicy`, `Calico NetworkPolicy`, ...
+    pub kind: String,
+    /// The group version it was read at.
+    pub api_version: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub resource_version: String,
+}
+
+impl OtherPolicy {
+    /// `<kind> [<namespace>/]<name>`, as plans and messages name it.
+    pub fn label(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
+            None => format!("{} {}", self.kind, self.name),
+        }
+    }
 }
 
 /// A Node as the planner needs it.

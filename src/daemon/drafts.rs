@@ -35,7 +35,8 @@ use crate::timefmt;
 pub const MAX_DRAFTS_IN_FLIGHT: usize = 2;
 
 /// How long after it was built a draft may be proposed.
-pub const DRAFT_LIFETIME: Duration = Duration::from_secs(10 * 60);
+pub const DRAFT_LIFETIME: Duration =
+    Duration::from_secs(crate::approval::quorum::MAX_PROPOSAL_AGE_SECONDS.unsigned_abs());
 
 /// What the draft signature signs before the plan's bytes.
 const DRAFT_CONTEXT: &[u8] = b"custody plan draft v1\n";

@@ -3,8 +3,8 @@
 //! cluster as it is now (by the planner's own reading, so that both sides are derived alike):
 //! every NetworkPolicy of the namespace by `resourceVersion` (one added, removed or changed), the
 //! set of policies selecting any target pod, and each Deployment's Secret references by path and
-//! value. Deployments are never compared by `resourceVersion`, which every status write and scale
-//! changes. Pods, Services and Ingresses are information only. Each difference is one line a
+//! value, and the policies of other engines by `resourceVersion`. Deployments are never compared
+//! by `resourceVersion`, which every status write and scale changes. Pods, Services and Ingresses are information only. Each difference is one line a
 //! person can act on; none means the step is not stale.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,7 +31,43 @@ pub fn changes(planned: &Preconditions, now: &Preconditions) -> Vec<String> {
         ));
     }
     references(&planned.deployment_refs, &now.deployment_refs, &mut out);
+    other_engines(
+        &planned.other_engine_policies,
+        &now.other_engine_policies,
+        &mut out,
+    );
     out
+}
+
+/// Policies of other engines, by `resourceVersion`: each one added, changed or removed.
+fn other_engines(
+    planned: &BTreeMap<String, String>,
+    now: &BTreeMap<String, String>,
+    out: &mut Vec<String>,
+) {
+    for (name, rv) in planned {
+        match now.get(name) {
+            None => out.push(format!(
+                "{} of another engine is gone (it was at resourceVersion {})",
+                esc(name),
+                esc(rv)
+            )),
+            Some(now_rv) if now_rv != rv => out.push(format!(
+                "{} of another engine changed: resourceVersion {} is now {}",
+                esc(name),
+                esc(rv),
+                esc(now_rv)
+            )),
+            Some(_) => {}
+        }
+    }
+    for (name, rv) in now.iter().filter(|(n, _)| !planned.contains_key(*n)) {
+        out.push(format!(
+            "{} of another engine is in force now (resourceVersion {}): it can admit what the block refuses",
+            esc(name),
+            esc(rv)
+        ));
+    }
 }
 
 fn versions(
@@ -138,7 +174,40 @@ mod tests {
                 .collect(),
             selecting: selecting.iter().map(|s| (*s).to_owned()).collect(),
             deployment_refs,
+            other_engine_policies: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn a_policy_of_another_engine_added_changed_or_gone_is_stale() {
+        let mut planned = pre(&[], &[], &[]);
+        planned
+            .other_engine_policies
+            .insert("Calico NetworkPolicy waqiti/a".into(), "4".into());
+        planned
+            .other_engine_policies
+            .insert("AdminNetworkPolicy b".into(), "9".into());
+        assert!(changes(&planned, &planned.clone()).is_empty());
+        let mut now = pre(&[], &[], &[]);
+        now.other_engine_policies
+            .insert("Calico NetworkPolicy waqiti/a".into(), "5".into());
+        now.other_engine_policies
+            .insert("Antrea ClusterNetworkPolicy c".into(), "1".into());
+        let c = changes(&planned, &now);
+        assert_eq!(c.len(), 3, "{c:?}");
+        assert!(c
+            .iter()
+            .any(|l| l.contains("waqiti/a of another engine changed: resourceVersion 4 is now 5")));
+        assert!(c
+            .iter()
+            .any(|l| l.contains("AdminNetworkPolicy b of another engine is gone")));
+        assert!(
+            c.iter()
+                .any(|l| l
+                    .contains("Antrea ClusterNetworkPolicy c of another engine is in force now"))
+        );
+        // A plan made with none is stale once one appears.
+        assert_eq!(changes(&pre(&[], &[], &[]), &now).len(), 2);
     }
 
     const REF: &str = "/spec/template/spec/containers/0/env/0/valueFrom/secretKeyRef/name";

@@ -189,7 +189,7 @@ pub fn propose(
     // arrival, and locked for good on S3).
     let created = parse_time(&plan, "created_at", &doc.created_at)?;
     let age = OffsetDateTime::now_utc() - created;
-    if age > time::Duration::minutes(10) {
+    if age > time::Duration::seconds(crate::approval::quorum::MAX_PROPOSAL_AGE_SECONDS) {
         return Err(refuse(format!(
             "the plan was built {} s ago: it is no longer what the cluster was; propose again",
             age.whole_seconds()

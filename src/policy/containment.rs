@@ -100,6 +100,12 @@ pub struct BlockIps {
     /// Calico IPPools or CiliumNodes.
     #[serde(default)]
     pub cluster_networks: Vec<Cidr>,
+    /// The addresses of the load balancers in front of the targets that report themselves only
+    /// by hostname (an AWS ALB or NLB: their subnets), as the operator knows them: never blocked.
+    /// While such a balancer exists and this is empty, no private or IPv6 address is blocked,
+    /// since every client behind it arrives from one of the balancer's unknown addresses.
+    #[serde(default)]
+    pub load_balancer_addresses: Vec<Cidr>,
     /// The most addresses one plan blocks, 1 to 10000; the rest are left out, with the reason.
     #[serde(default = "default_max_addresses", deserialize_with = "max_addresses")]
     pub max_addresses: u32,

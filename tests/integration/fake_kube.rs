@@ -128,12 +128,8 @@ struct State {
     resource_version: u64,
     /// Whether `cilium.io/v2` is served.
     cilium: bool,
-    /// Whether `crd.projectcalico.org/v1` is served.
-    calico: bool,
-    /// Whether `policy.networking.k8s.io/v1alpha1` (AdminNetworkPolicies) is served.
-    admin_policies: bool,
-    /// Whether `crd.antrea.io/v1beta1` is served.
-    antrea: bool,
+    /// The group versions of add-ons (Calico, Antrea, the network-policy API) served.
+    add_ons: std::collections::BTreeSet<&'static str>,
     pods: Vec<FakePod>,
     faults: Faults,
     /// Events beyond the one every namespace here has, to make lists longer than a page.

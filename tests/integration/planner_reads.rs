@@ -623,8 +623,13 @@ fn the_planner_role_allows_exactly_what_the_planner_does() {
     kube.calico();
     kube.admin_network_policies();
     kube.antrea();
+    kube.serve("policy.networking.k8s.io/v1alpha2");
     let rt = runtime();
     let (c, _dir) = connect(&rt, &kube);
+    rt.block_on(read_view(&c, &[NS.to_owned()], true)).unwrap();
+    // Calico whose CRDs carry its own API group: read there instead.
+    kube.unserve("crd.projectcalico.org/v1");
+    kube.serve("projectcalico.org/v3");
     rt.block_on(read_view(&c, &[NS.to_owned()], true)).unwrap();
     let np = kube
         .stored("networking.k8s.io/v1", "networkpolicies", "gateway-ingress")

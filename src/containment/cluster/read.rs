@@ -4,8 +4,6 @@
 //! read that fails fails the whole view, naming what could not be read and the API's answer:
 //! the planner never plans from a partial view.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
@@ -14,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::kube::{encode, Cluster, KubeError};
 
+use super::engines::{other_policies, Discovered, CALICO_VERSIONS};
 use super::parse::{
     cilium_node_networks, enable_default_deny, ip_pool_networks, node_info, parse_http_date,
     served_resources, ParseError,
@@ -22,8 +21,6 @@ use super::{CiliumSupport, ClusterView, NamespaceView, PodNetwork};
 
 /// The discovery document of the Cilium API group custody uses.
 pub(super) const CILIUM_DISCOVERY: &str = "/apis/cilium.io/v2";
-/// The discovery document of Calico's CRD group (its IPPools).
-pub(super) const CALICO_DISCOVERY: &str = "/apis/crd.projectcalico.org/v1";
 /// The CiliumNetworkPolicy CRD, read for its schema.
 pub(super) const CILIUM_CRD: &str =
     "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/ciliumnetworkpolicies.cilium.io";
@@ -101,8 +98,9 @@ pub async fn read_view(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| parse_error("Nodes", "/api/v1/nodes", e))?;
     let cilium = cilium_support(cluster, cilium_wanted).await?;
-    let pod_networks = pod_networks(cluster, &cilium).await?;
-    let other_policies = other_policies(cluster, namespaces).await?;
+    let mut discovered = Discovered::default();
+    let pod_networks = pod_networks(cluster, &mut discovered, &cilium).await?;
+    let other_policies = other_policies(cluster, &mut discovered, namespaces).await?;
     let mut view = ClusterView {
         server: cluster.server.clone(),
         kube_system_uid,
@@ -173,7 +171,7 @@ fn refusal(answer: &crate::kube::Answer) -> KubeError {
 
 /// The resources a discovery document lists, or `None` when the server does not have the group
 /// version (404). Any other failure fails the read: what is served must be known.
-async fn discover(
+pub(super) async fn discover(
     cluster: &Cluster,
     what: &str,
     path: &str,
@@ -211,108 +209,24 @@ async fn cilium_support(cluster: &Cluster, wanted: bool) -> Result<CiliumSupport
 }
 
 /// The pod network the CNI publishes: every Calico IPPool's CIDR when discovery serves
-/// `crd.projectcalico.org/v1` `ippools`, and every CiliumNode's pod CIDRs when it serves
+/// `ippools` in one of Calico's groups, and every CiliumNode's pod CIDRs when it serves
 /// `ciliumnodes`. Both are cluster-scoped lists; a list refused or failing fails the read.
 async fn pod_networks(
     cluster: &Cluster,
+    discovered: &mut Discovered,
     cilium: &CiliumSupport,
 ) -> Result<Vec<PodNetwork>, ReadError> {
-    const CALICO: &str = "the crd.projectcalico.org/v1 discovery document";
     let mut out = Vec::new();
-    let calico = discover(cluster, CALICO, CALICO_DISCOVERY).await?;
-    if calico.is_some_and(|served| served.iter().any(|r| r == "ippools")) {
-        let path = format!("{CALICO_DISCOVERY}/ippools");
+    if let Some(doc) = discovered
+        .first_serving(cluster, CALICO_VERSIONS, "ippools")
+        .await?
+    {
+        let path = format!("{doc}/ippools");
         out.extend(networks(cluster, "the Calico IPPools", &path, ip_pool_networks).await?);
     }
     if cilium.nodes_served {
         let path = format!("{CILIUM_DISCOVERY}/ciliumnodes");
         out.extend(networks(cluster, "the CiliumNodes", &path, cilium_node_networks).await?);
-    }
-    Ok(out)
-}
-
-/// The policy engines besides NetworkPolicy whose rules can admit what a NetworkPolicy refuses:
-/// (discovery document, resource, kind, namespaced).
-const OTHER_ENGINES: [(&str, &str, &str, bool); 6] = [
-    (
-        "/apis/policy.networking.k8s.io/v1alpha1",
-        "adminnetworkpolicies",
-        "AdminNetworkPolicy",
-        false,
-    ),
-    (
-        "/apis/policy.networking.k8s.io/v1alpha1",
-        "baselineadminnetworkpolicies",
-        "BaselineAdminNetworkPolicy",
-        false,
-    ),
-    (
-        CALICO_DISCOVERY,
-        "globalnetworkpolicies",
-        "Calico GlobalNetworkPolicy",
-        false,
-    ),
-    (
-        CALICO_DISCOVERY,
-        "networkpolicies",
-        "Calico NetworkPolicy",
-        true,
-    ),
-    (
-        "/apis/crd.antrea.io/v1beta1",
-        "clusternetworkpolicies",
-        "Antrea ClusterNetworkPolicy",
-        false,
-    ),
-    (
-        "/apis/crd.antrea.io/v1beta1",
-        "networkpolicies",
-        "Antrea NetworkPolicy",
-        true,
-    ),
-];
-
-/// Every policy of another engine (`OTHER_ENGINES`) where discovery serves its kind:
-/// cluster-scoped ones cluster-wide, namespaced ones in `namespaces`. A list refused or failing
-/// fails the read, like every other.
-async fn other_policies(
-    cluster: &Cluster,
-    namespaces: &[String],
-) -> Result<Vec<String>, ReadError> {
-    let mut out = Vec::new();
-    let mut served: BTreeMap<&str, Option<Vec<String>>> = BTreeMap::new();
-    for (doc, resource, kind, namespaced) in OTHER_ENGINES {
-        if !served.contains_key(doc) {
-            let what = format!("the {doc} discovery document");
-            served.insert(doc, discover(cluster, &what, doc).await?);
-        }
-        if !served[doc]
-            .as_ref()
-            .is_some_and(|r| r.iter().any(|x| x == resource))
-        {
-            continue;
-        }
-        let paths: Vec<(String, String)> = if namespaced {
-            namespaces
-                .iter()
-                .map(|ns| {
-                    (
-                        format!("{doc}/namespaces/{}/{resource}", encode(ns)),
-                        format!("{ns}/"),
-                    )
-                })
-                .collect()
-        } else {
-            vec![(format!("{doc}/{resource}"), String::new())]
-        };
-        for (path, prefix) in paths {
-            let what = format!("the {kind} objects");
-            let items: Vec<serde_json::Value> = list(cluster, &what, &path).await?;
-            for item in items {
-                let name = item["metadata"]["name"].as_str().unwrap_or("?");
-                out.push(format!("{kind} {prefix}{name}"));
-            }
-        }
     }
     Ok(out)
 }
@@ -419,7 +333,7 @@ async fn namespace(
 }
 
 /// One list, whole (every page, within `kube.rs`'s size caps), as typed items.
-async fn list<T: DeserializeOwned>(
+pub(super) async fn list<T: DeserializeOwned>(
     cluster: &Cluster,
     what: &str,
     path: &str,

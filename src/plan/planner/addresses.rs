@@ -3,7 +3,9 @@
 //! detection allowlist and the trusted proxies of `formats.yaml`, Node addresses and pod CIDRs,
 //! the pod network Calico IPPools and CiliumNodes publish, the addresses of the pods read,
 //! Service ClusterIPs, external IPs and load-balancer addresses, Ingress load-balancer addresses
-//! (an ingress controller in front of the target), and the policy's `cluster_networks`. While
+//! (an ingress controller in front of the target), and the policy's `cluster_networks` and
+//! `load_balancer_addresses`. While a load balancer is known only by its hostname and the policy
+//! names none of its addresses, private and IPv6 addresses are left out. While
 //! the pod network is not known (`pod_network`: nothing publishes it, or a pod read is outside
 //! every range published), a private or shared address cannot be told apart from a pod of
 //! another namespace, so it is left out too. Of the rest, the `max_addresses` with the most
@@ -128,6 +130,12 @@ fn not_remote(ip: &IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(a) if a.is_loopback() => Some("a loopback address"),
         IpAddr::V4(a) if a.is_unspecified() => Some("the unspecified address"),
+        // 0.0.0.0/8 is "this network" (RFC 791, RFC 1122): never a source on the wire.
+        IpAddr::V4(a) if a.octets()[0] == 0 => Some("an address of \"this network\" (0.0.0.0/8)"),
+        // 240.0.0.0/4 is reserved (RFC 1112): no host is given one.
+        IpAddr::V4(a) if a.octets()[0] >= 240 && !a.is_broadcast() => {
+            Some("a reserved address (240.0.0.0/4)")
+        }
         IpAddr::V4(a) if a.is_link_local() => Some("a link-local address"),
         IpAddr::V4(a) if a.is_multicast() || a.is_broadcast() => {
             Some("a multicast or broadcast address")
@@ -150,8 +158,8 @@ pub struct Protected {
     /// is not known, every address of that family could then be a pod's.
     public_pods: (bool, bool),
     /// When a load balancer in front of the target is known only by its hostname (an AWS ALB
-    /// or NLB, say), its private addresses are unknown: private addresses are left out, with
-    /// this reason.
+    /// or NLB, say) and the policy names no `load_balancer_addresses`, its addresses are
+    /// unknown: private and IPv6 addresses are left out, with this reason.
     hostname_only: Option<String>,
 }
 
@@ -232,11 +240,16 @@ impl Protected {
             let why = format!("inside block_ips.cluster_networks ({c})");
             p.add(*c, LeftOutReason::ClusterNetwork, why);
         }
+        for c in &block.load_balancer_addresses {
+            let why = format!("inside block_ips.load_balancer_addresses ({c}): every client behind the load balancer arrives from it");
+            p.add(*c, LeftOutReason::LoadBalancer, why);
+        }
         p.pod_network_unknown = pod_network.left_out_message();
         let named: Vec<String> = hostname_only_balancers(view);
-        if !named.is_empty() {
+        // The operator who names the balancers' addresses lifts the blanket below.
+        if !named.is_empty() && block.load_balancer_addresses.is_empty() {
             p.hostname_only = Some(format!(
-                "a private address while {} reports its load balancer only by hostname: the balancer's own addresses are unknown, and every client behind it would arrive from one of them, so no private address is blocked here: block such a client at the load balancer",
+                "a private or IPv6 address while {} reports its load balancer only by hostname: the balancer's own addresses are unknown (private, or a cloud network's global IPv6 ones), and every client behind it would arrive from one of them, so no private or IPv6 address is blocked here: set block_ips.load_balancer_addresses to the balancer's subnets, or block such a client at the load balancer",
                 named.join(", ")
             ));
         }
@@ -304,7 +317,9 @@ impl Protected {
             .map(|(_, r, why)| (*r, why.as_str()));
         let found = found.or_else(|| {
             let why = self.hostname_only.as_deref()?;
-            is_private(ip).then_some((LeftOutReason::LoadBalancer, why))
+            // A cloud network's IPv6 addresses are global: the balancer's may be any of them.
+            let ipv6 = matches!(normalise_ip(*ip), IpAddr::V6(_));
+            (is_private(ip) || ipv6).then_some((LeftOutReason::LoadBalancer, why))
         });
         found.or_else(|| {
             let why = self.pod_network_unknown.as_deref()?;

@@ -49,6 +49,12 @@ pub(super) fn step(ctx: &Ctx<'_>, number: u32, method: BlockMethod) -> Step {
         },
     };
     step.warnings = front_warnings(ctx);
+    step.preconditions.other_engine_policies = ctx
+        .view
+        .other_policies
+        .iter()
+        .map(|p| (p.label(), p.resource_version.clone()))
+        .collect();
     match method {
         BlockMethod::Networkpolicy => networkpolicy(ctx, &mut step),
         BlockMethod::Cilium => cilium(ctx, &mut step),
@@ -91,9 +97,10 @@ fn networkpolicy(ctx: &Ctx<'_>, step: &mut Step) {
     let ns = ctx.ns;
     let (target_pods, other_pods) = split_pods(ctx);
     if !ctx.view.other_policies.is_empty() {
+        let named: Vec<String> = ctx.view.other_policies.iter().map(|p| p.label()).collect();
         step.refusals.push(format!(
-            "policies of another engine are in force ({}): they can admit what this block refuses (an AdminNetworkPolicy Allow comes before every NetworkPolicy; Calico and Antrea policies are evaluated beside or before them) and custody does not evaluate them: block with that engine, or remove them",
-            crate::terminal::escape(&ctx.view.other_policies.join(", "))
+            "policies of another engine are in force ({}): they can admit what this block refuses (an AdminNetworkPolicy Allow or an Admin-tier ClusterNetworkPolicy Accept comes before every NetworkPolicy; Calico and Antrea policies are evaluated beside or before them) and custody does not evaluate them, so custody cannot plan this block here: block these clients with that engine",
+            crate::terminal::escape(&named.join(", "))
         ));
     }
     if let Some(names) = cilium_enforced(ctx, &target_pods) {

@@ -75,6 +75,7 @@ fn block_step() -> Step {
             network_policies: BTreeMap::from([("allow-web".into(), "41".into())]),
             selecting: vec!["allow-web".into()],
             deployment_refs: BTreeMap::new(),
+            other_engine_policies: BTreeMap::new(),
         },
         detail: StepDetail::BlockIps {
             method: "networkpolicy".into(),

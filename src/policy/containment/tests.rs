@@ -30,6 +30,7 @@ fn the_shipped_policy_contains_nothing() {
     assert_eq!(block.method, BlockMethod::Networkpolicy);
     assert_eq!((block.max_addresses, block.ttl.as_secs()), (100, 86_400));
     assert!(block.cluster_networks.is_empty());
+    assert!(block.load_balancer_addresses.is_empty());
     assert_eq!(p.quorum, Quorum::default());
     assert_eq!(p.plan, PlanPolicy::default());
     assert!(!p.plan.propose_on_alert);
@@ -256,6 +257,13 @@ fn every_refusal_names_its_field_and_line() {
             "block_ips.cluster_networks",
             11,
             "line",
+        ),
+        (
+            "never_block: [203.0.113.0/24]",
+            "never_block: [203.0.113.0/24]\n  load_balancer_addresses: [10.0.0.0/16, alb.example]",
+            "block_ips.load_balancer_addresses[1]",
+            11,
+            "\"alb.example\" is not an address or CIDR range",
         ),
         (
             "never_block: [203.0.113.0/24]",

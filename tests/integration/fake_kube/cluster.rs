@@ -3,6 +3,8 @@
 //! snapshots have always shown), objects added from JSON, Cilium installed with its CRD, Calico
 //! installed, and discovery of the groups served.
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Value};
 
 use super::{store, uid, FakeKube, Reply, State};
@@ -89,30 +91,56 @@ impl FakeKube {
 impl FakeKube {
     /// Installs Calico: `crd.projectcalico.org/v1` served, with its (cluster-scoped) IPPools.
     pub fn calico(&self) {
-        self.state.lock().unwrap().calico = true;
+        self.serve(CALICO_CRDS);
     }
 
     /// Serves `policy.networking.k8s.io/v1alpha1` (AdminNetworkPolicies).
     pub fn admin_network_policies(&self) {
-        self.state.lock().unwrap().admin_policies = true;
+        self.serve(ANP);
     }
 
     /// Installs Antrea: `crd.antrea.io/v1beta1` served.
     pub fn antrea(&self) {
-        self.state.lock().unwrap().antrea = true;
+        self.serve(ANTREA);
+    }
+
+    /// Serves one of the add-on group versions the fake knows (`ADD_ONS`).
+    pub fn serve(&self, gv: &str) {
+        let known = ADD_ONS
+            .iter()
+            .find(|k| **k == gv)
+            .unwrap_or_else(|| panic!("the fake has no add-on {gv}"));
+        self.state.lock().unwrap().add_ons.insert(known);
+    }
+
+    /// Stops serving an add-on group version (uninstalled, or another version installed).
+    pub fn unserve(&self, gv: &str) {
+        self.state.lock().unwrap().add_ons.remove(gv);
     }
 }
+
+const CALICO_CRDS: &str = "crd.projectcalico.org/v1";
+const ANP: &str = "policy.networking.k8s.io/v1alpha1";
+const ANTREA: &str = "crd.antrea.io/v1beta1";
+
+/// The add-on group versions: served only once a test installs them. `projectcalico.org/v3` is
+/// Calico's own API group (its CRDs carry it where Calico installs them so); `v1alpha2` of the
+/// network-policy API serves ClusterNetworkPolicies; `crd.antrea.io/v1alpha1` is older Antrea's.
+const ADD_ONS: [&str; 6] = [
+    CALICO_CRDS,
+    "projectcalico.org/v3",
+    ANP,
+    "policy.networking.k8s.io/v1alpha2",
+    ANTREA,
+    "crd.antrea.io/v1alpha1",
+];
 
 /// Whether the group version `gv` is served: the CNIs' groups only once installed.
 pub(super) fn installed(st: &State, gv: &str) -> bool {
     if gv.starts_with("cilium.io/") {
         st.cilium
-    } else if gv.starts_with("crd.projectcalico.org/") {
-        st.calico
-    } else if gv.starts_with("policy.networking.k8s.io/") {
-        st.admin_policies
-    } else if gv.starts_with("crd.antrea.io/") {
-        st.antrea
+    } else if ADD_ONS.contains(&gv) {
+        st.add_ons.contains(gv)
     } else {
         true
     }
@@ -185,21 +213,21 @@ pub(super) fn discovery(st: &State, path: &str) -> Option<Reply> {
             if st.cilium {
                 groups.push("cilium.io/v2");
             }
-            if st.calico {
-                groups.push("crd.projectcalico.org/v1");
+            groups.extend(st.add_ons.iter().copied());
+            // One entry per group, listing every version served, the first preferred.
+            let mut by_group: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for gv in &groups {
+                let (g, v) = gv.split_once('/').unwrap();
+                by_group.entry(g).or_default().push(v);
             }
-            if st.admin_policies {
-                groups.push("policy.networking.k8s.io/v1alpha1");
-            }
-            if st.antrea {
-                groups.push("crd.antrea.io/v1beta1");
-            }
-            let groups: Vec<Value> = groups
+            let groups: Vec<Value> = by_group
                 .iter()
-                .map(|gv| {
-                    let (g, v) = gv.split_once('/').unwrap();
-                    json!({"name": g, "versions": [{"groupVersion": gv, "version": v}],
-                       "preferredVersion": {"groupVersion": gv, "version": v}})
+                .map(|(g, versions)| {
+                    let versions: Vec<Value> = versions
+                        .iter()
+                        .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+                        .collect();
+                    json!({"name": g, "versions": versions, "preferredVersion": versions[0]})
                 })
                 .collect();
             json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})

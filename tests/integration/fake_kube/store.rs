@@ -89,6 +89,37 @@ const KINDS: &[(&str, &str, &str, bool)] = &[
         "NetworkPolicy",
         true,
     ),
+    ("projectcalico.org/v3", "ippools", "IPPool", false),
+    (
+        "projectcalico.org/v3",
+        "globalnetworkpolicies",
+        "GlobalNetworkPolicy",
+        false,
+    ),
+    (
+        "projectcalico.org/v3",
+        "networkpolicies",
+        "NetworkPolicy",
+        true,
+    ),
+    (
+        "policy.networking.k8s.io/v1alpha2",
+        "clusternetworkpolicies",
+        "ClusterNetworkPolicy",
+        false,
+    ),
+    (
+        "crd.antrea.io/v1alpha1",
+        "clusternetworkpolicies",
+        "ClusterNetworkPolicy",
+        false,
+    ),
+    (
+        "crd.antrea.io/v1alpha1",
+        "networkpolicies",
+        "NetworkPolicy",
+        true,
+    ),
     (
         "apiextensions.k8s.io/v1",
         "customresourcedefinitions",

@@ -126,7 +126,14 @@ fn addresses_no_remote_client_has_are_left_out_not_blocked() {
             suspicious("::1", 70),
             suspicious("fe80::1", 60),
             suspicious("224.0.0.5", 50),
+            suspicious("0.12.0.1", 45),
+            suspicious("240.1.2.3", 44),
+            suspicious("255.255.255.255", 43),
+            suspicious("::ffff:0.0.0.7", 42),
             suspicious("198.51.100.7", 40),
+            // Just outside each range: remote.
+            suspicious("1.0.0.1", 30),
+            suspicious("223.255.255.254", 20),
         ],
     );
     let left: BTreeMap<&str, LeftOutReason> = doc
@@ -135,7 +142,17 @@ fn addresses_no_remote_client_has_are_left_out_not_blocked() {
         .iter()
         .map(|l| (l.address.as_str(), l.reason))
         .collect();
-    for a in ["127.0.0.6", "169.254.20.10", "::1", "fe80::1", "224.0.0.5"] {
+    for a in [
+        "127.0.0.6",
+        "169.254.20.10",
+        "::1",
+        "fe80::1",
+        "224.0.0.5",
+        "0.12.0.1",
+        "240.1.2.3",
+        "255.255.255.255",
+        "::ffff:0.0.0.7",
+    ] {
         assert_eq!(
             left.get(a),
             Some(&LeftOutReason::NotRemote),
@@ -148,25 +165,39 @@ fn addresses_no_remote_client_has_are_left_out_not_blocked() {
         .iter()
         .map(|b| b.address.as_str())
         .collect();
-    assert_eq!(blocked, ["198.51.100.7"]);
+    assert_eq!(blocked, ["1.0.0.1", "198.51.100.7", "223.255.255.254"]);
     assert_eq!(
         serde_json::to_value(LeftOutReason::NotRemote).unwrap(),
         "not_remote"
     );
 }
 
-#[test]
-fn a_load_balancer_known_only_by_hostname_keeps_private_addresses_out() {
+/// The view with a LoadBalancer Service known only by its hostname (an AWS ALB, say).
+fn behind_hostname_balancer() -> ClusterView {
     let mut v = view();
     let ns = v.namespaces.get_mut("waqiti").expect("ns");
     ns.services
         .push(from(json!({"metadata": {"name": "gateway-alb"},
         "spec": {"type": "LoadBalancer", "ports": [{"port": 443}]},
         "status": {"loadBalancer": {"ingress": [{"hostname": "k8s-waqiti-abc.elb.example"}]}}})));
+    v
+}
+
+#[test]
+fn a_load_balancer_known_only_by_hostname_keeps_private_addresses_out() {
+    let v = behind_hostname_balancer();
     let doc = run(
         &v,
-        vec![suspicious("10.0.5.20", 90), suspicious("198.51.100.7", 40)],
+        vec![
+            suspicious("10.0.5.20", 90),
+            suspicious("198.51.100.7", 40),
+            // A cloud network's IPv6 addresses are global: the balancer's may be this one.
+            suspicious("2600:1f14:aa:5::20", 30),
+        ],
     );
+    let (reason, why) = left_out(&doc)["2600:1f14:aa:5::20"];
+    assert_eq!(reason, LeftOutReason::LoadBalancer);
+    assert!(why.contains("load_balancer_addresses"), "{why}");
     let left: BTreeMap<&str, (LeftOutReason, &str)> = doc
         .addresses
         .left_out
@@ -193,4 +224,39 @@ fn a_load_balancer_known_only_by_hostname_keeps_private_addresses_out() {
         .left_out
         .iter()
         .all(|l| l.address != "10.0.5.20"));
+}
+
+#[test]
+fn load_balancer_addresses_name_the_balancer_and_lift_the_blanket() {
+    let text = POLICY.replace(
+        "never_block: [203.0.113.0/24]",
+        "never_block: [203.0.113.0/24]\n  load_balancer_addresses: [10.0.0.0/20, 2600:1f14:aa:5::/64]",
+    );
+    let policy = ContainmentPolicy::parse("containment.yaml", &text).expect("parses");
+    let doc = run_policy(
+        &policy,
+        &behind_hostname_balancer(),
+        vec![
+            suspicious("10.0.5.20", 90),
+            suspicious("10.0.200.9", 80),
+            suspicious("2600:1f14:aa:5::20", 30),
+            suspicious("2001:db8:77::1", 20),
+            suspicious("198.51.100.7", 40),
+        ],
+    );
+    let left = left_out(&doc);
+    for a in ["10.0.5.20", "2600:1f14:aa:5::20"] {
+        let (reason, why) = left[a];
+        assert_eq!(reason, LeftOutReason::LoadBalancer, "{a}");
+        assert!(
+            why.contains("inside block_ips.load_balancer_addresses"),
+            "{a}: {why}"
+        );
+    }
+    // Outside the balancer's named addresses, private and IPv6 clients are blocked again.
+    assert_eq!(
+        blocked(&doc),
+        ["10.0.200.9", "198.51.100.7", "2001:db8:77::1"]
+    );
+    assert_eq!(left.len(), 2, "{left:?}");
 }
