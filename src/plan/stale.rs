@@ -15,7 +15,12 @@ use crate::terminal::escape as esc;
 /// What changed since the plan was made, one line each; empty when nothing did.
 pub fn changes(planned: &Preconditions, now: &Preconditions) -> Vec<String> {
     let mut out = Vec::new();
-    versions(&planned.network_policies, &now.network_policies, &mut out);
+    versions(
+        &planned.network_policies,
+        &now.network_policies,
+        |n| format!("NetworkPolicy {}", esc(n)),
+        &mut out,
+    );
     let before: BTreeSet<&String> = planned.selecting.iter().collect();
     let after: BTreeSet<&String> = now.selecting.iter().collect();
     for added in after.difference(&before) {
@@ -31,30 +36,33 @@ pub fn changes(planned: &Preconditions, now: &Preconditions) -> Vec<String> {
         ));
     }
     references(&planned.deployment_refs, &now.deployment_refs, &mut out);
-    other_engines(
+    // Any of them can admit what a block refuses.
+    versions(
         &planned.other_engine_policies,
         &now.other_engine_policies,
+        |n| format!("{} (another engine's policy)", esc(n)),
         &mut out,
     );
     out
 }
 
-/// Policies of other engines, by `resourceVersion`: each one added, changed or removed.
-fn other_engines(
+/// Objects by `resourceVersion`, each named by `label`: one added, changed or removed is a line.
+fn versions(
     planned: &BTreeMap<String, String>,
     now: &BTreeMap<String, String>,
+    label: impl Fn(&str) -> String,
     out: &mut Vec<String>,
 ) {
     for (name, rv) in planned {
         match now.get(name) {
             None => out.push(format!(
-                "{} of another engine is gone (it was at resourceVersion {})",
-                esc(name),
+                "{} was deleted (it was at resourceVersion {})",
+                label(name),
                 esc(rv)
             )),
             Some(now_rv) if now_rv != rv => out.push(format!(
-                "{} of another engine changed: resourceVersion {} is now {}",
-                esc(name),
+                "{} changed: resourceVersion {} is now {}",
+                label(name),
                 esc(rv),
                 esc(now_rv)
             )),
@@ -63,42 +71,10 @@ fn other_engines(
     }
     for (name, rv) in now.iter().filter(|(n, _)| !planned.contains_key(*n)) {
         out.push(format!(
-            "{} of another engine is in force now (resourceVersion {}): it can admit what the block refuses",
-            esc(name),
+            "{} was created (resourceVersion {})",
+            label(name),
             esc(rv)
         ));
-    }
-}
-
-fn versions(
-    planned: &BTreeMap<String, String>,
-    now: &BTreeMap<String, String>,
-    out: &mut Vec<String>,
-) {
-    for (name, rv) in planned {
-        match now.get(name) {
-            None => out.push(format!(
-                "NetworkPolicy {} was deleted (it was at resourceVersion {})",
-                esc(name),
-                esc(rv)
-            )),
-            Some(now_rv) if now_rv != rv => out.push(format!(
-                "NetworkPolicy {} changed: resourceVersion {} is now {}",
-                esc(name),
-                esc(rv),
-                esc(now_rv)
-            )),
-            Some(_) => {}
-        }
-    }
-    for (name, rv) in now {
-        if !planned.contains_key(name) {
-            out.push(format!(
-                "NetworkPolicy {} was created (resourceVersion {})",
-                esc(name),
-                esc(rv)
-            ));
-        }
     }
 }
 
@@ -195,17 +171,15 @@ mod tests {
             .insert("Antrea ClusterNetworkPolicy c".into(), "1".into());
         let c = changes(&planned, &now);
         assert_eq!(c.len(), 3, "{c:?}");
+        assert!(c.iter().any(|l| l
+            .contains("waqiti/a (another engine's policy) changed: resourceVersion 4 is now 5")));
         assert!(c
             .iter()
-            .any(|l| l.contains("waqiti/a of another engine changed: resourceVersion 4 is now 5")));
+            .any(|l| l.contains("AdminNetworkPolicy b (another engine's policy) was deleted")));
         assert!(c
             .iter()
-            .any(|l| l.contains("AdminNetworkPolicy b of another engine is gone")));
-        assert!(
-            c.iter()
-                .any(|l| l
-                    .contains("Antrea ClusterNetworkPolicy c of another engine is in force now"))
-        );
+            .any(|l| l
+                .contains("Antrea ClusterNetworkPolicy c (another engine's policy) was created")));
         // A plan made with none is stale once one appears.
         assert_eq!(changes(&pre(&[], &[], &[]), &now).len(), 2);
     }
