@@ -3,8 +3,9 @@
 //! NetworkPolicy), Calico and Antrea policies (beside or before them). Each engine is listed at
 //! the first of its group versions discovery serves (every version serves the same objects), and
 //! not at all where none is served. BaselineAdminNetworkPolicies and Baseline-tier
-//! ClusterNetworkPolicies are not read: they apply only to traffic no NetworkPolicy selects, and
-//! a target pod a block is planned for is always selected.
+//! ClusterNetworkPolicies apply only to traffic no NetworkPolicy decides: they count when they
+//! deny, since the custody block policy created where nothing isolated the target pods admits
+//! every source but the blocked ones, and would admit what they refused.
 
 use std::collections::BTreeMap;
 
@@ -30,11 +31,12 @@ struct Engine {
     resource: &'static str,
     kind: &'static str,
     namespaced: bool,
-    /// Whether an object of this kind can admit ingress a NetworkPolicy refuses.
+    /// Whether an object of this kind can make a NetworkPolicy block wrong: admit ingress it
+    /// refuses, or (a baseline policy) refuse ingress a custody block policy would admit.
     admits: fn(&Value) -> bool,
 }
 
-const ENGINES: [Engine; 6] = [
+const ENGINES: [Engine; 7] = [
     Engine {
         versions: &["/apis/policy.networking.k8s.io/v1alpha1"],
         resource: "adminnetworkpolicies",
@@ -43,12 +45,23 @@ const ENGINES: [Engine; 6] = [
         admits: |p| ingress_admits(p, &["Deny", "Pass"]),
     },
     Engine {
+        versions: &["/apis/policy.networking.k8s.io/v1alpha1"],
+        resource: "baselineadminnetworkpolicies",
+        kind: "BaselineAdminNetworkPolicy",
+        namespaced: false,
+        admits: ingress_denies,
+    },
+    Engine {
         versions: &["/apis/policy.networking.k8s.io/v1alpha2"],
         resource: "clusternetworkpolicies",
         kind: "ClusterNetworkPolicy",
         namespaced: false,
         admits: |p| {
-            p["spec"]["tier"].as_str() != Some("Baseline") && ingress_admits(p, &["Deny", "Pass"])
+            if p["spec"]["tier"].as_str() == Some("Baseline") {
+                ingress_denies(p)
+            } else {
+                ingress_admits(p, &["Deny", "Pass"])
+            }
         },
     },
     Engine {
@@ -56,14 +69,14 @@ const ENGINES: [Engine; 6] = [
         resource: "globalnetworkpolicies",
         kind: "Calico GlobalNetworkPolicy",
         namespaced: false,
-        admits: |p| !calico_view_of_kubernetes(p),
+        admits: |_| true,
     },
     Engine {
         versions: CALICO_VERSIONS,
         resource: "networkpolicies",
         kind: "Calico NetworkPolicy",
         namespaced: true,
-        admits: |p| !calico_view_of_kubernetes(p),
+        admits: |_| true,
     },
     Engine {
         versions: &[
@@ -101,14 +114,28 @@ fn ingress_admits(policy: &Value, refusing: &[&str]) -> bool {
         })
 }
 
-/// Calico's own API lists the Kubernetes policies it enforces beside its own, under these
-/// prefixes (`knp.default.<name>` for a NetworkPolicy, and so on): custody reads those in their
-/// own right.
-fn calico_view_of_kubernetes(policy: &Value) -> bool {
+/// Whether any ingress rule denies (or has no action custody can read).
+fn ingress_denies(policy: &Value) -> bool {
+    policy["spec"]["ingress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|rule| {
+            rule["action"].as_str().is_none_or(|a| {
+                !a.eq_ignore_ascii_case("Allow") && !a.eq_ignore_ascii_case("Accept")
+            })
+        })
+}
+
+/// Calico's own API (`projectcalico.org/v3`, not its CRDs) lists the Kubernetes policies it
+/// enforces beside its own, under these prefixes (`knp.default.<name>` for a NetworkPolicy, and
+/// so on): custody reads those in their own right.
+fn calico_view_of_kubernetes(doc: &str, policy: &Value) -> bool {
     let name = policy["metadata"]["name"].as_str().unwrap_or_default();
-    ["knp.", "kanp.", "kbanp.", "kcnp."]
-        .iter()
-        .any(|p| name.starts_with(p))
+    doc == CALICO_VERSIONS[1]
+        && ["knp.", "kanp.", "kbanp.", "kcnp."]
+            .iter()
+            .any(|p| name.starts_with(p))
 }
 
 /// The discovery documents already asked for: each is read once per view.
@@ -170,7 +197,8 @@ pub(super) async fn other_policies(
         for path in paths {
             let what = format!("the {} objects", engine.kind);
             let items: Vec<Value> = list(cluster, &what, &path).await?;
-            for item in items.iter().filter(|i| (engine.admits)(i)) {
+            let counts = |i: &&Value| (engine.admits)(i) && !calico_view_of_kubernetes(doc, i);
+            for item in items.iter().filter(counts) {
                 let text = |field: &str| item["metadata"][field].as_str().map(str::to_owned);
                 out.push(OtherPolicy {
                     kind: engine.kind.to_owned(),
@@ -201,16 +229,35 @@ mod tests {
         assert!(!admits(&anp(&["Deny", "Pass"])));
         assert!(!admits(&anp(&[])));
         assert!(admits(&json!({"spec": {"ingress": [{"from": []}]}})));
-        let cnp = |tier: &str| json!({"spec": {"tier": tier, "ingress": [{"action": "Accept"}]}});
-        assert!((ENGINES[1].admits)(&cnp("Admin")));
-        assert!(!(ENGINES[1].admits)(&cnp("Baseline")));
+        let cnp = |tier: &str, action: &str| json!({"spec": {"tier": tier, "ingress": [{"action": action}]}});
+        let counts = ENGINES[2].admits;
+        assert!(counts(&cnp("Admin", "Accept")));
+        assert!(!counts(&cnp("Admin", "Deny")));
+        // A baseline policy counts when it denies: a new block policy would admit what it refused.
+        assert!(!counts(&cnp("Baseline", "Accept")));
+        assert!(counts(&cnp("Baseline", "Deny")));
+        assert!((ENGINES[1].admits)(&anp(&["Allow", "Deny"])));
+        assert!(!(ENGINES[1].admits)(&anp(&["Allow"])));
     }
 
     #[test]
-    fn calicos_views_of_kubernetes_policies_do_not_count() {
+    fn calicos_views_of_kubernetes_policies_do_not_count_in_its_own_api_only() {
         let named = |n: &str| json!({"metadata": {"name": n}});
-        assert!(!(ENGINES[3].admits)(&named("knp.default.allow-gateway")));
-        assert!(!(ENGINES[2].admits)(&named("kanp.adminnetworkpolicy.x")));
-        assert!((ENGINES[3].admits)(&named("default.allow-all")));
+        let v3 = CALICO_VERSIONS[1];
+        assert!(calico_view_of_kubernetes(
+            v3,
+            &named("knp.default.allow-gateway")
+        ));
+        assert!(calico_view_of_kubernetes(
+            v3,
+            &named("kanp.adminnetworkpolicy.x")
+        ));
+        assert!(!calico_view_of_kubernetes(v3, &named("default.allow-all")));
+        // In the CRDs such a name is a real Calico policy.
+        let crds = CALICO_VERSIONS[0];
+        assert!(!calico_view_of_kubernetes(
+            crds,
+            &named("knp.default.allow-all")
+        ));
     }
 }

@@ -158,9 +158,12 @@ pub struct Protected {
     /// is not known, every address of that family could then be a pod's.
     public_pods: (bool, bool),
     /// When a load balancer in front of the target is known only by its hostname (an AWS ALB
-    /// or NLB, say) and the policy names no `load_balancer_addresses`, its addresses are
-    /// unknown: private and IPv6 addresses are left out, with this reason.
+    /// or NLB, say), its addresses are unknown: private IPv4 and all IPv6 addresses are left out,
+    /// with this reason, in each family `load_balancer_addresses` names no range of.
     hostname_only: Option<String>,
+    /// Whether `block_ips.load_balancer_addresses` names IPv4 (`.0`) or IPv6 (`.1`) ranges: the
+    /// hostname-only blanket is lifted for that family.
+    balancer_families_named: (bool, bool),
 }
 
 impl Protected {
@@ -235,21 +238,26 @@ impl Protected {
                 }
             }
         }
-        // The operator's ranges last: a more particular reason above is more telling.
-        for c in &block.cluster_networks {
-            let why = format!("inside block_ips.cluster_networks ({c})");
-            p.add(*c, LeftOutReason::ClusterNetwork, why);
-        }
         for c in &block.load_balancer_addresses {
             let why = format!("inside block_ips.load_balancer_addresses ({c}): every client behind the load balancer arrives from it");
             p.add(*c, LeftOutReason::LoadBalancer, why);
         }
+        // The operator's networks last: a more particular reason above is more telling.
+        for c in &block.cluster_networks {
+            let why = format!("inside block_ips.cluster_networks ({c})");
+            p.add(*c, LeftOutReason::ClusterNetwork, why);
+        }
         p.pod_network_unknown = pod_network.left_out_message();
         let named: Vec<String> = hostname_only_balancers(view);
-        // The operator who names the balancers' addresses lifts the blanket below.
-        if !named.is_empty() && block.load_balancer_addresses.is_empty() {
+        // The operator who names the balancers' addresses of a family lifts the blanket below
+        // for that family.
+        p.balancer_families_named = (
+            block.load_balancer_addresses.iter().any(|c| c.is_ipv4()),
+            block.load_balancer_addresses.iter().any(|c| !c.is_ipv4()),
+        );
+        if !named.is_empty() {
             p.hostname_only = Some(format!(
-                "a private or IPv6 address while {} reports its load balancer only by hostname: the balancer's own addresses are unknown (private, or a cloud network's global IPv6 ones), and every client behind it would arrive from one of them, so no private or IPv6 address is blocked here: set block_ips.load_balancer_addresses to the balancer's subnets, or block such a client at the load balancer",
+                "a private or IPv6 address while {} reports its load balancer only by hostname: the balancer's own addresses are unknown (private, or a cloud network's global IPv6 ones), and every client behind it would arrive from one of them, so no private or IPv6 address is blocked here: set block_ips.load_balancer_addresses to the subnets of every such balancer, in each family (a family with none named stays left out), or block such a client at the load balancer",
                 named.join(", ")
             ));
         }
@@ -318,8 +326,11 @@ impl Protected {
         let found = found.or_else(|| {
             let why = self.hostname_only.as_deref()?;
             // A cloud network's IPv6 addresses are global: the balancer's may be any of them.
-            let ipv6 = matches!(normalise_ip(*ip), IpAddr::V6(_));
-            (is_private(ip) || ipv6).then_some((LeftOutReason::LoadBalancer, why))
+            let at_risk = match normalise_ip(*ip) {
+                IpAddr::V4(_) => is_private(ip) && !self.balancer_families_named.0,
+                IpAddr::V6(_) => !self.balancer_families_named.1,
+            };
+            at_risk.then_some((LeftOutReason::LoadBalancer, why))
         });
         found.or_else(|| {
             let why = self.pod_network_unknown.as_deref()?;

@@ -99,7 +99,7 @@ fn networkpolicy(ctx: &Ctx<'_>, step: &mut Step) {
     if !ctx.view.other_policies.is_empty() {
         let named: Vec<String> = ctx.view.other_policies.iter().map(|p| p.label()).collect();
         step.refusals.push(format!(
-            "policies of another engine are in force ({}): they can admit what this block refuses (an AdminNetworkPolicy Allow or an Admin-tier ClusterNetworkPolicy Accept comes before every NetworkPolicy; Calico and Antrea policies are evaluated beside or before them) and custody does not evaluate them, so custody cannot plan this block here: block these clients with that engine",
+            "policies of another engine are in force ({}): they can admit what this block refuses (an AdminNetworkPolicy Allow or an Admin-tier ClusterNetworkPolicy Accept comes before every NetworkPolicy; Calico and Antrea policies are evaluated beside or before them), or a baseline policy's Deny stops applying once a NetworkPolicy selects the target pods and custody does not evaluate them, so custody cannot plan this block here: block these clients with that engine",
             crate::terminal::escape(&named.join(", "))
         ));
     }

@@ -340,6 +340,14 @@ fn write_preconditions(out: &mut String, p: &Preconditions) {
             names.join(", ")
         );
     }
+    for (policy, rv) in &p.other_engine_policies {
+        let _ = writeln!(
+            out,
+            "    {} (another engine's policy) still at resourceVersion {}",
+            quote(policy),
+            quote(rv)
+        );
+    }
     for (deployment, refs) in &p.deployment_refs {
         for (path, value) in refs {
             let _ = writeln!(

@@ -2,8 +2,8 @@
 //! and Antrea policies — can admit what a NetworkPolicy refuses, and custody does not evaluate
 //! them: they are listed (cluster-wide, and in the target namespace) only where discovery serves
 //! them, at the first of their group versions served, and while any is in force the
-//! NetworkPolicy method is refused, naming them. Baseline policies do not count. A list refused
-//! fails the whole read.
+//! NetworkPolicy method is refused, naming them. Baseline policies count only when they deny. A
+//! list refused fails the whole read.
 
 use serde_json::json;
 
@@ -84,9 +84,9 @@ fn a_policy_of_another_engine_refuses_the_networkpolicy_method() {
     assert!(err.to_string().contains("GlobalNetworkPolicy"), "{err}");
 }
 
-/// Policies that cannot admit what a NetworkPolicy refuses do not stand in the way: baseline
-/// ones (they apply only where no NetworkPolicy selects the pod), an AdminNetworkPolicy that only
-/// denies or passes, and Calico's own listing of a Kubernetes NetworkPolicy.
+/// Policies that cannot make a block wrong do not stand in the way: baseline ones that only
+/// allow (they apply only where no NetworkPolicy decides), an AdminNetworkPolicy that only
+/// denies or passes, and Calico's own API listing a Kubernetes NetworkPolicy.
 #[test]
 fn baseline_deny_only_and_mirrored_policies_do_not_refuse_the_method() {
     let kube = planned_cluster();
@@ -119,11 +119,18 @@ fn baseline_deny_only_and_mirrored_policies_do_not_refuse_the_method() {
         doc.steps[0].refusals
     );
     assert!(doc.steps[0].preconditions.other_engine_policies.is_empty());
-    // BaselineAdminNetworkPolicies are not even listed.
-    assert!(!kube
-        .requests()
-        .iter()
-        .any(|r| r.contains("baselineadminnetworkpolicies")));
+    // A baseline policy that denies does count: the custody block policy created where nothing
+    // isolated the target pods would admit what it refused.
+    kube.object(json!({"apiVersion": "policy.networking.k8s.io/v1alpha1", "kind": "BaselineAdminNetworkPolicy",
+        "metadata": {"name": "default"},
+        "spec": {"subject": {"namespaces": {}}, "ingress": [{"action": "Deny", "from": [{"namespaces": {"matchLabels": {"tier": "sandbox"}}}]}]}}));
+    let view = rt.block_on(read_view(&c, &[NS.to_owned()], false)).unwrap();
+    let labels: Vec<String> = view.other_policies.iter().map(|p| p.label()).collect();
+    assert_eq!(labels, ["BaselineAdminNetworkPolicy default"]);
+    assert_eq!(
+        plan_for(&view, &["198.51.100.7"]).steps[0].status,
+        StepStatus::Refused
+    );
 
     // An Admin-tier ClusterNetworkPolicy that accepts does refuse it.
     kube.object(json!({"apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
@@ -131,7 +138,13 @@ fn baseline_deny_only_and_mirrored_policies_do_not_refuse_the_method() {
         "spec": {"tier": "Admin", "priority": 10, "subject": {"namespaces": {}}, "ingress": [{"action": "Accept", "from": [{"namespaces": {}}]}]}}));
     let view = rt.block_on(read_view(&c, &[NS.to_owned()], false)).unwrap();
     let labels: Vec<String> = view.other_policies.iter().map(|p| p.label()).collect();
-    assert_eq!(labels, ["ClusterNetworkPolicy admin-accept"]);
+    assert_eq!(
+        labels,
+        [
+            "BaselineAdminNetworkPolicy default",
+            "ClusterNetworkPolicy admin-accept"
+        ]
+    );
     assert_eq!(
         plan_for(&view, &["198.51.100.7"]).steps[0].status,
         StepStatus::Refused

@@ -260,3 +260,25 @@ fn load_balancer_addresses_name_the_balancer_and_lift_the_blanket() {
     );
     assert_eq!(left.len(), 2, "{left:?}");
 }
+
+#[test]
+fn load_balancer_addresses_lift_the_blanket_only_for_the_families_they_name() {
+    let text = POLICY.replace(
+        "never_block: [203.0.113.0/24]",
+        "never_block: [203.0.113.0/24]\n  load_balancer_addresses: [10.0.0.0/20]",
+    );
+    let policy = ContainmentPolicy::parse("containment.yaml", &text).expect("parses");
+    let doc = run_policy(
+        &policy,
+        &behind_hostname_balancer(),
+        vec![
+            suspicious("10.0.200.9", 80),
+            suspicious("2001:db8:77::1", 20),
+        ],
+    );
+    // The IPv6 addresses of the balancer are still unknown.
+    let (reason, why) = left_out(&doc)["2001:db8:77::1"];
+    assert_eq!(reason, LeftOutReason::LoadBalancer);
+    assert!(why.contains("only by hostname"), "{why}");
+    assert_eq!(blocked(&doc), ["10.0.200.9"]);
+}
