@@ -226,15 +226,19 @@ fn a_load_balancer_known_only_by_hostname_keeps_private_addresses_out() {
         .all(|l| l.address != "10.0.5.20"));
 }
 
-#[test]
-fn load_balancer_addresses_name_the_balancer_and_lift_the_blanket() {
+/// The policy with `block_ips.load_balancer_addresses: [<ranges>]`.
+fn balancers_at(ranges: &str) -> ContainmentPolicy {
     let text = POLICY.replace(
         "never_block: [203.0.113.0/24]",
-        "never_block: [203.0.113.0/24]\n  load_balancer_addresses: [10.0.0.0/20, 2600:1f14:aa:5::/64]",
+        &format!("never_block: [203.0.113.0/24]\n  load_balancer_addresses: [{ranges}]"),
     );
-    let policy = ContainmentPolicy::parse("containment.yaml", &text).expect("parses");
+    ContainmentPolicy::parse("containment.yaml", &text).expect("parses")
+}
+
+#[test]
+fn load_balancer_addresses_name_the_balancer_and_lift_the_blanket() {
     let doc = run_policy(
-        &policy,
+        &balancers_at("10.0.0.0/20, 2600:1f14:aa:5::/64"),
         &behind_hostname_balancer(),
         vec![
             suspicious("10.0.5.20", 90),
@@ -263,13 +267,8 @@ fn load_balancer_addresses_name_the_balancer_and_lift_the_blanket() {
 
 #[test]
 fn load_balancer_addresses_lift_the_blanket_only_for_the_families_they_name() {
-    let text = POLICY.replace(
-        "never_block: [203.0.113.0/24]",
-        "never_block: [203.0.113.0/24]\n  load_balancer_addresses: [10.0.0.0/20]",
-    );
-    let policy = ContainmentPolicy::parse("containment.yaml", &text).expect("parses");
     let doc = run_policy(
-        &policy,
+        &balancers_at("10.0.0.0/20"),
         &behind_hostname_balancer(),
         vec![
             suspicious("10.0.200.9", 80),
