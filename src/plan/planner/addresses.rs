@@ -4,8 +4,9 @@
 //! the pod network Calico IPPools and CiliumNodes publish, the addresses of the pods read,
 //! Service ClusterIPs, external IPs and load-balancer addresses, Ingress load-balancer addresses
 //! (an ingress controller in front of the target), and the policy's `cluster_networks` and
-//! `load_balancer_addresses`. While a load balancer is known only by its hostname and the policy
-//! names none of its addresses, private and IPv6 addresses are left out. While
+//! `load_balancer_addresses`. While a load balancer is known only by its hostname, private IPv4
+//! and all IPv6 addresses are left out, in each family `load_balancer_addresses` has no range of.
+//! While
 //! the pod network is not known (`pod_network`: nothing publishes it, or a pod read is outside
 //! every range published), a private or shared address cannot be told apart from a pod of
 //! another namespace, so it is left out too. Of the rest, the `max_addresses` with the most
