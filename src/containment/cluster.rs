@@ -46,8 +46,9 @@ pub struct ClusterView {
     /// What discovery says about the Cilium method.
     pub cilium: CiliumSupport,
     /// The policies of other engines that can admit what a NetworkPolicy refuses
-    /// (AdminNetworkPolicies, Admin-tier ClusterNetworkPolicies, Calico and Antrea policies),
-    /// cluster-wide and in the target namespaces: custody does not evaluate them.
+    /// (AdminNetworkPolicies, Admin-tier ClusterNetworkPolicies, Calico and Antrea policies), or
+    /// baseline ones that deny what a new block policy would admit, cluster-wide and in the
+    /// target namespaces: custody does not evaluate them.
     pub other_policies: Vec<OtherPolicy>,
     /// Per target namespace, what was read there.
     pub namespaces: BTreeMap<String, NamespaceView>,
@@ -63,6 +64,10 @@ pub struct OtherPolicy {
     pub namespace: Option<String>,
     pub name: String,
     pub resource_version: String,
+    /// A baseline policy (a BaselineAdminNetworkPolicy, a Baseline-tier ClusterNetworkPolicy):
+    /// it applies only to traffic no NetworkPolicy decides, so it matters only where a block
+    /// would create the policy that first isolates the target pods.
+    pub baseline: bool,
 }
 
 impl OtherPolicy {

@@ -34,6 +34,9 @@ struct Engine {
     /// Whether an object of this kind can make a NetworkPolicy block wrong: admit ingress it
     /// refuses, or (a baseline policy) refuse ingress a custody block policy would admit.
     admits: fn(&Value) -> bool,
+    /// Whether an object of this kind is a baseline policy: one that applies only to traffic no
+    /// NetworkPolicy decides.
+    baseline: fn(&Value) -> bool,
 }
 
 const ENGINES: [Engine; 7] = [
@@ -43,6 +46,7 @@ const ENGINES: [Engine; 7] = [
         kind: "AdminNetworkPolicy",
         namespaced: false,
         admits: |p| ingress_admits(p, &["Deny", "Pass"]),
+        baseline: |_| false,
     },
     Engine {
         versions: &["/apis/policy.networking.k8s.io/v1alpha1"],
@@ -50,6 +54,7 @@ const ENGINES: [Engine; 7] = [
         kind: "BaselineAdminNetworkPolicy",
         namespaced: false,
         admits: ingress_denies,
+        baseline: |_| true,
     },
     Engine {
         versions: &["/apis/policy.networking.k8s.io/v1alpha2"],
@@ -57,12 +62,13 @@ const ENGINES: [Engine; 7] = [
         kind: "ClusterNetworkPolicy",
         namespaced: false,
         admits: |p| {
-            if p["spec"]["tier"].as_str() == Some("Baseline") {
+            if baseline_tier(p) {
                 ingress_denies(p)
             } else {
                 ingress_admits(p, &["Deny", "Pass"])
             }
         },
+        baseline: baseline_tier,
     },
     Engine {
         versions: CALICO_VERSIONS,
@@ -70,6 +76,7 @@ const ENGINES: [Engine; 7] = [
         kind: "Calico GlobalNetworkPolicy",
         namespaced: false,
         admits: |_| true,
+        baseline: |_| false,
     },
     Engine {
         versions: CALICO_VERSIONS,
@@ -77,6 +84,7 @@ const ENGINES: [Engine; 7] = [
         kind: "Calico NetworkPolicy",
         namespaced: true,
         admits: |_| true,
+        baseline: |_| false,
     },
     Engine {
         versions: &[
@@ -87,6 +95,7 @@ const ENGINES: [Engine; 7] = [
         kind: "Antrea ClusterNetworkPolicy",
         namespaced: false,
         admits: |_| true,
+        baseline: |_| false,
     },
     Engine {
         versions: &[
@@ -97,8 +106,14 @@ const ENGINES: [Engine; 7] = [
         kind: "Antrea NetworkPolicy",
         namespaced: true,
         admits: |_| true,
+        baseline: |_| false,
     },
 ];
+
+/// Whether a ClusterNetworkPolicy is of the Baseline tier.
+fn baseline_tier(policy: &Value) -> bool {
+    policy["spec"]["tier"].as_str() == Some("Baseline")
+}
 
 /// Whether any ingress rule's action is other than `refusing` (a rule without an action counts:
 /// what custody cannot read, it does not assume harmless).
@@ -206,6 +221,7 @@ pub(super) async fn other_policies(
                     namespace: text("namespace").filter(|_| engine.namespaced),
                     name: text("name").unwrap_or_default(),
                     resource_version: text("resourceVersion").unwrap_or_default(),
+                    baseline: (engine.baseline)(item),
                 });
             }
         }
@@ -238,6 +254,15 @@ mod tests {
         assert!(counts(&cnp("Baseline", "Deny")));
         assert!((ENGINES[1].admits)(&anp(&["Allow", "Deny"])));
         assert!(!(ENGINES[1].admits)(&anp(&["Allow"])));
+        // Which are baseline policies: they refuse the method only where a block would create
+        // the policy that first isolates the target pods.
+        assert!((ENGINES[1].baseline)(&anp(&["Deny"])));
+        assert!((ENGINES[2].baseline)(&cnp("Baseline", "Deny")));
+        assert!(!(ENGINES[2].baseline)(&cnp("Admin", "Accept")));
+        assert!(ENGINES
+            .iter()
+            .filter(|e| e.kind != "BaselineAdminNetworkPolicy" && e.kind != "ClusterNetworkPolicy")
+            .all(|e| !(e.baseline)(&cnp("Baseline", "Deny"))));
     }
 
     #[test]

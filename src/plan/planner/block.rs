@@ -14,6 +14,7 @@ use super::super::document::{
     ChangeOp, DryRun, ObjectChange, ObjectRef, Preconditions, Step, StepDetail, StepStatus,
 };
 use super::{is_running, labels_of, not_run, Ctx};
+use crate::containment::cluster::OtherPolicy;
 use crate::containment::netpol::{
     self, eval, plan_block, BlockInput, Change, Offenders, Owner, Owners, PodInfo,
 };
@@ -96,11 +97,12 @@ fn offenders(ctx: &Ctx<'_>) -> Offenders {
 fn networkpolicy(ctx: &Ctx<'_>, step: &mut Step) {
     let ns = ctx.ns;
     let (target_pods, other_pods) = split_pods(ctx);
-    if !ctx.view.other_policies.is_empty() {
-        let named: Vec<String> = ctx.view.other_policies.iter().map(|p| p.label()).collect();
+    let (baseline, admitting): (Vec<&OtherPolicy>, Vec<&OtherPolicy>) =
+        ctx.view.other_policies.iter().partition(|p| p.baseline);
+    if !admitting.is_empty() {
         step.refusals.push(format!(
-            "policies of another engine are in force ({}): they can admit what this block refuses (an AdminNetworkPolicy Allow or an Admin-tier ClusterNetworkPolicy Accept comes before every NetworkPolicy; Calico and Antrea policies are evaluated beside or before them), or a baseline policy's Deny stops applying once a NetworkPolicy selects the target pods and custody does not evaluate them, so custody cannot plan this block here: block these clients with that engine",
-            crate::terminal::escape(&named.join(", "))
+            "policies of another engine are in force ({}): they can admit what this block refuses (an AdminNetworkPolicy Allow or an Admin-tier ClusterNetworkPolicy Accept comes before every NetworkPolicy; Calico and Antrea policies are evaluated beside or before them) and custody does not evaluate them, so custody cannot plan this block here: block these clients with that engine",
+            labels(&admitting)
         ));
     }
     if let Some(names) = cilium_enforced(ctx, &target_pods) {
@@ -125,6 +127,16 @@ fn networkpolicy(ctx: &Ctx<'_>, step: &mut Step) {
     let planned = plan_block(&input);
     step.refusals
         .extend(planned.refusals.iter().map(ToString::to_string));
+    let creates = planned
+        .changes
+        .iter()
+        .any(|c| matches!(c, Change::Create { .. }));
+    if creates && !baseline.is_empty() {
+        step.refusals.push(format!(
+            "baseline policies deny ingress here ({}): they apply only to traffic no NetworkPolicy decides, and no NetworkPolicy isolates the target pods yet, so the custody block policy this block creates would admit every other client, those the baseline policies deny included; custody does not evaluate them: first isolate the target pods with a NetworkPolicy that admits what they should (the baseline policies then no longer apply to them), and propose again",
+            labels(&baseline)
+        ));
+    }
     step.warnings
         .extend(planned.warnings.iter().map(ToString::to_string));
     step.preconditions.network_policies = planned.read.resource_versions.clone();
@@ -152,6 +164,12 @@ fn networkpolicy(ctx: &Ctx<'_>, step: &mut Step) {
         step.warnings.extend(manager_warning(ns, change.name()));
         step.changes.push(to_object_change(ctx, change));
     }
+}
+
+/// The policies named as plans and messages name them, escaped.
+fn labels(policies: &[&OtherPolicy]) -> String {
+    let named: Vec<String> = policies.iter().map(|p| p.label()).collect();
+    crate::terminal::escape(&named.join(", ")).into_owned()
 }
 
 /// The pods of the target that are running, and the namespace's other running pods.

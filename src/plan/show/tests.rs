@@ -593,3 +593,22 @@ fn every_left_out_reason_is_shown_by_its_name() {
     let back: PlanDoc = serde_json::from_value(v["plan"].clone()).unwrap();
     assert_eq!(back.addresses.left_out, d.addresses.left_out);
 }
+
+#[test]
+fn another_engines_pinned_policies_are_shown_with_their_versions() {
+    let mut d = doc();
+    d.steps[0].preconditions.other_engine_policies = BTreeMap::from([(
+        format!("BaselineAdminNetworkPolicy default{HOSTILE}"),
+        "77".into(),
+    )]);
+    let text = render_text(&d, &digest(9), &status(), &hint());
+    let line = text
+        .lines()
+        .find(|l| l.contains("another engine's policy"))
+        .unwrap_or_else(|| panic!("no line for it:\n{text}"));
+    assert!(
+        line.contains("BaselineAdminNetworkPolicy default\\x1b"),
+        "{line}"
+    );
+    assert!(line.contains("still at resourceVersion \"77\""), "{line}");
+}

@@ -2,13 +2,14 @@
 //! and Antrea policies — can admit what a NetworkPolicy refuses, and custody does not evaluate
 //! them: they are listed (cluster-wide, and in the target namespace) only where discovery serves
 //! them, at the first of their group versions served, and while any is in force the
-//! NetworkPolicy method is refused, naming them. Baseline policies count only when they deny. A
-//! list refused fails the whole read.
+//! NetworkPolicy method is refused, naming them. Baseline policies count only when they deny,
+//! and refuse the method only where the block would create the policy that first isolates the
+//! target pods. A list refused fails the whole read.
 
 use serde_json::json;
 
 use custody::containment::cluster::read_view;
-use custody::plan::document::StepStatus;
+use custody::plan::document::{ChangeOp, StepStatus};
 
 use super::pod_network::plan_for;
 use super::{connect, planned_cluster, runtime};
@@ -86,7 +87,9 @@ fn a_policy_of_another_engine_refuses_the_networkpolicy_method() {
 
 /// Policies that cannot make a block wrong do not stand in the way: baseline ones that only
 /// allow (they apply only where no NetworkPolicy decides), an AdminNetworkPolicy that only
-/// denies or passes, and Calico's own API listing a Kubernetes NetworkPolicy.
+/// denies or passes, and Calico's own API listing a Kubernetes NetworkPolicy. A baseline policy
+/// that denies refuses it only where the block would create the policy that first isolates the
+/// target pods.
 #[test]
 fn baseline_deny_only_and_mirrored_policies_do_not_refuse_the_method() {
     let kube = planned_cluster();
@@ -119,18 +122,43 @@ fn baseline_deny_only_and_mirrored_policies_do_not_refuse_the_method() {
         doc.steps[0].refusals
     );
     assert!(doc.steps[0].preconditions.other_engine_policies.is_empty());
-    // A baseline policy that denies does count: the custody block policy created where nothing
-    // isolated the target pods would admit what it refused.
+    // A baseline policy that denies is read and pinned. While a NetworkPolicy isolates the
+    // target pods it never applies to them, and the block (an `except` in that policy) stands.
     kube.object(json!({"apiVersion": "policy.networking.k8s.io/v1alpha1", "kind": "BaselineAdminNetworkPolicy",
         "metadata": {"name": "default"},
         "spec": {"subject": {"namespaces": {}}, "ingress": [{"action": "Deny", "from": [{"namespaces": {"matchLabels": {"tier": "sandbox"}}}]}]}}));
     let view = rt.block_on(read_view(&c, &[NS.to_owned()], false)).unwrap();
     let labels: Vec<String> = view.other_policies.iter().map(|p| p.label()).collect();
     assert_eq!(labels, ["BaselineAdminNetworkPolicy default"]);
-    assert_eq!(
-        plan_for(&view, &["198.51.100.7"]).steps[0].status,
-        StepStatus::Refused
+    assert!(view.other_policies[0].baseline);
+    let doc = plan_for(&view, &["198.51.100.7"]);
+    let step = &doc.steps[0];
+    assert_eq!(step.status, StepStatus::Planned, "{:?}", step.refusals);
+    assert!(step.changes.iter().all(|c| c.op != ChangeOp::Create));
+    assert!(step
+        .preconditions
+        .other_engine_policies
+        .contains_key("BaselineAdminNetworkPolicy default"));
+    // Where nothing isolates them, the custody block policy custody would create admits every
+    // client but the blocked ones, those the baseline policy denies included: refused.
+    for isolating in ["gateway-ingress", "allow-gateway"] {
+        kube.remove("networking.k8s.io/v1", "networkpolicies", isolating);
+    }
+    let view = rt.block_on(read_view(&c, &[NS.to_owned()], false)).unwrap();
+    let doc = plan_for(&view, &["198.51.100.7"]);
+    let step = &doc.steps[0];
+    assert_eq!(step.status, StepStatus::Refused);
+    assert!(step.changes.is_empty());
+    assert!(
+        step.refusals
+            .iter()
+            .any(|r| r.contains("baseline policies deny")
+                && r.contains("BaselineAdminNetworkPolicy default")
+                && r.contains("first isolate the target pods")),
+        "{:?}",
+        step.refusals
     );
+    assert!(!step.refusals.iter().any(|r| r.contains("another engine")));
 
     // An Admin-tier ClusterNetworkPolicy that accepts does refuse it.
     kube.object(json!({"apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",

@@ -281,3 +281,23 @@ fn load_balancer_addresses_lift_the_blanket_only_for_the_families_they_name() {
     assert!(why.contains("only by hostname"), "{why}");
     assert_eq!(blocked(&doc), ["10.0.200.9"]);
 }
+
+#[test]
+fn a_balancer_inside_the_cluster_networks_is_named_as_the_balancer() {
+    let text = POLICY.replace(
+        "never_block: [203.0.113.0/24]",
+        "never_block: [203.0.113.0/24]\n  load_balancer_addresses: [10.0.0.0/20]\n  cluster_networks: [10.0.0.0/8]",
+    );
+    let policy = ContainmentPolicy::parse("containment.yaml", &text).expect("parses");
+    let doc = run_policy(
+        &policy,
+        &behind_hostname_balancer(),
+        vec![suspicious("10.0.5.20", 90), suspicious("10.9.0.1", 80)],
+    );
+    let left = left_out(&doc);
+    // The more specific reason wins: an approver reads that the balancer is behind it.
+    assert_eq!(left["10.0.5.20"].0, LeftOutReason::LoadBalancer);
+    assert!(left["10.0.5.20"].1.contains("load_balancer_addresses"));
+    assert_eq!(left["10.9.0.1"].0, LeftOutReason::ClusterNetwork);
+    assert!(blocked(&doc).is_empty());
+}
