@@ -203,6 +203,11 @@ pub struct BlockPlan {
     pub read: Preconditions,
     /// The custody block policy's owners once the changes apply: what the plan journals.
     pub owners: Owners,
+    /// Whether every target pod is isolated for ingress by a policy other than the custody
+    /// block policy: only then does no traffic to them fall through to baseline policies
+    /// (BaselineAdminNetworkPolicies, Baseline-tier ClusterNetworkPolicies) once the block
+    /// applies.
+    pub isolated_by_others: bool,
 }
 
 /// Plans the block of `input.offenders` for `input.target`.
@@ -223,6 +228,15 @@ pub fn plan_block(input: &BlockInput<'_>) -> BlockPlan {
         .policies
         .iter()
         .find(|p| p.metadata.name.as_deref() == Some(name.as_str()));
+    let isolated_by_others = |pod: &PodInfo| {
+        input
+            .policies
+            .iter()
+            .filter(|p| p.metadata.name.as_deref() != Some(name.as_str()))
+            .any(|p| selector::isolates_for_ingress(p, &pod.labels))
+    };
+    plan.isolated_by_others =
+        !input.target_pods.is_empty() && input.target_pods.iter().all(isolated_by_others);
     plan.refusals = refusals(input, &name, existing);
     if !plan.refusals.is_empty() || input.offenders.is_empty() {
         return plan;

@@ -265,9 +265,10 @@ pub struct Preconditions {
     pub selecting: Vec<String>,
     /// Deployments: for each, the reference paths (JSON pointers) and the values they hold.
     pub deployment_refs: BTreeMap<String, BTreeMap<String, String>>,
-    /// For a block: the policies of other engines (AdminNetworkPolicies, Calico, Antrea) that
-    /// could admit what it refuses, `<kind> [<namespace>/]<name>` → `resourceVersion`. One
-    /// added, changed or removed makes the plan stale. Left out when there are none.
+    /// For a block: the policies of other engines that could admit what it refuses
+    /// (AdminNetworkPolicies, Calico, Antrea) or baseline ones that deny,
+    /// `<kind> [<namespace>/]<name>` → `resourceVersion`. One added, changed or removed makes
+    /// the plan stale. Left out when there are none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub other_engine_policies: BTreeMap<String, String>,
 }

@@ -4,8 +4,9 @@
 //! the first of its group versions discovery serves (every version serves the same objects), and
 //! not at all where none is served. BaselineAdminNetworkPolicies and Baseline-tier
 //! ClusterNetworkPolicies apply only to traffic no NetworkPolicy decides: they count when they
-//! deny, since the custody block policy created where nothing isolated the target pods admits
-//! every source but the blocked ones, and would admit what they refused.
+//! deny, and refuse the method only where no NetworkPolicy but custody's block policy isolates
+//! the target pods, since that policy admits every source but the blocked ones and would admit
+//! what they refused.
 
 use std::collections::BTreeMap;
 

@@ -127,18 +127,12 @@ fn networkpolicy(ctx: &Ctx<'_>, step: &mut Step) {
     let planned = plan_block(&input);
     step.refusals
         .extend(planned.refusals.iter().map(ToString::to_string));
-    let creates = planned
-        .changes
-        .iter()
-        .any(|c| matches!(c, Change::Create { .. }));
-    if creates && !baseline.is_empty() {
+    if !baseline.is_empty() && !planned.isolated_by_others && !offenders.is_empty() {
         step.refusals.push(format!(
-            "baseline policies deny ingress here ({}): they apply only to traffic no NetworkPolicy decides, and no NetworkPolicy isolates the target pods yet, so the custody block policy this block creates would admit every other client, those the baseline policies deny included; custody does not evaluate them: first isolate the target pods with a NetworkPolicy that admits what they should (the baseline policies then no longer apply to them), and propose again",
+            "baseline policies may deny ingress to the target pods ({}): they apply only to traffic no NetworkPolicy decides, and no NetworkPolicy but custody's own block policy isolates the target pods, so that policy admits every client but the blocked ones, those the baseline policies deny included; custody does not evaluate them, so it cannot plan this block here: first isolate the target pods with a NetworkPolicy of your own that admits only what they should (nothing the baseline policies deny), then propose again",
             labels(&baseline)
         ));
     }
-    step.warnings
-        .extend(planned.warnings.iter().map(ToString::to_string));
     step.preconditions.network_policies = planned.read.resource_versions.clone();
     step.preconditions.selecting = planned.read.selecting.iter().cloned().collect();
     step.read = ns

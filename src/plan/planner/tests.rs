@@ -604,5 +604,6 @@ fn an_existing_cilium_policy_keeps_its_addresses_or_is_refused_when_changed() {
     );
 }
 
+mod other_engines;
 mod pod_network;
 mod trusted_proxies;
