@@ -47,7 +47,7 @@ pub struct ClusterView {
     pub cilium: CiliumSupport,
     /// The policies of other engines that can admit what a NetworkPolicy refuses
     /// (AdminNetworkPolicies, Admin-tier ClusterNetworkPolicies, Calico and Antrea policies), or
-    /// baseline ones that deny what a new block policy would admit, cluster-wide and in the
+    /// baseline ones that deny what a custody block policy would admit, cluster-wide and in the
     /// target namespaces: custody does not evaluate them.
     pub other_policies: Vec<OtherPolicy>,
     /// Per target namespace, what was read there.
@@ -65,8 +65,8 @@ pub struct OtherPolicy {
     pub name: String,
     pub resource_version: String,
     /// A baseline policy (a BaselineAdminNetworkPolicy, a Baseline-tier ClusterNetworkPolicy):
-    /// it applies only to traffic no NetworkPolicy decides, so it matters only where a block
-    /// would create the policy that first isolates the target pods.
+    /// it applies only to traffic no NetworkPolicy decides, so it matters only where the
+    /// operator's NetworkPolicies alone do not decide ingress to the target pods.
     pub baseline: bool,
 }
 

@@ -203,11 +203,9 @@ pub struct BlockPlan {
     pub read: Preconditions,
     /// The custody block policy's owners once the changes apply: what the plan journals.
     pub owners: Owners,
-    /// Whether every target pod is isolated for ingress by a policy other than the custody
-    /// block policy: only then does no traffic to them fall through to baseline policies
-    /// (BaselineAdminNetworkPolicies, Baseline-tier ClusterNetworkPolicies) once the block
-    /// applies.
-    pub isolated_by_others: bool,
+    /// Whether the operator's NetworkPolicies alone decide ingress to the target pods: see
+    /// [`operator_decides`].
+    pub operator_decides: bool,
 }
 
 /// Plans the block of `input.offenders` for `input.target`.
@@ -228,15 +226,7 @@ pub fn plan_block(input: &BlockInput<'_>) -> BlockPlan {
         .policies
         .iter()
         .find(|p| p.metadata.name.as_deref() == Some(name.as_str()));
-    let isolated_by_others = |pod: &PodInfo| {
-        input
-            .policies
-            .iter()
-            .filter(|p| p.metadata.name.as_deref() != Some(name.as_str()))
-            .any(|p| selector::isolates_for_ingress(p, &pod.labels))
-    };
-    plan.isolated_by_others =
-        !input.target_pods.is_empty() && input.target_pods.iter().all(isolated_by_others);
+    plan.operator_decides = operator_decides(input);
     plan.refusals = refusals(input, &name, existing);
     if !plan.refusals.is_empty() || input.offenders.is_empty() {
         return plan;
@@ -270,6 +260,29 @@ struct Planned {
     warnings: Vec<Warning>,
     /// The custody block policy's new owners, when it is written.
     owners: Option<Owners>,
+}
+
+/// Whether every target pod is isolated for ingress by a policy that is not a custody block
+/// policy, and no custody block policy selects one for ingress. Only then is no ingress to them
+/// left to baseline policies (BaselineAdminNetworkPolicies, Baseline-tier
+/// ClusterNetworkPolicies), nor admitted past what they deny by a custody block policy, which
+/// admits every source but the blocked ones.
+fn operator_decides(input: &BlockInput<'_>) -> bool {
+    let custodys = |p: &NetworkPolicy| {
+        p.metadata
+            .name
+            .as_deref()
+            .is_some_and(|n| n.starts_with(BLOCK_POLICY_PREFIX))
+    };
+    let decided = |pod: &PodInfo| {
+        let mut isolating = input
+            .policies
+            .iter()
+            .filter(|p| selector::isolates_for_ingress(p, &pod.labels))
+            .peekable();
+        isolating.peek().is_some() && isolating.all(|p| !custodys(p))
+    };
+    !input.target_pods.is_empty() && input.target_pods.iter().all(decided)
 }
 
 fn is_isolated(policies: &[NetworkPolicy], labels: &Labels) -> bool {

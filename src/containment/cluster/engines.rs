@@ -4,9 +4,9 @@
 //! the first of its group versions discovery serves (every version serves the same objects), and
 //! not at all where none is served. BaselineAdminNetworkPolicies and Baseline-tier
 //! ClusterNetworkPolicies apply only to traffic no NetworkPolicy decides: they count when they
-//! deny, and refuse the method only where no NetworkPolicy but custody's block policy isolates
-//! the target pods, since that policy admits every source but the blocked ones and would admit
-//! what they refused.
+//! deny, and refuse the method unless the operator's NetworkPolicies alone decide ingress to the
+//! target pods, since a custody block policy admits every source but the blocked ones and would
+//! admit what they refused.
 
 use std::collections::BTreeMap;
 
@@ -250,13 +250,14 @@ mod tests {
         let counts = ENGINES[2].admits;
         assert!(counts(&cnp("Admin", "Accept")));
         assert!(!counts(&cnp("Admin", "Deny")));
-        // A baseline policy counts when it denies: a new block policy would admit what it refused.
+        // A baseline policy counts when it denies: a custody block policy would admit what it
+        // refused.
         assert!(!counts(&cnp("Baseline", "Accept")));
         assert!(counts(&cnp("Baseline", "Deny")));
         assert!((ENGINES[1].admits)(&anp(&["Allow", "Deny"])));
         assert!(!(ENGINES[1].admits)(&anp(&["Allow"])));
-        // Which are baseline policies: they refuse the method only where a block would create
-        // the policy that first isolates the target pods.
+        // Which are baseline policies: they refuse the method only where the operator's
+        // NetworkPolicies alone do not decide ingress to the target pods.
         assert!((ENGINES[1].baseline)(&anp(&["Deny"])));
         assert!((ENGINES[2].baseline)(&cnp("Baseline", "Deny")));
         assert!(!(ENGINES[2].baseline)(&cnp("Admin", "Accept")));

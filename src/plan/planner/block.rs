@@ -127,9 +127,9 @@ fn networkpolicy(ctx: &Ctx<'_>, step: &mut Step) {
     let planned = plan_block(&input);
     step.refusals
         .extend(planned.refusals.iter().map(ToString::to_string));
-    if !baseline.is_empty() && !planned.isolated_by_others && !offenders.is_empty() {
+    if !baseline.is_empty() && !planned.operator_decides && !offenders.is_empty() {
         step.refusals.push(format!(
-            "baseline policies may deny ingress to the target pods ({}): they apply only to traffic no NetworkPolicy decides, and no NetworkPolicy but custody's own block policy isolates the target pods, so that policy admits every client but the blocked ones, those the baseline policies deny included; custody does not evaluate them, so it cannot plan this block here: first isolate the target pods with a NetworkPolicy of your own that admits only what they should (nothing the baseline policies deny), then propose again",
+            "baseline policies may deny ingress to the target pods ({}): they apply only to traffic no NetworkPolicy decides, and the operator's NetworkPolicies alone do not decide ingress to every target pod (one is isolated by none, or a custody block policy selects it), while a custody block policy admits every client but the blocked ones, those the baseline policies deny included; custody does not evaluate them, so it cannot plan this block here: isolate every target pod with a NetworkPolicy of your own that admits only what it should (nothing the baseline policies deny), take custody's block policies off them, then propose again",
             labels(&baseline)
         ));
     }

@@ -3,8 +3,8 @@
 //! them: they are listed (cluster-wide, and in the target namespace) only where discovery serves
 //! them, at the first of their group versions served, and while any is in force the
 //! NetworkPolicy method is refused, naming them. Baseline policies count only when they deny,
-//! and refuse the method only where the block would create the policy that first isolates the
-//! target pods. A list refused fails the whole read.
+//! and refuse the method unless the operator's NetworkPolicies alone decide ingress to every
+//! target pod. A list refused fails the whole read.
 
 use serde_json::json;
 
@@ -88,8 +88,8 @@ fn a_policy_of_another_engine_refuses_the_networkpolicy_method() {
 /// Policies that cannot make a block wrong do not stand in the way: baseline ones that only
 /// allow (they apply only where no NetworkPolicy decides), an AdminNetworkPolicy that only
 /// denies or passes, and Calico's own API listing a Kubernetes NetworkPolicy. A baseline policy
-/// that denies refuses it only where the block would create the policy that first isolates the
-/// target pods.
+/// that denies refuses it unless the operator's NetworkPolicies alone decide ingress to every
+/// target pod.
 #[test]
 fn baseline_deny_only_and_mirrored_policies_do_not_refuse_the_method() {
     let kube = planned_cluster();
@@ -134,13 +134,14 @@ fn baseline_deny_only_and_mirrored_policies_do_not_refuse_the_method() {
     let doc = plan_for(&view, &["198.51.100.7"]);
     let step = &doc.steps[0];
     assert_eq!(step.status, StepStatus::Planned, "{:?}", step.refusals);
-    assert!(step.changes.iter().all(|c| c.op != ChangeOp::Create));
+    assert_eq!(step.changes.len(), 1);
+    assert_eq!(step.changes[0].op, ChangeOp::Replace);
     assert!(step
         .preconditions
         .other_engine_policies
         .contains_key("BaselineAdminNetworkPolicy default"));
-    // Where nothing isolates them, the custody block policy custody would create admits every
-    // client but the blocked ones, those the baseline policy denies included: refused.
+    // Where nothing else isolates them, the custody block policy custody would create admits
+    // every client but the blocked ones, those the baseline policy denies included: refused.
     for isolating in ["gateway-ingress", "allow-gateway"] {
         kube.remove("networking.k8s.io/v1", "networkpolicies", isolating);
     }
@@ -153,7 +154,7 @@ fn baseline_deny_only_and_mirrored_policies_do_not_refuse_the_method() {
             .iter()
             .any(|r| r.contains("baseline policies may deny")
                 && r.contains("BaselineAdminNetworkPolicy default")
-                && r.contains("isolate the target pods with a NetworkPolicy of your own")),
+                && r.contains("isolate every target pod with a NetworkPolicy of your own")),
         "{:?}",
         step.refusals
     );

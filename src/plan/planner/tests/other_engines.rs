@@ -1,6 +1,7 @@
 //! Policies of other engines in the NetworkPolicy method: one that can admit refuses it always;
-//! a baseline policy that denies refuses it only where no NetworkPolicy but custody's own block
-//! policy would isolate the target pods (traffic to them would fall through to it otherwise).
+//! a baseline policy that denies refuses it unless the operator's NetworkPolicies alone decide
+//! ingress to every target pod (otherwise traffic falls through to it, or a custody block policy
+//! admits it past what it denies).
 
 use super::*;
 use crate::containment::cluster::OtherPolicy;
@@ -32,7 +33,7 @@ fn refused_for_baseline(step: &Step) -> bool {
     step.refusals.iter().any(|r| {
         r.contains("baseline policies may deny ingress")
             && r.contains("ClusterNetworkPolicy baseline-deny")
-            && r.contains("isolate the target pods with a NetworkPolicy of your own")
+            && r.contains("isolate every target pod with a NetworkPolicy of your own")
     })
 }
 
@@ -88,15 +89,7 @@ fn where_the_operator_isolates_the_target_a_baseline_policy_does_not_refuse() {
 /// pods alone: extending it would keep admitting what the baseline policy denies, for longer.
 #[test]
 fn custodys_block_policy_alone_does_not_count_as_isolating() {
-    let first = block(&view());
-    let mut created = first.changes[0].after.clone().expect("the policy");
-    created["metadata"]["resourceVersion"] = json!("50");
-    let mut v = view();
-    v.namespaces
-        .get_mut("waqiti")
-        .expect("ns")
-        .network_policies
-        .push(from(created));
+    let mut v = with_block_policy(view(), "custody-block-api-gateway");
     let extended = block_of(&v, "198.51.100.8");
     assert_eq!(
         extended.status,
@@ -112,22 +105,80 @@ fn custodys_block_policy_alone_does_not_count_as_isolating() {
     assert!(refused_for_baseline(&step), "{:?}", step.refusals);
 }
 
+/// The view with custody's block policy written by an earlier plan (blocking 198.51.100.7).
+fn with_block_policy(mut v: ClusterView, name: &str) -> ClusterView {
+    let first = block(&view());
+    let mut created = first.changes[0].after.clone().expect("the policy");
+    created["metadata"]["resourceVersion"] = json!("50");
+    created["metadata"]["name"] = json!(name);
+    v.namespaces
+        .get_mut("waqiti")
+        .expect("ns")
+        .network_policies
+        .push(from(created));
+    v
+}
+
+/// The operator isolates the target as the refusal asks, but custody's block policy (this
+/// target's or another's) still admits every client but the blocked ones: still refused.
+#[test]
+fn a_custody_block_policy_beside_the_operators_still_refuses() {
+    for name in ["custody-block-api-gateway", "custody-block-other-target"] {
+        let mut v = with_block_policy(isolated(view()), name);
+        let without = block_of(&v, "198.51.100.8");
+        assert_eq!(
+            without.status,
+            StepStatus::Planned,
+            "{name}: {:?}",
+            without.refusals
+        );
+        v.other_policies.push(baseline_cnp());
+        let step = block_of(&v, "198.51.100.8");
+        assert_eq!(step.status, StepStatus::Refused, "{name}");
+        assert!(refused_for_baseline(&step), "{name}: {:?}", step.refusals);
+    }
+}
+
+/// One target pod the operator's policies do not isolate is enough: its traffic falls through.
+#[test]
+fn every_target_pod_must_be_isolated_by_the_operator() {
+    let mut v = view();
+    let ns = v.namespaces.get_mut("waqiti").expect("ns");
+    ns.pods[1].metadata.labels = Some(
+        [
+            ("app".to_owned(), "api-gateway".to_owned()),
+            ("tier".to_owned(), "b".to_owned()),
+        ]
+        .into(),
+    );
+    ns.network_policies.push(from(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "only-b", "namespace": "waqiti", "resourceVersion": "3"},
+        "spec": {"podSelector": {"matchLabels": {"tier": "b"}}, "policyTypes": ["Ingress"], "ingress": [{}]},
+    })));
+    v.other_policies.push(baseline_cnp());
+    let step = block(&v);
+    assert_eq!(step.status, StepStatus::Refused);
+    assert!(refused_for_baseline(&step), "{:?}", step.refusals);
+}
+
 #[test]
 fn a_policy_that_can_admit_refuses_whatever_isolates_the_target() {
     let mut v = isolated(view());
     v.other_policies
         .push(other("AdminNetworkPolicy", "allow-monitoring", false));
+    v.other_policies.push(baseline_cnp());
     let step = block(&v);
     assert_eq!(step.status, StepStatus::Refused);
     assert!(
-        step.refusals
-            .iter()
-            .any(|r| r.contains("another engine")
-                && r.contains("AdminNetworkPolicy allow-monitoring")),
+        step.refusals.iter().any(|r| r.contains("another engine")
+            && r.contains("AdminNetworkPolicy allow-monitoring")
+            && !r.contains("baseline-deny")),
         "{:?}",
         step.refusals
     );
-    assert!(!refused_for_baseline(&step));
+    // The operator isolates the target: the baseline policy is not a reason.
+    assert!(!refused_for_baseline(&step), "{:?}", step.refusals);
 
     // Both kinds where nothing isolates the target: both reasons are given.
     let mut v = view();
