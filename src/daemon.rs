@@ -239,6 +239,7 @@ impl Daemon {
     ) -> Result<bool, StoreError> {
         let details = TriggerDetails {
             target: Some(recorded_target(&target)),
+            replica: Some(self.leases.holder().to_owned()),
             ..details
         };
         let header = CaseHeader::new(case.clone(), OffsetDateTime::now_utc(), trigger.clone());

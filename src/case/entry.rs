@@ -95,6 +95,11 @@ pub struct TriggerDetails {
     /// What the collection reads from the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<CollectionTarget>,
+    /// The daemon replica that wrote this first entry. Two replicas finishing one opening at
+    /// once thereby write different bytes, so exactly one of them finds its entry stored and
+    /// collects the case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 /// The Kubernetes workload a daemon collection reads; one of `deployment` and `selector`.

@@ -154,7 +154,7 @@ impl Daemon {
             alert: serde_json::to_value(alert).ok(),
             episode: Some(episode.to_owned()),
             fingerprint: Some(alert.fingerprint()),
-            target: None,
+            ..TriggerDetails::default()
         };
         let queued = self.open_and_queue(
             permit,

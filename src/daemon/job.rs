@@ -115,6 +115,7 @@ mod tests {
             episode: Some("e".into()),
             fingerprint: Some("f".into()),
             target: Some(recorded_target(&selected)),
+            replica: None,
         };
         assert_eq!(
             serde_json::to_string(&details).unwrap(),

@@ -569,6 +569,25 @@ fn two_replicas_on_one_bucket_open_one_case_per_episode() {
     let case = cases.into_iter().next().unwrap();
     let view = wait_sealed(a.port, &case, Duration::from_secs(60));
     assert_eq!(view["state"], "sealed", "{view}");
+    // The first entry names the replica that wrote it, the one that answered "opened" (the
+    // first three answers are replica a's): two replicas writing it at once write different
+    // bytes, so only one can find its own entry stored.
+    let opener = answers
+        .iter()
+        .position(|(_, body)| json(body)["alerts"][0]["outcome"] == "opened")
+        .unwrap();
+    let port = if opener < 3 { a.port } else { b.port };
+    let first = json(
+        &String::from_utf8(moto.get(
+            &bucket,
+            &format!("custody/cases/{case}/journal/0000000001.json"),
+        ))
+        .unwrap(),
+    );
+    let replica = first["details"]["trigger_details"]["replica"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(replica.ends_with(&format!(":127.0.0.1:{port}")), "{first}");
     let case_headers = moto
         .keys(&bucket)
         .into_iter()

@@ -102,6 +102,11 @@ impl Leases {
         Self::with_ttl(holder, TTL)
     }
 
+    /// The replica these claims are taken for.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
     pub(super) fn with_ttl(holder: String, ttl: Duration) -> Self {
         Self {
             holder,
