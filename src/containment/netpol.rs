@@ -164,6 +164,8 @@ pub enum Refusal {
     BlockPolicyMissing { policy: String },
     #[error("target name {name:?} cannot name a policy: use lowercase letters, digits and '-'")]
     TargetName { name: String },
+    #[error("the custody block policy {policy} of another target selects target pods {pods:?}: its addresses are owned by that target's plans, so custody does not write it for this one; give the targets pod selectors that do not overlap")]
+    OtherTargetsBlockPolicy { policy: String, pods: Vec<String> },
 }
 
 /// What the approver must know about a change that is proposed anyway.
@@ -332,6 +334,26 @@ fn refusals(input: &BlockInput<'_>, name: &str, existing: Option<&NetworkPolicy>
             isolated: names(isolated),
             not_isolated: names(not_isolated),
         });
+    }
+    for policy in input.policies {
+        let other = policy
+            .metadata
+            .name
+            .as_deref()
+            .filter(|n| n.starts_with(BLOCK_POLICY_PREFIX) && *n != name);
+        let Some(other) = other else { continue };
+        let pods: Vec<String> = input
+            .target_pods
+            .iter()
+            .filter(|pod| selector::isolates_for_ingress(policy, &pod.labels))
+            .map(|pod| pod.name.clone())
+            .collect();
+        if !pods.is_empty() {
+            out.push(Refusal::OtherTargetsBlockPolicy {
+                policy: other.to_owned(),
+                pods,
+            });
+        }
     }
     match existing {
         Some(policy) => out.extend(block::check_shape(input.target, name, policy).err()),

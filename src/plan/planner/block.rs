@@ -129,7 +129,7 @@ fn networkpolicy(ctx: &Ctx<'_>, step: &mut Step) {
         .extend(planned.refusals.iter().map(ToString::to_string));
     if !baseline.is_empty() && !planned.operator_decides && !offenders.is_empty() {
         step.refusals.push(format!(
-            "baseline policies may deny ingress to the target pods ({}): they apply only to traffic no NetworkPolicy decides, and the operator's NetworkPolicies alone do not decide ingress to every target pod (one is isolated by none, or a custody block policy selects it), while a custody block policy admits every client but the blocked ones, those the baseline policies deny included; custody does not evaluate them, so it cannot plan this block here: isolate every target pod with a NetworkPolicy of your own that admits only what it should (nothing the baseline policies deny), take custody's block policies off them, then propose again",
+            "baseline policies may deny ingress to the target pods ({}): they apply only to traffic no NetworkPolicy decides, and the operator's NetworkPolicies alone do not decide ingress to every target pod (one is isolated by none, or a custody block policy selects it), while a custody block policy admits (or, created by this block, would admit) every client but the blocked ones, those the baseline policies deny included; custody does not evaluate them, so it cannot plan this block here: isolate every target pod with a NetworkPolicy of your own that admits only what it should (nothing the baseline policies deny), wait until no custody block policy selects them (the plans owning its addresses rolled back or expired: deleting it outside custody refuses later blocks of its target), then propose again",
             labels(&baseline)
         ));
     }

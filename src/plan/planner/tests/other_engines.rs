@@ -123,20 +123,37 @@ fn with_block_policy(mut v: ClusterView, name: &str) -> ClusterView {
 /// target's or another's) still admits every client but the blocked ones: still refused.
 #[test]
 fn a_custody_block_policy_beside_the_operators_still_refuses() {
-    for name in ["custody-block-api-gateway", "custody-block-other-target"] {
-        let mut v = with_block_policy(isolated(view()), name);
-        let without = block_of(&v, "198.51.100.8");
-        assert_eq!(
-            without.status,
-            StepStatus::Planned,
-            "{name}: {:?}",
-            without.refusals
-        );
-        v.other_policies.push(baseline_cnp());
-        let step = block_of(&v, "198.51.100.8");
-        assert_eq!(step.status, StepStatus::Refused, "{name}");
-        assert!(refused_for_baseline(&step), "{name}: {:?}", step.refusals);
-    }
+    let mut v = with_block_policy(isolated(view()), "custody-block-api-gateway");
+    let without = block_of(&v, "198.51.100.8");
+    assert_eq!(
+        without.status,
+        StepStatus::Planned,
+        "{:?}",
+        without.refusals
+    );
+    v.other_policies.push(baseline_cnp());
+    let step = block_of(&v, "198.51.100.8");
+    assert_eq!(step.status, StepStatus::Refused);
+    assert!(refused_for_baseline(&step), "{:?}", step.refusals);
+}
+
+/// Another target's block policy selecting this target's pods is not the operator's isolation,
+/// and custody does not write it for this target (its addresses are that target's plans').
+#[test]
+fn another_targets_block_policy_is_neither_isolation_nor_rewritten() {
+    let mut v = with_block_policy(isolated(view()), "custody-block-other-target");
+    let step = block_of(&v, "198.51.100.8");
+    assert_eq!(step.status, StepStatus::Refused);
+    assert!(
+        step.refusals.iter().any(
+            |r| r.contains("custody block policy custody-block-other-target of another target")
+        ),
+        "{:?}",
+        step.refusals
+    );
+    v.other_policies.push(baseline_cnp());
+    let step = block_of(&v, "198.51.100.8");
+    assert!(refused_for_baseline(&step), "{:?}", step.refusals);
 }
 
 /// One target pod the operator's policies do not isolate is enough: its traffic falls through.
