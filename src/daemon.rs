@@ -95,6 +95,41 @@ pub struct Daemon {
     drafting: tokio::sync::Semaphore,
     /// Sealed bundles stored by this daemon and not yet announced, by case (`plans`).
     announcements: std::sync::Mutex<std::collections::BTreeMap<CaseId, crate::id::BundleId>>,
+    /// Cases this daemon is opening now: a second request for one (an episode's notification
+    /// sent twice at once) leaves it to the first, as another replica's request would.
+    opening: std::sync::Mutex<std::collections::BTreeSet<CaseId>>,
+}
+
+/// A case being opened by this daemon, until dropped.
+struct Opening<'a> {
+    set: &'a std::sync::Mutex<std::collections::BTreeSet<CaseId>>,
+    case: CaseId,
+}
+
+impl<'a> Opening<'a> {
+    /// None if the case is being opened already.
+    fn start(
+        set: &'a std::sync::Mutex<std::collections::BTreeSet<CaseId>>,
+        case: &CaseId,
+    ) -> Option<Self> {
+        let fresh = set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(case.clone());
+        fresh.then(|| Self {
+            set,
+            case: case.clone(),
+        })
+    }
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.case);
+    }
 }
 
 impl Daemon {
@@ -128,6 +163,7 @@ impl Daemon {
             server_url: "http://127.0.0.1:8080".into(),
             expiries: Default::default(),
             announcements: Default::default(),
+            opening: Default::default(),
         };
         (daemon, Jobs(jobs))
     }
@@ -237,6 +273,9 @@ impl Daemon {
         details: TriggerDetails,
         payload: Option<Vec<u8>>,
     ) -> Result<bool, StoreError> {
+        let Some(_opening) = Opening::start(&self.opening, &case) else {
+            return Ok(false);
+        };
         let details = TriggerDetails {
             target: Some(recorded_target(&target)),
             replica: Some(self.leases.holder().to_owned()),
@@ -324,5 +363,22 @@ impl Daemon {
     /// whose opener died in between).
     fn case_open(&self, case: &CaseId) -> Result<bool, StoreError> {
         self.store.exists(&StoreKey::JournalEntry(case.clone(), 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_case_is_opened_by_one_request_at_a_time() {
+        let set = Default::default();
+        let case = CaseId::new("20261202-140000-00000001").expect("id");
+        let first = Opening::start(&set, &case).expect("first");
+        assert!(Opening::start(&set, &case).is_none());
+        let other = CaseId::new("20261202-140000-00000002").expect("id");
+        assert!(Opening::start(&set, &other).is_some());
+        drop(first);
+        assert!(Opening::start(&set, &case).is_some());
     }
 }

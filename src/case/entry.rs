@@ -92,14 +92,14 @@ pub struct TriggerDetails {
     pub episode: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
-    /// What the collection reads from the cluster.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<CollectionTarget>,
     /// The daemon replica that wrote this first entry. Two replicas finishing one opening at
     /// once thereby write different bytes, so exactly one of them finds its entry stored and
     /// collects the case.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
+    /// What the collection reads from the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<CollectionTarget>,
 }
 
 /// The Kubernetes workload a daemon collection reads; one of `deployment` and `selector`.

@@ -13,8 +13,9 @@
 //!    target pod (NetworkPolicy does not apply to it), target pods of which some are isolated and
 //!    others not (a policy for the non-isolated ones would need a selector of its own), a CIDR
 //!    custody cannot read or that is written as IPv4-mapped IPv6, a custody block policy that
-//!    was changed outside custody or that the journal names but the cluster lacks: the step is
-//!    refused with the reason and no change is proposed.
+//!    was changed outside custody or that the journal names but the cluster lacks, another
+//!    target's custody block policy selecting the target's pods (its addresses are that target's
+//!    plans'): the step is refused with the reason and no change is proposed.
 //! 2. **No policy isolates the target pods**: one custody block policy per target,
 //!    `custody-block-<target>`, selecting the target's pods for Ingress with a single rule that
 //!    admits `ipBlock 0.0.0.0/0 except X4`, `ipBlock ::/0 except X6` and
@@ -164,7 +165,7 @@ pub enum Refusal {
     BlockPolicyMissing { policy: String },
     #[error("target name {name:?} cannot name a policy: use lowercase letters, digits and '-'")]
     TargetName { name: String },
-    #[error("the custody block policy {policy} of another target selects target pods {pods:?}: its addresses are owned by that target's plans, so custody does not write it for this one; give the targets pod selectors that do not overlap")]
+    #[error("the custody block policy {policy} of another target selects target pods {pods:?}: its addresses are owned by that target's plans, so custody does not write it for this one; give the targets pod selectors that do not overlap (or, for a target no longer configured, roll back its plans)")]
     OtherTargetsBlockPolicy { policy: String, pods: Vec<String> },
 }
 

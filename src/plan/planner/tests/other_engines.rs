@@ -119,8 +119,8 @@ fn with_block_policy(mut v: ClusterView, name: &str) -> ClusterView {
     v
 }
 
-/// The operator isolates the target as the refusal asks, but custody's block policy (this
-/// target's or another's) still admits every client but the blocked ones: still refused.
+/// The operator isolates the target as the refusal asks, but custody's block policy still
+/// admits every client but the blocked ones: still refused.
 #[test]
 fn a_custody_block_policy_beside_the_operators_still_refuses() {
     let mut v = with_block_policy(isolated(view()), "custody-block-api-gateway");
@@ -208,4 +208,23 @@ fn a_policy_that_can_admit_refuses_whatever_isolates_the_target() {
         .refusals
         .iter()
         .any(|r| r.contains("another engine") && !r.contains("baseline-deny")));
+}
+
+/// Another target's block policy that selects none of the target's pods is no reason.
+#[test]
+fn another_targets_block_policy_elsewhere_does_not_stand_in_the_way() {
+    let mut v = with_block_policy(isolated(view()), "custody-block-other-target");
+    let ns = v.namespaces.get_mut("waqiti").expect("ns");
+    let theirs = ns
+        .network_policies
+        .iter_mut()
+        .find(|p| p.metadata.name.as_deref() == Some("custody-block-other-target"))
+        .expect("policy");
+    theirs.spec.as_mut().expect("spec").pod_selector = from(json!({"matchLabels": {"app": "db"}}));
+    let step = block_of(&v, "198.51.100.8");
+    assert_eq!(step.status, StepStatus::Planned, "{:?}", step.refusals);
+    assert!(step
+        .changes
+        .iter()
+        .all(|c| c.object.name != "custody-block-other-target"));
 }
