@@ -263,8 +263,8 @@ fn no_policy_isolates_the_target_so_one_block_policy_is_created() {
     assert_eq!(doc.quorum.required, 2);
 }
 
-#[test]
-fn mixed_isolation_is_refused() {
+/// The view with one of the two target pods isolated (by `only-b`) and the other not.
+fn mixed_view() -> ClusterView {
     let mut v = view();
     let ns = v.namespaces.get_mut("waqiti").expect("ns");
     ns.pods[1].metadata.labels = Some(
@@ -279,6 +279,12 @@ fn mixed_isolation_is_refused() {
         "metadata": {"name": "only-b", "namespace": "waqiti", "resourceVersion": "3"},
         "spec": {"podSelector": {"matchLabels": {"tier": "b"}}, "policyTypes": ["Ingress"], "ingress": [{}]},
     })));
+    v
+}
+
+#[test]
+fn mixed_isolation_is_refused() {
+    let v = mixed_view();
     let doc = run(&v, vec![suspicious("198.51.100.7", 50)]);
     let step = &doc.steps[0];
     assert_eq!(step.status, StepStatus::Refused);

@@ -159,20 +159,7 @@ fn another_targets_block_policy_is_neither_isolation_nor_rewritten() {
 /// One target pod the operator's policies do not isolate is enough: its traffic falls through.
 #[test]
 fn every_target_pod_must_be_isolated_by_the_operator() {
-    let mut v = view();
-    let ns = v.namespaces.get_mut("waqiti").expect("ns");
-    ns.pods[1].metadata.labels = Some(
-        [
-            ("app".to_owned(), "api-gateway".to_owned()),
-            ("tier".to_owned(), "b".to_owned()),
-        ]
-        .into(),
-    );
-    ns.network_policies.push(from(json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": {"name": "only-b", "namespace": "waqiti", "resourceVersion": "3"},
-        "spec": {"podSelector": {"matchLabels": {"tier": "b"}}, "policyTypes": ["Ingress"], "ingress": [{}]},
-    })));
+    let mut v = mixed_view();
     v.other_policies.push(baseline_cnp());
     let step = block(&v);
     assert_eq!(step.status, StepStatus::Refused);
