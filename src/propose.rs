@@ -176,6 +176,30 @@ pub struct BuildInput<'a> {
 
 /// Reads the cluster, plans, and dry-runs every change that can be.
 pub async fn build(cluster: &Cluster, input: &BuildInput<'_>) -> Result<PlanDoc, ProposeError> {
+    let plan_id = PlanId::generate(input.now);
+    let mut doc = plan_now(cluster, input, &plan_id).await?;
+    for step in &mut doc.steps {
+        for change in &mut step.changes {
+            if matches!(change.dry_run, DryRun::NotRun { .. }) {
+                change.dry_run = match request(change) {
+                    Some(req) => cluster::dry_run(cluster, &req).await,
+                    None => DryRun::NotSupported {
+                        why: "no server-side dry-run exists for this change".to_owned(),
+                    },
+                };
+            }
+        }
+    }
+    Ok(doc)
+}
+
+/// Reads the cluster (refusing a clock off the API server's) and plans `plan_id` on it, its
+/// dry-runs not run: what `build` proposes, and what execution compares a stored plan with.
+pub async fn plan_now(
+    cluster: &Cluster,
+    input: &BuildInput<'_>,
+    plan_id: &PlanId,
+) -> Result<PlanDoc, ProposeError> {
     let policy = &input.policies.containment;
     if policy.targets.is_empty() {
         return Err(ProposeError::NoTargets);
@@ -197,11 +221,10 @@ pub async fn build(cluster: &Cluster, input: &BuildInput<'_>) -> Result<PlanDoc,
     if seconds.abs() > MAX_SKEW_SECONDS {
         return Err(ProposeError::Clock { seconds });
     }
-    let plan_id = PlanId::generate(input.now);
     let owners = Default::default();
-    let mut doc = planner::plan(&PlannerInput {
+    Ok(planner::plan(&PlannerInput {
         case: input.case,
-        plan: &plan_id,
+        plan: plan_id,
         policy,
         detection_allowlist: &input.policies.detection.allowlist,
         trusted_proxies: input.policies.formats.trusted_proxies(),
@@ -212,20 +235,7 @@ pub async fn build(cluster: &Cluster, input: &BuildInput<'_>) -> Result<PlanDoc,
         proposer: input.proposer.clone(),
         roster_sha256: input.roster_sha256,
         now: input.now,
-    });
-    for step in &mut doc.steps {
-        for change in &mut step.changes {
-            if matches!(change.dry_run, DryRun::NotRun { .. }) {
-                change.dry_run = match request(change) {
-                    Some(req) => cluster::dry_run(cluster, &req).await,
-                    None => DryRun::NotSupported {
-                        why: "no server-side dry-run exists for this change".to_owned(),
-                    },
-                };
-            }
-        }
-    }
-    Ok(doc)
+    }))
 }
 
 /// The dry-run request of a change; a Deployment patch writes a stand-in name where the new

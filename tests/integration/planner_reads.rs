@@ -8,6 +8,7 @@
 
 mod other_engines;
 mod pod_network;
+mod stale;
 
 use std::path::Path;
 

@@ -53,7 +53,12 @@ fn read(kube: &FakeKube) -> Result<ClusterView, custody::containment::cluster::R
 
 /// The plan for these suspicious clients on `view`.
 pub(super) fn plan_for(view: &ClusterView, clients: &[&str]) -> PlanDoc {
-    let policy = ContainmentPolicy::parse("containment.yaml", POLICY).unwrap();
+    plan_with(POLICY, view, clients)
+}
+
+/// The plan `policy` (containment.yaml's text) makes for these suspicious clients on `view`.
+pub(super) fn plan_with(policy: &str, view: &ClusterView, clients: &[&str]) -> PlanDoc {
+    let policy = ContainmentPolicy::parse("containment.yaml", policy).unwrap();
     let suspicious: Vec<custody::analysis::Suspicious> = clients
         .iter()
         .map(|ip| {
