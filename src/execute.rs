@@ -7,3 +7,4 @@
 pub mod admin_call;
 pub mod preflight;
 pub mod secret_values;
+pub mod write;

@@ -391,6 +391,23 @@ impl Cluster {
         }
         Ok(answer)
     }
+
+    /// `send`, tried once: for a real write, whose second try could meet its own first (a
+    /// create or a guarded replace that landed answers 409 the second time). No answer, 429 or
+    /// a 5xx is an error: the write's outcome is then unknown, for the caller to find out.
+    pub async fn send_once(
+        &self,
+        method: &http::Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Answer, KubeError> {
+        let once = Cluster {
+            retry: Retry::ONCE,
+            ..self.clone()
+        };
+        once.send(method, path, content_type, body).await
+    }
 }
 
 async fn read_answer(response: http::Response<kube::client::Body>) -> Result<Answer, kube::Error> {

@@ -10,7 +10,7 @@ mod engines;
 mod parse;
 mod read;
 
-pub use dry_run::{dry_run, DryRunRequest, Target};
+pub use dry_run::{dry_run, status_text, DryRunRequest, Target, FIELD_MANAGER};
 pub use parse::{
     cilium_node_networks, enable_default_deny, ip_pool_networks, node_info, parse_http_date,
     served_resources, ParseError,

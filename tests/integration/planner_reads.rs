@@ -9,6 +9,7 @@
 mod other_engines;
 mod pod_network;
 mod stale;
+mod writes;
 
 use std::path::Path;
 

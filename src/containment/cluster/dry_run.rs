@@ -79,7 +79,21 @@ impl DryRunRequest {
 
     /// The method, path (with `dryRun=All`), content type and body; or why it is not sent.
     fn http(&self) -> Result<(http::Method, String, &'static str, Vec<u8>), DryRun> {
-        let write = format!("dryRun=All&fieldManager={FIELD_MANAGER}");
+        self.http_as(true)
+    }
+
+    /// The same request, dry (`dryRun=All`) or for real: what execution sends. A replace
+    /// without the `resourceVersion` it was read at is never sent either way.
+    pub fn http_as(
+        &self,
+        dry: bool,
+    ) -> Result<(http::Method, String, &'static str, Vec<u8>), DryRun> {
+        let write = if dry {
+            format!("dryRun=All&fieldManager={FIELD_MANAGER}")
+        } else {
+            format!("fieldManager={FIELD_MANAGER}")
+        };
+        let delete_query = if dry { "?dryRun=All" } else { "" };
         let json = |v: &Value| serde_json::to_vec(v).unwrap_or_default();
         Ok(match self {
             DryRunRequest::Create { target, object } => (
@@ -118,7 +132,7 @@ impl DryRunRequest {
                 }
                 (
                     http::Method::DELETE,
-                    format!("{}?dryRun=All", target.object_path()),
+                    format!("{}{delete_query}", target.object_path()),
                     "application/json",
                     json(&options),
                 )
@@ -159,6 +173,18 @@ fn outcome(answer: &Answer) -> DryRun {
             warnings: answer.warnings.iter().map(|w| warning_text(w)).collect(),
         };
     }
+    let (reason, message) = status_text(answer);
+    DryRun::Refused {
+        code: answer.status,
+        reason,
+        message,
+    }
+}
+
+/// A refusal's `reason` and `message` from its Status (with a failed JSON patch `test`'s
+/// causes), or the start of a body that is not one; escaped, since admission webhooks write
+/// whatever they like.
+pub fn status_text(answer: &Answer) -> (String, String) {
     let status: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     let (reason, mut message) = if status["kind"] == "Status" {
@@ -185,11 +211,7 @@ fn outcome(answer: &Answer) -> DryRun {
             message.push_str(&said);
         }
     }
-    DryRun::Refused {
-        code: answer.status,
-        reason: escape(&reason).into_owned(),
-        message: escape(&message).into_owned(),
-    }
+    (escape(&reason).into_owned(), escape(&message).into_owned())
 }
 
 /// The text of a `Warning` header (RFC 7234 `299 - "text"`, as the API server writes it),
