@@ -42,7 +42,7 @@ pub enum ProposeError {
     NoTargets,
     #[error("the cluster could not be read whole, so no plan is built from a partial view: {0}")]
     Cluster(#[from] cluster::ReadError),
-    #[error("custody's clock is {seconds} s off the API server's Date: fix the clock before proposing (times in the plan would be wrong)")]
+    #[error("custody's clock is {seconds} s off the API server's Date: fix the clock first (a plan's times, and the checks of them, would be wrong)")]
     Clock { seconds: i64 },
     #[error("the proposer's key: {0}")]
     Proposer(String),

@@ -50,6 +50,9 @@ pub enum EntryKind {
     /// plan, its digest and `not_after`, the approvals it needed and counted, and whether it had
     /// reached its quorum.
     PlanExpired,
+    /// An approved plan was refused before anything was applied: the cluster changed since it
+    /// was made; details: the plan, its digest, and each stale step with what changed.
+    PlanStale,
 }
 
 /// What one step recorded: the `details` of an entry, by its `kind`.
@@ -68,6 +71,7 @@ pub enum Details {
     ApprovalRecorded(ApprovalRecorded),
     PlanProposed(PlanProposed),
     PlanExpired(PlanExpired),
+    PlanStale(PlanStale),
 }
 
 /// `case_opened`: entry 1 of every journal.
@@ -294,6 +298,30 @@ pub struct PlanExpired {
     pub required: u32,
 }
 
+/// `plan_stale`: plan `plan` with digest `plan_sha256` was not executed: made again on the
+/// cluster as it is, these steps would not run as approved. Nothing was applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanStale {
+    pub plan: PlanId,
+    pub plan_sha256: Sha256Digest,
+    pub steps: Vec<StaleStepRecord>,
+}
+
+/// One stale step of a `plan_stale` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaleStepRecord {
+    /// Each thing that changed, one line a person can act on.
+    pub changes: Vec<String>,
+    /// `block_ips`, `rotate_secrets` or `invalidate_sessions`.
+    pub kind: crate::policy::containment::StepKind,
+    /// The step's number in the plan.
+    pub number: u32,
+    /// The target's name in `containment.yaml`.
+    pub target: String,
+}
+
 /// Who signed a proposal, as the plan names them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -323,6 +351,7 @@ impl Details {
             Details::ApprovalRecorded(_) => EntryKind::ApprovalRecorded,
             Details::PlanProposed(_) => EntryKind::PlanProposed,
             Details::PlanExpired(_) => EntryKind::PlanExpired,
+            Details::PlanStale(_) => EntryKind::PlanStale,
         }
     }
 
@@ -343,6 +372,7 @@ impl Details {
             EntryKind::ApprovalRecorded => Details::ApprovalRecorded(v(value)?),
             EntryKind::PlanProposed => Details::PlanProposed(v(value)?),
             EntryKind::PlanExpired => Details::PlanExpired(v(value)?),
+            EntryKind::PlanStale => Details::PlanStale(v(value)?),
         })
     }
 }
@@ -366,6 +396,7 @@ impl Serialize for Inner<'_> {
             Details::ApprovalRecorded(d) => d.serialize(s),
             Details::PlanProposed(d) => d.serialize(s),
             Details::PlanExpired(d) => d.serialize(s),
+            Details::PlanStale(d) => d.serialize(s),
         }
     }
 }

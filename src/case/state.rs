@@ -194,7 +194,10 @@ impl CaseState {
             Details::AlertResolved(_) => self.alert_resolved = true,
             Details::ObjectsStored(_) => self.stored_recorded = true,
             // Plans and approvals concern the case's containment, not its collection.
-            Details::ApprovalRecorded(_) | Details::PlanProposed(_) | Details::PlanExpired(_) => {}
+            Details::ApprovalRecorded(_)
+            | Details::PlanProposed(_)
+            | Details::PlanExpired(_)
+            | Details::PlanStale(_) => {}
         }
     }
 

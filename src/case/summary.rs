@@ -295,6 +295,16 @@ pub fn describe(details: &Details) -> String {
                 p.plan, p.plan_sha256, p.required, p.not_after
             )
         }
+        Details::PlanStale(p) => format!(
+            "plan {} not executed, stale (SHA-256 {}): {}",
+            p.plan,
+            p.plan_sha256,
+            p.steps
+                .iter()
+                .map(|s| format!("step {} ({}): {}", s.number, s.target, s.changes.join("; ")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
         Details::PlanExpired(p) => format!(
             "plan {} expired at {} unexecuted (SHA-256 {}), {} of {} approvals counted{}",
             p.plan,

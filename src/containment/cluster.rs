@@ -15,7 +15,7 @@ pub use parse::{
     cilium_node_networks, enable_default_deny, ip_pool_networks, node_info, parse_http_date,
     served_resources, ParseError,
 };
-pub use read::{read_view, ReadError};
+pub use read::{identity, read_view, ReadError};
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -2,13 +2,24 @@
 //! "Execution"): the plan is planned again, from the evidence it pins and the policy it pinned,
 //! on a fresh read of the cluster, and each step's preconditions are compared with the stored
 //! plan's (`plan::stale`). A different cluster, a policy other than the one pinned, or a step
-//! planned then and not now (or refused now) is stale as well. Nothing here writes anything;
-//! quorum and the evidence's verification are the caller's (`plan::state`, `propose::evidence`).
+//! planned then and not now (refused, or with nothing to do), or whose block would cover other
+//! addresses now, is stale as well. Steps that were not planned (they will not run) are not
+//! compared. Nothing here writes to the cluster; quorum and the evidence's verification are the
+//! caller's (`plan::state`, `propose::evidence`). On a resumed execution the caller compares only
+//! the steps not yet done: the earlier steps' own writes change what the later ones read.
 
-use crate::plan::document::{PinnedEvidence, PlanDoc, Step, StepStatus};
+use crate::case::entry::{Details, PlanStale, StaleStepRecord};
+use crate::case::journal::{self, Journal, JournalError};
+use crate::digest::Sha256Digest;
+use crate::id::{CaseId, PlanId};
+use crate::keys::SigningKey;
+use std::collections::BTreeSet;
+
+use crate::plan::document::{PinnedEvidence, PlanDoc, Step, StepDetail, StepStatus};
 use crate::plan::stale;
 use crate::policy::containment::StepKind;
 use crate::propose::{self, BuildInput, Evidence, ProposeError};
+use crate::store::{Store, StoreError};
 use crate::terminal::escape as esc;
 
 /// Why a plan cannot run here at all, before any step is compared.
@@ -40,10 +51,17 @@ pub fn stale_steps(planned: &PlanDoc, now: &PlanDoc) -> Vec<StaleStep> {
     stale_of(&planned.steps, &now.steps)
 }
 
+/// Steps that will not run (refused or with nothing to do when planned) are not compared. A
+/// policy may list one target for a kind more than once: the n-th such step is compared with
+/// the n-th made now.
 fn stale_of(planned: &[Step], now: &[Step]) -> Vec<StaleStep> {
     let mut out = Vec::new();
-    for step in planned {
-        let again = now.iter().find(|s| same_step(s, step));
+    for (i, step) in planned.iter().enumerate() {
+        if step.status != StepStatus::Planned {
+            continue;
+        }
+        let nth = planned[..i].iter().filter(|s| same_step(s, step)).count();
+        let again = now.iter().filter(|s| same_step(s, step)).nth(nth);
         let changes = match again {
             None => vec!["the step is no longer planned: its target is gone from the plan".into()],
             Some(again) => step_changes(step, again),
@@ -66,11 +84,35 @@ fn same_step(a: &Step, b: &Step) -> bool {
 
 fn step_changes(planned: &Step, now: &Step) -> Vec<String> {
     let mut out = stale::changes(&planned.preconditions, &now.preconditions);
-    if planned.status == StepStatus::Planned && now.status == StepStatus::Refused {
-        out.push(format!(
+    match now.status {
+        StepStatus::Planned => {}
+        StepStatus::Refused => out.push(format!(
             "the step would be refused now: {}",
             esc(&now.refusals.join("; "))
-        ));
+        )),
+        StepStatus::NothingToDo => {
+            out.push("the step would have nothing to do now".into());
+        }
+    }
+    if let (
+        StepDetail::BlockIps { addresses: was, .. },
+        StepDetail::BlockIps { addresses: is, .. },
+    ) = (&planned.detail, &now.detail)
+    {
+        let was: BTreeSet<&String> = was.iter().collect();
+        let is: BTreeSet<&String> = is.iter().collect();
+        for gone in was.difference(&is) {
+            out.push(format!(
+                "{} would not be blocked now: the plan made again leaves it out",
+                esc(gone)
+            ));
+        }
+        for added in is.difference(&was) {
+            out.push(format!(
+                "{} would be blocked now, and the approvers did not see it",
+                esc(added)
+            ));
+        }
     }
     out
 }
@@ -125,11 +167,26 @@ pub async fn check(
     plan: &PlanDoc,
     input: &BuildInput<'_>,
 ) -> Result<Vec<StaleStep>, PreflightError> {
+    if input.case != &plan.case || input.evidence.pinned != plan.evidence {
+        return Err(PreflightError::Evidence(
+            "the evidence given is not the plan's own (its case, bundles and journal head)".into(),
+        ));
+    }
     let digest = input.policies.containment.digest;
     if digest != plan.policy_sha256 {
         return Err(PreflightError::PolicyChanged {
             pinned: plan.policy_sha256.to_string(),
             now: digest.to_string(),
+        });
+    }
+    // The cluster first: nothing else it answers matters if it is not the plan's.
+    let (uid, _) = crate::containment::cluster::identity(cluster)
+        .await
+        .map_err(ProposeError::from)?;
+    if uid != plan.cluster.kube_system_uid {
+        return Err(PreflightError::OtherCluster {
+            planned: esc(&plan.cluster.kube_system_uid).into_owned(),
+            now: esc(&uid).into_owned(),
         });
     }
     let now = propose::plan_now(cluster, input, &plan.plan).await?;
@@ -140,6 +197,50 @@ pub async fn check(
         });
     }
     Ok(stale_steps(plan, &now))
+}
+
+/// Journals that `plan` of `case` (digest `digest`) was refused as stale, with each stale step: a
+/// refused execution is recorded like any other step of the case. Another writer appending
+/// first is waited out by reading the head again.
+pub fn record_stale(
+    store: &dyn Store,
+    key: &SigningKey,
+    actor: &str,
+    (case, plan): (&CaseId, &PlanId),
+    digest: Sha256Digest,
+    stale: &[StaleStep],
+) -> Result<PlanStale, String> {
+    let details = PlanStale {
+        plan: plan.clone(),
+        plan_sha256: digest,
+        steps: stale
+            .iter()
+            .map(|s| StaleStepRecord {
+                changes: s.changes.clone(),
+                kind: s.kind,
+                number: s.number,
+                target: s.target.clone(),
+            })
+            .collect(),
+    };
+    for _ in 0..8 {
+        let chain = journal::check_chain(store, case).map_err(|e| e.to_string())?;
+        let Some(head) = chain.head() else {
+            return Err(format!("case {case} has no journal"));
+        };
+        let mut journal = Journal::resume(store, case.clone(), head, key);
+        match journal.append(actor, Details::PlanStale(details.clone())) {
+            Ok(_) => return Ok(details),
+            Err(JournalError::Append {
+                source: StoreError::AlreadyExists { .. },
+                ..
+            }) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err(format!(
+        "the journal of case {case} kept changing; the stale plan was not recorded"
+    ))
 }
 
 #[cfg(test)]

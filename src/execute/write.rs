@@ -1,10 +1,14 @@
 //! The object writes of steps 1 and 2 as execution sends them: the change the plan holds, for
 //! real (no `dryRun`), as `fieldManager=custody`, sent once. What the API server answers is the
-//! outcome journaled with the step: applied (the object as stored), a conflict (the object
-//! changed since the plan read it, or a create's name is taken: the plan is stale), refused (the
-//! Status), or unknown (no answer, or a 5xx: the write may have happened, and the caller finds
-//! out by reading, never by sending it again). The new Secret is not written here: its values
-//! must never reach an error message, and it has a path of its own.
+//! outcome journaled with the step: applied (the object as stored; a delete answers with a
+//! Status, or with the object while finalizers hold it), a conflict (the object changed since the
+//! plan read it — a guarded replace or delete answering 409, a JSON patch answered 422 (its
+//! `test` failed or a path is gone) —
+//! or a create's name is taken: the plan is stale), refused (the Status), or unknown (no answer,
+//! 429, a 5xx, or an answer too large to keep: the write may have happened, and the caller finds
+//! out by reading, never by sending it again). An unguarded replace or delete is never sent. The
+//! new Secret is not written here: its values must never reach an error message, and it has a
+//! path of its own.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -27,7 +31,8 @@ pub enum Written {
         /// The SHA-256 of the answer's exact bytes.
         answer_sha256: Sha256Digest,
     },
-    /// 409: the object changed since it was read, or a create's name is taken.
+    /// 409, or a JSON patch refused as not applying (422): the object changed since it was
+    /// read, or a create's name is taken.
     Conflict { reason: String, message: String },
     /// Any other refusal, with its Status.
     Refused {
@@ -50,6 +55,15 @@ impl Written {
 
 /// Sends `change` once, for real, and says what the API server made of it.
 pub async fn write(cluster: &Cluster, change: &DryRunRequest) -> Written {
+    if let DryRunRequest::Delete {
+        resource_version: None,
+        ..
+    } = change
+    {
+        return Written::NotSent {
+            why: "a delete must carry the resourceVersion it was read at".into(),
+        };
+    }
     if change.target().resource == "secrets" {
         return Written::NotSent {
             why: "a Secret is created by the rotation step's own path, never as a plain write"
@@ -96,7 +110,15 @@ pub async fn write(cluster: &Cluster, change: &DryRunRequest) -> Written {
             answer_sha256: Sha256Digest::of(&answer.body),
         };
     }
-    let (reason, message) = status_text(&answer);
+    let (reason, mut message) = status_text(&answer);
+    // The API server answers a JSON patch that does not apply (a `test` that fails, a path
+    // gone) with a bare 422: the object is not as the plan read it.
+    if matches!(change, DryRunRequest::Patch { .. }) && answer.status == 422 {
+        message = format!(
+            "the patch does not apply to the object as it is now (a test failed or a path is gone): {message}"
+        );
+        return Written::Conflict { reason, message };
+    }
     if answer.status == 409 {
         Written::Conflict { reason, message }
     } else {

@@ -120,7 +120,7 @@ pub async fn read_view(
 
 /// The `kube-system` Namespace's uid and the `Date` of the answer (the first request made): an
 /// answer without a `Date` that parses is refused, since the clock check needs it.
-async fn identity(cluster: &Cluster) -> Result<(String, time::OffsetDateTime), ReadError> {
+pub async fn identity(cluster: &Cluster) -> Result<(String, time::OffsetDateTime), ReadError> {
     const WHAT: &str = "the kube-system Namespace";
     const PATH: &str = "/api/v1/namespaces/kube-system";
     let answer = cluster

@@ -73,6 +73,7 @@ pub(in crate::daemon) fn since(
                 | EntryKind::ApprovalRecorded
                 | EntryKind::PlanProposed
                 | EntryKind::PlanExpired
+                | EntryKind::PlanStale
         )
     };
     Ok(match after().find(|(e, _)| step(e.kind())) {

@@ -58,12 +58,64 @@ fn steps_are_matched_by_kind_and_target_and_each_difference_named() {
     assert_eq!(stale[1].target, "api");
     assert!(stale[1].changes[0].contains("no longer planned"));
 
-    // A step planned as refused and still refused is not stale by that alone.
+    // A step that was refused when planned will not run: it is not compared at all.
     let was_refused = vec![step(StepKind::BlockIps, "web", StepStatus::Refused)];
-    assert_eq!(stale_of(&was_refused, &was_refused), []);
+    assert_eq!(stale_of(&was_refused, &[]), []);
+    // One with nothing to do now is stale: what was approved would not be what runs.
+    let idle = step(StepKind::BlockIps, "web", StepStatus::NothingToDo);
+    let stale = stale_of(&planned[..1], &[idle]);
+    assert_eq!(stale[0].changes, ["the step would have nothing to do now"]);
     // Another kind for the same target is another step.
     let rotate = vec![step(StepKind::RotateSecrets, "web", StepStatus::Planned)];
     assert_eq!(stale_of(&planned[..1], &rotate).len(), 1);
+}
+
+fn blocking(step: &mut Step, addresses: &[&str]) {
+    step.detail = StepDetail::BlockIps {
+        method: "networkpolicy".into(),
+        addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
+        owners: BTreeMap::new(),
+    };
+}
+
+#[test]
+fn a_block_that_would_cover_other_addresses_now_is_stale() {
+    let mut planned = step(StepKind::BlockIps, "web", StepStatus::Planned);
+    blocking(&mut planned, &["198.51.100.7", "198.51.100.8"]);
+    let mut now = planned.clone();
+    blocking(&mut now, &["198.51.100.8", "198.51.100.9"]);
+    let stale = stale_of(std::slice::from_ref(&planned), &[now]);
+    let lines = &stale[0].changes;
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("198.51.100.7 would not be blocked now")));
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("198.51.100.9 would be blocked now")));
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(
+        stale_of(std::slice::from_ref(&planned), &[planned.clone()]),
+        []
+    );
+}
+
+/// Two rotations of one target (two Secrets): each is compared with its own counterpart.
+#[test]
+fn steps_of_one_kind_and_target_are_paired_in_order() {
+    let mut first = step(StepKind::RotateSecrets, "web", StepStatus::Planned);
+    first.preconditions.deployment_refs =
+        BTreeMap::from([("web".into(), BTreeMap::from([("/a".into(), "s1".into())]))]);
+    let mut second = first.clone();
+    second.number = 2;
+    second.preconditions.deployment_refs =
+        BTreeMap::from([("web".into(), BTreeMap::from([("/b".into(), "s2".into())]))]);
+    let planned = vec![first.clone(), second.clone()];
+    assert_eq!(stale_of(&planned, &planned), []);
+    let mut refused = second;
+    refused.status = StepStatus::Refused;
+    let stale = stale_of(&planned, &[first, refused]);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].number, 2);
 }
 
 fn bundle(n: u8) -> PinnedBundle {
@@ -105,4 +157,55 @@ fn only_the_pinned_bundles_are_planned_from_and_each_must_be_sealed_as_pinned() 
     let err = pinned_evidence(&pinned(vec![bundle(3)]), &all).unwrap_err();
     assert!(err.to_string().contains("not sealed"), "{err}");
     assert!(pinned_evidence(&pinned(Vec::new()), &all).is_err());
+}
+
+#[test]
+fn a_stale_plan_is_journaled_with_each_step_and_what_changed() {
+    use crate::case::{CaseHeader, Trigger};
+    use crate::id::{CaseId, PlanId};
+    use crate::store::LocalStore;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let store = LocalStore::open(dir.path(), true).expect("store");
+    let case = CaseId::new("20261202-040000-00000001").expect("id");
+    let trigger = Trigger {
+        kind: "manual".into(),
+        requested_by: "analyst".into(),
+    };
+    let header = CaseHeader::new(case.clone(), time::OffsetDateTime::now_utc(), trigger);
+    let key = crate::keys::SigningKey::generate();
+    crate::case::open(&store, &header, None, &key).expect("opened");
+    let plan = PlanId::new("20261202-041000-00000002").expect("id");
+    let stale = vec![StaleStep {
+        number: 1,
+        kind: StepKind::BlockIps,
+        target: "web".into(),
+        changes: vec!["NetworkPolicy web changed".into()],
+    }];
+    let digest = Sha256Digest::of(b"plan");
+    let recorded =
+        record_stale(&store, &key, "alice", (&case, &plan), digest, &stale).expect("recorded");
+    let chain = crate::case::journal::check_chain(&store, &case).expect("chain");
+    assert!(chain.problems.is_empty(), "{:?}", chain.problems);
+    let last = &chain.entries.last().expect("an entry");
+    assert_eq!(last.0.actor, "alice");
+    let Details::PlanStale(d) = &last.0.details else {
+        panic!("{:?}", last.0.details)
+    };
+    assert_eq!(d, &recorded);
+    assert_eq!(d.plan_sha256, digest);
+    assert_eq!(d.steps[0].changes, ["NetworkPolicy web changed"]);
+    assert_eq!(d.steps[0].kind, StepKind::BlockIps);
+    // On disk: the kind's name, the step by number, kind and target.
+    let text = std::fs::read_to_string(
+        dir.path()
+            .join(crate::store::StoreKey::JournalEntry(case.clone(), 2).path()),
+    )
+    .expect("entry 2");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["kind"], "plan_stale");
+    assert_eq!(
+        v["details"]["steps"][0],
+        serde_json::json!({"changes": ["NetworkPolicy web changed"], "kind": "block_ips", "number": 1, "target": "web"})
+    );
 }

@@ -120,12 +120,13 @@ fn only_what_the_plan_rests_on_makes_it_stale() {
         "{all:?}"
     );
 
-    // The Deployment's Secret reference changed: the rotation step is stale.
+    // The Deployment's Secret reference changed (now naming another Secret): the rotation
+    // step is stale, naming the Deployment.
     let mut d = kube
         .stored("apps/v1", "deployments", "api-gateway")
         .unwrap();
-    d["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["key"] =
-        json!("OLD_KEY");
+    d["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["name"] =
+        json!("gateway-api-keys-old");
     rewrite(&kube, d);
     let stale = stale_now();
     let rotate = stale
@@ -133,7 +134,10 @@ fn only_what_the_plan_rests_on_makes_it_stale() {
         .find(|s| s.kind == StepKind::RotateSecrets)
         .unwrap_or_else(|| panic!("{stale:?}"));
     assert!(
-        rotate.changes.iter().any(|l| l.contains("api-gateway")),
+        rotate
+            .changes
+            .iter()
+            .any(|l| l == "Deployment api-gateway no longer references the Secret (or was deleted)"),
         "{rotate:?}"
     );
 
@@ -230,6 +234,14 @@ fn the_check_plans_again_and_refuses_another_policy_or_cluster() {
         .block_on(check(&c, &plan, &input(&case, &wider, &evidence)))
         .unwrap_err();
     assert!(matches!(err, PreflightError::PolicyChanged { .. }), "{err}");
+
+    // Evidence that is not the plan's own.
+    let mut others = evidence.clone();
+    others.pinned.journal_head.seq += 1;
+    let err = rt
+        .block_on(check(&c, &plan, &input(&case, &approved_policy, &others)))
+        .unwrap_err();
+    assert!(matches!(err, PreflightError::Evidence(_)), "{err}");
 
     // Another cluster behind the same address.
     kube.object(json!({"apiVersion": "v1", "kind": "Namespace",

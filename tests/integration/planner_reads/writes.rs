@@ -1,6 +1,6 @@
 //! Execution's object writes (`execute::write`) against the fake API server over real HTTP:
 //! sent once, for real, as custody's field manager; a guarded replace that lost its race and a
-//! create whose name is taken are conflicts, a failed JSON patch `test` is refused, a 500 leaves
+//! create whose name is taken are conflicts, and so is a JSON patch that does not apply, a 500 leaves
 //! the outcome unknown (and is not sent again), and a Secret is never written this way.
 
 use serde_json::json;
@@ -110,15 +110,64 @@ fn writes_are_sent_once_for_real_and_judged_as_the_api_server_answers() {
     let before = kube
         .stored("apps/v1", "deployments", "api-gateway")
         .unwrap();
-    let Written::Refused { code, .. } = rt.block_on(write(&c, &patch)) else {
-        panic!("a failed test is a refusal")
+    let got = rt.block_on(write(&c, &patch));
+    let Written::Conflict { message, .. } = got else {
+        panic!("a failed test means the object changed: a conflict: {got:?}")
     };
-    assert_eq!(code, 422);
+    assert!(message.contains("a test failed"), "{message}");
+    // A path that is gone, likewise.
+    let gone = DryRunRequest::Patch {
+        target: Target {
+            api_version: "apps/v1".into(),
+            resource: "deployments".into(),
+            namespace: NS.into(),
+            name: "api-gateway".into(),
+        },
+        patch: json!([{"op": "remove", "path": "/spec/no-such-field"}]),
+    };
+    assert!(matches!(
+        rt.block_on(write(&c, &gone)),
+        Written::Conflict { .. }
+    ));
     assert_eq!(
         kube.stored("apps/v1", "deployments", "api-gateway")
             .unwrap()["spec"],
         before["spec"]
     );
+
+    // A guarded delete, for real; an unguarded one is never sent.
+    let block = kube
+        .stored(
+            "networking.k8s.io/v1",
+            "networkpolicies",
+            "custody-block-api-gateway",
+        )
+        .unwrap();
+    let unguarded = DryRunRequest::Delete {
+        target: netpol("custody-block-api-gateway"),
+        resource_version: None,
+    };
+    let calls = kube.calls().len();
+    assert!(matches!(
+        rt.block_on(write(&c, &unguarded)),
+        Written::NotSent { .. }
+    ));
+    assert_eq!(kube.calls().len(), calls);
+    let delete = DryRunRequest::Delete {
+        target: netpol("custody-block-api-gateway"),
+        resource_version: block["metadata"]["resourceVersion"]
+            .as_str()
+            .map(str::to_owned),
+    };
+    assert!(rt.block_on(write(&c, &delete)).applied());
+    assert!(!kube.calls().last().unwrap().target.contains("dryRun"));
+    assert!(kube
+        .stored(
+            "networking.k8s.io/v1",
+            "networkpolicies",
+            "custody-block-api-gateway"
+        )
+        .is_none());
 
     // A 500: unknown, and sent once, not retried.
     kube.faults(|f| {
