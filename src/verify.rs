@@ -10,6 +10,7 @@ mod layout;
 mod plans;
 mod s3;
 mod signed;
+mod stales;
 
 use std::path::{Path, PathBuf};
 
@@ -336,6 +337,7 @@ pub fn verify_case(
     if only.is_none() {
         plans::check_plans(store, case, &chain, options, report)?;
         expiries::check_expiries(case, &chain, report);
+        stales::check_stales(case, &chain, report);
     }
     report.cases.push(case_report);
     Ok(())

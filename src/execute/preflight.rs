@@ -167,7 +167,13 @@ pub async fn check(
     plan: &PlanDoc,
     input: &BuildInput<'_>,
 ) -> Result<Vec<StaleStep>, PreflightError> {
-    if input.case != &plan.case || input.evidence.pinned != plan.evidence {
+    let pinned_only = input.evidence.suspicious.iter().all(|(b, _)| {
+        plan.evidence
+            .bundles
+            .iter()
+            .any(|p| p.bundle.as_str() == b.as_str())
+    });
+    if input.case != &plan.case || input.evidence.pinned != plan.evidence || !pinned_only {
         return Err(PreflightError::Evidence(
             "the evidence given is not the plan's own (its case, bundles and journal head)".into(),
         ));
@@ -201,7 +207,8 @@ pub async fn check(
 
 /// Journals that `plan` of `case` (digest `digest`) was refused as stale, with each stale step: a
 /// refused execution is recorded like any other step of the case. Another writer appending
-/// first is waited out by reading the head again.
+/// first is waited out by reading the head again. The caller holds the case's claim (as for
+/// any execution), so that the entry never comes between a seal and the head it pins.
 pub fn record_stale(
     store: &dyn Store,
     key: &SigningKey,
@@ -225,6 +232,12 @@ pub fn record_stale(
     };
     for _ in 0..8 {
         let chain = journal::check_chain(store, case).map_err(|e| e.to_string())?;
+        if let Some(p) = chain.problems.first() {
+            return Err(format!(
+                "the journal of case {case}: {}: {}",
+                p.key, p.message
+            ));
+        }
         let Some(head) = chain.head() else {
             return Err(format!("case {case} has no journal"));
         };

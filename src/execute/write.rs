@@ -55,15 +55,6 @@ impl Written {
 
 /// Sends `change` once, for real, and says what the API server made of it.
 pub async fn write(cluster: &Cluster, change: &DryRunRequest) -> Written {
-    if let DryRunRequest::Delete {
-        resource_version: None,
-        ..
-    } = change
-    {
-        return Written::NotSent {
-            why: "a delete must carry the resourceVersion it was read at".into(),
-        };
-    }
     if change.target().resource == "secrets" {
         return Written::NotSent {
             why: "a Secret is created by the rotation step's own path, never as a plain write"
@@ -112,8 +103,17 @@ pub async fn write(cluster: &Cluster, change: &DryRunRequest) -> Written {
     }
     let (reason, mut message) = status_text(&answer);
     // The API server answers a JSON patch that does not apply (a `test` that fails, a path
-    // gone) with a bare 422: the object is not as the plan read it.
-    if matches!(change, DryRunRequest::Patch { .. }) && answer.status == 422 {
+    // gone) with a bare 422, no causes: the object is not as the plan read it. A patched object
+    // that fails validation names its fields in `details.causes`: a refusal.
+    let causes = serde_json::from_slice::<Value>(&answer.body)
+        .ok()
+        .and_then(|s| {
+            s.pointer("/details/causes")
+                .and_then(Value::as_array)
+                .map(Vec::len)
+        })
+        .unwrap_or(0);
+    if matches!(change, DryRunRequest::Patch { .. }) && answer.status == 422 && causes == 0 {
         message = format!(
             "the patch does not apply to the object as it is now (a test failed or a path is gone): {message}"
         );

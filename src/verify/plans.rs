@@ -62,7 +62,7 @@ pub(super) fn check_plans(
             "not a plan",
         );
     }
-    // A plan the journal records (proposed, or approved) must be in the store: deleting one is
+    // A plan the journal records (proposed, approved, or found stale) must be in the store: deleting one is
     // not a way to make its record vanish.
     let mut recorded: Vec<PlanId> = chain
         .entries
@@ -70,6 +70,7 @@ pub(super) fn check_plans(
         .filter_map(|(e, _)| match &e.details {
             crate::case::Details::PlanProposed(p) => Some(p.plan.clone()),
             crate::case::Details::ApprovalRecorded(a) => Some(a.plan.clone()),
+            crate::case::Details::PlanStale(s) => Some(s.plan.clone()),
             _ => None,
         })
         .collect();

@@ -369,7 +369,7 @@ fn an_api_server_clock_that_is_unknown_or_off_proposes_nothing() {
     let out = w.propose(&w.case);
     assert_code(&out, 2);
     assert!(
-        stderr(&out).contains("s off the API server's Date: fix the clock before proposing"),
+        stderr(&out).contains("s off the API server's Date: fix the clock first"),
         "{}",
         stderr(&out)
     );

@@ -678,7 +678,9 @@ fn the_planner_role_allows_exactly_what_the_planner_does() {
         },
         DryRunRequest::Delete {
             target: cnp("custody-block-old"),
-            resource_version: None,
+            resource_version: old["metadata"]["resourceVersion"]
+                .as_str()
+                .map(str::to_owned),
         },
     ];
     for change in &changes {

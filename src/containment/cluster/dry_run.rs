@@ -60,7 +60,8 @@ pub enum DryRunRequest {
     Replace { target: Target, object: Value },
     /// A JSON patch (RFC 6902, `application/json-patch+json`), its `test` ops first.
     Patch { target: Target, patch: Value },
-    /// DELETE, with the `resourceVersion` as a precondition when given.
+    /// DELETE, with the `resourceVersion` it was read at as a precondition (never sent
+    /// without one).
     Delete {
         target: Target,
         resource_version: Option<String>,
@@ -126,10 +127,13 @@ impl DryRunRequest {
                 target,
                 resource_version,
             } => {
+                let Some(rv) = resource_version.as_deref().filter(|rv| !rv.is_empty()) else {
+                    return Err(DryRun::NotRun {
+                        why: "a delete must carry the resourceVersion it was read at".into(),
+                    });
+                };
                 let mut options = serde_json::json!({"apiVersion": "v1", "kind": "DeleteOptions"});
-                if let Some(rv) = resource_version {
-                    options["preconditions"] = serde_json::json!({"resourceVersion": rv});
-                }
+                options["preconditions"] = serde_json::json!({"resourceVersion": rv});
                 (
                     http::Method::DELETE,
                     format!("{}{delete_query}", target.object_path()),
@@ -293,6 +297,22 @@ mod tests {
             object: json!({"metadata": {"name": "x"}}),
         };
         assert!(matches!(replace.http(), Err(DryRun::NotRun { .. })));
+        // Nor a delete without one, dry or for real.
+        for rv in [None, Some(String::new())] {
+            let delete = DryRunRequest::Delete {
+                target: target("networking.k8s.io/v1", "networkpolicies"),
+                resource_version: rv,
+            };
+            assert!(matches!(delete.http(), Err(DryRun::NotRun { .. })));
+            assert!(matches!(delete.http_as(false), Err(DryRun::NotRun { .. })));
+        }
+        // For real: no dryRun, custody's field manager.
+        let delete = DryRunRequest::Delete {
+            target: target("networking.k8s.io/v1", "networkpolicies"),
+            resource_version: Some("7".into()),
+        };
+        let (_, path, _, _) = delete.http_as(false).unwrap();
+        assert!(!path.contains("dryRun"), "{path}");
     }
 
     #[test]

@@ -135,6 +135,20 @@ fn writes_are_sent_once_for_real_and_judged_as_the_api_server_answers() {
         before["spec"]
     );
 
+    // A patch that applies but leaves an invalid object is refused, its fields named.
+    let invalid = DryRunRequest::Patch {
+        target: netpol("gateway-ingress"),
+        patch: json!([{"op": "replace", "path": "/spec/ingress/0/from/0/ipBlock/cidr", "value": "not-a-cidr"}]),
+    };
+    let got = rt.block_on(write(&c, &invalid));
+    let Written::Refused {
+        code: 422, message, ..
+    } = &got
+    else {
+        panic!("an invalid object is a refusal: {got:?}")
+    };
+    assert!(message.contains("cidr"), "{message}");
+
     // A guarded delete, for real; an unguarded one is never sent.
     let block = kube
         .stored(
