@@ -97,6 +97,21 @@ impl SecretValues {
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.values.keys().map(String::as_str)
     }
+
+    /// `text` with every value, as written and in base64, replaced by `[redacted]`: for text
+    /// that came back from the API server, which may echo what it was sent.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for value in self.values.values() {
+            let encoded = aws_smithy_types::base64::encode(value);
+            for form in [String::from_utf8_lossy(value).into_owned(), encoded] {
+                if !form.is_empty() {
+                    out = out.replace(&form, "[redacted]");
+                }
+            }
+        }
+        out
+    }
 }
 
 /// `bytes` bytes from the CSPRNG, written in `encoding`.
@@ -270,5 +285,21 @@ mod tests {
         assert!(matches!(err, SecretValuesError::Encoding { .. }));
         let err = SecretValues::for_plan(&plan(&[("K", generated(8, "hex"))]), None).unwrap_err();
         assert!(matches!(err, SecretValuesError::Length { .. }));
+    }
+
+    #[test]
+    fn values_are_redacted_as_written_and_in_base64() {
+        let values =
+            SecretValues::for_plan(&plan(&[("K", generated(32, "hex"))]), None).expect("generated");
+        let raw = String::from_utf8(values.values["K"].clone()).expect("hex text");
+        let b64 = aws_smithy_types::base64::encode(&values.values["K"]);
+        let said = format!("data.K: Invalid value: {raw:?}; was {b64}");
+        let redacted = values.redact(&said);
+        assert!(
+            !redacted.contains(&raw) && !redacted.contains(&b64),
+            "{redacted}"
+        );
+        assert_eq!(redacted.matches("[redacted]").count(), 2, "{redacted}");
+        assert_eq!(values.redact("nothing here"), "nothing here");
     }
 }

@@ -8,6 +8,7 @@
 
 mod other_engines;
 mod pod_network;
+mod secret_create;
 mod stale;
 mod writes;
 
