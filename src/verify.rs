@@ -6,6 +6,8 @@ mod bag;
 mod bundle;
 mod expiries;
 pub mod extract;
+#[cfg(test)]
+mod fixtures;
 mod layout;
 mod plans;
 mod s3;

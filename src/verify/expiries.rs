@@ -98,33 +98,10 @@ fn check_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::case::entry::ProposedBy;
     use crate::case::Entry;
     use crate::digest::Sha256Digest;
-    use crate::id::{KeyId, PlanId};
-
-    fn entry(seq: u64, at: &str, details: Details) -> (Entry, Sha256Digest) {
-        let e = Entry {
-            seq,
-            prev_sha256: None,
-            at: at.into(),
-            actor: "custody".into(),
-            details,
-        };
-        (e, Sha256Digest::of(&seq.to_be_bytes()))
-    }
-
-    fn proposed(plan: &str) -> Details {
-        Details::PlanProposed(PlanProposed {
-            not_after: "2026-12-02T03:00:00Z".into(),
-            plan: PlanId::new(plan).unwrap(),
-            plan_sha256: Sha256Digest::of(plan.as_bytes()),
-            proposer: ProposedBy::Collector {
-                key_id: KeyId::new("0123456789abcdef").unwrap(),
-            },
-            required: 2,
-        })
-    }
+    use crate::id::PlanId;
+    use crate::verify::fixtures::{entry, proposed};
 
     fn expired(plan: &str, digest_of: &str, not_after: &str) -> Details {
         Details::PlanExpired(PlanExpired {

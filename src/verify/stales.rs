@@ -63,34 +63,13 @@ pub(super) fn check_stales(case: &CaseId, chain: &CheckedChain, report: &mut Rep
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::case::entry::{PlanStale, ProposedBy, StaleStepRecord};
-    use crate::case::Entry;
+    use crate::case::entry::{PlanStale, StaleStepRecord};
     use crate::digest::Sha256Digest;
-    use crate::id::{KeyId, PlanId};
+    use crate::id::PlanId;
     use crate::policy::containment::StepKind;
+    use crate::verify::fixtures::{entry, proposed};
 
-    fn entry(seq: u64, details: Details) -> (Entry, Sha256Digest) {
-        let e = Entry {
-            seq,
-            prev_sha256: None,
-            at: "2026-12-02T02:00:00.000Z".into(),
-            actor: "custody".into(),
-            details,
-        };
-        (e, Sha256Digest::of(&seq.to_be_bytes()))
-    }
-
-    fn proposed(plan: &str) -> Details {
-        Details::PlanProposed(PlanProposed {
-            not_after: "2026-12-02T03:00:00Z".into(),
-            plan: PlanId::new(plan).unwrap(),
-            plan_sha256: Sha256Digest::of(plan.as_bytes()),
-            proposer: ProposedBy::Collector {
-                key_id: KeyId::new("0123456789abcdef").unwrap(),
-            },
-            required: 2,
-        })
-    }
+    const AT: &str = "2026-12-02T02:00:00.000Z";
 
     fn stale(plan: &str, digest_of: &str, numbers: &[u32]) -> Details {
         Details::PlanStale(PlanStale {
@@ -113,13 +92,13 @@ mod tests {
         let case = CaseId::new("20261202-010000-00000001").unwrap();
         let chain = CheckedChain {
             entries: vec![
-                entry(4, stale("plan-a", "plan-a", &[1])),
-                entry(5, proposed("plan-a")),
-                entry(6, stale("plan-a", "plan-a", &[1, 2])),
-                entry(7, stale("plan-a", "plan-a", &[1])),
-                entry(8, stale("plan-a", "another", &[1])),
-                entry(9, stale("plan-a", "plan-a", &[])),
-                entry(10, stale("plan-a", "plan-a", &[2, 2])),
+                entry(4, AT, stale("plan-a", "plan-a", &[1])),
+                entry(5, AT, proposed("plan-a")),
+                entry(6, AT, stale("plan-a", "plan-a", &[1, 2])),
+                entry(7, AT, stale("plan-a", "plan-a", &[1])),
+                entry(8, AT, stale("plan-a", "another", &[1])),
+                entry(9, AT, stale("plan-a", "plan-a", &[])),
+                entry(10, AT, stale("plan-a", "plan-a", &[2, 2])),
             ],
             problems: Vec::new(),
         };
