@@ -167,12 +167,19 @@ pub async fn check(
     plan: &PlanDoc,
     input: &BuildInput<'_>,
 ) -> Result<Vec<StaleStep>, PreflightError> {
-    let pinned_only = input.evidence.suspicious.iter().all(|(b, _)| {
-        plan.evidence
-            .bundles
-            .iter()
-            .any(|p| p.bundle.as_str() == b.as_str())
-    });
+    let given: BTreeSet<&str> = input
+        .evidence
+        .suspicious
+        .iter()
+        .map(|(b, _)| b.as_str())
+        .collect();
+    let pinned: BTreeSet<&str> = plan
+        .evidence
+        .bundles
+        .iter()
+        .map(|p| p.bundle.as_str())
+        .collect();
+    let pinned_only = given == pinned && given.len() == input.evidence.suspicious.len();
     if input.case != &plan.case || input.evidence.pinned != plan.evidence || !pinned_only {
         return Err(PreflightError::Evidence(
             "the evidence given is not the plan's own (its case, bundles and journal head)".into(),
@@ -217,6 +224,10 @@ pub fn record_stale(
     digest: Sha256Digest,
     stale: &[StaleStep],
 ) -> Result<PlanStale, String> {
+    let numbers: BTreeSet<u32> = stale.iter().map(|s| s.number).collect();
+    if stale.is_empty() || numbers.len() != stale.len() {
+        return Err("a stale plan is recorded with each stale step, once".into());
+    }
     let details = PlanStale {
         plan: plan.clone(),
         plan_sha256: digest,

@@ -1,29 +1,37 @@
-//! The rotation's new Secret, created once: immutable, under a fresh name
-//! `<secret>-<plan>-<8 random hex digits>` (custody cannot read Secrets, so a Secret of a
-//! predictable name that someone created first could carry their values: a name is never reused,
-//! and a create whose outcome is unknown is never adopted — the next attempt takes a new name),
-//! labelled as custody's, with the case and plan that own it. Only the name, the answer's status
-//! and each value's SHA-256 are kept; whatever the API server says back is redacted of the values
-//! before it is kept.
+//! The rotation's new Secret, created once, as the plan shows it: the plan's own object (its
+//! labels, annotations, `immutable: true`), named by the plan's `<secret>-<plan>-{{random}}`
+//! with 16 fresh random hex digits, its `data` the values. Custody cannot read Secrets, so a
+//! Secret of a predictable name that someone created first could carry their values: a name is
+//! never reused, a taken one is never adopted, and neither is a create whose outcome is unknown —
+//! the next attempt takes a new name. Only the name, the answer's status and each value's
+//! SHA-256 are kept; what the API server says back is kept only when it holds no part of a value
+//! (`SecretValues::echoed_in`), judged before it is escaped or cut.
+
+use std::collections::BTreeSet;
 
 use rand_core::{OsRng, RngCore};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::secret_values::SecretValues;
 use crate::containment::cluster::{status_text, FIELD_MANAGER};
 use crate::digest::Sha256Digest;
-use crate::id::{CaseId, PlanId};
 use crate::kube::{encode, Cluster};
 
 /// The longest name a Secret may have.
 const MAX_NAME: usize = 253;
 
+/// Where the plan's name for the new Secret takes its random part.
+pub const RANDOM_PLACEHOLDER: &str = "{{random}}";
+
+/// What is kept instead of an answer that repeats part of a value.
+const WITHHELD: &str = "(the API server's message is not kept: it repeats part of a value)";
+
 /// What became of the create.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Created {
-    /// The Secret exists under `name`, with exactly the values given.
+    /// The Secret exists under `name`, and the answer's `data` is the values sent.
     Created {
         name: String,
         resource_version: Option<String>,
@@ -32,53 +40,68 @@ pub enum Created {
     },
     /// The name was taken (409): not ours, never used.
     NameTaken { name: String },
-    /// Refused, with the Status (redacted of the values).
+    /// Refused, with the Status (or a note that it was withheld).
     Refused {
         name: String,
         code: u16,
         reason: String,
         message: String,
     },
-    /// No judgement came: the Secret may exist. It is never adopted.
+    /// Nothing was sent: the plan's object cannot be made into this Secret.
+    NotSent { why: String },
+    /// No judgement came, or the answer does not show the values sent: the Secret may exist,
+    /// and is never adopted.
     Unknown { name: String, why: String },
 }
 
-/// A fresh name for the new Secret of `secret` in plan `plan`, or why there is none.
-pub fn fresh_name(secret: &str, plan: &PlanId) -> Result<String, String> {
-    let mut random = [0u8; 4];
+/// The plan's name for the new Secret with a fresh random part.
+pub fn fresh_name(planned: &str) -> Result<String, String> {
+    if planned.matches(RANDOM_PLACEHOLDER).count() != 1 {
+        return Err(format!(
+            "the plan's name for the new Secret must hold {RANDOM_PLACEHOLDER} once"
+        ));
+    }
+    let mut random = [0u8; 8];
     OsRng.fill_bytes(&mut random);
-    let name = format!("{secret}-{}-{}", plan.as_str(), hex::encode(random));
+    let name = planned.replace(RANDOM_PLACEHOLDER, &hex::encode(random));
     if name.len() > MAX_NAME {
         return Err(format!(
-            "the new Secret's name for {secret:?} would be longer than {MAX_NAME} characters"
+            "the new Secret's name would be longer than {MAX_NAME} characters"
         ));
     }
     Ok(name)
 }
 
-/// Creates the Secret `name` in `namespace` with `values`, immutable, sent once.
+/// Creates the Secret the plan's object `planned` describes, named `name` (from `fresh_name`),
+/// with `values`, sent once.
 pub async fn create(
     cluster: &Cluster,
-    (namespace, name): (&str, &str),
-    (case, plan): (&CaseId, &PlanId),
+    planned: &Value,
+    name: &str,
     values: &SecretValues,
 ) -> Created {
-    let body = json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {
-                "app.kubernetes.io/managed-by": "custody",
-                "custody.io/case": case.as_str(),
-                "custody.io/plan": plan.as_str(),
-            },
-        },
-        "immutable": true,
-        "type": "Opaque",
-        "data": Value::Object(values.data()),
-    });
+    let not_sent = |why: &str| Created::NotSent {
+        why: why.to_owned(),
+    };
+    if planned["kind"] != "Secret" || planned["immutable"] != true {
+        return not_sent("the plan's object is not an immutable Secret");
+    }
+    let Some(namespace) = planned
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+    else {
+        return not_sent("the plan's Secret names no namespace");
+    };
+    let planned_keys: BTreeSet<&str> = planned["data"]
+        .as_object()
+        .map(|d| d.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    if planned_keys != values.keys().collect::<BTreeSet<&str>>() {
+        return not_sent("the values given are not exactly the plan's keys");
+    }
+    let mut body = planned.clone();
+    body["metadata"]["name"] = Value::String(name.to_owned());
+    body["data"] = Value::Object(values.data());
     let path = format!(
         "/api/v1/namespaces/{}/secrets?fieldManager={FIELD_MANAGER}",
         encode(namespace)
@@ -91,14 +114,23 @@ pub async fn create(
     {
         Ok(answer) => answer,
         Err(e) => {
-            return Created::Unknown {
-                name,
-                why: values.redact(&crate::terminal::escape(&e.message)),
-            }
+            let why = if values.echoed_in(&e.message) {
+                WITHHELD.to_owned()
+            } else {
+                crate::terminal::escape(&e.message).into_owned()
+            };
+            return Created::Unknown { name, why };
         }
     };
     if (200..300).contains(&answer.status) {
         let stored: Option<Value> = serde_json::from_slice(&answer.body).ok();
+        let data = stored.as_ref().map(|s| &s["data"]);
+        if data != Some(&Value::Object(values.data())) {
+            return Created::Unknown {
+                name,
+                why: "the API server's answer does not hold the values sent (a webhook may have changed them): the Secret is not used".into(),
+            };
+        }
         return Created::Created {
             name,
             resource_version: stored
@@ -112,11 +144,15 @@ pub async fn create(
     if answer.status == 409 {
         return Created::NameTaken { name };
     }
-    let (reason, message) = status_text(&answer);
+    let (reason, message) = if values.echoed_in(&String::from_utf8_lossy(&answer.body)) {
+        (String::new(), WITHHELD.to_owned())
+    } else {
+        status_text(&answer)
+    };
     Created::Refused {
         name,
         code: answer.status,
-        reason: values.redact(&reason),
-        message: values.redact(&message),
+        reason,
+        message,
     }
 }

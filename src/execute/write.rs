@@ -103,8 +103,9 @@ pub async fn write(cluster: &Cluster, change: &DryRunRequest) -> Written {
     }
     let (reason, mut message) = status_text(&answer);
     // The API server answers a JSON patch that does not apply (a `test` that fails, a path
-    // gone) with a bare 422, no causes: the object is not as the plan read it. A patched object
-    // that fails validation names its fields in `details.causes`: a refusal.
+    // gone) with a bare 422 — its generic message, no causes: the object is not as the plan
+    // read it. A patched object that fails validation names its fields in `details.causes`, and
+    // a webhook says what it likes: refusals.
     let causes = serde_json::from_slice::<Value>(&answer.body)
         .ok()
         .and_then(|s| {
@@ -113,7 +114,12 @@ pub async fn write(cluster: &Cluster, change: &DryRunRequest) -> Written {
                 .map(Vec::len)
         })
         .unwrap_or(0);
-    if matches!(change, DryRunRequest::Patch { .. }) && answer.status == 422 && causes == 0 {
+    let generic = message.starts_with("the server rejected our request due to an error");
+    if matches!(change, DryRunRequest::Patch { .. })
+        && answer.status == 422
+        && causes == 0
+        && generic
+    {
         message = format!(
             "the patch does not apply to the object as it is now (a test failed or a path is gone): {message}"
         );

@@ -94,6 +94,9 @@ pub struct Faults {
     pub log_delay: Option<std::time::Duration>,
     /// Every request answers 503 until this moment (the API server restarting).
     pub unavailable_until: Option<std::time::Instant>,
+    /// An admission webhook refuses every Secret create, its message quoting the Secret's
+    /// `data` as sent and decoded, cut off part-way (as careless webhooks do).
+    pub echoing_webhook: bool,
 }
 
 /// One request as it was received.

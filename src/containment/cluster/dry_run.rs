@@ -197,7 +197,7 @@ pub fn status_text(answer: &Answer) -> (String, String) {
         let body = String::from_utf8_lossy(&answer.body);
         (String::new(), body.chars().take(500).collect())
     };
-    // A failed JSON patch `test` says what failed only in its causes.
+    // A refused object names its invalid fields only in its causes.
     for cause in status
         .pointer("/details/causes")
         .and_then(Value::as_array)

@@ -183,6 +183,12 @@ fn a_stale_plan_is_journaled_with_each_step_and_what_changed() {
         changes: vec!["NetworkPolicy web changed".into()],
     }];
     let digest = Sha256Digest::of(b"plan");
+    // Without a step, or with one twice, nothing is journaled.
+    assert!(record_stale(&store, &key, "alice", (&case, &plan), digest, &[]).is_err());
+    let twice = [stale[0].clone(), stale[0].clone()];
+    assert!(record_stale(&store, &key, "alice", (&case, &plan), digest, &twice).is_err());
+    let heads = crate::case::journal::check_chain(&store, &case).expect("chain");
+    assert_eq!(heads.entries.len(), 1);
     let recorded =
         record_stale(&store, &key, "alice", (&case, &plan), digest, &stale).expect("recorded");
     let chain = crate::case::journal::check_chain(&store, &case).expect("chain");

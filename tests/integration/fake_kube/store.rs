@@ -502,6 +502,26 @@ fn create(st: &mut State, req: &Request, coll: Coll<'_>, dry_run: bool) -> Reply
     {
         return bad_request("resourceVersion should not be set on objects to be created");
     }
+    if kind == "Secret" && st.faults.echoing_webhook {
+        let sent = obj["data"].to_string();
+        let mut decoded = String::new();
+        for v in obj["data"].as_object().into_iter().flat_map(|d| d.values()) {
+            if let Ok(bytes) = super::secrets::decode(v.as_str().unwrap_or_default()) {
+                decoded.push_str(&String::from_utf8_lossy(&bytes));
+                decoded.push(' ');
+            }
+        }
+        let cut: String = decoded
+            .chars()
+            .take(decoded.chars().count() / 2 + 6)
+            .collect();
+        return status_with(
+            400,
+            "BadRequest",
+            &format!("admission webhook \"secrets.example.io\" denied the request: data {sent} looks like {cut}"),
+            Value::Null,
+        );
+    }
     if kind == "Secret" {
         if let Err(r) = super::secrets::decode_secret(&mut obj, false) {
             return r;

@@ -1,35 +1,37 @@
-//! The rotation's new Secret (`execute::secret_create`) against the fake API server: created
-//! once, immutable, labelled as custody's, under a fresh name each time; a taken name is never
-//! used, a 500 leaves it unknown (and is not sent again), and nothing kept of any outcome holds a
-//! value, as written or in base64.
+//! The rotation's new Secret (`execute::secret_create`) against the fake API server: made from
+//! the plan's own object, created once, immutable, under a fresh name each time; a taken name is
+//! never used, a 500 leaves it unknown (and is not sent again), and nothing kept of any outcome
+//! holds a value — not even when a webhook's refusal quotes them.
 
 use std::collections::BTreeMap;
 
+use serde_json::json;
+
+use custody::containment::cluster::read_view;
 use custody::execute::secret_create::{create, fresh_name, Created};
 use custody::execute::secret_values::SecretValues;
-use custody::id::{CaseId, PlanId};
-use custody::plan::document::KeyPlan;
+use custody::plan::document::{ChangeOp, StepDetail};
 
+use super::pod_network::plan_with;
 use super::{connect, planned_cluster, runtime};
 use crate::k8s::NS;
 
-const PROVIDED: &str = "partner-token-Zq8u1";
+const POLICY: &str = "targets:
+  - name: api-gateway
+    namespace: waqiti
+    pod_selector:
+      matchLabels: {app: api-gateway}
+rotate_secrets:
+  - target: api-gateway
+    secret: gateway-api-keys
+    keys:
+      API_KEY: {generate: 32, encoding: base64}
+      PARTNER_TOKEN: provided
+    keys_complete: true
+    deployments: [api-gateway]
+";
 
-fn values(dir: &std::path::Path) -> SecretValues {
-    let keys = BTreeMap::from([
-        (
-            "API_KEY".to_owned(),
-            KeyPlan::Generate {
-                bytes: 32,
-                encoding: "base64".into(),
-            },
-        ),
-        ("PARTNER_TOKEN".to_owned(), KeyPlan::Provided),
-    ]);
-    let file = dir.join("values.json");
-    std::fs::write(&file, format!(r#"{{"PARTNER_TOKEN": "{PROVIDED}"}}"#)).unwrap();
-    SecretValues::for_plan(&keys, Some(&file)).unwrap()
-}
+const PROVIDED: &str = "partner-token-Zq8u1-7f3a";
 
 /// Every form a value could be kept in: as written, and in base64.
 fn forms(data: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
@@ -44,34 +46,52 @@ fn forms(data: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
 }
 
 #[test]
-fn the_new_secret_is_created_once_immutable_under_a_fresh_name_and_no_value_is_kept() {
+fn the_new_secret_is_the_plans_created_once_under_a_fresh_name_and_no_value_is_kept() {
     let kube = planned_cluster();
+    let mut deployment = kube
+        .stored("apps/v1", "deployments", "api-gateway")
+        .unwrap();
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
+        {"name": "API_KEY", "valueFrom": {"secretKeyRef": {"name": "gateway-api-keys", "key": "API_KEY"}}}
+    ]);
+    deployment["metadata"]["resourceVersion"] = serde_json::Value::Null;
+    kube.object(deployment);
     let rt = runtime();
     let (c, dir) = connect(&rt, &kube);
-    let case = CaseId::new("20261202-040000-00000001").unwrap();
-    let plan = PlanId::new("20261202-041000-00000002").unwrap();
-    let values = values(dir.path());
+    let view = rt.block_on(read_view(&c, &[NS.to_owned()], false)).unwrap();
+    let plan = plan_with(POLICY, &view, &[]);
+    let step = &plan.steps[0];
+    let StepDetail::RotateSecrets { keys, .. } = &step.detail else {
+        panic!("{step:?}")
+    };
+    let change = step
+        .changes
+        .iter()
+        .find(|c| c.op == ChangeOp::Create)
+        .expect("the new Secret");
+    let planned = change.after.clone().unwrap();
+    let file = dir.path().join("values.json");
+    std::fs::write(&file, format!(r#"{{"PARTNER_TOKEN": "{PROVIDED}"}}"#)).unwrap();
+    let values = SecretValues::for_plan(keys, Some(&file)).unwrap();
 
-    let name = fresh_name("gateway-api-keys", &plan).unwrap();
-    let prefix = "gateway-api-keys-20261202-041000-00000002-";
-    assert!(name.starts_with(prefix), "{name}");
+    let name = fresh_name(&change.object.name).unwrap();
+    let prefix = change.object.name.trim_end_matches("{{random}}");
+    assert!(name.starts_with(prefix) && prefix.ends_with('-'), "{name}");
     let suffix = &name[prefix.len()..];
-    assert!(suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit()));
-    assert_ne!(fresh_name("gateway-api-keys", &plan).unwrap(), name);
+    assert!(suffix.len() == 16 && suffix.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_ne!(fresh_name(&change.object.name).unwrap(), name);
 
-    let created = rt.block_on(create(&c, (NS, &name), (&case, &plan), &values));
+    let created = rt.block_on(create(&c, &planned, &name, &values));
     let Created::Created { values_sha256, .. } = &created else {
         panic!("{created:?}")
     };
+    // As the plan showed it: its labels and annotations, immutable.
     let stored = kube.secret(&name).unwrap();
     assert_eq!(stored["immutable"], true);
+    assert_eq!(stored["metadata"]["labels"], planned["metadata"]["labels"]);
     assert_eq!(
-        stored["metadata"]["labels"]["app.kubernetes.io/managed-by"],
-        "custody"
-    );
-    assert_eq!(
-        stored["metadata"]["labels"]["custody.io/plan"],
-        plan.as_str()
+        stored["metadata"]["annotations"],
+        planned["metadata"]["annotations"]
     );
     let data = kube.secret_data(&name).unwrap();
     assert_eq!(data["PARTNER_TOKEN"], PROVIDED.as_bytes());
@@ -82,30 +102,50 @@ fn the_new_secret_is_created_once_immutable_under_a_fresh_name_and_no_value_is_k
     );
 
     // The name again: taken, never adopted.
-    let again = rt.block_on(create(&c, (NS, &name), (&case, &plan), &values));
+    let again = rt.block_on(create(&c, &planned, &name, &values));
     assert_eq!(again, Created::NameTaken { name: name.clone() });
 
-    // A refused name: refused, its message kept without any value.
-    let refused = rt.block_on(create(&c, (NS, "Not_A_Name"), (&case, &plan), &values));
-    assert!(
-        matches!(refused, Created::Refused { code: 422, .. }),
-        "{refused:?}"
-    );
+    // A webhook quoting the values in its refusal: the refusal is kept, its text is not.
+    kube.faults(|f| f.echoing_webhook = true);
+    let other = fresh_name(&change.object.name).unwrap();
+    let echoed = rt.block_on(create(&c, &planned, &other, &values));
+    let Created::Refused {
+        code: 400, message, ..
+    } = &echoed
+    else {
+        panic!("{echoed:?}")
+    };
+    assert!(message.contains("not kept"), "{message}");
+    kube.faults(|f| f.echoing_webhook = false);
 
     // A 500: unknown, sent once.
     kube.faults(|f| f.broken.push(format!("/api/v1/namespaces/{NS}/secrets")));
     let calls = kube.calls().len();
-    let other = fresh_name("gateway-api-keys", &plan).unwrap();
-    let unknown = rt.block_on(create(&c, (NS, &other), (&case, &plan), &values));
+    let unknown = rt.block_on(create(&c, &planned, &other, &values));
     assert!(matches!(unknown, Created::Unknown { .. }), "{unknown:?}");
     assert_eq!(kube.calls().len(), calls + 1);
 
+    // Values that are not the plan's keys are never sent.
+    let fewer = SecretValues::for_plan(
+        &keys
+            .iter()
+            .filter(|(k, _)| k.as_str() == "API_KEY")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        None,
+    )
+    .unwrap();
+    let not_sent = rt.block_on(create(&c, &planned, &other, &fewer));
+    assert!(matches!(not_sent, Created::NotSent { .. }), "{not_sent:?}");
+    assert_eq!(kube.calls().len(), calls + 1);
+
     // Nothing kept of any outcome holds a value.
-    for outcome in [&created, &again, &refused, &unknown] {
+    for outcome in [&created, &again, &echoed, &unknown, &not_sent] {
         let kept = format!("{outcome:?} {}", serde_json::to_string(outcome).unwrap());
         for form in forms(&data) {
             assert!(!kept.contains(&form), "a value in {kept}");
         }
+        assert!(!kept.contains(&PROVIDED[..10]), "part of a value in {kept}");
     }
     assert!(!format!("{values:?}").contains(PROVIDED));
 }
