@@ -72,6 +72,19 @@ pub fn fresh_name(planned: &str) -> Result<String, String> {
     Ok(name)
 }
 
+/// Whether `name` is `template` with its placeholder replaced by 16 hex digits.
+fn from_template(template: &str, name: &str) -> bool {
+    let Some((head, tail)) = template.split_once(RANDOM_PLACEHOLDER) else {
+        return false;
+    };
+    name.len() == head.len() + 16 + tail.len()
+        && name.starts_with(head)
+        && name.ends_with(tail)
+        && name[head.len()..head.len() + 16]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
 /// Creates the Secret the plan's object `planned` describes, named `name` (from `fresh_name`),
 /// with `values`, sent once.
 pub async fn create(
@@ -85,6 +98,13 @@ pub async fn create(
     };
     if planned["kind"] != "Secret" || planned["immutable"] != true {
         return not_sent("the plan's object is not an immutable Secret");
+    }
+    let template = planned
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !from_template(template, name) {
+        return not_sent("the name is not the plan's name with a fresh random part");
     }
     let Some(namespace) = planned
         .pointer("/metadata/namespace")
@@ -124,11 +144,15 @@ pub async fn create(
     };
     if (200..300).contains(&answer.status) {
         let stored: Option<Value> = serde_json::from_slice(&answer.body).ok();
-        let data = stored.as_ref().map(|s| &s["data"]);
-        if data != Some(&Value::Object(values.data())) {
+        let as_sent = stored.as_ref().is_some_and(|s| {
+            s["data"] == Value::Object(values.data())
+                && s["immutable"] == true
+                && s.pointer("/metadata/name").and_then(Value::as_str) == Some(name.as_str())
+        });
+        if !as_sent {
             return Created::Unknown {
                 name,
-                why: "the API server's answer does not hold the values sent (a webhook may have changed them): the Secret is not used".into(),
+                why: "the API server's answer is not the immutable Secret sent, with its values (a webhook may have changed it): the Secret is not used".into(),
             };
         }
         return Created::Created {

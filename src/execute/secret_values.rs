@@ -99,11 +99,26 @@ impl SecretValues {
     }
 
     /// Whether `text` (as the API server sent it, before any escaping or cutting) holds any
-    /// part of a value: 8 characters in a row of it (all of it, when shorter) as written, JSON-
-    /// or Go-quoted, or in base64 (padded or not, standard or URL-safe). Text that does is never
-    /// kept: a server or webhook may echo what it was sent, whole or cut off.
+    /// part of a value: 8 characters in a row of it (all of it, when shorter) as written,
+    /// JSON-quoted, in hex or in base64 (padded or not, standard or URL-safe), or 8 of its bytes
+    /// in a row as Go prints a byte slice (`[112 97 …]`); also inside every string of `text` read
+    /// as JSON, with one more layer of quoting undone. Text that does is never kept: a server or
+    /// webhook may echo what it was sent, whole or cut off.
     pub fn echoed_in(&self, text: &str) -> bool {
-        const WINDOW: usize = 8;
+        let mut texts = vec![text.to_owned()];
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+            strings_of(&v, &mut texts);
+        }
+        let unquoted: Vec<String> = texts.iter().map(|t| unescape(t)).collect();
+        texts.extend(unquoted);
+        texts.iter().any(|t| self.echoed_in_one(t))
+    }
+
+    fn echoed_in_one(&self, text: &str) -> bool {
+        let chars: Vec<char> = text.chars().collect();
+        let windows: std::collections::HashSet<String> =
+            chars.windows(WINDOW).map(|w| w.iter().collect()).collect();
+        let runs = byte_runs(text);
         self.values.values().any(|value| {
             let raw = String::from_utf8_lossy(value).into_owned();
             let b64 = aws_smithy_types::base64::encode(value);
@@ -113,20 +128,93 @@ impl SecretValues {
                 .replace('/', "_");
             let quoted = serde_json::to_string(&raw).unwrap_or_default();
             let quoted = quoted.trim_matches('"').to_owned();
-            [raw, b64.trim_end_matches('=').to_owned(), url, quoted]
-                .iter()
-                .filter(|form| !form.is_empty())
-                .any(|form| {
-                    let chars: Vec<char> = form.chars().collect();
-                    if chars.len() <= WINDOW {
-                        return text.contains(form.as_str());
-                    }
-                    chars
-                        .windows(WINDOW)
-                        .any(|w| text.contains(&w.iter().collect::<String>()))
-                })
+            let forms = [
+                raw,
+                b64.trim_end_matches('=').to_owned(),
+                url,
+                quoted,
+                hex::encode(value),
+            ];
+            let as_text = forms.iter().filter(|f| !f.is_empty()).any(|form| {
+                let fc: Vec<char> = form.chars().collect();
+                if fc.len() <= WINDOW {
+                    return text.contains(form.as_str());
+                }
+                fc.windows(WINDOW)
+                    .any(|w| windows.contains(&w.iter().collect::<String>()))
+            });
+            as_text
+                || value
+                    .windows(WINDOW.min(value.len()).max(1))
+                    .any(|w| runs.contains(w))
         })
     }
+}
+
+/// How many characters (or bytes) in a row of a value count as echoing it.
+const WINDOW: usize = 8;
+
+/// Every string inside `v`.
+fn strings_of(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| strings_of(x, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|x| strings_of(x, out)),
+        _ => {}
+    }
+}
+
+/// `text` with one layer of backslash quoting undone (`\"`, `\\`, `\n`, `\t`, `\uXXXX`, …).
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('u') => {
+                let code: String = chars.by_ref().take(4).collect();
+                match u32::from_str_radix(&code, 16).ok().and_then(char::from_u32) {
+                    Some(ch) => out.push(ch),
+                    None => out.push_str(&code),
+                }
+            }
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Every run of 8 numbers 0–255 in a row (space- or comma-separated) in `text`, as bytes: how
+/// Go prints a byte slice.
+fn byte_runs(text: &str) -> std::collections::HashSet<Vec<u8>> {
+    let mut runs = std::collections::HashSet::new();
+    let mut current: Vec<u8> = Vec::new();
+    let flush = |current: &mut Vec<u8>, runs: &mut std::collections::HashSet<Vec<u8>>| {
+        for w in current.windows(WINDOW.min(current.len()).max(1)) {
+            runs.insert(w.to_vec());
+        }
+        current.clear();
+    };
+    for token in text.split(|c: char| c.is_whitespace() || c == ',') {
+        let number = token.trim_matches(|c| c == '[' || c == ']');
+        match number.parse::<u8>() {
+            Ok(b) if !number.is_empty() => current.push(b),
+            _ => flush(&mut current, &mut runs),
+        }
+        if token.ends_with(']') {
+            flush(&mut current, &mut runs);
+        }
+    }
+    flush(&mut current, &mut runs);
+    runs.retain(|r| r.len() >= WINDOW);
+    runs
 }
 
 /// `bytes` bytes from the CSPRNG, written in `encoding`.
@@ -315,5 +403,30 @@ mod tests {
         assert!(values.echoed_in(&format!("{}...", &b64[20..30])));
         assert!(!values.echoed_in("the server rejected our request due to an error in our request"));
         assert!(!values.echoed_in(&raw[..7]));
+        // As Go prints a byte slice, in hex, JSON-quoted inside a JSON string.
+        let bytes: Vec<String> = values.values["K"][10..20]
+            .iter()
+            .map(u8::to_string)
+            .collect();
+        assert!(values.echoed_in(&format!("data: map[K:[{}]]", bytes.join(" "))));
+        assert!(values.echoed_in(&hex::encode(&values.values["K"][..8])));
+        let nested =
+            serde_json::json!({"message": format!("denied: {:?}", format!("value {raw}"))});
+        assert!(values.echoed_in(&nested.to_string()));
+        assert!(!values.echoed_in("[1 2 3 4 5 6 7 8 9 10]"));
+    }
+
+    #[test]
+    fn a_provided_value_full_of_quotes_is_found_through_two_layers_of_quoting() {
+        let keys = plan(&[("P", KeyPlan::Provided)]);
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("v.json");
+        std::fs::write(&file, r#"{"P": "\"<&>\"\\\"<&>\"\\"}"#).expect("written");
+        let values = SecretValues::for_plan(&keys, Some(&file)).expect("read");
+        let raw = String::from_utf8(values.values["P"].clone()).expect("text");
+        // Go-quoted (%q), then the whole message JSON-encoded by the API server.
+        let go = serde_json::to_string(&raw).expect("quoted");
+        let body = serde_json::json!({"kind": "Status", "message": format!("denied {go}")});
+        assert!(values.echoed_in(&body.to_string()), "{body}");
     }
 }

@@ -114,7 +114,8 @@ pub async fn write(cluster: &Cluster, change: &DryRunRequest) -> Written {
                 .map(Vec::len)
         })
         .unwrap_or(0);
-    let generic = message.starts_with("the server rejected our request due to an error");
+    let generic = reason == "Invalid"
+        && message == "the server rejected our request due to an error in our request";
     if matches!(change, DryRunRequest::Patch { .. })
         && answer.status == 422
         && causes == 0
