@@ -9,7 +9,7 @@
 //! the steps not yet done: the earlier steps' own writes change what the later ones read.
 
 use crate::case::entry::{Details, PlanStale, StaleStepRecord};
-use crate::case::journal::{self, Journal, JournalError};
+use crate::case::journal;
 use crate::digest::Sha256Digest;
 use crate::id::{CaseId, PlanId};
 use crate::keys::SigningKey;
@@ -19,7 +19,7 @@ use crate::plan::document::{PinnedEvidence, PlanDoc, Step, StepDetail, StepStatu
 use crate::plan::stale;
 use crate::policy::containment::StepKind;
 use crate::propose::{self, BuildInput, Evidence, ProposeError};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::terminal::escape as esc;
 
 /// Why a plan cannot run here at all, before any step is compared.
@@ -241,30 +241,16 @@ pub fn record_stale(
             })
             .collect(),
     };
-    for _ in 0..8 {
-        let chain = journal::check_chain(store, case).map_err(|e| e.to_string())?;
-        if let Some(p) = chain.problems.first() {
-            return Err(format!(
-                "the journal of case {case}: {}: {}",
-                p.key, p.message
-            ));
-        }
-        let Some(head) = chain.head() else {
-            return Err(format!("case {case} has no journal"));
-        };
-        let mut journal = Journal::resume(store, case.clone(), head, key);
-        match journal.append(actor, Details::PlanStale(details.clone())) {
-            Ok(_) => return Ok(details),
-            Err(JournalError::Append {
-                source: StoreError::AlreadyExists { .. },
-                ..
-            }) => {}
-            Err(e) => return Err(e.to_string()),
-        }
+    let chain = journal::check_chain(store, case).map_err(|e| e.to_string())?;
+    if let Some(p) = chain.problems.first() {
+        return Err(format!(
+            "the journal of case {case}: {}: {}",
+            p.key, p.message
+        ));
     }
-    Err(format!(
-        "the journal of case {case} kept changing; the stale plan was not recorded"
-    ))
+    crate::plan::store::append(store, key, case, actor, Details::PlanStale(details.clone()))
+        .map_err(|e| e.to_string())?;
+    Ok(details)
 }
 
 #[cfg(test)]

@@ -655,7 +655,7 @@ pub fn journaled_proposals<'a>(
 
 /// Appends `details` to the case's journal at its current head, reading the head again when
 /// another writer appended first.
-pub(super) fn append(
+pub fn append(
     store: &dyn Store,
     key: &SigningKey,
     case: &CaseId,
