@@ -192,23 +192,23 @@ pub async fn check(
             now: digest.to_string(),
         });
     }
-    // The cluster first: nothing else it answers matters if it is not the plan's.
+    let same_cluster = |uid: &str| {
+        if uid == plan.cluster.kube_system_uid {
+            return Ok(());
+        }
+        Err(PreflightError::OtherCluster {
+            planned: esc(&plan.cluster.kube_system_uid).into_owned(),
+            now: esc(uid).into_owned(),
+        })
+    };
+    // The cluster first: nothing else it answers matters if it is not the plan's. The view
+    // read next names it again, in case the address now leads elsewhere.
     let (uid, _) = crate::containment::cluster::identity(cluster)
         .await
         .map_err(ProposeError::from)?;
-    if uid != plan.cluster.kube_system_uid {
-        return Err(PreflightError::OtherCluster {
-            planned: esc(&plan.cluster.kube_system_uid).into_owned(),
-            now: esc(&uid).into_owned(),
-        });
-    }
+    same_cluster(&uid)?;
     let now = propose::plan_now(cluster, input, &plan.plan).await?;
-    if now.cluster.kube_system_uid != plan.cluster.kube_system_uid {
-        return Err(PreflightError::OtherCluster {
-            planned: esc(&plan.cluster.kube_system_uid).into_owned(),
-            now: esc(&now.cluster.kube_system_uid).into_owned(),
-        });
-    }
+    same_cluster(&now.cluster.kube_system_uid)?;
     Ok(stale_steps(plan, &now))
 }
 

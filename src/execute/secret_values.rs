@@ -103,8 +103,12 @@ impl SecretValues {
     /// JSON-quoted, in hex or in base64 (padded or not, standard or URL-safe), or 8 of its bytes
     /// in a row as Go prints a byte slice (`[112 97 …]`); also inside every string of `text` read
     /// as JSON, with one more layer of quoting undone. Text that does is never kept: a server or
-    /// webhook may echo what it was sent, whole or cut off.
+    /// webhook may echo what it was sent, whole or cut off. Text longer than 64 KiB is not
+    /// searched: it counts as echoing (a refusal's message is never that long).
     pub fn echoed_in(&self, text: &str) -> bool {
+        if text.len() > MAX_EXAMINED {
+            return true;
+        }
         let mut texts = vec![text.to_owned()];
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
             strings_of(&v, &mut texts);
@@ -153,6 +157,9 @@ impl SecretValues {
 
 /// How many characters (or bytes) in a row of a value count as echoing it.
 const WINDOW: usize = 8;
+
+/// The longest text `echoed_in` searches.
+const MAX_EXAMINED: usize = 64 * 1024;
 
 /// Every string inside `v`.
 fn strings_of(v: &serde_json::Value, out: &mut Vec<String>) {
@@ -414,6 +421,8 @@ mod tests {
             serde_json::json!({"message": format!("denied: {:?}", format!("value {raw}"))});
         assert!(values.echoed_in(&nested.to_string()));
         assert!(!values.echoed_in("[1 2 3 4 5 6 7 8 9 10]"));
+        // Too long to search: not kept.
+        assert!(values.echoed_in(&"x".repeat(MAX_EXAMINED + 1)));
     }
 
     #[test]
