@@ -282,6 +282,28 @@ enum PlanCommand {
     },
     /// The case's plans.
     List { case: String },
+    /// Carry out an approved plan: quorum, clock, policy and evidence checked, the plan made
+    /// again on the cluster as it is and compared (a stale plan is refused and journaled), every
+    /// change dry-run, then each step applied in order, journaled before and after, and the
+    /// actions bundle sealed. Running it again resumes from the first unfinished step. Exit 0
+    /// executed, 1 a step failed, 4 no quorum, 5 stale.
+    Execute {
+        case: String,
+        plan: String,
+        /// The values the plan marks as provided: a JSON object of key → value (`-`: standard
+        /// input). Every such key is required, no other is accepted.
+        #[arg(long)]
+        secret_values: Option<PathBuf>,
+        /// How long each Deployment's rollout may take, in seconds.
+        #[arg(long, default_value_t = 300)]
+        rollout_timeout: u64,
+        /// The kubeconfig context [default: the current one, or in-cluster].
+        #[arg(long)]
+        context: Option<String>,
+        /// The approvers' roster in force [default: approvers.allowed_signers in --policies].
+        #[arg(long)]
+        approvers: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -393,6 +415,29 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             command: PlanCommand::List { case },
             public_key,
         } => plan::list(&cli, public_key.as_deref(), case),
+        Command::Plan {
+            command:
+                PlanCommand::Execute {
+                    case,
+                    plan: id,
+                    secret_values,
+                    rollout_timeout,
+                    context,
+                    approvers,
+                },
+            public_key,
+        } => plan::execute(
+            &cli,
+            &plan::ExecuteArgs {
+                case,
+                plan: id,
+                secret_values: secret_values.as_deref(),
+                rollout_timeout: std::time::Duration::from_secs(*rollout_timeout),
+                context: context.as_deref(),
+                approvers: approvers.as_deref(),
+                public_key: public_key.as_deref(),
+            },
+        ),
         Command::Plan {
             command:
                 PlanCommand::Propose {

@@ -5,8 +5,13 @@
 //! then the admin call (`admin_call`), the check that a plan is not stale (`preflight`), the
 //! object writes (`write`) and the new Secret's create (`secret_create`).
 
+pub mod actions;
 pub mod admin_call;
+pub mod apply;
 pub mod preflight;
+pub mod rollout;
+pub mod run;
 pub mod secret_create;
 pub mod secret_values;
+mod sessions;
 pub mod write;

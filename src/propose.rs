@@ -241,6 +241,12 @@ pub async fn plan_now(
 /// The dry-run request of a change; a Deployment patch writes a stand-in name where the new
 /// Secret's name goes (the name is chosen at execution).
 fn request(change: &ObjectChange) -> Option<DryRunRequest> {
+    request_naming(change, "custody-dry-run-stand-in")
+}
+
+/// The request of a change, a Deployment patch writing `new_secret` where the new Secret's
+/// name goes: what execution dry-runs and sends.
+pub fn request_naming(change: &ObjectChange, new_secret: &str) -> Option<DryRunRequest> {
     let o = &change.object;
     let resource = match o.kind.as_str() {
         "NetworkPolicy" => "networkpolicies",
@@ -265,7 +271,7 @@ fn request(change: &ObjectChange) -> Option<DryRunRequest> {
         },
         ChangeOp::Patch => DryRunRequest::Patch {
             target,
-            patch: stand_in(change.patch.clone()?),
+            patch: stand_in(change.patch.clone()?, new_secret),
         },
         ChangeOp::Delete => DryRunRequest::Delete {
             target,
@@ -275,10 +281,10 @@ fn request(change: &ObjectChange) -> Option<DryRunRequest> {
     })
 }
 
-fn stand_in(mut patch: Value) -> Value {
+fn stand_in(mut patch: Value, new_secret: &str) -> Value {
     for op in patch.as_array_mut().into_iter().flatten() {
         if op["value"] == NEW_SECRET_PLACEHOLDER {
-            op["value"] = Value::String("custody-dry-run-stand-in".to_owned());
+            op["value"] = Value::String(new_secret.to_owned());
         }
     }
     patch

@@ -125,6 +125,26 @@ pub fn store_bundle(
     created_at: &str,
     sealed: SealedArchive,
 ) -> Result<StoredBundle, SealError> {
+    store_sealed(
+        store,
+        key,
+        journal,
+        (bundle, created_at),
+        sealed,
+        Details::BundleSealed,
+    )
+}
+
+/// `store_bundle`, the sealing journaled as `journal_record` makes it of the `bundle_sealed` details
+/// (an execution's `actions` bundle is journaled as `actions_sealed`).
+pub fn store_sealed(
+    store: &dyn Store,
+    key: &SigningKey,
+    journal: &mut Journal<'_>,
+    (bundle, created_at): (&BundleId, &str),
+    sealed: SealedArchive,
+    journal_record: impl FnOnce(BundleSealed) -> Details,
+) -> Result<StoredBundle, SealError> {
     let case = journal.case().clone();
     let journal_head = journal
         .head()
@@ -177,14 +197,23 @@ pub fn store_bundle(
     )?;
     publish_key(store, key)?;
     let seal_sha256 = Sha256Digest::of(&seal_bytes);
-    journal_sealing(
-        journal,
-        key,
-        bundle,
-        &archive,
-        &stored_archive,
-        seal_sha256,
-        &stored_seal,
+    journal.append(
+        "custody",
+        journal_record(BundleSealed {
+            archive: SealedArchiveRef {
+                sha256: archive.sha256,
+                size: archive.size,
+                uri: stored_archive.uri.clone(),
+                version_id: stored_archive.version_id.clone(),
+            },
+            bundle_id: bundle.clone(),
+            key_id: key.public().id().clone(),
+            seal: SealRef {
+                sha256: seal_sha256,
+                uri: stored_seal.uri.clone(),
+                version_id: stored_seal.version_id.clone(),
+            },
+        }),
     )?;
     Ok(StoredBundle {
         bundle_id: bundle.clone(),
@@ -214,37 +243,6 @@ pub fn journal_signed(store: &dyn Store, case: &CaseId) -> Result<bool, StoreErr
         }
     }
     Ok(false)
-}
-
-/// The `bundle_sealed` entry: the stored archive and seal, and the key that signed.
-fn journal_sealing(
-    journal: &mut Journal<'_>,
-    key: &SigningKey,
-    bundle: &BundleId,
-    archive: &ArchiveRecord,
-    stored_archive: &Stored,
-    seal_sha256: Sha256Digest,
-    stored_seal: &Stored,
-) -> Result<(), SealError> {
-    journal.append(
-        "custody",
-        Details::BundleSealed(BundleSealed {
-            archive: SealedArchiveRef {
-                sha256: archive.sha256,
-                size: archive.size,
-                uri: stored_archive.uri.clone(),
-                version_id: stored_archive.version_id.clone(),
-            },
-            bundle_id: bundle.clone(),
-            key_id: key.public().id().clone(),
-            seal: SealRef {
-                sha256: seal_sha256,
-                uri: stored_seal.uri.clone(),
-                version_id: stored_seal.version_id.clone(),
-            },
-        }),
-    )?;
-    Ok(())
 }
 
 /// Copies the public key into the store's `keys/` (a convenience for verifiers, not trust).

@@ -570,7 +570,7 @@ fn check_sealed_entries(
     bundles: &[BundleId],
     report: &mut Report,
 ) {
-    for (seq, _, sealed) in CaseState::of(chain).bundles() {
+    for (seq, sealed) in sealings(chain) {
         let id = sealed.bundle_id.as_str();
         if !bundles.contains(&sealed.bundle_id) {
             report.problem(
@@ -580,4 +580,18 @@ fn check_sealed_entries(
             );
         }
     }
+}
+
+/// Every sealing the journal records, with its entry: each `bundle_sealed` (evidence) and each
+/// `actions_sealed` (an execution's actions bundle).
+pub fn sealings(chain: &CheckedChain) -> Vec<(u64, crate::case::entry::BundleSealed)> {
+    chain
+        .entries
+        .iter()
+        .filter_map(|(e, _)| match &e.details {
+            Details::BundleSealed(b) => Some((e.seq, b.clone())),
+            Details::ActionsSealed(a) => Some((e.seq, a.sealed())),
+            _ => None,
+        })
+        .collect()
 }

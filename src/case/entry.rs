@@ -53,6 +53,23 @@ pub enum EntryKind {
     /// An approved plan was refused before anything was applied: the cluster changed since it
     /// was made; details: the plan, its digest, and each stale step with what changed.
     PlanStale,
+    /// An approved plan's execution began (or resumed) after its quorum, clock, policy,
+    /// evidence and preconditions were checked and every step that can be was dry-run; details:
+    /// the plan, its digest, the approvals that counted, the API server's `Date`, the steps an
+    /// earlier run finished.
+    ExecutionStarted,
+    /// A step is about to be applied; details: its number, kind, target and intended state.
+    StepStarted,
+    /// One write or call of a step, journaled before it is sent (`sending`) and after
+    /// (`answered`, with its outcome): a `sending` with no `answered` has an unknown outcome.
+    StepWrite,
+    /// A step was applied; details: its number and what it did (Secret values as SHA-256 only).
+    StepDone,
+    /// A step failed; details: its number, the error, and what it applied before failing.
+    StepFailed,
+    /// The execution ended (done, failed or stale) and its `actions` bundle was sealed and
+    /// stored; details: the plan, the outcome, and the archive and seal, as `bundle_sealed`.
+    ActionsSealed,
 }
 
 /// What one step recorded: the `details` of an entry, by its `kind`.
@@ -72,6 +89,12 @@ pub enum Details {
     PlanProposed(PlanProposed),
     PlanExpired(PlanExpired),
     PlanStale(PlanStale),
+    ExecutionStarted(ExecutionStarted),
+    StepStarted(StepStarted),
+    StepWrite(StepWrite),
+    StepDone(StepDone),
+    StepFailed(StepFailed),
+    ActionsSealed(ActionsSealed),
 }
 
 /// `case_opened`: entry 1 of every journal.
@@ -322,6 +345,165 @@ pub struct StaleStepRecord {
     pub target: String,
 }
 
+/// `execution_started`: plan `plan` (digest `plan_sha256`) had quorum when its execution began:
+/// these approvals counted, by the roster pinned and the roster in force, at `api_server_date`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionStarted {
+    /// The `approval_recorded` entries that counted towards the quorum.
+    pub approvals: Vec<CountedApproval>,
+    /// The API server's `Date` when the quorum and the clock were checked (RFC 3339 UTC).
+    pub api_server_date: String,
+    /// The steps an earlier execution of this plan finished, by number (a resumed run).
+    pub done_before: Vec<u32>,
+    pub plan: PlanId,
+    pub plan_sha256: Sha256Digest,
+    /// The approvals the plan needed.
+    pub required: u32,
+}
+
+/// One approval that counted, as the journal recorded it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountedApproval {
+    /// The approval's number in the plan (`approvals/<n>.json`).
+    pub approval: u64,
+    pub key_fingerprint: crate::approval::KeyFingerprint,
+    pub principal: crate::approval::Principal,
+}
+
+/// `step_started`: step `number` of plan `plan` is about to be applied, to reach `intended`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepStarted {
+    /// What the step will leave behind, for a resumed run to recognise (never a Secret value):
+    /// for a block, each object and the SHA-256 of its intended `spec`; for a rotation, the new
+    /// Secret's name and each Deployment reference it repoints; for an invalidation, the pods
+    /// to call.
+    pub intended: Vec<Intended>,
+    pub kind: crate::policy::containment::StepKind,
+    pub number: u32,
+    pub plan: PlanId,
+    pub plan_sha256: Sha256Digest,
+    pub target: String,
+}
+
+/// One object's intended state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Intended {
+    /// `<Kind> <namespace>/<name>`.
+    pub object: String,
+    /// For a NetworkPolicy or CiliumNetworkPolicy: the SHA-256 of its intended `spec` (RFC
+    /// 8785); for a Deployment: the new Secret's name at each reference path, as
+    /// `<path>=<name>`; for a pod: `call`; for the new Secret: `create`.
+    pub state: String,
+}
+
+/// Whether a write is about to be sent or was answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WritePhase {
+    Sending,
+    Answered,
+}
+
+/// `step_write`: one write (or admin call) of step `number`, before it is sent and after.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepWrite {
+    /// The SHA-256 of the answer's exact bytes (an admin call's, a write's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_sha256: Option<Sha256Digest>,
+    /// The API server's or the endpoint's message (escaped; withheld when it repeats a value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub number: u32,
+    /// `<Kind> <namespace>/<name>`.
+    pub object: String,
+    /// `create`, `replace`, `patch`, `delete` or `call`.
+    pub op: String,
+    /// How it ended (`answered`): `applied`, `conflict`, `refused`, `not_sent`, `unknown`,
+    /// `name_taken`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    pub phase: WritePhase,
+    pub plan: PlanId,
+    /// The object's `resourceVersion` after the write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    /// The HTTP status answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// A created Secret's values, by key: their SHA-256 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values_sha256: Option<std::collections::BTreeMap<String, Sha256Digest>>,
+}
+
+/// `step_done`: step `number` of plan `plan` was applied.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepDone {
+    pub kind: crate::policy::containment::StepKind,
+    pub number: u32,
+    pub plan: PlanId,
+    pub plan_sha256: Sha256Digest,
+    /// What the step did: for a block, the addresses with their owners and expiry and each
+    /// object's `resourceVersion`; for a rotation, the new Secret, each value's SHA-256 and the
+    /// Deployments rolled out; for an invalidation, each pod's status and answer SHA-256.
+    pub result: serde_json::Value,
+    /// What the operator must know (a pod not Ready whose call failed, say).
+    pub warnings: Vec<String>,
+}
+
+/// `step_failed`: step `number` of plan `plan` failed; what it applied before failing is listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepFailed {
+    /// The writes that were applied before the failure, `<op> <Kind> <namespace>/<name>`.
+    pub applied: Vec<String>,
+    pub error: String,
+    pub kind: crate::policy::containment::StepKind,
+    pub number: u32,
+    pub plan: PlanId,
+    pub plan_sha256: Sha256Digest,
+}
+
+/// How an execution ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionOutcome {
+    /// Every planned step was applied.
+    Done,
+    /// A step failed: the steps after it were not applied.
+    Failed,
+}
+
+/// `actions_sealed`: the `actions` bundle of an execution of plan `plan` was sealed and stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionsSealed {
+    pub archive: SealedArchiveRef,
+    pub bundle_id: BundleId,
+    pub key_id: KeyId,
+    pub outcome: ExecutionOutcome,
+    pub plan: PlanId,
+    pub plan_sha256: Sha256Digest,
+    pub seal: SealRef,
+}
+
+impl ActionsSealed {
+    /// The sealing, as a `bundle_sealed` entry records it.
+    pub fn sealed(&self) -> BundleSealed {
+        BundleSealed {
+            archive: self.archive.clone(),
+            bundle_id: self.bundle_id.clone(),
+            key_id: self.key_id.clone(),
+            seal: self.seal.clone(),
+        }
+    }
+}
+
 /// Who signed a proposal, as the plan names them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -352,6 +534,12 @@ impl Details {
             Details::PlanProposed(_) => EntryKind::PlanProposed,
             Details::PlanExpired(_) => EntryKind::PlanExpired,
             Details::PlanStale(_) => EntryKind::PlanStale,
+            Details::ExecutionStarted(_) => EntryKind::ExecutionStarted,
+            Details::StepStarted(_) => EntryKind::StepStarted,
+            Details::StepWrite(_) => EntryKind::StepWrite,
+            Details::StepDone(_) => EntryKind::StepDone,
+            Details::StepFailed(_) => EntryKind::StepFailed,
+            Details::ActionsSealed(_) => EntryKind::ActionsSealed,
         }
     }
 
@@ -373,6 +561,12 @@ impl Details {
             EntryKind::PlanProposed => Details::PlanProposed(v(value)?),
             EntryKind::PlanExpired => Details::PlanExpired(v(value)?),
             EntryKind::PlanStale => Details::PlanStale(v(value)?),
+            EntryKind::ExecutionStarted => Details::ExecutionStarted(v(value)?),
+            EntryKind::StepStarted => Details::StepStarted(v(value)?),
+            EntryKind::StepWrite => Details::StepWrite(v(value)?),
+            EntryKind::StepDone => Details::StepDone(v(value)?),
+            EntryKind::StepFailed => Details::StepFailed(v(value)?),
+            EntryKind::ActionsSealed => Details::ActionsSealed(v(value)?),
         })
     }
 }
@@ -397,6 +591,12 @@ impl Serialize for Inner<'_> {
             Details::PlanProposed(d) => d.serialize(s),
             Details::PlanExpired(d) => d.serialize(s),
             Details::PlanStale(d) => d.serialize(s),
+            Details::ExecutionStarted(d) => d.serialize(s),
+            Details::StepStarted(d) => d.serialize(s),
+            Details::StepWrite(d) => d.serialize(s),
+            Details::StepDone(d) => d.serialize(s),
+            Details::StepFailed(d) => d.serialize(s),
+            Details::ActionsSealed(d) => d.serialize(s),
         }
     }
 }

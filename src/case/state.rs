@@ -197,7 +197,13 @@ impl CaseState {
             Details::ApprovalRecorded(_)
             | Details::PlanProposed(_)
             | Details::PlanExpired(_)
-            | Details::PlanStale(_) => {}
+            | Details::PlanStale(_)
+            | Details::ExecutionStarted(_)
+            | Details::StepStarted(_)
+            | Details::StepWrite(_)
+            | Details::StepDone(_)
+            | Details::StepFailed(_)
+            | Details::ActionsSealed(_) => {}
         }
     }
 

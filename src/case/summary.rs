@@ -322,6 +322,71 @@ pub fn describe(details: &Details) -> String {
             "plan {}: {} by {} (key {}), approval {}",
             a.plan, a.decision, a.principal, a.key_fingerprint, a.approval
         ),
+        Details::ExecutionStarted(e) => format!(
+            "plan {} execution started (SHA-256 {}), approved by {}{}",
+            e.plan,
+            e.plan_sha256,
+            e.approvals
+                .iter()
+                .map(|a| a.principal.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if e.done_before.is_empty() {
+                String::new()
+            } else {
+                format!(", resumed after steps {:?}", e.done_before)
+            }
+        ),
+        Details::StepStarted(s) => format!(
+            "plan {} step {} ({}, {}) started",
+            s.plan,
+            s.number,
+            s.kind.as_str(),
+            s.target
+        ),
+        Details::StepWrite(w) => format!(
+            "plan {} step {}: {} {} {}",
+            w.plan,
+            w.number,
+            w.op,
+            w.object,
+            match (w.phase, &w.outcome) {
+                (super::entry::WritePhase::Sending, _) => "sending".to_owned(),
+                (_, Some(o)) => match w.status {
+                    Some(code) => format!("{o} ({code})"),
+                    None => o.clone(),
+                },
+                (_, None) => "answered".to_owned(),
+            }
+        ),
+        Details::StepDone(d) => format!(
+            "plan {} step {} ({}) done{}",
+            d.plan,
+            d.number,
+            d.kind.as_str(),
+            if d.warnings.is_empty() {
+                String::new()
+            } else {
+                format!(", warnings: {}", d.warnings.join("; "))
+            }
+        ),
+        Details::StepFailed(f) => format!(
+            "plan {} step {} ({}) FAILED: {}",
+            f.plan,
+            f.number,
+            f.kind.as_str(),
+            f.error
+        ),
+        Details::ActionsSealed(a) => format!(
+            "plan {} execution {}; actions bundle {} sealed (archive SHA-256 {})",
+            a.plan,
+            match a.outcome {
+                super::entry::ExecutionOutcome::Done => "done",
+                super::entry::ExecutionOutcome::Failed => "failed",
+            },
+            a.bundle_id,
+            a.archive.sha256
+        ),
     }
 }
 

@@ -3,7 +3,10 @@
 //! the daemon: `plan/server.rs`). Exit codes of `plan status`: 0 quorum reached (for every plan shown); 4 quorum not reached — awaiting
 //! approvals, vetoed or expired, every reason printed; 1 a plan does not verify; 2 usage or I/O.
 
+mod execute;
 mod server;
+
+pub(super) use execute::{execute, ExecuteArgs};
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -252,6 +252,18 @@ pub enum ChangeOp {
     Call,
 }
 
+impl ChangeOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeOp::Create => "create",
+            ChangeOp::Replace => "replace",
+            ChangeOp::Patch => "patch",
+            ChangeOp::Delete => "delete",
+            ChangeOp::Call => "call",
+        }
+    }
+}
+
 /// The server-side dry-run (`dryRun=All`) of one change: defined beside the code that runs it.
 pub use crate::containment::cluster::DryRun;
 

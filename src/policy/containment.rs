@@ -203,6 +203,17 @@ pub enum StepKind {
     InvalidateSessions,
 }
 
+impl StepKind {
+    /// The name a plan and the journal give the kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::BlockIps => "block_ips",
+            StepKind::RotateSecrets => "rotate_secrets",
+            StepKind::InvalidateSessions => "invalidate_sessions",
+        }
+    }
+}
+
 /// The approvals each kind of step needs, 1 to 20 each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

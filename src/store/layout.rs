@@ -266,7 +266,7 @@ pub fn archive_name(bundle: &BundleId) -> String {
 }
 
 /// The file name of journal entry `seq` (`0000000012.json`), and of a claim's generation.
-fn journal_name(seq: u64) -> String {
+pub fn journal_name(seq: u64) -> String {
     format!("{seq:010}.json")
 }
 

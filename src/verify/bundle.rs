@@ -10,7 +10,7 @@ use super::archive::{fallback_cap, stream_archive, CAP_SLACK};
 use super::bag::{check_bag, payload_oxum};
 use super::{Options, Problem};
 use crate::case::entry::BundleSealed;
-use crate::case::{CaseState, CheckedChain, Details, EntryKind};
+use crate::case::{CheckedChain, Details, EntryKind};
 use crate::digest::Sha256Digest;
 use crate::id::{BundleId, CaseId, KeyId};
 use crate::keys::PublicKey;
@@ -407,9 +407,10 @@ fn check_journal(
     check_captured_sources(head.seq, chain, contents, bundle, c);
     let subject = seal_key.path();
     check_pinned_head(seal, chain, &subject, c);
-    let state = CaseState::of(chain);
-    let recorded = state.bundles().find(|(_, _, b)| &b.bundle_id == bundle);
-    let Some((seq, _, sealed)) = recorded else {
+    let recorded = super::sealings(chain)
+        .into_iter()
+        .find(|(_, b)| &b.bundle_id == bundle);
+    let Some((seq, sealed)) = recorded else {
         c.add(
             "journal",
             subject,
@@ -417,7 +418,7 @@ fn check_journal(
         );
         return;
     };
-    check_sealing_entry(seq, sealed, seal, seal_bytes, &subject, c);
+    check_sealing_entry(seq, &sealed, seal, seal_bytes, &subject, c);
 }
 
 /// The journal entry the seal pins as the head must be there, with the digest the seal names.
@@ -524,7 +525,9 @@ fn check_captured_sources(
             e.seq <= head
                 && matches!(
                     e.kind(),
-                    EntryKind::BundleSealed | EntryKind::CollectionRestarted
+                    EntryKind::BundleSealed
+                        | EntryKind::ActionsSealed
+                        | EntryKind::CollectionRestarted
                 )
         })
         .map(|(e, _)| e.seq)

@@ -86,6 +86,9 @@ pub struct Faults {
     /// Path prefixes whose reads (GET) answer 403 as RBAC would, writes going through; Secrets
     /// (in the fake's namespace and cluster-wide) unless a test clears it.
     pub forbidden_reads: Vec<String>,
+    /// Exact paths whose reads go through despite `forbidden_reads`: a Role granting `get` on
+    /// one Secret by `resourceNames`.
+    pub readable: Vec<String>,
     /// Path prefixes answering 500.
     pub broken: Vec<String>,
     /// (pod, container): the stream is cut after this many bytes.
@@ -397,6 +400,7 @@ fn route(st: &mut State, req: &Request) -> Reply {
             .forbidden_reads
             .iter()
             .any(|p| full.starts_with(p))
+        && !st.faults.readable.contains(&full)
     {
         return store::forbidden(st, req);
     }

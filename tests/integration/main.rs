@@ -42,6 +42,9 @@
 //! - `plan_propose`: `plan propose` and `plan show` against the fake API server (reads and dry-runs
 //!   over real HTTP), approvals through `custody approve`, and the refusals (no bundle, bad evidence,
 //!   a cluster that cannot be read whole).
+//! - `plan_execute`: `plan execute` end to end over the fake API server: applied as approved,
+//!   the actions bundle checked with the standard tools, a second run sending nothing; no
+//!   quorum and a stale plan writing nothing; a Secret create with an unknown outcome resumed.
 //! - `plans`: plans and approvals in a store: proposed by the collector key or an SSH key,
 //!   approved through `custody approve`, `plan status`, `verify --approvers`, and tampering.
 //! - `planner_reads`: what the containment planner reads from the cluster (whole lists, every
@@ -79,6 +82,7 @@ mod integrity_verify;
 mod interop;
 mod k8s;
 mod layout;
+mod plan_execute;
 mod plan_propose;
 mod planner_reads;
 mod plans;

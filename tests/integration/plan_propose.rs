@@ -18,7 +18,7 @@ use crate::util::{
     assert_code, assert_success, make_writable, stderr, stdout, BundleFiles, Sandbox,
 };
 
-const CONTAINMENT: &str = "\
+pub(crate) const CONTAINMENT: &str = "\
 targets:
   - name: api-gateway
     namespace: waqiti
@@ -51,16 +51,16 @@ quorum: {block_ips: 2, rotate_secrets: 2, invalidate_sessions: 2}
 plan: {not_after: 2h, veto: any_reject, propose_on_alert: false}
 ";
 
-struct World {
-    sb: Sandbox,
-    kube: FakeKube,
-    case: String,
-    collected: serde_json::Value,
-    keys: Vec<SshKey>,
+pub(crate) struct World {
+    pub sb: Sandbox,
+    pub kube: FakeKube,
+    pub case: String,
+    pub collected: serde_json::Value,
+    pub keys: Vec<SshKey>,
 }
 
 impl World {
-    fn new() -> World {
+    pub fn new() -> World {
         let sb = Sandbox::new();
         let log = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/api-gateway-incident.log");
         let collected = sb.collect(&[&log]);
@@ -87,7 +87,7 @@ impl World {
     }
 
     /// `plan propose CASE`, by carol (the roster's third key).
-    fn propose(&self, case: &str) -> std::process::Output {
+    pub fn propose(&self, case: &str) -> std::process::Output {
         let key = self.keys[2].private.to_str().unwrap().to_owned();
         self.run(&["plan", "propose", case, "--key", &key])
     }
@@ -96,7 +96,7 @@ impl World {
         self.kube.kubeconfig(self.sb.dir.path())
     }
 
-    fn run(&self, args: &[&str]) -> std::process::Output {
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
         let store = self.sb.store();
         let policies = self.sb.path("policies");
         let mut all = vec![

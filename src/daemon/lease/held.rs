@@ -74,6 +74,12 @@ pub(in crate::daemon) fn since(
                 | EntryKind::PlanProposed
                 | EntryKind::PlanExpired
                 | EntryKind::PlanStale
+                | EntryKind::ExecutionStarted
+                | EntryKind::StepStarted
+                | EntryKind::StepWrite
+                | EntryKind::StepDone
+                | EntryKind::StepFailed
+                | EntryKind::ActionsSealed
         )
     };
     Ok(match after().find(|(e, _)| step(e.kind())) {

@@ -1,0 +1,240 @@
+//! `custody plan execute CASE PLAN`: carries out an approved plan (CONTAINMENT.md,
+//! "Execution"). Exit codes: 0 executed (now, or by an earlier run); 1 a step failed (what was
+//! applied and what was not is printed) or the evidence does not verify; 4 the plan does not
+//! have quorum (every reason printed; nothing sent); 5 the plan is stale (what changed is
+//! printed and journaled; nothing applied); 2 usage, I/O, an unreachable cluster.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use time::OffsetDateTime;
+
+use super::{current_roster, open, refuse_while_collecting, trusted_key, NO_QUORUM};
+use crate::case::entry::ExecutionOutcome;
+use crate::cli::{policy_dir, Cli};
+use crate::execute::run::{self, Ended, ExecuteError, StepOutcome};
+use crate::id::{CaseId, PlanId};
+use crate::keys::{self, SigningKey};
+use crate::plan;
+use crate::terminal::escape as esc;
+
+/// The plan is stale: the cluster changed since it was made.
+pub(in crate::cli) const STALE: u8 = 5;
+
+/// What `plan execute` is asked to do.
+pub(in crate::cli) struct ExecuteArgs<'a> {
+    pub case: &'a str,
+    pub plan: &'a str,
+    pub secret_values: Option<&'a Path>,
+    pub rollout_timeout: Duration,
+    pub context: Option<&'a str>,
+    pub approvers: Option<&'a Path>,
+    pub public_key: Option<&'a Path>,
+}
+
+pub(in crate::cli) fn execute(cli: &Cli, args: &ExecuteArgs<'_>) -> Result<ExitCode> {
+    let case = CaseId::new(args.case)?;
+    let id = PlanId::new(args.plan)?;
+    let trusted = trusted_key(args.public_key)?;
+    if trusted.is_none() {
+        eprintln!("warning: no --public-key: the daemon's proposals and the journal are checked against the keys the store publishes, which proves nothing by itself");
+    }
+    let store = open(cli)?;
+    let policies = crate::policy::load(policy_dir(cli).as_deref())?;
+    let roster = current_roster(cli, args.approvers)?;
+    let key = match &cli.signing_key {
+        Some(path) => SigningKey::load(path)?,
+        None => keys::load_default().context(
+            "the execution's journal entries are signed with a collector key: give --signing-key",
+        )?,
+    };
+    let loaded = plan::load(store.as_ref(), &case, &id, trusted.as_ref())?;
+    let evidence = match crate::propose::evidence(store.as_ref(), &case, &Default::default()) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {}", esc(&e.to_string()));
+            return Ok(ExitCode::from(e.exit_code()));
+        }
+    };
+    let pinned = match crate::execute::preflight::pinned_evidence(&loaded.doc().evidence, &evidence)
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {}", esc(&e.to_string()));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    refuse_while_collecting(store.as_ref(), &case)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the client runtime")?;
+    runtime.block_on(async {
+        let cluster = crate::kube::connect(None, args.context)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the cluster: {e}"))?;
+        let (_, api_server_date) = crate::containment::cluster::identity(&cluster)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read the cluster's identity: {e}"))?;
+        let now = OffsetDateTime::now_utc();
+        let (stored, _) = plan::store::stored_approvals(store.as_ref(), &case, &id)?;
+        let chain = plan::store::trusted_chain(store.as_ref(), &case, trusted.as_ref())?;
+        let journaled: Vec<_> = plan::store::journaled_approvals(&chain)
+            .into_iter()
+            .map(|(_, _, r)| r)
+            .collect();
+        let approved = match loaded.approve_check(
+            &roster,
+            &policies.containment,
+            &stored,
+            &journaled,
+            now,
+            api_server_date,
+        ) {
+            Ok(a) => a,
+            Err(refusal) => {
+                if cli.json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&serde_json::json!({
+                            "case": case, "plan": id, "status": "not_approved",
+                            "reasons": refusal.reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+                        }))?
+                    );
+                } else {
+                    eprintln!("plan {id} is not approved, so nothing was sent:");
+                    for r in &refusal.reasons {
+                        eprintln!("  - {}", esc(&r.to_string()));
+                    }
+                }
+                return Ok(ExitCode::from(NO_QUORUM));
+            }
+        };
+        let input = run::Input {
+            store: store.as_ref(),
+            key: &key,
+            actor: &actor(),
+            plan: &approved,
+            build: crate::propose::BuildInput {
+                case: &case,
+                policies: &policies,
+                evidence: &pinned,
+                proposer: approved.doc().proposer.clone(),
+                roster_sha256: approved.doc().roster_sha256,
+                now,
+            },
+            secret_values: args.secret_values,
+            rollout_timeout: args.rollout_timeout,
+            api_server_date,
+        };
+        let ended = match run::execute(&cluster, &input).await {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("error: nothing was applied: {}", esc(&e.to_string()));
+                let code = match e {
+                    ExecuteError::Preflight(crate::execute::preflight::PreflightError::Evidence(_)) => 1,
+                    _ => 2,
+                };
+                return Ok(ExitCode::from(code));
+            }
+        };
+        report(cli, &case, &id, &ended)
+    })
+}
+
+/// Who runs the execution, for the journal: the login name.
+fn actor() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "custody".to_owned())
+}
+
+fn report(cli: &Cli, case: &CaseId, id: &PlanId, ended: &Ended) -> Result<ExitCode> {
+    let code = match ended {
+        Ended::AlreadyDone { .. } => ExitCode::SUCCESS,
+        Ended::Stale(_) => ExitCode::from(STALE),
+        Ended::Ran(r) if r.outcome == ExecutionOutcome::Done && r.actions_error.is_none() => {
+            ExitCode::SUCCESS
+        }
+        Ended::Ran(_) => ExitCode::from(1),
+    };
+    if cli.json {
+        let value = match ended {
+            Ended::AlreadyDone { bundle } => serde_json::json!({
+                "case": case, "plan": id, "status": "already_executed", "actions_bundle": bundle,
+            }),
+            Ended::Stale(steps) => serde_json::json!({
+                "case": case, "plan": id, "status": "stale", "stale_steps": steps,
+            }),
+            Ended::Ran(r) => serde_json::json!({
+                "case": case, "plan": id,
+                "status": match r.outcome { ExecutionOutcome::Done => "executed", ExecutionOutcome::Failed => "failed" },
+                "steps": r.steps, "actions_bundle": r.actions_bundle, "actions_error": r.actions_error,
+            }),
+        };
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(code);
+    }
+    match ended {
+        Ended::AlreadyDone { bundle } => {
+            println!("plan {id} of case {case} was already executed (actions bundle {bundle}); nothing was sent");
+        }
+        Ended::Stale(steps) => {
+            eprintln!("plan {id} is STALE: the cluster changed since it was made, so nothing was applied (journaled). Propose again, and approve again:");
+            for s in steps {
+                for c in &s.changes {
+                    eprintln!(
+                        "  step {} ({}, {}): {c}",
+                        s.number,
+                        s.kind.as_str(),
+                        esc(&s.target)
+                    );
+                }
+            }
+        }
+        Ended::Ran(r) => {
+            let head = match r.outcome {
+                ExecutionOutcome::Done => format!("plan {id} of case {case}: executed"),
+                ExecutionOutcome::Failed => {
+                    format!("plan {id} of case {case}: FAILED — later steps were not applied")
+                }
+            };
+            println!("{head}");
+            for s in &r.steps {
+                let outcome = match s.outcome {
+                    StepOutcome::Done => "done",
+                    StepOutcome::DoneBefore => "done by an earlier run",
+                    StepOutcome::Failed => "FAILED",
+                    StepOutcome::NotRun => "not applied",
+                    StepOutcome::NotPlanned => "not planned",
+                };
+                println!(
+                    "  step {} {} ({}): {outcome}",
+                    s.number,
+                    s.kind.as_str(),
+                    esc(&s.target)
+                );
+                for a in &s.applied {
+                    println!("    applied: {}", esc(a));
+                }
+                for w in &s.warnings {
+                    println!("    warning: {w}");
+                }
+                if let Some(e) = &s.error {
+                    println!("    error: {e}");
+                }
+            }
+            match (&r.actions_bundle, &r.actions_error) {
+                (Some(b), _) => println!("actions bundle {b} sealed"),
+                (None, Some(e)) => {
+                    eprintln!("error: the actions bundle could not be sealed: {}; run execute again to seal it", esc(e))
+                }
+                (None, None) => {}
+            }
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,80 @@
+//! Waiting for a Deployment's rollout after the rotation repointed it: the Deployment
+//! controller's own record of it in `status` (`observedGeneration`, updated and available
+//! replicas), a paused Deployment and a progress deadline passed read as failures.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::containment::cluster::status_text;
+use crate::kube::{encode, Cluster};
+use crate::terminal::escape as esc;
+
+/// How often a rollout is looked at.
+const ROLLOUT_POLL: Duration = Duration::from_millis(500);
+
+/// Waits until Deployment `namespace/name` has rolled out its current generation: observed,
+/// and every replica updated and available. A paused Deployment, one past its progress
+/// deadline, or `timeout` fails.
+pub async fn rollout(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<Value, String> {
+    let path = format!(
+        "/apis/apps/v1/namespaces/{}/deployments/{}",
+        encode(namespace),
+        encode(name)
+    );
+    let what = format!("Deployment {}/{}", esc(namespace), esc(name));
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match cluster.send(&http::Method::GET, &path, None, &[]).await {
+            Ok(a) if a.status == 200 => match serde_json::from_slice::<Value>(&a.body) {
+                Ok(d) => {
+                    let n = |p: &str| d.pointer(p).and_then(Value::as_i64);
+                    if d.pointer("/spec/paused") == Some(&Value::Bool(true)) {
+                        return Err(format!("{what} is paused: its rollout does not proceed; resume it and run execute again"));
+                    }
+                    let progressing = d
+                        .pointer("/status/conditions")
+                        .and_then(Value::as_array)
+                        .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"));
+                    if progressing.is_some_and(|c| c["reason"] == "ProgressDeadlineExceeded") {
+                        return Err(format!("{what} has timed out progressing (ProgressDeadlineExceeded): its new pods do not become available"));
+                    }
+                    let want = n("/spec/replicas").unwrap_or(1);
+                    let observed = n("/status/observedGeneration").unwrap_or(0);
+                    let generation = n("/metadata/generation").unwrap_or(i64::MAX);
+                    let status = |p: &str| n(p).unwrap_or(0);
+                    let done = observed >= generation
+                        && status("/status/updatedReplicas") == want
+                        && status("/status/availableReplicas") == want
+                        && status("/status/replicas") == want;
+                    if done {
+                        return Ok(d.get("status").cloned().unwrap_or(Value::Null));
+                    }
+                    format!(
+                        "observed generation {observed} of {generation}, {} of {want} replicas updated, {} available",
+                        status("/status/updatedReplicas"),
+                        status("/status/availableReplicas")
+                    )
+                }
+                Err(e) => format!("its answer is not a Deployment: {e}"),
+            },
+            Ok(a) => {
+                let (reason, message) = status_text(&a);
+                format!("{} {reason}: {message}", a.status)
+            }
+            Err(e) => esc(&e.message).into_owned(),
+        };
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{what} did not roll out within {} s: {last}",
+                timeout.as_secs()
+            ));
+        }
+        tokio::time::sleep(ROLLOUT_POLL).await;
+    }
+}

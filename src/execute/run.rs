@@ -1,0 +1,540 @@
+//! One execution of an approved plan (CONTAINMENT.md, "Execution"): what the journal says an
+//! earlier run of the plan did, the check that the plan is not stale, a server-side dry-run of
+//! every change that has one, then the steps in runbook order (`apply`), each journaled before
+//! and after, and, when the execution ends, its `actions` bundle (`actions`).
+//!
+//! Resuming: a step with a `step_done` entry is done and is not run again. A step that was
+//! started and not finished is run again from its intended state: each write whose object is
+//! already as intended is not sent again, every other write is guarded (`resourceVersion`, the
+//! patch's `test` ops) so that a change by anyone else since is a conflict. Such a step is not
+//! compared again with the plan made anew — its own writes changed what that reads — nor
+//! dry-run; the steps not started are both.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::preflight::{self, PreflightError, StaleStep};
+use super::secret_values::SecretValuesError;
+use crate::case::entry::{
+    CountedApproval, Details, ExecutionOutcome, ExecutionStarted, StepDone, StepFailed,
+    StepStarted, StepWrite, WritePhase,
+};
+use crate::case::journal::{self, Head, Journal, JournalError};
+use crate::case::CheckedChain;
+use crate::digest::Sha256Digest;
+use crate::id::{BundleId, CaseId, PlanId};
+use crate::keys::SigningKey;
+use crate::kube::Cluster;
+use crate::plan::document::{ChangeOp, ObjectChange, ObjectRef, Step, StepDetail, StepStatus};
+use crate::plan::{Approved, Plan};
+use crate::policy::containment::StepKind;
+use crate::propose::BuildInput;
+use crate::store::{Store, StoreError};
+use crate::terminal::escape as esc;
+
+/// How many times a journal append is tried when another writer appends first.
+const APPEND_ATTEMPTS: u32 = 20;
+
+/// What an execution is given.
+pub struct Input<'a> {
+    pub store: &'a dyn Store,
+    pub key: &'a SigningKey,
+    /// Who asked (a user name, or `custody` for the daemon).
+    pub actor: &'a str,
+    pub plan: &'a Plan<Approved>,
+    /// The plan's own evidence and policies, to make the plan again (`preflight::check`).
+    pub build: BuildInput<'a>,
+    /// `--secret-values`: the values the plan marks as provided.
+    pub secret_values: Option<&'a Path>,
+    /// How long each Deployment's rollout may take.
+    pub rollout_timeout: Duration,
+    /// The API server's `Date` when quorum was checked.
+    pub api_server_date: OffsetDateTime,
+}
+
+/// Why an execution did not start: nothing was applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    #[error(transparent)]
+    Values(#[from] SecretValuesError),
+    #[error("the journal of case {case}: {message}")]
+    Journal { case: CaseId, message: String },
+    #[error("plan {plan}: {message}")]
+    Plan { plan: PlanId, message: String },
+}
+
+/// How an execution ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// An earlier run executed the plan to the end; nothing was sent.
+    AlreadyDone { bundle: BundleId },
+    /// The cluster changed since the plan was made: refused, journaled, nothing applied.
+    Stale(Vec<StaleStep>),
+    /// The steps ran (all, or up to one that failed).
+    Ran(Report),
+}
+
+/// What an execution did, step by step.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub outcome: ExecutionOutcome,
+    pub steps: Vec<StepReport>,
+    /// The `actions` bundle sealed when the execution ended.
+    pub actions_bundle: Option<BundleId>,
+    /// Why the `actions` bundle could not be sealed (the execution is then resumed to seal it).
+    pub actions_error: Option<String>,
+}
+
+/// What became of one step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOutcome {
+    /// Applied by this run.
+    Done,
+    /// Applied by an earlier run.
+    DoneBefore,
+    /// Failed: see `error`; what it applied before failing is in `applied`.
+    Failed,
+    /// Not run: an earlier step failed.
+    NotRun,
+    /// Not planned (refused, or nothing to do, when the plan was made): never runs.
+    NotPlanned,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StepReport {
+    pub number: u32,
+    pub kind: StepKind,
+    pub target: String,
+    pub outcome: StepOutcome,
+    /// Each write applied, `<op> <Kind> <namespace>/<name>`.
+    pub applied: Vec<String>,
+    pub error: Option<String>,
+    pub warnings: Vec<String>,
+    /// What the step did, as journaled (`step_done`).
+    pub result: serde_json::Value,
+    /// Each object written, as the plan read it and as the API server answered the write.
+    #[serde(skip)]
+    pub objects: Vec<Written>,
+}
+
+/// One object as read before a write and as stored after it (for the `actions` bundle).
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub object: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+/// `<Kind> <namespace>/<name>`: how the journal names an object.
+pub fn label(o: &ObjectRef) -> String {
+    match &o.namespace {
+        Some(ns) => format!("{} {ns}/{}", o.kind, o.name),
+        None => format!("{} {}", o.kind, o.name),
+    }
+}
+
+/// What the journal says earlier runs of one plan did.
+#[derive(Debug, Default)]
+pub struct History {
+    /// The `actions` bundle of a run that ended with every step done.
+    pub done_bundle: Option<BundleId>,
+    /// Steps done, by number.
+    pub done: BTreeSet<u32>,
+    /// Each step's `step_started` entries, oldest first.
+    pub started: BTreeMap<u32, Vec<StepStarted>>,
+    /// Each step's `step_write` entries, oldest first.
+    pub writes: BTreeMap<u32, Vec<StepWrite>>,
+    /// Whether an execution was started (and not sealed since).
+    pub open: bool,
+}
+
+impl History {
+    pub fn of(chain: &CheckedChain, plan: &PlanId, digest: Sha256Digest) -> Self {
+        let mut h = History::default();
+        for (e, _) in &chain.entries {
+            match &e.details {
+                Details::ExecutionStarted(s) if &s.plan == plan && s.plan_sha256 == digest => {
+                    h.open = true;
+                }
+                Details::StepStarted(s) if &s.plan == plan && s.plan_sha256 == digest => {
+                    h.started.entry(s.number).or_default().push(s.clone());
+                }
+                Details::StepWrite(w) if &w.plan == plan => {
+                    h.writes.entry(w.number).or_default().push(w.clone());
+                }
+                Details::StepDone(d) if &d.plan == plan && d.plan_sha256 == digest => {
+                    h.done.insert(d.number);
+                }
+                Details::ActionsSealed(a) if &a.plan == plan && a.plan_sha256 == digest => {
+                    h.open = false;
+                    if a.outcome == ExecutionOutcome::Done {
+                        h.done_bundle = Some(a.bundle_id.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        h
+    }
+}
+
+/// Appends to the case's journal, reading its head again when another writer appended first.
+pub struct Recorder<'a> {
+    store: &'a dyn Store,
+    key: &'a SigningKey,
+    case: CaseId,
+    actor: String,
+    journal: Journal<'a>,
+}
+
+impl<'a> Recorder<'a> {
+    pub fn new(
+        store: &'a dyn Store,
+        key: &'a SigningKey,
+        case: &CaseId,
+        actor: &str,
+        head: Head,
+    ) -> Self {
+        Self {
+            store,
+            key,
+            case: case.clone(),
+            actor: actor.to_owned(),
+            journal: Journal::resume(store, case.clone(), head, key),
+        }
+    }
+
+    pub fn append(&mut self, details: Details) -> Result<Head, ExecuteError> {
+        let fail = |message: String| ExecuteError::Journal {
+            case: self.case.clone(),
+            message,
+        };
+        for _ in 0..APPEND_ATTEMPTS {
+            match self.journal.append(&self.actor, details.clone()) {
+                Ok(head) => return Ok(head),
+                Err(JournalError::Append {
+                    source: StoreError::AlreadyExists { .. },
+                    ..
+                }) => {
+                    let chain = journal::check_chain(self.store, &self.case)
+                        .map_err(|e| fail(e.to_string()))?;
+                    if let Some(p) = chain.problems.first() {
+                        return Err(fail(format!("{}: {}", p.key, p.message)));
+                    }
+                    let head = chain.head().ok_or_else(|| fail("it is empty".into()))?;
+                    self.journal = Journal::resume(self.store, self.case.clone(), head, self.key);
+                }
+                Err(e) => return Err(fail(e.to_string())),
+            }
+        }
+        Err(fail("other writers kept appending first".into()))
+    }
+
+    pub fn journal(&mut self) -> &mut Journal<'a> {
+        &mut self.journal
+    }
+
+    pub fn head(&self) -> Option<Head> {
+        self.journal.head()
+    }
+}
+
+/// Runs `input.plan` on `cluster`: resumes where an earlier run stopped, refuses a stale plan
+/// (journaled), dry-runs, applies, and seals the `actions` bundle when it ends.
+pub async fn execute(cluster: &Cluster, input: &Input<'_>) -> Result<Ended, ExecuteError> {
+    let plan = input.plan;
+    let case = plan.case();
+    let digest = plan.digest();
+    let journal_error = |message: String| ExecuteError::Journal {
+        case: case.clone(),
+        message,
+    };
+    let chain = crate::plan::store::trusted_chain(input.store, case, plan.trusted())
+        .map_err(|e| journal_error(e.to_string()))?;
+    let history = History::of(&chain, plan.id(), digest);
+    if let Some(bundle) = history.done_bundle {
+        return Ok(Ended::AlreadyDone { bundle });
+    }
+    let steps = &plan.doc().steps;
+    let untouched: BTreeSet<u32> = steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Planned)
+        .filter(|s| !history.done.contains(&s.number) && !history.started.contains_key(&s.number))
+        .map(|s| s.number)
+        .collect();
+    // Only the steps no run has touched are compared: the others' own writes changed what
+    // the plan made again would read.
+    let stale: Vec<StaleStep> = preflight::check(cluster, plan.doc(), &input.build)
+        .await?
+        .into_iter()
+        .filter(|s| untouched.contains(&s.number))
+        .collect();
+    if !stale.is_empty() {
+        preflight::record_stale(
+            input.store,
+            input.key,
+            input.actor,
+            (case, plan.id()),
+            digest,
+            &stale,
+        )
+        .map_err(journal_error)?;
+        return Ok(Ended::Stale(stale));
+    }
+    let mut prepared = BTreeMap::new();
+    for step in steps.iter().filter(|s| s.status == StepStatus::Planned) {
+        if !history.done.contains(&step.number) {
+            prepared.insert(
+                step.number,
+                super::apply::prepare(step, plan.id(), &history, input.secret_values)?,
+            );
+        }
+    }
+    let refused = dry_run(cluster, steps, &untouched, &prepared).await;
+    let chain =
+        journal::check_chain(input.store, case).map_err(|e| journal_error(e.to_string()))?;
+    let head = chain
+        .head()
+        .ok_or_else(|| journal_error("it is empty".into()))?;
+    let mut rec = Recorder::new(input.store, input.key, case, input.actor, head);
+    let approvals = plan
+        .approval()
+        .tally()
+        .approvals
+        .iter()
+        .filter(|t| t.outcome == crate::approval::quorum::Outcome::Counted)
+        .filter_map(|t| {
+            Some(CountedApproval {
+                approval: t.number,
+                key_fingerprint: t.fingerprint?,
+                principal: t.principal.clone()?,
+            })
+        })
+        .collect();
+    rec.append(Details::ExecutionStarted(ExecutionStarted {
+        approvals,
+        api_server_date: crate::timefmt::rfc3339(input.api_server_date),
+        done_before: history.done.iter().copied().collect(),
+        plan: plan.id().clone(),
+        plan_sha256: digest,
+        required: plan.required(),
+    }))?;
+    let mut reports = Vec::new();
+    let mut failed = false;
+    for step in steps {
+        let report = if step.status != StepStatus::Planned {
+            not(step, StepOutcome::NotPlanned)
+        } else if history.done.contains(&step.number) {
+            not(step, StepOutcome::DoneBefore)
+        } else if failed {
+            not(step, StepOutcome::NotRun)
+        } else if let Some((number, why)) = refused.iter().find(|(n, _)| *n == step.number) {
+            let error =
+                format!("the server-side dry-run refused a change, so nothing was applied: {why}");
+            rec.append(Details::StepFailed(StepFailed {
+                applied: Vec::new(),
+                error: error.clone(),
+                kind: step.kind,
+                number: *number,
+                plan: plan.id().clone(),
+                plan_sha256: digest,
+            }))?;
+            let mut r = not(step, StepOutcome::Failed);
+            r.error = Some(error);
+            r
+        } else {
+            let prepared = prepared.remove(&step.number);
+            let mut cx = super::apply::Cx {
+                cluster,
+                rec: &mut rec,
+                plan: plan.doc(),
+                digest,
+                history: &history,
+                policy: &input.build.policies.containment,
+                rollout_timeout: input.rollout_timeout,
+            };
+            super::apply::apply(&mut cx, step, prepared).await?
+        };
+        if report.outcome == StepOutcome::Failed {
+            failed = true;
+        }
+        reports.push(report);
+    }
+    let outcome = if failed {
+        ExecutionOutcome::Failed
+    } else {
+        ExecutionOutcome::Done
+    };
+    let mut report = Report {
+        outcome,
+        steps: reports,
+        actions_bundle: None,
+        actions_error: None,
+    };
+    match super::actions::seal(input, &mut rec, &report) {
+        Ok(bundle) => report.actions_bundle = Some(bundle),
+        Err(e) => report.actions_error = Some(e),
+    }
+    Ok(Ended::Ran(report))
+}
+
+fn not(step: &Step, outcome: StepOutcome) -> StepReport {
+    StepReport {
+        number: step.number,
+        kind: step.kind,
+        target: step.target.clone(),
+        outcome,
+        applied: Vec::new(),
+        error: None,
+        warnings: Vec::new(),
+        result: serde_json::Value::Null,
+        objects: Vec::new(),
+    }
+}
+
+/// Dry-runs every change of the steps no run has touched, as it will be sent: the first
+/// refusal of each step, `(number, why)`. A change with no dry-run (a Secret, a call) is not
+/// asked.
+async fn dry_run(
+    cluster: &Cluster,
+    steps: &[Step],
+    untouched: &BTreeSet<u32>,
+    prepared: &BTreeMap<u32, super::apply::Prepared>,
+) -> Vec<(u32, String)> {
+    use crate::plan::document::DryRun;
+    let mut refused = Vec::new();
+    for step in steps.iter().filter(|s| untouched.contains(&s.number)) {
+        let name = prepared
+            .get(&step.number)
+            .and_then(|p| p.new_secret())
+            .unwrap_or_default();
+        for change in &step.changes {
+            if change.op == ChangeOp::Call || change.object.kind == "Secret" {
+                continue;
+            }
+            let Some(request) = crate::propose::request_naming(change, name) else {
+                refused.push((
+                    step.number,
+                    format!("{} cannot be sent", esc(&label(&change.object))),
+                ));
+                break;
+            };
+            match crate::containment::cluster::dry_run(cluster, &request).await {
+                DryRun::Accepted { .. } => {}
+                DryRun::Refused {
+                    code,
+                    reason,
+                    message,
+                } => {
+                    refused.push((
+                        step.number,
+                        format!(
+                            "{} {}: {code} {reason}: {message}",
+                            change.op.as_str(),
+                            esc(&label(&change.object))
+                        ),
+                    ));
+                    break;
+                }
+                DryRun::NotRun { why } | DryRun::NotSupported { why } => {
+                    refused.push((
+                        step.number,
+                        format!(
+                            "{} {}: no judgement: {why}",
+                            change.op.as_str(),
+                            esc(&label(&change.object))
+                        ),
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    refused
+}
+
+/// The SHA-256 of an object's `spec` in canonical JSON: how a step's intended state names a
+/// policy, and how a resumed run recognises it.
+pub fn spec_sha256(object: &serde_json::Value) -> Option<Sha256Digest> {
+    let spec = object.get("spec")?;
+    crate::canonical::encode(spec)
+        .ok()
+        .map(|b| Sha256Digest::of(&b))
+}
+
+/// What a change's object is, for `step_write`.
+pub fn write_entry(
+    plan: &PlanId,
+    number: u32,
+    change: &ObjectChange,
+    phase: WritePhase,
+) -> StepWrite {
+    StepWrite {
+        answer_sha256: None,
+        message: None,
+        number,
+        object: label(&change.object),
+        op: change.op.as_str().to_owned(),
+        outcome: None,
+        phase,
+        plan: plan.clone(),
+        resource_version: None,
+        status: None,
+        values_sha256: None,
+    }
+}
+
+/// The step's `step_done`.
+pub fn done_entry(
+    plan: &PlanId,
+    digest: Sha256Digest,
+    step: &Step,
+    result: serde_json::Value,
+    warnings: Vec<String>,
+) -> Details {
+    Details::StepDone(StepDone {
+        kind: step.kind,
+        number: step.number,
+        plan: plan.clone(),
+        plan_sha256: digest,
+        result,
+        warnings,
+    })
+}
+
+/// Whether a step's detail is of its kind (a plan whose step says otherwise is not run).
+pub fn detail_matches(step: &Step) -> bool {
+    matches!(
+        (&step.kind, &step.detail),
+        (StepKind::BlockIps, StepDetail::BlockIps { .. })
+            | (StepKind::RotateSecrets, StepDetail::RotateSecrets { .. })
+            | (
+                StepKind::InvalidateSessions,
+                StepDetail::InvalidateSessions { .. }
+            )
+    )
+}
+
+/// The step's `step_started`.
+pub fn started_entry(
+    plan: &PlanId,
+    digest: Sha256Digest,
+    step: &Step,
+    intended: Vec<crate::case::entry::Intended>,
+) -> Details {
+    Details::StepStarted(StepStarted {
+        intended,
+        kind: step.kind,
+        number: step.number,
+        plan: plan.clone(),
+        plan_sha256: digest,
+        target: step.target.clone(),
+    })
+}

@@ -1,0 +1,339 @@
+//! `custody plan execute` end to end over the fake API server: a case collected from the sample
+//! logs, a plan proposed and approved by two of three real `ssh-keygen` keys, then executed —
+//! the policy rewritten, the new Secret created and the Deployment repointed and rolled out, each
+//! running pod's admin endpoint called — and the actions bundle checked with `custody verify` and
+//! the standard tools. Also: a second execution sends nothing, a plan without quorum or on a
+//! changed cluster is refused with nothing written, a Secret create with an unknown outcome fails
+//! the step and the resumed run creates a fresh Secret.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::plan_propose::World;
+use crate::util::{assert_code, assert_success, sh, stderr, stdout, tool};
+
+const TOKEN: &str = "admin-token-7c1d9e";
+
+/// Proposes a plan for the world's case and has `approvers` of the roster approve it.
+fn proposed(w: &World, approvers: usize) -> String {
+    assert_success(&w.propose(&w.case));
+    let out = w.run(&["--json", "plan", "show", &w.case]);
+    assert_success(&out);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = v["plan"]["plan"].as_str().unwrap().to_owned();
+    let digest = v["sha256"].as_str().unwrap().to_owned();
+    for k in w.keys.iter().take(approvers) {
+        let key = k.private.to_str().unwrap();
+        let out = w.run(&[
+            "approve", &w.case, &plan, "--key", key, "--sha256", &digest, "--reason", "contain",
+        ]);
+        assert_success(&out);
+    }
+    plan
+}
+
+/// The admin token's Secret, readable by custody by its name only.
+fn admin_secret(w: &World) {
+    let token = aws_smithy_types::base64::encode(TOKEN);
+    w.kube.object(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "gateway-admin"}, "data": {"token": token}}));
+    w.kube.faults(|f| {
+        f.readable
+            .push("/api/v1/namespaces/waqiti/secrets/gateway-admin".into())
+    });
+}
+
+fn execute(w: &World, plan: &str) -> std::process::Output {
+    w.run(&[
+        "--json",
+        "plan",
+        "execute",
+        &w.case,
+        plan,
+        "--rollout-timeout",
+        "30",
+    ])
+}
+
+/// The writes the fake received for real (not dry-run).
+fn writes(w: &World) -> Vec<String> {
+    w.kube
+        .calls()
+        .iter()
+        .filter(|c| {
+            c.method != "GET" && !c.target.contains("dryRun") && !c.target.contains("/proxy")
+        })
+        .map(|c| format!("{} {}", c.method, c.target))
+        .collect()
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn an_approved_plan_is_executed_once_and_its_actions_bundle_verifies() {
+    let w = World::new();
+    let plan = proposed(&w, 2);
+    admin_secret(&w);
+    let out = execute(&w, &plan);
+    assert_success(&out);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "executed", "{v}");
+    let steps = v["steps"].as_array().unwrap();
+    assert!(steps.iter().all(|s| s["outcome"] == "done"), "{v}");
+
+    // Step 1: the policy as the plan shows it, the offenders refused.
+    let policy = w
+        .kube
+        .stored("networking.k8s.io/v1", "networkpolicies", "gateway-ingress")
+        .unwrap();
+    assert_eq!(
+        policy["spec"]["ingress"][0]["from"][0]["ipBlock"]["except"],
+        json!(["203.0.113.10/32", "203.0.113.11/32"])
+    );
+    // Step 2: an immutable Secret of the plan's name and keys, the Deployment repointed.
+    let name = steps[1]["result"]["new_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        name.starts_with(&format!("gateway-api-keys-{plan}-")),
+        "{name}"
+    );
+    let secret = w.kube.secret(&name).unwrap();
+    assert_eq!(secret["immutable"], true);
+    assert_eq!(
+        secret["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "custody"
+    );
+    let data = w.kube.secret_data(&name).unwrap();
+    let value = data["API_KEY"].clone();
+    assert_eq!(value.len(), 44, "32 bytes in base64");
+    let deployment = w
+        .kube
+        .stored("apps/v1", "deployments", "api-gateway")
+        .unwrap();
+    assert_eq!(
+        deployment
+            .pointer("/spec/template/spec/containers/0/env/0/valueFrom/secretKeyRef/name")
+            .unwrap(),
+        &json!(name)
+    );
+    assert_eq!(
+        steps[1]["result"]["values_sha256"]["API_KEY"],
+        json!(hex_sha256(&value))
+    );
+    // Step 3: every running pod of the target called once, with the token in the plan's header.
+    let calls = w.kube.proxied();
+    assert!(!calls.is_empty());
+    let mut pods: Vec<&str> = calls.iter().map(|c| c.pod.as_str()).collect();
+    pods.sort();
+    let n = pods.len();
+    pods.dedup();
+    assert_eq!(pods.len(), n, "each pod once: {pods:?}");
+    for c in &calls {
+        assert_eq!(c.method, "POST");
+        assert_eq!(c.path, "/admin/sessions/revoke");
+        assert_eq!(c.header("x-custody-admin-token"), Some(TOKEN));
+        assert!(
+            contains(&c.body, b"203.0.113.10"),
+            "the body names the blocked addresses"
+        );
+    }
+    let called = steps[2]["result"]["calls"].as_array().unwrap();
+    assert_eq!(called.len(), n);
+
+    // `verify` checks the store, the plan's quorum, and the actions bundle like any bundle.
+    let roster = w.sb.path("policies/approvers.allowed_signers");
+    let out = w.run(&[
+        "verify",
+        w.sb.store().to_str().unwrap(),
+        "--approvers",
+        roster.to_str().unwrap(),
+    ]);
+    assert_success(&out);
+
+    // The actions bundle opens and validates with the standard tools, and each approval in it
+    // verifies with ssh-keygen against the roster it holds.
+    let bundle = v["actions_bundle"].as_str().unwrap();
+    let case_dir = w.sb.store().join("cases").join(&w.case);
+    let out_dir = w.sb.path("actions");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    sh(
+        &format!(
+            "sha256sum -c {bundle}.tar.zst.sha256 >/dev/null && {} -dc {bundle}.tar.zst | {} -x -C {}",
+            tool("zstd").display(),
+            tool("tar").display(),
+            out_dir.display()
+        ),
+        &case_dir.join("bundles"),
+    );
+    let bag = out_dir.join(bundle);
+    let validated = std::process::Command::new(tool("bagit.py"))
+        .args(["--validate", bag.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_success(&validated);
+    let results: Value =
+        serde_json::from_slice(&std::fs::read(bag.join("data/results.json")).unwrap()).unwrap();
+    assert_eq!(results["outcome"], "done");
+    assert_eq!(results["plan"], json!(plan));
+    let approvals = bag.join("data/plan/approvals");
+    let mut verified = 0;
+    for (i, who) in ["alice", "bob"].iter().enumerate() {
+        let statement = approvals.join(format!("{:010}.json", i + 1));
+        let out = std::process::Command::new(tool("ssh-keygen"))
+            .args(["-Y", "verify", "-f"])
+            .arg(bag.join("data/plan/approvers.allowed_signers"))
+            .args([
+                "-I",
+                &format!("{who}@example.org"),
+                "-n",
+                "custody-approval",
+                "-s",
+            ])
+            .arg(statement.with_extension("json.sig"))
+            .stdin(std::fs::File::open(&statement).unwrap())
+            .output()
+            .unwrap();
+        assert_success(&out);
+        verified += 1;
+    }
+    assert_eq!(verified, 2);
+
+    // No Secret value is anywhere custody wrote: the store, the bag, the output.
+    let encoded = aws_smithy_types::base64::encode(&value);
+    let mut all = files(&w.sb.store());
+    all.extend(files(&bag));
+    for f in &all {
+        let bytes = std::fs::read(f).unwrap();
+        assert!(!contains(&bytes, &value), "{} holds the value", f.display());
+        assert!(
+            !contains(&bytes, encoded.as_bytes()),
+            "{} holds it in base64",
+            f.display()
+        );
+    }
+    assert!(!contains(&out.stdout, &value) && !contains(&out.stderr, &value));
+
+    // Executed twice: the second run sends nothing.
+    let before = (writes(&w).len(), w.kube.proxied().len());
+    let out = execute(&w, &plan);
+    assert_success(&out);
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["status"], "already_executed");
+    assert_eq!((writes(&w).len(), w.kube.proxied().len()), before);
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn a_plan_without_quorum_or_on_a_changed_cluster_writes_nothing() {
+    let w = World::new();
+    let plan = proposed(&w, 1);
+    admin_secret(&w);
+    let out = execute(&w, &plan);
+    assert_code(&out, 4);
+    assert!(writes(&w).is_empty(), "{:?}", writes(&w));
+
+    // The second approval arrives, but the policy was edited since the plan read it.
+    let bob = w.keys[1].private.to_str().unwrap();
+    let shown = w.run(&["--json", "plan", "show", &w.case, &plan]);
+    let digest = serde_json::from_slice::<Value>(&shown.stdout).unwrap()["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_success(&w.run(&["approve", &w.case, &plan, "--key", bob, "--sha256", &digest]));
+    w.kube.object(json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "gateway-ingress"},
+        "spec": {"podSelector": {"matchLabels": {"app": "api-gateway"}}, "policyTypes": ["Ingress"],
+                 "ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 8443}, {"port": 9443}]}]}}));
+    let out = w.run(&["plan", "execute", &w.case, &plan]);
+    assert_code(&out, 5);
+    assert!(
+        stderr(&out).contains("STALE") && stderr(&out).contains("gateway-ingress"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(writes(&w).is_empty(), "{:?}", writes(&w));
+    assert!(w.kube.proxied().is_empty());
+    let timeline = w.run(&["cases", "timeline", &w.case]);
+    assert!(stdout(&timeline).contains("stale"), "{}", stdout(&timeline));
+}
+
+#[test]
+fn a_secret_create_with_an_unknown_outcome_fails_the_step_and_the_resumed_run_uses_a_fresh_name() {
+    let w = World::new();
+    let plan = proposed(&w, 2);
+    admin_secret(&w);
+    w.kube
+        .faults(|f| f.broken.push("/api/v1/namespaces/waqiti/secrets".into()));
+    let out = execute(&w, &plan);
+    assert_code(&out, 1);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "failed");
+    assert_eq!(v["steps"][0]["outcome"], "done");
+    assert_eq!(v["steps"][1]["outcome"], "failed");
+    assert_eq!(v["steps"][2]["outcome"], "not_run");
+    let error = v["steps"][1]["error"].as_str().unwrap();
+    assert!(error.contains("outcome is unknown"), "{error}");
+    assert!(w.kube.proxied().is_empty(), "nothing after the failed step");
+    let first: Vec<String> = w
+        .kube
+        .calls()
+        .iter()
+        .filter(|c| c.method == "POST" && c.target.contains("/secrets"))
+        .map(|c| {
+            serde_json::from_slice::<Value>(&c.body).unwrap()["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(first.len(), 1, "sent once, never again blind");
+
+    // The API server answers again: the run resumes after the block, under a fresh name.
+    w.kube.faults(|f| f.broken.clear());
+    let out = execute(&w, &plan);
+    assert_success(&out);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["steps"][0]["outcome"], "done_before");
+    assert_eq!(v["steps"][1]["outcome"], "done");
+    let name = v["steps"][1]["result"]["new_secret"].as_str().unwrap();
+    assert_ne!(
+        name, first[0],
+        "a Secret whose create had an unknown outcome is never adopted"
+    );
+    let puts = writes(&w)
+        .iter()
+        .filter(|c| c.starts_with("PUT ") && c.contains("networkpolicies"))
+        .count();
+    assert_eq!(puts, 1, "the block is not applied twice: {:?}", writes(&w));
+    let roster = w.sb.path("policies/approvers.allowed_signers");
+    let out = w.run(&[
+        "verify",
+        w.sb.store().to_str().unwrap(),
+        "--approvers",
+        roster.to_str().unwrap(),
+    ]);
+    assert_success(&out);
+}
