@@ -4,6 +4,7 @@
 mod archive;
 mod bag;
 mod bundle;
+mod executions;
 mod expiries;
 pub mod extract;
 #[cfg(test)]
@@ -340,6 +341,7 @@ pub fn verify_case(
         plans::check_plans(store, case, &chain, options, report)?;
         expiries::check_expiries(case, &chain, report);
         stales::check_stales(case, &chain, report);
+        executions::check_executions(case, &chain, report);
     }
     report.cases.push(case_report);
     Ok(())

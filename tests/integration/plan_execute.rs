@@ -337,3 +337,106 @@ fn a_secret_create_with_an_unknown_outcome_fails_the_step_and_the_resumed_run_us
     ]);
     assert_success(&out);
 }
+
+/// `verify --approvers` of `store`: its exit code and stdout.
+fn verify(w: &World, store: &Path) -> (i32, String) {
+    let roster = w.sb.path("policies/approvers.allowed_signers");
+    let out = w.run(&[
+        "--json",
+        "verify",
+        store.to_str().unwrap(),
+        "--approvers",
+        roster.to_str().unwrap(),
+    ]);
+    (out.status.code().unwrap_or(-1), stdout(&out))
+}
+
+/// A writable copy of the world's store, as an attacker with write access has it.
+fn copy_of(w: &World, name: &str) -> std::path::PathBuf {
+    let to = w.sb.path(name);
+    sh(
+        &format!(
+            "cp -a {} {} && chmod -R u+w {}",
+            w.sb.store().display(),
+            to.display(),
+            to.display()
+        ),
+        w.sb.dir.path(),
+    );
+    to
+}
+
+#[test]
+fn tampering_with_an_execution_is_caught_by_verify() {
+    let w = World::new();
+    let plan = proposed(&w, 2);
+    admin_secret(&w);
+    let out = execute(&w, &plan);
+    assert_success(&out);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bundle = v["actions_bundle"].as_str().unwrap().to_owned();
+    assert_eq!(verify(&w, &w.sb.store()).0, 0);
+
+    // The actions bundle's results changed: its archive no longer matches its seal.
+    let store = copy_of(&w, "edited");
+    let archive = store
+        .join("cases")
+        .join(&w.case)
+        .join("bundles")
+        .join(format!("{bundle}.tar.zst"));
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x01;
+    std::fs::write(&archive, bytes).unwrap();
+    let (code, text) = verify(&w, &store);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains(&bundle), "{text}");
+
+    // An approval removed after the execution: the journal still names it.
+    let store = copy_of(&w, "unapproved");
+    let approvals = store
+        .join("cases")
+        .join(&w.case)
+        .join("plans")
+        .join(&plan)
+        .join("approvals");
+    std::fs::remove_file(approvals.join("0000000002.json")).unwrap();
+    std::fs::remove_file(approvals.join("0000000002.json.sig")).unwrap();
+    let (code, text) = verify(&w, &store);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("0000000002.json"), "{text}");
+}
+
+#[test]
+fn an_execution_journaled_without_quorum_is_caught_by_verify() {
+    let w = World::new();
+    let plan = proposed(&w, 1);
+    // Whoever holds the collector key journals an execution the quorum never allowed.
+    let store = custody::store::LocalStore::open(&w.sb.store(), false).unwrap();
+    let key =
+        custody::keys::SigningKey::load(&w.sb.path("home/.config/custody/collector.key")).unwrap();
+    let case = custody::id::CaseId::new(&w.case).unwrap();
+    let id = custody::id::PlanId::new(&plan).unwrap();
+    let bytes = std::fs::read(
+        w.sb.store()
+            .join("cases")
+            .join(&w.case)
+            .join("plans")
+            .join(&plan)
+            .join("plan.json"),
+    )
+    .unwrap();
+    let details =
+        custody::case::Details::ExecutionStarted(custody::case::entry::ExecutionStarted {
+            approvals: Vec::new(),
+            api_server_date: "2026-12-02T00:00:00Z".into(),
+            done_before: Vec::new(),
+            plan: id,
+            plan_sha256: custody::digest::Sha256Digest::of(&bytes),
+            required: 2,
+        });
+    custody::plan::store::append(&store, &key, &case, "mallory", details).unwrap();
+    let (code, text) = verify(&w, &w.sb.store());
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("execution_without_quorum"), "{text}");
+}
