@@ -86,6 +86,9 @@ pub struct Faults {
     /// Path prefixes whose reads (GET) answer 403 as RBAC would, writes going through; Secrets
     /// (in the fake's namespace and cluster-wide) unless a test clears it.
     pub forbidden_reads: Vec<String>,
+    /// Path prefixes whose real writes (not `dryRun`) are stored and then the answer is lost:
+    /// the connection is closed with nothing sent, as when the API server dies mid-answer.
+    pub lost_write_answers: Vec<String>,
     /// Exact paths whose reads go through despite `forbidden_reads`: a Role granting `get` on
     /// one Secret by `resourceNames`.
     pub readable: Vec<String>,
@@ -672,7 +675,17 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         let mut st = state.lock().unwrap();
         st.requests.push(target.clone());
         st.calls.push(call);
-        let reply = route(&mut st, &request);
+        let mut reply = route(&mut st, &request);
+        let real_write = request.method != "GET" && !request.query.contains_key("dryRun");
+        if real_write
+            && st
+                .faults
+                .lost_write_answers
+                .iter()
+                .any(|p| request.path.starts_with(p))
+        {
+            reply = Reply::Cut;
+        }
         let whole = match &reply {
             Reply::Delayed(_, r) => r,
             r => r,

@@ -440,3 +440,51 @@ fn an_execution_journaled_without_quorum_is_caught_by_verify() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("execution_without_quorum"), "{text}");
 }
+
+#[test]
+fn a_write_whose_answer_was_lost_is_found_applied_on_resume_and_the_role_allows_every_request() {
+    let w = World::new();
+    let plan = proposed(&w, 2);
+    admin_secret(&w);
+    let policy = "/apis/networking.k8s.io/v1/namespaces/waqiti/networkpolicies/gateway-ingress";
+    w.kube.faults(|f| f.lost_write_answers.push(policy.into()));
+    let out = execute(&w, &plan);
+    assert_code(&out, 1);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["steps"][0]["outcome"], "failed", "{v}");
+    assert!(
+        v["steps"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("never sends it blind"),
+        "{v}"
+    );
+    assert_eq!(v["steps"][1]["outcome"], "not_run");
+    // The write landed; only its answer was lost.
+    let stored = w
+        .kube
+        .stored("networking.k8s.io/v1", "networkpolicies", "gateway-ingress")
+        .unwrap();
+    assert!(stored["spec"]["ingress"][0]["from"][0]["ipBlock"]["except"].is_array());
+
+    w.kube.faults(|f| f.lost_write_answers.clear());
+    let out = execute(&w, &plan);
+    assert_success(&out);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["steps"][0]["outcome"], "done", "{v}");
+    assert!(v["steps"][0]["applied"][0]
+        .as_str()
+        .unwrap()
+        .contains("gateway-ingress"));
+    let puts = writes(&w)
+        .iter()
+        .filter(|c| c.starts_with("PUT ") && c.contains("gateway-ingress"))
+        .count();
+    assert_eq!(puts, 1, "found applied, not sent again: {:?}", writes(&w));
+
+    crate::planner_reads::roles_allow(
+        &["deploy/role-planner.yaml", "deploy/role-containment.yaml"],
+        "deploy/role-containment.yaml",
+        &w.kube.calls(),
+    );
+}

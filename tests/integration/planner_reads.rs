@@ -698,7 +698,8 @@ fn the_planner_role_allows_exactly_what_the_planner_does() {
     rbac_allows_exactly(&calls);
 }
 
-/// (cluster-scoped, group, resource, verb, name) of a request; `None` for discovery.
+/// (cluster-scoped, group, resource, verb, name) of a request; `None` for discovery. A
+/// subresource is `resource/subresource` (`pods/proxy`, whatever path follows it).
 fn grant_needed(
     method: &str,
     target: &str,
@@ -718,24 +719,110 @@ fn grant_needed(
         [] => return None,
         [res] => (*res, None),
         [res, name] => (*res, Some(name.to_string())),
-        _ => panic!("unexpected request {target}"),
-    };
-    let verb = match (method, &name) {
-        ("GET", None) => "list",
-        ("GET", Some(_)) => "get",
-        ("POST", _) => "create",
-        ("PUT", _) => "update",
-        ("PATCH", _) => "patch",
-        ("DELETE", _) => "delete",
-        _ => panic!("unexpected method {method}"),
+        [res, name, sub, ..] => {
+            // `pods/NAME:PORT/proxy/…`: the object is the pod, the port is not part of it.
+            let name = name.split(':').next().unwrap_or(name);
+            return Some((
+                cluster_scoped,
+                group.to_owned(),
+                format!("{res}/{sub}"),
+                verb_of(method, true).to_owned(),
+                Some(name.to_owned()),
+            ));
+        }
     };
     Some((
         cluster_scoped,
         group.to_owned(),
         resource.to_owned(),
-        verb.to_owned(),
+        verb_of(method, name.is_some()).to_owned(),
         name,
     ))
+}
+
+/// The RBAC verb of a request with `method`, on one object (`named`) or a collection.
+fn verb_of(method: &str, named: bool) -> &'static str {
+    match (method, named) {
+        ("GET", false) => "list",
+        ("GET", true) => "get",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) => "delete",
+        _ => panic!("unexpected method {method}"),
+    }
+}
+
+/// The Role and ClusterRole rules of each file: (file, cluster-scoped, rule).
+fn rules_of_files(files: &[&str]) -> Vec<(String, bool, Value)> {
+    let mut out = Vec::new();
+    for file in files {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+        for d in &docs {
+            let cluster_scoped = match d["kind"].as_str() {
+                Some("Role") => false,
+                Some("ClusterRole") => true,
+                _ => continue,
+            };
+            for r in d["rules"].as_array().unwrap() {
+                out.push((file.to_string(), cluster_scoped, r.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn strings(r: &Value, f: &str) -> Vec<String> {
+    r[f].as_array()
+        .map(|a| a.iter().map(|x| x.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Every request in `calls` is allowed by a rule of `files`, and every grant of `exact` (one
+/// of `files`) is used by one.
+pub(crate) fn roles_allow(files: &[&str], exact: &str, calls: &[crate::fake_kube::Call]) {
+    let rules = rules_of_files(files);
+    let mut used = std::collections::BTreeSet::new();
+    for call in calls {
+        let Some((cluster_scoped, group, resource, verb, name)) =
+            grant_needed(&call.method, &call.target)
+        else {
+            continue;
+        };
+        let at = rules.iter().position(|(_, cs, r)| {
+            let names = strings(r, "resourceNames");
+            *cs == cluster_scoped
+                && strings(r, "apiGroups").contains(&group)
+                && strings(r, "resources").contains(&resource)
+                && strings(r, "verbs").contains(&verb)
+                && (names.is_empty() || name.as_ref().is_some_and(|n| names.contains(n)))
+        });
+        let at = at.unwrap_or_else(|| {
+            panic!(
+                "{files:?} do not allow {verb} {group}/{resource} {name:?} ({} {})",
+                call.method, call.target
+            )
+        });
+        used.insert((at, group, resource, verb));
+    }
+    for (at, (file, _, r)) in rules.iter().enumerate() {
+        if file != exact {
+            continue;
+        }
+        for group in strings(r, "apiGroups") {
+            for resource in strings(r, "resources") {
+                for verb in strings(r, "verbs") {
+                    let grant = (at, group.clone(), resource.clone(), verb);
+                    assert!(
+                        used.contains(&grant),
+                        "{exact} grants {grant:?}, which is never used"
+                    );
+                }
+            }
+        }
+    }
 }
 
 fn rbac_allows_exactly(calls: &[crate::fake_kube::Call]) {
@@ -773,39 +860,9 @@ fn rbac_allows_exactly(calls: &[crate::fake_kube::Call]) {
         .any(|d| d["kind"] == "ServiceAccount" && d["metadata"]["name"] == "custody-planner"));
     let all = serde_json::to_string(&(&role, &cluster_role)).unwrap();
     assert!(!all.contains("secrets") && !all.contains('*'), "{all}");
-    let list = |r: &Value, f: &str| -> Vec<String> {
-        r[f].as_array()
-            .map(|a| a.iter().map(|x| x.as_str().unwrap().to_owned()).collect())
-            .unwrap_or_default()
-    };
-    let mut used = std::collections::BTreeSet::new();
-    for call in calls {
-        let Some((cluster_scoped, group, resource, verb, name)) =
-            grant_needed(&call.method, &call.target)
-        else {
-            continue;
-        };
-        let rules = if cluster_scoped { &cluster_role } else { &role };
-        let at = rules.iter().position(|r| {
-            let names = list(r, "resourceNames");
-            list(r, "apiGroups").contains(&group)
-                && list(r, "resources").contains(&resource)
-                && list(r, "verbs").contains(&verb)
-                && (names.is_empty() || name.as_ref().is_some_and(|n| names.contains(n)))
-        });
-        let at = at.unwrap_or_else(|| panic!("deploy/role-planner.yaml does not allow {verb} {group}/{resource} {name:?} ({} {})", call.method, call.target));
-        used.insert((cluster_scoped, at, group, resource, verb));
-    }
-    for (cluster_scoped, rules) in [(false, &role), (true, &cluster_role)] {
-        for (at, r) in rules.iter().enumerate() {
-            for group in list(r, "apiGroups") {
-                for resource in list(r, "resources") {
-                    for verb in list(r, "verbs") {
-                        let grant = (cluster_scoped, at, group.clone(), resource.clone(), verb);
-                        assert!(used.contains(&grant), "deploy/role-planner.yaml grants {grant:?}, which the planner never uses");
-                    }
-                }
-            }
-        }
-    }
+    roles_allow(
+        &["deploy/role-planner.yaml"],
+        "deploy/role-planner.yaml",
+        calls,
+    );
 }
