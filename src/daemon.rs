@@ -20,7 +20,7 @@ pub mod drafts;
 mod episodes;
 pub mod expiry;
 mod job;
-mod lease;
+pub(crate) mod lease;
 pub mod metrics;
 pub mod notify;
 pub mod plans;

@@ -421,7 +421,47 @@ impl Cluster {
             .await
     }
 
-    /// `send_once` with more headers: what an admin call through `pods/proxy` is sent with.
+    /// A call through `pods/proxy`, sent once with `headers`: the answer whatever its status (a
+    /// 5xx is the pod's or the proxy's answer, not a reason to send again), its body read up to
+    /// `max_bytes`. `None` when no answer came, or it was longer: the caller records only that,
+    /// never the error's text or the body (an admin endpoint's answer may echo its token).
+    pub async fn call_once(
+        &self,
+        request: (&http::Method, &str, Option<&str>),
+        headers: &[(http::HeaderName, http::HeaderValue)],
+        body: &[u8],
+        max_bytes: u64,
+    ) -> Option<(u16, Vec<u8>)> {
+        use futures_util::TryStreamExt;
+        use http_body_util::BodyExt;
+        let (method, path, content_type) = request;
+        let mut builder = http::Request::builder().method(method.clone()).uri(path);
+        if let Some(ct) = content_type {
+            builder = builder.header(http::header::CONTENT_TYPE, ct);
+        }
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        let request = builder.body(kube::client::Body::from(body.to_vec())).ok()?;
+        let response = self.client.send(request).await.ok()?;
+        let status = response.status().as_u16();
+        let mut bytes = Vec::new();
+        response
+            .into_body()
+            .into_data_stream()
+            .map_err(std::io::Error::other)
+            .into_async_read()
+            .take(max_bytes + 1)
+            .read_to_end(&mut bytes)
+            .await
+            .ok()?;
+        if bytes.len() as u64 > max_bytes {
+            return None;
+        }
+        Some((status, bytes))
+    }
+
+    /// `send_once` with more headers.
     pub async fn send_once_with(
         &self,
         method: &http::Method,

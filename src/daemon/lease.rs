@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 use crate::id::CaseId;
 use crate::store::{layout, Store, StoreError, StoreKey, StorePrefix};
 
-pub(super) use held::{retry_later, since, Held, Leases, Retry, Since};
+pub(super) use held::{retry_later, since, Retry, Since};
+pub(crate) use held::{Held, Leases};
 
 /// How long a claim lasts unless renewed; the holder renews it every third of this.
 pub const TTL: Duration = Duration::from_secs(60);

@@ -17,25 +17,28 @@
 
 use serde_json::json;
 
-use super::run::{Input, Recorder, Report};
+use super::run::{Recorder, Report};
 use crate::case::entry::{ActionsSealed, Details};
 use crate::id::BundleId;
+use crate::keys::SigningKey;
+use crate::plan::Plan;
 use crate::seal::{BagBuilder, BagInfo, BagPath};
+use crate::store::Store;
 use crate::store::StoreKey;
 
 /// The format of `data/results.json`.
 pub const RESULTS_FORMAT: &str = "custody-actions/1";
 
 /// Seals the execution's `actions` bundle into the case and journals it (`actions_sealed`).
-pub fn seal(
-    input: &Input<'_>,
+pub fn seal<S>(
+    store: &dyn Store,
+    key: &SigningKey,
+    plan: &Plan<S>,
     rec: &mut Recorder<'_>,
     report: &Report,
 ) -> Result<BundleId, String> {
-    let plan = input.plan;
     let case = plan.case().clone();
     let id = plan.id().clone();
-    let store = input.store;
     let now = time::OffsetDateTime::now_utc();
     let created_at = crate::timefmt::rfc3339(now);
     let bundle = BundleId::generate(now);
@@ -132,7 +135,7 @@ pub fn seal(
             ("Bundle-Id".into(), bundle.to_string()),
             ("Contents".into(), "actions".into()),
             ("Created-At".into(), created_at.clone()),
-            ("Key-Id".into(), input.key.public().id().to_string()),
+            ("Key-Id".into(), key.public().id().to_string()),
             ("Plan".into(), id.to_string()),
             (
                 "Tool".into(),
@@ -145,7 +148,7 @@ pub fn seal(
     let digest = plan.digest();
     crate::seal::store_sealed(
         store,
-        input.key,
+        key,
         rec.journal(),
         (&bundle, &created_at),
         sealed,

@@ -45,18 +45,45 @@ impl Prepared {
     }
 }
 
-/// The Secret an earlier run of step `number` created (its create answered, and the answer held
-/// the values sent), with its values' SHA-256: the name a resumed run uses again.
-fn created_before(history: &History, number: u32) -> Option<(String, Value)> {
-    history.writes.get(&number)?.iter().rev().find_map(|w| {
+/// The Secret an earlier run of `step` created, with its values' SHA-256: the name a resumed run
+/// uses again. Only a name of the plan's template, journaled as intended by a `step_started`,
+/// sent (`sending`) and then answered as created with the values sent, counts; a create with any
+/// other record (unknown, taken, refused) is never adopted.
+fn created_before(history: &History, step: &Step) -> Option<(String, Value)> {
+    let template = planned_secret_name(step)?;
+    let writes = history.writes.get(&step.number)?;
+    let intended = |object: &str| {
+        history.started.get(&step.number).is_some_and(|s| {
+            s.iter()
+                .any(|st| st.intended.iter().any(|i| i.object == object))
+        })
+    };
+    writes.iter().enumerate().rev().find_map(|(at, w)| {
         let name = w.object.strip_prefix("Secret ")?.split_once('/')?.1;
-        (w.phase == WritePhase::Answered && w.outcome.as_deref() == Some("applied")).then(|| {
+        let created = w.phase == WritePhase::Answered
+            && w.outcome.as_deref() == Some("applied")
+            && w.values_sha256.is_some()
+            && secret_create::from_template(template, name)
+            && intended(&w.object)
+            && writes[..at]
+                .iter()
+                .any(|x| x.object == w.object && x.phase == WritePhase::Sending);
+        created.then(|| {
             (
                 name.to_owned(),
                 serde_json::to_value(&w.values_sha256).unwrap_or(Value::Null),
             )
         })
     })
+}
+
+/// The plan's name for the new Secret (`<secret>-<plan>-{{random}}`).
+fn planned_secret_name(step: &Step) -> Option<&str> {
+    secret_change(step)?
+        .after
+        .as_ref()?
+        .pointer("/metadata/name")?
+        .as_str()
 }
 
 /// Prepares `step`: for a rotation whose Secret no earlier run created, a fresh name (never one
@@ -71,14 +98,10 @@ pub fn prepare(
     let StepDetail::RotateSecrets { keys, .. } = &step.detail else {
         return Ok(Prepared::Other);
     };
-    if let Some((name, _)) = created_before(history, step.number) {
+    if let Some((name, _)) = created_before(history, step) {
         return Ok(Prepared::Rotate { name, values: None });
     }
-    let template = secret_change(step)
-        .and_then(|c| c.after.as_ref())
-        .and_then(|a| a.pointer("/metadata/name"))
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let template = planned_secret_name(step).unwrap_or_default();
     let name = secret_create::fresh_name(template).map_err(|message| ExecuteError::Plan {
         plan: plan.clone(),
         message,
@@ -443,7 +466,7 @@ async fn rotate(
             p.report
                 .applied
                 .push(format!("create {secret_label} (by an earlier run)"));
-            created_before(cx.history, step.number).map_or(Value::Null, |(_, v)| v)
+            created_before(cx.history, step).map_or(Value::Null, |(_, v)| v)
         }
     };
     for change in &patches {
@@ -451,18 +474,26 @@ async fn rotate(
         let Some(request) = crate::propose::request_naming(change, &name) else {
             return fail(cx, step, p, format!("{}: cannot be sent", esc(&what)));
         };
+        // The Deployment as it is before the patch, for the actions bundle (and, resumed,
+        // whether an earlier run's patch landed).
+        let before = current(cx.cluster, &request).await;
         if p.resumed {
             let refs = deployments
                 .iter()
                 .find(|d| d.deployment == change.object.name)
                 .map(|d| d.references.as_slice())
                 .unwrap_or_default();
-            if let Some(now) = current(cx.cluster, &request).await {
+            if let Some(now) = &before {
                 let repointed = !refs.is_empty()
                     && refs
                         .iter()
                         .all(|r| now.pointer(&r.path).and_then(Value::as_str) == Some(&name));
                 if repointed {
+                    p.report.objects.push(Written {
+                        object: label(&change.object),
+                        before: None,
+                        after: before.clone(),
+                    });
                     p.report.applied.push(format!("{what} (by an earlier run)"));
                     continue;
                 }
@@ -472,7 +503,7 @@ async fn rotate(
             Ok(stored) => {
                 p.report.objects.push(Written {
                     object: label(&change.object),
-                    before: None,
+                    before,
                     after: stored,
                 });
                 p.report.applied.push(what);

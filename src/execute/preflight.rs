@@ -48,22 +48,31 @@ pub struct StaleStep {
 /// cluster as it is (matched by kind, target and namespace, since numbers shift when a step
 /// comes or goes). Empty when every step still runs as approved.
 pub fn stale_steps(planned: &PlanDoc, now: &PlanDoc) -> Vec<StaleStep> {
-    stale_of(&planned.steps, &now.steps)
+    stale_of(&planned.steps, &now.steps, &Resume::default())
+}
+
+/// What earlier runs of the plan did: steps done (not compared) and steps started and not
+/// finished (compared only where their own writes cannot have changed what is read).
+#[derive(Clone, Debug, Default)]
+pub struct Resume {
+    pub done: BTreeSet<u32>,
+    pub started: BTreeSet<u32>,
 }
 
 /// Steps that will not run (refused or with nothing to do when planned) are not compared. A
 /// policy may list one target for a kind more than once: the n-th such step is compared with
 /// the n-th made now.
-fn stale_of(planned: &[Step], now: &[Step]) -> Vec<StaleStep> {
+fn stale_of(planned: &[Step], now: &[Step], resume: &Resume) -> Vec<StaleStep> {
     let mut out = Vec::new();
     for (i, step) in planned.iter().enumerate() {
-        if step.status != StepStatus::Planned {
+        if step.status != StepStatus::Planned || resume.done.contains(&step.number) {
             continue;
         }
         let nth = planned[..i].iter().filter(|s| same_step(s, step)).count();
         let again = now.iter().filter(|s| same_step(s, step)).nth(nth);
         let changes = match again {
             None => vec!["the step is no longer planned: its target is gone from the plan".into()],
+            Some(again) if resume.started.contains(&step.number) => resumed_changes(step, again),
             Some(again) => step_changes(step, again),
         };
         if !changes.is_empty() {
@@ -117,6 +126,42 @@ fn step_changes(planned: &Step, now: &Step) -> Vec<String> {
     out
 }
 
+/// A step an earlier run started and did not finish: its own writes changed the policies it
+/// wrote (and a policy it created now selects the target), and a rotation's own patches changed
+/// the references it read, so those are not compared; a rotation's remaining patches are
+/// guarded by their `test` ops. Every other policy of the namespace, the set of policies
+/// selecting the target (but for those the step creates), and other engines' policies are.
+fn resumed_changes(planned: &Step, now: &Step) -> Vec<String> {
+    if planned.kind != StepKind::BlockIps {
+        return Vec::new();
+    }
+    let written: BTreeSet<&str> = planned
+        .changes
+        .iter()
+        .map(|c| c.object.name.as_str())
+        .collect();
+    let created: BTreeSet<&str> = planned
+        .changes
+        .iter()
+        .filter(|c| c.op == crate::plan::document::ChangeOp::Create)
+        .map(|c| c.object.name.as_str())
+        .collect();
+    let mask = |p: &crate::plan::document::Preconditions, drop_created: bool| {
+        let mut p = p.clone();
+        p.network_policies
+            .retain(|n, _| !written.contains(n.as_str()));
+        if drop_created {
+            p.selecting.retain(|n| !created.contains(n.as_str()));
+        }
+        p.deployment_refs.clear();
+        p
+    };
+    stale::changes(
+        &mask(&planned.preconditions, false),
+        &mask(&now.preconditions, true),
+    )
+}
+
 /// The plan's pinned evidence out of everything the case's store holds (`propose::evidence`,
 /// which verified the journal and every sealed bundle): only the bundles the plan pins, each
 /// still sealed with the archive SHA-256 pinned.
@@ -167,6 +212,17 @@ pub async fn check(
     plan: &PlanDoc,
     input: &BuildInput<'_>,
 ) -> Result<Vec<StaleStep>, PreflightError> {
+    check_resumed(cluster, plan, input, &Resume::default()).await
+}
+
+/// `check`, for a run that resumes: the steps `resume` says are done are not compared, those
+/// started and not finished only as `resumed_changes` says.
+pub async fn check_resumed(
+    cluster: &crate::kube::Cluster,
+    plan: &PlanDoc,
+    input: &BuildInput<'_>,
+    resume: &Resume,
+) -> Result<Vec<StaleStep>, PreflightError> {
     let given: BTreeSet<&str> = input
         .evidence
         .suspicious
@@ -209,7 +265,7 @@ pub async fn check(
     same_cluster(&uid)?;
     let now = propose::plan_now(cluster, input, &plan.plan).await?;
     same_cluster(&now.cluster.kube_system_uid)?;
-    Ok(stale_steps(plan, &now))
+    Ok(stale_of(&plan.steps, &now.steps, resume))
 }
 
 /// Journals that `plan` of `case` (digest `digest`) was refused as stale, with each stale step: a

@@ -41,12 +41,16 @@ pub async fn rollout(
                         .pointer("/status/conditions")
                         .and_then(Value::as_array)
                         .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"));
-                    if progressing.is_some_and(|c| c["reason"] == "ProgressDeadlineExceeded") {
-                        return Err(format!("{what} has timed out progressing (ProgressDeadlineExceeded): its new pods do not become available"));
-                    }
                     let want = n("/spec/replicas").unwrap_or(1);
                     let observed = n("/status/observedGeneration").unwrap_or(0);
                     let generation = n("/metadata/generation").unwrap_or(i64::MAX);
+                    // A condition of an earlier rollout counts only once the controller has
+                    // seen this generation.
+                    if observed >= generation
+                        && progressing.is_some_and(|c| c["reason"] == "ProgressDeadlineExceeded")
+                    {
+                        return Err(format!("{what} has timed out progressing (ProgressDeadlineExceeded): its new pods do not become available"));
+                    }
                     let status = |p: &str| n(p).unwrap_or(0);
                     let done = observed >= generation
                         && status("/status/updatedReplicas") == want
@@ -77,4 +81,35 @@ pub async fn rollout(
         }
         tokio::time::sleep(ROLLOUT_POLL).await;
     }
+}
+
+/// Why the Deployment `target` names cannot be rolled out now (it is paused, or cannot be
+/// read), or `None`.
+pub async fn paused(
+    cluster: &Cluster,
+    target: &crate::containment::cluster::Target,
+) -> Option<String> {
+    let what = format!(
+        "Deployment {}/{}",
+        esc(&target.namespace),
+        esc(&target.name)
+    );
+    let answer = match cluster
+        .send(&http::Method::GET, &target.object_path(), None, &[])
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => return Some(format!("cannot read {what}: {}", esc(&e.message))),
+    };
+    if answer.status != 200 {
+        let (reason, message) = status_text(&answer);
+        return Some(format!(
+            "cannot read {what}: {} {reason}: {message}",
+            answer.status
+        ));
+    }
+    let d: Value = serde_json::from_slice(&answer.body).ok()?;
+    (d.pointer("/spec/paused") == Some(&Value::Bool(true))).then(|| {
+        format!("{what} is paused: a repointed Deployment would never roll out; resume it first")
+    })
 }

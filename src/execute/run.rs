@@ -246,10 +246,76 @@ impl<'a> Recorder<'a> {
     }
 }
 
+/// What earlier runs of `plan` left, read before anything else (no quorum, clock or cluster is
+/// needed for it): the plan executed to the end (`AlreadyDone`), or every planned step done and
+/// only the `actions` bundle left to seal — sealed now. `None`: there are steps to run.
+pub fn settled<S>(
+    store: &dyn Store,
+    key: &SigningKey,
+    actor: &str,
+    plan: &Plan<S>,
+) -> Result<Option<Ended>, ExecuteError> {
+    let case = plan.case();
+    let journal_error = |message: String| ExecuteError::Journal {
+        case: case.clone(),
+        message,
+    };
+    let chain = crate::plan::store::trusted_chain(store, case, plan.trusted())
+        .map_err(|e| journal_error(e.to_string()))?;
+    let history = History::of(&chain, plan.id(), plan.digest());
+    if let Some(bundle) = history.done_bundle {
+        return Ok(Some(Ended::AlreadyDone { bundle }));
+    }
+    let planned: Vec<&Step> = plan
+        .doc()
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Planned)
+        .collect();
+    if planned.is_empty() || !planned.iter().all(|s| history.done.contains(&s.number)) {
+        return Ok(None);
+    }
+    let head = chain
+        .head()
+        .ok_or_else(|| journal_error("it is empty".into()))?;
+    let mut rec = Recorder::new(store, key, case, actor, head);
+    let steps = plan
+        .doc()
+        .steps
+        .iter()
+        .map(|s| {
+            not(
+                s,
+                if s.status == StepStatus::Planned {
+                    StepOutcome::DoneBefore
+                } else {
+                    StepOutcome::NotPlanned
+                },
+            )
+        })
+        .collect();
+    let mut report = Report {
+        outcome: ExecutionOutcome::Done,
+        steps,
+        actions_bundle: None,
+        actions_error: None,
+    };
+    match super::actions::seal(store, key, plan, &mut rec, &report) {
+        Ok(bundle) => report.actions_bundle = Some(bundle),
+        Err(e) => report.actions_error = Some(e),
+    }
+    Ok(Some(Ended::Ran(report)))
+}
+
 /// Runs `input.plan` on `cluster`: resumes where an earlier run stopped, refuses a stale plan
-/// (journaled), dry-runs, applies, and seals the `actions` bundle when it ends.
+/// (journaled), dry-runs, applies, and seals the `actions` bundle when it ends. The caller holds
+/// the case's claim for the whole run, so that no other execution or collection of the case
+/// writes in between.
 pub async fn execute(cluster: &Cluster, input: &Input<'_>) -> Result<Ended, ExecuteError> {
     let plan = input.plan;
+    if let Some(ended) = settled(input.store, input.key, input.actor, plan)? {
+        return Ok(ended);
+    }
     let case = plan.case();
     let digest = plan.digest();
     let journal_error = |message: String| ExecuteError::Journal {
@@ -259,23 +325,18 @@ pub async fn execute(cluster: &Cluster, input: &Input<'_>) -> Result<Ended, Exec
     let chain = crate::plan::store::trusted_chain(input.store, case, plan.trusted())
         .map_err(|e| journal_error(e.to_string()))?;
     let history = History::of(&chain, plan.id(), digest);
-    if let Some(bundle) = history.done_bundle {
-        return Ok(Ended::AlreadyDone { bundle });
-    }
     let steps = &plan.doc().steps;
+    let resume = preflight::Resume {
+        done: history.done.clone(),
+        started: history.started.keys().copied().collect(),
+    };
     let untouched: BTreeSet<u32> = steps
         .iter()
         .filter(|s| s.status == StepStatus::Planned)
-        .filter(|s| !history.done.contains(&s.number) && !history.started.contains_key(&s.number))
+        .filter(|s| !resume.done.contains(&s.number) && !resume.started.contains(&s.number))
         .map(|s| s.number)
         .collect();
-    // Only the steps no run has touched are compared: the others' own writes changed what
-    // the plan made again would read.
-    let stale: Vec<StaleStep> = preflight::check(cluster, plan.doc(), &input.build)
-        .await?
-        .into_iter()
-        .filter(|s| untouched.contains(&s.number))
-        .collect();
+    let stale = preflight::check_resumed(cluster, plan.doc(), &input.build, &resume).await?;
     if !stale.is_empty() {
         preflight::record_stale(
             input.store,
@@ -297,9 +358,7 @@ pub async fn execute(cluster: &Cluster, input: &Input<'_>) -> Result<Ended, Exec
             );
         }
     }
-    let refused = dry_run(cluster, steps, &untouched, &prepared).await;
-    let chain =
-        journal::check_chain(input.store, case).map_err(|e| journal_error(e.to_string()))?;
+    let refused = dry_run(cluster, steps, (&untouched, &history.done), &prepared).await;
     let head = chain
         .head()
         .ok_or_else(|| journal_error("it is empty".into()))?;
@@ -327,14 +386,14 @@ pub async fn execute(cluster: &Cluster, input: &Input<'_>) -> Result<Ended, Exec
         required: plan.required(),
     }))?;
     let mut reports = Vec::new();
-    let mut failed = false;
+    // A refusal stops the execution before its first change: the refused steps fail, no step
+    // runs.
+    let mut failed = !refused.is_empty();
     for step in steps {
         let report = if step.status != StepStatus::Planned {
             not(step, StepOutcome::NotPlanned)
         } else if history.done.contains(&step.number) {
             not(step, StepOutcome::DoneBefore)
-        } else if failed {
-            not(step, StepOutcome::NotRun)
         } else if let Some((number, why)) = refused.iter().find(|(n, _)| *n == step.number) {
             let error =
                 format!("the server-side dry-run refused a change, so nothing was applied: {why}");
@@ -349,6 +408,8 @@ pub async fn execute(cluster: &Cluster, input: &Input<'_>) -> Result<Ended, Exec
             let mut r = not(step, StepOutcome::Failed);
             r.error = Some(error);
             r
+        } else if failed {
+            not(step, StepOutcome::NotRun)
         } else {
             let prepared = prepared.remove(&step.number);
             let mut cx = super::apply::Cx {
@@ -360,7 +421,16 @@ pub async fn execute(cluster: &Cluster, input: &Input<'_>) -> Result<Ended, Exec
                 policy: &input.build.policies.containment,
                 rollout_timeout: input.rollout_timeout,
             };
-            super::apply::apply(&mut cx, step, prepared).await?
+            match super::apply::apply(&mut cx, step, prepared).await {
+                Ok(r) => r,
+                // The journal cannot be written: nothing more is sent. What the step sent is in
+                // its `step_write` entries up to here; a later run resumes from them.
+                Err(e) => {
+                    let mut r = not(step, StepOutcome::Failed);
+                    r.error = Some(format!("stopped: {e}; the journal records each write before it is sent, so some of this step's writes may have been applied: run execute again to resume"));
+                    r
+                }
+            }
         };
         if report.outcome == StepOutcome::Failed {
             failed = true;
@@ -378,7 +448,7 @@ pub async fn execute(cluster: &Cluster, input: &Input<'_>) -> Result<Ended, Exec
         actions_bundle: None,
         actions_error: None,
     };
-    match super::actions::seal(input, &mut rec, &report) {
+    match super::actions::seal(input.store, input.key, plan, &mut rec, &report) {
         Ok(bundle) => report.actions_bundle = Some(bundle),
         Err(e) => report.actions_error = Some(e),
     }
@@ -401,16 +471,20 @@ fn not(step: &Step, outcome: StepOutcome) -> StepReport {
 
 /// Dry-runs every change of the steps no run has touched, as it will be sent: the first
 /// refusal of each step, `(number, why)`. A change with no dry-run (a Secret, a call) is not
-/// asked.
+/// asked. A Deployment a rotation not yet done would repoint is read too: a paused one would
+/// never roll out, so it refuses the step before anything is changed.
 async fn dry_run(
     cluster: &Cluster,
     steps: &[Step],
-    untouched: &BTreeSet<u32>,
+    (untouched, done): (&BTreeSet<u32>, &BTreeSet<u32>),
     prepared: &BTreeMap<u32, super::apply::Prepared>,
 ) -> Vec<(u32, String)> {
     use crate::plan::document::DryRun;
     let mut refused = Vec::new();
-    for step in steps.iter().filter(|s| untouched.contains(&s.number)) {
+    for step in steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Planned && !done.contains(&s.number))
+    {
         let name = prepared
             .get(&step.number)
             .and_then(|p| p.new_secret())
@@ -426,6 +500,15 @@ async fn dry_run(
                 ));
                 break;
             };
+            if change.object.kind == "Deployment" {
+                if let Some(why) = super::rollout::paused(cluster, request.target()).await {
+                    refused.push((step.number, why));
+                    break;
+                }
+            }
+            if !untouched.contains(&step.number) {
+                continue;
+            }
             match crate::containment::cluster::dry_run(cluster, &request).await {
                 DryRun::Accepted { .. } => {}
                 DryRun::Refused {

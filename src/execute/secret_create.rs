@@ -73,7 +73,7 @@ pub fn fresh_name(planned: &str) -> Result<String, String> {
 }
 
 /// Whether `name` is `template` with its placeholder replaced by 16 hex digits.
-fn from_template(template: &str, name: &str) -> bool {
+pub fn from_template(template: &str, name: &str) -> bool {
     let Some((head, tail)) = template.split_once(RANDOM_PLACEHOLDER) else {
         return false;
     };

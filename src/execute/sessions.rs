@@ -256,19 +256,21 @@ pub(super) async fn invalidate(
             let content_type = request.body.as_ref().map(|_| "application/json");
             let sent = tokio::time::timeout(
                 timeout,
-                cx.cluster.send_once_with(
-                    &request.method,
-                    &request.path,
-                    content_type,
+                cx.cluster.call_once(
+                    (&request.method, &request.path, content_type),
                     &headers,
                     &body,
+                    admin_call::MAX_ANSWER_BYTES as u64,
                 ),
             )
             .await;
             let outcome = match sent {
-                Ok(Ok(answer)) => Outcome::of(answer.status, &answer.body),
-                Ok(Err(e)) => Outcome::Unknown {
-                    error: esc(&e.message).into_owned(),
+                Ok(Some((status, answer))) => Outcome::of(status, &answer),
+                Ok(None) => Outcome::Unknown {
+                    error: format!(
+                        "no answer came (the connection failed or closed), or it was longer than {} bytes",
+                        admin_call::MAX_ANSWER_BYTES
+                    ),
                 },
                 Err(_) => Outcome::Unknown {
                     error: format!("no answer within {} s", timeout.as_secs()),

@@ -294,6 +294,21 @@ pub struct PlanPolicy {
     /// Whether the daemon proposes a plan by itself when an alert's case is sealed.
     #[serde(default)]
     pub propose_on_alert: bool,
+    /// When the daemon executes an approved plan: when asked (`manual`), or as soon as an
+    /// approval brings it to its quorum (`on_quorum`).
+    #[serde(default)]
+    pub execute: ExecuteWhen,
+}
+
+/// When the daemon executes an approved plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecuteWhen {
+    /// Only when asked (`plan execute`, or `POST …/execute`).
+    #[default]
+    Manual,
+    /// As soon as quorum is reached, by the daemon that recorded the approval.
+    OnQuorum,
 }
 
 impl Default for PlanPolicy {
@@ -302,6 +317,7 @@ impl Default for PlanPolicy {
             not_after: default_not_after(),
             veto: Veto::default(),
             propose_on_alert: false,
+            execute: ExecuteWhen::Manual,
         }
     }
 }

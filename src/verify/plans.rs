@@ -154,13 +154,7 @@ fn check_plan(
         &journaled,
         at,
     );
-    check_executed(
-        (case, id, &plan),
-        (&stored, &journaled),
-        chain,
-        options,
-        report,
-    );
+    check_executed((case, id, &plan), (&stored, &journaled), chain, report);
     for reason in &reasons {
         if let Some((code, number)) = problem_code(reason) {
             let subject = match number {
@@ -184,18 +178,19 @@ fn check_plan(
     Ok(())
 }
 
-/// A plan that was executed must have had quorum when its first execution started — with the
-/// approvals journaled before it, at its journal time — and have started before `not_after` and
-/// after the evidence it pins was sealed (`execution_without_quorum`,
-/// `executed_after_not_after`, `execution_before_evidence`).
+/// A plan that was executed must have had quorum each time an execution of it started — with
+/// the approvals journaled before that `execution_started` entry, at its journal time, by the
+/// roster the plan pins (the roster in force then is not recorded; an approver removed since
+/// does not make an old execution unsound) — and have started before `not_after` and after the
+/// evidence it pins was sealed (`execution_without_quorum`, `executed_after_not_after`,
+/// `execution_before_evidence`).
 fn check_executed(
     (case, id, plan): (&CaseId, &PlanId, &crate::plan::Plan<crate::plan::Proposed>),
     (stored, journaled): (&[crate::approval::StoredApproval], &[ApprovalRecorded]),
     chain: &CheckedChain,
-    options: &Options,
     report: &mut Report,
 ) {
-    let first = chain.entries.iter().find_map(|(e, _)| match &e.details {
+    let starts = chain.entries.iter().filter_map(|(e, _)| match &e.details {
         crate::case::Details::ExecutionStarted(x)
             if &x.plan == id && x.plan_sha256 == plan.digest() =>
         {
@@ -203,73 +198,71 @@ fn check_executed(
         }
         _ => None,
     });
-    let Some(started) = first else {
-        return;
-    };
-    let subject = StoreKey::JournalEntry(case.clone(), started.seq).path();
-    let seq = started.seq;
-    let Some(at) = crate::timefmt::parse(&started.at) else {
-        report.problem(
-            "journal",
-            subject,
-            format!("entry {seq} has no readable time"),
+    for started in starts {
+        let subject = StoreKey::JournalEntry(case.clone(), started.seq).path();
+        let seq = started.seq;
+        let Some(at) = crate::timefmt::parse(&started.at) else {
+            report.problem(
+                "journal",
+                subject,
+                format!("entry {seq} has no readable time"),
+            );
+            continue;
+        };
+        let before: Vec<u64> = plans::journaled_approvals(chain)
+            .into_iter()
+            .filter(|(s, _, r)| *s < seq && &r.plan == id)
+            .map(|(_, _, r)| r.approval)
+            .collect();
+        let journaled_before: Vec<ApprovalRecorded> = journaled
+            .iter()
+            .filter(|r| before.contains(&r.approval))
+            .cloned()
+            .collect();
+        let stored_before: Vec<crate::approval::StoredApproval> = stored
+            .iter()
+            .filter(|a| before.contains(&a.number))
+            .cloned()
+            .collect();
+        let (_, reasons) = plan.tally(
+            plan.pinned_roster(),
+            None,
+            &stored_before,
+            &journaled_before,
+            at,
         );
-        return;
-    };
-    let before: Vec<u64> = plans::journaled_approvals(chain)
-        .into_iter()
-        .filter(|(s, _, r)| *s < seq && &r.plan == id)
-        .map(|(_, _, r)| r.approval)
-        .collect();
-    let journaled_before: Vec<ApprovalRecorded> = journaled
-        .iter()
-        .filter(|r| before.contains(&r.approval))
-        .cloned()
-        .collect();
-    let stored_before: Vec<crate::approval::StoredApproval> = stored
-        .iter()
-        .filter(|a| before.contains(&a.number))
-        .cloned()
-        .collect();
-    let current = options.approvers.as_ref().unwrap_or(plan.pinned_roster());
-    let (_, reasons) = plan.tally(
-        current,
-        options.containment.as_ref(),
-        &stored_before,
-        &journaled_before,
-        at,
-    );
-    if !reasons.is_empty() {
-        report.problem(
-            "execution_without_quorum",
-            subject.clone(),
-            format!(
-                "entry {seq} starts executing plan {id}, which did not have quorum then: {}",
-                reasons
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-        );
-    }
-    if at > plan.not_after() {
-        report.problem(
-            "executed_after_not_after",
-            subject.clone(),
-            format!(
-                "entry {seq} starts executing plan {id} at {}, after its not_after {}",
-                started.at,
-                plan.doc().not_after
-            ),
-        );
-    }
-    if seq <= plan.doc().evidence.journal_head.seq {
-        report.problem(
-            "execution_before_evidence",
-            subject,
-            format!("entry {seq} starts executing plan {id} before the evidence it pins was sealed (journal head {})", plan.doc().evidence.journal_head.seq),
-        );
+        if !reasons.is_empty() {
+            report.problem(
+                "execution_without_quorum",
+                subject.clone(),
+                format!(
+                    "entry {seq} starts executing plan {id}, which did not have quorum then: {}",
+                    reasons
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            );
+        }
+        if at > plan.not_after() {
+            report.problem(
+                "executed_after_not_after",
+                subject.clone(),
+                format!(
+                    "entry {seq} starts executing plan {id} at {}, after its not_after {}",
+                    started.at,
+                    plan.doc().not_after
+                ),
+            );
+        }
+        if seq <= plan.doc().evidence.journal_head.seq {
+            report.problem(
+                "execution_before_evidence",
+                subject,
+                format!("entry {seq} starts executing plan {id} before the evidence it pins was sealed (journal head {})", plan.doc().evidence.journal_head.seq),
+            );
+        }
     }
 }
 

@@ -232,6 +232,20 @@ fn an_approved_plan_is_executed_once_and_its_actions_bundle_verifies() {
     }
     assert!(!contains(&out.stdout, &value) && !contains(&out.stderr, &value));
 
+    // The post-incident timeline, from the journal alone, names every approval and step.
+    let timeline = stdout(&w.run(&["cases", "timeline", &w.case, "--markdown"]));
+    for expected in [
+        "approve by alice@example.org",
+        "approve by bob@example.org",
+        "execution started",
+        "step 1 \\(block\\_ips\\) done",
+        "step 2 \\(rotate\\_secrets\\) done",
+        "step 3 \\(invalidate\\_sessions\\) done",
+        "execution done; actions bundle",
+    ] {
+        assert!(timeline.contains(expected), "{expected}: {timeline}");
+    }
+
     // Executed twice: the second run sends nothing.
     let before = (writes(&w).len(), w.kube.proxied().len());
     let out = execute(&w, &plan);
@@ -487,4 +501,54 @@ fn a_write_whose_answer_was_lost_is_found_applied_on_resume_and_the_role_allows_
         "deploy/role-containment.yaml",
         &w.kube.calls(),
     );
+}
+
+#[test]
+fn a_dry_run_refusal_or_a_paused_deployment_stops_the_execution_before_its_first_change() {
+    let w = World::new();
+    let plan = proposed(&w, 2);
+    admin_secret(&w);
+    // The Deployment paused since the plan was made (its references unchanged: not stale).
+    let mut d = w
+        .kube
+        .stored("apps/v1", "deployments", "api-gateway")
+        .unwrap();
+    d["spec"]["paused"] = json!(true);
+    w.kube.object(d.clone());
+    let out = execute(&w, &plan);
+    assert_code(&out, 1);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["steps"][0]["outcome"], "not_run", "{v}");
+    assert_eq!(v["steps"][1]["outcome"], "failed", "{v}");
+    assert!(
+        v["steps"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("is paused"),
+        "{v}"
+    );
+    assert_eq!(v["steps"][2]["outcome"], "not_run");
+    assert!(writes(&w).is_empty(), "{:?}", writes(&w));
+
+    // Resumed, the API server refuses the Deployment's patch at dry-run: still nothing sent.
+    d["spec"]["paused"] = json!(false);
+    w.kube.object(d);
+    w.kube.faults(|f| {
+        f.forbidden
+            .push("/apis/apps/v1/namespaces/waqiti/deployments/api-gateway".into())
+    });
+    let out = execute(&w, &plan);
+    assert_code(&out, 1);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["steps"][0]["outcome"], "not_run", "{v}");
+    assert_eq!(v["steps"][1]["outcome"], "failed", "{v}");
+    assert!(writes(&w).is_empty(), "{:?}", writes(&w));
+    assert!(w.kube.proxied().is_empty());
+
+    // Once the API server allows it, the same plan runs whole.
+    w.kube.faults(|f| f.forbidden.clear());
+    let out = execute(&w, &plan);
+    assert_success(&out);
+    let (code, text) = verify(&w, &w.sb.store());
+    assert_eq!(code, 0, "{text}");
 }

@@ -37,36 +37,80 @@ pub(in crate::cli) struct ExecuteArgs<'a> {
 pub(in crate::cli) fn execute(cli: &Cli, args: &ExecuteArgs<'_>) -> Result<ExitCode> {
     let case = CaseId::new(args.case)?;
     let id = PlanId::new(args.plan)?;
-    let trusted = trusted_key(args.public_key)?;
-    if trusted.is_none() {
-        eprintln!("warning: no --public-key: the daemon's proposals and the journal are checked against the keys the store publishes, which proves nothing by itself");
-    }
-    let store = open(cli)?;
-    let policies = crate::policy::load(policy_dir(cli).as_deref())?;
-    let roster = current_roster(cli, args.approvers)?;
     let key = match &cli.signing_key {
         Some(path) => SigningKey::load(path)?,
         None => keys::load_default().context(
             "the execution's journal entries are signed with a collector key: give --signing-key",
         )?,
     };
-    let loaded = plan::load(store.as_ref(), &case, &id, trusted.as_ref())?;
-    let evidence = match crate::propose::evidence(store.as_ref(), &case, &Default::default()) {
+    // The journal, its seals and a daemon's proposal must be signed by the key given, or by
+    // the key this execution signs with: a key the store publishes proves nothing.
+    let trusted = trusted_key(args.public_key)?.unwrap_or_else(|| key.public().clone());
+    let store = open(cli)?;
+    let policies = crate::policy::load(policy_dir(cli).as_deref())?;
+    let roster = current_roster(cli, args.approvers)?;
+    let loaded = plan::load(store.as_ref(), &case, &id, Some(&trusted))?;
+    let actor = actor();
+    let leases = crate::daemon::lease::Leases::new(format!("{actor} (plan execute)"));
+    let held = leases.hold(store.as_ref(), &case, |held| {
+        run_held(
+            cli,
+            args,
+            held,
+            (&key, &trusted, &actor),
+            (&policies, &roster),
+            &loaded,
+        )
+    });
+    match held {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: nothing was sent: cannot hold case {case} ({}): another execution or a collection of the case is under way; try again once it is over", esc(&e.to_string()));
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// The execution, under the case's claim.
+fn run_held(
+    cli: &Cli,
+    args: &ExecuteArgs<'_>,
+    store: &dyn crate::store::Store,
+    (key, trusted, actor): (&SigningKey, &crate::keys::PublicKey, &str),
+    (policies, roster): (&crate::policy::Policies, &crate::approval::Roster),
+    loaded: &plan::Plan<plan::Proposed>,
+) -> Result<ExitCode> {
+    let (case, id) = (loaded.case().clone(), loaded.id().clone());
+    // What earlier runs left needs no quorum, clock or cluster: an executed plan is reported,
+    // and a run whose steps were all done and whose bundle was not sealed is sealed now.
+    if let Some(ended) = run::settled(store, key, actor, loaded)? {
+        return report(cli, &case, &id, &ended);
+    }
+    refuse_while_collecting(store, &case)?;
+    let options = crate::verify::Options {
+        public_key: Some(trusted.clone()),
+        ..Default::default()
+    };
+    let evidence = match crate::propose::evidence(store, &case, &options) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {}", esc(&e.to_string()));
             return Ok(ExitCode::from(e.exit_code()));
         }
     };
-    let pinned = match crate::execute::preflight::pinned_evidence(&loaded.doc().evidence, &evidence)
-    {
+    let chain = plan::store::trusted_chain(store, &case, Some(trusted))?;
+    let pinned = plan::store::check_evidence(loaded.doc(), &chain)
+        .map_err(crate::execute::preflight::PreflightError::Evidence)
+        .and_then(|()| {
+            crate::execute::preflight::pinned_evidence(&loaded.doc().evidence, &evidence)
+        });
+    let pinned = match pinned {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: {}", esc(&e.to_string()));
+            eprintln!("error: nothing was sent: {}", esc(&e.to_string()));
             return Ok(ExitCode::from(1));
         }
     };
-    refuse_while_collecting(store.as_ref(), &case)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -79,14 +123,13 @@ pub(in crate::cli) fn execute(cli: &Cli, args: &ExecuteArgs<'_>) -> Result<ExitC
             .await
             .map_err(|e| anyhow::anyhow!("cannot read the cluster's identity: {e}"))?;
         let now = OffsetDateTime::now_utc();
-        let (stored, _) = plan::store::stored_approvals(store.as_ref(), &case, &id)?;
-        let chain = plan::store::trusted_chain(store.as_ref(), &case, trusted.as_ref())?;
+        let (stored, _) = plan::store::stored_approvals(store, &case, &id)?;
         let journaled: Vec<_> = plan::store::journaled_approvals(&chain)
             .into_iter()
             .map(|(_, _, r)| r)
             .collect();
         let approved = match loaded.approve_check(
-            &roster,
+            roster,
             &policies.containment,
             &stored,
             &journaled,
@@ -113,13 +156,13 @@ pub(in crate::cli) fn execute(cli: &Cli, args: &ExecuteArgs<'_>) -> Result<ExitC
             }
         };
         let input = run::Input {
-            store: store.as_ref(),
-            key: &key,
-            actor: &actor(),
+            store,
+            key,
+            actor,
             plan: &approved,
             build: crate::propose::BuildInput {
                 case: &case,
-                policies: &policies,
+                policies,
                 evidence: &pinned,
                 proposer: approved.doc().proposer.clone(),
                 roster_sha256: approved.doc().roster_sha256,

@@ -36,7 +36,7 @@ fn steps_are_matched_by_kind_and_target_and_each_difference_named() {
     ];
     // The same steps in another order: not stale.
     let swapped = vec![planned[1].clone(), planned[0].clone()];
-    assert_eq!(stale_of(&planned, &swapped), []);
+    assert_eq!(stale_of(&planned, &swapped, &Resume::default()), []);
 
     // One gone, one refused now, and its policy changed.
     let mut refused = step(StepKind::BlockIps, "web", StepStatus::Refused);
@@ -44,7 +44,7 @@ fn steps_are_matched_by_kind_and_target_and_each_difference_named() {
         .preconditions
         .network_policies
         .insert("web".into(), "5".into());
-    let stale = stale_of(&planned, &[refused]);
+    let stale = stale_of(&planned, &[refused], &Resume::default());
     assert_eq!(stale.len(), 2, "{stale:?}");
     assert_eq!(stale[0].target, "web");
     assert!(stale[0]
@@ -60,14 +60,17 @@ fn steps_are_matched_by_kind_and_target_and_each_difference_named() {
 
     // A step that was refused when planned will not run: it is not compared at all.
     let was_refused = vec![step(StepKind::BlockIps, "web", StepStatus::Refused)];
-    assert_eq!(stale_of(&was_refused, &[]), []);
+    assert_eq!(stale_of(&was_refused, &[], &Resume::default()), []);
     // One with nothing to do now is stale: what was approved would not be what runs.
     let idle = step(StepKind::BlockIps, "web", StepStatus::NothingToDo);
-    let stale = stale_of(&planned[..1], &[idle]);
+    let stale = stale_of(&planned[..1], &[idle], &Resume::default());
     assert_eq!(stale[0].changes, ["the step would have nothing to do now"]);
     // Another kind for the same target is another step.
     let rotate = vec![step(StepKind::RotateSecrets, "web", StepStatus::Planned)];
-    assert_eq!(stale_of(&planned[..1], &rotate).len(), 1);
+    assert_eq!(
+        stale_of(&planned[..1], &rotate, &Resume::default()).len(),
+        1
+    );
 }
 
 fn blocking(step: &mut Step, addresses: &[&str]) {
@@ -84,7 +87,7 @@ fn a_block_that_would_cover_other_addresses_now_is_stale() {
     blocking(&mut planned, &["198.51.100.7", "198.51.100.8"]);
     let mut now = planned.clone();
     blocking(&mut now, &["198.51.100.8", "198.51.100.9"]);
-    let stale = stale_of(std::slice::from_ref(&planned), &[now]);
+    let stale = stale_of(std::slice::from_ref(&planned), &[now], &Resume::default());
     let lines = &stale[0].changes;
     assert!(lines
         .iter()
@@ -94,7 +97,11 @@ fn a_block_that_would_cover_other_addresses_now_is_stale() {
         .any(|l| l.starts_with("198.51.100.9 would be blocked now")));
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(
-        stale_of(std::slice::from_ref(&planned), &[planned.clone()]),
+        stale_of(
+            std::slice::from_ref(&planned),
+            &[planned.clone()],
+            &Resume::default()
+        ),
         []
     );
 }
@@ -110,10 +117,10 @@ fn steps_of_one_kind_and_target_are_paired_in_order() {
     second.preconditions.deployment_refs =
         BTreeMap::from([("web".into(), BTreeMap::from([("/b".into(), "s2".into())]))]);
     let planned = vec![first.clone(), second.clone()];
-    assert_eq!(stale_of(&planned, &planned), []);
+    assert_eq!(stale_of(&planned, &planned, &Resume::default()), []);
     let mut refused = second;
     refused.status = StepStatus::Refused;
-    let stale = stale_of(&planned, &[first, refused]);
+    let stale = stale_of(&planned, &[first, refused], &Resume::default());
     assert_eq!(stale.len(), 1, "{stale:?}");
     assert_eq!(stale[0].number, 2);
 }
@@ -214,4 +221,69 @@ fn a_stale_plan_is_journaled_with_each_step_and_what_changed() {
         v["details"]["steps"][0],
         serde_json::json!({"changes": ["NetworkPolicy web changed"], "kind": "block_ips", "number": 1, "target": "web"})
     );
+}
+
+#[test]
+fn a_resumed_block_is_compared_but_for_what_its_own_writes_changed() {
+    use crate::plan::document::{ChangeOp, DryRun, ObjectChange, ObjectRef};
+    let change = |op: ChangeOp, name: &str| ObjectChange {
+        op,
+        object: ObjectRef {
+            api_version: "networking.k8s.io/v1".into(),
+            kind: "NetworkPolicy".into(),
+            namespace: Some("shop".into()),
+            name: name.into(),
+            resource_version: None,
+        },
+        before: None,
+        after: None,
+        patch: None,
+        dry_run: DryRun::NotRun { why: String::new() },
+    };
+    let mut planned = step(StepKind::BlockIps, "web", StepStatus::Planned);
+    planned.changes = vec![
+        change(ChangeOp::Replace, "web"),
+        change(ChangeOp::Create, "custody-block-web"),
+    ];
+    planned
+        .preconditions
+        .network_policies
+        .insert("other".into(), "7".into());
+    planned.preconditions.selecting = vec!["web".into()];
+    // The step's own writes: `web` replaced, the block policy created (and selecting).
+    let mut now = planned.clone();
+    now.preconditions
+        .network_policies
+        .insert("web".into(), "5".into());
+    now.preconditions
+        .network_policies
+        .insert("custody-block-web".into(), "6".into());
+    now.preconditions.selecting = vec!["custody-block-web".into(), "web".into()];
+    let resumed = Resume {
+        done: BTreeSet::new(),
+        started: BTreeSet::from([1]),
+    };
+    assert_eq!(stale_of(&[planned.clone()], &[now.clone()], &resumed), []);
+    // Compared afresh, those same writes would make it stale.
+    assert!(!stale_of(&[planned.clone()], &[now.clone()], &Resume::default()).is_empty());
+    // Anyone else's policy changed, or a new one selecting the target: stale even so.
+    let mut edited = now.clone();
+    edited
+        .preconditions
+        .network_policies
+        .insert("other".into(), "8".into());
+    edited.preconditions.selecting.push("allow-all".into());
+    let stale = stale_of(&[planned.clone()], &[edited], &resumed);
+    assert_eq!(stale.len(), 1);
+    let text = stale[0].changes.join("\n");
+    assert!(
+        text.contains("other") && text.contains("allow-all"),
+        "{text}"
+    );
+    // A step done is not compared at all.
+    let done = Resume {
+        done: BTreeSet::from([1]),
+        started: BTreeSet::from([1]),
+    };
+    assert_eq!(stale_of(&[planned], &[], &done), []);
 }
