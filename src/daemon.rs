@@ -18,6 +18,7 @@ pub mod alerts;
 pub mod config;
 pub mod drafts;
 mod episodes;
+pub mod execution;
 pub mod expiry;
 mod job;
 pub(crate) mod lease;

@@ -118,6 +118,12 @@ pub fn router(state: AppState) -> Router {
                 .route_layer(body())
                 .route_layer(analyst()),
         )
+        .route(
+            "/api/v1/cases/{id}/plans/{plan}/execute",
+            post(plans::execute)
+                .route_layer(body())
+                .route_layer(analyst()),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { Json(json!({"ok": true})) }))
         .route("/readyz", get(readyz))

@@ -65,7 +65,15 @@ pub async fn requeue_unfinished(daemon: Arc<Daemon>) {
             tokio::task::spawn_blocking(move || d.unfinished_jobs(cases)).await
         };
         match scan {
-            Ok(Ok((pending, unread))) => {
+            Ok(Ok(found)) => {
+                let (pending, unread) = (found.jobs, found.unread);
+                for (case, plan) in found.executions {
+                    tracing::info!(case = %case, plan = %plan, "resuming an unfinished plan execution");
+                    let d = daemon.clone();
+                    tokio::spawn(async move {
+                        let _ = d.execute_plan(case, plan, "resume").await;
+                    });
+                }
                 for job in pending {
                     tracing::info!(case = %job.case, "resuming an unfinished collection");
                     daemon.queued.fetch_add(1, Ordering::SeqCst);

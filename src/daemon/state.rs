@@ -29,16 +29,19 @@ impl Daemon {
     /// finish, and the cases whose journal could not be read (to look at again). A case whose
     /// collection ended but whose alert's resolve is not journaled keeps the resolve for later;
     /// the open plans of every case read are watched for expiry.
+    /// The collections to resume, the cases whose journal could not be read, and the plan
+    /// executions left unfinished.
     pub(super) fn unfinished_jobs(
         &self,
         cases: Option<Vec<CaseId>>,
-    ) -> Result<(Vec<Job>, Vec<CaseId>), StoreError> {
+    ) -> Result<Unfinished, StoreError> {
         let cases = match cases {
             Some(cases) => cases,
             None => self.store.list_cases()?,
         };
         let mut jobs = Vec::new();
         let mut unread = Vec::new();
+        let mut executions = Vec::new();
         for case in cases {
             let chain = match journal::check_chain(self.store.as_ref(), &case) {
                 Ok(chain) => chain,
@@ -49,6 +52,9 @@ impl Daemon {
                 }
             };
             self.expiries.watch_chain(&case, &chain);
+            for plan in Daemon::unfinished_executions(&chain) {
+                executions.push((case.clone(), plan));
+            }
             let state = CaseState::of(&chain);
             if state.collection_over() && !state.alert_resolved {
                 let episode = state
@@ -72,7 +78,11 @@ impl Daemon {
             }
         }
         self.metrics.open_plans(self.expiries.len());
-        Ok((jobs, unread))
+        Ok(Unfinished {
+            jobs,
+            unread,
+            executions,
+        })
     }
 
     /// The collection a case's opening records; `None` without a target to collect.
@@ -129,4 +139,12 @@ impl Daemon {
                   "journal_entries": state.entries, "bundles": bundles, "findings": state.findings}),
         )
     }
+}
+
+/// What the start-up scan found unfinished.
+pub(super) struct Unfinished {
+    pub jobs: Vec<Job>,
+    pub unread: Vec<CaseId>,
+    /// Plans whose execution started and was not sealed: a daemon stopped in the middle.
+    pub executions: Vec<(CaseId, crate::id::PlanId)>,
 }

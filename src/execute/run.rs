@@ -621,3 +621,28 @@ pub fn started_entry(
         target: step.target.clone(),
     })
 }
+
+/// The report of an execution as the API and `plan execute --json` give it.
+pub fn ended_json(case: &CaseId, id: &PlanId, ended: &Ended) -> (u16, serde_json::Value) {
+    match ended {
+        Ended::AlreadyDone { bundle } => (
+            200,
+            serde_json::json!({"case": case, "plan": id, "status": "already_executed", "actions_bundle": bundle}),
+        ),
+        Ended::Stale(steps) => (
+            409,
+            serde_json::json!({"case": case, "plan": id, "status": "stale", "stale_steps": steps}),
+        ),
+        Ended::Ran(r) => {
+            let done = r.outcome == ExecutionOutcome::Done && r.actions_error.is_none();
+            (
+                if done { 200 } else { 500 },
+                serde_json::json!({
+                    "case": case, "plan": id,
+                    "status": if r.outcome == ExecutionOutcome::Done { "executed" } else { "failed" },
+                    "steps": r.steps, "actions_bundle": r.actions_bundle, "actions_error": r.actions_error,
+                }),
+            )
+        }
+    }
+}

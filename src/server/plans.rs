@@ -140,9 +140,26 @@ pub(super) async fn approve(
     body: Bytes,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let (case, plan) = ids(id, plan)?;
-    let recorded = blocking(&s, move |d| d.record_approval(&case, &plan, &body)).await??;
+    let (c, p) = (case.clone(), plan.clone());
+    let recorded = blocking(&s, move |d| d.record_approval(&c, &p, &body)).await??;
     let value = serde_json::to_value(&recorded).map_err(|e| ApiError::Internal(e.to_string()))?;
+    s.daemon.after_approval(case, plan);
     Ok((StatusCode::CREATED, Json(value)))
+}
+
+/// `POST …/plans/{plan}/execute`: executes an approved plan (or resumes it), under the case's
+/// claim; answers the execution's report: 200 executed (now or before), 409 stale, 500 a step
+/// failed, 422 not approved or not executable here.
+pub(super) async fn execute(
+    State(s): State<AppState>,
+    UrlPath((id, plan)): UrlPath<(String, String)>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let (case, plan) = ids(id, plan)?;
+    let executed = s.daemon.clone().execute_plan(case, plan, "api").await?;
+    Ok((
+        StatusCode::from_u16(executed.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        Json(executed.body),
+    ))
 }
 
 #[cfg(test)]

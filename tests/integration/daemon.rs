@@ -637,24 +637,11 @@ fn a_store_that_cannot_record_is_answered_503_so_alertmanager_retries() {
     assert_eq!(json(&body)["alerts"][0]["outcome"], "opened");
 }
 
-/// Alertmanager's binary (Debian's `prometheus-alertmanager`, installed by scripts/test.sh).
-fn alertmanager_binary() -> PathBuf {
-    let path = PathBuf::from("/usr/bin/prometheus-alertmanager");
-    assert!(
-        path.is_file(),
-        "/usr/bin/prometheus-alertmanager is missing: scripts/test.sh installs Debian's prometheus-alertmanager"
-    );
-    path
-}
-
-#[test]
-fn a_real_alertmanager_firing_the_breach_alert_yields_one_sealed_case() {
+/// A real Alertmanager routing every alert to the daemon on `daemon_port` (short group and
+/// repeat intervals: several resends arrive within a test), started and ready; and its port.
+pub(crate) fn start_alertmanager(sb: &Sandbox, daemon_port: u16) -> (std::process::Child, u16) {
     let binary = alertmanager_binary();
-    let sb = Sandbox::new();
-    let kube = gateway_cluster();
-    let store = sb.store();
-    let config = daemon_config(&sb, store.to_str().unwrap(), Some(&kube), "");
-    let d = start(&sb, &config, "daemon");
+    let d_port = daemon_port;
     let am_port = free_port();
     let am_dir = sb.path("alertmanager");
     std::fs::create_dir_all(am_dir.join("data")).unwrap();
@@ -663,12 +650,12 @@ fn a_real_alertmanager_firing_the_breach_alert_yields_one_sealed_case() {
         am_dir.join("alertmanager.yml"),
         format!(
             "route:\n  receiver: custody\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 2s\nreceivers:\n  - name: custody\n    webhook_configs:\n      - url: http://127.0.0.1:{}/api/v1/alerts\n        send_resolved: true\n        http_config:\n          authorization:\n            type: Bearer\n            credentials_file: {}\n",
-            d.port,
+            d_port,
             sb.path("daemon/webhook.token").display()
         ),
     )
     .unwrap();
-    let mut am = std::process::Command::new(binary)
+    let am = std::process::Command::new(binary)
         .args([
             &format!(
                 "--config.file={}",
@@ -694,7 +681,11 @@ fn a_real_alertmanager_firing_the_breach_alert_yields_one_sealed_case() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let fired = Instant::now();
+    (am, am_port)
+}
+
+/// Fires the breach alert into the Alertmanager on `am_port`.
+pub(crate) fn fire_through(am_port: u16) {
     let starts = time::OffsetDateTime::now_utc();
     let alert = serde_json::json!([{
         "labels": {"alertname": BREACH, "severity": "critical", "service": "api-gateway"},
@@ -710,6 +701,28 @@ fn a_real_alertmanager_firing_the_breach_alert_yields_one_sealed_case() {
         alert.to_string().as_bytes(),
     );
     assert_eq!(code, 200, "{body}");
+}
+
+/// Alertmanager's binary (Debian's `prometheus-alertmanager`, installed by scripts/test.sh).
+fn alertmanager_binary() -> PathBuf {
+    let path = PathBuf::from("/usr/bin/prometheus-alertmanager");
+    assert!(
+        path.is_file(),
+        "/usr/bin/prometheus-alertmanager is missing: scripts/test.sh installs Debian's prometheus-alertmanager"
+    );
+    path
+}
+
+#[test]
+fn a_real_alertmanager_firing_the_breach_alert_yields_one_sealed_case() {
+    let sb = Sandbox::new();
+    let kube = gateway_cluster();
+    let store = sb.store();
+    let config = daemon_config(&sb, store.to_str().unwrap(), Some(&kube), "");
+    let d = start(&sb, &config, "daemon");
+    let (mut am, am_port) = start_alertmanager(&sb, d.port);
+    let fired = Instant::now();
+    fire_through(am_port);
     // Wait for the sealed case.
     let case = loop {
         let (_, list) = http(d.port, "GET", "/api/v1/cases", Some(ANALYST_TOKEN), b"");

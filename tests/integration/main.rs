@@ -27,6 +27,10 @@
 //! - `daemon_plans`: the daemon's plans: an alert's case sealed, a plan proposed by the daemon,
 //!   the notification received, approvals sent with `approve --server`, quorum reported; what
 //!   the plan endpoints refuse.
+//! - `daemon_execute`: containment end to end through the daemon — a real Alertmanager, the
+//!   case sealed, the plan proposed and approved with real `ssh-keygen` keys, executed on
+//!   quorum, the policies' union, the Secret and the admin calls checked, the actions bundle
+//!   verified with the standard tools; a daemon killed mid-execution resuming it on restart.
 //! - `daemon_expiry`: plans past `not_after` journaled `plan_expired` and notified once by one of
 //!   two replicas; a rejected plan not announced; `verify` reports forged expiries.
 //! - `daemon_spool`: the daemon on S3 seals into its local spool: a case sealed while S3 is
@@ -66,6 +70,7 @@ mod cases;
 mod cli;
 mod compat;
 mod daemon;
+mod daemon_execute;
 mod daemon_expiry;
 mod daemon_plans;
 mod daemon_propose;

@@ -205,19 +205,7 @@ fn report(cli: &Cli, case: &CaseId, id: &PlanId, ended: &Ended) -> Result<ExitCo
         Ended::Ran(_) => ExitCode::from(1),
     };
     if cli.json {
-        let value = match ended {
-            Ended::AlreadyDone { bundle } => serde_json::json!({
-                "case": case, "plan": id, "status": "already_executed", "actions_bundle": bundle,
-            }),
-            Ended::Stale(steps) => serde_json::json!({
-                "case": case, "plan": id, "status": "stale", "stale_steps": steps,
-            }),
-            Ended::Ran(r) => serde_json::json!({
-                "case": case, "plan": id,
-                "status": match r.outcome { ExecutionOutcome::Done => "executed", ExecutionOutcome::Failed => "failed" },
-                "steps": r.steps, "actions_bundle": r.actions_bundle, "actions_error": r.actions_error,
-            }),
-        };
+        let (_, value) = run::ended_json(case, id, ended);
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(code);
     }

@@ -70,6 +70,14 @@ impl FakeKube {
         self.state.lock().unwrap().rollout.lag = gets;
     }
 
+    /// The controller catches up: every rollout under way is seen at the next GET.
+    pub fn catch_up_rollouts(&self) {
+        let mut st = self.state.lock().unwrap();
+        for p in st.rollout.pending.values_mut() {
+            p.gets_left = 0;
+        }
+    }
+
     /// The Deployment's rollouts stall from now on: its new pods never become ready.
     pub fn stall_rollout(&self, name: &str) {
         let mut st = self.state.lock().unwrap();
