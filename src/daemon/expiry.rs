@@ -228,7 +228,7 @@ impl Daemon {
                         quorum_reached: d.quorum_reached,
                     });
                 }
-                Ok(Expiry::AlreadyRecorded | Expiry::Rejected) => {
+                Ok(Expiry::AlreadyRecorded | Expiry::Rejected | Expiry::Executed) => {
                     self.expiries.forget(&case, &plan);
                 }
                 // Another clock: the plan says when, and the watcher waits for it.

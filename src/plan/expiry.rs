@@ -28,6 +28,8 @@ pub enum Expiry {
     AlreadyRecorded,
     /// A reject ended the plan: it is not recorded as expired.
     Rejected,
+    /// The plan's execution started before: it did not expire unexecuted.
+    Executed,
     /// `not_after` is not past on this clock yet.
     NotYet,
 }
@@ -46,6 +48,9 @@ pub fn expire(
     let chain = journal::check_chain(store, plan.case())?;
     if recorded(&chain, plan.id()) {
         return Ok(Expiry::AlreadyRecorded);
+    }
+    if executed(&chain, plan.id()) {
+        return Ok(Expiry::Executed);
     }
     if now <= plan.not_after() {
         return Ok(Expiry::NotYet);
@@ -105,9 +110,18 @@ pub fn journaled_expiries(chain: &CheckedChain) -> impl Iterator<Item = (u64, &P
     })
 }
 
+/// Whether an execution of `plan` started.
+fn executed(chain: &CheckedChain, plan: &PlanId) -> bool {
+    chain
+        .entries
+        .iter()
+        .any(|(e, _)| matches!(&e.details, Details::ExecutionStarted(x) if &x.plan == plan))
+}
+
 /// The plans of the journal that may still expire, with their `not_after` as proposed: the
-/// last `plan_proposed` of each plan, unless the plan is recorded as expired or a journaled
-/// reject ended it. A `not_after` that is not a time is left to `load` to refuse.
+/// last `plan_proposed` of each plan, unless the plan is recorded as expired, a journaled
+/// reject ended it, or its execution started. A `not_after` that is not a time is left to
+/// `load` to refuse.
 pub fn open_plans(chain: &CheckedChain) -> Vec<(PlanId, OffsetDateTime)> {
     let mut open = std::collections::BTreeMap::new();
     for (e, _) in &chain.entries {
@@ -118,6 +132,9 @@ pub fn open_plans(chain: &CheckedChain) -> Vec<(PlanId, OffsetDateTime)> {
                 }
             }
             Details::PlanExpired(x) => {
+                open.remove(&x.plan);
+            }
+            Details::ExecutionStarted(x) => {
                 open.remove(&x.plan);
             }
             Details::ApprovalRecorded(a) if a.decision == Decision::Reject => {
