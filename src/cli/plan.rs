@@ -356,7 +356,9 @@ pub(super) fn propose(
         Err(e) => return Ok(fail(e)),
     };
     let signer = plan::store::ProposalSigner::Person(key);
-    let stored = plan::propose(store.as_ref(), &collector, &doc, &roster_text, signer)?;
+    let stored = under_claim(store.as_ref(), &case, "plan propose", |held| {
+        Ok(plan::propose(held, &collector, &doc, &roster_text, signer)?)
+    })?;
     let loaded = plan::load(store.as_ref(), &case, &stored.plan, None)?;
     if cli.json {
         println!(
@@ -376,6 +378,22 @@ pub(super) use server::{approve_on_server, propose_on_server};
 
 /// The statement `args` ask for about plan `id` of `case` (digest `digest`), signed by the
 /// principal `--principal` names, else the one `roster` gives the key now.
+/// Runs `work` under the case's claim (the record the daemon's replicas and `plan execute`
+/// share), so that its journal entry never comes between an execution's or a collection's
+/// entries and the seal that pins them.
+fn under_claim<T>(
+    store: &dyn Store,
+    case: &CaseId,
+    what: &str,
+    work: impl FnOnce(&dyn Store) -> Result<T>,
+) -> Result<T> {
+    let user = std::env::var("USER").unwrap_or_else(|_| "custody".into());
+    let leases = crate::daemon::lease::Leases::new(format!("{user} ({what})"));
+    leases
+        .hold(store, case, |held| work(held))
+        .map_err(|e| anyhow::anyhow!("case {case} is held ({e}): an execution or a collection is under way; try again once it is over"))?
+}
+
 /// A collection of the case under way (the daemon's, say) appends to its journal: an approval
 /// or a proposal appended now would break that collection's next append, so none is.
 fn refuse_while_collecting(store: &dyn Store, case: &CaseId) -> Result<()> {
@@ -486,7 +504,9 @@ pub(super) fn approve(cli: &Cli, args: &ApproveArgs<'_>) -> Result<ExitCode> {
         )?,
     };
     let now = OffsetDateTime::now_utc();
-    let recorded = plan.record(store.as_ref(), &journal_key, &bytes, &signature, now)?;
+    let recorded = under_claim(store.as_ref(), &case, "approve", |held| {
+        Ok(plan.record(held, &journal_key, &bytes, &signature, now)?)
+    })?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&recorded)?);
     } else {

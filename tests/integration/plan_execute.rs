@@ -269,7 +269,7 @@ fn a_plan_without_quorum_or_on_a_changed_cluster_writes_nothing() {
     assert_code(&out, 4);
     assert!(writes(&w).is_empty(), "{:?}", writes(&w));
 
-    // The second approval arrives, but the policy was edited since the plan read it.
+    // With quorum, but custody's clock an hour off the API server's: refused, nothing sent.
     let bob = w.keys[1].private.to_str().unwrap();
     let shown = w.run(&["--json", "plan", "show", &w.case, &plan]);
     let digest = serde_json::from_slice::<Value>(&shown.stdout).unwrap()["sha256"]
@@ -277,6 +277,18 @@ fn a_plan_without_quorum_or_on_a_changed_cluster_writes_nothing() {
         .unwrap()
         .to_owned();
     assert_success(&w.run(&["approve", &w.case, &plan, "--key", bob, "--sha256", &digest]));
+    w.kube.faults(|f| f.clock_skew = 3600);
+    let out = w.run(&["plan", "execute", &w.case, &plan]);
+    assert_code(&out, 4);
+    assert!(
+        stderr(&out).contains("s off the API server's Date"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(writes(&w).is_empty(), "{:?}", writes(&w));
+    w.kube.faults(|f| f.clock_skew = 0);
+
+    // The clocks agree, but the policy was edited since the plan read it.
     w.kube.object(json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": "gateway-ingress"},
         "spec": {"podSelector": {"matchLabels": {"app": "api-gateway"}}, "policyTypes": ["Ingress"],

@@ -147,7 +147,7 @@ fn run_held(
                         }))?
                     );
                 } else {
-                    eprintln!("plan {id} is not approved, so nothing was sent:");
+                    eprintln!("plan {id} cannot be executed now (no quorum, or its checks refuse it), so nothing was sent:");
                     for r in &refusal.reasons {
                         eprintln!("  - {}", esc(&r.to_string()));
                     }
