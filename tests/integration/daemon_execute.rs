@@ -260,6 +260,29 @@ fn an_alert_is_contained_on_quorum_and_the_actions_bundle_verifies() {
         "{name}"
     );
     assert_eq!(kube.secret(&name).unwrap()["immutable"], true);
+    // Its value is nowhere the daemon wrote: the store, its log.
+    let value = kube.secret_data(&name).unwrap()["API_KEY"].clone();
+    let encoded = aws_smithy_types::base64::encode(&value);
+    let mut written = vec![d.log.clone()];
+    let mut dirs = vec![store.clone()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            } else {
+                written.push(e.path());
+            }
+        }
+    }
+    for f in &written {
+        let bytes = std::fs::read(f).unwrap();
+        let holds = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        assert!(
+            !holds(&value) && !holds(encoded.as_bytes()) && !holds(b"admin-token-e2e"),
+            "{} holds a secret",
+            f.display()
+        );
+    }
     // Every Ready pod called once, with the token.
     let calls = kube.proxied();
     assert_eq!(calls.len(), 1, "one pod, one call");
