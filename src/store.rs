@@ -6,6 +6,7 @@
 
 pub mod layout;
 pub mod local;
+pub mod off_runtime;
 pub mod published;
 pub mod recording;
 pub mod s3;
@@ -19,6 +20,7 @@ use crate::policy::storage::ObjectLockPolicy;
 
 pub use layout::{archive_name, StoreKey, StorePrefix};
 pub use local::LocalStore;
+pub use off_runtime::OffRuntime;
 pub use recording::Recording;
 use s3::{S3Location, S3Options, S3Store};
 

@@ -429,6 +429,7 @@ pub struct StepWrite {
     pub outcome: Option<String>,
     pub phase: WritePhase,
     pub plan: PlanId,
+    pub plan_sha256: Sha256Digest,
     /// The object's `resourceVersion` after the write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_version: Option<String>,

@@ -388,10 +388,26 @@ fn under_claim<T>(
     work: impl FnOnce(&dyn Store) -> Result<T>,
 ) -> Result<T> {
     let user = std::env::var("USER").unwrap_or_else(|_| "custody".into());
-    let leases = crate::daemon::lease::Leases::new(format!("{user} ({what})"));
+    let leases = crate::daemon::lease::Leases::new(claim_holder(&user, what));
     leases
         .hold(store, case, |held| work(held))
         .map_err(|e| anyhow::anyhow!("case {case} is held ({e}): an execution or a collection is under way; try again once it is over"))?
+}
+
+/// The holder a command's claim on a case is taken as: unique to this process, so that two
+/// commands (even of one user, or of a container without `USER`) never share a claim. A claim
+/// left by a killed command lapses when its record expires (`daemon::lease::TTL`, 60 s).
+pub(super) fn claim_holder(user: &str, what: &str) -> String {
+    use rand_core::RngCore;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut nonce = [0u8; 4];
+    rand_core::OsRng.fill_bytes(&mut nonce);
+    format!(
+        "{user}@{} ({what}, pid {}, {})",
+        host.trim(),
+        std::process::id(),
+        hex::encode(nonce)
+    )
 }
 
 /// A collection of the case under way (the daemon's, say) appends to its journal: an approval

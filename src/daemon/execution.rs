@@ -102,17 +102,17 @@ impl Daemon {
             let (status, body) = ended_json(case, id, ended);
             Executed { status, body }
         };
-        if let Some(ended) =
-            run::settled(store, &self.key, "custody", &loaded).map_err(|e| refused(&e))?
-        {
-            return Ok(executed(&ended));
-        }
         let chain = crate::plan::store::trusted_chain(store, case, Some(self.key.public()))
             .map_err(|e| PlansError::Unavailable(e.to_string()))?;
         if super::plans::collecting(&CaseState::of(&chain)) {
             return Err(PlansError::Busy(
                 "the case is being collected: send it again once its collection is over".into(),
             ));
+        }
+        if let Some(ended) =
+            run::settled(store, &self.key, "custody", &loaded).map_err(|e| refused(&e))?
+        {
+            return Ok(executed(&ended));
         }
         let provided = loaded.doc().steps.iter().any(|s| match &s.detail {
             StepDetail::RotateSecrets { keys, .. } => {
@@ -143,22 +143,36 @@ impl Daemon {
             .map(|(_, _, r)| r)
             .collect();
         let now = OffsetDateTime::now_utc();
-        let approved = loaded
-            .approve_check(
-                &roster.roster,
-                &self.policies.containment,
-                &stored,
-                &journaled,
-                now,
-                api_server_date,
-            )
-            .map_err(|r| {
-                PlansError::Refused(format!(
-                    "plan {id} is not approved, so nothing was sent: {r}"
-                ))
-            })?;
+        let approved = match loaded.approve_check(
+            &roster.roster,
+            &self.policies.containment,
+            &stored,
+            &journaled,
+            now,
+            api_server_date,
+        ) {
+            Ok(a) => a,
+            Err(r) => {
+                // An execution left unfinished whose not_after passed can never resume: it is
+                // closed, its actions bundle sealed as failed.
+                if now > loaded.not_after() {
+                    let why = "the execution could not resume: the plan's not_after passed";
+                    if let Some(report) =
+                        run::close_unfinished(store, &self.key, "custody", &loaded, why)
+                            .map_err(|e| refused(&e))?
+                    {
+                        return Ok(executed(&Ended::Ran(report)));
+                    }
+                }
+                return Err(PlansError::Refused(format!(
+                    "plan {id} cannot be executed now, so nothing was sent: {r}"
+                )));
+            }
+        };
+        // The store is reached from the execution's async code only through this.
+        let off = crate::store::OffRuntime(store);
         let input = run::Input {
-            store,
+            store: &off,
             key: &self.key,
             actor: "custody",
             plan: &approved,
@@ -208,19 +222,19 @@ impl Daemon {
         });
     }
 
-    /// The executions `chain` shows started and not sealed: a daemon stopped in the middle of
-    /// them resumes each at start-up.
+    /// The executions `chain` shows interrupted — started, not sealed, no step failed since —
+    /// which a daemon stopped in the middle of them resumes at start-up. One that ended with a
+    /// failed step and no sealed bundle is resumed only when asked.
     pub(super) fn unfinished_executions(chain: &journal::CheckedChain) -> Vec<PlanId> {
-        let mut open: Vec<PlanId> = Vec::new();
+        let mut plans: Vec<PlanId> = Vec::new();
         for (e, _) in &chain.entries {
-            match &e.details {
-                Details::ExecutionStarted(s) if !open.contains(&s.plan) => {
-                    open.push(s.plan.clone());
+            if let Details::ExecutionStarted(s) = &e.details {
+                if !plans.contains(&s.plan) {
+                    plans.push(s.plan.clone());
                 }
-                Details::ActionsSealed(a) => open.retain(|p| p != &a.plan),
-                _ => {}
             }
         }
-        open
+        plans.retain(|p| run::interrupted(chain, p));
+        plans
     }
 }

@@ -146,8 +146,10 @@ pub fn seal<S>(
     let sealed = bag.finish(&info).map_err(|e| e.to_string())?;
     let outcome = report.outcome;
     let digest = plan.digest();
+    // On S3, what the PUTs returned (versions, locks) is journaled, as for evidence.
+    let recording = crate::store::Recording::new(store);
     crate::seal::store_sealed(
-        store,
+        &recording,
         key,
         rec.journal(),
         (&bundle, &created_at),
@@ -165,5 +167,19 @@ pub fn seal<S>(
         },
     )
     .map_err(|e| e.to_string())?;
+    let records = recording.records();
+    if !records.is_empty() {
+        let objects = crate::case::entry::ObjectsStored {
+            objects: records
+                .iter()
+                .map(crate::case::entry::ObjectReceipt::from)
+                .collect(),
+        };
+        rec.append(Details::ObjectsStored(objects)).map_err(|e| {
+            format!(
+                "the actions bundle is sealed, but its stored objects could not be journaled: {e}"
+            )
+        })?;
+    }
     Ok(bundle)
 }

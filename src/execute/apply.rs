@@ -219,17 +219,36 @@ pub(super) fn done(
     Ok(p.report)
 }
 
-/// The object as it is now (`None` when it does not exist or cannot be read).
-async fn current(cluster: &Cluster, request: &DryRunRequest) -> Option<Value> {
+/// The object as it is now: `None` when it does not exist (404); an error when it cannot be
+/// read, which a resumed step never takes for "absent" (it would send the write again).
+async fn current(cluster: &Cluster, request: &DryRunRequest) -> Result<Option<Value>, String> {
     let path = request.target().object_path();
+    let t = request.target();
+    let what = format!(
+        "{}/{} {}",
+        esc(&t.namespace),
+        esc(&t.name),
+        esc(&t.resource)
+    );
     let answer = cluster
         .send(&http::Method::GET, &path, None, &[])
         .await
-        .ok()?;
-    if answer.status != 200 {
-        return None;
+        .map_err(|e| {
+            format!(
+                "cannot read {what} to tell whether an earlier run's write landed: {}",
+                esc(&e.message)
+            )
+        })?;
+    match answer.status {
+        200 => serde_json::from_slice(&answer.body)
+            .map(Some)
+            .map_err(|e| format!("{what}: the answer is not an object: {e}")),
+        404 => Ok(None),
+        code => {
+            let (reason, message) = crate::containment::cluster::status_text(&answer);
+            Err(format!("cannot read {what} to tell whether an earlier run's write landed: {code} {reason}: {message}"))
+        }
     }
-    serde_json::from_slice(&answer.body).ok()
 }
 
 /// Sends one write, journaled before and after: the object as stored, or why not.
@@ -241,13 +260,13 @@ async fn send(
 ) -> Result<Result<Option<Value>, String>, ExecuteError> {
     let plan = &cx.plan.plan;
     cx.rec.append(Details::StepWrite(write_entry(
-        plan,
+        (plan, cx.digest),
         number,
         change,
         WritePhase::Sending,
     )))?;
     let written = write::write(cx.cluster, request).await;
-    let mut entry = write_entry(plan, number, change, WritePhase::Answered);
+    let mut entry = write_entry((plan, cx.digest), number, change, WritePhase::Answered);
     let what = format!("{} {}", change.op.as_str(), esc(&label(&change.object)));
     let result = match &written {
         Write::Applied {
@@ -330,7 +349,11 @@ async fn block(
         };
         let wanted = change.after.as_ref().and_then(spec_sha256);
         if p.resumed {
-            if let Some(now) = current(cx.cluster, &request).await {
+            let now = match current(cx.cluster, &request).await {
+                Ok(now) => now,
+                Err(e) => return fail(cx, step, p, e),
+            };
+            if let Some(now) = now {
                 if wanted.is_some() && spec_sha256(&now) == wanted {
                     objects.push(json!({"object": label(&change.object), "resource_version": now.pointer("/metadata/resourceVersion"), "applied": "before"}));
                     p.report.objects.push(Written {
@@ -413,7 +436,12 @@ async fn rotate(
             let Some(planned) = change.after.as_ref() else {
                 return fail(cx, step, p, "the plan's Secret has no object".into());
             };
-            let mut entry = write_entry(&cx.plan.plan, step.number, change, WritePhase::Sending);
+            let mut entry = write_entry(
+                (&cx.plan.plan, cx.digest),
+                step.number,
+                change,
+                WritePhase::Sending,
+            );
             entry.object = secret_label.clone();
             cx.rec.append(Details::StepWrite(entry.clone()))?;
             let created = secret_create::create(cx.cluster, planned, &name, &values).await;
@@ -476,7 +504,11 @@ async fn rotate(
         };
         // The Deployment as it is before the patch, for the actions bundle (and, resumed,
         // whether an earlier run's patch landed).
-        let before = current(cx.cluster, &request).await;
+        let before = match current(cx.cluster, &request).await {
+            Ok(before) => before,
+            Err(e) if p.resumed => return fail(cx, step, p, e),
+            Err(_) => None,
+        };
         if p.resumed {
             let refs = deployments
                 .iter()

@@ -132,8 +132,33 @@ fn step_changes(planned: &Step, now: &Step) -> Vec<String> {
 /// guarded by their `test` ops. Every other policy of the namespace, the set of policies
 /// selecting the target (but for those the step creates), and other engines' policies are.
 fn resumed_changes(planned: &Step, now: &Step) -> Vec<String> {
-    if planned.kind != StepKind::BlockIps {
-        return Vec::new();
+    match planned.kind {
+        StepKind::BlockIps => {}
+        // Its own patches moved references off the old Secret; any other referrer of it since
+        // (a workload the step would refuse, a reference not planned) is stale.
+        StepKind::RotateSecrets => {
+            let mut out = Vec::new();
+            if now.status == StepStatus::Refused {
+                out.push(format!(
+                    "the step would be refused now: {}",
+                    esc(&now.refusals.join("; "))
+                ));
+            }
+            for (deployment, refs) in &now.preconditions.deployment_refs {
+                let planned_refs = planned.preconditions.deployment_refs.get(deployment);
+                for path in refs.keys() {
+                    if planned_refs.is_none_or(|p| !p.contains_key(path)) {
+                        out.push(format!(
+                            "Deployment {} references the Secret at {} now, which the plan does not repoint",
+                            esc(deployment),
+                            esc(path)
+                        ));
+                    }
+                }
+            }
+            return out;
+        }
+        StepKind::InvalidateSessions => return Vec::new(),
     }
     let written: BTreeSet<&str> = planned
         .changes

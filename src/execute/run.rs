@@ -166,7 +166,7 @@ impl History {
                 Details::StepStarted(s) if &s.plan == plan && s.plan_sha256 == digest => {
                     h.started.entry(s.number).or_default().push(s.clone());
                 }
-                Details::StepWrite(w) if &w.plan == plan => {
+                Details::StepWrite(w) if &w.plan == plan && w.plan_sha256 == digest => {
                     h.writes.entry(w.number).or_default().push(w.clone());
                 }
                 Details::StepDone(d) if &d.plan == plan && d.plan_sha256 == digest => {
@@ -307,6 +307,76 @@ pub fn settled<S>(
     Ok(Some(Ended::Ran(report)))
 }
 
+/// Closes an execution of `plan` that started and was never sealed and can no longer resume
+/// (its `not_after` passed, or it is stale): its `actions` bundle is sealed as failed, the steps
+/// not done reported with `why`. `None` when no execution of the plan is open.
+pub fn close_unfinished<S>(
+    store: &dyn Store,
+    key: &SigningKey,
+    actor: &str,
+    plan: &Plan<S>,
+    why: &str,
+) -> Result<Option<Report>, ExecuteError> {
+    let case = plan.case();
+    let journal_error = |message: String| ExecuteError::Journal {
+        case: case.clone(),
+        message,
+    };
+    let chain = crate::plan::store::trusted_chain(store, case, plan.trusted())
+        .map_err(|e| journal_error(e.to_string()))?;
+    let history = History::of(&chain, plan.id(), plan.digest());
+    if !history.open {
+        return Ok(None);
+    }
+    let head = chain
+        .head()
+        .ok_or_else(|| journal_error("it is empty".into()))?;
+    let mut rec = Recorder::new(store, key, case, actor, head);
+    let steps = plan
+        .doc()
+        .steps
+        .iter()
+        .map(|s| {
+            if s.status != StepStatus::Planned {
+                not(s, StepOutcome::NotPlanned)
+            } else if history.done.contains(&s.number) {
+                not(s, StepOutcome::DoneBefore)
+            } else {
+                let mut r = not(s, StepOutcome::NotRun);
+                r.error = Some(why.to_owned());
+                r
+            }
+        })
+        .collect();
+    let mut report = Report {
+        outcome: ExecutionOutcome::Failed,
+        steps,
+        actions_bundle: None,
+        actions_error: None,
+    };
+    match super::actions::seal(store, key, plan, &mut rec, &report) {
+        Ok(bundle) => report.actions_bundle = Some(bundle),
+        Err(e) => report.actions_error = Some(e),
+    }
+    Ok(Some(report))
+}
+
+/// Whether the last execution of `plan` the journal shows started stopped unfinished: started,
+/// not sealed, and no step failed after it (a process that stopped or died mid-run), rather than
+/// ended by a failure whose bundle was not sealed.
+pub fn interrupted(chain: &CheckedChain, plan: &PlanId) -> bool {
+    let mut open = false;
+    for (e, _) in &chain.entries {
+        match &e.details {
+            Details::ExecutionStarted(s) if &s.plan == plan => open = true,
+            Details::StepFailed(f) if &f.plan == plan => open = false,
+            Details::ActionsSealed(a) if &a.plan == plan => open = false,
+            _ => {}
+        }
+    }
+    open
+}
+
 /// Runs `input.plan` on `cluster`: resumes where an earlier run stopped, refuses a stale plan
 /// (journaled), dry-runs, applies, and seals the `actions` bundle when it ends. The caller holds
 /// the case's claim for the whole run, so that no other execution or collection of the case
@@ -347,6 +417,13 @@ pub async fn execute(cluster: &Cluster, input: &Input<'_>) -> Result<Ended, Exec
             &stale,
         )
         .map_err(journal_error)?;
+        // An execution that stopped part-way and is now stale can never resume as approved:
+        // it is closed, its actions bundle sealed as failed.
+        if history.open {
+            let why =
+                "the execution could not resume: the plan is stale (see the plan_stale entry)";
+            close_unfinished(input.store, input.key, input.actor, plan, why)?;
+        }
         return Ok(Ended::Stale(stale));
     }
     let mut prepared = BTreeMap::new();
@@ -359,6 +436,15 @@ pub async fn execute(cluster: &Cluster, input: &Input<'_>) -> Result<Ended, Exec
         }
     }
     let refused = dry_run(cluster, steps, (&untouched, &history.done), &prepared).await;
+    // The checks took time: a plan whose not_after passed meanwhile does not start.
+    if time::OffsetDateTime::now_utc() > plan.not_after() {
+        return Err(ExecuteError::Plan {
+            plan: plan.id().clone(),
+            message:
+                "its not_after passed while it was being checked: it can no longer be executed"
+                    .into(),
+        });
+    }
     let head = chain
         .head()
         .ok_or_else(|| journal_error("it is empty".into()))?;
@@ -554,12 +640,13 @@ pub fn spec_sha256(object: &serde_json::Value) -> Option<Sha256Digest> {
 
 /// What a change's object is, for `step_write`.
 pub fn write_entry(
-    plan: &PlanId,
+    (plan, digest): (&PlanId, Sha256Digest),
     number: u32,
     change: &ObjectChange,
     phase: WritePhase,
 ) -> StepWrite {
     StepWrite {
+        plan_sha256: digest,
         answer_sha256: None,
         message: None,
         number,

@@ -175,10 +175,14 @@ pub(super) async fn invalidate(
     };
     let ns = step.namespace.clone();
     let (done_before, unknown) = earlier_calls(cx.history, step.number);
+    // A call that is not idempotent, sent by an earlier run and not answered with success, is
+    // never repeated: its pod is left out and reported; the others are called.
+    let mut failures: Vec<String> = Vec::new();
+    let mut skipped: BTreeSet<String> = BTreeSet::new();
     if !*idempotent {
-        if let Some(pod) = unknown.iter().next() {
-            let error = format!("the call to pod {} was sent by an earlier run and not answered with success (its outcome is unknown or it was refused), and the call is not idempotent: it is never repeated; find out from the gateway whether its sessions were revoked", esc(pod));
-            return fail(cx, step, p, error);
+        for pod in &unknown {
+            failures.push(format!("the call to pod {} was sent by an earlier run and not answered with success (its outcome is unknown, or it was refused), and the call is not idempotent: it is never repeated; find out from the gateway whether that pod's sessions were revoked", esc(pod)));
+            skipped.insert(pod.clone());
         }
     }
     let token = match admin_token(cx.cluster, &ns, &call.token_secret, &call.token_key).await {
@@ -186,9 +190,8 @@ pub(super) async fn invalidate(
         Err(e) => return fail(cx, step, p, e),
     };
     let timeout = Duration::from_secs((*timeout_seconds).max(1));
-    let mut called: BTreeSet<String> = done_before.clone();
+    let mut called: BTreeSet<String> = done_before.union(&skipped).cloned().collect();
     let mut calls = Vec::new();
-    let mut failures = Vec::new();
     let mut started = false;
     for round in 0..=POD_ROUNDS {
         let pods = match running_pods(cx.cluster, &ns, cx.policy, &step.target).await {
@@ -249,7 +252,12 @@ pub(super) async fn invalidate(
                 patch: None,
                 dry_run: crate::plan::document::DryRun::NotSupported { why: String::new() },
             };
-            let mut entry = write_entry(&cx.plan.plan, step.number, &change, WritePhase::Sending);
+            let mut entry = write_entry(
+                (&cx.plan.plan, cx.digest),
+                step.number,
+                &change,
+                WritePhase::Sending,
+            );
             cx.rec.append(Details::StepWrite(entry.clone()))?;
             let headers = [(request.header.clone(), request.token.clone())];
             let body = request.body.clone().unwrap_or_default();

@@ -1,6 +1,6 @@
 //! A case's execution entries, checked against the journal's own record: every `step_started`,
 //! `step_write`, `step_done`, `step_failed` and `actions_sealed` entry must come after an
-//! `execution_started` entry of the same plan (and digest, where the entry names one), and every
+//! `execution_started` entry of the same plan and digest with no `actions_sealed` between, and every
 //! `execution_started` must name a plan an earlier `plan_proposed` entry recorded with that
 //! digest. Whether that plan had quorum when it started is `plans`' check.
 
@@ -37,18 +37,22 @@ pub(super) fn check_executions(case: &CaseId, chain: &CheckedChain, report: &mut
             Details::StepDone(s) => (&s.plan, Some(s.plan_sha256)),
             Details::StepFailed(s) => (&s.plan, Some(s.plan_sha256)),
             Details::ActionsSealed(s) => (&s.plan, Some(s.plan_sha256)),
-            Details::StepWrite(s) => (&s.plan, None),
+            Details::StepWrite(s) => (&s.plan, Some(s.plan_sha256)),
             _ => continue,
         };
         let ok = started
             .iter()
             .any(|(p, d)| p == plan && digest.is_none_or(|x| x == *d));
+        // An execution ends with its actions bundle: entries after it need a new start.
+        if let Details::ActionsSealed(a) = &entry.details {
+            started.retain(|(p, d)| !(p == &a.plan && *d == a.plan_sha256));
+        }
         if !ok {
             report.problem(
                 "step_without_execution",
                 subject(),
                 format!(
-                    "entry {seq} ({:?}) records a step of plan {plan}, but no earlier execution_started entry starts that plan",
+                    "entry {seq} ({:?}) records a step of plan {plan}, but no execution of that plan is under way there (no execution_started since its last actions bundle)",
                     entry.kind()
                 ),
             );
@@ -126,6 +130,37 @@ mod tests {
             step(PLAN, "another"),
         ]);
         assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, "step_without_execution");
+    }
+
+    #[test]
+    fn a_step_after_its_execution_was_sealed_is_reported() {
+        use crate::case::entry::{ActionsSealed, ExecutionOutcome, SealRef, SealedArchiveRef};
+        let sealed = Details::ActionsSealed(ActionsSealed {
+            archive: SealedArchiveRef {
+                sha256: Sha256Digest::of(b"a"),
+                size: 1,
+                uri: "file:///a".into(),
+                version_id: None,
+            },
+            bundle_id: crate::id::BundleId::new("20261202-020000-00000001").unwrap(),
+            key_id: crate::id::KeyId::new("0123456789abcdef").unwrap(),
+            outcome: ExecutionOutcome::Done,
+            plan: PlanId::new(PLAN).unwrap(),
+            plan_sha256: Sha256Digest::of(PLAN.as_bytes()),
+            seal: SealRef {
+                sha256: Sha256Digest::of(b"s"),
+                uri: "file:///s".into(),
+                version_id: None,
+            },
+        });
+        let got = codes(vec![
+            proposed(PLAN),
+            started(PLAN, PLAN),
+            sealed,
+            step(PLAN, PLAN),
+        ]);
+        assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].0, "step_without_execution");
     }
 

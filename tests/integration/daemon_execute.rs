@@ -480,3 +480,58 @@ fn a_daemon_killed_in_the_middle_of_an_execution_resumes_it_when_restarted() {
     );
     drop(d);
 }
+
+#[test]
+fn on_s3_an_approved_plan_is_executed_through_the_daemon_and_verifies() {
+    use crate::daemon::{assert_verifies_from_s3, journal_kinds_s3, s3_extra, start_s3};
+    let moto = crate::s3::moto();
+    let bucket = moto.bucket(true);
+    let store = format!("s3://{bucket}/custody");
+    let sb = Sandbox::new();
+    let kube = cluster();
+    let (alice, bob) = policies(&sb);
+    let manual = CONTAINMENT.replace("execute: on_quorum", "execute: manual");
+    std::fs::write(sb.path("daemon/policies/containment.yaml"), manual).unwrap();
+    let extra = format!("{}policies: policies\n", s3_extra(&moto.endpoint));
+    let config = daemon_config(&sb, &store, Some(&kube), &extra);
+    let d = start_s3(&sb, &config, "daemon");
+    let server = format!("http://127.0.0.1:{}", d.port);
+    let case = crate::daemon::fire_breach(d.port)["case_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_sealed(d.port, &case, Duration::from_secs(60));
+    let plan = wait_plan(d.port, &case, Duration::from_secs(60));
+    let digest = plan_digest(d.port, &case, &plan);
+    approve_through(&sb, &server, (&case, &plan, &digest), &alice, false);
+    approve_through(&sb, &server, (&case, &plan, &digest), &bob, false);
+    let (code, body) = http(
+        d.port,
+        "POST",
+        &format!("/api/v1/cases/{case}/plans/{plan}/execute"),
+        Some(ANALYST_TOKEN),
+        b"",
+    );
+    assert_eq!(code, 200, "{body}");
+    let v = json_of(&body);
+    assert_eq!(v["status"], "executed", "{v}");
+    let bundle = v["actions_bundle"].as_str().unwrap();
+    let keys = moto.keys(&bucket);
+    assert!(
+        keys.contains(&format!("custody/cases/{case}/bundles/{bundle}.tar.zst")),
+        "{keys:?}"
+    );
+    let kinds = journal_kinds_s3(&moto, &bucket, &case);
+    // The actions bundle sealed, then its objects' versions and locks recorded.
+    assert_eq!(
+        kinds[kinds.len() - 2..],
+        ["actions_sealed".to_owned(), "objects_stored".to_owned()],
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "step_done").count(),
+        3,
+        "{kinds:?}"
+    );
+    assert_verifies_from_s3(&sb, &moto.endpoint, &store);
+}

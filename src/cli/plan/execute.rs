@@ -46,12 +46,15 @@ pub(in crate::cli) fn execute(cli: &Cli, args: &ExecuteArgs<'_>) -> Result<ExitC
     // The journal, its seals and a daemon's proposal must be signed by the key given, or by
     // the key this execution signs with: a key the store publishes proves nothing.
     let trusted = trusted_key(args.public_key)?.unwrap_or_else(|| key.public().clone());
+    if trusted.id() != key.public().id() {
+        anyhow::bail!("--public-key is not the key this execution signs its journal entries with (--signing-key): entries by another key would make the case's journal unsound for it. Execute with the collector key that writes the case's journal, or through the daemon");
+    }
     let store = open(cli)?;
     let policies = crate::policy::load(policy_dir(cli).as_deref())?;
     let roster = current_roster(cli, args.approvers)?;
     let loaded = plan::load(store.as_ref(), &case, &id, Some(&trusted))?;
     let actor = actor();
-    let leases = crate::daemon::lease::Leases::new(format!("{actor} (plan execute)"));
+    let leases = crate::daemon::lease::Leases::new(super::claim_holder(&actor, "plan execute"));
     let held = leases.hold(store.as_ref(), &case, |held| {
         run_held(
             cli,
@@ -83,10 +86,10 @@ fn run_held(
     let (case, id) = (loaded.case().clone(), loaded.id().clone());
     // What earlier runs left needs no quorum, clock or cluster: an executed plan is reported,
     // and a run whose steps were all done and whose bundle was not sealed is sealed now.
+    refuse_while_collecting(store, &case)?;
     if let Some(ended) = run::settled(store, key, actor, loaded)? {
         return report(cli, &case, &id, &ended);
     }
-    refuse_while_collecting(store, &case)?;
     let options = crate::verify::Options {
         public_key: Some(trusted.clone()),
         ..Default::default()
@@ -115,6 +118,9 @@ fn run_held(
         .enable_all()
         .build()
         .context("cannot start the client runtime")?;
+    // The store is reached from the async code below only through this.
+    let off = crate::store::OffRuntime(store);
+    let store: &dyn crate::store::Store = &off;
     runtime.block_on(async {
         let cluster = crate::kube::connect(None, args.context)
             .await
@@ -138,6 +144,15 @@ fn run_held(
         ) {
             Ok(a) => a,
             Err(refusal) => {
+                // An execution left unfinished whose not_after passed can never resume: it is
+                // closed, its actions bundle sealed as failed.
+                if now > loaded.not_after() {
+                    let why = "the execution could not resume: the plan's not_after passed";
+                    if let Some(closed) = run::close_unfinished(store, key, actor, loaded, why)? {
+                        eprintln!("plan {id}'s not_after passed: its unfinished execution is closed");
+                        return report(cli, &case, &id, &Ended::Ran(closed));
+                    }
+                }
                 if cli.json {
                     println!(
                         "{}",
@@ -218,10 +233,11 @@ fn report(cli: &Cli, case: &CaseId, id: &PlanId, ended: &Ended) -> Result<ExitCo
             for s in steps {
                 for c in &s.changes {
                     eprintln!(
-                        "  step {} ({}, {}): {c}",
+                        "  step {} ({}, {}): {}",
                         s.number,
                         s.kind.as_str(),
-                        esc(&s.target)
+                        esc(&s.target),
+                        esc(c)
                     );
                 }
             }
@@ -252,10 +268,10 @@ fn report(cli: &Cli, case: &CaseId, id: &PlanId, ended: &Ended) -> Result<ExitCo
                     println!("    applied: {}", esc(a));
                 }
                 for w in &s.warnings {
-                    println!("    warning: {w}");
+                    println!("    warning: {}", esc(w));
                 }
                 if let Some(e) = &s.error {
-                    println!("    error: {e}");
+                    println!("    error: {}", esc(e));
                 }
             }
             match (&r.actions_bundle, &r.actions_error) {
