@@ -246,92 +246,36 @@ impl<'a> Recorder<'a> {
     }
 }
 
-/// What earlier runs of `plan` left, read before anything else (no quorum, clock or cluster is
-/// needed for it): the plan executed to the end (`AlreadyDone`), or every planned step done and
-/// only the `actions` bundle left to seal — sealed now. `None`: there are steps to run.
-pub fn settled<S>(
+/// The case's journal, trusted as the plan is, and what it says earlier runs of `plan` did.
+fn read_history<S>(
     store: &dyn Store,
-    key: &SigningKey,
-    actor: &str,
     plan: &Plan<S>,
-) -> Result<Option<Ended>, ExecuteError> {
-    let case = plan.case();
-    let journal_error = |message: String| ExecuteError::Journal {
-        case: case.clone(),
-        message,
-    };
-    let chain = crate::plan::store::trusted_chain(store, case, plan.trusted())
-        .map_err(|e| journal_error(e.to_string()))?;
+) -> Result<(CheckedChain, History), ExecuteError> {
+    let chain =
+        crate::plan::store::trusted_chain(store, plan.case(), plan.trusted()).map_err(|e| {
+            ExecuteError::Journal {
+                case: plan.case().clone(),
+                message: e.to_string(),
+            }
+        })?;
     let history = History::of(&chain, plan.id(), plan.digest());
-    if let Some(bundle) = history.done_bundle {
-        return Ok(Some(Ended::AlreadyDone { bundle }));
-    }
-    let planned: Vec<&Step> = plan
-        .doc()
-        .steps
-        .iter()
-        .filter(|s| s.status == StepStatus::Planned)
-        .collect();
-    if planned.is_empty() || !planned.iter().all(|s| history.done.contains(&s.number)) {
-        return Ok(None);
-    }
-    let head = chain
-        .head()
-        .ok_or_else(|| journal_error("it is empty".into()))?;
-    let mut rec = Recorder::new(store, key, case, actor, head);
-    let steps = plan
-        .doc()
-        .steps
-        .iter()
-        .map(|s| {
-            not(
-                s,
-                if s.status == StepStatus::Planned {
-                    StepOutcome::DoneBefore
-                } else {
-                    StepOutcome::NotPlanned
-                },
-            )
-        })
-        .collect();
-    let mut report = Report {
-        outcome: ExecutionOutcome::Done,
-        steps,
-        actions_bundle: None,
-        actions_error: None,
-    };
-    match super::actions::seal(store, key, plan, &mut rec, &report) {
-        Ok(bundle) => report.actions_bundle = Some(bundle),
-        Err(e) => report.actions_error = Some(e),
-    }
-    Ok(Some(Ended::Ran(report)))
+    Ok((chain, history))
 }
 
-/// Closes an execution of `plan` that started and was never sealed and can no longer resume
-/// (its `not_after` passed, or it is stale): its `actions` bundle is sealed as failed, the steps
-/// not done reported with `why`. `None` when no execution of the plan is open.
-pub fn close_unfinished<S>(
-    store: &dyn Store,
-    key: &SigningKey,
-    actor: &str,
+/// Seals the `actions` bundle of an execution that sends nothing more: the steps earlier runs
+/// did as done before, the others not run (with `why`).
+fn seal_as_is<S>(
+    (store, key, actor): (&dyn Store, &SigningKey, &str),
     plan: &Plan<S>,
+    (chain, history): (&CheckedChain, &History),
+    outcome: ExecutionOutcome,
     why: &str,
-) -> Result<Option<Report>, ExecuteError> {
-    let case = plan.case();
-    let journal_error = |message: String| ExecuteError::Journal {
-        case: case.clone(),
-        message,
-    };
-    let chain = crate::plan::store::trusted_chain(store, case, plan.trusted())
-        .map_err(|e| journal_error(e.to_string()))?;
-    let history = History::of(&chain, plan.id(), plan.digest());
-    if !history.open {
-        return Ok(None);
-    }
-    let head = chain
-        .head()
-        .ok_or_else(|| journal_error("it is empty".into()))?;
-    let mut rec = Recorder::new(store, key, case, actor, head);
+) -> Result<Report, ExecuteError> {
+    let head = chain.head().ok_or_else(|| ExecuteError::Journal {
+        case: plan.case().clone(),
+        message: "it is empty".into(),
+    })?;
+    let mut rec = Recorder::new(store, key, plan.case(), actor, head);
     let steps = plan
         .doc()
         .steps
@@ -349,7 +293,7 @@ pub fn close_unfinished<S>(
         })
         .collect();
     let mut report = Report {
-        outcome: ExecutionOutcome::Failed,
+        outcome,
         steps,
         actions_bundle: None,
         actions_error: None,
@@ -358,7 +302,63 @@ pub fn close_unfinished<S>(
         Ok(bundle) => report.actions_bundle = Some(bundle),
         Err(e) => report.actions_error = Some(e),
     }
-    Ok(Some(report))
+    Ok(report)
+}
+
+/// What earlier runs of `plan` left, read before anything else (no quorum, clock or cluster is
+/// needed for it): the plan executed to the end (`AlreadyDone`), or every planned step done and
+/// only the `actions` bundle left to seal — sealed now. `None`: there are steps to run.
+pub fn settled<S>(
+    store: &dyn Store,
+    key: &SigningKey,
+    actor: &str,
+    plan: &Plan<S>,
+) -> Result<Option<Ended>, ExecuteError> {
+    let (chain, history) = read_history(store, plan)?;
+    if let Some(bundle) = history.done_bundle.clone() {
+        return Ok(Some(Ended::AlreadyDone { bundle }));
+    }
+    let planned: Vec<&Step> = plan
+        .doc()
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Planned)
+        .collect();
+    if planned.is_empty() || !planned.iter().all(|s| history.done.contains(&s.number)) {
+        return Ok(None);
+    }
+    let report = seal_as_is(
+        (store, key, actor),
+        plan,
+        (&chain, &history),
+        ExecutionOutcome::Done,
+        "",
+    )?;
+    Ok(Some(Ended::Ran(report)))
+}
+
+/// Closes an execution of `plan` that started and was never sealed and can no longer resume
+/// (its `not_after` passed, or it is stale): its `actions` bundle is sealed as failed, the steps
+/// not done reported with `why`. `None` when no execution of the plan is open.
+pub fn close_unfinished<S>(
+    store: &dyn Store,
+    key: &SigningKey,
+    actor: &str,
+    plan: &Plan<S>,
+    why: &str,
+) -> Result<Option<Report>, ExecuteError> {
+    let (chain, history) = read_history(store, plan)?;
+    if !history.open {
+        return Ok(None);
+    }
+    seal_as_is(
+        (store, key, actor),
+        plan,
+        (&chain, &history),
+        ExecutionOutcome::Failed,
+        why,
+    )
+    .map(Some)
 }
 
 /// Whether the last execution of `plan` the journal shows started stopped unfinished: started,
@@ -392,9 +392,7 @@ pub async fn execute(cluster: &Cluster, input: &Input<'_>) -> Result<Ended, Exec
         case: case.clone(),
         message,
     };
-    let chain = crate::plan::store::trusted_chain(input.store, case, plan.trusted())
-        .map_err(|e| journal_error(e.to_string()))?;
-    let history = History::of(&chain, plan.id(), digest);
+    let (chain, history) = read_history(input.store, plan)?;
     let steps = &plan.doc().steps;
     let resume = preflight::Resume {
         done: history.done.clone(),

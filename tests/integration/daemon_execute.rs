@@ -18,43 +18,20 @@ use crate::daemon_plans::{approve_through, json_of, plan_digest, planned_cluster
 use crate::fake_kube::FakeKube;
 use crate::util::{sh, tool, Sandbox};
 
-const CONTAINMENT: &str = "targets:
-  - name: api-gateway
-    namespace: waqiti
-    pod_selector:
-      matchLabels:
-        app: api-gateway
-block_ips:
-  method: networkpolicy
-  never_block: [198.51.100.0/24]
-  max_addresses: 100
-  ttl: 24h
-rotate_secrets:
-  - target: api-gateway
-    secret: gateway-api-keys
-    keys:
-      API_KEY: {generate: 32, encoding: base64}
-    keys_complete: true
-    deployments: [api-gateway]
-invalidate_sessions:
-  - target: api-gateway
-    port: 9000
-    method: POST
-    path: /admin/sessions/revoke
-    body: '{\"clients\": {{addresses}}}'
-    token: {secret: gateway-admin, key: token}
-    header: X-Custody-Admin-Token
-    scope: per_pod
-    idempotent: true
-    timeout: 10s
-quorum: {block_ips: 2, rotate_secrets: 2, invalidate_sessions: 2}
-plan: {not_after: 2h, veto: any_reject, propose_on_alert: true, execute: on_quorum}
-";
+/// The containment policy of `plan_propose`, proposed on alert and executed on quorum.
+fn containment() -> String {
+    let policy = crate::plan_propose::CONTAINMENT.replace(
+        "propose_on_alert: false}",
+        "propose_on_alert: true, execute: on_quorum}",
+    );
+    assert!(policy.contains("execute: on_quorum"));
+    policy
+}
 
 /// The policies directory with the policy above and a roster of alice and bob.
 fn policies(sb: &Sandbox) -> (crate::approval::SshKey, crate::approval::SshKey) {
     let keys = crate::daemon_plans::policies(sb);
-    std::fs::write(sb.path("daemon/policies/containment.yaml"), CONTAINMENT).unwrap();
+    std::fs::write(sb.path("daemon/policies/containment.yaml"), containment()).unwrap();
     keys
 }
 
@@ -335,24 +312,7 @@ fn an_alert_is_contained_on_quorum_and_the_actions_bundle_verifies() {
         .output()
         .unwrap();
     assert!(validated.status.success(), "{validated:?}");
-    for (n, who) in [(1, "alice"), (2, "bob")] {
-        let statement = bag.join(format!("data/plan/approvals/{n:010}.json"));
-        let out = std::process::Command::new(tool("ssh-keygen"))
-            .args(["-Y", "verify", "-f"])
-            .arg(bag.join("data/plan/approvers.allowed_signers"))
-            .args([
-                "-I",
-                &format!("{who}@example.org"),
-                "-n",
-                "custody-approval",
-                "-s",
-            ])
-            .arg(statement.with_extension("json.sig"))
-            .stdin(std::fs::File::open(&statement).unwrap())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-    }
+    crate::plan_execute::assert_approvals_verify(&bag, &["alice", "bob"]);
     let sig = bag.join("data/plan/plan.json.sig");
     let key = sb.path("daemon/collector.pub");
     let out = std::process::Command::new(tool("openssl"))
@@ -373,7 +333,7 @@ fn a_daemon_killed_in_the_middle_of_an_execution_resumes_it_when_restarted() {
     let kube = cluster();
     let (alice, bob) = policies(&sb);
     // Manual execution, through the API.
-    let manual = CONTAINMENT.replace("execute: on_quorum", "execute: manual");
+    let manual = containment().replace("execute: on_quorum", "execute: manual");
     std::fs::write(sb.path("daemon/policies/containment.yaml"), manual).unwrap();
     let store = sb.path("evidence");
     let config = daemon_config(
@@ -490,7 +450,7 @@ fn on_s3_an_approved_plan_is_executed_through_the_daemon_and_verifies() {
     let sb = Sandbox::new();
     let kube = cluster();
     let (alice, bob) = policies(&sb);
-    let manual = CONTAINMENT.replace("execute: on_quorum", "execute: manual");
+    let manual = containment().replace("execute: on_quorum", "execute: manual");
     std::fs::write(sb.path("daemon/policies/containment.yaml"), manual).unwrap();
     let extra = format!("{}policies: policies\n", s3_extra(&moto.endpoint));
     let config = daemon_config(&sb, &store, Some(&kube), &extra);

@@ -194,28 +194,7 @@ fn an_approved_plan_is_executed_once_and_its_actions_bundle_verifies() {
         serde_json::from_slice(&std::fs::read(bag.join("data/results.json")).unwrap()).unwrap();
     assert_eq!(results["outcome"], "done");
     assert_eq!(results["plan"], json!(plan));
-    let approvals = bag.join("data/plan/approvals");
-    let mut verified = 0;
-    for (i, who) in ["alice", "bob"].iter().enumerate() {
-        let statement = approvals.join(format!("{:010}.json", i + 1));
-        let out = std::process::Command::new(tool("ssh-keygen"))
-            .args(["-Y", "verify", "-f"])
-            .arg(bag.join("data/plan/approvers.allowed_signers"))
-            .args([
-                "-I",
-                &format!("{who}@example.org"),
-                "-n",
-                "custody-approval",
-                "-s",
-            ])
-            .arg(statement.with_extension("json.sig"))
-            .stdin(std::fs::File::open(&statement).unwrap())
-            .output()
-            .unwrap();
-        assert_success(&out);
-        verified += 1;
-    }
-    assert_eq!(verified, 2);
+    assert_approvals_verify(&bag, &["alice", "bob"]);
 
     // No Secret value is anywhere custody wrote: the store, the bag, the output.
     let encoded = aws_smithy_types::base64::encode(&value);
@@ -253,6 +232,29 @@ fn an_approved_plan_is_executed_once_and_its_actions_bundle_verifies() {
     let again: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(again["status"], "already_executed");
     assert_eq!((writes(&w).len(), w.kube.proxied().len()), before);
+}
+
+/// Each approval in the actions bundle `bag`, the n-th by `who[n-1]`, verifies with
+/// `ssh-keygen -Y verify` against the roster the bundle holds.
+pub(crate) fn assert_approvals_verify(bag: &Path, who: &[&str]) {
+    for (i, name) in who.iter().enumerate() {
+        let statement = bag.join(format!("data/plan/approvals/{:010}.json", i + 1));
+        let out = std::process::Command::new(tool("ssh-keygen"))
+            .args(["-Y", "verify", "-f"])
+            .arg(bag.join("data/plan/approvers.allowed_signers"))
+            .args([
+                "-I",
+                &format!("{name}@example.org"),
+                "-n",
+                "custody-approval",
+                "-s",
+            ])
+            .arg(statement.with_extension("json.sig"))
+            .stdin(std::fs::File::open(&statement).unwrap())
+            .output()
+            .unwrap();
+        assert_success(&out);
+    }
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
