@@ -121,7 +121,7 @@ impl Daemon {
             _ => false,
         });
         if provided {
-            return Err(PlansError::Refused("the plan marks Secret keys as provided: the daemon takes no Secret values; execute it with custody plan execute --secret-values".into()));
+            return Err(PlansError::Refused("the plan marks Secret keys as provided: the daemon takes no Secret values; execute it with custody plan execute --secret-values, signing with the daemon's collector key (--signing-key), which writes the case's journal".into()));
         }
         let options = crate::verify::Options {
             public_key: Some(self.key.public().clone()),
@@ -155,7 +155,8 @@ impl Daemon {
             Err(r) => {
                 // An execution left unfinished whose not_after passed can never resume: it is
                 // closed, its actions bundle sealed as failed.
-                if now > loaded.not_after() {
+                // Both clocks must say so: custody's running ahead is skew, not an expiry.
+                if now > loaded.not_after() && api_server_date > loaded.not_after() {
                     let why = "the execution could not resume: the plan's not_after passed";
                     if let Some(report) =
                         run::close_unfinished(store, &self.key, "custody", &loaded, why)

@@ -36,7 +36,7 @@ pub fn seal<S>(
     plan: &Plan<S>,
     rec: &mut Recorder<'_>,
     report: &Report,
-) -> Result<BundleId, String> {
+) -> Result<Sealed, String> {
     let case = plan.case().clone();
     let id = plan.id().clone();
     let now = time::OffsetDateTime::now_utc();
@@ -146,9 +146,11 @@ pub fn seal<S>(
     let sealed = bag.finish(&info).map_err(|e| e.to_string())?;
     let outcome = report.outcome;
     let digest = plan.digest();
-    // On S3, what the PUTs returned (versions, locks) is journaled, as for evidence.
+    // On S3, what the PUTs returned (versions, locks) is journaled, as for evidence — also
+    // when the sealing stopped part-way, so that what was stored is on record, not taken for
+    // objects added behind custody's back.
     let recording = crate::store::Recording::new(store);
-    crate::seal::store_sealed(
+    let stored = crate::seal::store_sealed(
         &recording,
         key,
         rec.journal(),
@@ -165,21 +167,36 @@ pub fn seal<S>(
                 seal: b.seal,
             })
         },
-    )
-    .map_err(|e| e.to_string())?;
+    );
     let records = recording.records();
-    if !records.is_empty() {
+    let recorded = if records.is_empty() {
+        Ok(())
+    } else {
         let objects = crate::case::entry::ObjectsStored {
             objects: records
                 .iter()
                 .map(crate::case::entry::ObjectReceipt::from)
                 .collect(),
         };
-        rec.append(Details::ObjectsStored(objects)).map_err(|e| {
-            format!(
-                "the actions bundle is sealed, but its stored objects could not be journaled: {e}"
-            )
-        })?;
+        rec.append(Details::ObjectsStored(objects)).map(|_| ())
+    };
+    match (stored, recorded) {
+        (Ok(_), Ok(())) => Ok(Sealed {
+            bundle,
+            warning: None,
+        }),
+        (Ok(_), Err(e)) => Ok(Sealed {
+            bundle,
+            warning: Some(format!(
+                "the actions bundle is sealed, but the versions and locks of its stored objects could not be journaled ({e}): verify of the S3 store reports them as unrecorded"
+            )),
+        }),
+        (Err(e), _) => Err(e.to_string()),
     }
-    Ok(bundle)
+}
+
+/// A sealed actions bundle, and what could not be journaled of it.
+pub struct Sealed {
+    pub bundle: BundleId,
+    pub warning: Option<String>,
 }

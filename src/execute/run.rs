@@ -262,6 +262,23 @@ fn read_history<S>(
     Ok((chain, history))
 }
 
+/// Seals `report`'s `actions` bundle and records in it how that went.
+fn seal_into<S>(
+    store: &dyn Store,
+    key: &SigningKey,
+    plan: &Plan<S>,
+    rec: &mut Recorder<'_>,
+    report: &mut Report,
+) {
+    match super::actions::seal(store, key, plan, rec, report) {
+        Ok(sealed) => {
+            report.actions_bundle = Some(sealed.bundle);
+            report.actions_error = sealed.warning;
+        }
+        Err(e) => report.actions_error = Some(e),
+    }
+}
+
 /// Seals the `actions` bundle of an execution that sends nothing more: the steps earlier runs
 /// did as done before, the others not run (with `why`).
 fn seal_as_is<S>(
@@ -285,6 +302,21 @@ fn seal_as_is<S>(
                 not(s, StepOutcome::NotPlanned)
             } else if history.done.contains(&s.number) {
                 not(s, StepOutcome::DoneBefore)
+            } else if history.started.contains_key(&s.number) {
+                // Started and never finished: what its writes did is in the journal.
+                let mut r = not(s, StepOutcome::Failed);
+                r.error = Some(why.to_owned());
+                r.applied = history
+                    .writes
+                    .get(&s.number)
+                    .into_iter()
+                    .flatten()
+                    .filter(|w| {
+                        w.phase == WritePhase::Answered && w.outcome.as_deref() == Some("applied")
+                    })
+                    .map(|w| format!("{} {}", w.op, w.object))
+                    .collect();
+                r
             } else {
                 let mut r = not(s, StepOutcome::NotRun);
                 r.error = Some(why.to_owned());
@@ -298,10 +330,7 @@ fn seal_as_is<S>(
         actions_bundle: None,
         actions_error: None,
     };
-    match super::actions::seal(store, key, plan, &mut rec, &report) {
-        Ok(bundle) => report.actions_bundle = Some(bundle),
-        Err(e) => report.actions_error = Some(e),
-    }
+    seal_into(store, key, plan, &mut rec, &mut report);
     Ok(report)
 }
 
@@ -365,16 +394,18 @@ pub fn close_unfinished<S>(
 /// not sealed, and no step failed after it (a process that stopped or died mid-run), rather than
 /// ended by a failure whose bundle was not sealed.
 pub fn interrupted(chain: &CheckedChain, plan: &PlanId) -> bool {
-    let mut open = false;
+    let mut open = None;
     for (e, _) in &chain.entries {
         match &e.details {
-            Details::ExecutionStarted(s) if &s.plan == plan => open = true,
-            Details::StepFailed(f) if &f.plan == plan => open = false,
-            Details::ActionsSealed(a) if &a.plan == plan => open = false,
+            Details::ExecutionStarted(s) if &s.plan == plan => open = Some(s.plan_sha256),
+            Details::StepFailed(f) if &f.plan == plan && open == Some(f.plan_sha256) => open = None,
+            Details::ActionsSealed(a) if &a.plan == plan && open == Some(a.plan_sha256) => {
+                open = None
+            }
             _ => {}
         }
     }
-    open
+    open.is_some()
 }
 
 /// Runs `input.plan` on `cluster`: resumes where an earlier run stopped, refuses a stale plan
@@ -420,7 +451,15 @@ pub async fn execute(cluster: &Cluster, input: &Input<'_>) -> Result<Ended, Exec
         if history.open {
             let why =
                 "the execution could not resume: the plan is stale (see the plan_stale entry)";
-            close_unfinished(input.store, input.key, input.actor, plan, why)?;
+            match close_unfinished(input.store, input.key, input.actor, plan, why) {
+                Ok(Some(r)) => {
+                    tracing::warn!(case = %case, plan = %plan.id(), actions_bundle = ?r.actions_bundle, actions_error = ?r.actions_error, "the unfinished execution of a stale plan was closed")
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(case = %case, plan = %plan.id(), error = %e, "the unfinished execution of a stale plan could not be closed")
+                }
+            }
         }
         return Ok(Ended::Stale(stale));
     }
@@ -436,6 +475,12 @@ pub async fn execute(cluster: &Cluster, input: &Input<'_>) -> Result<Ended, Exec
     let refused = dry_run(cluster, steps, (&untouched, &history.done), &prepared).await;
     // The checks took time: a plan whose not_after passed meanwhile does not start.
     if time::OffsetDateTime::now_utc() > plan.not_after() {
+        if history.open {
+            let why = "the execution could not resume: the plan's not_after passed";
+            if let Err(e) = close_unfinished(input.store, input.key, input.actor, plan, why) {
+                tracing::error!(case = %case, plan = %plan.id(), error = %e, "the unfinished execution could not be closed");
+            }
+        }
         return Err(ExecuteError::Plan {
             plan: plan.id().clone(),
             message:
@@ -532,10 +577,7 @@ pub async fn execute(cluster: &Cluster, input: &Input<'_>) -> Result<Ended, Exec
         actions_bundle: None,
         actions_error: None,
     };
-    match super::actions::seal(input.store, input.key, plan, &mut rec, &report) {
-        Ok(bundle) => report.actions_bundle = Some(bundle),
-        Err(e) => report.actions_error = Some(e),
-    }
+    seal_into(input.store, input.key, plan, &mut rec, &mut report);
     Ok(Ended::Ran(report))
 }
 

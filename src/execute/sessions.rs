@@ -187,7 +187,10 @@ pub(super) async fn invalidate(
     }
     let token = match admin_token(cx.cluster, &ns, &call.token_secret, &call.token_key).await {
         Ok(t) => t,
-        Err(e) => return fail(cx, step, p, e),
+        Err(e) => {
+            failures.push(e);
+            return fail(cx, step, p, failures.join("; "));
+        }
     };
     let timeout = Duration::from_secs((*timeout_seconds).max(1));
     let mut called: BTreeSet<String> = done_before.union(&skipped).cloned().collect();

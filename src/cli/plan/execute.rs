@@ -146,7 +146,9 @@ fn run_held(
             Err(refusal) => {
                 // An execution left unfinished whose not_after passed can never resume: it is
                 // closed, its actions bundle sealed as failed.
-                if now > loaded.not_after() {
+                // Both clocks must say so: a clock of custody's that runs ahead is refused as
+                // skewed, not taken for an expiry.
+                if now > loaded.not_after() && api_server_date > loaded.not_after() {
                     let why = "the execution could not resume: the plan's not_after passed";
                     if let Some(closed) = run::close_unfinished(store, key, actor, loaded, why)? {
                         eprintln!("plan {id}'s not_after passed: its unfinished execution is closed");
