@@ -432,8 +432,6 @@ impl Cluster {
         body: &[u8],
         max_bytes: u64,
     ) -> Option<(u16, Vec<u8>)> {
-        use futures_util::TryStreamExt;
-        use http_body_util::BodyExt;
         let (method, path, content_type) = request;
         let mut builder = http::Request::builder().method(method.clone()).uri(path);
         if let Some(ct) = content_type {
@@ -444,21 +442,11 @@ impl Cluster {
         }
         let request = builder.body(kube::client::Body::from(body.to_vec())).ok()?;
         let response = self.client.send(request).await.ok()?;
-        let status = response.status().as_u16();
-        let mut bytes = Vec::new();
-        response
-            .into_body()
-            .into_data_stream()
-            .map_err(std::io::Error::other)
-            .into_async_read()
-            .take(max_bytes + 1)
-            .read_to_end(&mut bytes)
-            .await
-            .ok()?;
-        if bytes.len() as u64 > max_bytes {
+        let answer = read_answer_of(response, max_bytes).await.ok()?;
+        if answer.body.len() as u64 > max_bytes {
             return None;
         }
-        Some((status, bytes))
+        Some((answer.status, answer.body))
     }
 
     /// `send_once` with more headers.
@@ -480,6 +468,14 @@ impl Cluster {
 }
 
 async fn read_answer(response: http::Response<kube::client::Body>) -> Result<Answer, kube::Error> {
+    read_answer_of(response, MAX_RESPONSE).await
+}
+
+/// The answer, its body read up to one byte more than `limit` (so a longer one shows).
+async fn read_answer_of(
+    response: http::Response<kube::client::Body>,
+    limit: u64,
+) -> Result<Answer, kube::Error> {
     use futures_util::TryStreamExt;
     use http_body_util::BodyExt;
     let text = |v: &http::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
@@ -497,7 +493,7 @@ async fn read_answer(response: http::Response<kube::client::Body>) -> Result<Ans
         .into_data_stream()
         .map_err(std::io::Error::other)
         .into_async_read()
-        .take(MAX_RESPONSE + 1)
+        .take(limit + 1)
         .read_to_end(&mut body)
         .await
         .map_err(kube::Error::ReadEvents)?;
