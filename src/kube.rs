@@ -366,26 +366,11 @@ impl Cluster {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<Answer, KubeError> {
-        self.send_with(method, path, content_type, &[], body).await
-    }
-
-    /// `send` with more headers (an admin call's token through `pods/proxy`).
-    async fn send_with(
-        &self,
-        method: &http::Method,
-        path: &str,
-        content_type: Option<&str>,
-        headers: &[(http::HeaderName, http::HeaderValue)],
-        body: &[u8],
-    ) -> Result<Answer, KubeError> {
         let answer = self
             .retried(path, || async {
                 let mut request = http::Request::builder().method(method.clone()).uri(path);
                 if let Some(ct) = content_type {
                     request = request.header(http::header::CONTENT_TYPE, ct);
-                }
-                for (name, value) in headers {
-                    request = request.header(name, value);
                 }
                 let request = request
                     .body(kube::client::Body::from(body.to_vec()))
@@ -417,8 +402,11 @@ impl Cluster {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<Answer, KubeError> {
-        self.send_once_with(method, path, content_type, &[], body)
-            .await
+        let once = Cluster {
+            retry: Retry::ONCE,
+            ..self.clone()
+        };
+        once.send(method, path, content_type, body).await
     }
 
     /// A call through `pods/proxy`, sent once with `headers`: the answer whatever its status (a
@@ -447,23 +435,6 @@ impl Cluster {
             return None;
         }
         Some((answer.status, answer.body))
-    }
-
-    /// `send_once` with more headers.
-    pub async fn send_once_with(
-        &self,
-        method: &http::Method,
-        path: &str,
-        content_type: Option<&str>,
-        headers: &[(http::HeaderName, http::HeaderValue)],
-        body: &[u8],
-    ) -> Result<Answer, KubeError> {
-        let once = Cluster {
-            retry: Retry::ONCE,
-            ..self.clone()
-        };
-        once.send_with(method, path, content_type, headers, body)
-            .await
     }
 }
 

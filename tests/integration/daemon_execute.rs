@@ -62,6 +62,22 @@ fn cluster() -> FakeKube {
     kube
 }
 
+/// `custody verify --approvers` of the local `store` passes.
+fn assert_verifies(sb: &Sandbox, store: &Path) {
+    let roster = sb.path("daemon/policies/approvers.allowed_signers");
+    let out = sb.run(&[
+        "verify",
+        store.to_str().unwrap(),
+        "--approvers",
+        roster.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// The case's journal entry kinds, in order.
 fn kinds(store: &Path, case: &str) -> Vec<String> {
     let dir = store.join("cases").join(case).join("journal");
@@ -270,18 +286,7 @@ fn an_alert_is_contained_on_quorum_and_the_actions_bundle_verifies() {
     );
 
     // custody verify, and the actions bundle with the standard tools.
-    let roster = sb.path("daemon/policies/approvers.allowed_signers");
-    let out = sb.run(&[
-        "verify",
-        store.to_str().unwrap(),
-        "--approvers",
-        roster.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_verifies(&sb, &store);
     let bundles = store.join("cases").join(&case).join("bundles");
     let actions: Value = {
         let (_, v) = http(
@@ -426,18 +431,7 @@ fn a_daemon_killed_in_the_middle_of_an_execution_resumes_it_when_restarted() {
         .count();
     assert_eq!(puts, 1, "the block was applied once");
     assert_eq!(kube.proxied().len(), 1);
-    let roster = sb.path("daemon/policies/approvers.allowed_signers");
-    let out = sb.run(&[
-        "verify",
-        store.to_str().unwrap(),
-        "--approvers",
-        roster.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_verifies(&sb, &store);
     drop(d);
 }
 
