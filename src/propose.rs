@@ -172,6 +172,9 @@ pub struct BuildInput<'a> {
     pub proposer: ProposerClaim,
     pub roster_sha256: crate::digest::Sha256Digest,
     pub now: OffsetDateTime,
+    /// Per target, the owners of the addresses executed plans of every case block there
+    /// (`execute::owners`): a new block keeps and records them.
+    pub block_owners: std::collections::BTreeMap<String, crate::containment::netpol::Owners>,
 }
 
 /// Reads the cluster, plans, and dry-runs every change that can be.
@@ -221,7 +224,6 @@ pub async fn plan_now(
     if seconds.abs() > MAX_SKEW_SECONDS {
         return Err(ProposeError::Clock { seconds });
     }
-    let owners = Default::default();
     Ok(planner::plan(&PlannerInput {
         case: input.case,
         plan: plan_id,
@@ -231,7 +233,7 @@ pub async fn plan_now(
         suspicious: &input.evidence.suspicious,
         evidence: input.evidence.pinned.clone(),
         view: &view,
-        block_owners: &owners,
+        block_owners: &input.block_owners,
         proposer: input.proposer.clone(),
         roster_sha256: input.roster_sha256,
         now: input.now,

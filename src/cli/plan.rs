@@ -333,6 +333,17 @@ pub(super) fn propose(
             Ok(p) => p,
             Err(e) => return Ok(fail(e)),
         };
+    let block_owners =
+        match crate::execute::owners::block_owners(store.as_ref(), None, &policies.containment) {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!(
+                "error: the owners of blocked addresses cannot be read, so no plan is built: {}",
+                esc(&e)
+            );
+                return Ok(ExitCode::from(1));
+            }
+        };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -348,6 +359,7 @@ pub(super) fn propose(
             proposer,
             roster_sha256: roster.sha256(),
             now,
+            block_owners,
         };
         anyhow::Ok(crate::propose::build(&cluster, &input).await)
     })?;

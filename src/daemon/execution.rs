@@ -132,6 +132,7 @@ impl Daemon {
         let pinned = crate::execute::preflight::pinned_evidence(&loaded.doc().evidence, &evidence)
             .map_err(|e| refused(&e))?;
         let roster = self.roster_in_force()?;
+        let block_owners = self.block_owners()?;
         let (_, api_server_date) = handle
             .block_on(crate::containment::cluster::identity(cluster))
             .map_err(|e| {
@@ -184,6 +185,7 @@ impl Daemon {
                 proposer: approved.doc().proposer.clone(),
                 roster_sha256: approved.doc().roster_sha256,
                 now,
+                block_owners,
             },
             secret_values: None,
             rollout_timeout: ROLLOUT_TIMEOUT,

@@ -303,6 +303,20 @@ impl Daemon {
         crate::propose::evidence(self.store.as_ref(), case, &options).map_err(propose_error)
     }
 
+    /// Per target, the owners of the addresses executed plans block (`execute::owners`), from
+    /// journals signed by the daemon's key.
+    pub(super) fn block_owners(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::containment::netpol::Owners>, PlansError>
+    {
+        crate::execute::owners::block_owners(
+            self.store.as_ref(),
+            Some(self.key.public()),
+            &self.policies.containment,
+        )
+        .map_err(|e| PlansError::Unavailable(format!("the owners of blocked addresses: {e}")))
+    }
+
     /// Proposes a plan for `case`, signed with the collector key: the evidence verified, the
     /// cluster read and every change dry-run, then stored and journaled under the case's claim.
     /// `trigger` (`api`, `alert`) is counted; an alert's proposal is made once per sealed
@@ -376,6 +390,7 @@ impl Daemon {
         blocking(&self, move |d| d.check_plan_count(&c)).await??;
         let c = case.clone();
         let evidence = blocking(&self, move |d| d.evidence_for(&c)).await??;
+        let block_owners = blocking(&self, |d| d.block_owners()).await??;
         let cluster = crate::kube::connect(self.kubeconfig.as_deref(), self.context.as_deref())
             .await
             .map_err(|e| PlansError::Unavailable(format!("cannot reach the cluster: {e}")))?;
@@ -386,6 +401,7 @@ impl Daemon {
             proposer,
             roster_sha256: roster.roster.sha256(),
             now: OffsetDateTime::now_utc(),
+            block_owners,
         };
         let doc = crate::propose::build(&cluster, &input)
             .await

@@ -6,6 +6,7 @@
 //! changed cluster is refused with nothing written, a Secret create with an unknown outcome fails
 //! the step and the resumed run creates a fresh Secret.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde_json::{json, Value};
@@ -565,4 +566,52 @@ fn a_dry_run_refusal_or_a_paused_deployment_stops_the_execution_before_its_first
     assert_success(&out);
     let (code, text) = verify(&w, &w.sb.store());
     assert_eq!(code, 0, "{text}");
+}
+
+/// A second case whose offenders a first case's executed plan already blocks is planned with
+/// the first case's claims, read from its journal: the custody block policy keeps and records
+/// both owners of each shared address, so lifting one case's block would leave the other's.
+#[test]
+fn a_second_case_is_planned_with_the_claims_of_an_executed_block() {
+    let w = World::new();
+    // No policy isolates the gateway: the block is the custody block policy.
+    for name in ["gateway-ingress", "allow-gateway"] {
+        w.kube
+            .remove("networking.k8s.io/v1", "networkpolicies", name);
+    }
+    let plan = proposed(&w, 2);
+    admin_secret(&w);
+    assert_success(&execute(&w, &plan));
+    let log = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/api-gateway-incident.log");
+    let second = w.sb.collect(&[&log]);
+    let case2 = second["case_id"].as_str().unwrap().to_owned();
+    assert_ne!(case2, w.case);
+    assert_success(&w.propose(&case2));
+    let out = w.run(&["--json", "plan", "show", &case2]);
+    assert_success(&out);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let step = &v["plan"]["steps"][0];
+    assert_eq!(step["kind"], "block_ips", "{step}");
+    let owners = step["detail"]["owners"].as_object().unwrap();
+    assert!(!owners.is_empty(), "{step}");
+    for (address, claims) in owners {
+        let cases: BTreeSet<&str> = claims
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["case"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            cases,
+            BTreeSet::from([w.case.as_str(), case2.as_str()]),
+            "{address}: {step}"
+        );
+        let first = claims
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["case"] == w.case.as_str())
+            .unwrap();
+        assert_eq!(first["plan"], plan.as_str(), "{address}");
+    }
 }

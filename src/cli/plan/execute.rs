@@ -114,6 +114,17 @@ fn run_held(
             return Ok(ExitCode::from(1));
         }
     };
+    let block_owners =
+        match crate::execute::owners::block_owners(store, Some(trusted), &policies.containment) {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!(
+                    "error: nothing was sent: the owners of blocked addresses cannot be read: {}",
+                    esc(&e)
+                );
+                return Ok(ExitCode::from(1));
+            }
+        };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -184,6 +195,7 @@ fn run_held(
                 proposer: approved.doc().proposer.clone(),
                 roster_sha256: approved.doc().roster_sha256,
                 now,
+                block_owners,
             },
             secret_values: args.secret_values,
             rollout_timeout: args.rollout_timeout,

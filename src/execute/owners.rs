@@ -1,0 +1,209 @@
+//! Who owns each blocked address, across every case of the store (CONTAINMENT.md, "Rollback
+//! and expiry"): a claim is an address a `block_ips` step of an executed plan blocked for its
+//! target, owned by that case and plan until the expiry the plan gives it. It is read from the
+//! journals and the plans they name, never from annotations on the objects (`custody.io/owners`
+//! only mirrors it for people). A plan blocking a target that earlier plans already block is
+//! planned with their claims, so that the custody block policy keeps every owner's addresses and
+//! records them, and so that lifting one plan's block leaves the addresses another still holds.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use time::OffsetDateTime;
+
+use crate::case::journal::Details;
+use crate::containment::netpol::{Owner, Owners};
+use crate::digest::Sha256Digest;
+use crate::id::{CaseId, PlanId};
+use crate::keys::PublicKey;
+use crate::net::normalise_ip;
+use crate::plan::document::StepDetail;
+use crate::policy::containment::StepKind;
+use crate::store::Store;
+
+/// One case's and plan's claim on one address of one target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub case: CaseId,
+    pub plan: PlanId,
+    pub plan_sha256: Sha256Digest,
+    /// The plan's `block_ips` step that blocked it.
+    pub step: u32,
+    pub namespace: String,
+    pub target: String,
+    pub address: IpAddr,
+    /// From the plan's `addresses.block`.
+    pub expires_at: OffsetDateTime,
+}
+
+impl Claim {
+    pub fn owner(&self) -> Owner {
+        Owner {
+            case: self.case.clone(),
+            plan: self.plan.clone(),
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+/// Every claim the store's journals record: each `step_done` of a `block_ips` step, with the
+/// addresses and expiry times of the plan it names (whose digest must be the one journaled). A
+/// journal or a plan that does not verify is an error: owners read from a record that may have
+/// been altered would decide what stays blocked.
+pub fn claims(store: &dyn Store, trusted: Option<&PublicKey>) -> Result<Vec<Claim>, String> {
+    let mut out = Vec::new();
+    for case in store.list_cases().map_err(|e| e.to_string())? {
+        let chain = crate::plan::store::trusted_chain(store, &case, trusted)
+            .map_err(|e| format!("case {case}: {e}"))?;
+        for (entry, _) in &chain.entries {
+            let Details::StepDone(done) = &entry.details else {
+                continue;
+            };
+            if done.kind != StepKind::BlockIps {
+                continue;
+            }
+            let plan = crate::plan::load(store, &case, &done.plan, trusted)
+                .map_err(|e| format!("case {case}, plan {}: {e}", done.plan))?;
+            if plan.digest() != done.plan_sha256 {
+                return Err(format!(
+                    "case {case}: entry {} records step {} of plan {} with digest {}, but the stored plan's is {}",
+                    entry.seq, done.number, done.plan, done.plan_sha256, plan.digest()
+                ));
+            }
+            out.extend(claims_of(&case, plan.doc(), done.number, done.plan_sha256)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The claims step `number` of `doc` makes once done.
+fn claims_of(
+    case: &CaseId,
+    doc: &crate::plan::document::PlanDoc,
+    number: u32,
+    plan_sha256: Sha256Digest,
+) -> Result<Vec<Claim>, String> {
+    let Some(step) = doc.steps.iter().find(|s| s.number == number) else {
+        return Err(format!("plan {} has no step {number}", doc.plan));
+    };
+    let StepDetail::BlockIps { addresses, .. } = &step.detail else {
+        return Err(format!(
+            "step {number} of plan {} is journaled as a block but is not one",
+            doc.plan
+        ));
+    };
+    let mut out = Vec::new();
+    for text in addresses {
+        let bad = |why: &str| format!("plan {}: blocked address {text:?}: {why}", doc.plan);
+        let address: IpAddr = text.parse().map_err(|_| bad("not an address"))?;
+        let entry = doc
+            .addresses
+            .block
+            .iter()
+            .find(|a| a.address == *text)
+            .ok_or_else(|| bad("not among the plan's addresses"))?;
+        let expires_at = crate::timefmt::parse(&entry.expires_at)
+            .ok_or_else(|| bad("its expiry is not an RFC 3339 time"))?;
+        out.push(Claim {
+            case: case.clone(),
+            plan: doc.plan.clone(),
+            plan_sha256,
+            step: number,
+            namespace: step.namespace.clone(),
+            target: step.target.clone(),
+            address: normalise_ip(address),
+            expires_at,
+        });
+    }
+    Ok(out)
+}
+
+/// Per target name, the owners of its blocked addresses in `namespace_of(target)`: what a new
+/// plan is planned with. Claims made in another namespace (a target that moved) are not its.
+pub fn owners_by_target(
+    claims: &[Claim],
+    namespace_of: impl Fn(&str) -> Option<String>,
+) -> BTreeMap<String, Owners> {
+    let mut out: BTreeMap<String, Owners> = BTreeMap::new();
+    for c in claims {
+        if namespace_of(&c.target).as_deref() != Some(c.namespace.as_str()) {
+            continue;
+        }
+        out.entry(c.target.clone())
+            .or_default()
+            .entry(c.address)
+            .or_default()
+            .insert(c.owner());
+    }
+    out
+}
+
+/// The owners `policy`'s targets have in the store: `claims` grouped by target.
+pub fn block_owners(
+    store: &dyn Store,
+    trusted: Option<&PublicKey>,
+    policy: &crate::policy::containment::ContainmentPolicy,
+) -> Result<BTreeMap<String, Owners>, String> {
+    let claims = claims(store, trusted)?;
+    Ok(owners_by_target(&claims, |name| {
+        policy
+            .targets
+            .iter()
+            .find(|t| t.name.as_str() == name)
+            .map(|t| t.namespace.to_string())
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(case: &str, plan: &str, target: &str, ns: &str, addr: &str) -> Claim {
+        Claim {
+            case: CaseId::new(case).unwrap(),
+            plan: PlanId::new(plan).unwrap(),
+            plan_sha256: Sha256Digest::of(plan.as_bytes()),
+            step: 1,
+            namespace: ns.into(),
+            target: target.into(),
+            address: addr.parse().unwrap(),
+            expires_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn owners_are_grouped_by_target_and_keep_every_case() {
+        let claims = [
+            claim(
+                "c-20261202-000000-aaaa",
+                "p-20261202-000000-aaaa",
+                "gateway",
+                "edge",
+                "203.0.113.9",
+            ),
+            claim(
+                "c-20261202-000001-bbbb",
+                "p-20261202-000001-bbbb",
+                "gateway",
+                "edge",
+                "203.0.113.9",
+            ),
+            claim(
+                "c-20261202-000001-bbbb",
+                "p-20261202-000001-bbbb",
+                "gateway",
+                "moved",
+                "198.51.100.7",
+            ),
+        ];
+        let owners = owners_by_target(&claims, |t| (t == "gateway").then(|| "edge".into()));
+        let gateway = &owners["gateway"];
+        assert_eq!(
+            gateway.len(),
+            1,
+            "the claim made in another namespace is not the target's"
+        );
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(gateway[&ip].len(), 2, "both cases own the shared address");
+    }
+}
