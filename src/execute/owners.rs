@@ -34,6 +34,8 @@ pub struct Claim {
     pub address: IpAddr,
     /// From the plan's `addresses.block`.
     pub expires_at: OffsetDateTime,
+    /// The step's method (`networkpolicy`, `cilium`): a claim is an owner only for its method.
+    pub method: String,
 }
 
 impl Claim {
@@ -53,6 +55,15 @@ impl Claim {
 pub fn claims(store: &dyn Store, trusted: Option<&PublicKey>) -> Result<Vec<Claim>, String> {
     let mut out = Vec::new();
     for case in store.list_cases().map_err(|e| e.to_string())? {
+        // Only a case whose journal records an executed block is read as a claim, and then its
+        // whole journal must verify; a case that never blocked anything decides nothing here.
+        let hashed = crate::case::journal::check_chain(store, &case).map_err(|e| e.to_string())?;
+        let blocked = hashed.entries.iter().any(
+            |(e, _)| matches!(&e.details, Details::StepDone(d) if d.kind == StepKind::BlockIps),
+        );
+        if !blocked && hashed.problems.is_empty() {
+            continue;
+        }
         let chain = crate::plan::store::trusted_chain(store, &case, trusted)
             .map_err(|e| format!("case {case}: {e}"))?;
         for (entry, _) in &chain.entries {
@@ -86,7 +97,10 @@ fn claims_of(
     let Some(step) = doc.steps.iter().find(|s| s.number == number) else {
         return Err(format!("plan {} has no step {number}", doc.plan));
     };
-    let StepDetail::BlockIps { addresses, .. } = &step.detail else {
+    let StepDetail::BlockIps {
+        addresses, method, ..
+    } = &step.detail
+    else {
         return Err(format!(
             "step {number} of plan {} is journaled as a block but is not one",
             doc.plan
@@ -113,6 +127,7 @@ fn claims_of(
             target: step.target.clone(),
             address: normalise_ip(address),
             expires_at,
+            method: method.clone(),
         });
     }
     Ok(out)
@@ -122,11 +137,12 @@ fn claims_of(
 /// plan is planned with. Claims made in another namespace (a target that moved) are not its.
 pub fn owners_by_target(
     claims: &[Claim],
+    method: &str,
     namespace_of: impl Fn(&str) -> Option<String>,
 ) -> BTreeMap<String, Owners> {
     let mut out: BTreeMap<String, Owners> = BTreeMap::new();
     for c in claims {
-        if namespace_of(&c.target).as_deref() != Some(c.namespace.as_str()) {
+        if c.method != method || namespace_of(&c.target).as_deref() != Some(c.namespace.as_str()) {
             continue;
         }
         out.entry(c.target.clone())
@@ -145,7 +161,11 @@ pub fn block_owners(
     policy: &crate::policy::containment::ContainmentPolicy,
 ) -> Result<BTreeMap<String, Owners>, String> {
     let claims = claims(store, trusted)?;
-    Ok(owners_by_target(&claims, |name| {
+    let method = match policy.block_ips.as_ref().map(|b| b.method) {
+        Some(crate::policy::containment::BlockMethod::Cilium) => "cilium",
+        _ => "networkpolicy",
+    };
+    Ok(owners_by_target(&claims, method, |name| {
         policy
             .targets
             .iter()
@@ -168,6 +188,7 @@ mod tests {
             target: target.into(),
             address: addr.parse().unwrap(),
             expires_at: OffsetDateTime::UNIX_EPOCH,
+            method: "networkpolicy".into(),
         }
     }
 
@@ -196,7 +217,10 @@ mod tests {
                 "198.51.100.7",
             ),
         ];
-        let owners = owners_by_target(&claims, |t| (t == "gateway").then(|| "edge".into()));
+        assert!(owners_by_target(&claims, "cilium", |_| Some("edge".into())).is_empty());
+        let owners = owners_by_target(&claims, "networkpolicy", |t| {
+            (t == "gateway").then(|| "edge".into())
+        });
         let gateway = &owners["gateway"];
         assert_eq!(
             gateway.len(),

@@ -104,10 +104,38 @@ fn step_changes(planned: &Step, now: &Step) -> Vec<String> {
         }
     }
     if let (
-        StepDetail::BlockIps { addresses: was, .. },
-        StepDetail::BlockIps { addresses: is, .. },
+        StepDetail::BlockIps {
+            addresses: was,
+            owners: owned,
+            ..
+        },
+        StepDetail::BlockIps {
+            addresses: is,
+            owners: owned_now,
+            ..
+        },
     ) = (&planned.detail, &now.detail)
     {
+        // This plan's own claims carry expiry times counted from when it was made (again): the
+        // owners are compared by case and plan.
+        let others = |owners: &std::collections::BTreeMap<
+            String,
+            Vec<crate::containment::netpol::Owner>,
+        >| {
+            owners
+                .iter()
+                .map(|(a, o)| {
+                    let o: BTreeSet<(String, String)> = o
+                        .iter()
+                        .map(|o| (o.case.to_string(), o.plan.to_string()))
+                        .collect();
+                    (a.clone(), o)
+                })
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        if others(owned) != others(owned_now) {
+            out.push("the owners of the custody block policy's addresses changed since the plan was made (another plan's block was executed): the approved owners would drop a claim".into());
+        }
         let was: BTreeSet<&String> = was.iter().collect();
         let is: BTreeSet<&String> = is.iter().collect();
         for gone in was.difference(&is) {

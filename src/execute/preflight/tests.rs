@@ -287,3 +287,43 @@ fn a_resumed_block_is_compared_but_for_what_its_own_writes_changed() {
     };
     assert_eq!(stale_of(&[planned], &[], &done), []);
 }
+
+#[test]
+fn another_owner_added_since_is_stale_and_the_plans_own_expiry_is_not() {
+    use crate::containment::netpol::Owner;
+    let owner = |case: &str, plan: &str, secs: i64| Owner {
+        case: crate::id::CaseId::new(case).unwrap(),
+        plan: crate::id::PlanId::new(plan).unwrap(),
+        expires_at: time::OffsetDateTime::from_unix_timestamp(secs).unwrap(),
+    };
+    let with = |owners: Vec<Owner>| {
+        let mut s = step(StepKind::BlockIps, "gateway", StepStatus::Planned);
+        s.detail = StepDetail::BlockIps {
+            method: "networkpolicy".into(),
+            addresses: vec!["203.0.113.9".into()],
+            owners: BTreeMap::from([("203.0.113.9".into(), owners)]),
+        };
+        s
+    };
+    let planned = with(vec![owner("case-b", "plan-b", 100)]);
+    // Made again later: its own claim's expiry is counted from then.
+    let again = with(vec![owner("case-b", "plan-b", 200)]);
+    assert_eq!(
+        stale_of(std::slice::from_ref(&planned), &[again], &Resume::default()),
+        []
+    );
+    let shared = with(vec![
+        owner("case-a", "plan-a", 50),
+        owner("case-b", "plan-b", 200),
+    ]);
+    let stale = stale_of(
+        std::slice::from_ref(&planned),
+        &[shared],
+        &Resume::default(),
+    );
+    assert_eq!(stale.len(), 1);
+    assert!(
+        stale[0].changes.iter().any(|c| c.contains("owners")),
+        "{stale:?}"
+    );
+}
