@@ -258,6 +258,26 @@ enum PlanCommand {
         #[arg(long, requires = "server")]
         token_file: Option<PathBuf>,
     },
+    /// Propose the rollback of an executed plan: a plan of its own (quorum `rollback`) that
+    /// lifts exactly the blocks that plan owns on the cluster as it is now — addresses another
+    /// case's or plan's block holds stay refused, the custody block policy is deleted when no
+    /// owner is left, each policy the plan rewrote gets back what it took. Secrets and sessions
+    /// are never rolled back. Signed with your SSH key (--key); approved and executed like any
+    /// plan.
+    Rollback {
+        case: String,
+        /// The executed plan to roll back.
+        plan: String,
+        /// The proposer's SSH key, which the approvers' roster names.
+        #[arg(long)]
+        key: PathBuf,
+        /// The principal you speak for [default: the one the roster gives the key].
+        #[arg(long)]
+        principal: Option<String>,
+        /// The kubeconfig context [default: the current one, or in-cluster].
+        #[arg(long)]
+        context: Option<String>,
+    },
     /// What an approver reads before signing: warnings first, the addresses, each step as a
     /// diff of the objects with its dry-run, the quorum collected, and the approve command.
     Show {
@@ -453,8 +473,31 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             (Some(url), Some(token)) => {
                 plan::propose_on_server(&cli, case, key, principal.as_deref(), url, token)
             }
-            _ => plan::propose(&cli, case, key, principal.as_deref(), context.as_deref()),
+            _ => plan::propose(
+                &cli,
+                case,
+                (key, principal.as_deref()),
+                context.as_deref(),
+                None,
+            ),
         },
+        Command::Plan {
+            command:
+                PlanCommand::Rollback {
+                    case,
+                    plan: lifted,
+                    key,
+                    principal,
+                    context,
+                },
+            ..
+        } => plan::propose(
+            &cli,
+            case,
+            (key, principal.as_deref()),
+            context.as_deref(),
+            Some(lifted),
+        ),
         Command::Plan {
             command:
                 PlanCommand::Show {

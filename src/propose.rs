@@ -175,6 +175,17 @@ pub struct BuildInput<'a> {
     /// Per target, the owners of the addresses executed plans of every case block there
     /// (`execute::owners`): a new block keeps and records them.
     pub block_owners: std::collections::BTreeMap<String, crate::containment::netpol::Owners>,
+    /// For a rollback plan: the executed plan it lifts (`None`: a containment plan).
+    pub rollback: Option<RollbackOf>,
+}
+
+/// The executed plan a rollback lifts, as its case's journal records it.
+#[derive(Clone, Debug)]
+pub struct RollbackOf {
+    pub doc: PlanDoc,
+    pub sha256: crate::digest::Sha256Digest,
+    /// Its block steps the journal records as done.
+    pub executed: std::collections::BTreeSet<u32>,
 }
 
 /// Reads the cluster, plans, and dry-runs every change that can be.
@@ -223,6 +234,22 @@ pub async fn plan_now(
     let seconds = (input.now - view.server_date).whole_seconds();
     if seconds.abs() > MAX_SKEW_SECONDS {
         return Err(ProposeError::Clock { seconds });
+    }
+    if let Some(of) = &input.rollback {
+        return Ok(planner::plan_rollback(&planner::RollbackInput {
+            case: input.case,
+            plan: plan_id,
+            policy,
+            evidence: input.evidence.pinned.clone(),
+            view: &view,
+            of: &of.doc,
+            of_sha256: of.sha256,
+            executed: &of.executed,
+            block_owners: &input.block_owners,
+            proposer: input.proposer.clone(),
+            roster_sha256: input.roster_sha256,
+            now: input.now,
+        }));
     }
     Ok(planner::plan(&PlannerInput {
         case: input.case,

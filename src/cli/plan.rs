@@ -293,12 +293,13 @@ pub(super) fn show(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `plan propose`, or with `rollback` (the executed plan lifted) `plan rollback`.
 pub(super) fn propose(
     cli: &Cli,
     case: &str,
-    key: &Path,
-    principal: Option<&str>,
+    (key, principal): (&Path, Option<&str>),
     context: Option<&str>,
+    rollback: Option<&str>,
 ) -> Result<ExitCode> {
     let case = CaseId::new(case)?;
     let store = open(cli)?;
@@ -344,6 +345,19 @@ pub(super) fn propose(
                 return Ok(ExitCode::from(1));
             }
         };
+    let rollback = match rollback {
+        None => None,
+        Some(lifted) => {
+            let lifted = crate::id::PlanId::new(lifted)?;
+            match crate::execute::owners::lifted(store.as_ref(), &case, &lifted, None) {
+                Ok(of) => Some(of),
+                Err(e) => {
+                    eprintln!("error: no rollback is proposed: {}", esc(&e));
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -360,6 +374,7 @@ pub(super) fn propose(
             roster_sha256: roster.sha256(),
             now,
             block_owners,
+            rollback,
         };
         anyhow::Ok(crate::propose::build(&cluster, &input).await)
     })?;

@@ -57,6 +57,7 @@
 mod block;
 pub mod eval;
 mod offenders;
+mod release;
 mod rewrite;
 pub mod selector;
 #[cfg(test)]
@@ -72,6 +73,7 @@ pub use block::{
     block_policy_name, remove_owners, Removal, BLOCK_POLICY_PREFIX, OWNERS_ANNOTATION,
 };
 pub use offenders::{Offenders, Owner, Owners};
+pub use release::{plan_release, Release, ReleaseInput, Rewritten};
 pub use selector::Labels;
 
 /// A target of the containment policy: the pods of one namespace that its selector picks.
@@ -163,6 +165,8 @@ pub enum Refusal {
     BlockPolicyChanged { policy: String, what: String },
     #[error("the journal records owners of {policy} but the cluster has no such policy (deleted outside custody)")]
     BlockPolicyMissing { policy: String },
+    #[error("NetworkPolicy {policy}: {what}")]
+    RewrittenPolicyChanged { policy: String, what: String },
     #[error("target name {name:?} cannot name a policy: use lowercase letters, digits and '-'")]
     TargetName { name: String },
     #[error("the custody block policy {policy} of another target selects target pods {pods:?}: its addresses are owned by that target's plans, so custody does not write it for this one; give the targets pod selectors that do not overlap (or, for a target no longer configured, roll back its plans)")]

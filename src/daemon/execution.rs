@@ -133,6 +133,9 @@ impl Daemon {
             .map_err(|e| refused(&e))?;
         let roster = self.roster_in_force()?;
         let block_owners = self.block_owners()?;
+        let rollback =
+            crate::execute::owners::rollback_of(store, loaded.doc(), Some(self.key.public()))
+                .map_err(|e| refused(&e))?;
         let (_, api_server_date) = handle
             .block_on(crate::containment::cluster::identity(cluster))
             .map_err(|e| {
@@ -186,6 +189,7 @@ impl Daemon {
                 roster_sha256: approved.doc().roster_sha256,
                 now,
                 block_owners,
+                rollback,
             },
             secret_values: None,
             rollout_timeout: ROLLOUT_TIMEOUT,

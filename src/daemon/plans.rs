@@ -402,6 +402,7 @@ impl Daemon {
             roster_sha256: roster.roster.sha256(),
             now: OffsetDateTime::now_utc(),
             block_owners,
+            rollback: None,
         };
         let doc = crate::propose::build(&cluster, &input)
             .await

@@ -167,7 +167,9 @@ pub async fn apply(
         return fail(cx, step, p, "the step's detail is not of its kind".into());
     }
     match (&step.detail, prepared) {
-        (StepDetail::BlockIps { .. }, _) => block(cx, step, p).await,
+        (StepDetail::BlockIps { .. } | StepDetail::ReleaseIps { .. }, _) => {
+            block(cx, step, p).await
+        }
         (StepDetail::RotateSecrets { .. }, Some(Prepared::Rotate { name, values })) => {
             rotate(cx, step, p, name, values).await
         }
@@ -313,19 +315,32 @@ async fn send(
     Ok(result)
 }
 
-/// Step 1: each NetworkPolicy (or CiliumNetworkPolicy) replaced or created as the plan shows it.
+/// Step 1: each NetworkPolicy (or CiliumNetworkPolicy) replaced or created as the plan shows it;
+/// for a rollback's release, replaced or deleted as its plan shows it.
 async fn block(
     cx: &mut Cx<'_, '_>,
     step: &Step,
     mut p: Progress,
 ) -> Result<StepReport, ExecuteError> {
-    let StepDetail::BlockIps {
-        method,
-        addresses,
-        owners,
-    } = &step.detail
-    else {
-        return fail(cx, step, p, "not a block step".into());
+    let mut result = match &step.detail {
+        StepDetail::BlockIps {
+            method,
+            addresses,
+            owners,
+        } => json!({"method": method, "addresses": addresses, "owners": owners}),
+        StepDetail::ReleaseIps {
+            method,
+            plan,
+            plan_sha256,
+            step: lifted,
+            released,
+            kept,
+            owners,
+        } => json!({
+            "method": method, "plan": plan, "plan_sha256": plan_sha256, "step": lifted,
+            "released": released, "kept": kept, "owners": owners,
+        }),
+        _ => return fail(cx, step, p, "not a block step".into()),
     };
     let intended = step
         .changes
@@ -353,6 +368,12 @@ async fn block(
                 Ok(now) => now,
                 Err(e) => return fail(cx, step, p, e),
             };
+            // A delete an earlier run's write already did.
+            if now.is_none() && change.op == ChangeOp::Delete {
+                objects.push(json!({"object": label(&change.object), "applied": "before"}));
+                p.report.applied.push(what);
+                continue;
+            }
             if let Some(now) = now {
                 if wanted.is_some() && spec_sha256(&now) == wanted {
                     objects.push(json!({"object": label(&change.object), "resource_version": now.pointer("/metadata/resourceVersion"), "applied": "before"}));
@@ -379,12 +400,7 @@ async fn block(
             Err(e) => return fail(cx, step, p, e),
         }
     }
-    let result = json!({
-        "method": method,
-        "addresses": addresses,
-        "owners": owners,
-        "objects": objects,
-    });
+    result["objects"] = Value::Array(objects);
     done(cx, step, p, result)
 }
 

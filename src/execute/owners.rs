@@ -54,13 +54,15 @@ impl Claim {
 /// been altered would decide what stays blocked.
 pub fn claims(store: &dyn Store, trusted: Option<&PublicKey>) -> Result<Vec<Claim>, String> {
     let mut out = Vec::new();
+    // The block steps a rollback lifted: (case, plan, step). Their claims are no longer held.
+    let mut lifted: std::collections::BTreeSet<(CaseId, PlanId, u32)> = Default::default();
     for case in store.list_cases().map_err(|e| e.to_string())? {
         // Only a case whose journal records an executed block is read as a claim, and then its
         // whole journal must verify; a case that never blocked anything decides nothing here.
         let hashed = crate::case::journal::check_chain(store, &case).map_err(|e| e.to_string())?;
-        let blocked = hashed.entries.iter().any(
-            |(e, _)| matches!(&e.details, Details::StepDone(d) if d.kind == StepKind::BlockIps),
-        );
+        let blocked = hashed.entries.iter().any(|(e, _)| {
+            matches!(&e.details, Details::StepDone(d) if matches!(d.kind, StepKind::BlockIps | StepKind::ReleaseIps))
+        });
         if !blocked && hashed.problems.is_empty() {
             continue;
         }
@@ -70,7 +72,7 @@ pub fn claims(store: &dyn Store, trusted: Option<&PublicKey>) -> Result<Vec<Clai
             let Details::StepDone(done) = &entry.details else {
                 continue;
             };
-            if done.kind != StepKind::BlockIps {
+            if !matches!(done.kind, StepKind::BlockIps | StepKind::ReleaseIps) {
                 continue;
             }
             let plan = crate::plan::load(store, &case, &done.plan, trusted)
@@ -81,10 +83,109 @@ pub fn claims(store: &dyn Store, trusted: Option<&PublicKey>) -> Result<Vec<Clai
                     entry.seq, done.number, done.plan, done.plan_sha256, plan.digest()
                 ));
             }
+            if done.kind == StepKind::ReleaseIps {
+                lifted.insert(lifted_by(&case, plan.doc(), done.number)?);
+                continue;
+            }
             out.extend(claims_of(&case, plan.doc(), done.number, done.plan_sha256)?);
         }
     }
+    out.retain(|c| !lifted.contains(&(c.case.clone(), c.plan.clone(), c.step)));
     Ok(out)
+}
+
+/// The block step the release step `number` of the rollback plan `doc` lifted.
+fn lifted_by(
+    case: &CaseId,
+    doc: &crate::plan::document::PlanDoc,
+    number: u32,
+) -> Result<(CaseId, PlanId, u32), String> {
+    let step = doc.steps.iter().find(|s| s.number == number);
+    let Some(StepDetail::ReleaseIps {
+        plan,
+        plan_sha256,
+        step,
+        ..
+    }) = step.map(|s| &s.detail)
+    else {
+        return Err(format!(
+            "step {number} of plan {} is journaled as a release but is not one",
+            doc.plan
+        ));
+    };
+    if doc.rolls_back.as_ref().map(|r| (&r.plan, r.plan_sha256)) != Some((plan, *plan_sha256)) {
+        return Err(format!(
+            "plan {}: its release step {number} lifts plan {plan}, which the plan does not roll back",
+            doc.plan
+        ));
+    }
+    Ok((case.clone(), plan.clone(), *step))
+}
+
+/// The executed plan `plan` of `case`, for a rollback of it: loaded (trusted as the caller's
+/// other reads) with the block steps its journal records as done.
+pub fn lifted(
+    store: &dyn Store,
+    case: &CaseId,
+    plan: &PlanId,
+    trusted: Option<&PublicKey>,
+) -> Result<crate::propose::RollbackOf, String> {
+    let loaded = crate::plan::load(store, case, plan, trusted).map_err(|e| e.to_string())?;
+    let doc = loaded.doc();
+    if doc.kind == crate::plan::document::PlanKind::Rollback {
+        return Err(format!("plan {plan} is itself a rollback: a rollback is not rolled back; propose the block again"));
+    }
+    let chain = crate::plan::store::trusted_chain(store, case, trusted)
+        .map_err(|e| format!("case {case}: {e}"))?;
+    let executed = chain
+        .entries
+        .iter()
+        .filter_map(|(e, _)| match &e.details {
+            Details::StepDone(d)
+                if d.kind == StepKind::BlockIps
+                    && &d.plan == plan
+                    && d.plan_sha256 == loaded.digest() =>
+            {
+                Some(d.number)
+            }
+            _ => None,
+        })
+        .collect::<std::collections::BTreeSet<u32>>();
+    if executed.is_empty() {
+        return Err(format!("plan {plan} has no executed block step: there is nothing to roll back (Secrets and sessions are never rolled back)"));
+    }
+    Ok(crate::propose::RollbackOf {
+        doc: doc.clone(),
+        sha256: loaded.digest(),
+        executed,
+    })
+}
+
+/// For a rollback plan, the plan it lifts (`lifted`), whose digest must be the one it names;
+/// `None` for a containment plan.
+pub fn rollback_of(
+    store: &dyn Store,
+    doc: &crate::plan::document::PlanDoc,
+    trusted: Option<&PublicKey>,
+) -> Result<Option<crate::propose::RollbackOf>, String> {
+    use crate::plan::document::PlanKind;
+    match (doc.kind, &doc.rolls_back) {
+        (PlanKind::Containment, None) => Ok(None),
+        (PlanKind::Rollback, Some(rb)) => {
+            let of = lifted(store, &doc.case, &rb.plan, trusted)?;
+            if of.sha256 != rb.plan_sha256 {
+                return Err(format!(
+                    "plan {} rolls back plan {} with digest {}, but the stored plan's is {}",
+                    doc.plan, rb.plan, rb.plan_sha256, of.sha256
+                ));
+            }
+            Ok(Some(of))
+        }
+        _ => Err(format!(
+            "plan {}: its kind and the plan it rolls back do not agree",
+            doc.plan
+        )),
+    }
 }
 
 /// The claims step `number` of `doc` makes once done.

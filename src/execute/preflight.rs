@@ -116,42 +116,67 @@ fn step_changes(planned: &Step, now: &Step) -> Vec<String> {
         },
     ) = (&planned.detail, &now.detail)
     {
-        // This plan's own claims carry expiry times counted from when it was made (again): the
-        // owners are compared by case and plan.
-        let others = |owners: &std::collections::BTreeMap<
-            String,
-            Vec<crate::containment::netpol::Owner>,
-        >| {
-            owners
-                .iter()
-                .map(|(a, o)| {
-                    let o: BTreeSet<(String, String)> = o
-                        .iter()
-                        .map(|o| (o.case.to_string(), o.plan.to_string()))
-                        .collect();
-                    (a.clone(), o)
-                })
-                .collect::<std::collections::BTreeMap<_, _>>()
-        };
-        if others(owned) != others(owned_now) {
+        if by_case_and_plan(owned) != by_case_and_plan(owned_now) {
             out.push("the owners of the custody block policy's addresses changed since the plan was made (another plan's block was executed): the approved owners would drop a claim".into());
         }
-        let was: BTreeSet<&String> = was.iter().collect();
-        let is: BTreeSet<&String> = is.iter().collect();
-        for gone in was.difference(&is) {
-            out.push(format!(
-                "{} would not be blocked now: the plan made again leaves it out",
-                esc(gone)
-            ));
+        was_is(&mut out, "blocked", was, is);
+    }
+    if let (
+        StepDetail::ReleaseIps {
+            released: was,
+            kept: kept_was,
+            owners: owned,
+            ..
+        },
+        StepDetail::ReleaseIps {
+            released: is,
+            kept: kept_is,
+            owners: owned_now,
+            ..
+        },
+    ) = (&planned.detail, &now.detail)
+    {
+        if by_case_and_plan(owned) != by_case_and_plan(owned_now) || kept_was != kept_is {
+            out.push("the owners of the blocked addresses changed since the rollback was made: the approved release would lift or keep other addresses".into());
         }
-        for added in is.difference(&was) {
-            out.push(format!(
-                "{} would be blocked now, and the approvers did not see it",
-                esc(added)
-            ));
-        }
+        was_is(&mut out, "released", was, is);
     }
     out
+}
+
+/// Each address planned then and not now, and now and not then.
+fn was_is(out: &mut Vec<String>, what: &str, was: &[String], is: &[String]) {
+    let was: BTreeSet<&String> = was.iter().collect();
+    let is: BTreeSet<&String> = is.iter().collect();
+    for gone in was.difference(&is) {
+        out.push(format!(
+            "{} would not be {what} now: the plan made again leaves it out",
+            esc(gone)
+        ));
+    }
+    for added in is.difference(&was) {
+        out.push(format!(
+            "{} would be {what} now, and the approvers did not see it",
+            esc(added)
+        ));
+    }
+}
+
+/// The owners by address, each owner by case and plan (a plan's own claims carry expiry times
+/// counted from when it was made again).
+fn by_case_and_plan(
+    owners: &std::collections::BTreeMap<String, Vec<crate::containment::netpol::Owner>>,
+) -> std::collections::BTreeMap<String, BTreeSet<(String, String)>> {
+    owners
+        .iter()
+        .map(|(a, o)| {
+            let o = o
+                .iter()
+                .map(|o| (o.case.to_string(), o.plan.to_string()))
+                .collect();
+            (a.clone(), o)
+        })
+        .collect()
 }
 
 /// A step an earlier run started and did not finish: its own writes changed the policies it
@@ -161,7 +186,7 @@ fn step_changes(planned: &Step, now: &Step) -> Vec<String> {
 /// selecting the target (but for those the step creates), and other engines' policies are.
 fn resumed_changes(planned: &Step, now: &Step) -> Vec<String> {
     match planned.kind {
-        StepKind::BlockIps => {}
+        StepKind::BlockIps | StepKind::ReleaseIps => {}
         // Its own patches moved references off the old Secret; any other referrer of it since
         // (a workload the step would refuse, a reference not planned) is stale.
         StepKind::RotateSecrets => {

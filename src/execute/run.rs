@@ -724,6 +724,7 @@ pub fn detail_matches(step: &Step) -> bool {
     matches!(
         (&step.kind, &step.detail),
         (StepKind::BlockIps, StepDetail::BlockIps { .. })
+            | (StepKind::ReleaseIps, StepDetail::ReleaseIps { .. })
             | (StepKind::RotateSecrets, StepDetail::RotateSecrets { .. })
             | (
                 StepKind::InvalidateSessions,

@@ -36,8 +36,19 @@ pub struct PlanDoc {
     /// The SHA-256 of the roster stored beside the plan (`approvers.allowed_signers`).
     pub roster_sha256: Sha256Digest,
     pub addresses: Addresses,
-    /// In the order they run: block, rotate, invalidate.
+    /// In the order they run: block, rotate, invalidate (a rollback: its releases).
     pub steps: Vec<Step>,
+    /// For a rollback: the executed plan whose blocks it lifts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolls_back: Option<RolledBack>,
+}
+
+/// The plan a rollback lifts, by id and digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolledBack {
+    pub plan: PlanId,
+    pub plan_sha256: Sha256Digest,
 }
 
 /// A containment plan, or the rollback of one.
@@ -294,6 +305,21 @@ pub enum StepDetail {
         method: String,
         /// The addresses of `addresses.block` this step refuses.
         addresses: Vec<String>,
+        /// The custody block policy's owners once the step applies: address → owners.
+        owners: BTreeMap<String, Vec<crate::containment::netpol::Owner>>,
+    },
+    /// A rollback's: lifts the block step `step` of plan `plan` (of the same case) did.
+    ReleaseIps {
+        /// `networkpolicy` (the only method a rollback lifts).
+        method: String,
+        plan: PlanId,
+        plan_sha256: Sha256Digest,
+        step: u32,
+        /// The plan's addresses no longer refused once the step applies: no other owner holds
+        /// them.
+        released: Vec<String>,
+        /// The plan's addresses that stay refused: another case's or plan's block holds them.
+        kept: Vec<String>,
         /// The custody block policy's owners once the step applies: address → owners.
         owners: BTreeMap<String, Vec<crate::containment::netpol::Owner>>,
     },

@@ -8,6 +8,7 @@
 mod addresses;
 mod block;
 mod pod_network;
+mod rollback;
 mod rotate;
 mod sessions;
 #[cfg(test)]
@@ -34,6 +35,7 @@ use crate::timefmt;
 
 pub use addresses::{merge, Client};
 use pod_network::PodNetworkState;
+pub use rollback::{plan_rollback, RollbackInput, NOT_ROLLED_BACK};
 pub use rotate::{scan, Found, NEW_SECRET_PLACEHOLDER};
 
 /// Everything the planner needs.
@@ -164,6 +166,7 @@ pub fn plan(input: &PlannerInput<'_>) -> PlanDoc {
             left_out,
         },
         steps,
+        rolls_back: None,
     }
 }
 

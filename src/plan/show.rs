@@ -180,6 +180,7 @@ pub(crate) fn kind_name(kind: StepKind) -> &'static str {
         StepKind::BlockIps => "block_ips",
         StepKind::RotateSecrets => "rotate_secrets",
         StepKind::InvalidateSessions => "invalidate_sessions",
+        StepKind::ReleaseIps => "release_ips",
     }
 }
 

@@ -97,16 +97,19 @@ impl<S> Plan<S> {
     }
 
     /// The largest need among the plan's planned steps by its own `by_kind`, as the planner
-    /// works it out (a plan with no planned step: the largest of all kinds); `None` when a
+    /// works it out (a plan with no planned step: the largest of all its kinds); `None` when a
     /// kind has no entry there.
     pub fn steps_required(&self) -> Option<u32> {
         let mut kinds = self.step_kinds();
         if kinds.is_empty() {
-            kinds = vec![
-                StepKind::BlockIps,
-                StepKind::RotateSecrets,
-                StepKind::InvalidateSessions,
-            ];
+            kinds = match self.doc.kind {
+                crate::plan::document::PlanKind::Rollback => vec![StepKind::ReleaseIps],
+                crate::plan::document::PlanKind::Containment => vec![
+                    StepKind::BlockIps,
+                    StepKind::RotateSecrets,
+                    StepKind::InvalidateSessions,
+                ],
+            };
         }
         kinds
             .iter()

@@ -201,6 +201,8 @@ pub enum StepKind {
     BlockIps,
     RotateSecrets,
     InvalidateSessions,
+    /// A rollback's: lifts an executed block, removing only the addresses its plan owns.
+    ReleaseIps,
 }
 
 impl StepKind {
@@ -210,6 +212,7 @@ impl StepKind {
             StepKind::BlockIps => "block_ips",
             StepKind::RotateSecrets => "rotate_secrets",
             StepKind::InvalidateSessions => "invalidate_sessions",
+            StepKind::ReleaseIps => "release_ips",
         }
     }
 }
@@ -224,6 +227,10 @@ pub struct Quorum {
     pub rotate_secrets: u32,
     #[serde(default = "default_quorum", deserialize_with = "quorum")]
     pub invalidate_sessions: u32,
+    /// A rollback plan's (`custody plan rollback`): lifting a block reopens the target to the
+    /// addresses it refused.
+    #[serde(default = "default_quorum", deserialize_with = "quorum")]
+    pub rollback: u32,
 }
 
 impl Default for Quorum {
@@ -232,6 +239,7 @@ impl Default for Quorum {
             block_ips: default_quorum(),
             rotate_secrets: default_quorum(),
             invalidate_sessions: default_quorum(),
+            rollback: default_quorum(),
         }
     }
 }
@@ -261,6 +269,7 @@ impl Quorum {
             StepKind::BlockIps => self.block_ips,
             StepKind::RotateSecrets => self.rotate_secrets,
             StepKind::InvalidateSessions => self.invalidate_sessions,
+            StepKind::ReleaseIps => self.rollback,
         }
     }
 
@@ -271,6 +280,7 @@ impl Quorum {
             StepKind::BlockIps,
             StepKind::RotateSecrets,
             StepKind::InvalidateSessions,
+            StepKind::ReleaseIps,
         ];
         let kinds = if kinds.is_empty() { &all[..] } else { kinds };
         kinds

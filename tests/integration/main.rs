@@ -46,6 +46,10 @@
 //! - `plan_propose`: `plan propose` and `plan show` against the fake API server (reads and dry-runs
 //!   over real HTTP), approvals through `custody approve`, and the refusals (no bundle, bad evidence,
 //!   a cluster that cannot be read whole).
+//! - `plan_rollback`: `plan rollback` over the fake API server: a rollback plan approved and
+//!   executed lifts only its plan's block (another case's shared addresses stay, a hand-added
+//!   entry stays, the custody block policy is deleted once no owner is left, a rewritten policy
+//!   gets its rules back); a rollback executed twice sends nothing.
 //! - `plan_execute`: `plan execute` end to end over the fake API server: applied as approved,
 //!   the actions bundle checked with the standard tools, a second run sending nothing; no
 //!   quorum and a stale plan writing nothing; a Secret create with an unknown outcome resumed.
@@ -89,6 +93,7 @@ mod k8s;
 mod layout;
 mod plan_execute;
 mod plan_propose;
+mod plan_rollback;
 mod planner_reads;
 mod plans;
 mod s3;

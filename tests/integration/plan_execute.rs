@@ -17,7 +17,7 @@ use crate::util::{assert_code, assert_success, sh, stderr, stdout, tool};
 const TOKEN: &str = "admin-token-7c1d9e";
 
 /// Proposes a plan for the world's case and has `approvers` of the roster approve it.
-fn proposed(w: &World, approvers: usize) -> String {
+pub(crate) fn proposed(w: &World, approvers: usize) -> String {
     assert_success(&w.propose(&w.case));
     let out = w.run(&["--json", "plan", "show", &w.case]);
     assert_success(&out);
@@ -35,7 +35,7 @@ fn proposed(w: &World, approvers: usize) -> String {
 }
 
 /// The admin token's Secret, readable by custody by its name only.
-fn admin_secret(w: &World) {
+pub(crate) fn admin_secret(w: &World) {
     let token = aws_smithy_types::base64::encode(TOKEN);
     w.kube.object(json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "gateway-admin"}, "data": {"token": token}}));
@@ -45,7 +45,7 @@ fn admin_secret(w: &World) {
     });
 }
 
-fn execute(w: &World, plan: &str) -> std::process::Output {
+pub(crate) fn execute(w: &World, plan: &str) -> std::process::Output {
     w.run(&[
         "--json",
         "plan",

@@ -118,6 +118,7 @@ impl World {
             roster_sha256: Sha256Digest::of(self.roster.as_bytes()),
             addresses: Addresses::default(),
             steps: Vec::new(),
+            rolls_back: None,
         }
     }
 

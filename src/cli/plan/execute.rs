@@ -125,6 +125,16 @@ fn run_held(
                 return Ok(ExitCode::from(1));
             }
         };
+    let rollback = match crate::execute::owners::rollback_of(store, loaded.doc(), Some(trusted)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "error: nothing was sent: the plan this rollback lifts: {}",
+                esc(&e)
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -196,6 +206,7 @@ fn run_held(
                 roster_sha256: approved.doc().roster_sha256,
                 now,
                 block_owners,
+                rollback,
             },
             secret_values: args.secret_values,
             rollout_timeout: args.rollout_timeout,

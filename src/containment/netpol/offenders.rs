@@ -61,6 +61,17 @@ impl Offenders {
         Self { by_addr }
     }
 
+    /// The addresses with no owner recorded: what a rewrite refuses when the owners are kept
+    /// elsewhere (a rollback's addresses that stay blocked).
+    pub fn bare(addrs: impl IntoIterator<Item = IpAddr>) -> Self {
+        Self {
+            by_addr: addrs
+                .into_iter()
+                .map(|a| (normalise_ip(a), BTreeSet::new()))
+                .collect(),
+        }
+    }
+
     /// Splits off the addresses inside any of `ranges`: returns what remains, and each address
     /// left out with the first range that covers it (the reason the plan shows).
     pub fn exclude(&self, ranges: &[Cidr]) -> (Offenders, Vec<(IpAddr, Cidr)>) {

@@ -146,7 +146,7 @@ fn networkpolicy(ctx: &Ctx<'_>, step: &mut Step) {
     if !step.refusals.is_empty() {
         return;
     }
-    if let Err(violations) = prove(ctx, &planned.changes, &offenders) {
+    if let Err(violations) = prove(ctx.ns, ctx.target, &planned.changes, &offenders, false) {
         step.refusals.push(format!(
             "the computed change would not be an exact block ({} differences, first: {}): custody does not propose it",
             violations.len(),
@@ -156,7 +156,8 @@ fn networkpolicy(ctx: &Ctx<'_>, step: &mut Step) {
     }
     for change in &planned.changes {
         step.warnings.extend(manager_warning(ns, change.name()));
-        step.changes.push(to_object_change(ctx, change));
+        step.changes
+            .push(to_object_change(ns, ctx.target.namespace.as_str(), change));
     }
 }
 
@@ -199,13 +200,18 @@ fn cilium_enforced(ctx: &Ctx<'_>, pods: &[&Pod]) -> Option<Vec<String>> {
 }
 
 /// Checks the union of the namespace's policies before and after the changes: the offenders are
-/// refused to every target pod and nothing else changes, for sample sources and ports.
-fn prove(
-    ctx: &Ctx<'_>,
+/// refused to every target pod and nothing else changes, for sample sources and ports. With
+/// `lift`, the changes lift a block: the policies as they are must be those after them with the
+/// offenders (the released addresses) refused and nothing else changed — every offender
+/// admitted before is then not a difference (a hand edit may have let it in already).
+pub(super) fn prove(
+    ns: &crate::containment::cluster::NamespaceView,
+    target: &crate::policy::containment::Target,
     changes: &[Change],
     offenders: &Offenders,
+    lift: bool,
 ) -> Result<(), Vec<eval::Violation>> {
-    let before = &ctx.ns.network_policies;
+    let before = &ns.network_policies;
     let mut after: Vec<NetworkPolicy> = before.clone();
     for change in changes {
         let name = change.name().to_owned();
@@ -217,31 +223,44 @@ fn prove(
             Change::Delete { .. } => {}
         }
     }
-    let ns = ctx.target.namespace.to_string();
-    let pods: Vec<eval::EvalPod> = ctx
-        .ns
+    let name = target.namespace.to_string();
+    let pods: Vec<eval::EvalPod> = ns
         .pods
         .iter()
         .filter(|p| is_running(p))
         .map(|p| eval::EvalPod {
-            namespace: ns.clone(),
+            namespace: name.clone(),
             name: p.metadata.name.clone().unwrap_or_default(),
             labels: labels_of(p),
             ports: named_ports(p),
-            target: ctx.target.pod_selector.matches(&labels_of(p)),
+            target: target.pod_selector.matches(&labels_of(p)),
         })
         .collect();
     let pod_sources: Vec<eval::Source> = pods
         .iter()
         .map(|p| eval::Source::Pod {
-            namespace: ns.clone(),
-            namespace_labels: [("kubernetes.io/metadata.name".to_owned(), ns.clone())].into(),
+            namespace: name.clone(),
+            namespace_labels: [("kubernetes.io/metadata.name".to_owned(), name.clone())].into(),
             labels: p.labels.clone(),
         })
         .collect();
     let all: Vec<NetworkPolicy> = before.iter().chain(after.iter()).cloned().collect();
     let samples = eval::Samples::around(&all, offenders, &pod_sources);
-    eval::check_no_widening(before, &after, &pods, &samples, offenders)
+    if !lift {
+        return eval::check_no_widening(before, &after, &pods, &samples, offenders);
+    }
+    let found = eval::check_no_widening(&after, before, &pods, &samples, offenders);
+    let left: Vec<eval::Violation> = found
+        .err()
+        .into_iter()
+        .flatten()
+        .filter(|v| !matches!(v, eval::Violation::OffenderAdmitted { .. }))
+        .collect();
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(left)
+    }
 }
 
 fn named_ports(p: &Pod) -> Vec<eval::NamedPort> {
@@ -260,9 +279,12 @@ fn named_ports(p: &Pod) -> Vec<eval::NamedPort> {
         .collect()
 }
 
-fn to_object_change(ctx: &Ctx<'_>, change: &Change) -> ObjectChange {
-    let before = ctx
-        .ns
+pub(super) fn to_object_change(
+    ns: &crate::containment::cluster::NamespaceView,
+    namespace: &str,
+    change: &Change,
+) -> ObjectChange {
+    let before = ns
         .network_policies
         .iter()
         .find(|p| p.metadata.name.as_deref() == Some(change.name()))
@@ -290,7 +312,7 @@ fn to_object_change(ctx: &Ctx<'_>, change: &Change) -> ObjectChange {
         object: ObjectRef {
             api_version: NETPOL_API.to_owned(),
             kind: "NetworkPolicy".to_owned(),
-            namespace: Some(ctx.target.namespace.to_string()),
+            namespace: Some(namespace.to_owned()),
             name: change.name().to_owned(),
             resource_version: rv,
         },
@@ -303,7 +325,10 @@ fn to_object_change(ctx: &Ctx<'_>, change: &Change) -> ObjectChange {
 
 /// A warning when another field manager (GitOps, Helm, kubectl apply) owns the policy: it may
 /// put the rules back.
-fn manager_warning(ns: &crate::containment::cluster::NamespaceView, name: &str) -> Option<String> {
+pub(super) fn manager_warning(
+    ns: &crate::containment::cluster::NamespaceView,
+    name: &str,
+) -> Option<String> {
     let policy = ns
         .network_policies
         .iter()
@@ -321,7 +346,7 @@ fn manager_warning(ns: &crate::containment::cluster::NamespaceView, name: &str) 
     })
 }
 
-fn owners_json(owners: &Owners) -> BTreeMap<String, Vec<Owner>> {
+pub(super) fn owners_json(owners: &Owners) -> BTreeMap<String, Vec<Owner>> {
     owners
         .iter()
         .map(|(ip, set)| (ip.to_string(), set.iter().cloned().collect()))

@@ -73,21 +73,41 @@ fn write_detail(out: &mut String, detail: &StepDetail) {
             for a in addresses {
                 let _ = writeln!(out, "    {}", escape(a));
             }
-            if !owners.is_empty() {
-                let _ = writeln!(out, "  Owners of the custody block policy's addresses:");
-                for (address, owners) in owners {
-                    for o in owners {
-                        let _ = writeln!(
-                            out,
-                            "    {}  case {} plan {} until {}",
-                            escape(address),
-                            o.case,
-                            o.plan,
-                            crate::timefmt::rfc3339(o.expires_at),
-                        );
-                    }
+            write_owners(out, owners);
+        }
+        StepDetail::ReleaseIps {
+            method,
+            plan,
+            plan_sha256,
+            step,
+            released,
+            kept,
+            owners,
+        } => {
+            let _ = writeln!(out, "  Method: {}", escape(method));
+            let _ = writeln!(
+                out,
+                "  Lifts step {step} of plan {plan} (SHA-256 {plan_sha256})"
+            );
+            let _ = writeln!(
+                out,
+                "  Releases {} address(es) (refused no longer):",
+                released.len()
+            );
+            for a in released {
+                let _ = writeln!(out, "    {}", escape(a));
+            }
+            if !kept.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  Keeps {} address(es) refused (another block holds them):",
+                    kept.len()
+                );
+                for a in kept {
+                    let _ = writeln!(out, "    {}", escape(a));
                 }
             }
+            write_owners(out, owners);
         }
         StepDetail::RotateSecrets {
             secret,
@@ -104,6 +124,28 @@ fn write_detail(out: &mut String, detail: &StepDetail) {
         } => {
             write_call(out, call);
             write_sessions(out, scope, *idempotent, *timeout_seconds, pods);
+        }
+    }
+}
+
+fn write_owners(
+    out: &mut String,
+    owners: &std::collections::BTreeMap<String, Vec<crate::containment::netpol::Owner>>,
+) {
+    if owners.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "  Owners of the custody block policy's addresses:");
+    for (address, owners) in owners {
+        for o in owners {
+            let _ = writeln!(
+                out,
+                "    {}  case {} plan {} until {}",
+                escape(address),
+                o.case,
+                o.plan,
+                crate::timefmt::rfc3339(o.expires_at),
+            );
         }
     }
 }

@@ -235,6 +235,7 @@ fn doc() -> PlanDoc {
             }],
         },
         steps: vec![block_step(), rotate_step(), invalidate_step()],
+        rolls_back: None,
     }
 }
 

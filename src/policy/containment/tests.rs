@@ -141,8 +141,10 @@ fn quorum_is_the_largest_among_the_steps() {
         block_ips: 2,
         rotate_secrets: 3,
         invalidate_sessions: 1,
+        rollback: 1,
     };
     assert_eq!(q.required_for(&[StepKind::BlockIps]), 2);
+    assert_eq!(q.required_for(&[StepKind::ReleaseIps]), 1);
     assert_eq!(q.required_for(&[StepKind::InvalidateSessions]), 1);
     assert_eq!(
         q.required_for(&[StepKind::InvalidateSessions, StepKind::RotateSecrets]),
@@ -402,10 +404,10 @@ fn every_refusal_names_its_field_and_line() {
         ),
         (
             "  invalidate_sessions: 2\n",
-            "  invalidate_sessions: 2\n  rollback: 1\n",
-            "quorum",
+            "  invalidate_sessions: 2\n  rollback: 21\n",
+            "quorum.rollback",
             36,
-            "unknown field `rollback`",
+            "out of range",
         ),
         (
             "not_after: 2h",

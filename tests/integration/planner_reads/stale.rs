@@ -218,6 +218,7 @@ fn the_check_plans_again_and_refuses_another_policy_or_cluster() {
             roster_sha256: Sha256Digest::of(b"roster"),
             now: time::OffsetDateTime::now_utc(),
             block_owners: Default::default(),
+            rollback: None,
         }
     }
     let plan = rt

@@ -1,0 +1,262 @@
+//! A rollback plan (`custody plan rollback`): for each block step of an executed plan, a
+//! `release_ips` step that lifts exactly what that plan owns on the cluster as it is now
+//! (`containment::netpol::plan_release`), proven to reopen only the released addresses. Secrets
+//! and sessions are not rolled back: the old key is compromised.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use time::OffsetDateTime;
+
+use super::super::document::{
+    Addresses, ClusterIdentity, PinnedEvidence, PlanDoc, PlanKind, Preconditions, ProposerClaim,
+    QuorumNeed, RolledBack, Step, StepDetail, StepStatus, PLAN_FORMAT,
+};
+use super::block::{manager_warning, object_ref, owners_json, prove, to_object_change};
+use super::{is_running, labels_of};
+use crate::containment::cluster::ClusterView;
+use crate::containment::netpol::{self, plan_release, Offenders, Owners, ReleaseInput, Rewritten};
+use crate::digest::Sha256Digest;
+use crate::id::{CaseId, PlanId};
+use crate::policy::containment::{ContainmentPolicy, StepKind, Veto};
+use crate::timefmt;
+
+/// Said on every rollback step: what a rollback never undoes.
+pub const NOT_ROLLED_BACK: &str = "Secrets and sessions are not rolled back: the old key is compromised, and the sessions were invalidated because they may be an attacker's";
+
+/// Everything a rollback plan is made from.
+pub struct RollbackInput<'a> {
+    pub case: &'a CaseId,
+    pub plan: &'a PlanId,
+    pub policy: &'a ContainmentPolicy,
+    pub evidence: PinnedEvidence,
+    pub view: &'a ClusterView,
+    /// The executed plan lifted, with its digest.
+    pub of: &'a PlanDoc,
+    pub of_sha256: Sha256Digest,
+    /// Its block steps that were done (`step_done`).
+    pub executed: &'a BTreeSet<u32>,
+    /// Per target, the owners of its blocked addresses across the store's cases.
+    pub block_owners: &'a BTreeMap<String, Owners>,
+    pub proposer: ProposerClaim,
+    pub roster_sha256: Sha256Digest,
+    pub now: OffsetDateTime,
+}
+
+/// The rollback plan. Dry-run outcomes are `not_run` until the caller runs them.
+pub fn plan_rollback(input: &RollbackInput<'_>) -> PlanDoc {
+    let policy = input.policy;
+    let mut steps = Vec::new();
+    for step in &input.of.steps {
+        if step.kind == StepKind::BlockIps && input.executed.contains(&step.number) {
+            steps.push(release_step(input, step));
+        }
+    }
+    for (i, step) in steps.iter_mut().enumerate() {
+        step.number = u32::try_from(i + 1).unwrap_or(u32::MAX);
+    }
+    let not_after = input.now
+        + time::Duration::seconds(i64::try_from(policy.plan.not_after.as_secs()).unwrap_or(7200));
+    PlanDoc {
+        format: PLAN_FORMAT.to_owned(),
+        case: input.case.clone(),
+        plan: input.plan.clone(),
+        kind: PlanKind::Rollback,
+        evidence: input.evidence.clone(),
+        cluster: ClusterIdentity {
+            kube_system_uid: input.view.kube_system_uid.clone(),
+            server: input.view.server.clone(),
+        },
+        proposer: input.proposer.clone(),
+        created_at: timefmt::rfc3339(input.now),
+        not_after: timefmt::rfc3339(not_after),
+        quorum: QuorumNeed {
+            required: policy.quorum.for_kind(StepKind::ReleaseIps),
+            by_kind: [(
+                StepKind::ReleaseIps,
+                policy.quorum.for_kind(StepKind::ReleaseIps),
+            )]
+            .into(),
+            veto: match policy.plan.veto {
+                Veto::AnyReject => "any_reject".to_owned(),
+            },
+        },
+        policy_sha256: policy.digest,
+        roster_sha256: input.roster_sha256,
+        addresses: Addresses::default(),
+        steps,
+        rolls_back: Some(RolledBack {
+            plan: input.of.plan.clone(),
+            plan_sha256: input.of_sha256,
+        }),
+    }
+}
+
+/// The release of `block`, one executed block step of the lifted plan.
+fn release_step(input: &RollbackInput<'_>, block: &Step) -> Step {
+    let method = match &block.detail {
+        StepDetail::BlockIps { method, .. } => method.clone(),
+        _ => String::new(),
+    };
+    let mut step = Step {
+        number: 0,
+        kind: StepKind::ReleaseIps,
+        target: block.target.clone(),
+        namespace: block.namespace.clone(),
+        status: StepStatus::Planned,
+        refusals: Vec::new(),
+        warnings: vec![NOT_ROLLED_BACK.to_owned()],
+        read: Vec::new(),
+        changes: Vec::new(),
+        preconditions: Preconditions::default(),
+        detail: StepDetail::ReleaseIps {
+            method: method.clone(),
+            plan: input.of.plan.clone(),
+            plan_sha256: input.of_sha256,
+            step: block.number,
+            released: Vec::new(),
+            kept: Vec::new(),
+            owners: BTreeMap::new(),
+        },
+    };
+    let refused = |mut step: Step, why: String| {
+        step.refusals.push(why);
+        step.status = StepStatus::Refused;
+        step.changes.clear();
+        step
+    };
+    if method != "networkpolicy" {
+        return refused(step, format!("the block was made with the {method} method, which custody does not roll back: delete the CiliumNetworkPolicy custody-block-{} by hand once no other case's block of the target is in force", block.target));
+    }
+    let Some(target) = input
+        .policy
+        .targets
+        .iter()
+        .find(|t| t.name.as_str() == block.target && t.namespace.as_str() == block.namespace)
+    else {
+        return refused(
+            step,
+            format!(
+                "target {} of namespace {} is no longer in containment.yaml: custody cannot tell which pods the block selects",
+                block.target, block.namespace
+            ),
+        );
+    };
+    let empty = Default::default();
+    let ns = input
+        .view
+        .namespaces
+        .get(block.namespace.as_str())
+        .unwrap_or(&empty);
+    let owners = input
+        .block_owners
+        .get(&block.target)
+        .cloned()
+        .unwrap_or_default();
+    let prefix = netpol::BLOCK_POLICY_PREFIX;
+    let mut rewritten = Vec::new();
+    for change in &block.changes {
+        if change.op != super::super::document::ChangeOp::Replace
+            || change.object.name.starts_with(prefix)
+        {
+            continue;
+        }
+        let parse = |v: &Option<serde_json::Value>| {
+            v.clone()
+                .and_then(|v| serde_json::from_value::<NetworkPolicy>(v).ok())
+        };
+        match (parse(&change.before), parse(&change.after)) {
+            (Some(before), Some(after)) => rewritten.push(Rewritten { before, after }),
+            _ => {
+                return refused(
+                    step,
+                    format!(
+                        "the plan's change of NetworkPolicy {} does not hold the policy before and after it",
+                        change.object.name
+                    ),
+                )
+            }
+        }
+    }
+    let k8s_target = netpol::Target {
+        namespace: target.namespace.to_string(),
+        name: target.name.to_string(),
+        pod_selector: target.pod_selector.to_k8s(),
+    };
+    let release_input = ReleaseInput {
+        target: &k8s_target,
+        policies: &ns.network_policies,
+        owners: &owners,
+        rewritten: &rewritten,
+    };
+    let (case, plan) = (&input.of.case, &input.of.plan);
+    let release = match plan_release(&release_input, |o| &o.case == case && &o.plan == plan) {
+        Ok(r) => r,
+        Err(refusal) => return refused(step, refusal.to_string()),
+    };
+    step.preconditions.network_policies = ns
+        .network_policies
+        .iter()
+        .map(|p| {
+            (
+                p.metadata.name.clone().unwrap_or_default(),
+                p.metadata.resource_version.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    step.preconditions.selecting = ns
+        .network_policies
+        .iter()
+        .filter(|p| {
+            ns.pods
+                .iter()
+                .filter(|pod| is_running(pod))
+                .filter(|pod| target.pod_selector.matches(&labels_of(pod)))
+                .any(|pod| netpol::selector::policy_selects_pod(p, &labels_of(pod)))
+        })
+        .filter_map(|p| p.metadata.name.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    step.read = ns
+        .network_policies
+        .iter()
+        .map(|p| object_ref("networking.k8s.io/v1", "NetworkPolicy", &p.metadata))
+        .collect();
+    step.warnings.extend(release.warnings.iter().cloned());
+    if let StepDetail::ReleaseIps {
+        released,
+        kept,
+        owners,
+        ..
+    } = &mut step.detail
+    {
+        *released = release.released.iter().map(ToString::to_string).collect();
+        *kept = release.kept.iter().map(ToString::to_string).collect();
+        *owners = owners_json(&release.owners);
+    }
+    if release.released.is_empty() && release.kept.is_empty() {
+        step.status = StepStatus::NothingToDo;
+        step.warnings.push(format!(
+            "the journals hold no claim of plan {plan} on this target: its block was lifted already (rolled back or expired)"
+        ));
+        return step;
+    }
+    let released = Offenders::bare(release.released.iter().copied());
+    if let Err(violations) = prove(ns, target, &release.changes, &released, true) {
+        return refused(
+            step,
+            format!(
+                "the computed change would not lift exactly the plan's block ({} differences, first: {}): custody does not propose it",
+                violations.len(),
+                serde_json::to_string(&violations[0]).unwrap_or_default()
+            ),
+        );
+    }
+    for change in &release.changes {
+        step.warnings.extend(manager_warning(ns, change.name()));
+        step.changes
+            .push(to_object_change(ns, target.namespace.as_str(), change));
+    }
+    step
+}
