@@ -179,6 +179,33 @@ pub fn rollback_of(
                     doc.plan, rb.plan, rb.plan_sha256, of.sha256
                 ));
             }
+            for step in &doc.steps {
+                let lifted = match &step.detail {
+                    StepDetail::ReleaseIps {
+                        plan,
+                        plan_sha256,
+                        step: lifted,
+                        ..
+                    } if step.kind == StepKind::ReleaseIps
+                        && plan == &rb.plan
+                        && *plan_sha256 == rb.plan_sha256 =>
+                    {
+                        of.doc.steps.iter().find(|s| s.number == *lifted)
+                    }
+                    _ => None,
+                };
+                let matches = lifted.is_some_and(|l| {
+                    of.executed.contains(&l.number)
+                        && l.target == step.target
+                        && l.namespace == step.namespace
+                });
+                if !matches {
+                    return Err(format!(
+                        "plan {}: step {} does not lift an executed block step of plan {} on its own target",
+                        doc.plan, step.number, rb.plan
+                    ));
+                }
+            }
             Ok(Some(of))
         }
         _ => Err(format!(

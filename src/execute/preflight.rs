@@ -224,12 +224,22 @@ fn resumed_changes(planned: &Step, now: &Step) -> Vec<String> {
         .filter(|c| c.op == crate::plan::document::ChangeOp::Create)
         .map(|c| c.object.name.as_str())
         .collect();
+    // A policy the step deletes (a release's custody block policy) selected the target when
+    // the plan was made, and no longer does once the delete landed.
+    let deleted: BTreeSet<&str> = planned
+        .changes
+        .iter()
+        .filter(|c| c.op == crate::plan::document::ChangeOp::Delete)
+        .map(|c| c.object.name.as_str())
+        .collect();
     let mask = |p: &crate::plan::document::Preconditions, drop_created: bool| {
         let mut p = p.clone();
         p.network_policies
             .retain(|n, _| !written.contains(n.as_str()));
         if drop_created {
             p.selecting.retain(|n| !created.contains(n.as_str()));
+        } else {
+            p.selecting.retain(|n| !deleted.contains(n.as_str()));
         }
         p.deployment_refs.clear();
         p

@@ -219,6 +219,13 @@ fn write_header(out: &mut String, doc: &PlanDoc, digest: &Sha256Digest, status: 
         PlanKind::Rollback => "rollback",
     };
     let _ = writeln!(out, "PLAN {} of case {} ({kind})", doc.plan, doc.case);
+    if let Some(rb) = &doc.rolls_back {
+        let _ = writeln!(
+            out,
+            "  rolls back: plan {} (sha256 {}): lifts its blocks; Secrets and sessions are not rolled back",
+            rb.plan, rb.plan_sha256
+        );
+    }
     let _ = writeln!(
         out,
         "  sha256:     {digest}  (plan.json; approvals sign this)"
@@ -328,6 +335,10 @@ fn write_warnings(out: &mut String, doc: &PlanDoc) {
 
 fn write_addresses(out: &mut String, doc: &PlanDoc) {
     let a = &doc.addresses;
+    if doc.kind == PlanKind::Rollback {
+        // A rollback blocks nothing: its steps name what each releases and keeps.
+        return;
+    }
     let _ = writeln!(out, "ADDRESSES TO BLOCK ({})", a.block.len());
     for b in &a.block {
         let rules: Vec<String> = b.rules.iter().map(|r| escape(r).into_owned()).collect();

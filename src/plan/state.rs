@@ -96,22 +96,28 @@ impl<S> Plan<S> {
             .collect()
     }
 
+    /// The kinds the plan's quorum is worked out from: its planned steps', or with none every
+    /// kind a plan of its kind can hold.
+    fn quorum_kinds(&self) -> Vec<StepKind> {
+        let kinds = self.step_kinds();
+        if !kinds.is_empty() {
+            return kinds;
+        }
+        match self.doc.kind {
+            crate::plan::document::PlanKind::Rollback => vec![StepKind::ReleaseIps],
+            crate::plan::document::PlanKind::Containment => vec![
+                StepKind::BlockIps,
+                StepKind::RotateSecrets,
+                StepKind::InvalidateSessions,
+            ],
+        }
+    }
+
     /// The largest need among the plan's planned steps by its own `by_kind`, as the planner
     /// works it out (a plan with no planned step: the largest of all its kinds); `None` when a
     /// kind has no entry there.
     pub fn steps_required(&self) -> Option<u32> {
-        let mut kinds = self.step_kinds();
-        if kinds.is_empty() {
-            kinds = match self.doc.kind {
-                crate::plan::document::PlanKind::Rollback => vec![StepKind::ReleaseIps],
-                crate::plan::document::PlanKind::Containment => vec![
-                    StepKind::BlockIps,
-                    StepKind::RotateSecrets,
-                    StepKind::InvalidateSessions,
-                ],
-            };
-        }
-        kinds
+        self.quorum_kinds()
             .iter()
             .map(|k| self.doc.quorum.by_kind.get(k).copied())
             .try_fold(0, |most, need| need.map(|n| most.max(n)))
@@ -160,7 +166,7 @@ impl Plan<Proposed> {
                 roster_sha256: self.doc.roster_sha256,
                 required: self.doc.quorum.required,
                 steps_required: self.steps_required(),
-                policy_required: policy.map_or(0, |p| p.quorum.required_for(&self.step_kinds())),
+                policy_required: policy.map_or(0, |p| p.quorum.required_for(&self.quorum_kinds())),
                 proposer: &self.proposer,
                 created_at: self.created_at,
                 not_after: self.not_after,

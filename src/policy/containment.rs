@@ -273,14 +273,14 @@ impl Quorum {
         }
     }
 
-    /// The approvals a plan with steps of `kinds` needs: the largest among them. A plan with
-    /// no steps needs the largest of all, so the answer is never below any kind's.
+    /// The approvals a plan with steps of `kinds` needs: the largest among them. A containment
+    /// plan with no steps needs the largest of its kinds, so the answer is never below any
+    /// kind's.
     pub fn required_for(&self, kinds: &[StepKind]) -> u32 {
         let all = [
             StepKind::BlockIps,
             StepKind::RotateSecrets,
             StepKind::InvalidateSessions,
-            StepKind::ReleaseIps,
         ];
         let kinds = if kinds.is_empty() { &all[..] } else { kinds };
         kinds

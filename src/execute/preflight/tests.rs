@@ -289,6 +289,45 @@ fn a_resumed_block_is_compared_but_for_what_its_own_writes_changed() {
 }
 
 #[test]
+fn a_resumed_release_whose_delete_landed_is_not_stale() {
+    use crate::plan::document::{ChangeOp, DryRun, ObjectChange, ObjectRef};
+    let mut planned = step(StepKind::ReleaseIps, "web", StepStatus::Planned);
+    planned.changes = vec![ObjectChange {
+        op: ChangeOp::Delete,
+        object: ObjectRef {
+            api_version: "networking.k8s.io/v1".into(),
+            kind: "NetworkPolicy".into(),
+            namespace: Some("shop".into()),
+            name: "custody-block-web".into(),
+            resource_version: Some("6".into()),
+        },
+        before: None,
+        after: None,
+        patch: None,
+        dry_run: DryRun::NotRun { why: String::new() },
+    }];
+    planned
+        .preconditions
+        .network_policies
+        .insert("custody-block-web".into(), "6".into());
+    planned.preconditions.selecting = vec!["custody-block-web".into()];
+    // The delete landed: the policy is gone, and no longer selects the target.
+    let mut now = planned.clone();
+    now.preconditions
+        .network_policies
+        .remove("custody-block-web");
+    now.preconditions.selecting = Vec::new();
+    let resumed = Resume {
+        done: BTreeSet::new(),
+        started: BTreeSet::from([1]),
+    };
+    assert_eq!(stale_of(&[planned.clone()], &[now.clone()], &resumed), []);
+    // A new policy selecting the target since is stale even so.
+    now.preconditions.selecting.push("allow-all".into());
+    assert_eq!(stale_of(&[planned], &[now], &resumed).len(), 1);
+}
+
+#[test]
 fn another_owner_added_since_is_stale_and_the_plans_own_expiry_is_not() {
     use crate::containment::netpol::Owner;
     let owner = |case: &str, plan: &str, secs: i64| Owner {

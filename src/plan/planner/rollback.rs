@@ -183,13 +183,22 @@ fn release_step(input: &RollbackInput<'_>, block: &Step) -> Step {
         name: target.name.to_string(),
         pod_selector: target.pod_selector.to_k8s(),
     };
+    let (case, plan) = (&input.of.case, &input.of.plan);
+    let held_elsewhere: BTreeSet<std::net::IpAddr> = input
+        .block_owners
+        .iter()
+        .filter(|(t, _)| **t != block.target)
+        .flat_map(|(_, owners)| owners.iter())
+        .filter(|(_, o)| o.iter().any(|o| &o.case != case || &o.plan != plan))
+        .map(|(a, _)| *a)
+        .collect();
     let release_input = ReleaseInput {
         target: &k8s_target,
         policies: &ns.network_policies,
         owners: &owners,
         rewritten: &rewritten,
+        held_elsewhere: &held_elsewhere,
     };
-    let (case, plan) = (&input.of.case, &input.of.plan);
     let release = match plan_release(&release_input, |o| &o.case == case && &o.plan == plan) {
         Ok(r) => r,
         Err(refusal) => return refused(step, refusal.to_string()),
