@@ -137,36 +137,82 @@ pub fn plan(input: &PlannerInput<'_>) -> PlanDoc {
     .into_iter()
     .map(|k| (k, policy.quorum.for_kind(k)))
     .collect();
-    let not_after = input.now
+    let frame = Frame {
+        case: input.case,
+        plan: input.plan,
+        policy,
+        evidence: input.evidence.clone(),
+        view: input.view,
+        proposer: input.proposer.clone(),
+        roster_sha256: input.roster_sha256,
+        now: input.now,
+    };
+    let addresses = Addresses {
+        block: blocked.into_iter().map(|(_, a)| a).collect(),
+        left_out,
+    };
+    document(
+        frame,
+        (policy.quorum.required_for(&kinds), by_kind),
+        addresses,
+        steps,
+        None,
+    )
+}
+
+/// What every plan document holds whatever its kind.
+pub(super) struct Frame<'a> {
+    pub case: &'a CaseId,
+    pub plan: &'a PlanId,
+    pub policy: &'a ContainmentPolicy,
+    pub evidence: PinnedEvidence,
+    pub view: &'a ClusterView,
+    pub proposer: ProposerClaim,
+    pub roster_sha256: Sha256Digest,
+    pub now: OffsetDateTime,
+}
+
+/// The plan document: a containment plan, or with `rolls_back` the rollback of that plan. Its
+/// quorum is `(required, by_kind)`; it may start until the policy's `plan.not_after` from now.
+pub(super) fn document(
+    frame: Frame<'_>,
+    (required, by_kind): (u32, BTreeMap<StepKind, u32>),
+    addresses: Addresses,
+    steps: Vec<Step>,
+    rolls_back: Option<super::document::RolledBack>,
+) -> PlanDoc {
+    let policy = frame.policy;
+    let not_after = frame.now
         + time::Duration::seconds(i64::try_from(policy.plan.not_after.as_secs()).unwrap_or(7200));
     PlanDoc {
         format: PLAN_FORMAT.to_owned(),
-        case: input.case.clone(),
-        plan: input.plan.clone(),
-        kind: PlanKind::Containment,
-        evidence: input.evidence.clone(),
-        cluster: ClusterIdentity {
-            kube_system_uid: input.view.kube_system_uid.clone(),
-            server: input.view.server.clone(),
+        case: frame.case.clone(),
+        plan: frame.plan.clone(),
+        kind: if rolls_back.is_some() {
+            PlanKind::Rollback
+        } else {
+            PlanKind::Containment
         },
-        proposer: input.proposer.clone(),
-        created_at: timefmt::rfc3339(input.now),
+        evidence: frame.evidence,
+        cluster: ClusterIdentity {
+            kube_system_uid: frame.view.kube_system_uid.clone(),
+            server: frame.view.server.clone(),
+        },
+        proposer: frame.proposer,
+        created_at: timefmt::rfc3339(frame.now),
         not_after: timefmt::rfc3339(not_after),
         quorum: QuorumNeed {
-            required: policy.quorum.required_for(&kinds),
+            required,
             by_kind,
             veto: match policy.plan.veto {
                 Veto::AnyReject => "any_reject".to_owned(),
             },
         },
         policy_sha256: policy.digest,
-        roster_sha256: input.roster_sha256,
-        addresses: Addresses {
-            block: blocked.into_iter().map(|(_, a)| a).collect(),
-            left_out,
-        },
+        roster_sha256: frame.roster_sha256,
+        addresses,
         steps,
-        rolls_back: None,
+        rolls_back,
     }
 }
 

@@ -24,6 +24,15 @@ fn newest(w: &World, case: &str) -> (Value, String) {
     (v["plan"].clone(), digest)
 }
 
+/// A new case collected from the sample logs.
+fn another_case(w: &World) -> String {
+    let log = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/api-gateway-incident.log");
+    w.sb.collect(&[&log])["case_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// Proposes a containment plan for `case` and has two approvers approve it.
 fn approved_in(w: &World, case: &str) -> String {
     assert_success(&w.propose(case));
@@ -107,11 +116,7 @@ fn a_rollback_lifts_only_its_plans_block_and_the_custody_block_policy_goes_with_
     assert!(!blocked.is_empty());
 
     // A second case blocks the same addresses.
-    let log = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/api-gateway-incident.log");
-    let case2 = w.sb.collect(&[&log])["case_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let case2 = another_case(&w);
     let second = approved_in(&w, &case2);
     let v = execute_in(&w, &case2, &second);
     assert_eq!(v["status"], "executed", "{v}");
@@ -188,11 +193,7 @@ fn a_rollback_lifts_only_its_plans_block_and_the_custody_block_policy_goes_with_
     // Without the hand-added entry, the last owner's rollback deletes the policy: a third
     // block and its rollback.
     w.kube.remove(NETPOL, "networkpolicies", &name);
-    let log = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/api-gateway-incident.log");
-    let case3 = w.sb.collect(&[&log])["case_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let case3 = another_case(&w);
     let third = approved_in(&w, &case3);
     assert_eq!(execute_in(&w, &case3, &third)["status"], "executed");
     assert!(w.kube.stored(NETPOL, "networkpolicies", &name).is_some());

@@ -9,8 +9,8 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use time::OffsetDateTime;
 
 use super::super::document::{
-    Addresses, ClusterIdentity, PinnedEvidence, PlanDoc, PlanKind, Preconditions, ProposerClaim,
-    QuorumNeed, RolledBack, Step, StepDetail, StepStatus, PLAN_FORMAT,
+    Addresses, PinnedEvidence, PlanDoc, Preconditions, ProposerClaim, RolledBack, Step, StepDetail,
+    StepStatus,
 };
 use super::block::{manager_warning, object_ref, owners_json, prove, to_object_change};
 use super::{is_running, labels_of};
@@ -18,8 +18,7 @@ use crate::containment::cluster::ClusterView;
 use crate::containment::netpol::{self, plan_release, Offenders, Owners, ReleaseInput, Rewritten};
 use crate::digest::Sha256Digest;
 use crate::id::{CaseId, PlanId};
-use crate::policy::containment::{ContainmentPolicy, StepKind, Veto};
-use crate::timefmt;
+use crate::policy::containment::{ContainmentPolicy, StepKind};
 
 /// Said on every rollback step: what a rollback never undoes.
 pub const NOT_ROLLED_BACK: &str = "Secrets and sessions are not rolled back: the old key is compromised, and the sessions were invalidated because they may be an attacker's";
@@ -55,41 +54,27 @@ pub fn plan_rollback(input: &RollbackInput<'_>) -> PlanDoc {
     for (i, step) in steps.iter_mut().enumerate() {
         step.number = u32::try_from(i + 1).unwrap_or(u32::MAX);
     }
-    let not_after = input.now
-        + time::Duration::seconds(i64::try_from(policy.plan.not_after.as_secs()).unwrap_or(7200));
-    PlanDoc {
-        format: PLAN_FORMAT.to_owned(),
-        case: input.case.clone(),
-        plan: input.plan.clone(),
-        kind: PlanKind::Rollback,
+    let need = policy.quorum.for_kind(StepKind::ReleaseIps);
+    let frame = super::Frame {
+        case: input.case,
+        plan: input.plan,
+        policy,
         evidence: input.evidence.clone(),
-        cluster: ClusterIdentity {
-            kube_system_uid: input.view.kube_system_uid.clone(),
-            server: input.view.server.clone(),
-        },
+        view: input.view,
         proposer: input.proposer.clone(),
-        created_at: timefmt::rfc3339(input.now),
-        not_after: timefmt::rfc3339(not_after),
-        quorum: QuorumNeed {
-            required: policy.quorum.for_kind(StepKind::ReleaseIps),
-            by_kind: [(
-                StepKind::ReleaseIps,
-                policy.quorum.for_kind(StepKind::ReleaseIps),
-            )]
-            .into(),
-            veto: match policy.plan.veto {
-                Veto::AnyReject => "any_reject".to_owned(),
-            },
-        },
-        policy_sha256: policy.digest,
         roster_sha256: input.roster_sha256,
-        addresses: Addresses::default(),
+        now: input.now,
+    };
+    super::document(
+        frame,
+        (need, [(StepKind::ReleaseIps, need)].into()),
+        Addresses::default(),
         steps,
-        rolls_back: Some(RolledBack {
+        Some(RolledBack {
             plan: input.of.plan.clone(),
             plan_sha256: input.of_sha256,
         }),
-    }
+    )
 }
 
 /// The release of `block`, one executed block step of the lifted plan.
