@@ -278,6 +278,18 @@ enum PlanCommand {
         #[arg(long)]
         context: Option<String>,
     },
+    /// Lift every block whose expiry, by the plan that made it, has passed (for a CronJob where
+    /// no daemon runs): for each executed plan holding expired addresses, an expiry plan (kind
+    /// `expiry`, signed with the collector key, --signing-key) lifts them by the rule a rollback
+    /// follows — an address another case's or plan's block holds stays refused — and is
+    /// executed at once: it needs no approvals, being pre-approved by the plan that set the
+    /// expiry. Journaled and sealed like any execution. Exit 0 when every expired block was
+    /// lifted (or none was due), 1 when one was not (each is said).
+    Expire {
+        /// The kubeconfig context [default: the current one, or in-cluster].
+        #[arg(long)]
+        context: Option<String>,
+    },
     /// What an approver reads before signing: warnings first, the addresses, each step as a
     /// diff of the objects with its dry-run, the quorum collected, and the approve command.
     Show {
@@ -498,6 +510,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             context.as_deref(),
             Some(lifted),
         ),
+        Command::Plan {
+            command: PlanCommand::Expire { context },
+            public_key,
+        } => plan::expire(&cli, context.as_deref(), public_key.as_deref()),
         Command::Plan {
             command:
                 PlanCommand::Show {

@@ -15,6 +15,7 @@
 //! as expired (`expiry`).
 
 pub mod alerts;
+mod block_expiry;
 pub mod config;
 pub mod drafts;
 mod episodes;
@@ -44,6 +45,7 @@ use crate::policy::Policies;
 use crate::source::k8s::{K8sRequest, Since, Target};
 use crate::store::{Store, StoreError, StoreKey};
 
+pub use block_expiry::expire_blocks_every;
 pub use expiry::watch_expiries;
 pub use job::{recorded_target, request_of, Job};
 pub use queue::{housekeeping_every, requeue_unfinished, run_workers, Jobs};

@@ -8,6 +8,7 @@
 pub mod actions;
 pub mod admin_call;
 pub mod apply;
+pub mod expire;
 pub mod owners;
 pub mod preflight;
 pub mod rollout;

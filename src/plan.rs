@@ -4,6 +4,7 @@
 //! which only a plan that passed the quorum check can be executed.
 
 pub mod approvals;
+pub mod block_expiry;
 pub mod document;
 pub mod expiry;
 pub mod planner;

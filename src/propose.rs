@@ -175,7 +175,8 @@ pub struct BuildInput<'a> {
     /// Per target, the owners of the addresses executed plans of every case block there
     /// (`execute::owners`): a new block keeps and records them.
     pub block_owners: std::collections::BTreeMap<String, crate::containment::netpol::Owners>,
-    /// For a rollback plan: the executed plan it lifts (`None`: a containment plan).
+    /// For a rollback or an expiry plan: the executed plan it lifts (`None`: a containment
+    /// plan).
     pub rollback: Option<RollbackOf>,
 }
 
@@ -184,8 +185,11 @@ pub struct BuildInput<'a> {
 pub struct RollbackOf {
     pub doc: PlanDoc,
     pub sha256: crate::digest::Sha256Digest,
-    /// Its block steps the journal records as done.
+    /// Its block steps the journal records as done (for an expiry: those with a claim that
+    /// expires by `expired_by`).
     pub executed: std::collections::BTreeSet<u32>,
+    /// For an expiry plan: its cut-off (`created_at`). `None`: a rollback.
+    pub expired_by: Option<OffsetDateTime>,
 }
 
 /// Reads the cluster, plans, and dry-runs every change that can be.
@@ -249,6 +253,7 @@ pub async fn plan_now(
             proposer: input.proposer.clone(),
             roster_sha256: input.roster_sha256,
             now: input.now,
+            expired_by: of.expired_by,
         }));
     }
     Ok(planner::plan(&PlannerInput {

@@ -270,6 +270,7 @@ pub fn serve(
     let workers = config.limits.workers;
     let spool_flush = Duration::from_secs(config.limits.spool_flush_seconds);
     let plan_rescan = Duration::from_secs(config.limits.plan_rescan_seconds);
+    let block_expiry = Duration::from_secs(config.limits.block_expiry_seconds);
     let listening = listen::Listening {
         listen: loaded.listen,
         tls: config.tls.as_ref().map(|t| config::TlsSettings {
@@ -303,6 +304,11 @@ pub fn serve(
         tokio::spawn(daemon::watch_expiries(
             daemon.clone(),
             plan_rescan,
+            stop.subscribe(),
+        ));
+        tokio::spawn(daemon::expire_blocks_every(
+            daemon.clone(),
+            block_expiry,
             stop.subscribe(),
         ));
         tokio::spawn(daemon::requeue_unfinished(daemon));

@@ -199,7 +199,8 @@ pub struct Tally {
     pub required: u32,
 }
 
-/// A plan that passed the quorum check at `evaluated_at`. Only `evaluate` makes one.
+/// A plan that passed the quorum check at `evaluated_at`. Only `evaluate` makes one (and, for
+/// an expiry plan, which has no quorum of its own, `pre_approved`).
 #[derive(Debug)]
 pub struct Approved {
     case: CaseId,
@@ -225,6 +226,28 @@ impl Approved {
     }
     pub fn evaluated_at(&self) -> OffsetDateTime {
         self.evaluated_at
+    }
+
+    /// An expiry plan's: it needs no approvals, being pre-approved by the plan that set the
+    /// expiry. Only `plan::Plan::expiry_check` makes one, after `plan::block_expiry::reasons`
+    /// found nothing.
+    pub(crate) fn pre_approved(
+        case: &CaseId,
+        plan: &PlanId,
+        plan_sha256: Sha256Digest,
+        evaluated_at: OffsetDateTime,
+    ) -> Self {
+        Approved {
+            case: case.clone(),
+            plan: plan.clone(),
+            plan_sha256,
+            tally: Tally {
+                approvals: Vec::new(),
+                counted: 0,
+                required: 0,
+            },
+            evaluated_at,
+        }
     }
 }
 

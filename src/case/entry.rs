@@ -300,6 +300,18 @@ pub struct PlanProposed {
     pub proposer: ProposedBy,
     /// The approvals the plan needs.
     pub required: u32,
+    /// For a rollback or an expiry plan: what it is, and the plan whose blocks it lifts
+    /// (absent for a containment plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifts: Option<Lifts>,
+}
+
+/// What a rollback or an expiry plan lifts: its kind and the plan whose blocks it lifts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lifts {
+    pub kind: crate::plan::document::PlanKind,
+    pub plan: PlanId,
 }
 
 /// `plan_expired`: plan `plan` with digest `plan_sha256` passed its `not_after` unexecuted. The

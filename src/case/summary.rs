@@ -239,6 +239,30 @@ fn failures(state: &CaseState) -> Vec<FailureSummary> {
     out
 }
 
+/// For a release: the addresses it lifted and kept, and of which plan.
+fn released_text(d: &super::entry::StepDone) -> String {
+    if d.kind != crate::policy::containment::StepKind::ReleaseIps {
+        return String::new();
+    }
+    let list = |key: &str| {
+        d.result[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default()
+    };
+    format!(
+        ": plan {}'s block lifted; released [{}], kept [{}]",
+        d.result["plan"].as_str().unwrap_or("?"),
+        list("released"),
+        list("kept")
+    )
+}
+
 /// One line saying what an entry recorded.
 pub fn describe(details: &Details) -> String {
     match details {
@@ -290,10 +314,20 @@ pub fn describe(details: &Details) -> String {
                     key_fingerprint,
                 } => format!("{principal} (key {key_fingerprint})"),
             };
-            format!(
-                "plan {} proposed by {by} (SHA-256 {}), needs {} approvals by {}",
-                p.plan, p.plan_sha256, p.required, p.not_after
-            )
+            match &p.lifts {
+                Some(l) if l.kind == crate::plan::document::PlanKind::Expiry => format!(
+                    "expiry plan {} proposed by {by} (SHA-256 {}): lifts the blocks of plan {} whose expiry passed, pre-approved by it; to run by {}",
+                    p.plan, p.plan_sha256, l.plan, p.not_after
+                ),
+                Some(l) => format!(
+                    "{} plan {} of plan {} proposed by {by} (SHA-256 {}), needs {} approvals by {}",
+                    l.kind.as_str(), p.plan, l.plan, p.plan_sha256, p.required, p.not_after
+                ),
+                None => format!(
+                    "plan {} proposed by {by} (SHA-256 {}), needs {} approvals by {}",
+                    p.plan, p.plan_sha256, p.required, p.not_after
+                ),
+            }
         }
         Details::PlanStale(p) => format!(
             "plan {} not executed, stale (SHA-256 {}): {}",
@@ -323,14 +357,21 @@ pub fn describe(details: &Details) -> String {
             a.plan, a.decision, a.principal, a.key_fingerprint, a.approval
         ),
         Details::ExecutionStarted(e) => format!(
-            "plan {} execution started (SHA-256 {}), approved by {}{}",
+            "plan {} execution started (SHA-256 {}), {}{}",
             e.plan,
             e.plan_sha256,
-            e.approvals
-                .iter()
-                .map(|a| a.principal.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            if e.required == 0 && e.approvals.is_empty() {
+                "needing no approvals (an expiry)".to_owned()
+            } else {
+                format!(
+                    "approved by {}",
+                    e.approvals
+                        .iter()
+                        .map(|a| a.principal.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
             if e.done_before.is_empty() {
                 String::new()
             } else {
@@ -360,10 +401,11 @@ pub fn describe(details: &Details) -> String {
             }
         ),
         Details::StepDone(d) => format!(
-            "plan {} step {} ({}) done{}",
+            "plan {} step {} ({}) done{}{}",
             d.plan,
             d.number,
             d.kind.as_str(),
+            released_text(d),
             if d.warnings.is_empty() {
                 String::new()
             } else {

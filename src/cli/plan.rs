@@ -4,9 +4,11 @@
 //! approvals, vetoed or expired, every reason printed; 1 a plan does not verify; 2 usage or I/O.
 
 mod execute;
+mod expire;
 mod server;
 
 pub(super) use execute::{execute, ExecuteArgs};
+pub(super) use expire::expire;
 
 use std::path::Path;
 use std::process::ExitCode;

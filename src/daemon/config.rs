@@ -145,6 +145,11 @@ pub struct Limits {
     /// none. Each rescan reads every case's journal: keep it long on a large store.
     #[serde(default = "default_plan_rescan")]
     pub plan_rescan_seconds: u64,
+    /// Seconds between looks for blocks whose expiry passed (lifted by an expiry plan). Each
+    /// look reads the journals of the cases that block addresses; the cluster is read only when
+    /// a block is due.
+    #[serde(default = "default_block_expiry")]
+    pub block_expiry_seconds: u64,
 }
 
 impl Default for Limits {
@@ -158,6 +163,7 @@ impl Default for Limits {
             body_timeout_seconds: default_body_timeout(),
             spool_flush_seconds: default_spool_flush(),
             plan_rescan_seconds: default_plan_rescan(),
+            block_expiry_seconds: default_block_expiry(),
         }
     }
 }
@@ -168,6 +174,10 @@ fn default_spool_flush() -> u64 {
 
 fn default_plan_rescan() -> u64 {
     3600
+}
+
+fn default_block_expiry() -> u64 {
+    60
 }
 
 fn default_max_body() -> usize {
@@ -287,6 +297,12 @@ fn check_limits(l: &Limits) -> Result<(), String> {
         return Err(format!(
             "limits.spool_flush_seconds must be 1 to 3600, not {}",
             l.spool_flush_seconds
+        ));
+    }
+    if !(1..=86_400).contains(&l.block_expiry_seconds) {
+        return Err(format!(
+            "limits.block_expiry_seconds must be 1 to 86400, not {}",
+            l.block_expiry_seconds
         ));
     }
     if !(10..=86_400).contains(&l.plan_rescan_seconds) {

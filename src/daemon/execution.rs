@@ -114,6 +114,21 @@ impl Daemon {
         {
             return Ok(executed(&ended));
         }
+        if loaded.doc().kind == crate::plan::document::PlanKind::Expiry {
+            // Pre-approved by the plan whose blocks it lifts: run on that authority.
+            let ctx = crate::execute::expire::Context {
+                store,
+                key: &self.key,
+                actor: "custody",
+                policies: &self.policies,
+                leases: &self.leases,
+                cluster,
+                handle,
+            };
+            let ended =
+                crate::execute::expire::execute(&ctx, store, &loaded).map_err(|e| refused(&e))?;
+            return Ok(executed(&ended));
+        }
         let provided = loaded.doc().steps.iter().any(|s| match &s.detail {
             StepDetail::RotateSecrets { keys, .. } => {
                 keys.values().any(|k| matches!(k, KeyPlan::Provided))

@@ -29,6 +29,7 @@ pub struct Metrics {
     plans_expired: Counter,
     plan_expiry_failures: Counter,
     open_plans: Gauge,
+    block_expiries: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -55,6 +56,12 @@ impl Metrics {
         let plans_expired = Counter::default();
         let plan_expiry_failures = Counter::default();
         let open_plans = Gauge::default();
+        let block_expiries = Family::<Labels, Counter>::default();
+        registry.register(
+            "block_expiries",
+            "Executed plans whose expired blocks were looked at, by outcome (expired, stale, refused, failed, busy, error)",
+            block_expiries.clone(),
+        );
         registry.register(
             "cases_opened",
             "Cases opened, by trigger",
@@ -147,6 +154,7 @@ impl Metrics {
             plans_expired,
             plan_expiry_failures,
             open_plans,
+            block_expiries,
         }
     }
 
@@ -171,6 +179,12 @@ impl Metrics {
 
     pub fn approval(&self, outcome: &str) {
         self.approvals
+            .get_or_create(&vec![("outcome".into(), outcome.into())])
+            .inc();
+    }
+
+    pub fn block_expiry(&self, outcome: &str) {
+        self.block_expiries
             .get_or_create(&vec![("outcome".into(), outcome.into())])
             .inc();
     }

@@ -6,7 +6,7 @@
 //! planned with their claims, so that the custody block policy keeps every owner's addresses and
 //! records them, and so that lifting one plan's block leaves the addresses another still holds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use time::OffsetDateTime;
@@ -54,8 +54,9 @@ impl Claim {
 /// been altered would decide what stays blocked.
 pub fn claims(store: &dyn Store, trusted: Option<&PublicKey>) -> Result<Vec<Claim>, String> {
     let mut out = Vec::new();
-    // The block steps a rollback lifted: (case, plan, step). Their claims are no longer held.
-    let mut lifted: std::collections::BTreeSet<(CaseId, PlanId, u32)> = Default::default();
+    // What rollbacks and expiries lifted: (case, plan, step) → the addresses (`None`: all of
+    // the step's, a rollback). Those claims are no longer held.
+    let mut lifted: BTreeMap<(CaseId, PlanId, u32), Option<BTreeSet<IpAddr>>> = BTreeMap::new();
     for case in store.list_cases().map_err(|e| e.to_string())? {
         // Only a case whose journal records an executed block is read as a claim, and then its
         // whole journal must verify; a case that never blocked anything decides nothing here.
@@ -84,27 +85,43 @@ pub fn claims(store: &dyn Store, trusted: Option<&PublicKey>) -> Result<Vec<Clai
                 ));
             }
             if done.kind == StepKind::ReleaseIps {
-                lifted.insert(lifted_by(&case, plan.doc(), done.number)?);
+                let (step, addresses) = lifted_by(&case, plan.doc(), done.number)?;
+                let entry = lifted.entry(step).or_insert(Some(BTreeSet::new()));
+                match (entry.as_mut(), addresses) {
+                    (Some(all), Some(some)) => all.extend(some),
+                    _ => *entry = None,
+                }
                 continue;
             }
             out.extend(claims_of(&case, plan.doc(), done.number, done.plan_sha256)?);
         }
     }
-    out.retain(|c| !lifted.contains(&(c.case.clone(), c.plan.clone(), c.step)));
+    out.retain(
+        |c| match lifted.get(&(c.case.clone(), c.plan.clone(), c.step)) {
+            None => true,
+            Some(None) => false,
+            Some(Some(addresses)) => !addresses.contains(&c.address),
+        },
+    );
     Ok(out)
 }
 
-/// The block step the release step `number` of the rollback plan `doc` lifted.
+/// The block step the release step `number` of the rollback or expiry plan `doc` lifted, and
+/// the addresses it lifted: `None` (every claim of the step) for a rollback, the released and
+/// kept addresses (those whose expiry passed) for an expiry.
+#[allow(clippy::type_complexity)]
 fn lifted_by(
     case: &CaseId,
     doc: &crate::plan::document::PlanDoc,
     number: u32,
-) -> Result<(CaseId, PlanId, u32), String> {
+) -> Result<((CaseId, PlanId, u32), Option<BTreeSet<IpAddr>>), String> {
     let step = doc.steps.iter().find(|s| s.number == number);
     let Some(StepDetail::ReleaseIps {
         plan,
         plan_sha256,
         step,
+        released,
+        kept,
         ..
     }) = step.map(|s| &s.detail)
     else {
@@ -119,7 +136,23 @@ fn lifted_by(
             doc.plan
         ));
     }
-    Ok((case.clone(), plan.clone(), *step))
+    let addresses = match doc.kind {
+        crate::plan::document::PlanKind::Expiry => {
+            let mut set = BTreeSet::new();
+            for text in released.iter().chain(kept) {
+                let address: IpAddr = text.parse().map_err(|_| {
+                    format!(
+                        "plan {}: step {number} lifts {text:?}, which is not an address",
+                        doc.plan
+                    )
+                })?;
+                set.insert(normalise_ip(address));
+            }
+            Some(set)
+        }
+        _ => None,
+    };
+    Ok(((case.clone(), plan.clone(), *step), addresses))
 }
 
 /// The executed plan `plan` of `case`, for a rollback of it: loaded (trusted as the caller's
@@ -132,8 +165,8 @@ pub fn lifted(
 ) -> Result<crate::propose::RollbackOf, String> {
     let loaded = crate::plan::load(store, case, plan, trusted).map_err(|e| e.to_string())?;
     let doc = loaded.doc();
-    if doc.kind == crate::plan::document::PlanKind::Rollback {
-        return Err(format!("plan {plan} is itself a rollback: a rollback is not rolled back; propose the block again"));
+    if doc.kind != crate::plan::document::PlanKind::Containment {
+        return Err(format!("plan {plan} is itself a {}: only a containment plan's blocks are rolled back or expire; propose the block again", doc.kind.as_str()));
     }
     let chain = crate::plan::store::trusted_chain(store, case, trusted)
         .map_err(|e| format!("case {case}: {e}"))?;
@@ -158,11 +191,14 @@ pub fn lifted(
         doc: doc.clone(),
         sha256: loaded.digest(),
         executed,
+        expired_by: None,
     })
 }
 
-/// For a rollback plan, the plan it lifts (`lifted`), whose digest must be the one it names;
-/// `None` for a containment plan.
+/// For a rollback or an expiry plan, the plan it lifts (`lifted`), whose digest must be the one
+/// it names, and each of whose release steps must lift an executed block step of it on its own
+/// target; `None` for a containment plan. An expiry's comes with its cut-off (`created_at`)
+/// and only the block steps it lifts, as it was planned.
 pub fn rollback_of(
     store: &dyn Store,
     doc: &crate::plan::document::PlanDoc,
@@ -171,8 +207,8 @@ pub fn rollback_of(
     use crate::plan::document::PlanKind;
     match (doc.kind, &doc.rolls_back) {
         (PlanKind::Containment, None) => Ok(None),
-        (PlanKind::Rollback, Some(rb)) => {
-            let of = lifted(store, &doc.case, &rb.plan, trusted)?;
+        (PlanKind::Rollback | PlanKind::Expiry, Some(rb)) => {
+            let mut of = lifted(store, &doc.case, &rb.plan, trusted)?;
             if of.sha256 != rb.plan_sha256 {
                 return Err(format!(
                     "plan {} rolls back plan {} with digest {}, but the stored plan's is {}",
@@ -205,6 +241,19 @@ pub fn rollback_of(
                         doc.plan, step.number, rb.plan
                     ));
                 }
+            }
+            if doc.kind == PlanKind::Expiry {
+                of.expired_by = Some(crate::timefmt::parse(&doc.created_at).ok_or_else(|| {
+                    format!("plan {}: its created_at is not an RFC 3339 time", doc.plan)
+                })?);
+                of.executed = doc
+                    .steps
+                    .iter()
+                    .filter_map(|s| match &s.detail {
+                        StepDetail::ReleaseIps { step, .. } => Some(*step),
+                        _ => None,
+                    })
+                    .collect();
             }
             Ok(Some(of))
         }

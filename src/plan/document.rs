@@ -38,7 +38,7 @@ pub struct PlanDoc {
     pub addresses: Addresses,
     /// In the order they run: block, rotate, invalidate (a rollback: its releases).
     pub steps: Vec<Step>,
-    /// For a rollback: the executed plan whose blocks it lifts.
+    /// For a rollback or an expiry: the executed plan whose blocks it lifts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolls_back: Option<RolledBack>,
 }
@@ -51,12 +51,30 @@ pub struct RolledBack {
     pub plan_sha256: Sha256Digest,
 }
 
-/// A containment plan, or the rollback of one.
+/// A containment plan, the rollback of one, or the expiry of its blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PlanKind {
     Containment,
     Rollback,
+    /// Made and executed by custody itself (the daemon, `custody plan expire`): lifts the
+    /// addresses of one executed plan whose expiry, by that plan, passed before this plan's
+    /// `created_at`. Pre-approved by the plan that set the expiry; it has no quorum of its own.
+    Expiry,
+}
+
+impl PlanKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanKind::Containment => "containment",
+            PlanKind::Rollback => "rollback",
+            PlanKind::Expiry => "expiry",
+        }
+    }
+    /// Whether plans of this kind lift another plan's blocks (`rolls_back`).
+    pub fn lifts(self) -> bool {
+        matches!(self, PlanKind::Rollback | PlanKind::Expiry)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -308,7 +326,9 @@ pub enum StepDetail {
         /// The custody block policy's owners once the step applies: address → owners.
         owners: BTreeMap<String, Vec<crate::containment::netpol::Owner>>,
     },
-    /// A rollback's: lifts the block step `step` of plan `plan` (of the same case) did.
+    /// A rollback's or an expiry's: lifts what the block step `step` of plan `plan` (of the
+    /// same case) did — all of it (a rollback), or the addresses whose expiry passed (an
+    /// expiry).
     ReleaseIps {
         /// `networkpolicy` (the only method a rollback lifts).
         method: String,

@@ -174,6 +174,7 @@ mod tests {
                 key_id: KeyId::new("0123456789abcdef").unwrap(),
             },
             required: 2,
+            lifts: None,
         })
     }
 

@@ -179,7 +179,7 @@ pub(super) fn document(
     (required, by_kind): (u32, BTreeMap<StepKind, u32>),
     addresses: Addresses,
     steps: Vec<Step>,
-    rolls_back: Option<super::document::RolledBack>,
+    rolls_back: Option<(PlanKind, super::document::RolledBack)>,
 ) -> PlanDoc {
     let policy = frame.policy;
     let not_after = frame.now
@@ -188,11 +188,9 @@ pub(super) fn document(
         format: PLAN_FORMAT.to_owned(),
         case: frame.case.clone(),
         plan: frame.plan.clone(),
-        kind: if rolls_back.is_some() {
-            PlanKind::Rollback
-        } else {
-            PlanKind::Containment
-        },
+        kind: rolls_back
+            .as_ref()
+            .map_or(PlanKind::Containment, |(kind, _)| *kind),
         evidence: frame.evidence,
         cluster: ClusterIdentity {
             kube_system_uid: frame.view.kube_system_uid.clone(),
@@ -212,7 +210,7 @@ pub(super) fn document(
         roster_sha256: frame.roster_sha256,
         addresses,
         steps,
-        rolls_back,
+        rolls_back: rolls_back.map(|(_, rb)| rb),
     }
 }
 

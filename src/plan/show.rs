@@ -214,17 +214,24 @@ pub fn render_json(doc: &PlanDoc, digest: &Sha256Digest, status: &ShowStatus) ->
 }
 
 fn write_header(out: &mut String, doc: &PlanDoc, digest: &Sha256Digest, status: &ShowStatus) {
-    let kind = match doc.kind {
-        PlanKind::Containment => "containment",
-        PlanKind::Rollback => "rollback",
-    };
+    let kind = doc.kind.as_str();
     let _ = writeln!(out, "PLAN {} of case {} ({kind})", doc.plan, doc.case);
-    if let Some(rb) = &doc.rolls_back {
-        let _ = writeln!(
-            out,
-            "  rolls back: plan {} (sha256 {}): lifts its blocks; Secrets and sessions are not rolled back",
-            rb.plan, rb.plan_sha256
-        );
+    match (&doc.rolls_back, doc.kind) {
+        (Some(rb), PlanKind::Expiry) => {
+            let _ = writeln!(
+                out,
+                "  expires:    the blocks of plan {} (sha256 {}) whose expiry passed by {}: pre-approved by that plan; no approval is needed",
+                rb.plan, rb.plan_sha256, escape(&doc.created_at)
+            );
+        }
+        (Some(rb), _) => {
+            let _ = writeln!(
+                out,
+                "  rolls back: plan {} (sha256 {}): lifts its blocks; Secrets and sessions are not rolled back",
+                rb.plan, rb.plan_sha256
+            );
+        }
+        (None, _) => {}
     }
     let _ = writeln!(
         out,
@@ -335,7 +342,7 @@ fn write_warnings(out: &mut String, doc: &PlanDoc) {
 
 fn write_addresses(out: &mut String, doc: &PlanDoc) {
     let a = &doc.addresses;
-    if doc.kind == PlanKind::Rollback {
+    if doc.kind.lifts() {
         // A rollback blocks nothing: its steps name what each releases and keeps.
         return;
     }

@@ -2,7 +2,8 @@
 //! bytes, digest, proposer signature and pinned roster were checked (`store::load` makes one);
 //! `Plan<Approved>` is one that also passed the quorum check, and only
 //! `Plan<Proposed>::approve_check` makes one — through `approval::evaluate`, the one quorum
-//! implementation. Execution takes a `Plan<Approved>`.
+//! implementation — or, for an expiry plan (pre-approved by the plan that set the expiry),
+//! `Plan<Proposed>::expiry_check`. Execution takes a `Plan<Approved>`.
 
 use time::OffsetDateTime;
 
@@ -104,7 +105,9 @@ impl<S> Plan<S> {
             return kinds;
         }
         match self.doc.kind {
-            crate::plan::document::PlanKind::Rollback => vec![StepKind::ReleaseIps],
+            crate::plan::document::PlanKind::Rollback | crate::plan::document::PlanKind::Expiry => {
+                vec![StepKind::ReleaseIps]
+            }
             crate::plan::document::PlanKind::Containment => vec![
                 StepKind::BlockIps,
                 StepKind::RotateSecrets,
@@ -239,6 +242,49 @@ impl Plan<Proposed> {
             journaled_at: self.journaled_at,
             trusted: self.trusted.clone(),
             state: Approved(approved),
+        })
+    }
+}
+
+impl Plan<Proposed> {
+    /// An expiry plan made executable at `now` without approvals: pre-approved by the plan it
+    /// lifts, which set the expiry, if `block_expiry::reasons` finds nothing (its block steps
+    /// `executed` are those the journal records as done) and its `not_after` has not passed.
+    /// Every reason otherwise.
+    pub fn expiry_check(
+        &self,
+        (lifted, lifted_sha256): (&PlanDoc, Sha256Digest),
+        executed: &std::collections::BTreeSet<u32>,
+        now: OffsetDateTime,
+    ) -> Result<Plan<Approved>, Vec<String>> {
+        let mut reasons =
+            super::block_expiry::reasons(&self.doc, (lifted, lifted_sha256), executed, now);
+        if self.proposer.collector_key().is_none() {
+            reasons.push("the expiry's signature is not the collector key's".into());
+        }
+        if now > self.not_after {
+            reasons.push(format!("its not_after {} passed", self.doc.not_after));
+        }
+        if !reasons.is_empty() {
+            return Err(reasons);
+        }
+        Ok(Plan {
+            doc: self.doc.clone(),
+            bytes: self.bytes.clone(),
+            digest: self.digest,
+            proposer: self.proposer.clone(),
+            roster: self.roster.clone(),
+            roster_text: self.roster_text.clone(),
+            not_after: self.not_after,
+            created_at: self.created_at,
+            journaled_at: self.journaled_at,
+            trusted: self.trusted.clone(),
+            state: Approved(approval::Approved::pre_approved(
+                &self.doc.case,
+                &self.doc.plan,
+                self.digest,
+                now,
+            )),
         })
     }
 }

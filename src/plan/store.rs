@@ -227,6 +227,10 @@ pub fn propose(
             },
         },
         required: doc.quorum.required,
+        lifts: doc.rolls_back.as_ref().map(|rb| crate::case::entry::Lifts {
+            kind: doc.kind,
+            plan: rb.plan.clone(),
+        }),
     });
     let head = append(store, journal_key, &case, &actor, details)?;
     Ok(StoredPlan {

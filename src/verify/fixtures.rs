@@ -27,5 +27,6 @@ pub(super) fn proposed(plan: &str) -> Details {
             key_id: KeyId::new("0123456789abcdef").unwrap(),
         },
         required: 2,
+        lifts: None,
     })
 }

@@ -5,6 +5,11 @@
 //! journal's and back, and the quorum as evaluated — by `approval::evaluate`, with FILE as the
 //! roster in force (the pinned roster without it) at the journal time of the plan's last
 //! approval. A plan that awaits approval, was vetoed or expired is information, not a problem.
+//!
+//! An expiry plan has no quorum: each of its executions must instead have been lawful when it
+//! started by `plan::block_expiry` — custody's own plan, lifting only addresses an executed
+//! block step of its plan blocked with an expiry at or before the expiry's cut-off
+//! (`expiry_not_authorised`).
 
 use serde::Serialize;
 
@@ -146,6 +151,21 @@ fn check_plan(
         .and_then(|(_, at, _)| crate::timefmt::parse(at))
         .unwrap_or_else(time::OffsetDateTime::now_utc);
     let journaled: Vec<ApprovalRecorded> = mine.into_iter().map(|(_, _, r)| r).collect();
+    if plan.doc().kind == crate::plan::document::PlanKind::Expiry {
+        let lawful = check_expiry_executed(store, (case, id, &plan), chain, options, report)?;
+        report.plans.push(PlanReport {
+            case: case.clone(),
+            plan: id.clone(),
+            plan_sha256: plan.digest(),
+            required: 0,
+            counted: 0,
+            quorum_reached: lawful,
+            evaluated_at: crate::timefmt::rfc3339(at),
+            approvers_given: options.approvers.is_some(),
+            reasons: Vec::new(),
+        });
+        return Ok(());
+    }
     let current = options.approvers.as_ref().unwrap_or(plan.pinned_roster());
     let (tally, reasons) = plan.tally(
         current,
@@ -264,6 +284,110 @@ fn check_executed(
             );
         }
     }
+}
+
+/// An expiry plan's executions: each lawful when it started (`plan::block_expiry`, with the
+/// block steps of the plan it lifts that the journal records as done before it), before its
+/// `not_after` and after its evidence. `true` when no problem was found.
+fn check_expiry_executed(
+    store: &dyn Store,
+    (case, id, plan): (&CaseId, &PlanId, &crate::plan::Plan<crate::plan::Proposed>),
+    chain: &CheckedChain,
+    options: &Options,
+    report: &mut Report,
+) -> Result<bool, StoreError> {
+    let before = report.problems.len();
+    let doc = plan.doc();
+    let lifted = match &doc.rolls_back {
+        Some(rb) => match plans::load_record(store, case, &rb.plan, options.public_key.as_ref()) {
+            Ok(p) => Some(p),
+            Err(PlanError::Store(e @ StoreError::Remote { .. })) => return Err(e),
+            Err(e) => {
+                report.problem(
+                    "expiry_not_authorised",
+                    StoreKey::Plan(case.clone(), id.clone()).path(),
+                    format!(
+                        "the plan whose blocks expiry plan {id} lifts, {}, cannot be read: {e}",
+                        rb.plan
+                    ),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    for (started, _) in &chain.entries {
+        let crate::case::Details::ExecutionStarted(x) = &started.details else {
+            continue;
+        };
+        if &x.plan != id || x.plan_sha256 != plan.digest() {
+            continue;
+        }
+        let seq = started.seq;
+        let subject = StoreKey::JournalEntry(case.clone(), seq).path();
+        let Some(at) = crate::timefmt::parse(&started.at) else {
+            report.problem(
+                "journal",
+                subject,
+                format!("entry {seq} has no readable time"),
+            );
+            continue;
+        };
+        let reasons = match &lifted {
+            Some(l) => {
+                let executed = chain
+                    .entries
+                    .iter()
+                    .filter(|(e, _)| e.seq < seq)
+                    .filter_map(|(e, _)| match &e.details {
+                        crate::case::Details::StepDone(d)
+                            if d.kind == crate::policy::containment::StepKind::BlockIps
+                                && d.plan == *l.id()
+                                && d.plan_sha256 == l.digest() =>
+                        {
+                            Some(d.number)
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let mut reasons =
+                    crate::plan::block_expiry::reasons(doc, (l.doc(), l.digest()), &executed, at);
+                if plan.proposer().collector_key().is_none() {
+                    reasons.push("it is not signed with the collector key".into());
+                }
+                reasons
+            }
+            None => vec!["it names no readable plan whose blocks it lifts".into()],
+        };
+        if !reasons.is_empty() {
+            report.problem(
+                "expiry_not_authorised",
+                subject.clone(),
+                format!(
+                    "entry {seq} starts executing expiry plan {id}, which was not lawful then: {}",
+                    reasons.join("; ")
+                ),
+            );
+        }
+        if at > plan.not_after() {
+            report.problem(
+                "executed_after_not_after",
+                subject.clone(),
+                format!(
+                    "entry {seq} starts executing plan {id} at {}, after its not_after {}",
+                    started.at, doc.not_after
+                ),
+            );
+        }
+        if seq <= doc.evidence.journal_head.seq {
+            report.problem(
+                "execution_before_evidence",
+                subject,
+                format!("entry {seq} starts executing plan {id} before the evidence it pins was sealed (journal head {})", doc.evidence.journal_head.seq),
+            );
+        }
+    }
+    Ok(report.problems.len() == before)
 }
 
 /// Every file in the plan's directory must be one of a plan's.

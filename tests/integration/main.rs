@@ -92,6 +92,7 @@ mod interop;
 mod k8s;
 mod layout;
 mod plan_execute;
+mod plan_expire;
 mod plan_propose;
 mod plan_rollback;
 mod planner_reads;

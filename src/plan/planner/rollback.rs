@@ -2,6 +2,9 @@
 //! `release_ips` step that lifts exactly what that plan owns on the cluster as it is now
 //! (`containment::netpol::plan_release`), proven to reopen only the released addresses. Secrets
 //! and sessions are not rolled back: the old key is compromised.
+//!
+//! An expiry plan (`custody plan expire`, the daemon) is made the same way with a cut-off: each
+//! release lifts only the plan's claims whose expiry, by the plan, is at or before it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,8 +12,8 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use time::OffsetDateTime;
 
 use super::super::document::{
-    Addresses, PinnedEvidence, PlanDoc, Preconditions, ProposerClaim, RolledBack, Step, StepDetail,
-    StepStatus,
+    Addresses, PinnedEvidence, PlanDoc, PlanKind, Preconditions, ProposerClaim, RolledBack, Step,
+    StepDetail, StepStatus,
 };
 use super::block::{manager_warning, object_ref, owners_json, prove, to_object_change};
 use super::{is_running, labels_of};
@@ -40,9 +43,21 @@ pub struct RollbackInput<'a> {
     pub proposer: ProposerClaim,
     pub roster_sha256: Sha256Digest,
     pub now: OffsetDateTime,
+    /// For an expiry plan: the cut-off (its `created_at`). Only claims expiring at or before
+    /// it are lifted. `None`: a rollback, which lifts every claim of the plan.
+    pub expired_by: Option<OffsetDateTime>,
 }
 
-/// The rollback plan. Dry-run outcomes are `not_run` until the caller runs them.
+impl RollbackInput<'_> {
+    /// Whether `owner` is one of the claims this plan lifts.
+    fn drops(&self, owner: &netpol::Owner) -> bool {
+        owner.case == self.of.case
+            && owner.plan == self.of.plan
+            && self.expired_by.is_none_or(|cut| owner.expires_at <= cut)
+    }
+}
+
+/// The rollback plan (or with `expired_by` the expiry plan). Dry-run outcomes are `not_run` until the caller runs them.
 pub fn plan_rollback(input: &RollbackInput<'_>) -> PlanDoc {
     let policy = input.policy;
     let mut steps = Vec::new();
@@ -54,7 +69,15 @@ pub fn plan_rollback(input: &RollbackInput<'_>) -> PlanDoc {
     for (i, step) in steps.iter_mut().enumerate() {
         step.number = u32::try_from(i + 1).unwrap_or(u32::MAX);
     }
-    let need = policy.quorum.for_kind(StepKind::ReleaseIps);
+    // An expiry is pre-approved by the plan that set it: it has no quorum of its own.
+    let need = match input.expired_by {
+        Some(_) => 0,
+        None => policy.quorum.for_kind(StepKind::ReleaseIps),
+    };
+    let kind = match input.expired_by {
+        Some(_) => PlanKind::Expiry,
+        None => PlanKind::Rollback,
+    };
     let frame = super::Frame {
         case: input.case,
         plan: input.plan,
@@ -70,10 +93,13 @@ pub fn plan_rollback(input: &RollbackInput<'_>) -> PlanDoc {
         (need, [(StepKind::ReleaseIps, need)].into()),
         Addresses::default(),
         steps,
-        Some(RolledBack {
-            plan: input.of.plan.clone(),
-            plan_sha256: input.of_sha256,
-        }),
+        Some((
+            kind,
+            RolledBack {
+                plan: input.of.plan.clone(),
+                plan_sha256: input.of_sha256,
+            },
+        )),
     )
 }
 
@@ -168,13 +194,13 @@ fn release_step(input: &RollbackInput<'_>, block: &Step) -> Step {
         name: target.name.to_string(),
         pod_selector: target.pod_selector.to_k8s(),
     };
-    let (case, plan) = (&input.of.case, &input.of.plan);
+    let plan = &input.of.plan;
     let held_elsewhere: BTreeSet<std::net::IpAddr> = input
         .block_owners
         .iter()
         .filter(|(t, _)| **t != block.target)
         .flat_map(|(_, owners)| owners.iter())
-        .filter(|(_, o)| o.iter().any(|o| &o.case != case || &o.plan != plan))
+        .filter(|(_, o)| o.iter().any(|o| !input.drops(o)))
         .map(|(a, _)| *a)
         .collect();
     let release_input = ReleaseInput {
@@ -184,7 +210,7 @@ fn release_step(input: &RollbackInput<'_>, block: &Step) -> Step {
         rewritten: &rewritten,
         held_elsewhere: &held_elsewhere,
     };
-    let release = match plan_release(&release_input, |o| &o.case == case && &o.plan == plan) {
+    let release = match plan_release(&release_input, |o| input.drops(o)) {
         Ok(r) => r,
         Err(refusal) => return refused(step, refusal.to_string()),
     };
@@ -231,9 +257,10 @@ fn release_step(input: &RollbackInput<'_>, block: &Step) -> Step {
     }
     if release.released.is_empty() && release.kept.is_empty() {
         step.status = StepStatus::NothingToDo;
-        step.warnings.push(format!(
-            "the journals hold no claim of plan {plan} on this target: its block was lifted already (rolled back or expired)"
-        ));
+        step.warnings.push(match input.expired_by {
+            Some(_) => format!("the journals hold no claim of plan {plan} on this target whose expiry passed: nothing expires here"),
+            None => format!("the journals hold no claim of plan {plan} on this target: its block was lifted already (rolled back or expired)"),
+        });
         return step;
     }
     let released = Offenders::bare(release.released.iter().copied());

@@ -1,0 +1,337 @@
+//! What makes an expiry plan's release lawful without approvals of its own (CONTAINMENT.md,
+//! "Rollback and expiry"): the plan it lifts set the expiry, and that plan had quorum. An expiry
+//! plan is lawful at a time `at` only if it is custody's own (proposed with the collector key),
+//! lifts one executed containment plan, and each of its release steps lifts a block step of
+//! that plan on the same target, releasing or keeping only addresses that step blocked and whose
+//! expiry, by that plan's `addresses.block`, is at or before the expiry plan's `created_at`,
+//! itself no later than `at`. Execution (`Plan::expiry_check`) and `verify` both judge by this.
+
+use std::collections::BTreeSet;
+
+use time::OffsetDateTime;
+
+use super::document::{PlanDoc, PlanKind, StepDetail, StepStatus};
+use crate::approval::quorum::MAX_CLOCK_SKEW_SECONDS;
+use crate::digest::Sha256Digest;
+use crate::policy::containment::StepKind;
+
+/// Every reason `doc` may not lift what it lifts at `at`, given the plan it lifts (`lifted`,
+/// with digest `lifted_sha256`) and that plan's block steps that were executed before `at`.
+/// Empty: the expiry is lawful.
+pub fn reasons(
+    doc: &PlanDoc,
+    (lifted, lifted_sha256): (&PlanDoc, Sha256Digest),
+    executed: &BTreeSet<u32>,
+    at: OffsetDateTime,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if doc.kind != PlanKind::Expiry {
+        out.push(format!(
+            "plan {} is a {} plan, not an expiry",
+            doc.plan,
+            doc.kind.as_str()
+        ));
+        return out;
+    }
+    if !matches!(
+        doc.proposer,
+        super::document::ProposerClaim::Collector { .. }
+    ) {
+        out.push("an expiry is custody's own: it must be proposed with the collector key, not by a person".into());
+    }
+    if lifted.kind != PlanKind::Containment || lifted.case != doc.case {
+        out.push(format!(
+            "plan {} is not a containment plan of case {}",
+            lifted.plan, doc.case
+        ));
+    }
+    match &doc.rolls_back {
+        Some(rb) if rb.plan == lifted.plan && rb.plan_sha256 == lifted_sha256 => {}
+        _ => out.push(format!(
+            "the expiry does not name plan {} with digest {lifted_sha256}",
+            lifted.plan
+        )),
+    }
+    let Some(cut) = crate::timefmt::parse(&doc.created_at) else {
+        out.push("its created_at is not an RFC 3339 time".into());
+        return out;
+    };
+    if cut > at + time::Duration::seconds(MAX_CLOCK_SKEW_SECONDS) {
+        out.push(format!(
+            "its cut-off {} is later than {}",
+            doc.created_at,
+            crate::timefmt::rfc3339(at)
+        ));
+    }
+    if !doc.steps.iter().any(|s| s.status == StepStatus::Planned) {
+        out.push("it has no planned step".into());
+    }
+    for step in &doc.steps {
+        let n = step.number;
+        let StepDetail::ReleaseIps {
+            plan,
+            step: lifts,
+            released,
+            kept,
+            ..
+        } = &step.detail
+        else {
+            out.push(format!(
+                "step {n} is not a release: an expiry only releases addresses"
+            ));
+            continue;
+        };
+        if step.kind != StepKind::ReleaseIps || plan != &lifted.plan {
+            out.push(format!(
+                "step {n} does not release a block of plan {}",
+                lifted.plan
+            ));
+            continue;
+        }
+        let block = lifted.steps.iter().find(|s| s.number == *lifts);
+        let Some((block, StepDetail::BlockIps { addresses, .. })) = block.map(|b| (b, &b.detail))
+        else {
+            out.push(format!(
+                "step {n} lifts step {lifts} of plan {}, which is not a block",
+                lifted.plan
+            ));
+            continue;
+        };
+        if block.target != step.target || block.namespace != step.namespace {
+            out.push(format!(
+                "step {n} releases on another target than the block it lifts"
+            ));
+        }
+        if !executed.contains(lifts) {
+            out.push(format!(
+                "step {n} lifts step {lifts} of plan {}, which had not been executed",
+                lifted.plan
+            ));
+        }
+        for address in released.iter().chain(kept) {
+            let due = addresses.contains(address).then(|| {
+                lifted
+                    .addresses
+                    .block
+                    .iter()
+                    .find(|a| &a.address == address)
+                    .and_then(|a| crate::timefmt::parse(&a.expires_at))
+            });
+            match due.flatten() {
+                Some(expires) if expires <= cut => {}
+                Some(expires) => out.push(format!(
+                    "step {n} lifts {address}, which plan {} blocks until {}, after the cut-off {}",
+                    lifted.plan,
+                    crate::timefmt::rfc3339(expires),
+                    doc.created_at
+                )),
+                None => out.push(format!(
+                    "step {n} lifts {address}, which step {lifts} of plan {} did not block with an expiry",
+                    lifted.plan
+                )),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::id::{CaseId, KeyId, PlanId};
+    use crate::plan::document::{
+        Addresses, BlockedAddress, ClusterIdentity, JournalHead, PinnedEvidence, Preconditions,
+        ProposerClaim, QuorumNeed, RolledBack, Step,
+    };
+
+    const CASE: &str = "c-20261203-000000-aaaa";
+
+    fn blocked(address: &str, expires_at: &str) -> BlockedAddress {
+        BlockedAddress {
+            address: address.into(),
+            rules: vec!["brute-force".into()],
+            requests: 10,
+            auth_failures: 10,
+            first_seen: None,
+            last_seen: None,
+            sources: Vec::new(),
+            forwarded: false,
+            expires_at: expires_at.into(),
+        }
+    }
+
+    fn step(number: u32, kind: StepKind, detail: StepDetail) -> Step {
+        Step {
+            number,
+            kind,
+            target: "api-gateway".into(),
+            namespace: "waqiti".into(),
+            status: StepStatus::Planned,
+            refusals: Vec::new(),
+            warnings: Vec::new(),
+            read: Vec::new(),
+            changes: Vec::new(),
+            preconditions: Preconditions::default(),
+            detail,
+        }
+    }
+
+    fn doc(plan: &str, kind: PlanKind, created_at: &str, steps: Vec<Step>) -> PlanDoc {
+        PlanDoc {
+            format: crate::plan::PLAN_FORMAT.into(),
+            case: CaseId::new(CASE).unwrap(),
+            plan: PlanId::new(plan).unwrap(),
+            kind,
+            evidence: PinnedEvidence {
+                bundles: Vec::new(),
+                journal_head: JournalHead {
+                    seq: 3,
+                    sha256: Sha256Digest::of(b"head"),
+                },
+            },
+            cluster: ClusterIdentity {
+                kube_system_uid: "uid".into(),
+                server: "https://127.0.0.1".into(),
+            },
+            proposer: ProposerClaim::Collector {
+                key_id: KeyId::new("0123456789abcdef").unwrap(),
+            },
+            created_at: created_at.into(),
+            not_after: "2026-12-04T00:00:00Z".into(),
+            quorum: QuorumNeed {
+                required: 0,
+                by_kind: BTreeMap::new(),
+                veto: "any_reject".into(),
+            },
+            policy_sha256: Sha256Digest::of(b"policy"),
+            roster_sha256: Sha256Digest::of(b"roster"),
+            addresses: Addresses::default(),
+            steps,
+            rolls_back: None,
+        }
+    }
+
+    /// A containment plan blocking two addresses in step 1: one until 01:00, one until 03:00.
+    fn lifted() -> PlanDoc {
+        let mut d = doc(
+            "p-20261203-000000-aaaa",
+            PlanKind::Containment,
+            "2026-12-03T00:00:00Z",
+            vec![step(
+                1,
+                StepKind::BlockIps,
+                StepDetail::BlockIps {
+                    method: "networkpolicy".into(),
+                    addresses: vec!["203.0.113.10".into(), "203.0.113.11".into()],
+                    owners: BTreeMap::new(),
+                },
+            )],
+        );
+        d.addresses.block = vec![
+            blocked("203.0.113.10", "2026-12-03T01:00:00Z"),
+            blocked("203.0.113.11", "2026-12-03T03:00:00Z"),
+        ];
+        d
+    }
+
+    fn expiry(created_at: &str, released: &[&str]) -> PlanDoc {
+        let of = lifted();
+        let mut d = doc(
+            "p-20261203-020000-bbbb",
+            PlanKind::Expiry,
+            created_at,
+            vec![step(
+                1,
+                StepKind::ReleaseIps,
+                StepDetail::ReleaseIps {
+                    method: "networkpolicy".into(),
+                    plan: of.plan.clone(),
+                    plan_sha256: Sha256Digest::of(b"lifted"),
+                    step: 1,
+                    released: released.iter().map(|a| (*a).to_owned()).collect(),
+                    kept: Vec::new(),
+                    owners: BTreeMap::new(),
+                },
+            )],
+        );
+        d.rolls_back = Some(RolledBack {
+            plan: of.plan,
+            plan_sha256: Sha256Digest::of(b"lifted"),
+        });
+        d
+    }
+
+    fn at(s: &str) -> OffsetDateTime {
+        crate::timefmt::parse(s).unwrap()
+    }
+
+    fn judged(d: &PlanDoc, executed: &[u32], when: &str) -> Vec<String> {
+        let of = lifted();
+        reasons(
+            d,
+            (&of, Sha256Digest::of(b"lifted")),
+            &executed.iter().copied().collect(),
+            at(when),
+        )
+    }
+
+    #[test]
+    fn an_expiry_of_addresses_whose_expiry_passed_is_lawful() {
+        let d = expiry("2026-12-03T02:00:00Z", &["203.0.113.10"]);
+        assert_eq!(
+            judged(&d, &[1], "2026-12-03T02:00:05Z"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn an_address_lifted_before_its_expiry_is_refused() {
+        let d = expiry("2026-12-03T02:00:00Z", &["203.0.113.10", "203.0.113.11"]);
+        let r = judged(&d, &[1], "2026-12-03T02:00:05Z");
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert!(
+            r[0].contains("203.0.113.11") && r[0].contains("after the cut-off"),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_cut_off_in_the_future_a_person_proposer_an_unexecuted_block_or_an_address_never_blocked_is_refused(
+    ) {
+        // A cut-off later than the execution: its expiry times are judged by a clock ahead.
+        let d = expiry("2026-12-03T04:00:00Z", &["203.0.113.10"]);
+        assert!(judged(&d, &[1], "2026-12-03T02:00:00Z")
+            .iter()
+            .any(|r| r.contains("later than")));
+        // The block step was never executed.
+        let d = expiry("2026-12-03T02:00:00Z", &["203.0.113.10"]);
+        assert!(judged(&d, &[], "2026-12-03T02:00:05Z")
+            .iter()
+            .any(|r| r.contains("had not been executed")));
+        // An address the block never refused.
+        let d = expiry("2026-12-03T02:00:00Z", &["198.51.100.1"]);
+        assert!(judged(&d, &[1], "2026-12-03T02:00:05Z")
+            .iter()
+            .any(|r| r.contains("did not block")));
+        // Proposed by a person: an expiry is custody's own.
+        let mut d = expiry("2026-12-03T02:00:00Z", &["203.0.113.10"]);
+        d.proposer = ProposerClaim::Person {
+            principal: crate::approval::Principal::new("mallory@example.org").unwrap(),
+            key_fingerprint: format!("SHA256:{}", "A".repeat(43)).parse().unwrap(),
+        };
+        assert!(judged(&d, &[1], "2026-12-03T02:00:05Z")
+            .iter()
+            .any(|r| r.contains("collector key")));
+        // Another digest of the lifted plan, or a rollback dressed as an expiry.
+        let mut d = expiry("2026-12-03T02:00:00Z", &["203.0.113.10"]);
+        if let Some(rb) = d.rolls_back.as_mut() {
+            rb.plan_sha256 = Sha256Digest::of(b"other");
+        }
+        assert!(!judged(&d, &[1], "2026-12-03T02:00:05Z").is_empty());
+        let mut d = expiry("2026-12-03T02:00:00Z", &["203.0.113.10"]);
+        d.kind = PlanKind::Rollback;
+        assert!(!judged(&d, &[1], "2026-12-03T02:00:05Z").is_empty());
+    }
+}
