@@ -436,6 +436,80 @@ fn a_daemon_killed_in_the_middle_of_an_execution_resumes_it_when_restarted() {
 }
 
 #[test]
+fn the_daemon_lifts_a_block_when_its_expiry_passes_and_the_rewritten_policy_gets_its_rules_back() {
+    let sb = Sandbox::new();
+    let kube = cluster();
+    let (alice, bob) = policies(&sb);
+    // Blocks for one minute; the daemon looks for expired blocks every second.
+    let short = containment().replace("ttl: 24h", "ttl: 1m");
+    assert!(short.contains("ttl: 1m"));
+    std::fs::write(sb.path("daemon/policies/containment.yaml"), short).unwrap();
+    let before = kube
+        .stored("networking.k8s.io/v1", "networkpolicies", "gateway-ingress")
+        .unwrap();
+    let store = sb.path("evidence");
+    let config = daemon_config(
+        &sb,
+        store.to_str().unwrap(),
+        Some(&kube),
+        "policies: policies\nlimits:\n  block_expiry_seconds: 1\n",
+    );
+    let d = start(&sb, &config, "daemon");
+    let server = format!("http://127.0.0.1:{}", d.port);
+    let alert = crate::daemon::fire_breach(d.port);
+    let case = alert["case_id"].as_str().unwrap().to_owned();
+    wait_sealed(d.port, &case, Duration::from_secs(60));
+    let plan = wait_plan(d.port, &case, Duration::from_secs(60));
+    let digest = plan_digest(d.port, &case, &plan);
+    approve_through(&sb, &server, (&case, &plan, &digest), &alice, false);
+    approve_through(&sb, &server, (&case, &plan, &digest), &bob, false);
+    wait_kind(&store, &case, "actions_sealed", Duration::from_secs(90));
+    let blocked = kube
+        .stored("networking.k8s.io/v1", "networkpolicies", "gateway-ingress")
+        .unwrap();
+    assert_ne!(
+        blocked["spec"], before["spec"],
+        "the block rewrote the policy"
+    );
+
+    // A minute later the daemon proposes an expiry plan of its own and executes it.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while kinds(&store, &case)
+        .iter()
+        .filter(|k| *k == "actions_sealed")
+        .count()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the block was not lifted: {:?}",
+            kinds(&store, &case)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let journal = kinds(&store, &case);
+    assert!(!journal.iter().any(|k| k == "step_failed"), "{journal:?}");
+    let after = kube
+        .stored("networking.k8s.io/v1", "networkpolicies", "gateway-ingress")
+        .unwrap();
+    assert_eq!(
+        after["spec"], before["spec"],
+        "the rules are as before the block"
+    );
+    // Nothing more is expired at later rounds.
+    std::thread::sleep(Duration::from_secs(3));
+    let again = kinds(&store, &case);
+    assert_eq!(again.len(), journal.len(), "{again:?}");
+    let (_, text) = http(d.port, "GET", "/metrics", None, b"");
+    assert!(
+        text.contains("custody_block_expiries_total{outcome=\"expired\"} 1"),
+        "{text}"
+    );
+    assert_verifies(&sb, &store);
+    drop(d);
+}
+
+#[test]
 fn on_s3_an_approved_plan_is_executed_through_the_daemon_and_verifies() {
     use crate::daemon::{assert_verifies_from_s3, journal_kinds_s3, s3_extra, start_s3};
     let moto = crate::s3::moto();
