@@ -336,17 +336,24 @@ pub(super) fn propose(
             Ok(p) => p,
             Err(e) => return Ok(fail(e)),
         };
-    let block_owners =
-        match crate::execute::owners::block_owners(store.as_ref(), None, &policies.containment) {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!(
+    let block_owners = match crate::execute::owners::block_owners(
+        store.as_ref(),
+        None,
+        &policies.containment,
+        match rollback {
+            Some(_) => plan::document::PlanKind::Rollback,
+            None => plan::document::PlanKind::Containment,
+        },
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!(
                 "error: the owners of blocked addresses cannot be read, so no plan is built: {}",
                 esc(&e)
             );
-                return Ok(ExitCode::from(1));
-            }
-        };
+            return Ok(ExitCode::from(1));
+        }
+    };
     let rollback = match rollback {
         None => None,
         Some(lifted) => {

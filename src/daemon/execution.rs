@@ -147,7 +147,7 @@ impl Daemon {
         let pinned = crate::execute::preflight::pinned_evidence(&loaded.doc().evidence, &evidence)
             .map_err(|e| refused(&e))?;
         let roster = self.roster_in_force()?;
-        let block_owners = self.block_owners()?;
+        let block_owners = self.block_owners(loaded.doc().kind)?;
         let rollback =
             crate::execute::owners::rollback_of(store, loaded.doc(), Some(self.key.public()))
                 .map_err(|e| refused(&e))?;

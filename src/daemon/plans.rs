@@ -304,15 +304,17 @@ impl Daemon {
     }
 
     /// Per target, the owners of the addresses executed plans block (`execute::owners`), from
-    /// journals signed by the daemon's key.
+    /// journals signed by the daemon's key, for a plan of `kind`.
     pub(super) fn block_owners(
         &self,
+        kind: crate::plan::document::PlanKind,
     ) -> Result<std::collections::BTreeMap<String, crate::containment::netpol::Owners>, PlansError>
     {
         crate::execute::owners::block_owners(
             self.store.as_ref(),
             Some(self.key.public()),
             &self.policies.containment,
+            kind,
         )
         .map_err(|e| PlansError::Unavailable(format!("the owners of blocked addresses: {e}")))
     }
@@ -390,7 +392,10 @@ impl Daemon {
         blocking(&self, move |d| d.check_plan_count(&c)).await??;
         let c = case.clone();
         let evidence = blocking(&self, move |d| d.evidence_for(&c)).await??;
-        let block_owners = blocking(&self, |d| d.block_owners()).await??;
+        let block_owners = blocking(&self, |d| {
+            d.block_owners(crate::plan::document::PlanKind::Containment)
+        })
+        .await??;
         let cluster = crate::kube::connect(self.kubeconfig.as_deref(), self.context.as_deref())
             .await
             .map_err(|e| PlansError::Unavailable(format!("cannot reach the cluster: {e}")))?;

@@ -238,7 +238,8 @@ fn propose(
     let roster_text = String::from_utf8(roster)
         .map_err(|_| format!("the roster plan {plan} pins is not UTF-8"))?;
     let roster_sha256 = crate::digest::Sha256Digest::of(roster_text.as_bytes());
-    let block_owners = super::owners::block_owners(store, trusted, &ctx.policies.containment)?;
+    let block_owners =
+        super::owners::block_owners(store, trusted, &ctx.policies.containment, PlanKind::Expiry)?;
     let input = crate::propose::BuildInput {
         case,
         policies: ctx.policies,
@@ -360,7 +361,8 @@ pub fn execute(
     crate::plan::store::check_evidence(loaded.doc(), &chain)?;
     let pinned = super::preflight::pinned_evidence(&loaded.doc().evidence, &evidence)
         .map_err(|e| e.to_string())?;
-    let block_owners = super::owners::block_owners(store, trusted, &ctx.policies.containment)?;
+    let block_owners =
+        super::owners::block_owners(store, trusted, &ctx.policies.containment, PlanKind::Expiry)?;
     let rollback = super::owners::rollback_of(store, loaded.doc(), trusted)?;
     let (_, api_server_date) = ctx
         .handle

@@ -331,15 +331,19 @@ pub fn owners_by_target(
     out
 }
 
-/// The owners `policy`'s targets have in the store: `claims` grouped by target.
+/// The owners `policy`'s targets have in the store, for a plan of `kind`: `claims` grouped by
+/// target, of the method the policy blocks with now — or, for a plan that lifts blocks (a
+/// rollback, an expiry), of the NetworkPolicy method, the only one custody lifts, whatever the
+/// policy says now (a block made before the method changed is still lifted by its own).
 pub fn block_owners(
     store: &dyn Store,
     trusted: Option<&PublicKey>,
     policy: &crate::policy::containment::ContainmentPolicy,
+    kind: crate::plan::document::PlanKind,
 ) -> Result<BTreeMap<String, Owners>, String> {
     let claims = claims(store, trusted)?;
     let method = match policy.block_ips.as_ref().map(|b| b.method) {
-        Some(crate::policy::containment::BlockMethod::Cilium) => "cilium",
+        Some(crate::policy::containment::BlockMethod::Cilium) if !kind.lifts() => "cilium",
         _ => "networkpolicy",
     };
     Ok(owners_by_target(&claims, method, |name| {

@@ -191,7 +191,8 @@ impl Plan<Proposed> {
 
     /// Where the quorum stands, by the same rules (`approval::evaluate`), without the clock
     /// check against the API server: for `plan status`, `show` and `verify`, which report it.
-    /// Only `approve_check` makes an approved plan.
+    /// Only `approve_check` makes an approved plan. An expiry plan needs none: its tally is
+    /// empty, with nothing missing.
     pub fn tally(
         &self,
         current_roster: &Roster,
@@ -200,6 +201,15 @@ impl Plan<Proposed> {
         journaled: &[ApprovalRecorded],
         now: OffsetDateTime,
     ) -> (approval::quorum::Tally, Vec<approval::Reason>) {
+        if self.doc.kind == super::document::PlanKind::Expiry {
+            // Needs no approvals: whether it may run is `expiry_check`'s (and `verify`'s) to say.
+            let none = approval::quorum::Tally {
+                approvals: Vec::new(),
+                counted: 0,
+                required: 0,
+            };
+            return (none, Vec::new());
+        }
         let input = self.quorum_input(current_roster, policy, stored, journaled, now, None);
         match approval::evaluate(&input) {
             Ok(approved) => (approved.tally().clone(), Vec::new()),

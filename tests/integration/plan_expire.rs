@@ -177,6 +177,17 @@ fn an_expired_block_is_lifted_where_no_other_case_holds_it_and_kept_where_one_do
     assert_eq!(doc["quorum"]["required"], 0);
     assert!(doc["proposer"].to_string().contains("key_id"), "{doc}");
 
+    let expiry_id = doc["plan"].as_str().unwrap().to_owned();
+    let out = w.run(&["plan", "show", &w.case, &expiry_id]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("pre-approved by that plan"),
+        "{}",
+        stdout(&out)
+    );
+    let out = w.run(&["plan", "status", &w.case, &expiry_id]);
+    assert_success(&out);
+
     // The custody block policy refuses exactly the second case's addresses, owned by it alone.
     let policy = w.kube.stored(NETPOL, "networkpolicies", &name).unwrap();
     let mut excepts: Vec<String> = policy["spec"]["ingress"][0]["from"]
@@ -224,7 +235,6 @@ fn an_expired_block_is_lifted_where_no_other_case_holds_it_and_kept_where_one_do
     let out = w.run(&["--json", "verify", store.to_str().unwrap()]);
     assert_success(&out);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let expiry_id = doc["plan"].as_str().unwrap();
     let judged = report["plans"]
         .as_array()
         .unwrap()

@@ -118,17 +118,21 @@ fn run_held(
             return Ok(ExitCode::from(1));
         }
     };
-    let block_owners =
-        match crate::execute::owners::block_owners(store, Some(trusted), &policies.containment) {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!(
-                    "error: nothing was sent: the owners of blocked addresses cannot be read: {}",
-                    esc(&e)
-                );
-                return Ok(ExitCode::from(1));
-            }
-        };
+    let block_owners = match crate::execute::owners::block_owners(
+        store,
+        Some(trusted),
+        &policies.containment,
+        loaded.doc().kind,
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!(
+                "error: nothing was sent: the owners of blocked addresses cannot be read: {}",
+                esc(&e)
+            );
+            return Ok(ExitCode::from(1));
+        }
+    };
     let rollback = match crate::execute::owners::rollback_of(store, loaded.doc(), Some(trusted)) {
         Ok(r) => r,
         Err(e) => {
