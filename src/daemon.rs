@@ -93,6 +93,8 @@ pub struct Daemon {
     server_url: String,
     /// The open plans, watched for expiry (`expiry`).
     expiries: expiry::OpenPlans,
+    /// The executed plans whose expiry did not succeed, and when each is looked at again.
+    block_expiry_backoff: block_expiry::Backoff,
     /// Drafts being built now (`drafts`): each reads the whole cluster and dry-runs, so only
     /// `drafts::MAX_DRAFTS_IN_FLIGHT` at once.
     drafting: tokio::sync::Semaphore,
@@ -165,6 +167,7 @@ impl Daemon {
             notifier: None,
             server_url: "http://127.0.0.1:8080".into(),
             expiries: Default::default(),
+            block_expiry_backoff: Default::default(),
             announcements: Default::default(),
             opening: Default::default(),
         };

@@ -229,9 +229,10 @@ impl Approved {
     }
 
     /// An expiry plan's: it needs no approvals, being pre-approved by the plan that set the
-    /// expiry. Only `plan::Plan::expiry_check` makes one, after `plan::block_expiry::reasons`
-    /// found nothing.
+    /// expiry. It takes the proof that `plan::block_expiry` found the expiry lawful, which
+    /// only that module makes (`plan::Plan::expiry_check` is its caller).
     pub(crate) fn pre_approved(
+        _lawful: crate::plan::block_expiry::Lawful,
         case: &CaseId,
         plan: &PlanId,
         plan_sha256: Sha256Digest,

@@ -3,13 +3,46 @@
 //! case's journal and, when a claim's expiry (from its plan, never from annotations) has
 //! passed, runs the expiry `custody plan expire` runs (`execute::expire`) under each case's
 //! claim — so replicas and a CronJob never lift one block twice. A failure is logged and
-//! counted, and tried again at the next round.
+//! counted, and that plan's expiry is tried again after a wait (15 s, doubling up to 10 min),
+//! so that a cluster that keeps changing does not get an expiry plan stored every round.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::Daemon;
-use crate::execute::expire::{self, Context};
+use crate::execute::expire::{self, Context, Status};
+use crate::id::{CaseId, PlanId};
+
+const FIRST_BACKOFF: Duration = Duration::from_secs(15);
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// Per executed plan whose expiry failed: when it is tried again, and the failures so far.
+#[derive(Default)]
+pub struct Backoff(Mutex<BTreeMap<(CaseId, PlanId), (Instant, u32)>>);
+
+impl Backoff {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(CaseId, PlanId), (Instant, u32)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ready(&self, key: &(CaseId, PlanId), now: Instant) -> bool {
+        self.lock().get(key).is_none_or(|(at, _)| *at <= now)
+    }
+
+    fn record(&self, key: (CaseId, PlanId), ok: bool, now: Instant) {
+        let mut map = self.lock();
+        if ok {
+            map.remove(&key);
+            return;
+        }
+        let failures = map.get(&key).map_or(0, |(_, f)| *f).saturating_add(1);
+        let wait = FIRST_BACKOFF
+            .saturating_mul(1u32 << (failures - 1).min(6))
+            .min(MAX_BACKOFF);
+        map.insert(key, (now + wait, failures));
+    }
+}
 
 /// Runs the expiry every `every` until `stopping` turns true.
 pub async fn expire_blocks_every(
@@ -31,10 +64,9 @@ pub async fn expire_blocks_every(
 impl Daemon {
     /// One round: nothing is read from the cluster unless a claim is due.
     pub(super) fn expire_blocks(&self, handle: &tokio::runtime::Handle) {
-        let now = time::OffsetDateTime::now_utc();
-        match expire::due(self.store.as_ref(), &self.key, now) {
-            Ok(due) if due.is_empty() => return,
-            Ok(_) => {}
+        match expire::anything_to_do(self.store.as_ref(), &self.key) {
+            Ok(false) => return,
+            Ok(true) => {}
             Err(e) => {
                 self.metrics.block_expiry("error");
                 tracing::warn!(error = %e, "cannot read the owners of blocked addresses; expiring at the next round");
@@ -61,9 +93,16 @@ impl Daemon {
             cluster: &cluster,
             handle,
         };
-        match expire::expire_due(&ctx) {
+        let now = Instant::now();
+        let backoff = &self.block_expiry_backoff;
+        match expire::expire_due_where(&ctx, |key| backoff.ready(key, now)) {
             Ok(expiries) => {
                 for e in &expiries {
+                    backoff.record(
+                        (e.case.clone(), e.plan.clone()),
+                        e.status == Status::Expired,
+                        Instant::now(),
+                    );
                     let outcome = serde_json::to_value(e.status).ok();
                     self.metrics
                         .block_expiry(outcome.as_ref().and_then(|v| v.as_str()).unwrap_or("error"));
@@ -74,5 +113,36 @@ impl Daemon {
                 tracing::warn!(error = %e, "cannot read the owners of blocked addresses; expiring at the next round");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_expiry_waits_longer_each_time_and_a_lifted_one_not_at_all() {
+        let b = Backoff::default();
+        let key = (
+            CaseId::new("c-20261203-000000-aaaa").unwrap(),
+            PlanId::new("p-20261203-000000-aaaa").unwrap(),
+        );
+        let t0 = Instant::now();
+        assert!(b.ready(&key, t0));
+        b.record(key.clone(), false, t0);
+        assert!(!b.ready(&key, t0 + Duration::from_secs(14)));
+        assert!(b.ready(&key, t0 + Duration::from_secs(15)));
+        b.record(key.clone(), false, t0);
+        assert!(!b.ready(&key, t0 + Duration::from_secs(29)));
+        assert!(b.ready(&key, t0 + Duration::from_secs(30)));
+        for _ in 0..20 {
+            b.record(key.clone(), false, t0);
+        }
+        assert!(
+            b.ready(&key, t0 + MAX_BACKOFF),
+            "never more than the longest wait"
+        );
+        b.record(key.clone(), true, t0);
+        assert!(b.ready(&key, t0));
     }
 }

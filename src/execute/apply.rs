@@ -561,10 +561,18 @@ async fn rotate(
     }
     let mut rolled = Vec::new();
     for change in &patches {
+        let expect: Vec<(String, String)> = deployments
+            .iter()
+            .find(|d| d.deployment == change.object.name)
+            .map(|d| d.references.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|r| (r.path.clone(), name.clone()))
+            .collect();
         match super::rollout::rollout(
             cx.cluster,
-            &namespace,
-            &change.object.name,
+            (&namespace, &change.object.name),
+            &expect,
             cx.rollout_timeout,
         )
         .await

@@ -101,13 +101,34 @@ pub fn due(
     Ok(out)
 }
 
+/// Whether an expiry run has anything to do: a claim due by custody's clock (the cut-off, the
+/// earlier of it and the API server's, is taken once the cluster is read), or an expiry
+/// execution left open. Nothing is read from the cluster.
+pub fn anything_to_do(store: &dyn Store, key: &SigningKey) -> Result<bool, String> {
+    let now = OffsetDateTime::now_utc();
+    Ok(!due(store, key, now)?.is_empty() || !open_expiries(store)?.is_empty())
+}
+
 /// Lifts every claim whose expiry passed, one executed plan at a time, each under its case's
 /// claim. `Err`: the owners could not be read, so nothing was tried.
 pub fn expire_due(ctx: &Context<'_>) -> Result<Vec<Expiry>, String> {
+    expire_due_where(ctx, |_| true)
+}
+
+/// `expire_due` for the (case, plan) pairs `wanted` accepts (the daemon backs off from those
+/// that failed).
+pub fn expire_due_where(
+    ctx: &Context<'_>,
+    wanted: impl Fn(&(CaseId, PlanId)) -> bool,
+) -> Result<Vec<Expiry>, String> {
     let now = whole_second(OffsetDateTime::now_utc());
-    let due = due(ctx.store, ctx.key, now)?;
+    let mut work: BTreeSet<(CaseId, PlanId)> = due(ctx.store, ctx.key, now)?.into_keys().collect();
+    // An expiry whose execution stopped part-way (or whose actions bundle is not sealed) is
+    // carried on even when its claims were released already.
+    work.extend(open_expiries(ctx.store)?);
+    work.retain(|w| wanted(w));
     let mut out = Vec::new();
-    for ((case, plan), _) in due {
+    for (case, plan) in work {
         let mut expiry = Expiry {
             case: case.clone(),
             plan: plan.clone(),
@@ -124,9 +145,13 @@ pub fn expire_due(ctx: &Context<'_>) -> Result<Vec<Expiry>, String> {
         match held {
             Ok(Ok(())) => {}
             Ok(Err(e)) => expiry.error = Some(e),
-            Err(e) => {
+            Err(e @ crate::daemon::lease::LeaseError::Busy { .. }) => {
                 expiry.status = Status::Busy;
                 expiry.error = Some(format!("the case is held ({e}): tried again later"));
+            }
+            Err(e) => {
+                expiry.status = Status::Error;
+                expiry.error = Some(format!("cannot take the case's claim: {e}"));
             }
         }
         log(&expiry);
@@ -144,6 +169,16 @@ fn log(e: &Expiry) {
             tracing::warn!(case = %e.case, plan = %e.plan, status = ?e.status, expiry_plans = ?e.expiry_plans, error = ?e.error, "expired blocks not lifted")
         }
     }
+}
+
+/// The earlier of custody's clock and the API server's `Date`: blocks expire by it, so that a
+/// clock running ahead lifts nothing early.
+fn cut_off(ctx: &Context<'_>) -> Result<OffsetDateTime, String> {
+    let (_, api_server_date) = ctx
+        .handle
+        .block_on(crate::containment::cluster::identity(ctx.cluster))
+        .map_err(|e| format!("cannot read the cluster's identity: {e}"))?;
+    Ok(OffsetDateTime::now_utc().min(api_server_date))
 }
 
 fn whole_second(t: OffsetDateTime) -> OffsetDateTime {
@@ -173,17 +208,19 @@ fn expire_held(
             continue;
         }
         out.expiry_plans.push(open.clone());
-        if finish(ctx, store, &loaded, out)? {
+        if finish(ctx, store, &loaded, out)? && out.status != Status::Expired {
             return Ok(());
         }
     }
+    // Until no claim of the plan is due: one that an expiry left (it had nothing to do for it)
+    // is not taken for lifted.
     for _ in 0..ATTEMPTS {
-        let now = whole_second(OffsetDateTime::now_utc());
+        let now = whole_second(cut_off(ctx)?);
         let steps = due(store, ctx.key, now)?
             .remove(&(case.clone(), plan.clone()))
             .unwrap_or_default();
         if steps.is_empty() {
-            // Lifted meanwhile (a rollback, another replica's expiry).
+            // Lifted (by this run, a rollback, or another replica's expiry).
             out.status = Status::Expired;
             return Ok(());
         }
@@ -193,11 +230,40 @@ fn expire_held(
         };
         out.expiry_plans.push(id.clone());
         let loaded = crate::plan::load(store, case, &id, trusted).map_err(|e| e.to_string())?;
-        if finish(ctx, store, &loaded, out)? {
+        if finish(ctx, store, &loaded, out)? && out.status != Status::Expired {
             return Ok(());
         }
     }
+    let now = whole_second(cut_off(ctx)?);
+    let left = due(store, ctx.key, now)?.contains_key(&(case.clone(), plan.clone()));
+    if out.status == Status::Expired && left {
+        out.status = Status::Error;
+        out.error = Some(format!(
+            "claims of plan {plan} are still due after {ATTEMPTS} expiry plans"
+        ));
+    }
     Ok(())
+}
+
+/// The (case, plan) of every expiry plan whose execution the case's journal shows started and
+/// not sealed. A case whose journal does not check is left to `claims`, which refuses it.
+fn open_expiries(store: &dyn Store) -> Result<Vec<(CaseId, PlanId)>, String> {
+    let mut out = Vec::new();
+    for case in store.list_cases().map_err(|e| e.to_string())? {
+        let chain = crate::case::journal::check_chain(store, &case).map_err(|e| e.to_string())?;
+        let open = open_executions(&chain);
+        for (e, _) in &chain.entries {
+            if let Details::PlanProposed(p) = &e.details {
+                match &p.lifts {
+                    Some(l) if l.kind == PlanKind::Expiry && open.contains(&p.plan) => {
+                        out.push((case.clone(), l.plan.clone()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The plans whose execution the journal shows started and not sealed.
@@ -315,18 +381,23 @@ fn finish(
         }
         Ended::Ran(r) => {
             if r.outcome == crate::case::entry::ExecutionOutcome::Done {
-                out.status = Status::Expired;
                 lifted(out);
-                out.error = r.actions_error.clone();
+                if let Some(e) = &r.actions_error {
+                    // Applied, but not sealed: the next run seals it (an open expiry).
+                    out.status = Status::Failed;
+                    out.error = Some(format!(
+                        "the expiry was applied but its actions bundle was not sealed: {e}"
+                    ));
+                    return Ok(true);
+                }
+                out.status = Status::Expired;
                 return Ok(true);
             }
             let errors: Vec<String> = r.steps.iter().filter_map(|s| s.error.clone()).collect();
             out.error = Some(errors.join("; "));
-            // A write that met a conflict is planned again from a fresh read; any other failure
-            // is reported.
-            let conflict = errors
-                .iter()
-                .any(|e| e.contains("409") || e.contains("stale"));
+            // A write that met a conflict (journaled so) is planned again from a fresh read; any
+            // other failure is reported.
+            let conflict = conflicted(store, ctx, loaded)?;
             out.status = if conflict {
                 Status::Stale
             } else {
@@ -335,6 +406,25 @@ fn finish(
             Ok(!conflict)
         }
     }
+}
+
+/// Whether a write of `loaded`'s execution met a conflict (`step_write` with outcome
+/// `conflict`): the object changed since the plan read it.
+fn conflicted(
+    store: &dyn Store,
+    ctx: &Context<'_>,
+    loaded: &Plan<Proposed>,
+) -> Result<bool, String> {
+    let chain = crate::plan::store::trusted_chain(store, loaded.case(), Some(ctx.key.public()))
+        .map_err(|e| e.to_string())?;
+    Ok(chain.entries.iter().any(|(e, _)| match &e.details {
+        Details::StepWrite(w) => {
+            &w.plan == loaded.id()
+                && w.plan_sha256 == loaded.digest()
+                && w.outcome.as_deref() == Some("conflict")
+        }
+        _ => false,
+    }))
 }
 
 /// Executes the expiry plan `loaded` as `plan execute` does a containment plan, authorised by
@@ -429,8 +519,9 @@ pub fn authorise(
         ));
     };
     let of = super::owners::lifted(store, &doc.case, &rb.plan, trusted)?;
+    // Expiry times are judged by the earlier clock: one running ahead lifts nothing early.
     loaded
-        .expiry_check((&of.doc, of.sha256), &of.executed, now)
+        .expiry_check((&of.doc, of.sha256), &of.executed, now.min(api_server_date))
         .map_err(|reasons| {
             format!(
                 "expiry plan {} may not be executed: {}",

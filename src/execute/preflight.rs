@@ -64,6 +64,12 @@ pub struct Resume {
 /// the n-th made now.
 fn stale_of(planned: &[Step], now: &[Step], resume: &Resume) -> Vec<StaleStep> {
     let mut out = Vec::new();
+    // What the plan's own earlier steps (done, or started) wrote changed what the others read
+    // in their namespace: those objects are not compared for them.
+    let earlier: Vec<&Step> = planned
+        .iter()
+        .filter(|s| resume.done.contains(&s.number) || resume.started.contains(&s.number))
+        .collect();
     for (i, step) in planned.iter().enumerate() {
         if step.status != StepStatus::Planned || resume.done.contains(&step.number) {
             continue;
@@ -73,7 +79,11 @@ fn stale_of(planned: &[Step], now: &[Step], resume: &Resume) -> Vec<StaleStep> {
         let changes = match again {
             None => vec!["the step is no longer planned: its target is gone from the plan".into()],
             Some(again) if resume.started.contains(&step.number) => resumed_changes(step, again),
-            Some(again) => step_changes(step, again),
+            Some(again) if earlier.is_empty() => step_changes(step, again),
+            Some(again) => {
+                let (planned, again) = masked_by(&earlier, step, again);
+                step_changes(&planned, &again)
+            }
         };
         if !changes.is_empty() {
             out.push(StaleStep {
@@ -85,6 +95,37 @@ fn stale_of(planned: &[Step], now: &[Step], resume: &Resume) -> Vec<StaleStep> {
         }
     }
     out
+}
+
+/// `planned` and `now` without what `earlier` steps of the plan in the same namespace wrote:
+/// the policies they wrote are not compared by `resourceVersion`, one they created is not a
+/// new policy selecting the target, one they deleted is not a policy gone.
+fn masked_by(earlier: &[&Step], planned: &Step, now: &Step) -> (Step, Step) {
+    use crate::plan::document::ChangeOp;
+    let mine = earlier
+        .iter()
+        .filter(|s| s.namespace == planned.namespace)
+        .flat_map(|s| s.changes.iter());
+    let (mut written, mut created, mut deleted) =
+        (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    for c in mine.filter(|c| c.object.kind == "NetworkPolicy") {
+        written.insert(c.object.name.clone());
+        match c.op {
+            ChangeOp::Create => created.insert(c.object.name.clone()),
+            ChangeOp::Delete => deleted.insert(c.object.name.clone()),
+            _ => false,
+        };
+    }
+    let (mut planned, mut now) = (planned.clone(), now.clone());
+    for p in [&mut planned.preconditions, &mut now.preconditions] {
+        p.network_policies.retain(|n, _| !written.contains(n));
+    }
+    planned
+        .preconditions
+        .selecting
+        .retain(|n| !deleted.contains(n));
+    now.preconditions.selecting.retain(|n| !created.contains(n));
+    (planned, now)
 }
 
 fn same_step(a: &Step, b: &Step) -> bool {
@@ -140,8 +181,28 @@ fn step_changes(planned: &Step, now: &Step) -> Vec<String> {
             out.push("the owners of the blocked addresses changed since the rollback was made: the approved release would lift or keep other addresses".into());
         }
         was_is(&mut out, "released", was, is);
+        // A release writes exactly what the rule gives on the cluster as it is: an expiry's
+        // writes were approved by no one, so the plan made again must write the same objects.
+        if !same_writes(&planned.changes, &now.changes) {
+            out.push("the release made again writes other objects, or the same objects otherwise, than the plan: the cluster changed since it was made".into());
+        }
     }
     out
+}
+
+/// The same writes, dry-run outcomes aside.
+fn same_writes(
+    planned: &[crate::plan::document::ObjectChange],
+    now: &[crate::plan::document::ObjectChange],
+) -> bool {
+    planned.len() == now.len()
+        && planned.iter().zip(now).all(|(a, b)| {
+            a.op == b.op
+                && a.object == b.object
+                && a.before == b.before
+                && a.after == b.after
+                && a.patch == b.patch
+        })
 }
 
 /// Each address planned then and not now, and now and not then.

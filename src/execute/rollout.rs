@@ -15,11 +15,13 @@ const ROLLOUT_POLL: Duration = Duration::from_millis(500);
 
 /// Waits until Deployment `namespace/name` has rolled out its current generation: observed,
 /// and every replica updated and available. A paused Deployment, one past its progress
-/// deadline, or `timeout` fails.
+/// deadline, or `timeout` fails; so does one whose rolled-out template no longer holds each
+/// `expect`ed value at its path (JSON pointer) — another field manager (GitOps, Helm) reverted
+/// the patch, and what rolled out is not the rotation.
 pub async fn rollout(
     cluster: &Cluster,
-    namespace: &str,
-    name: &str,
+    (namespace, name): (&str, &str),
+    expect: &[(String, String)],
     timeout: Duration,
 ) -> Result<Value, String> {
     let path = format!(
@@ -57,6 +59,17 @@ pub async fn rollout(
                         && status("/status/availableReplicas") == want
                         && status("/status/replicas") == want;
                     if done {
+                        for (path, value) in expect {
+                            let found = d.pointer(path).and_then(Value::as_str);
+                            if found != Some(value.as_str()) {
+                                return Err(format!(
+                                    "{what} rolled out without the new Secret: {} holds {} rather than {}, so another field manager (GitOps, Helm) reverted the patch; the old key is still in use",
+                                    esc(path),
+                                    esc(found.unwrap_or("nothing")),
+                                    esc(value)
+                                ));
+                            }
+                        }
                         return Ok(d.get("status").cloned().unwrap_or(Value::Null));
                     }
                     format!(

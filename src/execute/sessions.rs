@@ -233,8 +233,13 @@ pub(super) async fn invalidate(
             break;
         }
         if round == POD_ROUNDS {
-            p.report.warnings.push(format!("new pods of the target kept starting: {} were not called; run execute again, or call them by hand", to_call.iter().map(|x| esc(&x.name).into_owned()).collect::<Vec<_>>().join(", ")));
-            break;
+            // Every pod running when the step runs must be called: the step is not done.
+            let left = to_call
+                .iter()
+                .map(|x| esc(&x.name).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return fail(cx, step, p, format!("new pods of the target kept starting: {left} were not called; run execute again to call them"));
         }
         for pod in to_call {
             let request = match admin_call::request(&ns, &pod.name, call, &token) {

@@ -56,6 +56,8 @@ pub enum ApprovalError {
     NotAllowed(#[from] NotAllowed),
     #[error("the plan expired at {0}: it can no longer be approved")]
     Expired(String),
+    #[error("an expiry plan is pre-approved by the plan whose blocks it lifts: it takes no approval or reject")]
+    NotApprovable,
     #[error("no free approval number after {NUMBER_ATTEMPTS} tries")]
     Busy,
     #[error(transparent)]
@@ -76,7 +78,8 @@ impl ApprovalError {
             | ApprovalError::OtherPlan { .. }
             | ApprovalError::KeyMismatch { .. }
             | ApprovalError::NotAllowed(_)
-            | ApprovalError::Expired(_) => 422,
+            | ApprovalError::Expired(_)
+            | ApprovalError::NotApprovable => 422,
             ApprovalError::Plan(PlanError::Store(StoreError::NotFound { .. }))
             | ApprovalError::Store(StoreError::NotFound { .. }) => 404,
             ApprovalError::Plan(PlanError::Store(e)) | ApprovalError::Store(e)
@@ -129,6 +132,9 @@ impl Plan<Proposed> {
         signature: &[u8],
         now: OffsetDateTime,
     ) -> Result<(Statement, KeyFingerprint), ApprovalError> {
+        if self.doc().kind == super::document::PlanKind::Expiry {
+            return Err(ApprovalError::NotApprovable);
+        }
         let s = Statement::parse(statement)?;
         for (field, expected, found) in [
             ("case", self.case().to_string(), s.case.to_string()),

@@ -4,16 +4,37 @@
 //! lifts one executed containment plan, and each of its release steps lifts a block step of
 //! that plan on the same target, releasing or keeping only addresses that step blocked and whose
 //! expiry, by that plan's `addresses.block`, is at or before the expiry plan's `created_at`,
-//! itself no later than `at`. Execution (`Plan::expiry_check`) and `verify` both judge by this.
+//! itself no later than `at` — the earlier of custody's clock and the API server's `Date` when
+//! the execution starts, so that a clock running ahead lifts nothing early. Its writes are only
+//! to the NetworkPolicies that block wrote, removing only released addresses' `except` entries.
+//! Execution (`Plan::expiry_check`) and `verify` both judge by this.
 
 use std::collections::BTreeSet;
 
 use time::OffsetDateTime;
 
 use super::document::{PlanDoc, PlanKind, StepDetail, StepStatus};
-use crate::approval::quorum::MAX_CLOCK_SKEW_SECONDS;
 use crate::digest::Sha256Digest;
 use crate::policy::containment::StepKind;
+
+/// The proof that `reasons` found nothing for an expiry plan: what `approval::Approved::
+/// pre_approved` takes. Only this module makes one (its field is private).
+pub struct Lawful(());
+
+/// `Lawful` for `doc` when `reasons` is empty, else every reason.
+pub(super) fn lawful(
+    doc: &PlanDoc,
+    lifted: (&PlanDoc, Sha256Digest),
+    executed: &BTreeSet<u32>,
+    at: OffsetDateTime,
+) -> Result<Lawful, Vec<String>> {
+    let found = reasons(doc, lifted, executed, at);
+    if found.is_empty() {
+        Ok(Lawful(()))
+    } else {
+        Err(found)
+    }
+}
 
 /// Every reason `doc` may not lift what it lifts at `at`, given the plan it lifts (`lifted`,
 /// with digest `lifted_sha256`) and that plan's block steps that were executed before `at`.
@@ -56,7 +77,7 @@ pub fn reasons(
         out.push("its created_at is not an RFC 3339 time".into());
         return out;
     };
-    if cut > at + time::Duration::seconds(MAX_CLOCK_SKEW_SECONDS) {
+    if cut > at {
         out.push(format!(
             "its cut-off {} is later than {}",
             doc.created_at,
@@ -102,6 +123,7 @@ pub fn reasons(
                 "step {n} releases on another target than the block it lifts"
             ));
         }
+        out.extend(writes_reasons(step, block, released));
         if !executed.contains(lifts) {
             out.push(format!(
                 "step {n} lifts step {lifts} of plan {}, which had not been executed",
@@ -129,6 +151,83 @@ pub fn reasons(
                     "step {n} lifts {address}, which step {lifts} of plan {} did not block with an expiry",
                     lifted.plan
                 )),
+            }
+        }
+    }
+    out
+}
+
+/// What an expiry's step may write, approved by no one: only NetworkPolicies of its namespace
+/// that the block it lifts wrote — the custody block policy (replaced or deleted) or a policy the
+/// block rewrote (replaced) — and a replaced policy may lose only `except` entries of released
+/// addresses. (Execution also requires the writes to be exactly the plan made again.)
+fn writes_reasons(
+    step: &super::document::Step,
+    block: &super::document::Step,
+    released: &[String],
+) -> Vec<String> {
+    use super::document::ChangeOp;
+    let n = step.number;
+    let custody = crate::containment::netpol::block_policy_name(&step.target).ok();
+    let released: BTreeSet<String> = released
+        .iter()
+        .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
+        .map(|a| crate::net::Cidr::host(a).to_string())
+        .collect();
+    let mut out = Vec::new();
+    for change in &step.changes {
+        let o = &change.object;
+        let rewritten = block.changes.iter().any(|c| {
+            c.op == ChangeOp::Replace && c.object.kind == o.kind && c.object.name == o.name
+        });
+        let is_custody = custody.as_deref() == Some(o.name.as_str());
+        let lawful_object = o.api_version == "networking.k8s.io/v1"
+            && o.kind == "NetworkPolicy"
+            && o.namespace.as_deref() == Some(step.namespace.as_str())
+            && (is_custody || rewritten);
+        let lawful_op = match change.op {
+            ChangeOp::Replace => true,
+            ChangeOp::Delete => is_custody,
+            _ => false,
+        };
+        if !lawful_object || !lawful_op {
+            out.push(format!(
+                "step {n} writes ({:?}) {} {}, which an expiry of the block it lifts may not",
+                change.op, o.kind, o.name
+            ));
+            continue;
+        }
+        if change.op == ChangeOp::Replace {
+            let before = excepts(change.before.as_ref());
+            let after = excepts(change.after.as_ref());
+            for lifted in before.difference(&after) {
+                if !released.contains(lifted) {
+                    out.push(format!(
+                        "step {n} removes the except entry {lifted} from {}, which is not a released address",
+                        o.name
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every `except` entry of a NetworkPolicy's ingress peers, as CIDR text in normal form.
+fn excepts(policy: Option<&serde_json::Value>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let rules = policy
+        .and_then(|p| p.pointer("/spec/ingress"))
+        .and_then(|r| r.as_array());
+    for rule in rules.into_iter().flatten() {
+        for peer in rule["from"].as_array().into_iter().flatten() {
+            for e in peer["ipBlock"]["except"].as_array().into_iter().flatten() {
+                if let Some(text) = e.as_str() {
+                    out.insert(
+                        crate::net::Cidr::parse(text)
+                            .map_or_else(|| text.to_owned(), |c| c.to_string()),
+                    );
+                }
             }
         }
     }

@@ -126,6 +126,10 @@ pub fn open_plans(chain: &CheckedChain) -> Vec<(PlanId, OffsetDateTime)> {
     let mut open = std::collections::BTreeMap::new();
     for (e, _) in &chain.entries {
         match &e.details {
+            // An expiry plan is executed by custody at once, or closed: it never awaits approval.
+            Details::PlanProposed(p)
+                if p.lifts.as_ref().map(|l| l.kind)
+                    == Some(crate::plan::document::PlanKind::Expiry) => {}
             Details::PlanProposed(p) => {
                 if let Some(t) = crate::timefmt::parse(&p.not_after) {
                     open.insert(p.plan.clone(), t);

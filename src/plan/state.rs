@@ -257,27 +257,32 @@ impl Plan<Proposed> {
 }
 
 impl Plan<Proposed> {
-    /// An expiry plan made executable at `now` without approvals: pre-approved by the plan it
-    /// lifts, which set the expiry, if `block_expiry::reasons` finds nothing (its block steps
-    /// `executed` are those the journal records as done) and its `not_after` has not passed.
-    /// Every reason otherwise.
+    /// An expiry plan made executable at `now` (the earlier of custody's clock and the API
+    /// server's) without approvals: pre-approved by the plan it lifts, which set the expiry, if
+    /// `block_expiry::reasons` finds nothing (its block steps `executed` are those the journal
+    /// records as done) and its `not_after` has not passed. Every reason otherwise.
     pub fn expiry_check(
         &self,
         (lifted, lifted_sha256): (&PlanDoc, Sha256Digest),
         executed: &std::collections::BTreeSet<u32>,
         now: OffsetDateTime,
     ) -> Result<Plan<Approved>, Vec<String>> {
-        let mut reasons =
-            super::block_expiry::reasons(&self.doc, (lifted, lifted_sha256), executed, now);
+        let mut reasons = Vec::new();
         if self.proposer.collector_key().is_none() {
             reasons.push("the expiry's signature is not the collector key's".into());
         }
         if now > self.not_after {
             reasons.push(format!("its not_after {} passed", self.doc.not_after));
         }
-        if !reasons.is_empty() {
-            return Err(reasons);
-        }
+        let lawful = super::block_expiry::lawful(&self.doc, (lifted, lifted_sha256), executed, now);
+        let lawful = match (lawful, reasons.is_empty()) {
+            (Ok(l), true) => l,
+            (Ok(_), false) => return Err(reasons),
+            (Err(more), _) => {
+                reasons.extend(more);
+                return Err(reasons);
+            }
+        };
         Ok(Plan {
             doc: self.doc.clone(),
             bytes: self.bytes.clone(),
@@ -290,6 +295,7 @@ impl Plan<Proposed> {
             journaled_at: self.journaled_at,
             trusted: self.trusted.clone(),
             state: Approved(approval::Approved::pre_approved(
+                lawful,
                 &self.doc.case,
                 &self.doc.plan,
                 self.digest,

@@ -152,6 +152,15 @@ fn check_plan(
         .unwrap_or_else(time::OffsetDateTime::now_utc);
     let journaled: Vec<ApprovalRecorded> = mine.into_iter().map(|(_, _, r)| r).collect();
     if plan.doc().kind == crate::plan::document::PlanKind::Expiry {
+        if !stored.is_empty() || !journaled.is_empty() {
+            report.problem(
+                "expiry_not_authorised",
+                subject.clone(),
+                format!(
+                    "expiry plan {id} holds approvals, which custody never records for an expiry"
+                ),
+            );
+        }
         let lawful = check_expiry_executed(store, (case, id, &plan), chain, options, report)?;
         report.plans.push(PlanReport {
             case: case.clone(),
@@ -333,6 +342,8 @@ fn check_expiry_executed(
             );
             continue;
         };
+        // Judged by the earlier of the two clocks the start recorded, as execution judges it.
+        let judged_at = crate::timefmt::parse(&x.api_server_date).map_or(at, |api| api.min(at));
         let reasons = match &lifted {
             Some(l) => {
                 let executed = chain
@@ -350,8 +361,12 @@ fn check_expiry_executed(
                         _ => None,
                     })
                     .collect();
-                let mut reasons =
-                    crate::plan::block_expiry::reasons(doc, (l.doc(), l.digest()), &executed, at);
+                let mut reasons = crate::plan::block_expiry::reasons(
+                    doc,
+                    (l.doc(), l.digest()),
+                    &executed,
+                    judged_at,
+                );
                 if plan.proposer().collector_key().is_none() {
                     reasons.push("it is not signed with the collector key".into());
                 }

@@ -51,12 +51,12 @@ pub(in crate::cli) fn execute(cli: &Cli, args: &ExecuteArgs<'_>) -> Result<ExitC
     }
     let store = open(cli)?;
     let policies = crate::policy::load(policy_dir(cli).as_deref())?;
-    let roster = current_roster(cli, args.approvers)?;
     let loaded = plan::load(store.as_ref(), &case, &id, Some(&trusted))?;
     if loaded.doc().kind == plan::document::PlanKind::Expiry {
         // Pre-approved by the plan whose blocks it lifts: no roster or approvals are read.
         return super::expire::execute_expiry(cli, args, store.as_ref(), &key, &loaded);
     }
+    let roster = current_roster(cli, args.approvers)?;
     let actor = actor();
     let leases = crate::daemon::lease::Leases::new(super::claim_holder(&actor, "plan execute"));
     let held = leases.hold(store.as_ref(), &case, |held| {

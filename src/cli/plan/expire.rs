@@ -2,7 +2,9 @@
 //! (`execute::expire`), for a CronJob where no daemon runs. It signs with the collector key
 //! that writes the cases' journals (`--signing-key`). Exit 0 when every expired block was lifted
 //! (or none was due); 1 when one was refused, failed, was stale three times or its case was
-//! held (each is said, and tried again by the next run); 2 usage, I/O, an unreachable cluster.
+//! held (each is said, and tried again by the next run), or the owners of blocked addresses
+//! cannot be read; 2 usage, a key or policy that cannot be read, an unreachable cluster (read
+//! only when something is due).
 //!
 //! `plan execute` of an expiry plan (to resume one that stopped part-way) comes here too.
 
@@ -50,6 +52,17 @@ pub(in crate::cli) fn expire(
     let key = collector(cli, public_key)?;
     let store = open(cli)?;
     let policies = crate::policy::load(policy_dir(cli).as_deref())?;
+    match expire::anything_to_do(store.as_ref(), &key) {
+        Ok(true) => {}
+        Ok(false) => return print_expiries(cli, &[]),
+        Err(e) => {
+            eprintln!(
+                "error: nothing was expired: the owners of blocked addresses cannot be read: {}",
+                esc(&e)
+            );
+            return Ok(ExitCode::from(1));
+        }
+    }
     let runtime = runtime()?;
     let cluster = runtime
         .block_on(crate::kube::connect(None, context))
@@ -75,6 +88,10 @@ pub(in crate::cli) fn expire(
             return Ok(ExitCode::from(1));
         }
     };
+    print_expiries(cli, &expiries)
+}
+
+fn print_expiries(cli: &Cli, expiries: &[expire::Expiry]) -> Result<ExitCode> {
     let all_done = expiries.iter().all(|e| e.status == Status::Expired);
     if cli.json {
         println!(
@@ -84,7 +101,7 @@ pub(in crate::cli) fn expire(
     } else if expiries.is_empty() {
         println!("no block's expiry has passed: nothing to lift");
     } else {
-        for e in &expiries {
+        for e in expiries {
             let status = serde_json::to_value(e.status)?;
             println!(
                 "case {} plan {}: {} (expiry plans: {})",

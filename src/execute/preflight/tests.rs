@@ -366,3 +366,54 @@ fn another_owner_added_since_is_stale_and_the_plans_own_expiry_is_not() {
         "{stale:?}"
     );
 }
+
+#[test]
+fn a_step_after_a_done_step_of_its_namespace_is_compared_but_for_what_that_step_wrote() {
+    use crate::plan::document::{ChangeOp, DryRun, ObjectChange, ObjectRef};
+    let created = |name: &str| ObjectChange {
+        op: ChangeOp::Create,
+        object: ObjectRef {
+            api_version: "networking.k8s.io/v1".into(),
+            kind: "NetworkPolicy".into(),
+            namespace: Some("shop".into()),
+            name: name.into(),
+            resource_version: None,
+        },
+        before: None,
+        after: None,
+        patch: None,
+        dry_run: DryRun::NotRun { why: String::new() },
+    };
+    // Two targets of one namespace: step 1 (done) created the first one's block policy.
+    let mut first = step(StepKind::BlockIps, "web", StepStatus::Planned);
+    first.changes = vec![created("custody-block-web")];
+    let mut second = step(StepKind::BlockIps, "api", StepStatus::Planned);
+    second.number = 2;
+    second.changes = vec![created("custody-block-api")];
+    let mut again = second.clone();
+    again
+        .preconditions
+        .network_policies
+        .insert("custody-block-web".into(), "9".into());
+    let resumed = Resume {
+        done: BTreeSet::from([1]),
+        started: BTreeSet::new(),
+    };
+    let planned = [first.clone(), second.clone()];
+    assert_eq!(
+        stale_of(&planned, &[first.clone(), again.clone()], &resumed),
+        []
+    );
+    // Afresh, the policy step 1 created is a change; and anyone else's policy always is.
+    assert!(!stale_of(
+        &planned,
+        &[first.clone(), again.clone()],
+        &Resume::default()
+    )
+    .is_empty());
+    again
+        .preconditions
+        .network_policies
+        .insert("other".into(), "3".into());
+    assert_eq!(stale_of(&planned, &[first, again], &resumed).len(), 1);
+}

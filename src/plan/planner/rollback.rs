@@ -103,6 +103,46 @@ pub fn plan_rollback(input: &RollbackInput<'_>) -> PlanDoc {
     )
 }
 
+/// A released address that a NetworkPolicy of the namespace still excepts as a host entry once
+/// `changes` apply, and that policy's name: the journal would call it released while it stays
+/// refused, owned by no claim.
+fn still_refused(
+    ns: &crate::containment::cluster::NamespaceView,
+    changes: &[netpol::Change],
+    released: &[std::net::IpAddr],
+) -> Option<(std::net::IpAddr, String)> {
+    let hosts: Vec<(crate::net::Cidr, std::net::IpAddr)> = released
+        .iter()
+        .map(|a| (crate::net::Cidr::host(*a), *a))
+        .collect();
+    let mut after: Vec<NetworkPolicy> = ns.network_policies.clone();
+    for change in changes {
+        after.retain(|p| p.metadata.name.as_deref() != Some(change.name()));
+        match change {
+            netpol::Change::Create { policy } | netpol::Change::Replace { policy, .. } => {
+                after.push(policy.clone());
+            }
+            netpol::Change::Delete { .. } => {}
+        }
+    }
+    for policy in &after {
+        let rules = policy.spec.as_ref().and_then(|s| s.ingress.as_deref());
+        for rule in rules.unwrap_or_default() {
+            for peer in rule.from.iter().flatten() {
+                let excepts = peer.ip_block.as_ref().and_then(|b| b.except.as_ref());
+                for e in excepts.into_iter().flatten() {
+                    let host = crate::net::Cidr::parse(e)
+                        .and_then(|c| hosts.iter().find(|(h, _)| *h == c).map(|(_, a)| *a));
+                    if let Some(addr) = host {
+                        return Some((addr, policy.metadata.name.clone().unwrap_or_default()));
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
 /// The release of `block`, one executed block step of the lifted plan.
 fn release_step(input: &RollbackInput<'_>, block: &Step) -> Step {
     let method = match &block.detail {
@@ -195,10 +235,31 @@ fn release_step(input: &RollbackInput<'_>, block: &Step) -> Step {
         pod_selector: target.pod_selector.to_k8s(),
     };
     let plan = &input.of.plan;
+    // Another target's owners keep an address refused in a policy the block rewrote only where
+    // that policy isolates that target's pods too: kept anywhere else, no release would ever
+    // lift it.
+    let shares = |other: &str| {
+        input
+            .policy
+            .targets
+            .iter()
+            .filter(|t| t.name.as_str() == other && t.namespace.as_str() == block.namespace)
+            .any(|t| {
+                ns.pods
+                    .iter()
+                    .filter(|pod| is_running(pod))
+                    .filter(|pod| t.pod_selector.matches(&labels_of(pod)))
+                    .any(|pod| {
+                        rewritten.iter().any(|r| {
+                            netpol::selector::policy_selects_pod(&r.after, &labels_of(pod))
+                        })
+                    })
+            })
+    };
     let held_elsewhere: BTreeSet<std::net::IpAddr> = input
         .block_owners
         .iter()
-        .filter(|(t, _)| **t != block.target)
+        .filter(|(t, _)| **t != block.target && shares(t))
         .flat_map(|(_, owners)| owners.iter())
         .filter(|(_, o)| o.iter().any(|o| !input.drops(o)))
         .map(|(a, _)| *a)
@@ -262,6 +323,14 @@ fn release_step(input: &RollbackInput<'_>, block: &Step) -> Step {
             None => format!("the journals hold no claim of plan {plan} on this target: its block was lifted already (rolled back or expired)"),
         });
         return step;
+    }
+    if let Some((address, policy)) = still_refused(ns, &release.changes, &release.released) {
+        return refused(
+            step,
+            format!(
+                "{address} would stay refused after the release: NetworkPolicy {policy} excepts it, an entry no claim holds (another custody block's that was lifted, or the operator's). Remove the entry by hand if it should go, then propose again"
+            ),
+        );
     }
     let released = Offenders::bare(release.released.iter().copied());
     if let Err(violations) = prove(ns, target, &release.changes, &released, true) {
