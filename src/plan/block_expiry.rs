@@ -376,6 +376,62 @@ mod tests {
         )
     }
 
+    fn change(
+        op: crate::plan::document::ChangeOp,
+        name: &str,
+        before: &[&str],
+        after: &[&str],
+    ) -> crate::plan::document::ObjectChange {
+        let body = |excepts: &[&str]| serde_json::json!({"spec": {"ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": excepts}}]}]}});
+        crate::plan::document::ObjectChange {
+            op,
+            object: crate::plan::document::ObjectRef {
+                api_version: "networking.k8s.io/v1".into(),
+                kind: "NetworkPolicy".into(),
+                namespace: Some("waqiti".into()),
+                name: name.into(),
+                resource_version: Some("4".into()),
+            },
+            before: Some(body(before)),
+            after: Some(body(after)),
+            patch: None,
+            dry_run: crate::plan::document::DryRun::NotRun { why: String::new() },
+        }
+    }
+
+    #[test]
+    fn an_expiry_writes_only_the_policies_its_block_wrote_and_lifts_only_released_entries() {
+        use crate::plan::document::ChangeOp;
+        let lawful = |changes: Vec<crate::plan::document::ObjectChange>| {
+            let mut d = expiry("2026-12-03T02:00:00Z", &["203.0.113.10"]);
+            d.steps[0].changes = changes;
+            judged(&d, &[1], "2026-12-03T02:00:05Z")
+        };
+        let custody = "custody-block-api-gateway";
+        assert!(lawful(vec![change(
+            ChangeOp::Replace,
+            custody,
+            &["203.0.113.10/32", "203.0.113.11/32"],
+            &["203.0.113.11/32"]
+        )])
+        .is_empty());
+        assert!(lawful(vec![change(ChangeOp::Delete, custody, &[], &[])]).is_empty());
+        // Another address's entry removed.
+        let r = lawful(vec![change(
+            ChangeOp::Replace,
+            custody,
+            &["203.0.113.10/32", "203.0.113.11/32"],
+            &[],
+        )]);
+        assert!(r.iter().any(|r| r.contains("203.0.113.11/32")), "{r:?}");
+        // A policy the block never wrote, or a delete of one.
+        let r = lawful(vec![change(ChangeOp::Delete, "deny-all", &[], &[])]);
+        assert!(r.iter().any(|r| r.contains("deny-all")), "{r:?}");
+        let mut other = change(ChangeOp::Replace, custody, &[], &[]);
+        other.object.kind = "Deployment".into();
+        assert!(!lawful(vec![other]).is_empty());
+    }
+
     #[test]
     fn an_expiry_of_addresses_whose_expiry_passed_is_lawful() {
         let d = expiry("2026-12-03T02:00:00Z", &["203.0.113.10"]);

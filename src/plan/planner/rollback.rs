@@ -350,3 +350,51 @@ fn release_step(input: &RollbackInput<'_>, block: &Step) -> Step {
     }
     step
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(name: &str, excepts: &[&str]) -> NetworkPolicy {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "resourceVersion": "3"},
+            "spec": {"podSelector": {"matchLabels": {"app": "api-gateway"}},
+                "ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": excepts}}]}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_released_address_still_excepted_somewhere_is_named_and_one_removed_everywhere_is_not() {
+        let ns = crate::containment::cluster::NamespaceView {
+            network_policies: vec![
+                policy("gateway-ingress", &["203.0.113.10/32", "198.51.100.0/24"]),
+                policy("custody-block-api-gateway", &["203.0.113.11/32"]),
+            ],
+            ..Default::default()
+        };
+        let x: std::net::IpAddr = "203.0.113.10".parse().unwrap();
+        let y: std::net::IpAddr = "203.0.113.11".parse().unwrap();
+        // The release deletes the custody block policy (y) but leaves gateway-ingress (x).
+        let delete = netpol::Change::Delete {
+            name: "custody-block-api-gateway".into(),
+            resource_version: "3".into(),
+        };
+        assert_eq!(
+            still_refused(&ns, std::slice::from_ref(&delete), &[y]),
+            None
+        );
+        assert_eq!(
+            still_refused(&ns, std::slice::from_ref(&delete), &[x, y]),
+            Some((x, "gateway-ingress".to_owned()))
+        );
+        // A replace that drops x's entry lifts it; a range except is not a host entry.
+        let replace = netpol::Change::Replace {
+            policy: policy("gateway-ingress", &["198.51.100.0/24"]),
+            resource_version: "3".into(),
+        };
+        assert_eq!(still_refused(&ns, &[delete, replace], &[x, y]), None);
+        let inside: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(still_refused(&ns, &[], &[inside]), None);
+    }
+}
