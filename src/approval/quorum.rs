@@ -231,23 +231,36 @@ impl Approved {
     /// An expiry plan's: it needs no approvals, being pre-approved by the plan that set the
     /// expiry. It takes the proof that `plan::block_expiry` found the expiry lawful, which
     /// only that module makes (`plan::Plan::expiry_check` is its caller).
-    pub(crate) fn pre_approved(
-        _lawful: crate::plan::block_expiry::Lawful,
-        case: &CaseId,
-        plan: &PlanId,
-        plan_sha256: Sha256Digest,
-        evaluated_at: OffsetDateTime,
-    ) -> Self {
+    pub(crate) fn pre_approved(lawful: ExpiryLawful, evaluated_at: OffsetDateTime) -> Self {
         Approved {
-            case: case.clone(),
-            plan: plan.clone(),
-            plan_sha256,
+            case: lawful.case,
+            plan: lawful.plan,
+            plan_sha256: lawful.plan_sha256,
             tally: Tally {
                 approvals: Vec::new(),
                 counted: 0,
                 required: 0,
             },
             evaluated_at,
+        }
+    }
+}
+
+/// That one expiry plan (by case, id and digest) was found lawful (`plan::block_expiry`): what
+/// `Approved::pre_approved` takes, bound to that plan.
+pub struct ExpiryLawful {
+    case: CaseId,
+    plan: PlanId,
+    plan_sha256: Sha256Digest,
+}
+
+impl ExpiryLawful {
+    /// Made only by `plan::block_expiry::lawful`, once its checks found nothing.
+    pub(crate) fn new(case: &CaseId, plan: &PlanId, plan_sha256: Sha256Digest) -> Self {
+        Self {
+            case: case.clone(),
+            plan: plan.clone(),
+            plan_sha256,
         }
     }
 }

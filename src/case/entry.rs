@@ -310,8 +310,25 @@ pub struct PlanProposed {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lifts {
-    pub kind: crate::plan::document::PlanKind,
+    pub kind: LiftKind,
     pub plan: PlanId,
+}
+
+/// The kind of a plan that lifts another's blocks (as the plan document names it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LiftKind {
+    Rollback,
+    Expiry,
+}
+
+impl LiftKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LiftKind::Rollback => "rollback",
+            LiftKind::Expiry => "expiry",
+        }
+    }
 }
 
 /// `plan_expired`: plan `plan` with digest `plan_sha256` passed its `not_after` unexecuted. The

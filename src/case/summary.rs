@@ -315,7 +315,7 @@ pub fn describe(details: &Details) -> String {
                 } => format!("{principal} (key {key_fingerprint})"),
             };
             match &p.lifts {
-                Some(l) if l.kind == crate::plan::document::PlanKind::Expiry => format!(
+                Some(l) if l.kind == super::entry::LiftKind::Expiry => format!(
                     "expiry plan {} proposed by {by} (SHA-256 {}): lifts the blocks of plan {} whose expiry passed, pre-approved by it; to run by {}",
                     p.plan, p.plan_sha256, l.plan, p.not_after
                 ),

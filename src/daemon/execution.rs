@@ -121,7 +121,7 @@ impl Daemon {
                 key: &self.key,
                 actor: "custody",
                 policies: &self.policies,
-                leases: &self.leases,
+                claims: &self.leases,
                 cluster,
                 handle,
             };

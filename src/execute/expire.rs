@@ -42,10 +42,30 @@ pub struct Context<'a> {
     /// Who runs it, for the journal (`custody` for the daemon).
     pub actor: &'a str,
     pub policies: &'a Policies,
-    pub leases: &'a crate::daemon::lease::Leases,
+    /// Takes each case's claim for the work on it.
+    pub claims: &'a dyn CaseClaims,
     pub cluster: &'a Cluster,
     /// The runtime the cluster's client runs on; the caller is not on one of its threads.
     pub handle: &'a tokio::runtime::Handle,
+}
+
+/// Why a case's claim was not taken.
+pub struct NotHeld {
+    /// Another holder has it (tried again later), rather than the store failing.
+    pub busy: bool,
+    pub message: String,
+}
+
+/// The claims on cases that writers of a case's journal share (the daemon's replicas and the
+/// CLI take them the same way).
+pub trait CaseClaims {
+    /// Runs `work` under `case`'s claim, with the store as the claim sees it.
+    fn with_claim(
+        &self,
+        store: &dyn Store,
+        case: &CaseId,
+        work: &mut dyn FnMut(&dyn Store),
+    ) -> Result<(), NotHeld>;
 }
 
 /// How one plan's expiry ended.
@@ -139,19 +159,29 @@ pub fn expire_due_where(
             error: None,
             execution: None,
         };
-        let held = ctx.leases.hold(ctx.store, &case, |held| {
-            expire_held(ctx, held, (&case, &plan), &mut expiry)
+        let mut result = Ok(());
+        let held = ctx.claims.with_claim(ctx.store, &case, &mut |held| {
+            result = expire_held(ctx, held, (&case, &plan), &mut expiry);
         });
-        match held {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => expiry.error = Some(e),
-            Err(e @ crate::daemon::lease::LeaseError::Busy { .. }) => {
-                expiry.status = Status::Busy;
-                expiry.error = Some(format!("the case is held ({e}): tried again later"));
+        match (held, result) {
+            (Ok(()), Ok(())) => {}
+            (Ok(()), Err(e)) => {
+                // Whatever an earlier attempt of this run reached, the run did not finish.
+                if expiry.status != Status::Busy {
+                    expiry.status = Status::Error;
+                }
+                expiry.error = Some(e);
             }
-            Err(e) => {
+            (Err(e), _) if e.busy => {
+                expiry.status = Status::Busy;
+                expiry.error = Some(format!(
+                    "the case is held ({}): tried again later",
+                    e.message
+                ));
+            }
+            (Err(e), _) => {
                 expiry.status = Status::Error;
-                expiry.error = Some(format!("cannot take the case's claim: {e}"));
+                expiry.error = Some(format!("cannot take the case's claim: {}", e.message));
             }
         }
         log(&expiry);
@@ -255,7 +285,10 @@ fn open_expiries(store: &dyn Store) -> Result<Vec<(CaseId, PlanId)>, String> {
         for (e, _) in &chain.entries {
             if let Details::PlanProposed(p) = &e.details {
                 match &p.lifts {
-                    Some(l) if l.kind == PlanKind::Expiry && open.contains(&p.plan) => {
+                    Some(l)
+                        if l.kind == crate::case::entry::LiftKind::Expiry
+                            && open.contains(&p.plan) =>
+                    {
                         out.push((case.clone(), l.plan.clone()));
                     }
                     _ => {}

@@ -57,6 +57,10 @@ pub fn stale_steps(planned: &PlanDoc, now: &PlanDoc) -> Vec<StaleStep> {
 pub struct Resume {
     pub done: BTreeSet<u32>,
     pub started: BTreeSet<u32>,
+    /// Each object those steps' writes were answered as applied for (`<Kind> <namespace>/
+    /// <name>`), with its `resourceVersion` after the last of them (`None`: deleted, or not
+    /// answered with one).
+    pub written: std::collections::BTreeMap<String, Option<String>>,
 }
 
 /// Steps that will not run (refused or with nothing to do when planned) are not compared. A
@@ -81,7 +85,7 @@ fn stale_of(planned: &[Step], now: &[Step], resume: &Resume) -> Vec<StaleStep> {
             Some(again) if resume.started.contains(&step.number) => resumed_changes(step, again),
             Some(again) if earlier.is_empty() => step_changes(step, again),
             Some(again) => {
-                let (planned, again) = masked_by(&earlier, step, again);
+                let (planned, again) = masked_by(&earlier, &resume.written, step, again);
                 step_changes(&planned, &again)
             }
         };
@@ -97,10 +101,16 @@ fn stale_of(planned: &[Step], now: &[Step], resume: &Resume) -> Vec<StaleStep> {
     out
 }
 
-/// `planned` and `now` without what `earlier` steps of the plan in the same namespace wrote:
-/// the policies they wrote are not compared by `resourceVersion`, one they created is not a
-/// new policy selecting the target, one they deleted is not a policy gone.
-fn masked_by(earlier: &[&Step], planned: &Step, now: &Step) -> (Step, Step) {
+/// `planned` and `now` but for what `earlier` steps of the plan in the same namespace wrote: a
+/// policy they wrote is compared with the `resourceVersion` their write was answered with
+/// (`written`; not compared when none was journaled), one they created is not a new policy
+/// selecting the target, one they deleted is not a policy gone.
+fn masked_by(
+    earlier: &[&Step],
+    written_rv: &std::collections::BTreeMap<String, Option<String>>,
+    planned: &Step,
+    now: &Step,
+) -> (Step, Step) {
     use crate::plan::document::ChangeOp;
     let mine = earlier
         .iter()
@@ -117,8 +127,27 @@ fn masked_by(earlier: &[&Step], planned: &Step, now: &Step) -> (Step, Step) {
         };
     }
     let (mut planned, mut now) = (planned.clone(), now.clone());
-    for p in [&mut planned.preconditions, &mut now.preconditions] {
-        p.network_policies.retain(|n, _| !written.contains(n));
+    let ns = planned.namespace.clone();
+    for name in &written {
+        let journaled = written_rv
+            .get(&format!("NetworkPolicy {ns}/{name}"))
+            .cloned()
+            .flatten();
+        let read_both = planned.preconditions.network_policies.contains_key(name)
+            && now.preconditions.network_policies.contains_key(name);
+        match journaled {
+            // Anyone else's write since ours changed it: compared.
+            Some(rv) if read_both && !deleted.contains(name) => {
+                planned
+                    .preconditions
+                    .network_policies
+                    .insert(name.clone(), rv);
+            }
+            _ => {
+                planned.preconditions.network_policies.remove(name);
+                now.preconditions.network_policies.remove(name);
+            }
+        }
     }
     planned
         .preconditions

@@ -425,9 +425,20 @@ pub async fn execute(cluster: &Cluster, input: &Input<'_>) -> Result<Ended, Exec
     };
     let (chain, history) = read_history(input.store, plan)?;
     let steps = &plan.doc().steps;
+    let mut written = BTreeMap::new();
+    for (number, writes) in &history.writes {
+        if history.done.contains(number) || history.started.contains_key(number) {
+            for w in writes.iter().filter(|w| {
+                w.phase == WritePhase::Answered && w.outcome.as_deref() == Some("applied")
+            }) {
+                written.insert(w.object.clone(), w.resource_version.clone());
+            }
+        }
+    }
     let resume = preflight::Resume {
         done: history.done.clone(),
         started: history.started.keys().copied().collect(),
+        written,
     };
     let untouched: BTreeSet<u32> = steps
         .iter()

@@ -17,20 +17,19 @@ use super::document::{PlanDoc, PlanKind, StepDetail, StepStatus};
 use crate::digest::Sha256Digest;
 use crate::policy::containment::StepKind;
 
-/// The proof that `reasons` found nothing for an expiry plan: what `approval::Approved::
-/// pre_approved` takes. Only this module makes one (its field is private).
-pub struct Lawful(());
-
-/// `Lawful` for `doc` when `reasons` is empty, else every reason.
+/// The proof, bound to the expiry plan `doc` with digest `digest`, that `reasons` found
+/// nothing: what `approval::Approved::pre_approved` takes. Else every reason.
 pub(super) fn lawful(
-    doc: &PlanDoc,
+    (doc, digest): (&PlanDoc, Sha256Digest),
     lifted: (&PlanDoc, Sha256Digest),
     executed: &BTreeSet<u32>,
     at: OffsetDateTime,
-) -> Result<Lawful, Vec<String>> {
+) -> Result<crate::approval::quorum::ExpiryLawful, Vec<String>> {
     let found = reasons(doc, lifted, executed, at);
     if found.is_empty() {
-        Ok(Lawful(()))
+        Ok(crate::approval::quorum::ExpiryLawful::new(
+            &doc.case, &doc.plan, digest,
+        ))
     } else {
         Err(found)
     }
@@ -94,6 +93,7 @@ pub fn reasons(
             step: lifts,
             released,
             kept,
+            owners,
             ..
         } = &step.detail
         else {
@@ -123,7 +123,14 @@ pub fn reasons(
                 "step {n} releases on another target than the block it lifts"
             ));
         }
-        out.extend(writes_reasons(step, block, released));
+        // An address no owner keeps in the custody block policy leaves it (one that another
+        // target's block holds is kept, but not there).
+        let unowned: Vec<String> = released
+            .iter()
+            .chain(kept.iter().filter(|k| !owners.contains_key(*k)))
+            .cloned()
+            .collect();
+        out.extend(writes_reasons(step, block, &unowned));
         if !executed.contains(lifts) {
             out.push(format!(
                 "step {n} lifts step {lifts} of plan {}, which had not been executed",
@@ -159,8 +166,10 @@ pub fn reasons(
 
 /// What an expiry's step may write, approved by no one: only NetworkPolicies of its namespace
 /// that the block it lifts wrote — the custody block policy (replaced or deleted) or a policy the
-/// block rewrote (replaced) — and a replaced policy may lose only `except` entries of released
-/// addresses. (Execution also requires the writes to be exactly the plan made again.)
+/// block rewrote (replaced) — and a replaced policy may lose only `except` entries of the
+/// addresses given (released, or no longer owned there), and may not change otherwise but for
+/// what the lifted block changed in it. (Execution also requires the writes to be exactly the
+/// plan made again.)
 fn writes_reasons(
     step: &super::document::Step,
     block: &super::document::Step,
@@ -198,6 +207,25 @@ fn writes_reasons(
             continue;
         }
         if change.op == ChangeOp::Replace {
+            // Apart from `except` entries, the policy stays as it is, or goes back to what it
+            // was before the lifted block wrote it.
+            let shape = |v: Option<&serde_json::Value>| v.map(|v| without_excepts(&v["spec"]));
+            let allowed = std::iter::once(change.before.as_ref())
+                .chain(
+                    block
+                        .changes
+                        .iter()
+                        .filter(|c| c.object.name == o.name)
+                        .map(|c| c.before.as_ref()),
+                )
+                .filter_map(shape)
+                .collect::<Vec<_>>();
+            if shape(change.after.as_ref()).is_none_or(|after| !allowed.contains(&after)) {
+                out.push(format!(
+                    "step {n} changes {} otherwise than by removing except entries or giving it back what the block changed",
+                    o.name
+                ));
+            }
             let before = excepts(change.before.as_ref());
             let after = excepts(change.after.as_ref());
             for lifted in before.difference(&after) {
@@ -211,6 +239,30 @@ fn writes_reasons(
         }
     }
     out
+}
+
+/// A NetworkPolicy spec without any `except` list.
+fn without_excepts(spec: &serde_json::Value) -> serde_json::Value {
+    let mut spec = spec.clone();
+    if let Some(rules) = spec
+        .get_mut("ingress")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for rule in rules {
+            let peers = rule
+                .get_mut("from")
+                .and_then(serde_json::Value::as_array_mut);
+            for peer in peers.into_iter().flatten() {
+                if let Some(block) = peer
+                    .get_mut("ipBlock")
+                    .and_then(serde_json::Value::as_object_mut)
+                {
+                    block.remove("except");
+                }
+            }
+        }
+    }
+    spec
 }
 
 /// Every `except` entry of a NetworkPolicy's ingress peers, as CIDR text in normal form.
@@ -430,6 +482,16 @@ mod tests {
         let mut other = change(ChangeOp::Replace, custody, &[], &[]);
         other.object.kind = "Deployment".into();
         assert!(!lawful(vec![other]).is_empty());
+        // A peer added that admits everyone.
+        let mut opened = change(ChangeOp::Replace, custody, &["203.0.113.10/32"], &[]);
+        if let Some(after) = opened.after.as_mut() {
+            after["spec"]["ingress"][0]["from"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({}));
+        }
+        let r = lawful(vec![opened]);
+        assert!(r.iter().any(|r| r.contains("otherwise")), "{r:?}");
     }
 
     #[test]

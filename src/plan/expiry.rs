@@ -129,7 +129,7 @@ pub fn open_plans(chain: &CheckedChain) -> Vec<(PlanId, OffsetDateTime)> {
             // An expiry plan is executed by custody at once, or closed: it never awaits approval.
             Details::PlanProposed(p)
                 if p.lifts.as_ref().map(|l| l.kind)
-                    == Some(crate::plan::document::PlanKind::Expiry) => {}
+                    == Some(crate::case::entry::LiftKind::Expiry) => {}
             Details::PlanProposed(p) => {
                 if let Some(t) = crate::timefmt::parse(&p.not_after) {
                     open.insert(p.plan.clone(), t);

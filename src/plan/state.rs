@@ -274,7 +274,12 @@ impl Plan<Proposed> {
         if now > self.not_after {
             reasons.push(format!("its not_after {} passed", self.doc.not_after));
         }
-        let lawful = super::block_expiry::lawful(&self.doc, (lifted, lifted_sha256), executed, now);
+        let lawful = super::block_expiry::lawful(
+            (&self.doc, self.digest),
+            (lifted, lifted_sha256),
+            executed,
+            now,
+        );
         let lawful = match (lawful, reasons.is_empty()) {
             (Ok(l), true) => l,
             (Ok(_), false) => return Err(reasons),
@@ -294,13 +299,7 @@ impl Plan<Proposed> {
             created_at: self.created_at,
             journaled_at: self.journaled_at,
             trusted: self.trusted.clone(),
-            state: Approved(approval::Approved::pre_approved(
-                lawful,
-                &self.doc.case,
-                &self.doc.plan,
-                self.digest,
-                now,
-            )),
+            state: Approved(approval::Approved::pre_approved(lawful, now)),
         })
     }
 }

@@ -227,9 +227,16 @@ pub fn propose(
             },
         },
         required: doc.quorum.required,
-        lifts: doc.rolls_back.as_ref().map(|rb| crate::case::entry::Lifts {
-            kind: doc.kind,
-            plan: rb.plan.clone(),
+        lifts: doc.rolls_back.as_ref().and_then(|rb| {
+            let kind = match doc.kind {
+                super::document::PlanKind::Rollback => crate::case::entry::LiftKind::Rollback,
+                super::document::PlanKind::Expiry => crate::case::entry::LiftKind::Expiry,
+                super::document::PlanKind::Containment => return None,
+            };
+            Some(crate::case::entry::Lifts {
+                kind,
+                plan: rb.plan.clone(),
+            })
         }),
     });
     let head = append(store, journal_key, &case, &actor, details)?;

@@ -74,7 +74,7 @@ pub(in crate::cli) fn expire(
         key: &key,
         actor: &actor,
         policies: &policies,
-        leases: &leases,
+        claims: &leases,
         cluster: &cluster,
         handle: runtime.handle(),
     };
@@ -156,7 +156,7 @@ pub(super) fn execute_expiry(
         key,
         actor: &actor,
         policies: &policies,
-        leases: &leases,
+        claims: &leases,
         cluster: &cluster,
         handle: runtime.handle(),
     };

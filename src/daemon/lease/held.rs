@@ -421,3 +421,18 @@ pub fn retry_later(daemon: Arc<Daemon>, retry: Retry) {
         }
     });
 }
+
+impl crate::execute::expire::CaseClaims for Leases {
+    fn with_claim(
+        &self,
+        store: &dyn Store,
+        case: &CaseId,
+        work: &mut dyn FnMut(&dyn Store),
+    ) -> Result<(), crate::execute::expire::NotHeld> {
+        self.hold(store, case, |held| work(held))
+            .map_err(|e| crate::execute::expire::NotHeld {
+                busy: matches!(e, super::LeaseError::Busy { .. }),
+                message: e.to_string(),
+            })
+    }
+}

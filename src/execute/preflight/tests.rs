@@ -262,6 +262,7 @@ fn a_resumed_block_is_compared_but_for_what_its_own_writes_changed() {
     let resumed = Resume {
         done: BTreeSet::new(),
         started: BTreeSet::from([1]),
+        ..Default::default()
     };
     assert_eq!(stale_of(&[planned.clone()], &[now.clone()], &resumed), []);
     // Compared afresh, those same writes would make it stale.
@@ -284,6 +285,7 @@ fn a_resumed_block_is_compared_but_for_what_its_own_writes_changed() {
     let done = Resume {
         done: BTreeSet::from([1]),
         started: BTreeSet::from([1]),
+        ..Default::default()
     };
     assert_eq!(stale_of(&[planned], &[], &done), []);
 }
@@ -320,6 +322,7 @@ fn a_resumed_release_whose_delete_landed_is_not_stale() {
     let resumed = Resume {
         done: BTreeSet::new(),
         started: BTreeSet::from([1]),
+        ..Default::default()
     };
     assert_eq!(stale_of(&[planned.clone()], &[now.clone()], &resumed), []);
     // A new policy selecting the target since is stale even so.
@@ -398,11 +401,31 @@ fn a_step_after_a_done_step_of_its_namespace_is_compared_but_for_what_that_step_
     let resumed = Resume {
         done: BTreeSet::from([1]),
         started: BTreeSet::new(),
+        ..Default::default()
     };
     let planned = [first.clone(), second.clone()];
     assert_eq!(
         stale_of(&planned, &[first.clone(), again.clone()], &resumed),
         []
+    );
+    // Compared with the resourceVersion step 1's write was answered with, when journaled:
+    // another write since is a change.
+    let mut journaled = resumed.clone();
+    journaled.written.insert(
+        "NetworkPolicy shop/custody-block-web".into(),
+        Some("9".into()),
+    );
+    assert_eq!(
+        stale_of(&planned, &[first.clone(), again.clone()], &journaled),
+        []
+    );
+    journaled.written.insert(
+        "NetworkPolicy shop/custody-block-web".into(),
+        Some("8".into()),
+    );
+    assert_eq!(
+        stale_of(&planned, &[first.clone(), again.clone()], &journaled).len(),
+        1
     );
     // Afresh, the policy step 1 created is a change; and anyone else's policy always is.
     assert!(!stale_of(

@@ -224,18 +224,7 @@ pub(super) fn prove(
         }
     }
     let name = target.namespace.to_string();
-    let pods: Vec<eval::EvalPod> = ns
-        .pods
-        .iter()
-        .filter(|p| is_running(p))
-        .map(|p| eval::EvalPod {
-            namespace: name.clone(),
-            name: p.metadata.name.clone().unwrap_or_default(),
-            labels: labels_of(p),
-            ports: named_ports(p),
-            target: target.pod_selector.matches(&labels_of(p)),
-        })
-        .collect();
+    let pods = eval_pods(ns, target);
     let pod_sources: Vec<eval::Source> = pods
         .iter()
         .map(|p| eval::Source::Pod {
@@ -261,6 +250,26 @@ pub(super) fn prove(
     } else {
         Err(left)
     }
+}
+
+/// The namespace's running pods as the evaluator sees them, each marked whether the target
+/// selects it.
+pub(super) fn eval_pods(
+    ns: &crate::containment::cluster::NamespaceView,
+    target: &crate::policy::containment::Target,
+) -> Vec<eval::EvalPod> {
+    let name = target.namespace.to_string();
+    ns.pods
+        .iter()
+        .filter(|p| is_running(p))
+        .map(|p| eval::EvalPod {
+            namespace: name.clone(),
+            name: p.metadata.name.clone().unwrap_or_default(),
+            labels: labels_of(p),
+            ports: named_ports(p),
+            target: target.pod_selector.matches(&labels_of(p)),
+        })
+        .collect()
 }
 
 fn named_ports(p: &Pod) -> Vec<eval::NamedPort> {

@@ -103,18 +103,18 @@ pub fn plan_rollback(input: &RollbackInput<'_>) -> PlanDoc {
     )
 }
 
-/// A released address that a NetworkPolicy of the namespace still excepts as a host entry once
-/// `changes` apply, and that policy's name: the journal would call it released while it stays
-/// refused, owned by no claim.
+/// A released address, held by no other owner, that the target's pods still refuse once
+/// `changes` apply where an address next to it (neither released nor held) is admitted: the
+/// journal would call it released while it stays refused with no claim left to lift it (an
+/// entry of another custody block already lifted, or the operator's). With the policy that
+/// excepts it as a host entry, when one does.
 fn still_refused(
     ns: &crate::containment::cluster::NamespaceView,
+    target: &crate::policy::containment::Target,
     changes: &[netpol::Change],
-    released: &[std::net::IpAddr],
+    (released, held): (&[std::net::IpAddr], &BTreeSet<std::net::IpAddr>),
 ) -> Option<(std::net::IpAddr, String)> {
-    let hosts: Vec<(crate::net::Cidr, std::net::IpAddr)> = released
-        .iter()
-        .map(|a| (crate::net::Cidr::host(*a), *a))
-        .collect();
+    use crate::containment::netpol::eval;
     let mut after: Vec<NetworkPolicy> = ns.network_policies.clone();
     for change in changes {
         after.retain(|p| p.metadata.name.as_deref() != Some(change.name()));
@@ -125,22 +125,73 @@ fn still_refused(
             netpol::Change::Delete { .. } => {}
         }
     }
-    for policy in &after {
-        let rules = policy.spec.as_ref().and_then(|s| s.ingress.as_deref());
-        for rule in rules.unwrap_or_default() {
-            for peer in rule.from.iter().flatten() {
-                let excepts = peer.ip_block.as_ref().and_then(|b| b.except.as_ref());
-                for e in excepts.into_iter().flatten() {
-                    let host = crate::net::Cidr::parse(e)
-                        .and_then(|c| hosts.iter().find(|(h, _)| *h == c).map(|(_, a)| *a));
-                    if let Some(addr) = host {
-                        return Some((addr, policy.metadata.name.clone().unwrap_or_default()));
-                    }
+    let pods: Vec<eval::EvalPod> = super::block::eval_pods(ns, target)
+        .into_iter()
+        .filter(|p| p.target)
+        .collect();
+    let samples = eval::Samples::around(&after, &Offenders::bare(released.iter().copied()), &[]);
+    let free = |a: &std::net::IpAddr| !released.contains(a) && !held.contains(a);
+    for x in released.iter().filter(|a| !held.contains(a)) {
+        let near: Vec<std::net::IpAddr> = neighbours(*x).into_iter().filter(|n| free(n)).collect();
+        for pod in &pods {
+            let mut traffic: BTreeSet<eval::Traffic> = samples.traffic.iter().cloned().collect();
+            traffic.extend(pod.ports.iter().map(|p| eval::Traffic {
+                protocol: p.protocol.clone(),
+                port: p.port,
+            }));
+            for t in &traffic {
+                let refused = !eval::admits(&after, pod, &eval::Source::Ip { addr: *x }, t);
+                let beside = near
+                    .iter()
+                    .any(|n| eval::admits(&after, pod, &eval::Source::Ip { addr: *n }, t));
+                if refused && beside {
+                    let host = crate::net::Cidr::host(*x);
+                    let naming = after.iter().find(|p| {
+                        let rules = p.spec.as_ref().and_then(|s| s.ingress.as_deref());
+                        rules.unwrap_or_default().iter().any(|r| {
+                            r.from.iter().flatten().any(|peer| {
+                                peer.ip_block
+                                    .as_ref()
+                                    .and_then(|b| b.except.as_ref())
+                                    .is_some_and(|e| {
+                                        e.iter().any(|e| crate::net::Cidr::parse(e) == Some(host))
+                                    })
+                            })
+                        })
+                    });
+                    let name = naming.and_then(|p| p.metadata.name.clone()).map_or_else(
+                        || "the namespace's NetworkPolicies".to_owned(),
+                        |n| format!("NetworkPolicy {n}"),
+                    );
+                    return Some((*x, name));
                 }
             }
         }
     }
     None
+}
+
+/// The addresses one below and one above `a`.
+fn neighbours(a: std::net::IpAddr) -> Vec<std::net::IpAddr> {
+    use std::net::IpAddr;
+    match a {
+        IpAddr::V4(v) => {
+            let n = u32::from(v);
+            [n.checked_sub(1), n.checked_add(1)]
+                .into_iter()
+                .flatten()
+                .map(|n| IpAddr::V4(n.into()))
+                .collect()
+        }
+        IpAddr::V6(v) => {
+            let n = u128::from(v);
+            [n.checked_sub(1), n.checked_add(1)]
+                .into_iter()
+                .flatten()
+                .map(|n| IpAddr::V6(n.into()))
+                .collect()
+        }
+    }
 }
 
 /// The release of `block`, one executed block step of the lifted plan.
@@ -245,15 +296,20 @@ fn release_step(input: &RollbackInput<'_>, block: &Step) -> Step {
             .iter()
             .filter(|t| t.name.as_str() == other && t.namespace.as_str() == block.namespace)
             .any(|t| {
-                ns.pods
+                // A pod with exactly the labels the target selects by (so scaled to zero, or
+                // between pods, it still counts), or one of its running pods.
+                let selected = t.pod_selector.to_k8s().match_labels.unwrap_or_default();
+                let running = ns
+                    .pods
                     .iter()
                     .filter(|pod| is_running(pod))
                     .filter(|pod| t.pod_selector.matches(&labels_of(pod)))
-                    .any(|pod| {
-                        rewritten.iter().any(|r| {
-                            netpol::selector::policy_selects_pod(&r.after, &labels_of(pod))
-                        })
-                    })
+                    .map(labels_of);
+                std::iter::once(selected).chain(running).any(|labels| {
+                    rewritten
+                        .iter()
+                        .any(|r| netpol::selector::policy_selects_pod(&r.after, &labels))
+                })
             })
     };
     let held_elsewhere: BTreeSet<std::net::IpAddr> = input
@@ -324,11 +380,21 @@ fn release_step(input: &RollbackInput<'_>, block: &Step) -> Step {
         });
         return step;
     }
-    if let Some((address, policy)) = still_refused(ns, &release.changes, &release.released) {
+    // Every address some owner other than the lifted claims still holds, on any target.
+    let held: BTreeSet<std::net::IpAddr> = input
+        .block_owners
+        .values()
+        .flat_map(|owners| owners.iter())
+        .filter(|(_, o)| o.iter().any(|o| !input.drops(o)))
+        .map(|(a, _)| *a)
+        .collect();
+    if let Some((address, policy)) =
+        still_refused(ns, target, &release.changes, (&release.released, &held))
+    {
         return refused(
             step,
             format!(
-                "{address} would stay refused after the release: NetworkPolicy {policy} excepts it, an entry no claim holds (another custody block's that was lifted, or the operator's). Remove the entry by hand if it should go, then propose again"
+                "{address} would stay refused to the target's pods after the release ({policy} still refuses it), though no claim holds it any more: an entry of another custody block already lifted, or the operator's. Remove it by hand if it should go, then propose again"
             ),
         );
     }
@@ -365,36 +431,71 @@ mod tests {
     }
 
     #[test]
-    fn a_released_address_still_excepted_somewhere_is_named_and_one_removed_everywhere_is_not() {
+    fn a_released_address_the_target_still_refuses_is_named_and_one_admitted_again_is_not() {
+        let containment = ContainmentPolicy::parse(
+            "containment.yaml",
+            include_str!("../../../tests/data/policies/containment.yaml"),
+        )
+        .unwrap();
+        let target = &containment.targets[0];
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "gw-1", "labels": target.pod_selector.to_k8s().match_labels},
+            "spec": {"containers": [{"name": "c", "image": "x", "ports": [{"containerPort": 8443}]}]},
+            "status": {"phase": "Running"}
+        }))
+        .unwrap();
         let ns = crate::containment::cluster::NamespaceView {
+            pods: vec![pod],
             network_policies: vec![
                 policy("gateway-ingress", &["203.0.113.10/32", "198.51.100.0/24"]),
                 policy("custody-block-api-gateway", &["203.0.113.11/32"]),
             ],
             ..Default::default()
         };
+        let ns = {
+            let mut ns = ns;
+            for p in &mut ns.network_policies {
+                if let Some(spec) = p.spec.as_mut() {
+                    spec.pod_selector = Some(target.pod_selector.to_k8s());
+                }
+            }
+            ns
+        };
         let x: std::net::IpAddr = "203.0.113.10".parse().unwrap();
         let y: std::net::IpAddr = "203.0.113.11".parse().unwrap();
+        let none = BTreeSet::new();
         // The release deletes the custody block policy (y) but leaves gateway-ingress (x).
         let delete = netpol::Change::Delete {
             name: "custody-block-api-gateway".into(),
             resource_version: "3".into(),
         };
+        let lone = std::slice::from_ref(&delete);
+        assert_eq!(still_refused(&ns, target, lone, (&[y], &none)), None);
+        let (named, by) = still_refused(&ns, target, lone, (&[x, y], &none)).unwrap();
+        assert_eq!(named, x);
+        assert!(by.contains("gateway-ingress"), "{by}");
+        // Held by another owner, it may stay refused.
         assert_eq!(
-            still_refused(&ns, std::slice::from_ref(&delete), &[y]),
+            still_refused(&ns, target, lone, (&[x, y], &BTreeSet::from([x]))),
             None
         );
-        assert_eq!(
-            still_refused(&ns, std::slice::from_ref(&delete), &[x, y]),
-            Some((x, "gateway-ingress".to_owned()))
-        );
-        // A replace that drops x's entry lifts it; a range except is not a host entry.
+        // A replace that drops x's entry admits it again; an address inside an operator's range
+        // is refused like its neighbours.
         let replace = netpol::Change::Replace {
-            policy: policy("gateway-ingress", &["198.51.100.0/24"]),
+            policy: {
+                let mut p = policy("gateway-ingress", &["198.51.100.0/24"]);
+                if let Some(spec) = p.spec.as_mut() {
+                    spec.pod_selector = Some(target.pod_selector.to_k8s());
+                }
+                p
+            },
             resource_version: "3".into(),
         };
-        assert_eq!(still_refused(&ns, &[delete, replace], &[x, y]), None);
+        assert_eq!(
+            still_refused(&ns, target, &[delete, replace], (&[x, y], &none)),
+            None
+        );
         let inside: std::net::IpAddr = "198.51.100.7".parse().unwrap();
-        assert_eq!(still_refused(&ns, &[], &[inside]), None);
+        assert_eq!(still_refused(&ns, target, &[], (&[inside], &none)), None);
     }
 }
