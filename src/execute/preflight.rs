@@ -133,11 +133,10 @@ fn masked_by(
             .get(&format!("NetworkPolicy {ns}/{name}"))
             .cloned()
             .flatten();
-        let read_both = planned.preconditions.network_policies.contains_key(name)
-            && now.preconditions.network_policies.contains_key(name);
+        let read_now = now.preconditions.network_policies.contains_key(name);
         match journaled {
             // Anyone else's write since ours changed it: compared.
-            Some(rv) if read_both && !deleted.contains(name) => {
+            Some(rv) if read_now && !deleted.contains(name) => {
                 planned
                     .preconditions
                     .network_policies
