@@ -123,14 +123,18 @@ pub fn reasons(
                 "step {n} releases on another target than the block it lifts"
             ));
         }
-        // An address no owner keeps in the custody block policy leaves it (one that another
-        // target's block holds is kept, but not there).
-        let unowned: Vec<String> = released
+        // A kept address no owner keeps in the custody block policy may leave it (another
+        // target's block holds it, elsewhere).
+        let unowned: Vec<String> = kept
             .iter()
-            .chain(kept.iter().filter(|k| !owners.contains_key(*k)))
+            .filter(|k| !owners.contains_key(*k))
             .cloned()
             .collect();
-        out.extend(writes_reasons(step, block, &unowned));
+        out.extend(writes_reasons(
+            step,
+            block,
+            (released, &unowned, !owners.is_empty()),
+        ));
         if !executed.contains(lifts) {
             out.push(format!(
                 "step {n} lifts step {lifts} of plan {}, which had not been executed",
@@ -165,24 +169,28 @@ pub fn reasons(
 }
 
 /// What an expiry's step may write, approved by no one: only NetworkPolicies of its namespace
-/// that the block it lifts wrote — the custody block policy (replaced or deleted) or a policy the
-/// block rewrote (replaced) — and a replaced policy may lose only `except` entries of the
-/// addresses given (released, or no longer owned there), and may not change otherwise but for
-/// what the lifted block changed in it. (Execution also requires the writes to be exactly the
-/// plan made again.)
+/// that the block it lifts wrote — the custody block policy (replaced, or deleted once no owner
+/// is left) or a policy the block rewrote (replaced). A replaced policy keeps its shape but for
+/// `except` lists, peer by peer: as it is now, it may only lose entries of released addresses
+/// (in the custody block policy, also of kept ones no longer owned there); given back the shape
+/// it had before the lifted block wrote it, it holds that shape's entries but for released
+/// addresses', plus host entries of addresses kept or already excepted there. (Execution also
+/// requires the writes to be exactly the plan made again.)
 fn writes_reasons(
     step: &super::document::Step,
     block: &super::document::Step,
-    released: &[String],
+    (released, kept, owned): (&[String], &[String], bool),
 ) -> Vec<String> {
     use super::document::ChangeOp;
     let n = step.number;
     let custody = crate::containment::netpol::block_policy_name(&step.target).ok();
-    let released: BTreeSet<String> = released
-        .iter()
-        .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
-        .map(|a| crate::net::Cidr::host(a).to_string())
-        .collect();
+    let hosts = |list: &[String]| -> BTreeSet<String> {
+        list.iter()
+            .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
+            .map(|a| crate::net::Cidr::host(a).to_string())
+            .collect()
+    };
+    let (released, kept) = (hosts(released), hosts(kept));
     let mut out = Vec::new();
     for change in &step.changes {
         let o = &change.object;
@@ -196,7 +204,7 @@ fn writes_reasons(
             && (is_custody || rewritten);
         let lawful_op = match change.op {
             ChangeOp::Replace => true,
-            ChangeOp::Delete => is_custody,
+            ChangeOp::Delete => is_custody && !owned,
             _ => false,
         };
         if !lawful_object || !lawful_op {
@@ -206,39 +214,102 @@ fn writes_reasons(
             ));
             continue;
         }
-        if change.op == ChangeOp::Replace {
-            // Apart from `except` entries, the policy stays as it is, or goes back to what it
-            // was before the lifted block wrote it.
-            let shape = |v: Option<&serde_json::Value>| v.map(|v| without_excepts(&v["spec"]));
-            let allowed = std::iter::once(change.before.as_ref())
-                .chain(
-                    block
-                        .changes
-                        .iter()
-                        .filter(|c| c.object.name == o.name)
-                        .map(|c| c.before.as_ref()),
-                )
-                .filter_map(shape)
-                .collect::<Vec<_>>();
-            if shape(change.after.as_ref()).is_none_or(|after| !allowed.contains(&after)) {
-                out.push(format!(
-                    "step {n} changes {} otherwise than by removing except entries or giving it back what the block changed",
-                    o.name
-                ));
-            }
-            let before = excepts(change.before.as_ref());
-            let after = excepts(change.after.as_ref());
-            for lifted in before.difference(&after) {
-                if !released.contains(lifted) {
-                    out.push(format!(
-                        "step {n} removes the except entry {lifted} from {}, which is not a released address",
-                        o.name
-                    ));
+        if change.op != ChangeOp::Replace {
+            continue;
+        }
+        let shape = |v: Option<&serde_json::Value>| v.map(|v| without_excepts(&v["spec"]));
+        let after_shape = shape(change.after.as_ref());
+        let after = except_lists(change.after.as_ref());
+        let before = except_lists(change.before.as_ref());
+        let mut removable = released.clone();
+        if is_custody {
+            removable.extend(kept.iter().cloned());
+        }
+        let complaint = if after_shape.is_some() && after_shape == shape(change.before.as_ref()) {
+            // As it is now, but for entries removed.
+            positions(&before, &after).find_map(|(was, is)| {
+                if let Some(added) = is.difference(was).next() {
+                    return Some(format!("adds the except entry {added}"));
+                }
+                was.difference(is)
+                    .find(|e| !removable.contains(*e))
+                    .map(|e| {
+                        format!("removes the except entry {e}, which is not a released address")
+                    })
+            })
+        } else {
+            let restored = block
+                .changes
+                .iter()
+                .filter(|c| c.object.name == o.name)
+                .map(|c| c.before.as_ref())
+                .find(|b| after_shape.is_some() && shape(*b) == after_shape);
+            match restored {
+                None => Some("changes it otherwise than by removing except entries or giving it back what the block changed".to_owned()),
+                Some(origin) => {
+                    let origin = except_lists(origin);
+                    let excepted: BTreeSet<&String> = before.iter().flatten().flatten().collect();
+                    let found = positions(&origin, &after).find_map(|(was, is)| {
+                        if let Some(e) = is
+                            .difference(was)
+                            .find(|e| !kept.contains(*e) && !excepted.contains(e))
+                        {
+                            return Some(format!("adds the except entry {e}"));
+                        }
+                        was.difference(is)
+                            .find(|e| !released.contains(*e))
+                            .map(|e| format!("leaves out the except entry {e} the policy had before the block, which is not a released address"))
+                    });
+                    found
                 }
             }
+        };
+        if let Some(why) = complaint {
+            out.push(format!("step {n} {why} in {}", o.name));
         }
     }
     out
+}
+
+/// The `except` entries of each ingress rule's peers, by rule and peer, as CIDR text in
+/// normal form.
+fn except_lists(policy: Option<&serde_json::Value>) -> Vec<Vec<BTreeSet<String>>> {
+    let rules = policy
+        .and_then(|p| p.pointer("/spec/ingress"))
+        .and_then(|r| r.as_array());
+    rules
+        .into_iter()
+        .flatten()
+        .map(|rule| {
+            rule["from"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|peer| {
+                    peer["ipBlock"]["except"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|e| e.as_str())
+                        .map(|text| {
+                            crate::net::Cidr::parse(text)
+                                .map_or_else(|| text.to_owned(), |c| c.to_string())
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The except lists of `a` and `b` peer by peer (the shapes are equal, so positions match).
+fn positions<'x>(
+    a: &'x [Vec<BTreeSet<String>>],
+    b: &'x [Vec<BTreeSet<String>>],
+) -> impl Iterator<Item = (&'x BTreeSet<String>, &'x BTreeSet<String>)> {
+    a.iter()
+        .zip(b)
+        .flat_map(|(ra, rb)| ra.iter().zip(rb.iter()))
 }
 
 /// A NetworkPolicy spec without any `except` list.
@@ -263,27 +334,6 @@ fn without_excepts(spec: &serde_json::Value) -> serde_json::Value {
         }
     }
     spec
-}
-
-/// Every `except` entry of a NetworkPolicy's ingress peers, as CIDR text in normal form.
-fn excepts(policy: Option<&serde_json::Value>) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let rules = policy
-        .and_then(|p| p.pointer("/spec/ingress"))
-        .and_then(|r| r.as_array());
-    for rule in rules.into_iter().flatten() {
-        for peer in rule["from"].as_array().into_iter().flatten() {
-            for e in peer["ipBlock"]["except"].as_array().into_iter().flatten() {
-                if let Some(text) = e.as_str() {
-                    out.insert(
-                        crate::net::Cidr::parse(text)
-                            .map_or_else(|| text.to_owned(), |c| c.to_string()),
-                    );
-                }
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -492,6 +542,21 @@ mod tests {
         }
         let r = lawful(vec![opened]);
         assert!(r.iter().any(|r| r.contains("otherwise")), "{r:?}");
+        // An entry added (a range blocked with no quorum).
+        let r = lawful(vec![change(
+            ChangeOp::Replace,
+            custody,
+            &["203.0.113.10/32"],
+            &["0.0.0.0/1"],
+        )]);
+        assert!(r.iter().any(|r| r.contains("adds")), "{r:?}");
+        // The custody block policy deleted while an owner is left.
+        let mut d = expiry("2026-12-03T02:00:00Z", &["203.0.113.10"]);
+        d.steps[0].changes = vec![change(ChangeOp::Delete, custody, &[], &[])];
+        if let StepDetail::ReleaseIps { owners, .. } = &mut d.steps[0].detail {
+            owners.insert("203.0.113.11".into(), Vec::new());
+        }
+        assert!(!judged(&d, &[1], "2026-12-03T02:00:05Z").is_empty());
     }
 
     #[test]

@@ -429,10 +429,23 @@ impl crate::execute::expire::CaseClaims for Leases {
         case: &CaseId,
         work: &mut dyn FnMut(&dyn Store),
     ) -> Result<(), crate::execute::expire::NotHeld> {
-        self.hold(store, case, |held| work(held))
+        let lost = self
+            .hold(store, case, |held| {
+                work(held);
+                held.lost()
+            })
             .map_err(|e| crate::execute::expire::NotHeld {
                 busy: matches!(e, super::LeaseError::Busy { .. }),
                 message: e.to_string(),
-            })
+            })?;
+        if lost {
+            // Another holder took the case meanwhile: what was done is in the journal, and
+            // the next round looks again.
+            return Err(crate::execute::expire::NotHeld {
+                busy: true,
+                message: "the claim on the case was lost during the work".into(),
+            });
+        }
+        Ok(())
     }
 }

@@ -104,10 +104,10 @@ pub fn plan_rollback(input: &RollbackInput<'_>) -> PlanDoc {
 }
 
 /// A released address, held by no other owner, that the target's pods still refuse once
-/// `changes` apply where an address next to it (neither released nor held) is admitted: the
-/// journal would call it released while it stays refused with no claim left to lift it (an
-/// entry of another custody block already lifted, or the operator's). With the policy that
-/// excepts it as a host entry, when one does.
+/// `changes` apply because a NetworkPolicy excepts it as a host entry (admitted were that entry
+/// gone): the journal would call it released while it stays refused with no claim left to lift
+/// it (an entry of another custody block already lifted, or the operator's). With that policy.
+/// With no target pod running, a pod made up from the target's selector stands in.
 fn still_refused(
     ns: &crate::containment::cluster::NamespaceView,
     target: &crate::policy::containment::Target,
@@ -125,73 +125,58 @@ fn still_refused(
             netpol::Change::Delete { .. } => {}
         }
     }
-    let pods: Vec<eval::EvalPod> = super::block::eval_pods(ns, target)
+    let mut pods: Vec<eval::EvalPod> = super::block::eval_pods(ns, target)
         .into_iter()
         .filter(|p| p.target)
         .collect();
+    if pods.is_empty() {
+        if let Some(labels) = target.pod_selector.representative() {
+            pods.push(eval::EvalPod {
+                namespace: target.namespace.to_string(),
+                name: "custody-representative".to_owned(),
+                labels,
+                ports: Vec::new(),
+                target: true,
+            });
+        }
+    }
     let samples = eval::Samples::around(&after, &Offenders::bare(released.iter().copied()), &[]);
-    let free = |a: &std::net::IpAddr| !released.contains(a) && !held.contains(a);
     for x in released.iter().filter(|a| !held.contains(a)) {
-        let near: Vec<std::net::IpAddr> = neighbours(*x).into_iter().filter(|n| free(n)).collect();
+        let host = crate::net::Cidr::host(*x);
+        let mut without = after.clone();
+        let mut holder = None;
+        for p in &mut without {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let rules = p.spec.as_mut().and_then(|s| s.ingress.as_mut());
+            for rule in rules.into_iter().flatten() {
+                for peer in rule.from.iter_mut().flatten() {
+                    if let Some(except) = peer.ip_block.as_mut().and_then(|b| b.except.as_mut()) {
+                        let n = except.len();
+                        except.retain(|e| crate::net::Cidr::parse(e) != Some(host));
+                        if except.len() != n {
+                            holder.get_or_insert_with(|| name.clone());
+                        }
+                    }
+                }
+            }
+        }
+        let Some(holder) = holder else { continue };
         for pod in &pods {
             let mut traffic: BTreeSet<eval::Traffic> = samples.traffic.iter().cloned().collect();
             traffic.extend(pod.ports.iter().map(|p| eval::Traffic {
                 protocol: p.protocol.clone(),
                 port: p.port,
             }));
-            for t in &traffic {
-                let refused = !eval::admits(&after, pod, &eval::Source::Ip { addr: *x }, t);
-                let beside = near
-                    .iter()
-                    .any(|n| eval::admits(&after, pod, &eval::Source::Ip { addr: *n }, t));
-                if refused && beside {
-                    let host = crate::net::Cidr::host(*x);
-                    let naming = after.iter().find(|p| {
-                        let rules = p.spec.as_ref().and_then(|s| s.ingress.as_deref());
-                        rules.unwrap_or_default().iter().any(|r| {
-                            r.from.iter().flatten().any(|peer| {
-                                peer.ip_block
-                                    .as_ref()
-                                    .and_then(|b| b.except.as_ref())
-                                    .is_some_and(|e| {
-                                        e.iter().any(|e| crate::net::Cidr::parse(e) == Some(host))
-                                    })
-                            })
-                        })
-                    });
-                    let name = naming.and_then(|p| p.metadata.name.clone()).map_or_else(
-                        || "the namespace's NetworkPolicies".to_owned(),
-                        |n| format!("NetworkPolicy {n}"),
-                    );
-                    return Some((*x, name));
-                }
+            let source = eval::Source::Ip { addr: *x };
+            let by_entry = traffic.iter().any(|t| {
+                !eval::admits(&after, pod, &source, t) && eval::admits(&without, pod, &source, t)
+            });
+            if by_entry {
+                return Some((*x, format!("NetworkPolicy {holder}")));
             }
         }
     }
     None
-}
-
-/// The addresses one below and one above `a`.
-fn neighbours(a: std::net::IpAddr) -> Vec<std::net::IpAddr> {
-    use std::net::IpAddr;
-    match a {
-        IpAddr::V4(v) => {
-            let n = u32::from(v);
-            [n.checked_sub(1), n.checked_add(1)]
-                .into_iter()
-                .flatten()
-                .map(|n| IpAddr::V4(n.into()))
-                .collect()
-        }
-        IpAddr::V6(v) => {
-            let n = u128::from(v);
-            [n.checked_sub(1), n.checked_add(1)]
-                .into_iter()
-                .flatten()
-                .map(|n| IpAddr::V6(n.into()))
-                .collect()
-        }
-    }
 }
 
 /// The release of `block`, one executed block step of the lifted plan.
@@ -298,14 +283,14 @@ fn release_step(input: &RollbackInput<'_>, block: &Step) -> Step {
             .any(|t| {
                 // A pod with exactly the labels the target selects by (so scaled to zero, or
                 // between pods, it still counts), or one of its running pods.
-                let selected = t.pod_selector.to_k8s().match_labels.unwrap_or_default();
+                let selected = t.pod_selector.representative();
                 let running = ns
                     .pods
                     .iter()
                     .filter(|pod| is_running(pod))
                     .filter(|pod| t.pod_selector.matches(&labels_of(pod)))
                     .map(labels_of);
-                std::iter::once(selected).chain(running).any(|labels| {
+                selected.into_iter().chain(running).any(|labels| {
                     rewritten
                         .iter()
                         .any(|r| netpol::selector::policy_selects_pod(&r.after, &labels))
@@ -380,13 +365,14 @@ fn release_step(input: &RollbackInput<'_>, block: &Step) -> Step {
         });
         return step;
     }
-    // Every address some owner other than the lifted claims still holds, on any target.
+    // Every address an owner other than the lifted claims holds on this target, or any owner
+    // (this plan too: its other steps lift those) on another target.
     let held: BTreeSet<std::net::IpAddr> = input
         .block_owners
-        .values()
-        .flat_map(|owners| owners.iter())
-        .filter(|(_, o)| o.iter().any(|o| !input.drops(o)))
-        .map(|(a, _)| *a)
+        .iter()
+        .flat_map(|(t, owners)| owners.iter().map(move |o| (t, o)))
+        .filter(|(t, (_, o))| **t != block.target || o.iter().any(|o| !input.drops(o)))
+        .map(|(_, (a, _))| *a)
         .collect();
     if let Some((address, policy)) =
         still_refused(ns, target, &release.changes, (&release.released, &held))

@@ -218,6 +218,34 @@ impl PodSelector {
             })
     }
 
+    /// The labels of a pod this selector selects, made up from it: its `matchLabels`, the first
+    /// value of each `In`, a value for each `Exists` (none for `NotIn` and `DoesNotExist`).
+    /// `None` when no such pod exists (an `In` and a `NotIn` of one key ruling each other out,
+    /// say).
+    pub fn representative(&self) -> Option<BTreeMap<String, String>> {
+        let mut labels: BTreeMap<String, String> = self
+            .match_labels
+            .iter()
+            .map(|(k, v)| (k.0.clone(), v.0.clone()))
+            .collect();
+        for r in &self.match_expressions {
+            match r.operator {
+                Operator::In => {
+                    if let Some(v) = r.values.first() {
+                        labels.entry(r.key.0.clone()).or_insert_with(|| v.0.clone());
+                    }
+                }
+                Operator::Exists => {
+                    labels
+                        .entry(r.key.0.clone())
+                        .or_insert_with(|| "custody-representative".to_owned());
+                }
+                Operator::NotIn | Operator::DoesNotExist => {}
+            }
+        }
+        self.matches(&labels).then_some(labels)
+    }
+
     /// The selector as the Kubernetes API type.
     pub fn to_k8s(&self) -> meta::LabelSelector {
         let match_labels = self
