@@ -316,8 +316,15 @@ pub fn describe(details: &Details) -> String {
             };
             match &p.lifts {
                 Some(l) if l.kind == super::entry::LiftKind::Expiry => format!(
-                    "expiry plan {} proposed by {by} (SHA-256 {}): lifts the blocks of plan {} whose expiry passed, pre-approved by it; to run by {}",
-                    p.plan, p.plan_sha256, l.plan, p.not_after
+                    "expiry plan {} proposed by custody{} (SHA-256 {}): lifts the blocks of plan {} whose expiry passed, pre-approved by it; to run by {}",
+                    p.plan,
+                    match &p.proposer {
+                        super::entry::ProposedBy::Collector { key_id } => format!(" with collector key {key_id}"),
+                        super::entry::ProposedBy::Person { .. } => format!(" — NOT: {by}"),
+                    },
+                    p.plan_sha256,
+                    l.plan,
+                    p.not_after
                 ),
                 Some(l) => format!(
                     "{} plan {} of plan {} proposed by {by} (SHA-256 {}), needs {} approvals by {}",

@@ -577,6 +577,20 @@ pub(super) fn approve(cli: &Cli, args: &ApproveArgs<'_>) -> Result<ExitCode> {
 /// `verify --approvers`: the plans' lines of the report, for people.
 pub(super) fn verified_plans(plans: &[crate::verify::PlanReport]) {
     for p in plans {
+        if p.required == 0 {
+            // An expiry: pre-approved by the plan whose blocks it lifts.
+            println!(
+                "plan {} of case {}: an expiry, needing no approvals: {}",
+                p.plan,
+                p.case,
+                if p.quorum_reached {
+                    "lawful"
+                } else {
+                    "NOT lawful (see the problems)"
+                }
+            );
+            continue;
+        }
         println!(
             "plan {} of case {}: quorum {} of {} {}",
             p.plan,
