@@ -240,7 +240,12 @@ impl Plan<Proposed> {
             Some(api_server_date),
         );
         let approved = approval::evaluate(&input)?;
-        Ok(Plan {
+        Ok(self.approved(approved))
+    }
+
+    /// This plan in state `Approved`: only `approve_check` and `expiry_check` call it.
+    fn approved(&self, approval: approval::Approved) -> Plan<Approved> {
+        Plan {
             doc: self.doc.clone(),
             bytes: self.bytes.clone(),
             digest: self.digest,
@@ -251,8 +256,8 @@ impl Plan<Proposed> {
             created_at: self.created_at,
             journaled_at: self.journaled_at,
             trusted: self.trusted.clone(),
-            state: Approved(approved),
-        })
+            state: Approved(approval),
+        }
     }
 }
 
@@ -288,19 +293,7 @@ impl Plan<Proposed> {
                 return Err(reasons);
             }
         };
-        Ok(Plan {
-            doc: self.doc.clone(),
-            bytes: self.bytes.clone(),
-            digest: self.digest,
-            proposer: self.proposer.clone(),
-            roster: self.roster.clone(),
-            roster_text: self.roster_text.clone(),
-            not_after: self.not_after,
-            created_at: self.created_at,
-            journaled_at: self.journaled_at,
-            trusted: self.trusted.clone(),
-            state: Approved(approval::Approved::pre_approved(lawful, now)),
-        })
+        Ok(self.approved(approval::Approved::pre_approved(lawful, now)))
     }
 }
 
