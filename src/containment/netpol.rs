@@ -76,6 +76,18 @@ pub use offenders::{Offenders, Owner, Owners};
 pub use release::{plan_release, Release, ReleaseInput, Rewritten};
 pub use selector::Labels;
 
+/// `policy` with `addresses` excepted wherever one of its rules would admit them (the rewrite
+/// a block makes of an operator policy), or `None` when nothing needs to change or it cannot
+/// be rewritten.
+pub fn excepting(
+    policy: &NetworkPolicy,
+    addresses: impl IntoIterator<Item = std::net::IpAddr>,
+) -> Option<NetworkPolicy> {
+    rewrite::rewrite_policy(policy, &Offenders::bare(addresses))
+        .ok()
+        .flatten()
+}
+
 /// A target of the containment policy: the pods of one namespace that its selector picks.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Target {

@@ -238,21 +238,44 @@ fn writes_reasons(
                     })
             })
         } else {
-            let restored = block
+            // What it was before the block, or that with the kept addresses excepted (a rule
+            // the block removed for them stays removed).
+            let kept_ips: Vec<std::net::IpAddr> = kept
+                .iter()
+                .filter_map(|c| crate::net::Cidr::parse(c).map(|c| c.network().addr()))
+                .collect();
+            let origins: Vec<serde_json::Value> = block
                 .changes
                 .iter()
                 .filter(|c| c.object.name == o.name)
-                .map(|c| c.before.as_ref())
-                .find(|b| after_shape.is_some() && shape(*b) == after_shape);
+                .filter_map(|c| c.before.clone())
+                .flat_map(|before| {
+                    let again = serde_json::from_value::<
+                        k8s_openapi::api::networking::v1::NetworkPolicy,
+                    >(before.clone())
+                    .ok()
+                    .and_then(|p| {
+                        crate::containment::netpol::excepting(&p, kept_ips.iter().copied())
+                    })
+                    .and_then(|p| serde_json::to_value(p).ok());
+                    std::iter::once(before).chain(again)
+                })
+                .collect();
+            let restored = origins
+                .iter()
+                .find(|b| after_shape.is_some() && shape(Some(*b)) == after_shape);
             match restored {
                 None => Some("changes it otherwise than by removing except entries or giving it back what the block changed".to_owned()),
                 Some(origin) => {
-                    let origin = except_lists(origin);
+                    let origin = except_lists(Some(origin));
                     let excepted: BTreeSet<&String> = before.iter().flatten().flatten().collect();
                     let found = positions(&origin, &after).find_map(|(was, is)| {
+                        let host = |e: &String| {
+                            crate::net::Cidr::parse(e).is_some_and(|c| c == crate::net::Cidr::host(c.addr()))
+                        };
                         if let Some(e) = is
                             .difference(was)
-                            .find(|e| !kept.contains(*e) && !excepted.contains(e))
+                            .find(|e| !(kept.contains(*e) || (excepted.contains(e) && host(e))))
                         {
                             return Some(format!("adds the except entry {e}"));
                         }
@@ -293,7 +316,7 @@ fn except_lists(policy: Option<&serde_json::Value>) -> Vec<Vec<BTreeSet<String>>
                         .filter_map(|e| e.as_str())
                         .map(|text| {
                             crate::net::Cidr::parse(text)
-                                .map_or_else(|| text.to_owned(), |c| c.to_string())
+                                .map_or_else(|| text.to_owned(), |c| c.network().to_string())
                         })
                         .collect()
                 })
