@@ -179,6 +179,41 @@ fn still_refused(
     None
 }
 
+/// Whether some pod's labels satisfy both `target` and `policy`'s pod selector: the target's
+/// representative labels, with the policy's `matchLabels` and a value for each `In` or
+/// `Exists` of a key the target leaves free, must satisfy both.
+fn could_select_both(
+    target: &crate::policy::containment::PodSelector,
+    policy: &NetworkPolicy,
+) -> bool {
+    let Some(mut labels) = target.representative() else {
+        return false;
+    };
+    let selector = policy.spec.as_ref().and_then(|s| s.pod_selector.as_ref());
+    for (k, v) in selector
+        .and_then(|s| s.match_labels.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        labels.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    for r in selector
+        .and_then(|s| s.match_expressions.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let value = match r.operator.as_str() {
+            "In" => r.values.as_ref().and_then(|v| v.first()).cloned(),
+            "Exists" => Some("custody-representative".to_owned()),
+            _ => None,
+        };
+        if let Some(value) = value {
+            labels.entry(r.key.clone()).or_insert(value);
+        }
+    }
+    target.matches(&labels) && netpol::selector::policy_selects_pod(policy, &labels)
+}
+
 /// The release of `block`, one executed block step of the lifted plan.
 fn release_step(input: &RollbackInput<'_>, block: &Step) -> Step {
     let method = match &block.detail {
@@ -281,20 +316,21 @@ fn release_step(input: &RollbackInput<'_>, block: &Step) -> Step {
             .iter()
             .filter(|t| t.name.as_str() == other && t.namespace.as_str() == block.namespace)
             .any(|t| {
-                // A pod with exactly the labels the target selects by (so scaled to zero, or
+                // A pod both the target and the policy could select (so scaled to zero, or
                 // between pods, it still counts), or one of its running pods.
-                let selected = t.pod_selector.representative();
-                let running = ns
-                    .pods
+                rewritten
                     .iter()
-                    .filter(|pod| is_running(pod))
-                    .filter(|pod| t.pod_selector.matches(&labels_of(pod)))
-                    .map(labels_of);
-                selected.into_iter().chain(running).any(|labels| {
-                    rewritten
+                    .any(|r| could_select_both(&t.pod_selector, &r.after))
+                    || ns
+                        .pods
                         .iter()
-                        .any(|r| netpol::selector::policy_selects_pod(&r.after, &labels))
-                })
+                        .filter(|pod| is_running(pod))
+                        .filter(|pod| t.pod_selector.matches(&labels_of(pod)))
+                        .any(|pod| {
+                            rewritten.iter().any(|r| {
+                                netpol::selector::policy_selects_pod(&r.after, &labels_of(pod))
+                            })
+                        })
             })
     };
     let held_elsewhere: BTreeSet<std::net::IpAddr> = input
@@ -414,6 +450,37 @@ mod tests {
                 "ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": excepts}}]}]}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_policy_selecting_a_label_the_target_does_not_name_can_still_select_its_pods() {
+        let containment = ContainmentPolicy::parse(
+            "containment.yaml",
+            include_str!("../../../tests/data/policies/containment.yaml"),
+        )
+        .unwrap();
+        let target = &containment.targets[0].pod_selector;
+        let selecting = |labels: serde_json::Value| -> NetworkPolicy {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "q"},
+                "spec": {"podSelector": {"matchLabels": labels}}
+            }))
+            .unwrap()
+        };
+        // Another label: a pod may carry both.
+        assert!(could_select_both(
+            target,
+            &selecting(serde_json::json!({"tier": "web"}))
+        ));
+        // The target's own key with another value: no pod carries both.
+        let mut other = target.representative().unwrap();
+        for v in other.values_mut() {
+            v.push_str("-other");
+        }
+        assert!(!could_select_both(
+            target,
+            &selecting(serde_json::to_value(other).unwrap())
+        ));
     }
 
     #[test]
