@@ -64,14 +64,19 @@ pub async fn expire_blocks_every(
 impl Daemon {
     /// One round: nothing is read from the cluster unless a claim is due.
     pub(super) fn expire_blocks(&self, handle: &tokio::runtime::Handle) {
-        match expire::anything_to_do(self.store.as_ref(), &self.key) {
-            Ok(false) => return,
-            Ok(true) => {}
+        let backoff = &self.block_expiry_backoff;
+        let mut work = match expire::work(self.store.as_ref(), &self.key) {
+            Ok(work) => work,
             Err(e) => {
                 self.metrics.block_expiry("error");
                 tracing::warn!(error = %e, "cannot read the owners of blocked addresses; expiring at the next round");
                 return;
             }
+        };
+        let now = Instant::now();
+        work.retain(|key| backoff.ready(key, now));
+        if work.is_empty() {
+            return;
         }
         let cluster = match handle.block_on(crate::kube::connect(
             self.kubeconfig.as_deref(),
@@ -93,25 +98,15 @@ impl Daemon {
             cluster: &cluster,
             handle,
         };
-        let now = Instant::now();
-        let backoff = &self.block_expiry_backoff;
-        match expire::expire_due_where(&ctx, |key| backoff.ready(key, now)) {
-            Ok(expiries) => {
-                for e in &expiries {
-                    backoff.record(
-                        (e.case.clone(), e.plan.clone()),
-                        e.status == Status::Expired,
-                        Instant::now(),
-                    );
-                    let outcome = serde_json::to_value(e.status).ok();
-                    self.metrics
-                        .block_expiry(outcome.as_ref().and_then(|v| v.as_str()).unwrap_or("error"));
-                }
-            }
-            Err(e) => {
-                self.metrics.block_expiry("error");
-                tracing::warn!(error = %e, "cannot read the owners of blocked addresses; expiring at the next round");
-            }
+        for e in &expire::expire(&ctx, work) {
+            backoff.record(
+                (e.case.clone(), e.plan.clone()),
+                e.status == Status::Expired,
+                Instant::now(),
+            );
+            let outcome = serde_json::to_value(e.status).ok();
+            self.metrics
+                .block_expiry(outcome.as_ref().and_then(|v| v.as_str()).unwrap_or("error"));
         }
     }
 }

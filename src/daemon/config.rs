@@ -146,8 +146,8 @@ pub struct Limits {
     #[serde(default = "default_plan_rescan")]
     pub plan_rescan_seconds: u64,
     /// Seconds between looks for blocks whose expiry passed (lifted by an expiry plan). Each
-    /// look reads the journals of the cases that block addresses; the cluster is read only when
-    /// a block is due.
+    /// look reads every case's journal (twice: for the owners of blocked addresses, and for
+    /// expiries left open); the cluster is read only when a block is due.
     #[serde(default = "default_block_expiry")]
     pub block_expiry_seconds: u64,
 }

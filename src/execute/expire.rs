@@ -121,32 +121,20 @@ pub fn due(
     Ok(out)
 }
 
-/// Whether an expiry run has anything to do: a claim due by custody's clock (the cut-off, the
-/// earlier of it and the API server's, is taken once the cluster is read), or an expiry
-/// execution left open. Nothing is read from the cluster.
-pub fn anything_to_do(store: &dyn Store, key: &SigningKey) -> Result<bool, String> {
-    let now = OffsetDateTime::now_utc();
-    Ok(!due(store, key, now)?.is_empty() || !open_expiries(store)?.is_empty())
-}
-
-/// Lifts every claim whose expiry passed, one executed plan at a time, each under its case's
-/// claim. `Err`: the owners could not be read, so nothing was tried.
-pub fn expire_due(ctx: &Context<'_>) -> Result<Vec<Expiry>, String> {
-    expire_due_where(ctx, |_| true)
-}
-
-/// `expire_due` for the (case, plan) pairs `wanted` accepts (the daemon backs off from those
-/// that failed).
-pub fn expire_due_where(
-    ctx: &Context<'_>,
-    wanted: impl Fn(&(CaseId, PlanId)) -> bool,
-) -> Result<Vec<Expiry>, String> {
+/// What an expiry run has to do, read from the store alone (nothing from the cluster): each
+/// executed plan with a claim due by custody's clock (the cut-off, the earlier of it and the
+/// API server's, is taken once the cluster is read), and each whose expiry execution was left
+/// open — carried on even when its claims were released already (the actions bundle to seal).
+pub fn work(store: &dyn Store, key: &SigningKey) -> Result<BTreeSet<(CaseId, PlanId)>, String> {
     let now = whole_second(OffsetDateTime::now_utc());
-    let mut work: BTreeSet<(CaseId, PlanId)> = due(ctx.store, ctx.key, now)?.into_keys().collect();
-    // An expiry whose execution stopped part-way (or whose actions bundle is not sealed) is
-    // carried on even when its claims were released already.
-    work.extend(open_expiries(ctx.store)?);
-    work.retain(|w| wanted(w));
+    let mut work: BTreeSet<(CaseId, PlanId)> = due(store, key, now)?.into_keys().collect();
+    work.extend(open_expiries(store)?);
+    Ok(work)
+}
+
+/// Lifts the expired claims of each executed plan of `work` (`work`), one at a time, each
+/// under its case's claim.
+pub fn expire(ctx: &Context<'_>, work: BTreeSet<(CaseId, PlanId)>) -> Vec<Expiry> {
     let mut out = Vec::new();
     for (case, plan) in work {
         let mut expiry = Expiry {
@@ -187,7 +175,7 @@ pub fn expire_due_where(
         log(&expiry);
         out.push(expiry);
     }
-    Ok(out)
+    out
 }
 
 fn log(e: &Expiry) {

@@ -274,24 +274,37 @@ fn check_executed(
                 ),
             );
         }
-        if at > plan.not_after() {
-            report.problem(
-                "executed_after_not_after",
-                subject.clone(),
-                format!(
-                    "entry {seq} starts executing plan {id} at {}, after its not_after {}",
-                    started.at,
-                    plan.doc().not_after
-                ),
-            );
-        }
-        if seq <= plan.doc().evidence.journal_head.seq {
-            report.problem(
-                "execution_before_evidence",
-                subject,
-                format!("entry {seq} starts executing plan {id} before the evidence it pins was sealed (journal head {})", plan.doc().evidence.journal_head.seq),
-            );
-        }
+        check_start_times((id, plan), started, at, report);
+    }
+}
+
+/// An execution of `plan` starting at `started` (journal time `at`) must start before the
+/// plan's `not_after` and after the evidence it pins was sealed.
+fn check_start_times(
+    (id, plan): (&PlanId, &crate::plan::Plan<crate::plan::Proposed>),
+    started: &crate::case::Entry,
+    at: time::OffsetDateTime,
+    report: &mut Report,
+) {
+    let seq = started.seq;
+    let subject = StoreKey::JournalEntry(plan.case().clone(), seq).path();
+    let doc = plan.doc();
+    if at > plan.not_after() {
+        report.problem(
+            "executed_after_not_after",
+            subject.clone(),
+            format!(
+                "entry {seq} starts executing plan {id} at {}, after its not_after {}",
+                started.at, doc.not_after
+            ),
+        );
+    }
+    if seq <= doc.evidence.journal_head.seq {
+        report.problem(
+            "execution_before_evidence",
+            subject,
+            format!("entry {seq} starts executing plan {id} before the evidence it pins was sealed (journal head {})", doc.evidence.journal_head.seq),
+        );
     }
 }
 
@@ -384,23 +397,7 @@ fn check_expiry_executed(
                 ),
             );
         }
-        if at > plan.not_after() {
-            report.problem(
-                "executed_after_not_after",
-                subject.clone(),
-                format!(
-                    "entry {seq} starts executing plan {id} at {}, after its not_after {}",
-                    started.at, doc.not_after
-                ),
-            );
-        }
-        if seq <= doc.evidence.journal_head.seq {
-            report.problem(
-                "execution_before_evidence",
-                subject,
-                format!("entry {seq} starts executing plan {id} before the evidence it pins was sealed (journal head {})", doc.evidence.journal_head.seq),
-            );
-        }
+        check_start_times((id, plan), started, at, report);
     }
     Ok(report.problems.len() == before)
 }

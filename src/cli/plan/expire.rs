@@ -52,9 +52,9 @@ pub(in crate::cli) fn expire(
     let key = collector(cli, public_key)?;
     let store = open(cli)?;
     let policies = crate::policy::load(policy_dir(cli).as_deref())?;
-    match expire::anything_to_do(store.as_ref(), &key) {
-        Ok(true) => {}
-        Ok(false) => return print_expiries(cli, &[]),
+    let work = match expire::work(store.as_ref(), &key) {
+        Ok(work) if work.is_empty() => return print_expiries(cli, &[]),
+        Ok(work) => work,
         Err(e) => {
             eprintln!(
                 "error: nothing was expired: the owners of blocked addresses cannot be read: {}",
@@ -62,7 +62,7 @@ pub(in crate::cli) fn expire(
             );
             return Ok(ExitCode::from(1));
         }
-    }
+    };
     let runtime = runtime()?;
     let cluster = runtime
         .block_on(crate::kube::connect(None, context))
@@ -78,17 +78,7 @@ pub(in crate::cli) fn expire(
         cluster: &cluster,
         handle: runtime.handle(),
     };
-    let expiries = match expire::expire_due(&ctx) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!(
-                "error: nothing was expired: the owners of blocked addresses cannot be read: {}",
-                esc(&e)
-            );
-            return Ok(ExitCode::from(1));
-        }
-    };
-    print_expiries(cli, &expiries)
+    print_expiries(cli, &expire::expire(&ctx, work))
 }
 
 fn print_expiries(cli: &Cli, expiries: &[expire::Expiry]) -> Result<ExitCode> {
